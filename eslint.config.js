@@ -1,0 +1,29 @@
+// Lint: the recommended TypeScript rules, plus the module boundaries of docs/ARCHITECTURE.md
+// (the SPIFFE primitives import nothing above them; server and agent never import each other).
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const boundary = (from, forbidden) => ({
+  files: [`src/${from}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': ['error', {
+      patterns: forbidden.map((group) => ({ group: [group], message: `${from} must not import ${group} (see docs/ARCHITECTURE.md)` })),
+    }],
+  },
+});
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'dashboards/**', 'coverage/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-console': 'off',
+    },
+  },
+  boundary('identity-plane/spiffe', ['**/server/**', '**/agent/**', '**/cli/**', '**/probes/**', '**/exporter/**', '**/chaos/**']),
+  boundary('identity-plane/server', ['**/agent/**', '**/cli/**']),
+  boundary('identity-plane/agent', ['**/server/**', '**/cli/**']),
+  boundary('common', ['**/identity-plane/**', '**/cli/**', '**/probes/**', '**/exporter/**', '**/chaos/**']),
+);

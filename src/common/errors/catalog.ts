@@ -1,0 +1,158 @@
+/**
+ * The one catalogue of svidscope error codes.
+ *
+ * Codes are stable literal strings: for SPIFFE rules they are exactly the conformance categories
+ * (`../shared/conformance/README.md`), every other code follows the same kebab-case
+ * `<area>-<condition>` form. Each row says how the error surfaces on the wire (gRPC status),
+ * on the command line (exit code) and over HTTP. `docs/errors.md` lists every row; a test keeps
+ * the two in step.
+ */
+
+/** gRPC status codes (numeric values from the gRPC spec; kept here so `common/` needs no grpc-js import). */
+export const GrpcStatus = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
+
+/** CLI exit codes: 1 = the input was checked and is invalid; 2 = usage/config; 3 = I/O; 4 = remote refused; 5 = internal. */
+export const ExitCode = { OK: 0, INVALID: 1, USAGE: 2, IO: 3, REMOTE: 4, INTERNAL: 5 } as const;
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+export interface CatalogRow {
+  /** What the code means, in one line (used by docs/errors.md). */
+  readonly meaning: string;
+  readonly grpc: GrpcStatusCode;
+  readonly exit: ExitCodeValue;
+  readonly http: number;
+}
+
+const invalid = (meaning: string): CatalogRow => ({ meaning, grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.INVALID, http: 400 });
+const denied = (meaning: string): CatalogRow => ({ meaning, grpc: GrpcStatus.PERMISSION_DENIED, exit: ExitCode.INVALID, http: 403 });
+
+export const errorCatalog = {
+  // SPIFFE ID, trust domain and path (conformance categories)
+  'empty': invalid('the SPIFFE ID is empty'),
+  'wrong-scheme': invalid('the scheme is not lowercase "spiffe"'),
+  'missing-trust-domain': invalid('the trust domain is missing'),
+  'bad-trust-domain-char': invalid('the trust domain holds a character outside a-z 0-9 . - _'),
+  'bad-path-char': invalid('a path segment holds a character outside a-z A-Z 0-9 . - _'),
+  'bad-path-segment-dot': invalid('a path segment is "." or ".."'),
+  'trailing-slash': invalid('the path ends with a slash'),
+  'empty-segment': invalid('the path holds an empty segment'),
+  'no-leading-slash': invalid('the path does not start with a slash'),
+  'id-too-long': invalid('the SPIFFE ID or trust domain exceeds its length limit'),
+
+  // X509-SVID (conformance categories)
+  'empty-chain': invalid('the certificate chain is empty'),
+  'no-certificates': invalid('the input holds no certificate'),
+  'not-pem': invalid('the input is not PEM'),
+  'malformed-certificate': invalid('a certificate cannot be decoded'),
+  'malformed-private-key': invalid('the private key cannot be decoded'),
+  'no-private-key': invalid('the input holds no private key'),
+  'key-mismatch': invalid('the private key does not match the leaf certificate'),
+  'missing-uri-san': invalid('the leaf certificate has no URI SAN'),
+  'multiple-uri-sans': invalid('the leaf certificate has more than one URI SAN'),
+  'invalid-spiffe-id': invalid('the URI SAN is not a valid SPIFFE ID'),
+  'leaf-root-path': invalid('the leaf SPIFFE ID has no path'),
+  'leaf-is-ca': invalid('the leaf certificate has CA=true'),
+  'leaf-key-cert-sign': invalid('the leaf certificate has the keyCertSign key usage'),
+  'leaf-crl-sign': invalid('the leaf certificate has the cRLSign key usage'),
+  'leaf-no-digital-signature': invalid('the leaf certificate lacks the digitalSignature key usage'),
+  'signing-cert-not-ca': invalid('a signing certificate has CA=false'),
+  'signing-cert-no-key-cert-sign': invalid('a signing certificate lacks the keyCertSign key usage'),
+  'bundle-required': invalid('no bundle was given to verify against'),
+  'no-bundle-for-trust-domain': invalid('no bundle holds authorities for the SVID trust domain'),
+  'unknown-authority': invalid('the chain does not lead to an authority of the bundle'),
+  'expired': invalid('the SVID or a certificate of its chain has expired'),
+  'not-yet-valid': invalid('the SVID or a certificate of its chain is not valid yet'),
+
+  // JWT-SVID (conformance categories; `expired`/`not-yet-valid` shared with X509 above)
+  'malformed': invalid('the token is not a well-formed compact JWS'),
+  'unsupported-alg': invalid('the token algorithm is not on the allow-list'),
+  'bad-typ': invalid('the token typ header is neither JWT nor JOSE'),
+  'missing-kid': invalid('the token header has no kid'),
+  'unknown-kid': invalid('no JWT authority of the bundle has the token kid'),
+  'missing-sub': invalid('the token has no sub claim'),
+  'invalid-sub': invalid('the sub claim is not a valid SPIFFE ID'),
+  'missing-exp': invalid('the token has no exp claim'),
+  'missing-aud': invalid('the token has no aud claim'),
+  'empty-expected-audience': invalid('no expected audience was given'),
+  'audience-mismatch': invalid('no expected audience is in the token aud claim'),
+  'issued-in-future': invalid('iat or nbf lies in the future beyond the leeway'),
+  'no-bundle': invalid('no JWT bundle for the sub trust domain'),
+  'signature-invalid': invalid('the token signature does not verify'),
+
+  // Trust bundles (conformance categories)
+  'malformed-json': invalid('the bundle document is not JSON'),
+  'keys-missing': invalid('the bundle document has no keys member'),
+  'invalid-jwk': invalid('a JWK of the bundle is invalid'),
+  'jwt-authority-missing-kid': invalid('a JWT authority has no kid'),
+  'unsupported-key-type': invalid('a key type is not supported'),
+  'x509-entry-not-single-cert': invalid('an x509-svid entry does not hold exactly one certificate'),
+  'bundle-trust-domain-mismatch': invalid('the bundle belongs to another trust domain'),
+
+  // Minting and CA
+  'csr-invalid': invalid('the CSR cannot be decoded or its signature does not verify'),
+  'ttl-invalid': invalid('the requested TTL is out of bounds'),
+  'ca-key-mismatch': invalid('the CA key does not match the CA certificate'),
+  'unsupported-key': invalid('the key algorithm is not supported for this use'),
+
+  // General
+  'config-invalid': { meaning: 'the configuration is invalid', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
+  'usage': { meaning: 'the command line is invalid', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
+  'io-error': { meaning: 'a file or socket cannot be read or written', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.IO, http: 503 },
+  'not-found': { meaning: 'the record does not exist', grpc: GrpcStatus.NOT_FOUND, exit: ExitCode.REMOTE, http: 404 },
+  'already-exists': { meaning: 'the record exists already', grpc: GrpcStatus.ALREADY_EXISTS, exit: ExitCode.REMOTE, http: 409 },
+  'permission-denied': denied('the caller is not authorized for this request'),
+  'unauthenticated': { meaning: 'the caller presented no valid credential', grpc: GrpcStatus.UNAUTHENTICATED, exit: ExitCode.REMOTE, http: 401 },
+  'unavailable': { meaning: 'a dependency is unreachable; retry later', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
+  'internal': { meaning: 'an unexpected fault; see the logs', grpc: GrpcStatus.INTERNAL, exit: ExitCode.INTERNAL, http: 500 },
+} as const satisfies Record<string, CatalogRow>;
+
+export type ErrorCode = keyof typeof errorCatalog;
+export const errorCodes = Object.keys(errorCatalog) as ErrorCode[];
+
+/** The base of every error svidscope throws on purpose: a stable `code`, a rule-naming message, the cause kept aside. */
+export class SvidscopeError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SvidscopeError';
+    this.code = code;
+  }
+  get grpcStatus(): GrpcStatusCode {
+    return errorCatalog[this.code].grpc;
+  }
+  get exitCode(): ExitCodeValue {
+    return errorCatalog[this.code].exit;
+  }
+  get httpStatus(): number {
+    return errorCatalog[this.code].http;
+  }
+}
+
+export function isSvidscopeError(err: unknown): err is SvidscopeError {
+  return err instanceof SvidscopeError;
+}
+
+/** Returns a thrower bound to an area prefix, go-spiffe style: `fail('leaf-is-ca', 'leaf certificate must not have CA flag set to true')`. */
+export function errorFactory(area: string) {
+  return (code: ErrorCode, message: string, cause?: unknown): SvidscopeError =>
+    new SvidscopeError(code, `${area}: ${message}`, cause === undefined ? undefined : { cause });
+}

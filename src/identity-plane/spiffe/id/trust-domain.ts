@@ -1,0 +1,47 @@
+import { isTrustDomainChar } from './charset.js';
+import { messages, spiffeIdError } from './errors.js';
+import { parseSpiffeId } from './spiffe-id.js';
+
+/** The RFC 3986 host limit the SPIFFE-ID standard applies to trust domain names. */
+export const MAX_TRUST_DOMAIN_BYTES = 255;
+
+/** A trust domain name, validated. Compare with `equals` or by `name`. */
+export class TrustDomain {
+  /** @internal use parseTrustDomain */
+  constructor(readonly name: string) {}
+  /** The trust domain's own SPIFFE ID, `spiffe://<name>`. */
+  get idString(): string {
+    return 'spiffe://' + this.name;
+  }
+  equals(other: TrustDomain | undefined): boolean {
+    return other !== undefined && other.name === this.name;
+  }
+  toString(): string {
+    return this.name;
+  }
+  toJSON(): string {
+    return this.name;
+  }
+}
+
+/**
+ * Parses a trust domain from its bare name ("example.org") or, when the input holds ":/",
+ * from a SPIFFE ID string ("spiffe://example.org/path"), as SPIFFE libraries do.
+ */
+export function parseTrustDomain(input: string): TrustDomain {
+  if (input.includes(':/')) return parseSpiffeId(input).trustDomain;
+  validateTrustDomainName(input);
+  return new TrustDomain(input);
+}
+
+export function validateTrustDomainName(name: string): void {
+  if (name === '') throw spiffeIdError('missing-trust-domain', messages.missingTrustDomain);
+  for (let i = 0; i < name.length; i++) {
+    if (!isTrustDomainChar(name.charCodeAt(i))) throw spiffeIdError('bad-trust-domain-char', messages.badTrustDomainChar);
+  }
+}
+
+/** For constants and tests only: throws on an invalid name. */
+export function mustTrustDomain(input: string): TrustDomain {
+  return parseTrustDomain(input);
+}
