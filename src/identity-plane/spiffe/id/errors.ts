@@ -9,7 +9,7 @@ export const messages = {
   missingTrustDomain: 'trust domain is missing',
   badTrustDomainChar: 'trust domain may only hold lowercase letters, digits, dots, dashes and underscores',
   badPathChar: 'path segments may only hold letters, digits, dots, dashes and underscores',
-  dotSegment: 'path cannot hold "." or ".." segments',
+  dotSegment: 'path cannot hold dot segments ("." or "..")',
   emptySegment: 'path cannot hold empty segments',
   trailingSlash: 'path cannot end with a slash',
   noLeadingSlash: 'path must start with a slash',

@@ -1,0 +1,6 @@
+import { renderErrorsDoc } from './common/errors/docs.js';
+
+/** Every file generated from code, with its renderer. `npm run generate` writes them; a test checks them. */
+export function generatedArtefacts(): { file: string; render: () => string }[] {
+  return [{ file: 'docs/errors.md', render: renderErrorsDoc }];
+}
