@@ -123,6 +123,10 @@ export const errorCatalog = {
   'unauthenticated': { meaning: 'the caller presented no valid credential', grpc: GrpcStatus.UNAUTHENTICATED, exit: ExitCode.REMOTE, http: 401 },
   'unavailable': { meaning: 'a dependency is unreachable; retry later', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
   'internal': { meaning: 'an unexpected fault; see the logs', grpc: GrpcStatus.INTERNAL, exit: ExitCode.INTERNAL, http: 500 },
+
+  // Datastore
+  'bundle-sequence-regressed': { meaning: 'the bundle sequence number is lower than the stored one', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
+  'entry-revision-conflict': { meaning: 'the entry changed since the revision the update was based on', grpc: GrpcStatus.ABORTED, exit: ExitCode.REMOTE, http: 409 },
 } as const satisfies Record<string, CatalogRow>;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -1,0 +1,162 @@
+import * as grpc from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../../../common/clock.js';
+import type { Logger } from '../../../common/log.js';
+import { parseSpiffeId, spiffeIdFromPath, type TrustDomain } from '../../spiffe/id/index.js';
+import type { BundlePublisher } from '../bundle/publisher.js';
+import type { CaManager } from '../ca/manager.js';
+import type { KeyKind } from '../ca/journal.js';
+import type { Datastore, RegistrationEntry } from '../datastore/types.js';
+import { JOIN_TOKEN_TYPE } from '../attestor-node/join-token.js';
+import type { EntryCache } from '../registration/entry-cache.js';
+import { SERVER_ID_PATH, validateEntry, type EntryFields } from '../registration/validate.js';
+import { StatusError, toNumber, unary } from './grpc.js';
+import { entryMessage, type EntryMsg } from './messages.js';
+
+export interface AdminServiceDeps {
+  trustDomain: TrustDomain;
+  datastore: Datastore;
+  ca: CaManager;
+  bundles: BundlePublisher;
+  entries: EntryCache;
+  clock: Clock;
+  logger: Logger;
+  maxSvidTtlSeconds: number;
+  observe?: (method: string, code: grpc.status, seconds: number) => void;
+}
+
+/** The admin API (local Unix socket): registration entries, join tokens, agents, bundles, CA. */
+export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceImplementation {
+  const { trustDomain, datastore, ca, bundles, entries, clock, logger } = deps;
+  const wrap = <Req, Res>(method: string, fn: (req: Req) => Promise<Res>) => unary<Req, Res>(logger, method, fn, deps.observe);
+
+  const fieldsOf = (m: Partial<EntryMsg>): EntryFields => ({
+    spiffeId: m.spiffe_id ?? '',
+    parentId: m.parent_id ?? '',
+    selectors: (m.selectors ?? []).map((s) => ({ type: s.type, value: s.value })),
+    x509SvidTtl: m.x509_svid_ttl ?? 0,
+    jwtSvidTtl: m.jwt_svid_ttl ?? 0,
+    dnsNames: m.dns_names ?? [],
+    federatesWith: m.federates_with ?? [],
+    admin: m.admin ?? false,
+    downstream: m.downstream ?? false,
+    expiresAt: toNumber(m.expires_at),
+    hint: m.hint ?? '',
+  });
+
+  const validated = async (m: Partial<EntryMsg>) => {
+    const fields = fieldsOf(m);
+    const known = new Set((await datastore.listBundles()).map((b) => b.trustDomain));
+    validateEntry(fields, { trustDomain, maxSvidTtlSeconds: deps.maxSvidTtlSeconds, hasFederatedBundle: (td) => known.has(td) });
+    return fields;
+  };
+
+  const toRecord = (f: EntryFields) => ({
+    spiffeId: f.spiffeId, parentId: f.parentId, selectors: f.selectors, x509SvidTtl: f.x509SvidTtl, jwtSvidTtl: f.jwtSvidTtl,
+    dnsNames: f.dnsNames, federatesWith: f.federatesWith.map((td) => td.replace(/^spiffe:\/\//, '')), admin: f.admin, downstream: f.downstream,
+    expiresAt: f.expiresAt ? new Date(f.expiresAt * 1000) : null, hint: f.hint,
+  });
+
+  const duplicateOf = async (f: EntryFields, exceptId?: string): Promise<RegistrationEntry | undefined> => {
+    const key = (sel: readonly { type: string; value: string }[]) => sel.map((s) => `${s.type}:${s.value}`).sort().join('\n');
+    const same = await datastore.listEntries({ spiffeId: f.spiffeId, parentId: f.parentId });
+    return same.find((e) => e.id !== exceptId && key(e.selectors) === key(f.selectors));
+  };
+
+  return {
+    ListEntries: wrap('ListEntries', async (req: { filter?: { by_spiffe_id: string; by_parent_id: string; by_selectors: { type: string; value: string }[] } }) => {
+      const f = req.filter;
+      const list = await datastore.listEntries({
+        spiffeId: f?.by_spiffe_id || undefined,
+        parentId: f?.by_parent_id || undefined,
+        selectors: f?.by_selectors?.length ? { selectors: f.by_selectors, match: 'superset' } : undefined,
+      });
+      return { entries: list.map(entryMessage) };
+    }),
+    GetEntry: wrap('GetEntry', async (req: { id: string }) => entryMessage(await datastore.getEntry(req.id))),
+    CreateEntry: wrap('CreateEntry', async (req: { entry?: EntryMsg }) => {
+      if (!req.entry) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'entry is required');
+      const fields = await validated(req.entry);
+      const dup = await duplicateOf(fields);
+      if (dup) throw new StatusError(grpc.status.ALREADY_EXISTS, `an entry with this spiffe_id, parent_id and selectors exists already: ${dup.id}`);
+      const created = await datastore.createEntry({ ...toRecord(fields), id: req.entry.id || undefined }, clock.now());
+      await entries.refresh();
+      logger.info({ entryId: created.id, spiffeId: created.spiffeId }, 'entry created');
+      return entryMessage(created);
+    }),
+    UpdateEntry: wrap('UpdateEntry', async (req: { entry?: EntryMsg }) => {
+      if (!req.entry?.id) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'entry.id is required');
+      await datastore.getEntry(req.entry.id);
+      const fields = await validated(req.entry);
+      const dup = await duplicateOf(fields, req.entry.id);
+      if (dup) throw new StatusError(grpc.status.ALREADY_EXISTS, `another entry has this spiffe_id, parent_id and selectors: ${dup.id}`);
+      const updated = await datastore.updateEntry({ ...toRecord(fields), id: req.entry.id });
+      await entries.refresh();
+      return entryMessage(updated);
+    }),
+    DeleteEntry: wrap('DeleteEntry', async (req: { id: string }) => {
+      await datastore.deleteEntry(req.id);
+      await entries.refresh();
+      return {};
+    }),
+    CreateJoinToken: wrap('CreateJoinToken', async (req: { ttl: number; token: string; agent_id: string }) => {
+      if (!Number.isInteger(req.ttl) || req.ttl < 1) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'ttl must be at least 1 second');
+      const token = req.token || randomUUID();
+      const agentIdForToken = spiffeIdFromPath(trustDomain, `/spire/agent/${JOIN_TOKEN_TYPE}/${token}`); // validates the token's charset
+      const expiresAt = new Date(clock.nowMs() + req.ttl * 1000);
+      if (req.agent_id) {
+        const alias = parseSpiffeId(req.agent_id);
+        if (!alias.memberOf(trustDomain)) throw new StatusError(grpc.status.INVALID_ARGUMENT, `agent_id ${alias} is not in trust domain ${trustDomain.name}`);
+      }
+      await datastore.createJoinToken({ token, expiresAt });
+      if (req.agent_id) {
+        // An alias so operators can name the agent: parent = the server, matched by the join-token agent's node selector.
+        await datastore.createEntry({
+          spiffeId: req.agent_id, parentId: spiffeIdFromPath(trustDomain, SERVER_ID_PATH).toString(),
+          selectors: [{ type: 'spiffe_id', value: agentIdForToken.toString() }], x509SvidTtl: 0, jwtSvidTtl: 0, dnsNames: [],
+          federatesWith: [], admin: false, downstream: false, expiresAt: null, hint: '',
+        }, clock.now());
+        await entries.refresh();
+      }
+      return { value: token, expires_at: String(Math.floor(expiresAt.getTime() / 1000)) };
+    }),
+    ListAgents: wrap('ListAgents', async () => ({
+      agents: (await datastore.listAgents()).map((a) => ({
+        id: a.spiffeId, attestation_type: a.attestationType, x509svid_serial_number: a.serialNumber,
+        x509svid_expires_at: String(Math.floor(a.expiresAt.getTime() / 1000)), selectors: [...a.selectors], banned: a.banned,
+      })),
+    })),
+    EvictAgent: wrap('EvictAgent', async (req: { id: string }) => {
+      await datastore.deleteAgent(req.id);
+      logger.info({ agentId: req.id }, 'agent evicted');
+      return {};
+    }),
+    BanAgent: wrap('BanAgent', async (req: { id: string }) => {
+      await datastore.setAgentBanned(req.id, true, clock.now());
+      logger.info({ agentId: req.id }, 'agent banned');
+      return {};
+    }),
+    GetBundle: wrap('GetBundle', async (req: { trust_domain: string }) => {
+      const td = (req.trust_domain || trustDomain.name).replace(/^spiffe:\/\//, '');
+      if (td === trustDomain.name) await bundles.sync();
+      const stored = await datastore.getBundle(td);
+      return { trust_domain: stored.trustDomain, document: stored.document, sequence_number: stored.sequence.toString() };
+    }),
+    ListBundles: wrap('ListBundles', async () => ({
+      bundles: (await datastore.listBundles()).map((b) => ({ trust_domain: b.trustDomain, document: b.document, sequence_number: b.sequence.toString() })),
+    })),
+    CaStatus: wrap('CaStatus', async () => caStatus(ca)),
+    RotateCa: wrap('RotateCa', async (req: { kind: string }) => {
+      if (req.kind !== 'x509' && req.kind !== 'jwt') throw new StatusError(grpc.status.INVALID_ARGUMENT, 'kind must be x509 or jwt');
+      ca.forceRotate(req.kind as KeyKind);
+      await bundles.sync();
+      return caStatus(ca);
+    }),
+  };
+}
+
+function caStatus(ca: CaManager) {
+  return {
+    slots: ca.status().map((s) => ({ kind: s.kind, phase: s.phase, key_id: s.id, not_before: String(Math.floor(s.notBefore / 1000)), not_after: String(Math.floor(s.notAfter / 1000)) })),
+  };
+}

@@ -1,0 +1,93 @@
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isSvidscopeError } from '../../../common/errors/catalog.js';
+import type { Logger } from '../../../common/log.js';
+
+const protoDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'proto');
+
+// int64/uint64 arrive as strings so uint64 bundle sequences keep every bit; see toBigInt/toNumber.
+const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [protoDir] };
+
+let cached: { node: grpc.ServiceDefinition; admin: grpc.ServiceDefinition; nodeClient: grpc.ServiceClientConstructor; adminClient: grpc.ServiceClientConstructor } | undefined;
+
+/** The server's two gRPC services, loaded from the .proto files beside this module. */
+export function serverServices() {
+  if (!cached) {
+    const nodeDef = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(protoDir, 'node.proto'), LOADER_OPTIONS)) as unknown as {
+      svidscope: { server: { v1: { Node: grpc.ServiceClientConstructor } } };
+    };
+    const adminDef = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(protoDir, 'admin.proto'), LOADER_OPTIONS)) as unknown as {
+      svidscope: { admin: { v1: { Admin: grpc.ServiceClientConstructor } } };
+    };
+    const nodeClient = nodeDef.svidscope.server.v1.Node;
+    const adminClient = adminDef.svidscope.admin.v1.Admin;
+    cached = { node: nodeClient.service, admin: adminClient.service, nodeClient, adminClient };
+  }
+  return cached;
+}
+
+export function toNumber(v: string | number | undefined | null): number {
+  return v === undefined || v === null || v === '' ? 0 : Number(v);
+}
+
+/** A gRPC error with a status code, as grpc-js expects (a string `code` would become UNKNOWN). */
+export class StatusError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Maps any thrown error to a gRPC status once, at the handler boundary. Our errors carry their
+ * status in the catalogue; NotFound hides inner details (SPIRE does the same), unexpected faults
+ * become INTERNAL with a fixed message and are logged with their stack.
+ */
+export function toServiceError(err: unknown, logger: Logger, method: string): grpc.ServiceError {
+  let code: grpc.status;
+  let details: string;
+  if (err instanceof StatusError) {
+    code = err.code;
+    details = err.message;
+  } else if (isSvidscopeError(err)) {
+    code = err.grpcStatus as number as grpc.status;
+    details = err.message;
+  } else {
+    code = grpc.status.INTERNAL;
+    details = 'internal error';
+    logger.error({ err, method }, 'unexpected error in handler');
+  }
+  const e = new Error(details) as grpc.ServiceError;
+  e.code = code;
+  e.details = details;
+  e.metadata = new grpc.Metadata();
+  return e;
+}
+
+/** Adapts an async handler to grpc-js's callback style with the error mapping above. */
+export function unary<Req, Res>(
+  logger: Logger,
+  method: string,
+  handler: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+  observe?: (method: string, code: grpc.status, seconds: number) => void,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    const start = process.hrtime.bigint();
+    handler(call.request, call).then(
+      (res) => {
+        observe?.(method, grpc.status.OK, Number(process.hrtime.bigint() - start) / 1e9);
+        callback(null, res);
+      },
+      (err: unknown) => {
+        const serviceError = toServiceError(err, logger, method);
+        observe?.(method, serviceError.code, Number(process.hrtime.bigint() - start) / 1e9);
+        logger.debug({ method, code: grpc.status[serviceError.code], msg: serviceError.details }, 'request refused');
+        callback(serviceError, null);
+      },
+    );
+  };
+}

@@ -1,0 +1,57 @@
+import type { SpiffeBundle } from '../../spiffe/bundle/index.js';
+import type { RegistrationEntry } from '../datastore/types.js';
+
+/** Wire shapes of node.proto as proto-loader presents them (keepCase, int64 as strings). */
+export interface X509SvidMsg {
+  cert_chain: Buffer[];
+  spiffe_id: string;
+  expires_at: string;
+  hint: string;
+  entry_id: string;
+}
+
+export interface BundleMsg {
+  trust_domain: string;
+  document: Buffer;
+  sequence_number: string;
+}
+
+export interface EntryMsg {
+  id: string;
+  spiffe_id: string;
+  parent_id: string;
+  selectors: { type: string; value: string }[];
+  x509_svid_ttl: number;
+  federates_with: string[];
+  admin: boolean;
+  downstream: boolean;
+  expires_at: string;
+  dns_names: string[];
+  revision_number: string;
+  jwt_svid_ttl: number;
+  hint: string;
+  created_at: string;
+}
+
+export function bundleMessage(bundle: SpiffeBundle, document: Buffer): BundleMsg {
+  return { trust_domain: bundle.trustDomain.name, document, sequence_number: (bundle.sequenceNumber ?? 0n).toString() };
+}
+
+export function entryMessage(e: RegistrationEntry): EntryMsg {
+  return {
+    id: e.id,
+    spiffe_id: e.spiffeId,
+    parent_id: e.parentId,
+    selectors: e.selectors.map((s) => ({ type: s.type, value: s.value })),
+    x509_svid_ttl: e.x509SvidTtl,
+    federates_with: [...e.federatesWith],
+    admin: e.admin,
+    downstream: e.downstream,
+    expires_at: String(e.expiresAt ? Math.floor(e.expiresAt.getTime() / 1000) : 0),
+    dns_names: [...e.dnsNames],
+    revision_number: String(e.revision),
+    jwt_svid_ttl: e.jwtSvidTtl,
+    hint: e.hint,
+    created_at: String(Math.floor(e.createdAt.getTime() / 1000)),
+  };
+}

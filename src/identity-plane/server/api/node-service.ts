@@ -1,0 +1,180 @@
+import * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
+import type { Clock } from '../../../common/clock.js';
+import { isSvidscopeError } from '../../../common/errors/catalog.js';
+import type { Logger } from '../../../common/log.js';
+import { parseSpiffeId, spiffeIdFromPath, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
+import { certificateFacts } from '../../spiffe/internal/x509.js';
+import { mintJwtSvid } from '../../spiffe/jwtsvid/index.js';
+import { parseCsr } from '../../spiffe/mint/csr.js';
+import type { CaManager } from '../ca/manager.js';
+import type { BundlePublisher } from '../bundle/publisher.js';
+import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/types.js';
+import { attestJoinToken } from '../attestor-node/join-token.js';
+import { authorizedEntries } from '../registration/authorized.js';
+import type { EntryCache } from '../registration/entry-cache.js';
+import { SERVER_ID_PATH } from '../registration/validate.js';
+import { StatusError, toNumber, unary } from './grpc.js';
+import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from './messages.js';
+
+export interface NodeServiceDeps {
+  trustDomain: TrustDomain;
+  datastore: Datastore;
+  ca: CaManager;
+  bundles: BundlePublisher;
+  entries: EntryCache;
+  clock: Clock;
+  logger: Logger;
+  ttl: { defaultX509SvidSeconds: number; defaultJwtSvidSeconds: number; agentSeconds: number };
+  /** Called after each request with its outcome (telemetry). */
+  observe?: (method: string, code: grpc.status, seconds: number) => void;
+}
+
+/** SPIRE's per-request cap on CSRs in one batch. */
+export const MAX_BATCH = 500;
+
+/**
+ * The agent-facing API. Every method but AttestAgent requires the caller's agent X.509-SVID
+ * (verified by TLS against the bundle); the agent record must exist (not evicted) and not be banned.
+ */
+export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplementation {
+  const { trustDomain, datastore, ca, bundles, entries, clock, logger } = deps;
+  const serverId = spiffeIdFromPath(trustDomain, SERVER_ID_PATH).toString();
+  const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) =>
+    unary(logger, method, fn, deps.observe);
+
+  const mintAgentSvid = (id: SpiffeId, csrBytes: Buffer): { svid: X509SvidMsg; serial: string; expiresAt: Date } => {
+    const csr = parseCsr(csrBytes);
+    const minted = ca.x509Minter.mint({ id, publicKey: csr.publicKey, ttlSeconds: deps.ttl.agentSeconds, now: clock.now() });
+    return {
+      svid: { cert_chain: [minted.der, ...ca.x509ChainTail], spiffe_id: id.toString(), expires_at: String(Math.floor(minted.notAfter.getTime() / 1000)), hint: '', entry_id: '' },
+      serial: minted.serial.toString(16),
+      expiresAt: minted.notAfter,
+    };
+  };
+
+  const authenticate = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<AttestedAgent> => {
+    const peer = call.getAuthContext()?.sslPeerCertificate;
+    if (!peer?.raw) throw new StatusError(grpc.status.UNAUTHENTICATED, 'an agent X.509-SVID signed by this trust domain is required');
+    const uris = certificateFacts(new X509Certificate(peer.raw)).uriSans;
+    let id: SpiffeId;
+    try {
+      id = parseSpiffeId(uris[0] ?? '');
+    } catch {
+      throw new StatusError(grpc.status.UNAUTHENTICATED, 'the client certificate holds no valid SPIFFE ID');
+    }
+    if (uris.length !== 1 || !id.memberOf(trustDomain) || !id.path.startsWith('/spire/agent/')) {
+      throw new StatusError(grpc.status.UNAUTHENTICATED, `${id} is not an agent of trust domain ${trustDomain.name}`);
+    }
+    let agent: AttestedAgent;
+    try {
+      agent = await datastore.getAgent(id.toString());
+    } catch (err) {
+      if (isSvidscopeError(err) && err.code === 'not-found') throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`);
+      throw err;
+    }
+    if (agent.banned) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is banned`);
+    return agent;
+  };
+
+  const authorized = async (agent: AttestedAgent): Promise<RegistrationEntry[]> => {
+    await entries.refresh();
+    return authorizedEntries(agent.spiffeId, agent.selectors, serverId, entries.all(), clock.nowMs());
+  };
+  const findAuthorized = async (agent: AttestedAgent, entryId: string): Promise<RegistrationEntry> => {
+    const entry = (await authorized(agent)).find((e) => e.id === entryId);
+    if (!entry) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent is not authorized for entry ${JSON.stringify(entryId)}`);
+    return entry;
+  };
+
+  return {
+    AttestAgent: wrap('AttestAgent', async (req: { attestation_type: string; payload: Buffer; csr: Buffer }) => {
+      if (req.attestation_type !== 'join_token') throw new StatusError(grpc.status.INVALID_ARGUMENT, `attestation type ${JSON.stringify(req.attestation_type)} is not supported (use join_token)`);
+      if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
+      parseCsr(req.csr); // refuse a bad CSR before the one-time token is burnt
+      const { agentId, selectors } = await attestJoinToken(datastore, trustDomain, req.payload.toString('utf8'), clock.now());
+      const existing = await datastore.getAgent(agentId.toString()).catch(() => undefined);
+      if (existing?.banned) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${agentId} is banned`);
+      const { svid, serial, expiresAt } = mintAgentSvid(agentId, req.csr);
+      const record = { spiffeId: agentId.toString(), serialNumber: serial, expiresAt, banned: false, attestationType: 'join_token', selectors };
+      if (existing) await datastore.updateAgent(record, clock.now());
+      else await datastore.createAgent(record, clock.now());
+      logger.info({ agentId: agentId.toString() }, 'agent attested');
+      return { svid, bundle: bundleMessage(bundles.current, bundles.currentDocument) };
+    }),
+
+    RenewAgent: wrap('RenewAgent', async (req: { csr: Buffer }, call) => {
+      const agent = await authenticate(call);
+      if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
+      const { svid, serial, expiresAt } = mintAgentSvid(parseSpiffeId(agent.spiffeId), req.csr);
+      await datastore.updateAgent({ ...agent, serialNumber: serial, expiresAt }, clock.now());
+      return { svid };
+    }),
+
+    SyncAuthorizedEntries: wrap('SyncAuthorizedEntries', async (req: { known_revision: string }, call) => {
+      const agent = await authenticate(call);
+      const list = await authorized(agent);
+      const revision = Math.max(0, ...list.map((e) => e.revision));
+      const known = toNumber(req.known_revision);
+      // The revision of the newest authorized entry does not move on deletion, so the count is part of the key.
+      const key = revision * 1_000_000 + list.length;
+      if (known === key) return { entries: [], revision: String(key), unchanged: true };
+      return { entries: list.map(entryMessage), revision: String(key), unchanged: false };
+    }),
+
+    BatchNewX509SVID: wrap('BatchNewX509SVID', async (req: { params: { entry_id: string; csr: Buffer }[] }, call) => {
+      const agent = await authenticate(call);
+      if (req.params.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'no CSR in the batch');
+      if (req.params.length > MAX_BATCH) throw new StatusError(grpc.status.INVALID_ARGUMENT, `at most ${MAX_BATCH} CSRs per batch`);
+      const list = await authorized(agent);
+      const byId = new Map(list.map((e) => [e.id, e]));
+      const results = req.params.map((p) => {
+        const entry = byId.get(p.entry_id);
+        if (!entry) return { status_code: grpc.status.PERMISSION_DENIED, status_message: `agent is not authorized for entry ${JSON.stringify(p.entry_id)}` };
+        try {
+          const csr = parseCsr(p.csr);
+          const id = parseSpiffeId(entry.spiffeId);
+          const ttl = entry.x509SvidTtl || deps.ttl.defaultX509SvidSeconds;
+          const minted = ca.x509Minter.mint({ id, publicKey: csr.publicKey, ttlSeconds: ttl, now: clock.now(), dnsNames: entry.dnsNames });
+          const svid: X509SvidMsg = { cert_chain: [minted.der, ...ca.x509ChainTail], spiffe_id: entry.spiffeId, expires_at: String(Math.floor(minted.notAfter.getTime() / 1000)), hint: entry.hint, entry_id: entry.id };
+          return { status_code: grpc.status.OK, status_message: '', svid };
+        } catch (err) {
+          const code = isSvidscopeError(err) ? (err.grpcStatus as number) : grpc.status.INTERNAL;
+          if (!isSvidscopeError(err)) logger.error({ err, entryId: entry.id }, 'failed to sign X509-SVID');
+          return { status_code: code, status_message: isSvidscopeError(err) ? err.message : 'failed to sign X509-SVID' };
+        }
+      });
+      return { results };
+    }),
+
+    NewJWTSVID: wrap('NewJWTSVID', async (req: { entry_id: string; audience: string[] }, call) => {
+      const agent = await authenticate(call);
+      const audience = (req.audience ?? []).filter((a) => a !== '');
+      if (audience.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'at least one audience is required');
+      const entry = await findAuthorized(agent, req.entry_id);
+      const key = ca.activeJwtKey;
+      const now = clock.now();
+      const left = Math.floor((key.notAfter - now.getTime()) / 1000);
+      const ttl = Math.max(1, Math.min(entry.jwtSvidTtl || deps.ttl.defaultJwtSvidSeconds, left));
+      const token = await mintJwtSvid({ id: parseSpiffeId(entry.spiffeId), audience, ttlSeconds: ttl, now, key: { keyId: key.keyId, privateKey: key.privateKey } });
+      const iat = Math.floor(now.getTime() / 1000);
+      return { svid: { token, spiffe_id: entry.spiffeId, expires_at: String(iat + ttl), issued_at: String(iat), hint: entry.hint, entry_id: entry.id } };
+    }),
+
+    GetBundles: wrap('GetBundles', async (req: { federated_trust_domains: string[] }, call) => {
+      await authenticate(call);
+      const wanted = new Set(req.federated_trust_domains ?? []);
+      const federated: BundleMsg[] = [];
+      if (wanted.size > 0) {
+        for (const stored of await datastore.listBundles()) {
+          if (stored.trustDomain !== trustDomain.name && wanted.has(stored.trustDomain)) {
+            federated.push({ trust_domain: stored.trustDomain, document: stored.document, sequence_number: stored.sequence.toString() });
+          }
+        }
+      }
+      return { bundle: bundleMessage(bundles.current, bundles.currentDocument), federated_bundles: federated };
+    }),
+  };
+}
+
+export type { EntryMsg };

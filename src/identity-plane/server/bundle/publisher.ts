@@ -1,0 +1,136 @@
+import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
+import type { Clock } from '../../../common/clock.js';
+import { isSvidscopeError } from '../../../common/errors/catalog.js';
+import type { Logger } from '../../../common/log.js';
+import { createSpiffeBundle, parseSpiffeBundle, spiffeBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
+import type { TrustDomain } from '../../spiffe/id/index.js';
+import type { PublishedAuthorities } from '../ca/manager.js';
+import type { CaKeyRecord, Datastore } from '../datastore/types.js';
+
+export interface BundlePublisherDeps {
+  trustDomain: TrustDomain;
+  datastore: Datastore;
+  clock: Clock;
+  logger: Logger;
+  refreshHintSeconds: number;
+  /** This server's live authorities (prepared, active, old). */
+  ownAuthorities(): PublishedAuthorities;
+}
+
+/**
+ * Keeps the trust domain's bundle in the datastore equal to the union of every server's live
+ * authorities. Each server records its own public keys as CA key records (private keys never
+ * leave its disk); the bundle document is derived from the records, so two servers computing it
+ * at once write the same document and a lost race heals at the next sync. Records past their
+ * notAfter are pruned by whichever server sees them first: what they signed has expired.
+ */
+export class BundlePublisher {
+  private bundle: SpiffeBundle | undefined;
+  private document: Buffer | undefined;
+  private readonly listeners = new Set<(bundle: SpiffeBundle) => void>();
+
+  constructor(private readonly deps: BundlePublisherDeps) {}
+
+  /** The bundle as last read or written; sync() must have run once. */
+  get current(): SpiffeBundle {
+    if (!this.bundle) throw new Error('bundle: not synced yet');
+    return this.bundle;
+  }
+  get currentDocument(): Buffer {
+    if (!this.document) throw new Error('bundle: not synced yet');
+    return this.document;
+  }
+
+  onChange(listener: (bundle: SpiffeBundle) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Publishes this server's keys, prunes expired ones, and rewrites the bundle if its content changed. */
+  async sync(): Promise<SpiffeBundle> {
+    const { datastore, clock, trustDomain } = this.deps;
+    const now = clock.nowMs();
+    const own = ownRecords(this.deps.ownAuthorities(), clock.now());
+    const stored = await datastore.listCaKeys();
+    const storedIds = new Set(stored.map((r) => r.id));
+    for (const record of own) if (!storedIds.has(record.id)) await datastore.putCaKey(record);
+    for (const record of stored) if (record.notAfter.getTime() <= now) await datastore.deleteCaKey(record.id);
+
+    const live = [...stored.filter((r) => r.notAfter.getTime() > now), ...own.filter((r) => !storedIds.has(r.id))];
+    const x509 = live.filter((r) => r.kind === 'x509' && r.certificateDer).map((r) => new X509Certificate(r.certificateDer!));
+    const jwt = live
+      .filter((r) => r.kind === 'jwt')
+      .map((r) => ({ keyId: r.id.replace(/^jwt:/, ''), publicKey: createPublicKey({ key: r.publicKeyDer, format: 'der', type: 'spki' }) }));
+
+    const previous = await this.readStored();
+    const content = documentWithoutSequence(trustDomain, x509, jwt, this.deps.refreshHintSeconds);
+    if (previous && documentWithoutSequence(trustDomain, previous.x509Authorities.map((a) => a.cert), [...previous.jwtAuthorities.values()], this.deps.refreshHintSeconds) === content) {
+      this.setCurrent(previous);
+      return previous;
+    }
+    const sequence = (previous?.sequenceNumber ?? 0n) + 1n;
+    const next = createSpiffeBundle({ trustDomain, x509Authorities: x509, jwtAuthorities: jwt, sequenceNumber: sequence, refreshHintSeconds: this.deps.refreshHintSeconds });
+    const document = Buffer.from(spiffeBundleToJson(next));
+    try {
+      await datastore.setBundle({ trustDomain: trustDomain.name, document, sequence, updatedAt: clock.now() });
+    } catch (err) {
+      // Another server wrote a newer sequence first; its view wins now, ours merges in at the next sync.
+      if (isSvidscopeError(err) && err.code === 'bundle-sequence-regressed') {
+        const winner = await this.readStored();
+        if (winner) this.setCurrent(winner);
+        return winner ?? next;
+      }
+      throw err;
+    }
+    this.deps.logger.info({ sequence: sequence.toString(), x509Authorities: x509.length, jwtAuthorities: jwt.length }, 'published trust bundle');
+    this.setCurrent(next);
+    return next;
+  }
+
+  private async readStored(): Promise<SpiffeBundle | undefined> {
+    try {
+      const stored = await this.deps.datastore.getBundle(this.deps.trustDomain.name);
+      return parseSpiffeBundle(this.deps.trustDomain, stored.document);
+    } catch (err) {
+      if (isSvidscopeError(err) && err.code === 'not-found') return undefined;
+      throw err;
+    }
+  }
+
+  private setCurrent(bundle: SpiffeBundle): void {
+    const changed = this.bundle?.sequenceNumber !== bundle.sequenceNumber;
+    this.bundle = bundle;
+    this.document = Buffer.from(spiffeBundleToJson(bundle));
+    if (changed) for (const l of this.listeners) l(bundle);
+  }
+}
+
+function ownRecords(auth: PublishedAuthorities, now: Date): CaKeyRecord[] {
+  const x509 = auth.x509.map((cert): CaKeyRecord => ({
+    id: 'x509:' + createHash('sha256').update(cert.raw).digest('hex').slice(0, 32),
+    kind: 'x509',
+    phase: 'active',
+    certificateDer: cert.raw,
+    publicKeyDer: cert.publicKey.export({ type: 'spki', format: 'der' }) as Buffer,
+    privateKeyPkcs8: Buffer.alloc(0), // private keys stay in the server's own key files
+    notAfter: new Date(cert.validTo),
+    createdAt: now,
+  }));
+  const jwt = auth.jwt.map((k): CaKeyRecord => ({
+    id: 'jwt:' + k.keyId,
+    kind: 'jwt',
+    phase: 'active',
+    publicKeyDer: k.publicKey.export({ type: 'spki', format: 'der' }) as Buffer,
+    privateKeyPkcs8: Buffer.alloc(0),
+    notAfter: new Date(k.notAfter),
+    createdAt: now,
+  }));
+  return [...x509, ...jwt];
+}
+
+/** A canonical rendering of the authorities alone, to tell whether the bundle must change. */
+function documentWithoutSequence(td: TrustDomain, x509: X509Certificate[], jwt: { keyId: string; publicKey: import('node:crypto').KeyObject }[], hint: number): string {
+  const sortedX509 = [...x509].sort((a, b) => a.fingerprint256.localeCompare(b.fingerprint256));
+  const sortedJwt = [...jwt].sort((a, b) => a.keyId.localeCompare(b.keyId));
+  return spiffeBundleToJson(createSpiffeBundle({ trustDomain: td, x509Authorities: sortedX509, jwtAuthorities: sortedJwt, refreshHintSeconds: hint }));
+}

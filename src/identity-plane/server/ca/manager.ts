@@ -1,0 +1,222 @@
+import { createPublicKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import type { Clock } from '../../../common/clock.js';
+import type { Logger } from '../../../common/log.js';
+import type { TrustDomain } from '../../spiffe/id/index.js';
+import { createSelfSignedCa, signIntermediateCa } from '../../spiffe/mint/ca.js';
+import { generateKeyPair, type KeyType } from '../../spiffe/mint/keys.js';
+import { createX509SvidMinter, type X509SvidMinter } from '../../spiffe/mint/x509svid-template.js';
+import { KeyJournal, type KeyKind, type KeyPhase, type KeySlot } from './journal.js';
+
+export interface RotationConfig {
+  /** Lifetime of each X.509 CA and JWT key, seconds (SPIRE's ca_ttl; default 24 h). */
+  caTtlSeconds: number;
+  /** Fraction of a key's lifetime after which its successor is prepared and published (default 1/2). */
+  prepareFraction: number;
+  /** Fraction after which the successor becomes active (default 5/6). */
+  activateFraction: number;
+  /** How often the rotation points are checked, seconds (default 10). */
+  checkIntervalSeconds: number;
+  keyType: KeyType;
+  jwtKeyType: KeyType;
+}
+
+export interface UpstreamAuthority {
+  certificate: X509Certificate;
+  privateKey: KeyObject;
+}
+
+export interface CaManagerDeps {
+  trustDomain: TrustDomain;
+  dir: string;
+  config: RotationConfig;
+  clock: Clock;
+  logger: Logger;
+  upstream?: UpstreamAuthority;
+  /** Called after any change of the key set, so the server republishes its bundle. */
+  onChange?: (event: { kind: KeyKind; phase: KeyPhase; id: string }) => void;
+}
+
+/** What a key contributes to the trust bundle. */
+export interface PublishedAuthorities {
+  x509: X509Certificate[];
+  jwt: { keyId: string; publicKey: KeyObject; notAfter: number }[];
+}
+
+/**
+ * Owns the server's signing keys through prepared → active → old. A successor is prepared (and
+ * published in the bundle) at `prepareFraction` of the active key's life, activated at
+ * `activateFraction`, and the old key stays published until its own notAfter: every SVID it
+ * signed is capped at that instant, so nothing it signed is still valid when it leaves.
+ */
+export class CaManager {
+  private slots: KeySlot[] = [];
+  private minter: X509SvidMinter | undefined;
+  private timer: { id: number } | undefined;
+  private readonly journal: KeyJournal;
+
+  constructor(private readonly deps: CaManagerDeps) {
+    this.journal = new KeyJournal(deps.dir);
+  }
+
+  /** Loads the journal, creates or catches up keys as the clock requires, and starts the check loop. */
+  start(): void {
+    this.slots = this.journal.load();
+    this.rotate();
+    this.schedule();
+  }
+
+  stop(): void {
+    if (this.timer) this.deps.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Runs the rotation points once; returns whether anything changed. Called by the loop and by tests. */
+  rotate(): boolean {
+    let changed = false;
+    for (const kind of ['x509', 'jwt'] as const) changed = this.rotateKind(kind) || changed;
+    if (changed) this.journal.save(this.slots);
+    return changed;
+  }
+
+  /** Prepares and activates a fresh key of `kind` now (forced rotation, e.g. for a game day). */
+  forceRotate(kind: KeyKind): void {
+    const next = this.slot(kind, 'prepared') ?? this.prepare(kind);
+    this.activate(next);
+    this.journal.save(this.slots);
+  }
+
+  get x509Minter(): X509SvidMinter {
+    const active = this.slot('x509', 'active');
+    if (!this.minter || !active) throw new Error('ca: no active X.509 CA (start() not called)');
+    return this.minter;
+  }
+
+  /** The active X.509 CA's chain, CA certificate first (DER), to append to every SVID. */
+  get x509ChainTail(): Buffer[] {
+    const active = this.slot('x509', 'active');
+    return (active?.chain ?? []).map((b64) => Buffer.from(b64, 'base64')).slice(this.deps.upstream ? 0 : 1);
+  }
+
+  get activeJwtKey(): { keyId: string; privateKey: KeyObject; notAfter: number } {
+    const active = this.slot('jwt', 'active');
+    if (!active) throw new Error('ca: no active JWT key (start() not called)');
+    return { keyId: active.id, privateKey: active.privateKey, notAfter: active.notAfter };
+  }
+
+  /** The authorities this server publishes: every prepared, active and old key not yet expired. */
+  published(): PublishedAuthorities {
+    const now = this.deps.clock.nowMs();
+    const live = this.slots.filter((s) => s.notAfter > now);
+    const x509 = this.deps.upstream
+      ? [this.deps.upstream.certificate]
+      : live.filter((s) => s.kind === 'x509').map((s) => new X509Certificate(Buffer.from(s.chain![0], 'base64')));
+    const jwt = live
+      .filter((s) => s.kind === 'jwt')
+      .map((s) => ({ keyId: s.id, publicKey: createPublicKey({ key: Buffer.from(s.publicKeySpki!, 'base64'), format: 'der', type: 'spki' }), notAfter: s.notAfter }));
+    return { x509, jwt };
+  }
+
+  status(): { kind: KeyKind; phase: KeyPhase; id: string; notBefore: number; notAfter: number }[] {
+    return this.slots.map(({ kind, phase, id, notBefore, notAfter }) => ({ kind, phase, id, notBefore, notAfter }));
+  }
+
+  private schedule(): void {
+    this.timer = this.deps.clock.setTimeout(() => {
+      try {
+        this.rotate();
+      } catch (err) {
+        this.deps.logger.error({ err }, 'ca rotation check failed; retrying at the next interval');
+      }
+      this.schedule();
+    }, this.deps.config.checkIntervalSeconds * 1000);
+  }
+
+  private rotateKind(kind: KeyKind): boolean {
+    const now = this.deps.clock.nowMs();
+    let changed = false;
+    // Old keys leave once expired: by then every SVID they signed has expired too.
+    const before = this.slots.length;
+    this.slots = this.slots.filter((s) => !(s.kind === kind && s.phase === 'old' && s.notAfter <= now));
+    changed = this.slots.length !== before;
+    let active = this.slot(kind, 'active');
+    if (!active || active.notAfter <= now) {
+      // First start, or the server was down past the active key's life: nothing valid to hand
+      // over from, so activate at once (the prepared key if it is still good).
+      const prepared = this.slot(kind, 'prepared');
+      this.activate(prepared && prepared.notAfter > now ? prepared : this.prepare(kind));
+      return true;
+    }
+    const life = active.notAfter - active.notBefore;
+    const prepared = this.slot(kind, 'prepared');
+    if (!prepared && now >= active.notBefore + life * this.deps.config.prepareFraction) {
+      this.prepare(kind);
+      changed = true;
+    }
+    const next = this.slot(kind, 'prepared');
+    if (next && now >= active.notBefore + life * this.deps.config.activateFraction) {
+      this.activate(next);
+      active = next;
+      changed = true;
+    }
+    if (kind === 'x509' && !this.minter) this.loadMinter(active);
+    return changed;
+  }
+
+  private slot(kind: KeyKind, phase: KeyPhase): KeySlot | undefined {
+    return this.slots.find((s) => s.kind === kind && s.phase === phase);
+  }
+
+  private prepare(kind: KeyKind): KeySlot {
+    const now = this.deps.clock.now();
+    const id = randomBytes(16).toString('hex');
+    const { caTtlSeconds, keyType, jwtKeyType } = this.deps.config;
+    let slot: KeySlot;
+    if (kind === 'x509') {
+      const { certificate, privateKey, chain } = this.newX509Ca(keyType, caTtlSeconds, now);
+      slot = {
+        id, kind, phase: 'prepared', privateKey, chain: chain.map((d) => d.toString('base64')),
+        notBefore: new Date(certificate.validFrom).getTime(), notAfter: new Date(certificate.validTo).getTime(),
+      };
+    } else {
+      const { privateKey, publicKey } = generateKeyPair(jwtKeyType);
+      const notAfter = now.getTime() + caTtlSeconds * 1000;
+      slot = { id, kind, phase: 'prepared', privateKey, notBefore: now.getTime(), notAfter,
+        publicKeySpki: (publicKey.export({ type: 'spki', format: 'der' }) as Buffer).toString('base64') };
+    }
+    this.journal.addKey(id, slot.privateKey);
+    this.slots.push(slot);
+    this.deps.logger.info({ kind, keyId: id, notAfter: new Date(slot.notAfter).toISOString() }, 'prepared next signing key');
+    this.deps.onChange?.({ kind, phase: 'prepared', id });
+    return slot;
+  }
+
+  private activate(next: KeySlot): void {
+    const current = this.slot(next.kind, 'active');
+    if (current) current.phase = 'old';
+    next.phase = 'active';
+    if (next.kind === 'x509') this.loadMinter(next);
+    this.deps.logger.info({ kind: next.kind, keyId: next.id, previous: current?.id }, 'activated signing key');
+    this.deps.onChange?.({ kind: next.kind, phase: 'active', id: next.id });
+  }
+
+  private loadMinter(slot: KeySlot): void {
+    const caCertificate = new X509Certificate(Buffer.from(slot.chain![0], 'base64'));
+    this.minter = createX509SvidMinter({ caCertificate, caPrivateKey: slot.privateKey });
+  }
+
+  private newX509Ca(keyType: KeyType, ttlSeconds: number, now: Date): { certificate: X509Certificate; privateKey: KeyObject; chain: Buffer[] } {
+    const upstream = this.deps.upstream;
+    if (!upstream) {
+      const ca = createSelfSignedCa({ trustDomain: this.deps.trustDomain, keyType, ttlSeconds, now });
+      return { certificate: ca.certificate, privateKey: ca.privateKey, chain: [ca.der] };
+    }
+    // Never outlive the upstream authority: an intermediate past its parent would not verify.
+    const upstreamLeft = Math.floor((new Date(upstream.certificate.validTo).getTime() - now.getTime()) / 1000);
+    const { privateKey, publicKey } = generateKeyPair(keyType);
+    const ca = signIntermediateCa({
+      parentCert: upstream.certificate, parentKey: upstream.privateKey, trustDomain: this.deps.trustDomain,
+      publicKey, ttlSeconds: Math.min(ttlSeconds, upstreamLeft), now,
+    });
+    return { certificate: ca.certificate, privateKey, chain: [ca.der] };
+  }
+}

@@ -1,0 +1,125 @@
+import path from 'node:path';
+import { ConfigReader } from '../../common/config/load.js';
+import { parseDurationSeconds } from '../../common/duration.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
+import type { LogLevel } from '../../common/log.js';
+import { parseTrustDomain, type TrustDomain } from '../spiffe/id/index.js';
+import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
+
+/** The server's whole configuration; every field has a default documented in the README. */
+export interface ServerConfig {
+  trustDomain: TrustDomain;
+  /** host:port of the agent-facing gRPC API (mTLS). */
+  bind: string;
+  dataDir: string;
+  /** Unix socket of the admin API; owner-only. */
+  adminSocket: string;
+  /** host:port of the HTTP endpoints /live, /ready and /metrics; empty disables them. */
+  healthBind: string;
+  logLevel: LogLevel;
+  datastore: { kind: 'sqlite'; path: string } | { kind: 'postgres'; connectionString: string };
+  ca: {
+    keyType: KeyType;
+    jwtKeyType: KeyType;
+    ttlSeconds: number;
+    prepareFraction: number;
+    activateFraction: number;
+    checkIntervalSeconds: number;
+    upstream?: { certFile: string; keyFile: string };
+  };
+  defaultX509SvidTtlSeconds: number;
+  defaultJwtSvidTtlSeconds: number;
+  agentTtlSeconds: number;
+  /** How often the server reloads the bundle and entries from the datastore (several servers share one). */
+  cacheReloadSeconds: number;
+  /** `spiffe_refresh_hint` published in the bundle, seconds. */
+  bundleRefreshHintSeconds: number;
+}
+
+/** Flags that override the file (`server run --trust-domain …`). */
+export interface ServerFlagOverrides {
+  trustDomain?: string;
+  dataDir?: string;
+  bind?: string;
+  adminSocket?: string;
+  healthBind?: string;
+  logLevel?: string;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFlagOverrides = {}): ServerConfig {
+  const r = new ConfigReader(doc);
+  const tdText = flags.trustDomain ?? r.string('trust_domain', 'example.org');
+  let trustDomain: TrustDomain;
+  try {
+    trustDomain = parseTrustDomain(tdText);
+  } catch (err) {
+    throw new SvidscopeError('config-invalid', `config: trust_domain: ${(err as Error).message}`);
+  }
+  const dataDir = path.resolve(flags.dataDir ?? r.string('data_dir', '.svidscope/server'));
+  const bind = flags.bind ?? r.string('bind', '127.0.0.1:8081');
+  checkHostPort(bind, 'bind');
+  const adminSocket = path.resolve(flags.adminSocket ?? r.string('admin_socket', path.join(dataDir, 'admin.sock')));
+  const healthBind = flags.healthBind ?? r.string('health_bind', '127.0.0.1:8080');
+  if (healthBind !== '') checkHostPort(healthBind, 'health_bind');
+  const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number])) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const ds = r.section('datastore');
+  const kind = ds.oneOf('kind', ['sqlite', 'postgres'] as const, 'sqlite');
+  const datastore: ServerConfig['datastore'] =
+    kind === 'sqlite'
+      ? { kind, path: path.resolve(dataDir, ds.string('path', 'datastore.sqlite3')) }
+      : { kind, connectionString: ds.optionalString('connection_string') ?? ds.fail('connection_string', 'required when kind is postgres') };
+  ds.rejectUnknown();
+
+  const ca = r.section('ca');
+  const keyType = keyTypeOf(ca, 'key_type');
+  const jwtKeyType = keyTypeOf(ca, 'jwt_key_type');
+  const ttlSeconds = duration(ca, 'ttl', '24h');
+  const prepareFraction = ca.number('prepare_fraction', 1 / 2, { min: 0.01, max: 0.99 });
+  const activateFraction = ca.number('activate_fraction', 5 / 6, { min: 0.01, max: 0.99 });
+  if (activateFraction <= prepareFraction) ca.fail('activate_fraction', 'must be greater than prepare_fraction, so the next key is published before it signs');
+  const checkIntervalSeconds = duration(ca, 'check_interval', '10s');
+  const up = ca.section('upstream');
+  const certFile = up.optionalString('cert_file');
+  const keyFile = up.optionalString('key_file');
+  up.rejectUnknown();
+  if ((certFile === undefined) !== (keyFile === undefined)) ca.fail('upstream', 'cert_file and key_file go together');
+  ca.rejectUnknown();
+
+  const defaultX509SvidTtlSeconds = duration(r, 'default_x509_svid_ttl', '1h');
+  const defaultJwtSvidTtlSeconds = duration(r, 'default_jwt_svid_ttl', '5m');
+  const agentTtlSeconds = duration(r, 'agent_ttl', String(defaultX509SvidTtlSeconds));
+  const cacheReloadSeconds = duration(r, 'cache_reload_interval', '5s');
+  const bundleRefreshHintSeconds = duration(r, 'bundle_refresh_hint', '5m');
+  r.rejectUnknown();
+  for (const [name, value] of [['default_x509_svid_ttl', defaultX509SvidTtlSeconds], ['default_jwt_svid_ttl', defaultJwtSvidTtlSeconds], ['agent_ttl', agentTtlSeconds]] as const) {
+    if (value <= 0) r.fail(name, 'must be positive');
+  }
+  return {
+    trustDomain, bind, dataDir, adminSocket, healthBind, logLevel, datastore,
+    ca: { keyType, jwtKeyType, ttlSeconds, prepareFraction, activateFraction, checkIntervalSeconds,
+      upstream: certFile && keyFile ? { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) } : undefined },
+    defaultX509SvidTtlSeconds, defaultJwtSvidTtlSeconds, agentTtlSeconds, cacheReloadSeconds, bundleRefreshHintSeconds,
+  };
+}
+
+function duration(r: ConfigReader, key: string, fallback: string): number {
+  const { value, path: keyPath } = r.raw(key);
+  return parseDurationSeconds(value ?? fallback, keyPath);
+}
+
+function keyTypeOf(r: ConfigReader, key: string): KeyType {
+  const v = r.string(key, 'ec-p256');
+  if (!isKeyType(v)) r.fail(key, 'must be one of ec-p256, ec-p384, rsa-2048');
+  return v;
+}
+
+export function checkHostPort(value: string, key: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:]+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new SvidscopeError('config-invalid', `config: ${key}: "${value}" must be host:port`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}

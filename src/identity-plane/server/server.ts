@@ -1,0 +1,201 @@
+import * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { systemClock, type Clock } from '../../common/clock.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
+import { startOpsServer } from '../../common/http/ops-server.js';
+import { nullLogger, type Logger } from '../../common/log.js';
+import { InMemoryCertificateProvider } from '../../common/tls/certificate-provider.js';
+import { x509BundleToPem } from '../spiffe/bundle/index.js';
+import { spiffeIdFromPath } from '../spiffe/id/index.js';
+import { encodePem } from '../spiffe/internal/pem.js';
+import { parseCertificates, parsePrivateKey } from '../spiffe/internal/x509.js';
+import { generateKeyPair } from '../spiffe/mint/keys.js';
+import { createAdminService } from './api/admin-service.js';
+import { serverServices } from './api/grpc.js';
+import { createNodeService } from './api/node-service.js';
+import { BundlePublisher } from './bundle/publisher.js';
+import { CaManager, type UpstreamAuthority } from './ca/manager.js';
+import type { ServerConfig } from './config.js';
+import { checkHostPort } from './config.js';
+import { openDatastore } from './datastore/index.js';
+import type { Datastore } from './datastore/types.js';
+import { EntryCache } from './registration/entry-cache.js';
+import { SERVER_ID_PATH } from './registration/validate.js';
+
+export interface ServerDeps {
+  clock?: Clock;
+  logger?: Logger;
+  registry?: Registry;
+}
+
+export interface RunningServer {
+  /** host:port the agent API listens on (the real port when 0 was asked). */
+  readonly address: string;
+  readonly adminSocket: string;
+  readonly opsUrl: string | undefined;
+  readonly datastore: Datastore;
+  readonly ca: CaManager;
+  readonly bundles: BundlePublisher;
+  /** Runs the periodic work once (bundle, entries, server SVID); the loop calls it every cache_reload_interval. */
+  tick(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The composition root of the identity plane server: the only place that builds real clocks,
+ * loggers, sockets and the datastore. Order matters: keys and bundle exist before any listener
+ * opens, so the first agent to connect already sees a complete trust domain.
+ */
+export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? nullLogger();
+  const registry = deps.registry ?? new Registry();
+  if (!deps.registry) collectDefaultMetrics({ register: registry });
+  const td = config.trustDomain;
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+
+  const datastore = await openDatastore(config.datastore);
+  const cleanups: (() => Promise<void> | void)[] = [() => datastore.close()];
+  try {
+    const upstream = config.ca.upstream ? loadUpstream(config.ca.upstream) : undefined;
+    const bundlesRef: { publisher?: BundlePublisher } = {};
+    const ca = new CaManager({
+      trustDomain: td, dir: path.join(config.dataDir, 'ca'), clock, logger: logger.child({ subsystem: 'ca' }), upstream,
+      config: { caTtlSeconds: config.ca.ttlSeconds, prepareFraction: config.ca.prepareFraction, activateFraction: config.ca.activateFraction,
+        checkIntervalSeconds: config.ca.checkIntervalSeconds, keyType: config.ca.keyType, jwtKeyType: config.ca.jwtKeyType },
+      onChange: () => void bundlesRef.publisher?.sync().catch((err: unknown) => logger.error({ err }, 'bundle publication failed; retrying at the next tick')),
+    });
+    ca.start();
+    cleanups.push(() => ca.stop());
+    const bundles = new BundlePublisher({ trustDomain: td, datastore, clock, logger: logger.child({ subsystem: 'bundle' }), refreshHintSeconds: config.bundleRefreshHintSeconds, ownAuthorities: () => ca.published() });
+    bundlesRef.publisher = bundles;
+    await bundles.sync();
+    const entries = new EntryCache(datastore);
+    await entries.refresh();
+
+    // TLS: the server presents its own X509-SVID and trusts the bundle's authorities for agent certificates.
+    const tls = new InMemoryCertificateProvider();
+    const serverId = spiffeIdFromPath(td, SERVER_ID_PATH);
+    const serverKey = generateKeyPair('ec-p256');
+    let serverSvidRenewAt = 0;
+    const renewServerSvid = () => {
+      const now = clock.now();
+      const minted = ca.x509Minter.mint({ id: serverId, publicKey: serverKey.publicKey, ttlSeconds: config.agentTtlSeconds, now, dnsNames: [] });
+      const chain = [minted.der, ...ca.x509ChainTail].map((d) => encodePem('CERTIFICATE', d)).join('');
+      tls.setIdentity(chain, serverKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+      serverSvidRenewAt = now.getTime() + (minted.notAfter.getTime() - now.getTime()) / 2;
+    };
+    renewServerSvid();
+    tls.setTrustAnchors(x509BundleToPem(bundles.current));
+    bundles.onChange((b) => tls.setTrustAnchors(x509BundleToPem(b)));
+    let lastActiveCa = ca.status().find((s) => s.kind === 'x509' && s.phase === 'active')?.id;
+
+    const { node, admin } = serverServices();
+    const nodeServer = new grpc.Server();
+    nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'api' }),
+      ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds } }));
+    const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
+    const { host, port } = checkHostPort(config.bind, 'bind');
+    const boundPort = await bindAsync(nodeServer, `${host.includes(':') ? `[${host}]` : host}:${port}`, credentials);
+    cleanups.push(() => shutdown(nodeServer));
+    const address = `${host}:${boundPort}`;
+
+    const adminServer = new grpc.Server();
+    adminServer.addService(admin, createAdminService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'admin' }), maxSvidTtlSeconds: config.ca.ttlSeconds }));
+    prepareSocketPath(config.adminSocket);
+    await bindAsync(adminServer, `unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure());
+    chmodSync(config.adminSocket, 0o600);
+    cleanups.push(async () => {
+      await shutdown(adminServer);
+      rmSync(config.adminSocket, { force: true });
+    });
+
+    const tick = async () => {
+      await bundles.sync();
+      await entries.refresh();
+      await datastore.pruneJoinTokens(clock.now());
+      const active = ca.status().find((s) => s.kind === 'x509' && s.phase === 'active')?.id;
+      if (clock.nowMs() >= serverSvidRenewAt || active !== lastActiveCa) {
+        renewServerSvid();
+        lastActiveCa = active;
+      }
+    };
+    let stopped = false;
+    let loopTimer: { id: number } | undefined;
+    const loop = () => {
+      loopTimer = clock.setTimeout(() => {
+        tick().catch((err: unknown) => logger.error({ err }, 'periodic server work failed; retrying'))
+          .finally(() => {
+            if (!stopped) loop();
+          });
+      }, config.cacheReloadSeconds * 1000);
+    };
+    loop();
+    cleanups.push(() => {
+      stopped = true;
+      if (loopTimer) clock.clearTimeout(loopTimer);
+    });
+
+    let opsUrl: string | undefined;
+    if (config.healthBind) {
+      const ops = checkHostPort(config.healthBind, 'health_bind');
+      const health = async () => {
+        const ds = await datastore.health();
+        const hasCa = ca.status().some((s) => s.kind === 'x509' && s.phase === 'active' && s.notAfter > clock.nowMs());
+        return { ok: ds.ok && hasCa, checks: { datastore: ds.ok ? 'ok' : (ds.error ?? 'unhealthy'), ca: hasCa ? 'ok' : 'no active X.509 CA' } };
+      };
+      const opsServer = await startOpsServer({ host: ops.host, port: ops.port, registry, logger, live: async () => ({ ok: true, checks: { process: 'ok' } }), ready: health });
+      opsUrl = opsServer.url;
+      cleanups.push(() => opsServer.close());
+    }
+    logger.info({ trustDomain: td.name, address, adminSocket: config.adminSocket, opsUrl }, 'server started');
+
+    return {
+      address, adminSocket: config.adminSocket, opsUrl, datastore, ca, bundles, tick,
+      stop: async () => {
+        for (const c of cleanups.reverse()) await c();
+        cleanups.length = 0;
+        logger.info('server stopped');
+      },
+    };
+  } catch (err) {
+    for (const c of cleanups.reverse()) await c();
+    throw err;
+  }
+}
+
+function loadUpstream(files: { certFile: string; keyFile: string }): UpstreamAuthority {
+  const certificate = parseCertificates(readFileSync(files.certFile))[0];
+  const privateKey = parsePrivateKey(readFileSync(files.keyFile));
+  if (!certificate.checkPrivateKey(privateKey)) throw new SvidscopeError('ca-key-mismatch', `ca: upstream key ${files.keyFile} does not match ${files.certFile}`);
+  if (!certificate.ca) throw new SvidscopeError('config-invalid', `ca: upstream certificate ${files.certFile} is not a CA`);
+  return { certificate: new X509Certificate(certificate.raw), privateKey };
+}
+
+/** A socket file left by a crashed process must not block a restart; its directory is owner-only. */
+export function prepareSocketPath(socket: string): void {
+  mkdirSync(path.dirname(socket), { recursive: true, mode: 0o700 });
+  if (existsSync(socket)) rmSync(socket, { force: true });
+}
+
+export function bindAsync(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, credentials, (err, port) => (err ? reject(new SvidscopeError('io-error', `cannot listen on ${address}: ${err.message}`, { cause: err })) : resolve(port))),
+  );
+}
+
+export function shutdown(server: grpc.Server, graceMs = 5000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

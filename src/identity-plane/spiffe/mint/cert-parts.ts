@@ -1,0 +1,149 @@
+/**
+ * The pieces of an X.509 certificate (RFC 5280) shared by the SVID template and the CA builder:
+ * Names, the extensions SPIFFE needs, SPKI handling, reading a CA certificate, and signing.
+ */
+import { createHash, sign, type KeyObject } from 'node:crypto';
+import { errorFactory } from '../../../common/errors/catalog.js';
+import {
+  bitString,
+  boolean,
+  children,
+  content,
+  explicit,
+  implicitPrimitive,
+  namedBits,
+  octetString,
+  oid,
+  parseTime,
+  printableString,
+  raw,
+  readNode,
+  sequence,
+  set,
+  utf8String,
+} from './der.js';
+import type { SignatureAlgorithm } from './keys.js';
+
+const fail = errorFactory('mint');
+
+/** `[0] EXPLICIT INTEGER 2`: every certificate minted here is v3 because it carries extensions. */
+export const VERSION_V3 = explicit(0, Buffer.from([0x02, 0x01, 0x02]));
+
+// ---- Names -------------------------------------------------------------------------------------
+
+export type NameAttribute = 'C' | 'ST' | 'L' | 'O' | 'OU' | 'CN' | 'serialNumber';
+/** A distinguished name in order, one attribute per RDN, e.g. `[['C', 'US'], ['O', 'SPIRE']]`. */
+export type DistinguishedName = ReadonlyArray<readonly [NameAttribute, string]>;
+
+const NAME_OIDS: Record<NameAttribute, Buffer> = {
+  C: oid('2.5.4.6'),
+  ST: oid('2.5.4.8'),
+  L: oid('2.5.4.7'),
+  O: oid('2.5.4.10'),
+  OU: oid('2.5.4.11'),
+  CN: oid('2.5.4.3'),
+  serialNumber: oid('2.5.4.5'),
+};
+
+/** Encodes a Name; country and serialNumber are PrintableString by definition (X.520), the rest UTF8String. */
+export function encodeName(dn: DistinguishedName): Buffer {
+  const rdns = dn.map(([type, value]) => {
+    const printable = type === 'C' || type === 'serialNumber';
+    if (printable && !/^[A-Za-z0-9 '()+,\-./:=?]*$/.test(value)) {
+      throw fail('config-invalid', `subject ${type} must be a PrintableString`);
+    }
+    return set(sequence(NAME_OIDS[type], printable ? printableString(value) : utf8String(value)));
+  });
+  return sequence(...rdns);
+}
+
+/** An empty Name (`SEQUENCE {}`), which obliges a critical SAN (RFC 5280 4.1.2.6). */
+export const EMPTY_NAME = Buffer.from([0x30, 0x00]);
+
+// ---- Extensions --------------------------------------------------------------------------------
+
+export function extension(oidDotted: string, critical: boolean, value: Buffer): Buffer {
+  return critical ? sequence(oid(oidDotted), boolean(true), octetString(value)) : sequence(oid(oidDotted), octetString(value));
+}
+
+// cA defaults to FALSE, and DER forbids encoding a default value, so CA:FALSE is an empty SEQUENCE.
+export const basicConstraints = (ca: boolean): Buffer => extension('2.5.29.19', true, ca ? sequence(boolean(true)) : sequence());
+
+export const KeyUsageBit = { digitalSignature: 0, keyEncipherment: 2, keyAgreement: 4, keyCertSign: 5, cRLSign: 6 } as const;
+export const keyUsage = (bits: readonly number[]): Buffer => extension('2.5.29.15', true, namedBits(bits));
+
+const SERVER_AUTH = oid('1.3.6.1.5.5.7.3.1');
+const CLIENT_AUTH = oid('1.3.6.1.5.5.7.3.2');
+export const extKeyUsageServerClient = (): Buffer => extension('2.5.29.37', false, sequence(SERVER_AUTH, CLIENT_AUTH));
+
+/** AuthorityKeyIdentifier with only `[0] keyIdentifier`, which is what path builders match on. */
+export const authorityKeyIdentifier = (keyId: Buffer): Buffer => extension('2.5.29.35', false, sequence(implicitPrimitive(0, keyId)));
+
+// The SKI extension value is an OCTET STRING inside the extnValue OCTET STRING.
+export const subjectKeyIdentifier = (keyId: Buffer): Buffer => extension('2.5.29.14', false, octetString(keyId));
+
+/** SubjectAltName: one `uniformResourceIdentifier` first, then `dNSName`s. */
+export function subjectAltName(uris: readonly string[], dnsNames: readonly string[], critical: boolean): Buffer {
+  const names = [...uris.map((u) => implicitPrimitive(6, ia5(u))), ...dnsNames.map((d) => implicitPrimitive(2, ia5(d)))];
+  return extension('2.5.29.17', critical, sequence(...names));
+}
+
+function ia5(s: string): Buffer {
+  // IA5String is 7-bit ASCII; refusing anything else keeps a Unicode host name from being mangled.
+  if (!/^[\x21-\x7e]+$/.test(s)) throw fail('config-invalid', `SAN value ${JSON.stringify(s)} is not printable ASCII`);
+  return Buffer.from(s, 'latin1');
+}
+
+// ---- SubjectPublicKeyInfo ----------------------------------------------------------------------
+
+/** SPKI DER of a public key, and its key identifier (RFC 5280 4.2.1.2 method 1: SHA-1 of the key bits). */
+export function spkiOf(publicKey: KeyObject): { spki: Buffer; keyId: Buffer } {
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  return { spki, keyId: keyIdOfSpki(spki) };
+}
+
+export function keyIdOfSpki(spki: Buffer): Buffer {
+  const [, bits] = children(spki, readNode(spki));
+  // Skip the unused-bits octet: the identifier hashes the key bits only.
+  return createHash('sha1').update(spki.subarray(bits.contentStart + 1, bits.end)).digest();
+}
+
+// ---- Reading a CA certificate ------------------------------------------------------------------
+
+export interface CertificateInfo {
+  /** The subject Name exactly as encoded, to become the issuer of certificates it signs. */
+  readonly subject: Buffer;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  /** The subjectKeyIdentifier extension value, if present. */
+  readonly subjectKeyId: Buffer | undefined;
+}
+
+export function readCertificateInfo(der: Buffer): CertificateInfo {
+  const [tbs] = children(der, readNode(der));
+  const fields = children(der, tbs);
+  const i = fields[0].tag === 0xa0 ? 1 : 0; // the version is optional (v1 certificates omit it)
+  const [, , , validity, subject] = fields.slice(i);
+  const [nb, na] = children(der, validity);
+  let subjectKeyId: Buffer | undefined;
+  const exts = fields.find((f) => f.tag === 0xa3);
+  if (exts) {
+    for (const ext of children(der, children(der, exts)[0])) {
+      const parts = children(der, ext);
+      if (raw(der, parts[0]).equals(oid('2.5.29.14'))) {
+        const inner = content(der, parts[parts.length - 1]);
+        subjectKeyId = Buffer.from(content(inner, readNode(inner)));
+      }
+    }
+  }
+  return { subject: Buffer.from(raw(der, subject)), notBefore: parseTime(nb, der), notAfter: parseTime(na, der), subjectKeyId };
+}
+
+// ---- Signing -----------------------------------------------------------------------------------
+
+/** Signs a complete TBSCertificate TLV and wraps it as a Certificate. */
+export function signTbs(tbs: Buffer, key: KeyObject, alg: SignatureAlgorithm): Buffer {
+  // For EC keys node emits the DER `Ecdsa-Sig-Value` X.509 wants; for RSA, PKCS#1 v1.5.
+  const sig = sign(alg.hash, tbs, key);
+  return sequence(tbs, alg.algorithmIdentifier, bitString(sig));
+}

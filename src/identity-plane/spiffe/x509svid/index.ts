@@ -1,0 +1,3 @@
+export { parseX509Svid, parseX509SvidRaw, newX509Svid, type X509Svid } from './parse.js';
+export { verifyX509Svid, parseAndVerifyX509Svid, type VerifyOptions, type VerifiedX509Svid } from './verify.js';
+export { idFromCertificate } from './leaf.js';

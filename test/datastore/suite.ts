@@ -1,0 +1,240 @@
+/**
+ * The shared datastore suite (SPIRE `sqltest.Run`): every backend runs exactly these cases, so SQLite and
+ * PostgreSQL cannot drift apart. `newStore` makes a fresh, empty store and returns an opener; each opener call
+ * is a new handle on that same store, which is how reopen and two-server races are tested.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Datastore } from '../../src/identity-plane/server/datastore/index.js';
+import { at, expectCode, newAgent, newBundle, newCaKey, newEntry, T0 } from './fixtures.js';
+
+export type StoreOpener = () => Promise<Datastore>;
+
+export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpener>): void {
+  describe(`datastore suite: ${name}`, () => {
+    let open: StoreOpener;
+    let ds: Datastore;
+    const handles: Datastore[] = [];
+    const handle = async () => {
+      const h = await open();
+      handles.push(h);
+      return h;
+    };
+
+    beforeEach(async () => {
+      open = await newStore();
+      ds = await handle();
+    });
+    afterEach(async () => {
+      await Promise.all(handles.splice(0).map((h) => h.close()));
+    });
+
+    describe('registration entries', () => {
+      it('creates with a generated uuid, createdAt and a revision, and reads it back', async () => {
+        const created = await ds.createEntry(newEntry({ dnsNames: ['a.example'], federatesWith: ['other.org'], admin: true, expiresAt: at(60), hint: 'h' }), T0);
+        expect(created.id).toMatch(/^[0-9a-f-]{36}$/);
+        expect(created.createdAt).toEqual(T0);
+        expect(created.revision).toBeGreaterThan(0);
+        expect(await ds.getEntry(created.id)).toEqual(created);
+      });
+
+      it('refuses a duplicate id and a similar entry (same spiffe id, parent id and selector set)', async () => {
+        const selectors = [{ type: 'unix', value: 'uid:1' }, { type: 'unix', value: 'gid:2' }];
+        await ds.createEntry(newEntry({ id: 'e1', selectors }), T0);
+        await expectCode(ds.createEntry(newEntry({ id: 'e1', spiffeId: 'spiffe://example.org/other' }), T0), 'already-exists', /entry "e1" already exists/);
+        await expectCode(ds.createEntry(newEntry({ selectors: [...selectors].reverse() }), T0), 'already-exists', /same spiffe id, parent id and selectors/);
+      });
+
+      it('refuses records the store cannot hold', async () => {
+        await expectCode(ds.createEntry(newEntry({ selectors: [] }), T0), 'config-invalid', /at least one selector/);
+        await expectCode(ds.createEntry(newEntry({ selectors: [{ type: 'a', value: 'b' }, { type: 'a', value: 'b' }] }), T0), 'config-invalid', /repeats selector "a:b"/);
+        await expectCode(ds.createEntry(newEntry({ x509SvidTtl: -1 }), T0), 'config-invalid', /x509 svid ttl/);
+        await expectCode(ds.createEntry(newEntry({ spiffeId: '' }), T0), 'config-invalid', /no spiffe id/);
+      });
+
+      it('reports a missing entry as not-found', async () => {
+        await expectCode(ds.getEntry('nope'), 'not-found', /entry "nope" does not exist/);
+        await expectCode(ds.updateEntry({ ...newEntry(), id: 'nope' }), 'not-found');
+        await expectCode(ds.deleteEntry('nope'), 'not-found');
+      });
+
+      it('updates the whole record, keeps createdAt, bumps the revision and checks an expected revision', async () => {
+        const created = await ds.createEntry(newEntry(), T0);
+        const { createdAt: _c, revision: _r, ...rest } = created;
+        const updated = await ds.updateEntry({ ...rest, selectors: [{ type: 'k8s', value: 'ns:prod' }], dnsNames: ['x'] }, { expectedRevision: created.revision });
+        expect(updated.revision).toBeGreaterThan(created.revision);
+        expect(updated.createdAt).toEqual(T0);
+        expect(await ds.getEntry(created.id)).toEqual(updated);
+        await expectCode(ds.updateEntry(rest, { expectedRevision: created.revision }), 'entry-revision-conflict', new RegExp(`revision ${updated.revision}, not ${created.revision}`));
+      });
+
+      it('lists by parent id, spiffe id, selector subset and superset, and revision', async () => {
+        const a = await ds.createEntry(newEntry({ spiffeId: 'spiffe://example.org/a', selectors: [{ type: 'unix', value: 'uid:1' }] }), T0);
+        const b = await ds.createEntry(newEntry({ spiffeId: 'spiffe://example.org/b', selectors: [{ type: 'unix', value: 'uid:1' }, { type: 'unix', value: 'gid:1' }] }), T0);
+        const c = await ds.createEntry(newEntry({ spiffeId: 'spiffe://example.org/c', parentId: 'spiffe://example.org/spire/server', selectors: [{ type: 'k8s', value: 'ns:x' }] }), T0);
+        const ids = (list: { id: string }[]) => list.map((e) => e.id).sort();
+        expect(ids(await ds.listEntries())).toEqual(ids([a, b, c]));
+        expect(ids(await ds.listEntries({ parentId: 'spiffe://example.org/spire/server' }))).toEqual([c.id]);
+        expect(ids(await ds.listEntries({ spiffeId: 'spiffe://example.org/b' }))).toEqual([b.id]);
+        const workload = [{ type: 'unix', value: 'uid:1' }, { type: 'unix', value: 'pid:9' }];
+        expect(ids(await ds.listEntries({ selectors: { selectors: workload, match: 'subset' } }))).toEqual([a.id]);
+        const all = [...workload, { type: 'unix', value: 'gid:1' }];
+        expect(ids(await ds.listEntries({ selectors: { selectors: all, match: 'subset' } }))).toEqual(ids([a, b]));
+        expect(ids(await ds.listEntries({ selectors: { selectors: [{ type: 'unix', value: 'uid:1' }], match: 'superset' } }))).toEqual(ids([a, b]));
+        expect(ids(await ds.listEntries({ selectors: { selectors: [{ type: 'unix', value: 'gid:1' }], match: 'superset' }, parentId: a.parentId }))).toEqual([b.id]);
+        expect(ids(await ds.listEntries({ revisionSince: b.revision }))).toEqual([c.id]);
+      });
+
+      it('reports changes and tombstones since a revision, and forces a full resync past pruned tombstones', async () => {
+        const a = await ds.createEntry(newEntry({ spiffeId: 'spiffe://example.org/a' }), T0);
+        const start = (await ds.listEntriesChangedSince(0)).revision;
+        expect(start).toBe(a.revision);
+        const b = await ds.createEntry(newEntry({ spiffeId: 'spiffe://example.org/b' }), T0);
+        await ds.deleteEntry(a.id);
+        const delta = await ds.listEntriesChangedSince(start);
+        expect(delta.fullResync).toBe(false);
+        expect(delta.changed.map((e) => e.id)).toEqual([b.id]);
+        expect(delta.deletedIds).toEqual([a.id]);
+        expect(delta.revision).toBeGreaterThan(b.revision);
+        expect(await ds.listEntriesChangedSince(delta.revision)).toEqual({ revision: delta.revision, changed: [], deletedIds: [], fullResync: false });
+
+        expect(await ds.pruneEntryTombstones(delta.revision)).toBe(1);
+        const old = await ds.listEntriesChangedSince(start);
+        expect(old.fullResync).toBe(true);
+        expect(old.changed.map((e) => e.id)).toEqual([b.id]);
+        expect((await ds.listEntriesChangedSince(delta.revision + 100)).fullResync).toBe(true);
+        expect((await ds.listEntriesChangedSince(delta.revision)).fullResync).toBe(false);
+      });
+
+      it('prunes expired entries and leaves tombstones for them', async () => {
+        const old = await ds.createEntry(newEntry({ spiffeId: 'spiffe://example.org/old', expiresAt: at(10) }), T0);
+        const keep = await ds.createEntry(newEntry({ spiffeId: 'spiffe://example.org/keep', expiresAt: at(100) }), T0);
+        await ds.createEntry(newEntry({ spiffeId: 'spiffe://example.org/forever' }), T0);
+        expect(await ds.pruneEntries(at(50))).toEqual([old.id]);
+        expect((await ds.listEntriesChangedSince(keep.revision)).deletedIds).toEqual([old.id]);
+        expect(await ds.listEntries()).toHaveLength(2);
+      });
+
+      it('gives concurrent writers on two handles distinct, increasing revisions', async () => {
+        const other = await handle();
+        const writes = Array.from({ length: 20 }, (_, i) => (i % 2 ? ds : other).createEntry(newEntry({ spiffeId: `spiffe://example.org/w${i}` }), T0));
+        const created = await Promise.all(writes);
+        expect(new Set(created.map((e) => e.revision)).size).toBe(20);
+        const changes = await ds.listEntriesChangedSince(0);
+        expect(changes.changed).toHaveLength(20);
+        expect(changes.revision).toBe(Math.max(...created.map((e) => e.revision)));
+      });
+    });
+
+    describe('attested agents', () => {
+      it('creates, reads, updates, bans, lists and evicts', async () => {
+        const agent = await ds.createAgent(newAgent(), T0);
+        expect(agent).toMatchObject({ createdAt: T0, updatedAt: T0, banned: false });
+        expect(await ds.getAgent(agent.spiffeId)).toEqual(agent);
+        await expectCode(ds.createAgent(newAgent(), T0), 'already-exists', /agent ".*" already exists/);
+        const renewed = await ds.updateAgent({ ...newAgent(), serialNumber: 'ff', expiresAt: at(7200) }, at(60));
+        expect(renewed).toMatchObject({ serialNumber: 'ff', expiresAt: at(7200), createdAt: T0, updatedAt: at(60) });
+        const other = await ds.createAgent(newAgent({ spiffeId: 'spiffe://example.org/spire/agent/x509pop/aa', attestationType: 'x509pop' }), T0);
+        expect((await ds.setAgentBanned(other.spiffeId, true, at(5))).banned).toBe(true);
+        expect((await ds.listAgents({ banned: true })).map((a) => a.spiffeId)).toEqual([other.spiffeId]);
+        expect((await ds.listAgents({ attestationType: 'join_token' })).map((a) => a.spiffeId)).toEqual([agent.spiffeId]);
+        expect((await ds.listAgents({ expiresBefore: at(3601) })).map((a) => a.spiffeId)).toEqual([other.spiffeId]);
+        expect(await ds.listAgents()).toHaveLength(2);
+        await ds.deleteAgent(agent.spiffeId);
+        await expectCode(ds.getAgent(agent.spiffeId), 'not-found');
+        await expectCode(ds.deleteAgent(agent.spiffeId), 'not-found');
+        await expectCode(ds.updateAgent(newAgent(), T0), 'not-found');
+        await expectCode(ds.setAgentBanned('spiffe://example.org/none', true, T0), 'not-found');
+      });
+    });
+
+    describe('join tokens', () => {
+      it('consumes a token once, burns an expired one and prunes', async () => {
+        await ds.createJoinToken({ token: 't1', expiresAt: at(600) });
+        await expectCode(ds.createJoinToken({ token: 't1', expiresAt: at(600) }), 'already-exists');
+        expect(await ds.consumeJoinToken('t1', at(1))).toEqual({ outcome: 'consumed', token: { token: 't1', expiresAt: at(600) } });
+        expect(await ds.consumeJoinToken('t1', at(2))).toEqual({ outcome: 'unknown' });
+        await ds.createJoinToken({ token: 't2', expiresAt: at(10) });
+        expect((await ds.consumeJoinToken('t2', at(10))).outcome).toBe('expired');
+        expect((await ds.consumeJoinToken('t2', at(0))).outcome).toBe('unknown');
+        await ds.createJoinToken({ token: 't3', expiresAt: at(10) });
+        await ds.createJoinToken({ token: 't4', expiresAt: at(100) });
+        expect(await ds.pruneJoinTokens(at(50))).toBe(1);
+        expect((await ds.consumeJoinToken('t4', at(50))).outcome).toBe('consumed');
+      });
+
+      it('lets exactly one of two concurrent consumers win', async () => {
+        const other = await handle();
+        for (let i = 0; i < 10; i++) {
+          await ds.createJoinToken({ token: `race-${i}`, expiresAt: at(600) });
+          const results = await Promise.all([ds.consumeJoinToken(`race-${i}`, T0), other.consumeJoinToken(`race-${i}`, T0)]);
+          expect(results.map((r) => r.outcome).sort()).toEqual(['consumed', 'unknown']);
+        }
+      });
+    });
+
+    describe('bundles', () => {
+      it('sets, reads, lists and deletes, refusing a lower sequence', async () => {
+        await expectCode(ds.getBundle('example.org'), 'not-found', /bundle for "example.org" does not exist/);
+        await ds.setBundle(newBundle('example.org', 1n));
+        await ds.setBundle(newBundle('example.org', 2n, '{"v":2}'));
+        await ds.setBundle(newBundle('example.org', 2n, '{"v":"2b"}'));
+        await expectCode(ds.setBundle(newBundle('example.org', 1n)), 'bundle-sequence-regressed', /sequence 1, lower than the stored 2/);
+        expect((await ds.getBundle('example.org')).document.toString()).toBe('{"v":"2b"}');
+        const big = 2n ** 62n + 7n;
+        await ds.setBundle(newBundle('federated.org', big));
+        expect((await ds.getBundle('federated.org')).sequence).toBe(big);
+        await expectCode(ds.setBundle(newBundle('x.org', -1n)), 'config-invalid');
+        expect((await ds.listBundles()).map((b) => [b.trustDomain, b.sequence])).toEqual([['example.org', 2n], ['federated.org', big]]);
+        await ds.deleteBundle('federated.org');
+        await expectCode(ds.deleteBundle('federated.org'), 'not-found');
+      });
+    });
+
+    describe('ca key records', () => {
+      it('puts, lists, rotates phases with one active key per kind, and deletes', async () => {
+        await ds.putCaKey(newCaKey('k1', { phase: 'active' }));
+        await ds.putCaKey(newCaKey('k2', { createdAt: at(1) }));
+        await ds.putCaKey(newCaKey('j1', { kind: 'jwt', phase: 'active', certificateDer: undefined }));
+        await expectCode(ds.putCaKey(newCaKey('k1')), 'already-exists');
+        expect(await ds.setCaKeyPhase('k2', 'active')).toMatchObject({ id: 'k2', phase: 'active' });
+        const x509 = await ds.listCaKeys('x509');
+        expect(x509.map((k) => [k.id, k.phase])).toEqual([['k1', 'old'], ['k2', 'active']]);
+        expect(x509[1]).toEqual({ ...newCaKey('k2', { createdAt: at(1) }), phase: 'active' });
+        const jwt = await ds.listCaKeys('jwt');
+        expect(jwt).toHaveLength(1);
+        expect(jwt[0].phase).toBe('active');
+        expect(jwt[0].certificateDer).toBeUndefined();
+        await ds.deleteCaKey('k1');
+        expect(await ds.listCaKeys()).toHaveLength(2);
+        await expectCode(ds.deleteCaKey('k1'), 'not-found');
+        await expectCode(ds.setCaKeyPhase('k1', 'old'), 'not-found');
+      });
+    });
+
+    describe('lifecycle', () => {
+      it('keeps every record across close and reopen, and revisions continue', async () => {
+        const entry = await ds.createEntry(newEntry(), T0);
+        await ds.createAgent(newAgent(), T0);
+        await ds.createJoinToken({ token: 'persist', expiresAt: at(600) });
+        await ds.setBundle(newBundle('example.org', 5n));
+        await ds.putCaKey(newCaKey('k1', { phase: 'active' }));
+        await ds.close();
+        const again = await handle();
+        expect(await again.getEntry(entry.id)).toEqual(entry);
+        expect(await again.getAgent(newAgent().spiffeId)).toMatchObject({ serialNumber: '0a1b2c' });
+        expect((await again.getBundle('example.org')).sequence).toBe(5n);
+        expect((await again.listCaKeys()).map((k) => k.id)).toEqual(['k1']);
+        expect((await again.consumeJoinToken('persist', T0)).outcome).toBe('consumed');
+        const next = await again.createEntry(newEntry({ spiffeId: 'spiffe://example.org/next' }), T0);
+        expect(next.revision).toBeGreaterThan(entry.revision);
+      });
+
+      it('reports health, and refuses work once closed', async () => {
+        expect(await ds.health()).toMatchObject({ ok: true, backend: ds.backend, schemaVersion: 1 });
+        await ds.close();
+        await expectCode(ds.getEntry('x'), 'unavailable', /store is closed/);
+        expect(await ds.health()).toMatchObject({ ok: false, error: 'datastore: store is closed' });
+      });
+    });
+  });
+}
