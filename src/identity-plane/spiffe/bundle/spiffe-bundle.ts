@@ -66,7 +66,9 @@ export function parseSpiffeBundle(trustDomain: TrustDomain | string, jsonBytes: 
         const cert = x509Entry(jwk, i);
         if (cert !== undefined) x509.push(cert);
       } else if (jwk.use === 'jwt-svid') {
-        jwt.push(jwtAuthority(jwk.kid, jwkToPublicKey(jwk)));
+        // Ed25519 keys are accepted as go-spiffe does: the key is well-formed, and tokens signed
+        // with EdDSA are refused by the JWT-SVID algorithm allow-list at verification.
+        jwt.push(jwtAuthority(jwk.kid, jwkToPublicKey(jwk, { allowEd25519: true })));
       }
     } catch (err) {
       throw rewrap(AREA, `error adding authority ${i} of JWKS`, err);
