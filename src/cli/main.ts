@@ -1,7 +1,15 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../common/errors/catalog.js';
 import { CommandExit, processIo, type Io } from './output.js';
+import { registerAgentAdminCommands } from './admin/agent.js';
+import { registerEntryCommands } from './admin/entry.js';
+import { registerTokenCommands } from './admin/token.js';
+import { registerBundleCommands } from './bundle/commands.js';
+import { registerServerCommands } from './server/run.js';
 import { registerSpiffeIdParse } from './spiffe-id/parse.js';
+import { registerCaCommands } from './svid/ca.js';
+import { registerJwtSvidCommands } from './svid/jwt.js';
+import { registerX509SvidCommands } from './svid/x509.js';
 
 export const VERSION = '0.1.0';
 
@@ -14,6 +22,15 @@ export function buildProgram(io: Io = processIo): Command {
 
   const spiffeId = program.command('spiffe-id').description('SPIFFE ID utilities');
   registerSpiffeIdParse(spiffeId, io);
+  registerX509SvidCommands(program, io);
+  registerJwtSvidCommands(program, io);
+  registerBundleCommands(program, io);
+  registerCaCommands(program, io);
+  registerServerCommands(program, io);
+  registerEntryCommands(program, io);
+  registerTokenCommands(program, io);
+  const agent = program.command('agent').description('the node agent, and agent administration on the server');
+  registerAgentAdminCommands(agent, io);
 
   return program;
 }

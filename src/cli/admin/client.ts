@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import path from 'node:path';
-import { SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
-import { serverServices } from '../../identity-plane/server/api/grpc.js';
+import { errorCatalog, SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
+import { ERROR_CODE_METADATA, serverServices } from '../../identity-plane/server/api/grpc.js';
 
 /** Where `svidscope server run` puts its admin socket by default (relative to the working directory). */
 export const DEFAULT_ADMIN_SOCKET = path.join('.svidscope', 'server', 'admin.sock');
@@ -34,12 +34,13 @@ export function connectAdmin(socket: string): AdminClient {
         const fn = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => void>)[method];
         fn.call(client, request, { deadline: Date.now() + 15_000 }, (err, res) => {
           if (!err) return resolve(res);
-          const code = CODE_BY_STATUS[err.code] ?? 'internal';
+          const carried = String(err.metadata?.get(ERROR_CODE_METADATA)?.[0] ?? '');
+          const code: ErrorCode = carried in errorCatalog ? (carried as ErrorCode) : (CODE_BY_STATUS[err.code] ?? 'internal');
           const message = err.code === grpc.status.UNAVAILABLE
             ? `cannot reach the server admin socket ${socket}: is the server running? (${err.details})`
             : err.details || err.message;
           // Keep the server's own message: for InvalidArgument it names the broken rule.
-          reject(new SvidscopeError(code === 'internal' && err.code === grpc.status.INVALID_ARGUMENT ? 'usage' : code, message));
+          reject(new SvidscopeError(code, message));
         });
       });
     },

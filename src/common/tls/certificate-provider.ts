@@ -27,16 +27,25 @@ export class InMemoryCertificateProvider implements experimental.CertificateProv
 
   addCaCertificateListener(listener: CaListener): void {
     this.caListeners.add(listener);
-    if (this.ca) listener(this.ca);
+    this.replay(() => this.ca && this.caListeners.has(listener) && listener(this.ca));
   }
   removeCaCertificateListener(listener: CaListener): void {
     this.caListeners.delete(listener);
   }
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.add(listener);
-    if (this.identity) listener(this.identity);
+    this.replay(() => this.identity && this.identityListeners.has(listener) && listener(this.identity));
   }
   removeIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.delete(listener);
+  }
+
+  /**
+   * The current value reaches a new listener on the next tick, not synchronously: grpc-js 1.14
+   * registers its own watcher only after adding ours, so a synchronous replay would be lost and
+   * the server would drop every connection as having no credentials.
+   */
+  private replay(deliver: () => unknown): void {
+    setImmediate(deliver);
   }
 }

@@ -32,6 +32,9 @@ export function toNumber(v: string | number | undefined | null): number {
   return v === undefined || v === null || v === '' ? 0 : Number(v);
 }
 
+/** Trailer metadata key carrying the svidscope error code of a refused call. */
+export const ERROR_CODE_METADATA = 'svidscope-error-code';
+
 /** A gRPC error with a status code, as grpc-js expects (a string `code` would become UNKNOWN). */
 export class StatusError extends Error {
   constructor(
@@ -65,6 +68,8 @@ export function toServiceError(err: unknown, logger: Logger, method: string): gr
   e.code = code;
   e.details = details;
   e.metadata = new grpc.Metadata();
+  // The stable svidscope code travels beside the gRPC status, so CLIs can report the exact rule.
+  if (isSvidscopeError(err)) e.metadata.set(ERROR_CODE_METADATA, err.code);
   return e;
 }
 
