@@ -80,8 +80,13 @@ export function bundlePemOf(server: RunningServer): string {
 /** Attests with a fresh join token and returns the agent's identity. */
 export async function attestAgent(t: TestServer, token?: string): Promise<AgentIdentity> {
   const value = token ?? (await t.admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 })).value;
+  return attestAgentAt(t.server.address, bundlePemOf(t.server), value);
+}
+
+/** Attests with `token` at a server known only by address and bundle (e.g. one running as a child process). */
+export async function attestAgentAt(address: string, bundlePem: string, value: string): Promise<AgentIdentity> {
   const key = generateKeyPair('ec-p256');
-  const client = nodeClient(t.server.address, bundlePemOf(t.server));
+  const client = nodeClient(address, bundlePem);
   try {
     const res = await client.call<{ svid: { cert_chain: Buffer[]; spiffe_id: string } }>('AttestAgent', { attestation_type: 'join_token', payload: Buffer.from(value), csr: createCsr(key.privateKey, key.publicKey) });
     return { key, chainDer: res.svid.cert_chain, spiffeId: res.svid.spiffe_id };

@@ -1,0 +1,56 @@
+import { execa, type ResultPromise } from 'execa';
+import { createServer } from 'node:net';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+
+/** Starts `svidscope <args>` from source as a real child process (logs kept for failure messages). */
+export function spawnCli(args: string[], env: Record<string, string> = {}): { child: ResultPromise; logs: () => string } {
+  const child = execa('node', ['--import', 'tsx', path.join(root, 'src', 'cli', 'index.ts'), ...args], {
+    reject: false,
+    env: { ...env },
+    all: true,
+    buffer: { all: true },
+  });
+  let output = '';
+  child.all?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  return { child, logs: () => output };
+}
+
+/** A free loopback port (bound and released); good enough for tests that start servers on it next. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Polls until `check` resolves truthy or the time is up. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 20_000, logs?: () => string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}${logs ? `\n--- logs ---\n${logs().slice(-3000)}` : ''}`);
+}
+
+export async function httpOk(url: string): Promise<boolean> {
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    return r.ok;
+  } catch {
+    return false;
+  }
+}
