@@ -34,7 +34,10 @@ export function printResult(io: Io, opts: OutputOptions, result: Record<string, 
 
 /** Prints a failure as one line (never a stack trace) and returns the exit code from the catalogue. */
 export function printError(io: Io, opts: OutputOptions, err: unknown): number {
-  const { code, message, exit } = describeError(err);
+  const described = describeError(err);
+  const { code, exit } = described;
+  // One line, always: messages quoting untrusted input may carry its newlines.
+  const message = described.message.replace(/\s*\n\s*/g, ' ').trim();
   if (opts.json) io.out(JSON.stringify({ valid: false, error: code, message }));
   else io.err(`error: ${message} [${code}]`);
   if (process.env.SVIDSCOPE_DEBUG && err instanceof Error && err.stack) io.err(err.stack);
