@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's main-job command: installs what is missing, builds, and starts the local stack on
+# its embedded defaults (SQLite, data under .svidscope/). Stops cleanly on Ctrl-C or SIGTERM.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+apt_install openssl ca-certificates || true
+ensure_node_modules
+log "build"
+npm run -s build
+exec node bin/svidscope.js server run --data-dir .svidscope/server "$@"
