@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildServerConfig } from '../../src/identity-plane/server/config.js';
 import { startServer, type RunningServer, type ServerDeps } from '../../src/identity-plane/server/server.js';
-import { serverServices } from '../../src/identity-plane/server/api/grpc.js';
+import { serverServices } from '../../src/identity-plane/server-api/services.js';
 import { x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
 import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';

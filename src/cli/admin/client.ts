@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import path from 'node:path';
 import { errorCatalog, SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
-import { ERROR_CODE_METADATA, serverServices } from '../../identity-plane/server/api/grpc.js';
+import { ERROR_CODE_METADATA, serverServices } from '../../identity-plane/server-api/services.js';
 
 /** Where `svidscope server run` puts its admin socket by default (relative to the working directory). */
 export const DEFAULT_ADMIN_SOCKET = path.join('.svidscope', 'server', 'admin.sock');

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import type { EntryMsg } from '../../identity-plane/server/api/messages.js';
+import type { EntryMsg } from '../../identity-plane/server-api/messages.js';
 import { parseSelector } from '../../identity-plane/server/registration/validate.js';
 import { printResult, usageError, type Io } from '../output.js';
 import { withErrors } from '../run.js';

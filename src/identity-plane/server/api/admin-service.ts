@@ -11,7 +11,7 @@ import { JOIN_TOKEN_TYPE } from '../attestor-node/join-token.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH, validateEntry, type EntryFields } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
-import { entryMessage, type EntryMsg } from './messages.js';
+import { entryMessage, type EntryMsg } from '../../server-api/messages.js';
 
 export interface AdminServiceDeps {
   trustDomain: TrustDomain;

@@ -1,39 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
+import { ERROR_CODE_METADATA } from '../../server-api/services.js';
 
-const protoDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'proto');
-
-// int64/uint64 arrive as strings so uint64 bundle sequences keep every bit; see toBigInt/toNumber.
-const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [protoDir] };
-
-let cached: { node: grpc.ServiceDefinition; admin: grpc.ServiceDefinition; nodeClient: grpc.ServiceClientConstructor; adminClient: grpc.ServiceClientConstructor } | undefined;
-
-/** The server's two gRPC services, loaded from the .proto files beside this module. */
-export function serverServices() {
-  if (!cached) {
-    const nodeDef = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(protoDir, 'node.proto'), LOADER_OPTIONS)) as unknown as {
-      svidscope: { server: { v1: { Node: grpc.ServiceClientConstructor } } };
-    };
-    const adminDef = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(protoDir, 'admin.proto'), LOADER_OPTIONS)) as unknown as {
-      svidscope: { admin: { v1: { Admin: grpc.ServiceClientConstructor } } };
-    };
-    const nodeClient = nodeDef.svidscope.server.v1.Node;
-    const adminClient = adminDef.svidscope.admin.v1.Admin;
-    cached = { node: nodeClient.service, admin: adminClient.service, nodeClient, adminClient };
-  }
-  return cached;
-}
-
-export function toNumber(v: string | number | undefined | null): number {
-  return v === undefined || v === null || v === '' ? 0 : Number(v);
-}
-
-/** Trailer metadata key carrying the svidscope error code of a refused call. */
-export const ERROR_CODE_METADATA = 'svidscope-error-code';
+export { ERROR_CODE_METADATA, serverServices, toNumber } from '../../server-api/services.js';
 
 /** A gRPC error with a status code, as grpc-js expects (a string `code` would become UNKNOWN). */
 export class StatusError extends Error {

@@ -15,7 +15,7 @@ import { authorizedEntries } from '../registration/authorized.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
-import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from './messages.js';
+import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
 
 export interface NodeServiceDeps {
   trustDomain: TrustDomain;

@@ -133,11 +133,10 @@ export class CaManager {
 
   private rotateKind(kind: KeyKind): boolean {
     const now = this.deps.clock.nowMs();
-    let changed = false;
     // Old keys leave once expired: by then every SVID they signed has expired too.
     const before = this.slots.length;
     this.slots = this.slots.filter((s) => !(s.kind === kind && s.phase === 'old' && s.notAfter <= now));
-    changed = this.slots.length !== before;
+    let changed = this.slots.length !== before;
     let active = this.slot(kind, 'active');
     if (!active || active.notAfter <= now) {
       // First start, or the server was down past the active key's life: nothing valid to hand

@@ -12,8 +12,10 @@ import { SqlDatastore } from './sql-store.js';
 import type { Datastore } from './types.js';
 
 const dialect: Dialect = { name: 'sqlite', bytes: 'BLOB', forUpdate: '' };
-/** How long a writer waits for another connection's lock before giving up with `unavailable`. */
-const BUSY_TIMEOUT_MS = 5_000;
+/** How long a transaction keeps retrying while another connection holds the lock, before `unavailable`. */
+const BUSY_BUDGET_MS = 5_000;
+const isBusy = (err: unknown) => String((err as { code?: unknown })?.code ?? '').startsWith('SQLITE_BUSY');
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export interface SqliteConfig {
   /** Database file; its directory is created if missing. */
@@ -49,18 +51,31 @@ class SqliteDriver implements SqlDriver {
 
   transaction<T>(mode: TxMode, fn: (tx: Executor) => Promise<T>): Promise<T> {
     return this.mutex.run(async () => {
-      // IMMEDIATE takes the write lock at BEGIN: a deferred transaction upgrading later could hit SQLITE_BUSY
-      // without the busy handler being able to help.
-      this.db.exec(mode === 'write' ? 'BEGIN IMMEDIATE' : 'BEGIN');
-      try {
-        const result = await fn(this.executor);
-        this.db.exec('COMMIT');
-        return result;
-      } catch (err) {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
-        throw err;
+      // SQLite's own busy handler sleeps synchronously, which would freeze the event loop, and with it the
+      // very holder of the lock when that is another handle in this process. So the connection waits 0 ms and
+      // a busy transaction is rolled back and retried here, yielding to the event loop between attempts.
+      for (let waited = 0, delay = 2; ; waited += delay, delay = Math.min(delay * 2, 100)) {
+        try {
+          return await this.attempt(mode, fn);
+        } catch (err) {
+          if (!isBusy(err) || waited >= BUSY_BUDGET_MS) throw err;
+        }
+        await sleep(delay);
       }
     });
+  }
+
+  private async attempt<T>(mode: TxMode, fn: (tx: Executor) => Promise<T>): Promise<T> {
+    // IMMEDIATE takes the write lock at BEGIN, so a write transaction is busy up front or not at all.
+    this.db.exec(mode === 'write' ? 'BEGIN IMMEDIATE' : 'BEGIN');
+    try {
+      const result = await fn(this.executor);
+      this.db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
   }
 
   isUniqueViolation(err: unknown): boolean {
@@ -92,7 +107,7 @@ export async function openSqliteDatastore(config: SqliteConfig): Promise<Datasto
   let db: Database.Database;
   try {
     mkdirSync(dirname(config.path), { recursive: true });
-    db = new Database(config.path, { timeout: BUSY_TIMEOUT_MS });
+    db = new Database(config.path, { timeout: 0 });
   } catch (err) {
     throw fail('io-error', `cannot open sqlite database "${config.path}": ${(err as Error).message}`, err);
   }

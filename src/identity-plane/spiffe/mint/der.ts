@@ -7,18 +7,42 @@
  * indefinite-length or BER leniency anywhere.
  */
 
-/** Encodes a definite length (X.690 8.1.3): short form below 128, else the minimal long form. */
-export function derLength(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
+/** Octets the long form needs for a length (X.690 8.1.3); 0 means the short form. */
+function lengthOctets(n: number): number {
+  return n < 0x80 ? 0 : n < 0x100 ? 1 : n < 0x10000 ? 2 : n < 0x1000000 ? 3 : 4;
 }
 
-/** A TLV with a one-byte tag. */
-export function tlv(tag: number, ...content: Buffer[]): Buffer {
-  const body = content.length === 1 ? content[0] : Buffer.concat(content);
-  return Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
+/** Encodes a definite length: short form below 128, else the minimal long form. */
+export function derLength(n: number): Buffer {
+  const k = lengthOctets(n);
+  const out = Buffer.allocUnsafe(1 + k);
+  writeLength(out, 0, n, k);
+  return out;
+}
+
+function writeLength(out: Buffer, at: number, n: number, k: number): number {
+  if (k === 0) {
+    out[at] = n;
+    return at + 1;
+  }
+  out[at++] = 0x80 | k;
+  for (let i = k - 1; i >= 0; i--) out[at++] = (n >>> (8 * i)) & 0xff;
+  return at;
+}
+
+/**
+ * A TLV with a one-byte tag around already-encoded parts, written with a single allocation:
+ * this runs several times per minted certificate, so it must not build intermediate buffers.
+ */
+export function tlv(tag: number, ...parts: Buffer[]): Buffer {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const k = lengthOctets(n);
+  const out = Buffer.allocUnsafe(2 + k + n);
+  out[0] = tag;
+  let o = writeLength(out, 1, n, k);
+  for (const p of parts) o += p.copy(out, o);
+  return out;
 }
 
 export const sequence = (...items: Buffer[]): Buffer => tlv(0x30, ...items);

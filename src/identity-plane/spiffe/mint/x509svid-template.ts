@@ -6,7 +6,7 @@
  *
  * The splice is safe because DER is a plain concatenation of complete TLVs: a TLV's bytes do not
  * depend on where it sits, only its enclosing SEQUENCEs' length headers do, and those are
- * recomputed per call from the actual parts (see `assemble`).
+ * recomputed per call from the actual parts (`tlv` measures its parts before writing the header).
  */
 import { randomFillSync, type KeyObject, type X509Certificate } from 'node:crypto';
 import { errorFactory } from '../../../common/errors/catalog.js';
@@ -27,7 +27,7 @@ import {
   VERSION_V3,
   type DistinguishedName,
 } from './cert-parts.js';
-import { derLength, time, unsignedIntegerContent } from './der.js';
+import { time, tlv, unsignedIntegerContent } from './der.js';
 import { keyTypeOf, signatureAlgorithmFor } from './keys.js';
 
 const fail = errorFactory('mint');
@@ -114,15 +114,15 @@ export function createX509SvidMinter({ caCertificate, caPrivateKey }: X509SvidMi
     const { spki, keyId } = spkiOf(req.publicKey);
     const san = subjectAltName([req.id.toString()], dnsNames, subject.length === EMPTY_NAME.length);
 
-    const tbs = assemble(0x30, [
+    const tbs = tlv(0x30,
       versionBytes,
-      wrap(0x02, serialContent),
+      tlv(0x02, serialContent),
       algAndIssuer,
-      assemble(0x30, [time(notBefore), time(notAfter)]),
+      tlv(0x30, time(notBefore), time(notAfter)),
       subject,
       spki,
-      assemble(0xa3, [assemble(0x30, [fixedExtensions, subjectKeyIdentifier(keyId), san])]),
-    ]);
+      tlv(0xa3, tlv(0x30, fixedExtensions, subjectKeyIdentifier(keyId), san)),
+    );
     const der = signTbs(tbs, caPrivateKey, alg);
     return { der, serial: BigInt('0x' + serialContent.toString('hex')), notBefore, notAfter };
   }
@@ -144,20 +144,6 @@ function checkedSerial(serial: Buffer | bigint): Buffer {
   return c;
 }
 
-/** A TLV around already-encoded parts, written with one allocation. */
-function assemble(tag: number, parts: readonly Buffer[]): Buffer {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const len = derLength(n);
-  const out = Buffer.allocUnsafe(1 + len.length + n);
-  out[0] = tag;
-  len.copy(out, 1);
-  let o = 1 + len.length;
-  for (const p of parts) o += p.copy(out, o);
-  return out;
-}
-
-const wrap = (tag: number, body: Buffer): Buffer => assemble(tag, [body]);
 
 /**
  * 128-bit serials drawn from a refilled random block: one CSPRNG call per 256 serials instead of

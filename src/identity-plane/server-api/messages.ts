@@ -1,5 +1,5 @@
-import type { SpiffeBundle } from '../../spiffe/bundle/index.js';
-import type { RegistrationEntry } from '../datastore/types.js';
+import type { SpiffeBundle } from '../spiffe/bundle/index.js';
+import type { RegistrationEntry } from '../server/datastore/types.js';
 
 /** Wire shapes of node.proto as proto-loader presents them (keepCase, int64 as strings). */
 export interface X509SvidMsg {

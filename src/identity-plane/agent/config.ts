@@ -1,0 +1,81 @@
+import path from 'node:path';
+import { ConfigReader } from '../../common/config/load.js';
+import { parseDurationSeconds } from '../../common/duration.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
+import type { LogLevel } from '../../common/log.js';
+import { parseTrustDomain, type TrustDomain } from '../spiffe/id/index.js';
+import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
+
+/** The agent's whole configuration; every field has a default documented in the README. */
+export interface AgentConfig {
+  trustDomain: TrustDomain;
+  /** host:port of the server's agent API. */
+  serverAddress: string;
+  dataDir: string;
+  /** The Workload API socket. */
+  socketPath: string;
+  /** File mode of the Workload API socket (any local process may call; the kernel says who it is). */
+  socketMode: number;
+  /** A one-time join token, or a file holding one (read at each attestation, so a new token can be dropped in). */
+  joinToken?: string;
+  joinTokenFile?: string;
+  /** PEM file of the server's trust anchors for the first connection; else `insecureBootstrap`. */
+  trustBundlePath?: string;
+  insecureBootstrap: boolean;
+  syncIntervalSeconds: number;
+  /** Rotate an X509-SVID once this fraction of its lifetime has passed (SPIRE: 0.5). */
+  rotationFraction: number;
+  workloadKeyType: KeyType;
+  discoverWorkloadPath: boolean;
+  /** Largest binary hashed for unix:sha256, bytes; 0 = no limit, negative = never hash. */
+  workloadSizeLimit: number;
+  healthBind: string;
+  logLevel: LogLevel;
+}
+
+export interface AgentFlagOverrides {
+  trustDomain?: string;
+  serverAddress?: string;
+  dataDir?: string;
+  socketPath?: string;
+  joinToken?: string;
+  healthBind?: string;
+  logLevel?: string;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagOverrides = {}): AgentConfig {
+  const r = new ConfigReader(doc);
+  let trustDomain: TrustDomain;
+  try {
+    trustDomain = parseTrustDomain(flags.trustDomain ?? r.string('trust_domain', 'example.org'));
+  } catch (err) {
+    throw new SvidscopeError('config-invalid', `config: trust_domain: ${(err as Error).message}`);
+  }
+  const dataDir = path.resolve(flags.dataDir ?? r.string('data_dir', '.svidscope/agent'));
+  const serverAddress = flags.serverAddress ?? r.string('server_address', '127.0.0.1:8081');
+  const socketPath = path.resolve(flags.socketPath ?? r.string('socket_path', path.join(dataDir, 'public', 'api.sock')));
+  const modeText = r.string('socket_mode', '0777');
+  if (!/^0?[0-7]{3}$/.test(modeText)) r.fail('socket_mode', 'must be an octal file mode such as 0777 or 0770');
+  const joinToken = flags.joinToken ?? r.optionalString('join_token');
+  const joinTokenFile = r.optionalString('join_token_file');
+  const trustBundlePath = r.optionalString('trust_bundle_path');
+  const insecureBootstrap = r.boolean('insecure_bootstrap', false);
+  const syncIntervalSeconds = parseDurationSeconds(r.raw('sync_interval').value ?? '5s', 'sync_interval');
+  const rotationFraction = r.number('rotation_fraction', 0.5, { min: 0.05, max: 0.95 });
+  const keyTypeText = r.string('workload_x509_svid_key_type', 'ec-p256');
+  const keyType: KeyType = isKeyType(keyTypeText) ? keyTypeText : r.fail('workload_x509_svid_key_type', 'must be one of ec-p256, ec-p384, rsa-2048');
+  const discoverWorkloadPath = r.boolean('discover_workload_path', true);
+  const workloadSizeLimit = r.number('workload_size_limit', 0);
+  const healthBind = flags.healthBind ?? r.string('health_bind', '127.0.0.1:8088');
+  const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number])) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  r.rejectUnknown();
+  if (syncIntervalSeconds <= 0) r.fail('sync_interval', 'must be positive');
+  return {
+    trustDomain, serverAddress, dataDir, socketPath, socketMode: parseInt(modeText, 8), joinToken, joinTokenFile,
+    trustBundlePath: trustBundlePath ? path.resolve(trustBundlePath) : undefined, insecureBootstrap, syncIntervalSeconds,
+    rotationFraction, workloadKeyType: keyType, discoverWorkloadPath, workloadSizeLimit, healthBind, logLevel,
+  };
+}

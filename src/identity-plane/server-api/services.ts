@@ -1,0 +1,45 @@
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The server's protocol: node.proto (agent-facing) and admin.proto (local socket). Shared by the
+ * server, the agent's server client and the CLI's admin client, the way SPIRE's api-sdk is, so
+ * the agent never imports server internals.
+ */
+const protoDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'proto');
+
+// int64/uint64 arrive as strings so uint64 bundle sequences keep every bit.
+const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [protoDir] };
+
+export interface ServerServices {
+  node: grpc.ServiceDefinition;
+  admin: grpc.ServiceDefinition;
+  nodeClient: grpc.ServiceClientConstructor;
+  adminClient: grpc.ServiceClientConstructor;
+}
+
+let cached: ServerServices | undefined;
+
+export function serverServices(): ServerServices {
+  if (!cached) {
+    const nodeDef = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(protoDir, 'node.proto'), LOADER_OPTIONS)) as unknown as {
+      svidscope: { server: { v1: { Node: grpc.ServiceClientConstructor } } };
+    };
+    const adminDef = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(protoDir, 'admin.proto'), LOADER_OPTIONS)) as unknown as {
+      svidscope: { admin: { v1: { Admin: grpc.ServiceClientConstructor } } };
+    };
+    const nodeClient = nodeDef.svidscope.server.v1.Node;
+    const adminClient = adminDef.svidscope.admin.v1.Admin;
+    cached = { node: nodeClient.service, admin: adminClient.service, nodeClient, adminClient };
+  }
+  return cached;
+}
+
+/** Trailer metadata key carrying the svidscope error code of a refused call. */
+export const ERROR_CODE_METADATA = 'svidscope-error-code';
+
+export function toNumber(v: string | number | undefined | null): number {
+  return v === undefined || v === null || v === '' ? 0 : Number(v);
+}
