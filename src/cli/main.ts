@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../common/errors/catalog.js';
 import { CommandExit, processIo, type Io } from './output.js';
 import { registerAgentAdminCommands } from './admin/agent.js';
+import { registerAgentRunCommands } from './agent/run.js';
 import { registerEntryCommands } from './admin/entry.js';
 import { registerTokenCommands } from './admin/token.js';
 import { registerBundleCommands } from './bundle/commands.js';
@@ -30,6 +31,7 @@ export function buildProgram(io: Io = processIo): Command {
   registerEntryCommands(program, io);
   registerTokenCommands(program, io);
   const agent = program.command('agent').description('the node agent, and agent administration on the server');
+  registerAgentRunCommands(agent, io);
   registerAgentAdminCommands(agent, io);
 
   return program;

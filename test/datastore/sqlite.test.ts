@@ -3,7 +3,7 @@
  * on-disk pragmas, and durability when the writing process is killed with SIGKILL.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -45,7 +45,9 @@ describe('sqlite datastore', () => {
   });
 
   it('reports an unwritable location as io-error', async () => {
-    await expectCode(openDatastore({ kind: 'sqlite', path: '/proc/svidscope/nope.sqlite3' }), 'io-error', /cannot open sqlite database/);
+    const blocker = join(root, 'not-a-directory');
+    writeFileSync(blocker, 'x');
+    await expectCode(openDatastore({ kind: 'sqlite', path: join(blocker, 'nope.sqlite3') }), 'io-error', /cannot open sqlite database/);
   });
 
   it('loses no committed entry and stays consistent when the writer is killed with SIGKILL', async () => {

@@ -39,6 +39,8 @@ export interface AgentFlagOverrides {
   dataDir?: string;
   socketPath?: string;
   joinToken?: string;
+  trustBundle?: string;
+  insecureBootstrap?: boolean;
   healthBind?: string;
   logLevel?: string;
 }
@@ -60,8 +62,8 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   if (!/^0?[0-7]{3}$/.test(modeText)) r.fail('socket_mode', 'must be an octal file mode such as 0777 or 0770');
   const joinToken = flags.joinToken ?? r.optionalString('join_token');
   const joinTokenFile = r.optionalString('join_token_file');
-  const trustBundlePath = r.optionalString('trust_bundle_path');
-  const insecureBootstrap = r.boolean('insecure_bootstrap', false);
+  const trustBundlePath = flags.trustBundle ?? r.optionalString('trust_bundle_path');
+  const insecureBootstrap = flags.insecureBootstrap ?? r.boolean('insecure_bootstrap', false);
   const syncIntervalSeconds = parseDurationSeconds(r.raw('sync_interval').value ?? '5s', 'sync_interval');
   const rotationFraction = r.number('rotation_fraction', 0.5, { min: 0.05, max: 0.95 });
   const keyTypeText = r.string('workload_x509_svid_key_type', 'ec-p256');

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { ConfigReader } from '../../common/config/load.js';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
+import { checkHostPort } from '../../common/net.js';
 import type { LogLevel } from '../../common/log.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/id/index.js';
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
@@ -115,11 +116,4 @@ function keyTypeOf(r: ConfigReader, key: string): KeyType {
   const v = r.string(key, 'ec-p256');
   if (!isKeyType(v)) r.fail(key, 'must be one of ec-p256, ec-p384, rsa-2048');
   return v;
-}
-
-export function checkHostPort(value: string, key: string): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:]+\]|[^:]+):(\d{1,5})$/.exec(value);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new SvidscopeError('config-invalid', `config: ${key}: "${value}" must be host:port`);
-  return { host: m[1].replace(/^\[|\]$/g, ''), port };
 }

@@ -19,7 +19,7 @@ import { createNodeService } from './api/node-service.js';
 import { BundlePublisher } from './bundle/publisher.js';
 import { CaManager, type UpstreamAuthority } from './ca/manager.js';
 import type { ServerConfig } from './config.js';
-import { checkHostPort } from './config.js';
+import { checkHostPort } from '../../common/net.js';
 import { openDatastore } from './datastore/index.js';
 import type { Datastore } from './datastore/types.js';
 import { EntryCache } from './registration/entry-cache.js';

@@ -101,9 +101,13 @@ async function insertSelectors(tx: Executor, id: string, selectors: readonly Sel
 export function entryWhere(filter: EntryFilter): { where: string; params: Param[] } {
   const clauses: string[] = [];
   const params: Param[] = [];
-  if (filter.parentId !== undefined) (clauses.push('e.parent_id = ?'), params.push(filter.parentId));
-  if (filter.spiffeId !== undefined) (clauses.push('e.spiffe_id = ?'), params.push(filter.spiffeId));
-  if (filter.revisionSince !== undefined) (clauses.push('e.revision > ?'), params.push(filter.revisionSince));
+  const add = (clause: string, param: Param) => {
+    clauses.push(clause);
+    params.push(param);
+  };
+  if (filter.parentId !== undefined) add('e.parent_id = ?', filter.parentId);
+  if (filter.spiffeId !== undefined) add('e.spiffe_id = ?', filter.spiffeId);
+  if (filter.revisionSince !== undefined) add('e.revision > ?', filter.revisionSince);
   if (filter.selectors) {
     const given = filter.selectors.selectors;
     if (given.length === 0) {

@@ -56,9 +56,13 @@ export async function setAgentBanned(tx: Executor, spiffeId: string, banned: boo
 export async function listAgents(tx: Executor, f: AgentFilter): Promise<AttestedAgent[]> {
   const clauses: string[] = [];
   const params: Param[] = [];
-  if (f.banned !== undefined) (clauses.push('banned = ?'), params.push(f.banned));
-  if (f.attestationType !== undefined) (clauses.push('attestation_type = ?'), params.push(f.attestationType));
-  if (f.expiresBefore !== undefined) (clauses.push('expires_at < ?'), params.push(f.expiresBefore.getTime()));
+  const add = (clause: string, param: Param) => {
+    clauses.push(clause);
+    params.push(param);
+  };
+  if (f.banned !== undefined) add('banned = ?', f.banned);
+  if (f.attestationType !== undefined) add('attestation_type = ?', f.attestationType);
+  if (f.expiresBefore !== undefined) add('expires_at < ?', f.expiresBefore.getTime());
   const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
   const rows = await tx.all(`SELECT ${AGENT_COLUMNS} FROM attested_agents ${where} ORDER BY spiffe_id`, params);
   return rows.map(toAgent);

@@ -1,7 +1,7 @@
 /**
  * SQLite backend: the embedded default. One better-sqlite3 connection per store handle; every transaction on it
  * runs under a mutex because the async Datastore API must not interleave two transactions on one connection.
- * Other handles or processes on the same file are coordinated by SQLite's own locks and the busy timeout.
+ * Other handles or processes on the same file are coordinated by SQLite's file locks and the async retry below.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';

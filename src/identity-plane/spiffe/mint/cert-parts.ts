@@ -121,8 +121,36 @@ const EC_P384_HEAD = sequence(oid('1.2.840.10045.2.1'), oid('1.3.132.0.34'));
 const RSA_HEAD = sequence(oid('1.2.840.113549.1.1.1'), derNull());
 const UNCOMPRESSED = Buffer.from([0x04]);
 
+/**
+ * SPKI bytes already in hand for a key, e.g. cut from a CSR by parseCsr: the server's hot path
+ * mints from exactly those keys, so it skips the export. Keyed weakly, and sound because a
+ * KeyObject is immutable and the bytes were the ones it was created from.
+ */
+const knownSpki = new WeakMap<KeyObject, Buffer>();
+export function rememberSpki(publicKey: KeyObject, spki: Buffer): void {
+  // Only the canonical encodings the export path writes: an explicit-parameters or compressed-point
+  // SPKI is a valid request but must not be copied into SVIDs that verifiers may not parse.
+  try {
+    const top = readNode(spki);
+    const [alg, bits, extra] = children(spki, top);
+    if (top.end !== spki.length || extra !== undefined || bits.tag !== 0x03 || spki[bits.contentStart] !== 0) return;
+    const head = raw(spki, alg);
+    const bitsLength = bits.end - bits.contentStart - 1;
+    const point = spki[bits.contentStart + 1];
+    const canonical =
+      (head.equals(EC_P256_HEAD) && point === 0x04 && bitsLength === 65) ||
+      (head.equals(EC_P384_HEAD) && point === 0x04 && bitsLength === 97) ||
+      head.equals(RSA_HEAD);
+    if (canonical) knownSpki.set(publicKey, Buffer.from(spki));
+  } catch {
+    // not cacheable; spkiOf will export the key instead
+  }
+}
+
 /** SPKI DER of a public key, and its key identifier (RFC 5280 4.2.1.2 method 1: SHA-1 of the key bits). */
 export function spkiOf(publicKey: KeyObject): { spki: Buffer; keyId: Buffer } {
+  const known = knownSpki.get(publicKey);
+  if (known) return { spki: known, keyId: keyIdOfSpki(known) };
   let head: Buffer;
   let keyBits: Buffer;
   if (publicKey.asymmetricKeyType === 'ec') {

@@ -12,6 +12,7 @@ import { CertificationRequest } from '@peculiar/asn1-csr';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Extensions, SubjectAlternativeName } from '@peculiar/asn1-x509';
 import { errorFactory, SvidscopeError } from '../../../common/errors/catalog.js';
+import { rememberSpki } from './cert-parts.js';
 import { children, raw, readNode } from './der.js';
 import { keyTypeOf } from './keys.js';
 
@@ -50,7 +51,9 @@ export function parseCsr(pemOrDer: Buffer | string): ParsedCsr {
     info = raw(der, infoNode);
     csr = AsnConvert.parse(der, CertificationRequest);
     // The key, like the signed bytes, comes from the input itself: CRI = { version, subject, spki, [0] attributes }.
-    publicKey = createPublicKey({ key: raw(der, children(der, infoNode)[2]), format: 'der', type: 'spki' });
+    const spki = raw(der, children(der, infoNode)[2]);
+    publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    rememberSpki(publicKey, spki);
   } catch (err) {
     throw fail('csr-invalid', 'the CSR cannot be decoded', err);
   }
@@ -58,7 +61,7 @@ export function parseCsr(pemOrDer: Buffer | string): ParsedCsr {
   const alg = SIGNATURE_HASHES[csr.signatureAlgorithm.algorithm];
   if (!alg) throw fail('csr-invalid', `the CSR signature algorithm ${csr.signatureAlgorithm.algorithm} is not supported`);
   if (publicKey.asymmetricKeyType !== alg.family) throw fail('csr-invalid', 'the CSR signature algorithm does not match its key');
-  let ok = false;
+  let ok: boolean;
   try {
     ok = verify(alg.hash, info, publicKey, Buffer.from(csr.signature));
   } catch (err) {

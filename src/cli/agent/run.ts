@@ -1,0 +1,52 @@
+import type { Command } from 'commander';
+import { readYamlConfig } from '../../common/config/load.js';
+import { createLogger } from '../../common/log.js';
+import { buildAgentConfig } from '../../identity-plane/agent/config.js';
+import { startAgent } from '../../identity-plane/agent/agent.js';
+import type { Io } from '../output.js';
+import { withErrors } from '../run.js';
+import { healthcheck } from '../server/run.js';
+import { waitForShutdownSignal } from '../signals.js';
+
+interface RunFlags {
+  config?: string;
+  trustDomain?: string;
+  serverAddress?: string;
+  dataDir?: string;
+  socketPath?: string;
+  joinToken?: string;
+  trustBundle?: string;
+  insecureBootstrap?: boolean;
+  healthBind?: string;
+  logLevel?: string;
+}
+
+/** Registers `agent run` and `agent healthcheck` on the `agent` command. */
+export function registerAgentRunCommands(agent: Command, io: Io): void {
+  agent.command('run').description('run the node agent (Workload API on a Unix socket) until SIGTERM or Ctrl-C')
+    .option('--config <file>', 'YAML config file (every key documented in the README)')
+    .option('--trust-domain <td>', 'overrides trust_domain')
+    .option('--server-address <host:port>', 'overrides server_address')
+    .option('--data-dir <dir>', 'overrides data_dir (agent SVID, key and last bundle, 0600)')
+    .option('--socket-path <path>', 'overrides socket_path (the Workload API socket)')
+    .option('--join-token <token>', 'overrides join_token (needed only for the first attestation)')
+    .option('--trust-bundle <file>', 'overrides trust_bundle_path (PEM: the server\'s trust anchors for the first connection)')
+    .option('--insecure-bootstrap', 'overrides insecure_bootstrap (trust the server on first contact; test setups only)')
+    .option('--health-bind <host:port>', 'overrides health_bind (/live, /ready, /metrics)')
+    .option('--log-level <level>', 'overrides log_level')
+    .action(withErrors(io, async (f: RunFlags) => {
+      const config = buildAgentConfig(f.config ? readYamlConfig(f.config) : {}, f);
+      const logger = createLogger({ name: 'agent', level: config.logLevel });
+      const running = await startAgent(config, { logger });
+      await waitForShutdownSignal(logger);
+      await running.stop();
+    }));
+
+  agent.command('healthcheck').description('ask a running agent whether it is ready; exit 0 if so')
+    .option('--health-url <url>', 'the agent\'s ops endpoint', 'http://127.0.0.1:8088')
+    .option('--live', 'check liveness instead of readiness')
+    .option('--json', 'print one JSON object')
+    .action(withErrors(io, async (f: { healthUrl: string; live?: boolean; json?: boolean }) => {
+      await healthcheck(io, f, 'agent');
+    }));
+}

@@ -1,0 +1,104 @@
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { systemClock, type Clock } from '../../common/clock.js';
+import { startOpsServer } from '../../common/http/ops-server.js';
+import { nullLogger, type Logger } from '../../common/log.js';
+import { checkHostPort } from '../../common/net.js';
+import { attestUnix } from './attestor-workload/unix.js';
+import type { AgentConfig } from './config.js';
+import { createWorkloadHandler, type WorkloadAttestor, type WorkloadHandlerEvents } from './endpoints/workload-handler.js';
+import { WorkloadCache } from './manager/cache.js';
+import { AgentManager, type ManagerEvents } from './manager/manager.js';
+import { listenWorkloadSocket } from './peercred/listener.js';
+import { ServerClient } from './server-client.js';
+import { AgentSvidStore } from './svid-store.js';
+
+export interface AgentDeps {
+  clock?: Clock;
+  logger?: Logger;
+  registry?: Registry;
+  /** Replaces kernel attestation (tests of the handler alone); production always uses peer credentials. */
+  attestor?: WorkloadAttestor;
+  managerEvents?: ManagerEvents;
+  workloadEvents?: WorkloadHandlerEvents;
+}
+
+export interface RunningAgent {
+  readonly socketPath: string;
+  readonly opsUrl: string | undefined;
+  readonly manager: AgentManager;
+  readonly cache: WorkloadCache;
+  stop(): Promise<void>;
+}
+
+const workloadProto = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'workload-api', 'proto', 'workload.proto');
+
+export function workloadServiceDefinition(): grpc.ServiceDefinition {
+  const def = grpc.loadPackageDefinition(protoLoader.loadSync(workloadProto, { keepCase: true, longs: String, defaults: true }));
+  return (def.SpiffeWorkloadAPI as grpc.ServiceClientConstructor).service;
+}
+
+/**
+ * The agent's composition root: attests to the server (or reuses its SVID on disk), syncs, and
+ * serves the Workload API on a Unix socket whose callers are identified from the kernel.
+ */
+export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Promise<RunningAgent> {
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? nullLogger();
+  const registry = deps.registry ?? new Registry();
+  if (!deps.registry) collectDefaultMetrics({ register: registry });
+  // The data dir may hold the public socket directory; private material lives in a 0700 subdirectory.
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o755 });
+
+  const cache = new WorkloadCache(clock);
+  const server = new ServerClient({ address: config.serverAddress, trustDomain: config.trustDomain, logger, insecureBootstrap: config.insecureBootstrap });
+  const manager = new AgentManager({ config, clock, logger: logger.child({ subsystem: 'manager' }), server, cache, store: new AgentSvidStore(path.join(config.dataDir, 'private')), events: deps.managerEvents });
+  const cleanups: (() => Promise<void> | void)[] = [() => cache.close(), () => server.close(), () => manager.stop()];
+  try {
+    await manager.start();
+
+    const grpcServer = new grpc.Server();
+    let socket: Awaited<ReturnType<typeof listenWorkloadSocket>> | undefined;
+    const attestor: WorkloadAttestor = deps.attestor ?? {
+      attest: async (call) => {
+        const caller = socket!.callerOf(call);
+        return attestUnix(caller, { discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit, clock });
+      },
+    };
+    grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, clock, logger: logger.child({ subsystem: 'workload_api' }), events: deps.workloadEvents }));
+    socket = await listenWorkloadSocket({ socketPath: config.socketPath, mode: config.socketMode, server: grpcServer, logger });
+    cleanups.push(async () => {
+      await socket!.close();
+      grpcServer.forceShutdown();
+    });
+
+    let opsUrl: string | undefined;
+    if (config.healthBind) {
+      const ops = checkHostPort(config.healthBind, 'health_bind');
+      const ready = async () => {
+        const s = manager.status;
+        const fresh = s.lastSyncSuccessMs > 0 && clock.nowMs() - s.lastSyncSuccessMs < Math.max(60_000, config.syncIntervalSeconds * 12_000);
+        return { ok: s.attested && fresh, checks: { attested: s.attested ? 'ok' : 'not attested', sync: fresh ? 'ok' : 'no successful sync recently' } };
+      };
+      const opsServer = await startOpsServer({ host: ops.host, port: ops.port, registry, logger, live: async () => ({ ok: true, checks: { process: 'ok' } }), ready });
+      opsUrl = opsServer.url;
+      cleanups.push(() => opsServer.close());
+    }
+    logger.info({ agentId: manager.status.agentId, socketPath: config.socketPath, opsUrl }, 'agent started');
+    return {
+      socketPath: config.socketPath, opsUrl, manager, cache,
+      stop: async () => {
+        for (const c of cleanups.reverse()) await c();
+        cleanups.length = 0;
+        logger.info('agent stopped');
+      },
+    };
+  } catch (err) {
+    for (const c of cleanups.reverse()) await c();
+    throw err;
+  }
+}

@@ -1,0 +1,223 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Clock } from '../../../common/clock.js';
+import { isSvidscopeError } from '../../../common/errors/catalog.js';
+import type { Logger } from '../../../common/log.js';
+import { BundleSet, jwtBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
+import { parseSpiffeId } from '../../spiffe/id/index.js';
+import { verifyJwtSvid } from '../../spiffe/jwtsvid/index.js';
+import type { Selector, WorkloadCache, WorkloadIdentities } from '../manager/cache.js';
+import type { EntryMsg } from '../../server-api/messages.js';
+import { toStruct } from './struct.js';
+
+/** What the handler needs to know about the caller: its selectors, from the kernel, never from the request. */
+export interface WorkloadAttestor {
+  attest(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): Promise<Selector[]>;
+}
+
+export interface JwtSource {
+  fetchJwtSvid(entry: EntryMsg, audience: string[]): Promise<{ token: string; expiresAt: number }>;
+}
+
+export interface WorkloadHandlerEvents {
+  request?(method: string, code: grpc.status, seconds: number): void;
+  streamOpened?(method: string): void;
+  streamClosed?(method: string): void;
+  firstMessage?(method: string, seconds: number): void;
+}
+
+export interface WorkloadHandlerDeps {
+  cache: WorkloadCache;
+  attestor: WorkloadAttestor;
+  jwt: JwtSource;
+  clock: Clock;
+  logger: Logger;
+  events?: WorkloadHandlerEvents;
+}
+
+const HEADER = 'workload.spiffe.io';
+
+class Refusal extends Error {
+  constructor(readonly code: grpc.status, message: string) {
+    super(message);
+  }
+}
+
+function checkHeader(metadata: grpc.Metadata): void {
+  const values = metadata.get(HEADER);
+  if (values.length !== 1 || values[0] !== 'true') throw new Refusal(grpc.status.INVALID_ARGUMENT, 'security header missing from request');
+}
+
+const concat = (ders: readonly Buffer[]) => Buffer.concat(ders);
+const x509Der = (b: SpiffeBundle) => concat(b.x509Authorities.map((a) => a.der));
+
+/**
+ * The SPIFFE Workload API (service `SpiffeWorkloadAPI`, no package). Every request must carry the
+ * security header; the caller is attested from the kernel; streams send the full state first and
+ * again on every change that alters what this caller sees.
+ */
+export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedServiceImplementation {
+  const { cache, attestor, clock, logger, events } = deps;
+
+  const fail = (method: string, start: number, err: unknown): grpc.ServiceError => {
+    let code = grpc.status.INTERNAL;
+    let details = 'internal error';
+    if (err instanceof Refusal) [code, details] = [err.code, err.message];
+    else if (isSvidscopeError(err) && err.code === 'unavailable') [code, details] = [grpc.status.UNAVAILABLE, err.message];
+    else logger.error({ err, method }, 'workload API handler failed');
+    events?.request?.(method, code, (clock.nowMs() - start) / 1000);
+    return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+  };
+
+  const identify = async (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => {
+    checkHeader(call.metadata);
+    return attestor.attest(call);
+  };
+
+  /** Opens a server stream that re-renders on each cache change and only writes when the rendering changed. */
+  const stream = (method: string, render: (ids: WorkloadIdentities) => { key: string; message: object } | 'wait') =>
+    (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      const start = clock.nowMs();
+      let lastKey: string | undefined;
+      let unsubscribe: (() => void) | undefined;
+      let done = false;
+      const finish = (err?: grpc.ServiceError) => {
+        if (done) return;
+        done = true;
+        unsubscribe?.();
+        events?.streamClosed?.(method);
+        if (err) call.emit('error', err);
+        else call.end();
+      };
+      call.on('cancelled', () => finish());
+      call.on('close', () => finish());
+      identify(call).then(
+        (selectors) => {
+          if (done) return;
+          events?.streamOpened?.(method);
+          const push = () => {
+            if (done) return;
+            try {
+              const out = render(cache.identitiesFor(selectors));
+              if (out === 'wait' || out.key === lastKey) return;
+              if (lastKey === undefined) {
+                events?.firstMessage?.(method, (clock.nowMs() - start) / 1000);
+                events?.request?.(method, grpc.status.OK, (clock.nowMs() - start) / 1000);
+              }
+              lastKey = out.key;
+              call.write(out.message);
+            } catch (err) {
+              finish(fail(method, start, err));
+            }
+          };
+          unsubscribe = cache.subscribe(push);
+          push();
+        },
+        (err: unknown) => finish(fail(method, start, err)),
+      );
+    };
+
+  const noIdentity = () => new Refusal(grpc.status.PERMISSION_DENIED, 'no identity issued');
+
+  const unary = <Req, Res>(method: string, fn: (req: Req, selectors: Selector[]) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
+    (call, callback) => {
+      const start = clock.nowMs();
+      identify(call as grpc.ServerUnaryCall<unknown, unknown>)
+        .then((selectors) => fn(call.request, selectors))
+        .then(
+          (res) => {
+            events?.request?.(method, grpc.status.OK, (clock.nowMs() - start) / 1000);
+            callback(null, res);
+          },
+          (err: unknown) => callback(fail(method, start, err), null),
+        );
+    };
+
+  return {
+    FetchX509SVID: stream('FetchX509SVID', (ids) => {
+      if (ids.entries.length === 0) throw noIdentity();
+      if (ids.svids.length === 0 || !ids.bundle) {
+        // Entries match but nothing valid is cached: either minting is under way (wait), or every
+        // SVID expired while the server was away — then say so rather than serve an expired one.
+        const everMinted = ids.entries.some((e) => cache.svidFor(e.id));
+        if (everMinted) throw new Refusal(grpc.status.UNAVAILABLE, 'no valid X509-SVID: cached SVIDs expired and the server is unreachable');
+        return 'wait';
+      }
+      const bundleDer = x509Der(ids.bundle);
+      const seenHints = new Set<string>();
+      const svids = ids.svids.filter((s) => !s.hint || (!seenHints.has(s.hint) && seenHints.add(s.hint)));
+      const federated: Record<string, Buffer> = {};
+      for (const [td, b] of ids.federated) federated[`spiffe://${td}`] = x509Der(b);
+      return {
+        key: [...svids.map((s) => `${s.entryId}:${s.notAfter}:${s.chain[0].length}:${s.chain[0].subarray(-16).toString('hex')}`), ids.bundle.sequenceNumber, ...[...ids.federated].map(([td, b]) => `${td}:${b.sequenceNumber}`)].join('|'),
+        message: {
+          svids: svids.map((s) => ({ spiffe_id: s.spiffeId, x509_svid: concat(s.chain), x509_svid_key: s.keyDer, bundle: bundleDer, hint: s.hint })),
+          crl: [],
+          federated_bundles: federated,
+        },
+      };
+    }),
+
+    FetchX509Bundles: stream('FetchX509Bundles', (ids) => {
+      if (ids.entries.length === 0) throw noIdentity();
+      if (!ids.bundle) return 'wait';
+      const bundles: Record<string, Buffer> = { [ids.bundle.trustDomain.idString]: x509Der(ids.bundle) };
+      for (const [td, b] of ids.federated) bundles[`spiffe://${td}`] = x509Der(b);
+      return { key: JSON.stringify(Object.entries(bundles).map(([k, v]) => [k, v.length, v.subarray(-16).toString('hex')])), message: { crl: [], bundles } };
+    }),
+
+    FetchJWTBundles: stream('FetchJWTBundles', (ids) => {
+      if (ids.entries.length === 0) throw noIdentity();
+      if (!ids.bundle) return 'wait';
+      const bundles: Record<string, Buffer> = { [ids.bundle.trustDomain.idString]: Buffer.from(jwtBundleToJson(ids.bundle)) };
+      for (const [td, b] of ids.federated) bundles[`spiffe://${td}`] = Buffer.from(jwtBundleToJson(b));
+      return { key: JSON.stringify(Object.entries(bundles).map(([k, v]) => [k, v.toString('base64')])), message: { bundles } };
+    }),
+
+    FetchJWTSVID: unary('FetchJWTSVID', async (req: { audience: string[]; spiffe_id: string }, selectors) => {
+      const audience = (req.audience ?? []).filter((a) => a !== '');
+      if (audience.length === 0) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+      if (req.spiffe_id) {
+        try {
+          parseSpiffeId(req.spiffe_id);
+        } catch (err) {
+          throw new Refusal(grpc.status.INVALID_ARGUMENT, `invalid requested SPIFFE ID: ${(err as Error).message}`);
+        }
+      }
+      const ids = cache.identitiesFor(selectors);
+      const entries = ids.entries.filter((e) => !req.spiffe_id || e.spiffe_id === req.spiffe_id);
+      if (entries.length === 0) throw noIdentity();
+      const svids = [];
+      for (const entry of entries) {
+        try {
+          const { token } = await deps.jwt.fetchJwtSvid(entry, audience);
+          svids.push({ spiffe_id: entry.spiffe_id, svid: token, hint: entry.hint });
+        } catch (err) {
+          logger.warn({ err: (err as Error).message, entryId: entry.id }, 'could not fetch a JWT-SVID from the server');
+          throw new Refusal(grpc.status.UNAVAILABLE, 'could not fetch JWT-SVID');
+        }
+      }
+      return { svids };
+    }),
+
+    ValidateJWTSVID: unary('ValidateJWTSVID', async (req: { audience: string; svid: string }) => {
+      if (!req.audience) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+      if (!req.svid) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'svid must be specified');
+      const own = cache.ownBundle;
+      if (!own) throw new Refusal(grpc.status.UNAVAILABLE, 'the agent has no bundle yet');
+      const set = new BundleSet([own, ...cache.federatedBundles().values()]);
+      try {
+        const svid = await verifyJwtSvid(req.svid, set, { audience: [req.audience], now: clock.now(), leewaySeconds: 0 });
+        return { spiffe_id: svid.id.toString(), claims: toStruct(svid.claims) };
+      } catch (err) {
+        throw new Refusal(grpc.status.INVALID_ARGUMENT, isSvidscopeError(err) ? err.message : 'token is invalid');
+      }
+    }),
+
+    FetchWITSVID: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      call.emit('error', Object.assign(new Error('WIT-SVIDs are not implemented'), { code: grpc.status.UNIMPLEMENTED, details: 'WIT-SVIDs are not implemented' }));
+    },
+    FetchWITBundles: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      call.emit('error', Object.assign(new Error('WIT bundles are not implemented'), { code: grpc.status.UNIMPLEMENTED, details: 'WIT bundles are not implemented' }));
+    },
+  };
+}

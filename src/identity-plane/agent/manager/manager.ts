@@ -1,0 +1,288 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Clock, TimerHandle } from '../../../common/clock.js';
+import { SvidscopeError, isSvidscopeError } from '../../../common/errors/catalog.js';
+import type { Logger } from '../../../common/log.js';
+import { parseSpiffeBundle, x509BundleToPem, BundleSet, type SpiffeBundle } from '../../spiffe/bundle/index.js';
+import { encodePem } from '../../spiffe/internal/pem.js';
+import { certificateFacts } from '../../spiffe/internal/x509.js';
+import { createCsr } from '../../spiffe/mint/csr-create.js';
+import { generateKeyPair, type KeyType } from '../../spiffe/mint/keys.js';
+import { verifyX509Svid } from '../../spiffe/x509svid/index.js';
+import type { EntryMsg } from '../../server-api/messages.js';
+import type { AgentConfig } from '../config.js';
+import { ServerCallError, type ServerClient } from '../server-client.js';
+import type { AgentSvidStore } from '../svid-store.js';
+import type { CachedX509Svid, WorkloadCache } from './cache.js';
+import * as grpc from '@grpc/grpc-js';
+
+export type RotationReason = 'new' | 'scheduled' | 'ca_change' | 'entry_change' | 'forced';
+
+/** Telemetry hooks; the manager knows nothing of metrics libraries. */
+export interface ManagerEvents {
+  sync?(result: 'ok' | 'error', seconds: number): void;
+  rotation?(reason: RotationReason, ttlFractionLeft: number): void;
+  rotationFailure?(reason: string): void;
+  bundleUpdated?(trustDomain: string, sequence: bigint): void;
+}
+
+export interface ManagerDeps {
+  config: AgentConfig;
+  clock: Clock;
+  logger: Logger;
+  server: ServerClient;
+  cache: WorkloadCache;
+  store: AgentSvidStore;
+  events?: ManagerEvents;
+}
+
+/** SPIRE's cap on CSRs per BatchNewX509SVID. */
+const BATCH_SIZE = 500;
+const MAX_BACKOFF_MS = 60_000;
+
+/**
+ * The agent's control loop: attest (or reuse the SVID on disk), then every sync interval fetch the
+ * authorized entries and bundles, mint what is missing or due for rotation in batches (keys are
+ * generated here and never leave the agent), renew the agent SVID at half-life, and keep serving
+ * what is cached while the server is away. Eviction leads back to attestation with a new token.
+ */
+export class AgentManager {
+  private agentId: string | undefined;
+  private agentNotAfter = 0;
+  private agentRenewAt = 0;
+  private knownRevision = '0';
+  private lastSyncSuccessMs = 0;
+  private lastBundleSequence: bigint | undefined;
+  private timer: TimerHandle | undefined;
+  private failures = 0;
+  private stopped = false;
+  private readonly jwtCache = new Map<string, { token: string; issuedAt: number; expiresAt: number }>();
+  private readonly forced = new Set<string>();
+
+  constructor(private readonly deps: ManagerDeps) {}
+
+  get status() {
+    return { agentId: this.agentId, agentSvidNotAfter: this.agentNotAfter, lastSyncSuccessMs: this.lastSyncSuccessMs, attested: this.agentId !== undefined };
+  }
+
+  /** Attests or restores the identity, runs a first sync, then keeps syncing in the background. */
+  async start(): Promise<void> {
+    try {
+      await this.ensureIdentity();
+      await this.syncOnce();
+    } catch (err) {
+      this.deps.logger.error({ err: describe(err) }, 'initial sync failed; retrying in the background');
+      this.failures++;
+    }
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) this.deps.clock.clearTimeout(this.timer);
+  }
+
+  /** Re-mints every cached SVID at the next sync (a forced rotation). */
+  forceRotation(): void {
+    for (const e of this.deps.cache.allEntries()) this.forced.add(e.id);
+  }
+
+  async syncOnce(): Promise<void> {
+    const { server, cache, clock, logger } = this.deps;
+    const start = clock.nowMs();
+    try {
+      await this.ensureIdentity();
+      if (clock.nowMs() >= this.agentRenewAt) await this.renewAgentSvid();
+      const res = await server.sync(this.knownRevision);
+      if (!res.unchanged) {
+        cache.setEntries(res.entries);
+        this.knownRevision = res.revision;
+      }
+      const federatedNames = [...new Set(cache.allEntries().flatMap((e) => e.federates_with))];
+      const bundles = await server.getBundles(federatedNames);
+      const own = parseSpiffeBundle(this.deps.config.trustDomain, bundles.bundle.document);
+      const federated = new Map<string, SpiffeBundle>();
+      for (const b of bundles.federated_bundles) {
+        try {
+          federated.set(b.trust_domain, parseSpiffeBundle(b.trust_domain, b.document));
+        } catch (err) {
+          logger.warn({ trustDomain: b.trust_domain, err: describe(err) }, 'ignoring an unparsable federated bundle');
+        }
+      }
+      const bundleChanged = own.sequenceNumber !== this.lastBundleSequence;
+      if (cache.setBundles(own, federated) || bundleChanged) {
+        if (bundleChanged) {
+          this.deps.store.saveBundle(bundles.bundle.document);
+          server.setTrust(x509BundleToPem(own));
+          this.lastBundleSequence = own.sequenceNumber;
+          this.deps.events?.bundleUpdated?.(own.trustDomain.name, own.sequenceNumber ?? 0n);
+        }
+        for (const [td, b] of federated) this.deps.events?.bundleUpdated?.(td, b.sequenceNumber ?? 0n);
+      }
+      await this.mintStale(own, bundleChanged);
+      this.lastSyncSuccessMs = clock.nowMs();
+      this.failures = 0;
+      this.deps.events?.sync?.('ok', (clock.nowMs() - start) / 1000);
+    } catch (err) {
+      this.handleEviction(err);
+      this.deps.events?.sync?.('error', (clock.nowMs() - start) / 1000);
+      throw err;
+    }
+  }
+
+  /** A JWT-SVID for one of the caller's entries, cached until half its lifetime has passed. */
+  async fetchJwtSvid(entry: EntryMsg, audience: string[]): Promise<{ token: string; expiresAt: number }> {
+    const key = `${entry.id}\n${[...audience].sort().join('\n')}`;
+    const now = this.deps.clock.nowMs();
+    const cached = this.jwtCache.get(key);
+    if (cached && now < cached.issuedAt + (cached.expiresAt - cached.issuedAt) / 2) return cached;
+    const res = await this.deps.server.newJwtSvid(entry.id, audience);
+    const fresh = { token: res.svid.token, issuedAt: Number(res.svid.issued_at) * 1000, expiresAt: Number(res.svid.expires_at) * 1000 };
+    this.jwtCache.set(key, fresh);
+    if (this.jwtCache.size > 10_000) this.jwtCache.delete(this.jwtCache.keys().next().value!); // bounded, oldest first
+    return fresh;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    const base = this.deps.config.syncIntervalSeconds * 1000;
+    const delay = this.failures === 0 ? base : Math.min(MAX_BACKOFF_MS, base * 1.5 ** this.failures);
+    this.timer = this.deps.clock.setTimeout(() => {
+      this.syncOnce()
+        .catch((err: unknown) => {
+          this.failures++;
+          this.deps.logger.warn({ err: describe(err), failures: this.failures }, 'sync failed; serving cached SVIDs');
+        })
+        .finally(() => this.schedule());
+    }, delay);
+  }
+
+  private async ensureIdentity(): Promise<void> {
+    if (this.agentId && this.deps.clock.nowMs() < this.agentNotAfter) return;
+    const { store, server, config, logger } = this.deps;
+    const stored = this.agentId ? undefined : store.load();
+    if (stored) {
+      const leaf = new X509Certificate(stored.chainDer[0]);
+      const notAfter = certificateFacts(leaf).notAfter.getTime();
+      if (notAfter > this.deps.clock.nowMs()) {
+        server.setTrust(x509BundleToPem(parseSpiffeBundle(config.trustDomain, stored.bundleDocument)));
+        this.adoptIdentity(stored.chainDer, stored.privateKey, leaf);
+        logger.info({ agentId: this.agentId }, 'reusing the agent SVID on disk');
+        return;
+      }
+    }
+    if (stored?.bundleDocument) server.setTrust(x509BundleToPem(parseSpiffeBundle(config.trustDomain, stored.bundleDocument)));
+    else if (config.trustBundlePath) server.setTrust(readFileSync(config.trustBundlePath, 'utf8'));
+    const token = this.joinToken();
+    const key = generateKeyPair('ec-p256');
+    server.clearIdentity();
+    const res = await server.attest(token, createCsr(key.privateKey, key.publicKey));
+    const own = parseSpiffeBundle(config.trustDomain, res.bundle.document);
+    store.saveBundle(res.bundle.document);
+    server.setTrust(x509BundleToPem(own));
+    store.save({ chainDer: res.svid.cert_chain, privateKey: key.privateKey });
+    this.adoptIdentity(res.svid.cert_chain, key.privateKey, new X509Certificate(res.svid.cert_chain[0]));
+    logger.info({ agentId: this.agentId }, 'attested to the server');
+  }
+
+  private joinToken(): string {
+    const { joinToken, joinTokenFile } = this.deps.config;
+    const token = joinTokenFile ? readFileSync(joinTokenFile, 'utf8').trim() : joinToken;
+    if (!token) throw new SvidscopeError('config-invalid', 'agent: not attested and no join token configured (join_token or join_token_file)');
+    return token;
+  }
+
+  private adoptIdentity(chainDer: Buffer[], privateKey: import('node:crypto').KeyObject, leaf: X509Certificate): void {
+    const facts = certificateFacts(leaf);
+    this.agentId = facts.uriSans[0];
+    this.agentNotAfter = facts.notAfter.getTime();
+    this.agentRenewAt = facts.notBefore.getTime() + (this.agentNotAfter - facts.notBefore.getTime()) * this.deps.config.rotationFraction;
+    this.deps.server.setIdentity(chainDer.map((d) => encodePem('CERTIFICATE', d)).join(''), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  }
+
+  private async renewAgentSvid(): Promise<void> {
+    const key = generateKeyPair('ec-p256');
+    try {
+      const res = await this.deps.server.renew(createCsr(key.privateKey, key.publicKey));
+      this.deps.store.save({ chainDer: res.svid.cert_chain, privateKey: key.privateKey });
+      this.adoptIdentity(res.svid.cert_chain, key.privateKey, new X509Certificate(res.svid.cert_chain[0]));
+      this.deps.logger.info({ agentId: this.agentId, notAfter: new Date(this.agentNotAfter).toISOString() }, 'renewed the agent SVID');
+    } catch (err) {
+      this.handleEviction(err);
+      throw err;
+    }
+  }
+
+  /** Evicted or banned: forget the identity so the next sync attests again (with a fresh token). */
+  private handleEviction(err: unknown): void {
+    if (err instanceof ServerCallError && err.status === grpc.status.PERMISSION_DENIED && /evicted|not attested/.test(err.message)) {
+      this.deps.logger.warn({ agentId: this.agentId }, 'the server evicted this agent; attesting again at the next sync');
+      this.agentId = undefined;
+      this.agentNotAfter = 0;
+      this.deps.store.clear();
+    }
+  }
+
+  private async mintStale(bundle: SpiffeBundle, bundleChanged: boolean): Promise<void> {
+    const { cache, clock, config, server, logger } = this.deps;
+    const now = clock.nowMs();
+    const trust = bundleChanged ? new BundleSet([bundle]) : undefined;
+    const stale: { entry: EntryMsg; reason: RotationReason; previous?: CachedX509Svid }[] = [];
+    for (const entry of cache.allEntries()) {
+      const current = cache.svidFor(entry.id);
+      const reason = rotationReason(entry, current, now, config.rotationFraction, trust, this.forced.has(entry.id));
+      if (reason) stale.push({ entry, reason, previous: current });
+    }
+    for (let i = 0; i < stale.length; i += BATCH_SIZE) {
+      const chunk = stale.slice(i, i + BATCH_SIZE);
+      const keys = chunk.map(() => generateKeyPair(config.workloadKeyType as KeyType));
+      let res;
+      try {
+        res = await server.batchNewX509Svid(chunk.map((s, j) => ({ entry_id: s.entry.id, csr: createCsr(keys[j].privateKey, keys[j].publicKey) })));
+      } catch (err) {
+        chunk.forEach(() => this.deps.events?.rotationFailure?.(isSvidscopeError(err) ? err.code : 'internal'));
+        throw err;
+      }
+      const minted: CachedX509Svid[] = [];
+      res.results.forEach((r, j) => {
+        const { entry, reason, previous } = chunk[j];
+        if (r.status_code !== grpc.status.OK || !r.svid) {
+          logger.warn({ entryId: entry.id, status: grpc.status[r.status_code], msg: r.status_message }, 'server refused to sign an X509-SVID');
+          this.deps.events?.rotationFailure?.(grpc.status[r.status_code]?.toLowerCase() ?? 'unknown');
+          return;
+        }
+        const facts = certificateFacts(new X509Certificate(r.svid.cert_chain[0]));
+        minted.push({
+          entryId: entry.id, spiffeId: r.svid.spiffe_id, chain: r.svid.cert_chain, privateKey: keys[j].privateKey,
+          keyDer: keys[j].privateKey.export({ type: 'pkcs8', format: 'der' }) as Buffer,
+          notBefore: facts.notBefore.getTime(), notAfter: facts.notAfter.getTime(), entryRevision: entry.revision_number, hint: entry.hint,
+        });
+        this.forced.delete(entry.id);
+        const left = previous ? Math.max(0, (previous.notAfter - now) / (previous.notAfter - previous.notBefore)) : 1;
+        this.deps.events?.rotation?.(reason, left);
+      });
+      cache.putSvids(minted);
+      if (minted.length) logger.debug({ count: minted.length }, 'minted X509-SVIDs');
+    }
+  }
+}
+
+/** Why an entry needs a (new) SVID now, or undefined when its cached one is good. */
+export function rotationReason(entry: EntryMsg, svid: CachedX509Svid | undefined, now: number, fraction: number, trust: BundleSet | undefined, forced: boolean): RotationReason | undefined {
+  if (!svid) return 'new';
+  if (forced) return 'forced';
+  if (svid.entryRevision !== entry.revision_number) return 'entry_change';
+  if (now >= svid.notBefore + (svid.notAfter - svid.notBefore) * fraction) return 'scheduled';
+  if (trust) {
+    try {
+      verifyX509Svid(svid.chain.map((d) => new X509Certificate(d)), trust, { now: new Date(now) });
+    } catch {
+      return 'ca_change'; // the bundle no longer holds this SVID's authority
+    }
+  }
+  return undefined;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

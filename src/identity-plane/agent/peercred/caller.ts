@@ -1,0 +1,125 @@
+/**
+ * The caller of a Workload API connection, pinned so that a PID recycled between attestation and
+ * reply cannot inherit another workload's identity (SPIRE pkg/common/peertracker, Linux flavour).
+ *
+ * On accept we open /proc/<pid> as a directory and keep the descriptor: it refers to that one
+ * process for as long as we hold it, and reading it fails (ESRCH) once the process has exited,
+ * even if the number has been handed to a new process. Reads for attestation go through
+ * /proc/self/fd/<fd>/… for the same reason: they can only ever see the pinned process.
+ */
+import fs from 'node:fs';
+import { promisify } from 'node:util';
+import { SvidscopeError } from '../../../common/errors/catalog.js';
+import type { PeerCredentials } from './peercred.js';
+
+const fstat = promisify(fs.fstat);
+
+export interface CallerTrackerOptions {
+  /** Where the process table is mounted; SPIRE's HOST_PROC. Default `/proc`. */
+  readonly procRoot?: string;
+}
+
+/** `/proc/<pid>/stat` field 22 (starttime, clock ticks since boot), kept as text to compare exactly. */
+export function parseStarttime(stat: string): string {
+  // comm (field 2) is wrapped in parentheses and may itself contain spaces and ')' characters, so
+  // fields are only split after the last ')'. Field 3 is then index 0, field 22 index 19.
+  const close = stat.lastIndexOf(')');
+  if (close < 0) throw new SvidscopeError('io-error', 'peercred: malformed /proc stat: no comm field');
+  const fields = stat.slice(close + 1).trim().split(/\s+/);
+  // A complete stat line has at least 38 fields in total (SPIRE rejects shorter ones): 36 after comm.
+  if (fields.length < 36) {
+    throw new SvidscopeError('io-error', `peercred: malformed /proc stat: ${fields.length + 2} fields, want at least 38`);
+  }
+  const starttime = fields[19];
+  if (!/^\d+$/.test(starttime)) throw new SvidscopeError('io-error', 'peercred: malformed /proc stat: starttime is not a number');
+  return starttime;
+}
+
+export class CallerTracker implements PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** starttime recorded when the caller was pinned. */
+  readonly starttime: string;
+  private readonly procRoot: string;
+  private fd: number;
+
+  private constructor(creds: PeerCredentials, procRoot: string, fd: number, starttime: string) {
+    this.pid = creds.pid;
+    this.uid = creds.uid;
+    this.gid = creds.gid;
+    this.procRoot = procRoot;
+    this.fd = fd;
+    this.starttime = starttime;
+  }
+
+  /**
+   * Pins the process named by the peer credentials. Synchronous on purpose: it runs in the accept
+   * path, and every tick between getsockopt and open widens the window for a PID race.
+   */
+  static track(creds: PeerCredentials, opts: CallerTrackerOptions = {}): CallerTracker {
+    // PID 0 means the peer lives in another PID namespace the kernel cannot map into ours.
+    if (!Number.isInteger(creds.pid) || creds.pid <= 0) {
+      throw new SvidscopeError('unavailable', `workload attestation failed: caller pid ${creds.pid} cannot be tracked`);
+    }
+    const procRoot = opts.procRoot ?? '/proc';
+    let fd: number;
+    try {
+      fd = fs.openSync(`${procRoot}/${creds.pid}`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    } catch (err) {
+      throw new SvidscopeError('unavailable', 'workload attestation failed: caller exited before it could be pinned', { cause: err });
+    }
+    try {
+      const starttime = parseStarttime(fs.readFileSync(`/proc/self/fd/${fd}/stat`, 'latin1'));
+      return new CallerTracker(creds, procRoot, fd, starttime);
+    } catch (err) {
+      fs.closeSync(fd);
+      if (err instanceof SvidscopeError) throw err;
+      throw new SvidscopeError('unavailable', 'workload attestation failed: caller exited before it could be pinned', { cause: err });
+    }
+  }
+
+  get closed(): boolean {
+    return this.fd < 0;
+  }
+
+  /**
+   * Path of an entry (`status`, `exe`, …) of the pinned process directory. Opening it can only
+   * reach the pinned process; it fails with ESRCH once that process has exited.
+   */
+  procPath(entry: string): string {
+    if (this.fd < 0) throw new SvidscopeError('unavailable', 'workload attestation failed: caller connection closed');
+    return `/proc/self/fd/${this.fd}/${entry}`;
+  }
+
+  /**
+   * SPIRE's IsAlive: (a) the pinned directory can still be listed (the process has not exited),
+   * (b) /proc/<pid>/stat still shows the recorded starttime (the PID was not reused), and
+   * (c) the pinned directory belongs to the SO_PEERCRED uid/gid (we did not lose a race between
+   * getsockopt and open and pin a different process). Any failure, or the tracker being closed
+   * while the checks ran (the fd number may then name something else), means "not alive".
+   */
+  async isAlive(): Promise<boolean> {
+    const fd = this.fd;
+    if (fd < 0) return false;
+    try {
+      await fs.promises.readdir(`/proc/self/fd/${fd}`);
+      if (this.fd !== fd) return false;
+      const stat = await fs.promises.readFile(`${this.procRoot}/${this.pid}/stat`, 'latin1');
+      if (parseStarttime(stat) !== this.starttime) return false;
+      if (this.fd !== fd) return false;
+      const st = await fstat(fd);
+      return this.fd === fd && st.uid === this.uid && st.gid === this.gid;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Releases the pinned descriptor; idempotent so a double close cannot hit a reused fd number. */
+  close(): void {
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    fs.closeSync(fd);
+  }
+}

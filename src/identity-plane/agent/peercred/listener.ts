@@ -1,0 +1,191 @@
+/**
+ * The Workload API Unix socket: our own net.Server accepts, the kernel tells us who connected
+ * (SO_PEERCRED), the caller is pinned, and only then is the connection handed to grpc-js through
+ * `Server.createConnectionInjector`. gRPC never sees a connection whose caller is unknown.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { SvidscopeError } from '../../../common/errors/catalog.js';
+import { nullLogger, type Logger } from '../../../common/log.js';
+import { CallerTracker } from './caller.js';
+import { readPeerCredentials } from './peercred.js';
+
+/**
+ * Documented default, as SPIRE's public socket: any local process may ask, because the answer
+ * depends on who the kernel says it is, not on who could open the file.
+ */
+export const DEFAULT_SOCKET_MODE = 0o777;
+export const DEFAULT_SOCKET_DIR_MODE = 0o755;
+const LIVENESS_PROBE_MS = 1_000;
+
+export interface WorkloadSocketOptions {
+  readonly socketPath: string;
+  /** Permission bits of the socket file; default 0777. */
+  readonly mode?: number;
+  /** Permission bits of the parent directory when we create it; default 0755. */
+  readonly dirMode?: number;
+  readonly server: grpc.Server;
+  /** Called once per accepted connection after its caller was pinned (metrics, logs). */
+  readonly onConnection?: (caller: CallerTracker, socket: net.Socket) => void;
+  readonly logger?: Logger;
+  readonly procRoot?: string;
+}
+
+/** Anything with grpc-js's `getPeer()`: every server call type (unary, streams) has it. */
+export interface PeerNamedCall {
+  getPeer(): string;
+}
+
+export interface WorkloadSocket {
+  readonly socketPath: string;
+  /** The pinned caller of the connection this call arrived on; throws `unavailable` if unknown. */
+  callerOf(call: PeerNamedCall): CallerTracker;
+  /** Stops accepting, closes our gRPC sessions and removes the socket file (if it is still ours). */
+  close(): Promise<void>;
+}
+
+/**
+ * How a call is mapped to its connection: grpc-js builds `call.getPeer()` from
+ * `stream.session.socket.remoteAddress`, and Node's http2 session socket is a proxy that reads
+ * plain properties straight from the net.Socket we injected. A Unix socket has no remote address,
+ * so before injecting we define an own `remoteAddress` on the socket holding a token unique to
+ * this listener (random prefix) and connection (sequence number). The token is set by us on our
+ * side of the connection, so a client cannot forge it, and `callerOf` is an exact map lookup.
+ * The entry is dropped, and the pinned /proc fd released, when the socket closes.
+ */
+export async function listenWorkloadSocket(opts: WorkloadSocketOptions): Promise<WorkloadSocket> {
+  const log = opts.logger ?? nullLogger();
+  const socketPath = path.resolve(opts.socketPath);
+  const mode = opts.mode ?? DEFAULT_SOCKET_MODE;
+  await prepareSocketPath(socketPath, opts.dirMode ?? DEFAULT_SOCKET_DIR_MODE);
+
+  const injector = opts.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const callers = new Map<string, CallerTracker>();
+  const tokenPrefix = `unix-peercred:${randomBytes(8).toString('hex')}:`;
+  let seq = 0;
+  // Connections accepted before the chmod below passed the kernel's permission check against the
+  // umask-derived mode, not the configured one: they are refused.
+  let ready = false;
+
+  const netServer = net.createServer((socket) => {
+    if (!ready) {
+      socket.destroy();
+      return;
+    }
+    let caller: CallerTracker;
+    try {
+      caller = CallerTracker.track(readPeerCredentials(socket), { procRoot: opts.procRoot });
+    } catch (err) {
+      log.warn({ err }, 'workload connection refused: caller cannot be identified');
+      socket.destroy();
+      return;
+    }
+    const token = `${tokenPrefix}${++seq}:pid=${caller.pid}`;
+    Object.defineProperty(socket, 'remoteAddress', { value: token, configurable: true, enumerable: false });
+    callers.set(token, caller);
+    socket.once('close', () => {
+      callers.delete(token);
+      caller.close();
+    });
+    opts.onConnection?.(caller, socket);
+    injector.injectConnection(socket);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    netServer.once('error', reject);
+    netServer.listen(socketPath, () => {
+      netServer.off('error', reject);
+      resolve();
+    });
+  });
+  let ino: number;
+  try {
+    fs.chmodSync(socketPath, mode);
+    ino = fs.statSync(socketPath).ino;
+  } catch (err) {
+    netServer.close();
+    throw new SvidscopeError('io-error', `peercred: cannot set mode of ${socketPath}`, { cause: err });
+  }
+  ready = true;
+  netServer.on('error', (err) => log.error({ err }, 'workload socket error'));
+  log.info({ socketPath, mode: mode.toString(8) }, 'workload api socket listening');
+
+  return {
+    socketPath,
+    callerOf(call) {
+      const caller = callers.get(call.getPeer());
+      if (!caller) throw new SvidscopeError('unavailable', 'workload attestation failed: caller connection unknown');
+      return caller;
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => netServer.close(() => resolve()));
+      injector.destroy();
+      for (const c of callers.values()) c.close();
+      // Only remove the file if it is still the socket we created (a successor may own the path).
+      try {
+        if (fs.statSync(socketPath).ino === ino) fs.unlinkSync(socketPath);
+      } catch {
+        // already gone
+      }
+      await closed;
+    },
+  };
+}
+
+/**
+ * Creates the parent directory and clears a stale socket left by a crashed agent. A socket file
+ * is only removed when connecting to it is refused (nobody listens); a live socket or any other
+ * kind of file is left alone and reported.
+ */
+async function prepareSocketPath(socketPath: string, dirMode: number): Promise<void> {
+  const dir = path.dirname(socketPath);
+  try {
+    // mkdir applies the umask; chmod makes the documented mode exact, but only on a dir we made.
+    if (fs.mkdirSync(dir, { recursive: true, mode: dirMode }) !== undefined) fs.chmodSync(dir, dirMode);
+  } catch (err) {
+    throw new SvidscopeError('io-error', `peercred: cannot create socket directory ${dir}`, { cause: err });
+  }
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(socketPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new SvidscopeError('io-error', `peercred: cannot inspect ${socketPath}`, { cause: err });
+  }
+  if (!st.isSocket()) {
+    throw new SvidscopeError('io-error', `peercred: ${socketPath} exists and is not a socket; refusing to remove it`);
+  }
+  const live = await probeSocket(socketPath);
+  if (live !== undefined) {
+    throw new SvidscopeError('io-error', `peercred: ${socketPath} ${live}; refusing to replace it`);
+  }
+  try {
+    fs.unlinkSync(socketPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new SvidscopeError('io-error', `peercred: cannot remove stale socket ${socketPath}`, { cause: err });
+    }
+  }
+}
+
+/**
+ * Undefined when the socket is stale: only ECONNREFUSED (the kernel's word that nobody listens)
+ * or ENOENT (already gone) count. Otherwise why the socket must be left alone.
+ */
+function probeSocket(socketPath: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const s = net.connect(socketPath);
+    const done = (reason: string | undefined) => {
+      s.destroy();
+      resolve(reason);
+    };
+    s.setTimeout(LIVENESS_PROBE_MS, () => done('does not answer a connection attempt in time'));
+    s.once('connect', () => done('is in use by a running process'));
+    s.once('error', (err: NodeJS.ErrnoException) =>
+      done(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? undefined : `cannot be probed (${err.code ?? err.message})`),
+    );
+  });
+}

@@ -1,0 +1,150 @@
+import * as grpc from '@grpc/grpc-js';
+import type { PeerCertificate } from 'node:tls';
+import { errorCatalog, SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
+import type { Logger } from '../../common/log.js';
+import type { TrustDomain } from '../spiffe/id/index.js';
+import type { BundleMsg, EntryMsg, X509SvidMsg } from '../server-api/messages.js';
+import { ERROR_CODE_METADATA, serverServices } from '../server-api/services.js';
+
+export interface JwtSvidMsg {
+  token: string;
+  spiffe_id: string;
+  expires_at: string;
+  issued_at: string;
+  hint: string;
+  entry_id: string;
+}
+
+export interface BatchResult {
+  status_code: number;
+  status_message: string;
+  svid?: X509SvidMsg;
+}
+
+/** A failed server call: the gRPC status is kept so the agent can tell eviction from an outage. */
+export class ServerCallError extends SvidscopeError {
+  constructor(
+    readonly status: grpc.status,
+    code: ErrorCode,
+    message: string,
+  ) {
+    super(code, message);
+  }
+}
+
+const RPC_TIMEOUT_MS = 30_000; // SPIRE's agent → server timeout
+
+/**
+ * The agent's only way to the server: the server API over TLS. The server must present
+ * `spiffe://<td>/spire/server` under the bundle's authorities; the agent presents its own SVID once
+ * it has one. Identity and trust anchors change on rotation, so the channel is rebuilt then.
+ */
+export class ServerClient {
+  private client: grpc.Client | undefined;
+  private trustPem: string | undefined;
+  private identity: { chainPem: string; keyPem: string } | undefined;
+
+  constructor(
+    private readonly opts: { address: string; trustDomain: TrustDomain; logger: Logger; insecureBootstrap?: boolean },
+  ) {}
+
+  setTrust(bundlePem: string): void {
+    if (bundlePem === this.trustPem) return;
+    this.trustPem = bundlePem;
+    this.reset();
+  }
+
+  setIdentity(chainPem: string, keyPem: string): void {
+    this.identity = { chainPem, keyPem };
+    this.reset();
+  }
+
+  clearIdentity(): void {
+    this.identity = undefined;
+    this.reset();
+  }
+
+  close(): void {
+    this.reset();
+  }
+
+  attest(token: string, csr: Buffer): Promise<{ svid: X509SvidMsg; bundle: BundleMsg }> {
+    return this.call('AttestAgent', { attestation_type: 'join_token', payload: Buffer.from(token), csr });
+  }
+  renew(csr: Buffer): Promise<{ svid: X509SvidMsg }> {
+    return this.call('RenewAgent', { csr });
+  }
+  sync(knownRevision: string): Promise<{ entries: EntryMsg[]; revision: string; unchanged: boolean }> {
+    return this.call('SyncAuthorizedEntries', { known_revision: knownRevision });
+  }
+  batchNewX509Svid(params: { entry_id: string; csr: Buffer }[]): Promise<{ results: BatchResult[] }> {
+    return this.call('BatchNewX509SVID', { params });
+  }
+  newJwtSvid(entryId: string, audience: string[]): Promise<{ svid: JwtSvidMsg }> {
+    return this.call('NewJWTSVID', { entry_id: entryId, audience });
+  }
+  getBundles(federated: string[]): Promise<{ bundle: BundleMsg; federated_bundles: BundleMsg[] }> {
+    return this.call('GetBundles', { federated_trust_domains: federated });
+  }
+
+  private reset(): void {
+    this.client?.close();
+    this.client = undefined;
+  }
+
+  private connect(): grpc.Client {
+    if (this.client) return this.client;
+    if (!this.trustPem && !this.opts.insecureBootstrap) {
+      throw new SvidscopeError('config-invalid', 'agent: no trust bundle for the server: set trust_bundle_path or insecure_bootstrap');
+    }
+    const expected = `URI:${this.opts.trustDomain.idString}/spire/server`;
+    const credentials = grpc.credentials.createSsl(
+      this.trustPem ? Buffer.from(this.trustPem) : null,
+      this.identity ? Buffer.from(this.identity.keyPem) : null,
+      this.identity ? Buffer.from(this.identity.chainPem) : null,
+      {
+        // Server SVIDs carry a SPIFFE ID, not a DNS name: check the URI SAN instead of the hostname.
+        checkServerIdentity: (_host: string, cert: PeerCertificate) =>
+          String(cert.subjectaltname ?? '').split(', ').includes(expected) ? undefined : new Error(`server presented ${cert.subjectaltname ?? 'no SAN'}, expected ${expected}`),
+        rejectUnauthorized: this.trustPem !== undefined,
+      },
+    );
+    const Node = serverServices().nodeClient;
+    // SNI carries the trust domain name rather than an IP address (which TLS forbids as SNI).
+    this.client = new Node(this.opts.address, credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.ssl_target_name_override': this.opts.trustDomain.name });
+    return this.client;
+  }
+
+  private call<Res>(method: string, request: object): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      let client: grpc.Client;
+      try {
+        client = this.connect();
+      } catch (err) {
+        return reject(err);
+      }
+      const fn = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => void>)[method];
+      fn.call(client, request, { deadline: Date.now() + RPC_TIMEOUT_MS }, (err, res) => {
+        if (!err) return resolve(res);
+        const carried = String(err.metadata?.get(ERROR_CODE_METADATA)?.[0] ?? '');
+        const code: ErrorCode = carried in errorCatalog ? (carried as ErrorCode) : codeForStatus(err.code);
+        reject(new ServerCallError(err.code, code, `server ${method}: ${err.details || err.message}`));
+      });
+    });
+  }
+}
+
+function codeForStatus(status: grpc.status): ErrorCode {
+  switch (status) {
+    case grpc.status.PERMISSION_DENIED:
+      return 'permission-denied';
+    case grpc.status.UNAUTHENTICATED:
+      return 'unauthenticated';
+    case grpc.status.NOT_FOUND:
+      return 'not-found';
+    case grpc.status.INVALID_ARGUMENT:
+      return 'usage';
+    default:
+      return 'unavailable';
+  }
+}

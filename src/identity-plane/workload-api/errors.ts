@@ -1,0 +1,72 @@
+/**
+ * How a refused or failed Workload API call reaches callers: a SvidscopeError whose `code` follows
+ * the catalogue (so the CLI prints and exits as for every other error) and which also carries the
+ * gRPC status the server answered, because the standard's retry rules are stated per status.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
+import type { WorkloadApiAddress } from './address.js';
+
+const CODE_BY_STATUS: Partial<Record<grpc.status, ErrorCode>> = {
+  [grpc.status.INVALID_ARGUMENT]: 'usage',
+  [grpc.status.PERMISSION_DENIED]: 'permission-denied',
+  [grpc.status.UNAVAILABLE]: 'unavailable',
+  // A deadline is the caller's patience running out on a slow or wedged endpoint: retryable.
+  [grpc.status.DEADLINE_EXCEEDED]: 'unavailable',
+  [grpc.status.CANCELLED]: 'unavailable',
+  [grpc.status.UNAUTHENTICATED]: 'unauthenticated',
+  [grpc.status.NOT_FOUND]: 'not-found',
+};
+
+const STATUS_NAME = new Map<number, string>(
+  Object.entries(grpc.status).filter((e): e is [string, number] => typeof e[1] === 'number').map(([name, value]) => [value, name]),
+);
+
+export function statusName(status: grpc.status): string {
+  return STATUS_NAME.get(status) ?? `CODE_${status}`;
+}
+
+/** A Workload API failure: catalogue `code` plus the gRPC `status` (and its name) the call ended with. */
+export class WorkloadApiError extends SvidscopeError {
+  readonly status: grpc.status;
+  readonly statusName: string;
+  constructor(code: ErrorCode, status: grpc.status, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'WorkloadApiError';
+    this.status = status;
+    this.statusName = statusName(status);
+  }
+}
+
+export function isWorkloadApiError(err: unknown): err is WorkloadApiError {
+  return err instanceof WorkloadApiError;
+}
+
+/**
+ * Translates a grpc-js error. The server's own message is kept (for InvalidArgument it names the
+ * broken rule, e.g. "security header missing from request"); connection failures, whose grpc-js
+ * text is obscure, are reworded to say which socket could not be reached and why.
+ */
+export function fromServiceError(rpc: string, err: grpc.ServiceError, address: WorkloadApiAddress, deadlineMs?: number): WorkloadApiError {
+  const code = CODE_BY_STATUS[err.code] ?? 'internal';
+  const details = err.details || err.message;
+  let message = `workloadapi: ${rpc}: ${details}`;
+  if (err.code === grpc.status.UNAVAILABLE && /No connection established|connect |Failed to connect/i.test(details)) {
+    message = `workloadapi: cannot reach the workload API at ${address.address}: ${connectReason(details)}`;
+  } else if (err.code === grpc.status.DEADLINE_EXCEEDED) {
+    message = `workloadapi: ${rpc}: no answer within the deadline${deadlineMs === undefined ? '' : ` of ${deadlineMs} ms`}`;
+  }
+  return new WorkloadApiError(code, err.code, message, { cause: err });
+}
+
+function connectReason(details: string): string {
+  if (/ENOENT/.test(details)) return 'no socket at that path (is the agent running?)';
+  if (/ECONNREFUSED/.test(details)) return 'connection refused (is the agent running?)';
+  if (/EACCES|EPERM/.test(details)) return 'permission denied on the socket';
+  return details;
+}
+
+/** The stream ended without an error status: the standard says clients reconnect, so it is retryable. */
+export function streamEnded(rpc: string): WorkloadApiError {
+  return new WorkloadApiError('unavailable', grpc.status.UNAVAILABLE, `workloadapi: ${rpc}: stream ended by the server`);
+}
