@@ -1,5 +1,4 @@
-// Kernel-based caller identification end to end: a real grpc-js server behind listenWorkloadSocket,
-// clients in this process and in child processes running under other uids (setpriv), real /proc.
+// Kernel-based caller identification end to end: real grpc-js server, clients under other uids (setpriv), real /proc.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -48,16 +47,9 @@ async function listen(opts: Omit<Parameters<typeof listenWorkloadSocket>[0], 'se
   return s;
 }
 
-function callerOf(c: { getPeer(): string }) {
-  for (const s of listeners) {
-    try {
-      return s.callerOf(c);
-    } catch {
-      // not this listener's connection
-    }
-  }
-  return sock.callerOf(c); // throws the real error
-}
+// Other listeners throw for calls that are not theirs; the main one's error is the one reported.
+const callerOf = (c: { getPeer(): string }) =>
+  [...listeners].map((s) => { try { return s.callerOf(c); } catch { return undefined; } }).find(Boolean) ?? sock.callerOf(c);
 
 interface PeerClient extends grpc.Client {
   whoami(r: object, cb: (e: Error | null, r: Whoami) => void): void;
@@ -69,13 +61,7 @@ const client = (target: string) =>
 
 function call(target: string): Promise<Whoami> {
   const c = client(target);
-  return new Promise((resolve, reject) =>
-    c.whoami({}, (err, res) => {
-      c.close();
-      if (err) reject(err);
-      else resolve(res);
-    }),
-  );
+  return new Promise((resolve, reject) => c.whoami({}, (err, res) => (c.close(), err ? reject(err) : resolve(res))));
 }
 
 function ensureUser(name: string): { uid: number; gid: number } {
@@ -91,8 +77,7 @@ function ensureUser(name: string): { uid: number; gid: number } {
 function runAs(user: { uid: number; gid: number }): Promise<{ pid: number; out: Whoami }> {
   const script = path.join(tmp, 'client.mjs');
   const child = spawn('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', process.execPath, script, socketPath], { cwd: tmp });
-  let stdout = '';
-  let stderr = '';
+  let [stdout, stderr] = ['', ''];
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) =>

@@ -96,3 +96,18 @@ describe('sqlite datastore', () => {
     }
   });
 });
+
+describe('sqlite file permissions', () => {
+  it('creates the database owner-only, with its WAL files', async () => {
+    const { mkdtempSync, statSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const dir = mkdtempSync(path.join(tmpdir(), 'svidscope-perm-'));
+    const file = path.join(dir, 'db', 'store.sqlite3');
+    const store = await openDatastore({ kind: 'sqlite', path: file });
+    await store.createJoinToken({ token: 'secret', expiresAt: new Date(Date.now() + 60_000) });
+    for (const f of [file, `${file}-wal`]) expect(statSync(f).mode & 0o777).toBe(0o600);
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
+import { createECDH, createPublicKey, generateKeyPairSync, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SvidscopeError } from '../../src/common/errors/catalog.js';
 import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
@@ -12,6 +12,7 @@ import {
   type MintRequest,
   type SelfSignedCa,
 } from '../../src/identity-plane/spiffe/mint/index.js';
+import { rememberSpki, spkiOf as mintSpkiOf } from '../../src/identity-plane/spiffe/mint/cert-parts.js';
 
 /** @peculiar/x509 needs a Reflect metadata polyfill and none is installed: the least of one, set before it loads. */
 function installReflectMetadataShim(): void {
@@ -227,5 +228,17 @@ describe('CSR parsing', () => {
     expectCode(() => parseCsr(der.subarray(0, der.length - 10)), 'csr-invalid');
     expectCode(() => parseCsr(Buffer.from('not a csr')), 'csr-invalid');
     expectCode(() => parseCsr(Buffer.from([0x30, 0x03, 0x02, 0x01, 0x00])), 'csr-invalid');
+  });
+
+  it('reuses CSR SPKI bytes only in canonical form (a compressed point is re-encoded)', () => {
+    const ecdh = createECDH('prime256v1');
+    ecdh.generateKeys();
+    const head = Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex');
+    const compressedSpki = Buffer.concat([head, ecdh.getPublicKey(undefined, 'compressed')]);
+    const key = createPublicKey({ key: compressedSpki, format: 'der', type: 'spki' });
+    rememberSpki(key, compressedSpki);
+    const { spki } = mintSpkiOf(key);
+    const uncompressedHead = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
+    expect(spki).toEqual(Buffer.concat([uncompressedHead, ecdh.getPublicKey()]));
   });
 });

@@ -18,7 +18,7 @@ export interface ServerConfig {
   /** host:port of the HTTP endpoints /live, /ready and /metrics; empty disables them. */
   healthBind: string;
   logLevel: LogLevel;
-  datastore: { kind: 'sqlite'; path: string } | { kind: 'postgres'; connectionString: string };
+  datastore: { kind: 'sqlite'; path: string } | { kind: 'postgres'; connectionString: string; schema?: string };
   ca: {
     keyType: KeyType;
     jwtKeyType: KeyType;
@@ -72,7 +72,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const datastore: ServerConfig['datastore'] =
     kind === 'sqlite'
       ? { kind, path: path.resolve(dataDir, ds.string('path', 'datastore.sqlite3')) }
-      : { kind, connectionString: ds.optionalString('connection_string') ?? ds.fail('connection_string', 'required when kind is postgres') };
+      : { kind, connectionString: ds.optionalString('connection_string') ?? ds.fail('connection_string', 'required when kind is postgres'), schema: ds.optionalString('schema') };
   ds.rejectUnknown();
 
   const ca = r.section('ca');

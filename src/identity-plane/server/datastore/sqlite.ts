@@ -3,7 +3,7 @@
  * runs under a mutex because the async Datastore API must not interleave two transactions on one connection.
  * Other handles or processes on the same file are coordinated by SQLite's file locks and the async retry below.
  */
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { fail, Mutex, toStoreError, type Dialect, type Executor, type Param, type Row, type SqlDriver, type TxMode } from './driver.js';
@@ -106,7 +106,10 @@ export async function openSqliteDatastore(config: SqliteConfig): Promise<Datasto
   if (!config.path) throw fail('config-invalid', 'sqlite path must not be empty');
   let db: Database.Database;
   try {
-    mkdirSync(dirname(config.path), { recursive: true });
+    mkdirSync(dirname(config.path), { recursive: true, mode: 0o700 });
+    // The database holds join tokens, which are credentials: create it owner-only (SQLite gives
+    // its -wal and -shm files the main file's permissions).
+    closeSync(openSync(config.path, 'a', 0o600));
     db = new Database(config.path, { timeout: 0 });
   } catch (err) {
     throw fail('io-error', `cannot open sqlite database "${config.path}": ${(err as Error).message}`, err);
