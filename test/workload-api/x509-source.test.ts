@@ -120,7 +120,7 @@ describe('createX509Source', () => {
   it('gives up waiting when its signal aborts', async () => {
     fake.refuse(grpc.status.PERMISSION_DENIED, 'no identity issued');
     const controller = new AbortController();
-    const creating = createX509Source(connect(), { clock: new FakeClock(), onRetry: () => controller.abort() });
+    const creating = createX509Source(connect(), { clock: new FakeClock(), signal: controller.signal, onRetry: () => controller.abort() });
     await expect(creating).rejects.toThrow('x509source: aborted before the first update');
   });
 });

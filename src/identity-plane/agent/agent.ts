@@ -62,17 +62,19 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     await manager.start();
 
     const grpcServer = new grpc.Server();
-    let socket: Awaited<ReturnType<typeof listenWorkloadSocket>> | undefined;
+    // The attestor needs the listener, and the listener needs the server the attestor serves.
+    const listener: { socket?: Awaited<ReturnType<typeof listenWorkloadSocket>> } = {};
     const attestor: WorkloadAttestor = deps.attestor ?? {
       attest: async (call) => {
-        const caller = socket!.callerOf(call);
+        const caller = listener.socket!.callerOf(call);
         return attestUnix(caller, { discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit, clock });
       },
     };
     grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, clock, logger: logger.child({ subsystem: 'workload_api' }), events: deps.workloadEvents }));
-    socket = await listenWorkloadSocket({ socketPath: config.socketPath, mode: config.socketMode, server: grpcServer, logger });
+    const socket = await listenWorkloadSocket({ socketPath: config.socketPath, mode: config.socketMode, server: grpcServer, logger });
+    listener.socket = socket;
     cleanups.push(async () => {
-      await socket!.close();
+      await socket.close();
       grpcServer.forceShutdown();
     });
 
