@@ -50,6 +50,8 @@ export interface FakeWorkloadApi {
   pushX509Update(): void;
   /** Ends every open stream with this status (a live PermissionDenied, an agent going away). */
   failStreams(status: grpc.status, message: string): void;
+  /** Ends every open stream with OK, as a server shutting down gracefully does. */
+  endStreams(): void;
   /** The serial numbers (hex) of the SVIDs currently served. */
   serials(): string[];
   openStreams(): number;
@@ -170,6 +172,11 @@ export async function startFakeWorkloadApi(opts: FakeWorkloadApiOptions = {}): P
     },
     failStreams(code, message) {
       for (const call of allStreams) call.emit('error', { code, details: message, metadata: new grpc.Metadata() });
+      allStreams.clear();
+      x509Streams.clear();
+    },
+    endStreams() {
+      for (const call of allStreams) call.end();
       allStreams.clear();
       x509Streams.clear();
     },

@@ -155,6 +155,15 @@ describe('watches', () => {
     expect(errors.map((e) => e.statusName)).toEqual(['PERMISSION_DENIED']);
   });
 
+  it('treats a stream the server ends with OK as a retryable end', async () => {
+    let got = 0;
+    const handle = client().watchX509Context(() => got++, () => undefined);
+    await expect.poll(() => got).toBe(1);
+    fake.endStreams();
+    const ended = await handle.done;
+    expect([ended?.code, ended?.statusName, ended?.message]).toEqual(['unavailable', 'UNAVAILABLE', 'workloadapi: FetchX509SVID: stream ended by the server']);
+  });
+
   it('ends open watches without errors when the client closes', async () => {
     const c = client();
     const errors: WorkloadApiError[] = [];

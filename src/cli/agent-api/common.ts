@@ -1,13 +1,15 @@
 /**
  * What every `agent api …` command shares (SPIRE `spire-agent api`): where the Workload API is,
  * how long to wait, one client per invocation that is always closed, and the small views the
- * readable and JSON outputs are built from.
+ * readable and JSON outputs are built from, and the file layout of `fetch x509 --write`.
  */
 import type { Command } from 'commander';
 import type { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { parseDurationSeconds } from '../../common/duration.js';
-import type { SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
+import { writeFileAtomic } from '../../common/fs/atomic.js';
+import { x509BundleToPem, type SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
+import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
 import {
   createWorkloadApiClient,
   parseWorkloadApiAddress,
@@ -15,6 +17,7 @@ import {
   SPIFFE_ENDPOINT_SOCKET,
   type WorkloadApiAddress,
   type WorkloadApiClient,
+  type X509Context,
 } from '../../identity-plane/workload-api/index.js';
 
 /** Where `svidscope agent run` puts its public Workload API socket by default (relative to the working directory). */
@@ -76,3 +79,32 @@ export const byTrustDomain = (a: { trustDomain: { name: string } }, b: { trustDo
 
 /** `1 svid` / `2 svids`. */
 export const count = (n: number, singular: string, plural = `${singular}s`) => `${n} ${n === 1 ? singular : plural}`;
+
+// Certificates are public; the key is a credential and stays owner-only.
+const PUBLIC_MODE = 0o644;
+const SECRET_MODE = 0o600;
+
+/**
+ * SPIRE's layout (`spire-agent api fetch x509 -write`), so the same scripts and openssl calls work:
+ * per SVID n its chain, its key, its own trust domain's bundle, and every other trust domain's
+ * bundle as federated_bundle.n.m (m in trust-domain order, so names are stable). Returns the paths.
+ */
+export function writeX509Files(dir: string, ctx: X509Context): string[] {
+  const written: string[] = [];
+  const write = (name: string, data: string, mode: number) => {
+    const file = path.join(dir, name);
+    writeFileAtomic(file, data, mode);
+    written.push(file);
+  };
+  const bundles = ctx.bundles.bundles().sort(byTrustDomain);
+  ctx.svids.forEach((svid, n) => {
+    write(`svid.${n}.pem`, svid.certificates.map((c) => encodePem('CERTIFICATE', c.raw)).join(''), PUBLIC_MODE);
+    write(`svid.${n}.key`, svid.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, SECRET_MODE);
+    const own = ctx.bundles.get(svid.id.trustDomain);
+    if (own) write(`bundle.${n}.pem`, x509BundleToPem(own), PUBLIC_MODE);
+    bundles
+      .filter((b) => b.trustDomain.name !== svid.id.trustDomain.name)
+      .forEach((b, m) => write(`federated_bundle.${n}.${m}.pem`, x509BundleToPem(b), PUBLIC_MODE));
+  });
+  return written;
+}

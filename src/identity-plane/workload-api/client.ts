@@ -127,7 +127,8 @@ export function createWorkloadApiClient(options: WorkloadApiClientOptions = {}):
       }));
       // The listener stays attached: the cancel above makes grpc-js emit CANCELLED, which must not go unhandled.
       call.on('error', (err: grpc.ServiceError) => settle(() => reject(fromServiceError(rpc, err, address, deadlineMs))));
-      call.on('end', () => settle(() => reject(streamEnded(rpc))));
+      // 'status' comes last whatever happened; only an OK one is not already handled as 'error'.
+      call.on('status', (st: grpc.StatusObject) => st.code === grpc.status.OK && settle(() => reject(streamEnded(rpc))));
     });
   }
 
@@ -157,7 +158,7 @@ export function createWorkloadApiClient(options: WorkloadApiClientOptions = {}):
       onUpdate(value);
     });
     call.on('error', (err: grpc.ServiceError) => end(fromServiceError(rpc, err, address)));
-    call.on('end', () => end(streamEnded(rpc)));
+    call.on('status', (st: grpc.StatusObject) => st.code === grpc.status.OK && end(streamEnded(rpc)));
     return {
       done,
       close() {

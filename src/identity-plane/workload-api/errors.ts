@@ -70,3 +70,21 @@ function connectReason(details: string): string {
 export function streamEnded(rpc: string): WorkloadApiError {
   return new WorkloadApiError('unavailable', grpc.status.UNAVAILABLE, `workloadapi: ${rpc}: stream ended by the server`);
 }
+
+export type RetryDecision = 'stop' | 'stop-with-error' | 'retry';
+
+/**
+ * go-spiffe's retry table for watches (`workloadapi/client.go` handleWatchError), by the status a
+ * stream ended with:
+ *
+ * | status           | decision                                              |
+ * |------------------|-------------------------------------------------------|
+ * | CANCELLED        | stop quietly: someone meant to end it                 |
+ * | INVALID_ARGUMENT | stop with the error: retrying cannot fix the request  |
+ * | anything else    | retry with backoff (PermissionDenied included: entries may still be on their way) |
+ */
+export function retryDecision(err: WorkloadApiError): RetryDecision {
+  if (err.status === grpc.status.CANCELLED) return 'stop';
+  if (err.status === grpc.status.INVALID_ARGUMENT) return 'stop-with-error';
+  return 'retry';
+}

@@ -9,7 +9,7 @@ export {
   type WorkloadApiClientOptions,
 } from './client.js';
 export { defaultX509Svid, type ValidatedJwtSvid, type WorkloadJwtSvid, type WorkloadX509Svid, type X509Context } from './convert.js';
-export { isWorkloadApiError, WorkloadApiError } from './errors.js';
+export { isWorkloadApiError, retryDecision, WorkloadApiError, type RetryDecision } from './errors.js';
 export {
   jsonToStruct,
   structToJson,
@@ -24,5 +24,5 @@ export {
   type X509BundlesResponseMessage,
   type X509SvidResponseMessage,
 } from './proto.js';
-export { linearBackoff, retryDecision, watchWithRetry, type BackoffStrategy, type RetryDecision, type RetryOptions } from './retry.js';
+export { linearBackoff, watchWithRetry, type BackoffStrategy, type RetryOptions } from './retry.js';
 export { createX509Source, type X509Source, type X509SourceOptions, type X509SvidSource } from './x509-source.js';

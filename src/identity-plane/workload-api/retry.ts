@@ -1,34 +1,18 @@
 /**
- * Keeping a Workload API watch alive, with go-spiffe's retry table (`workloadapi/client.go`
- * handleWatchError, `backoff.go`):
- *
- * | status of the failure     | what happens                                        |
- * |---------------------------|-----------------------------------------------------|
- * | CANCELLED                 | stop quietly: someone meant to end it               |
- * | INVALID_ARGUMENT          | stop with the error: retrying cannot fix the request |
- * | anything else             | reconnect after 1 s, 2 s, 3 s … capped at 30 s       |
- *
- * The backoff resets once an update arrives. Time goes through the injected Clock so tests can
- * step through the table without waiting.
+ * Keeping a Workload API watch alive, with go-spiffe's retry table (`retryDecision` in errors.ts)
+ * and its linear backoff (`workloadapi/backoff.go`): 1 s, 2 s, 3 s … capped at 30 s, reset once
+ * an update arrives. Time goes through the injected Clock so tests can step through the table
+ * without waiting.
  */
-import * as grpc from '@grpc/grpc-js';
 import { systemClock, type Clock, type TimerHandle } from '../../common/clock.js';
 import type { WatchErrorHandler, WatchHandle } from './client.js';
-import type { WorkloadApiError } from './errors.js';
+import { retryDecision, type WorkloadApiError } from './errors.js';
 
 /** Delay in ms before reconnect attempt `attempt` (1-based). */
 export type BackoffStrategy = (attempt: number) => number;
 
 /** go-spiffe's linear backoff: attempt × 1 s, at most 30 s. */
 export const linearBackoff: BackoffStrategy = (attempt) => Math.min(Math.max(attempt, 1), 30) * 1000;
-
-export type RetryDecision = 'stop' | 'stop-with-error' | 'retry';
-
-export function retryDecision(err: WorkloadApiError): RetryDecision {
-  if (err.status === grpc.status.CANCELLED) return 'stop';
-  if (err.status === grpc.status.INVALID_ARGUMENT) return 'stop-with-error';
-  return 'retry';
-}
 
 export interface RetryOptions {
   readonly clock?: Clock;

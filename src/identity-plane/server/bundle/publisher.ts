@@ -46,14 +46,33 @@ export class BundlePublisher {
     return () => this.listeners.delete(listener);
   }
 
-  /** Publishes this server's keys, prunes expired ones, and rewrites the bundle if its content changed. */
-  async sync(): Promise<SpiffeBundle> {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Publishes this server's keys, prunes expired ones, and rewrites the bundle if its content
+   * changed. Calls are serialized: a CA change and the periodic tick may ask at the same moment.
+   */
+  sync(): Promise<SpiffeBundle> {
+    const run = this.queue.then(() => this.syncNow());
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async syncNow(): Promise<SpiffeBundle> {
     const { datastore, clock, trustDomain } = this.deps;
     const now = clock.nowMs();
     const own = ownRecords(this.deps.ownAuthorities(), clock.now());
     const stored = await datastore.listCaKeys();
     const storedIds = new Set(stored.map((r) => r.id));
-    for (const record of own) if (!storedIds.has(record.id)) await datastore.putCaKey(record);
+    for (const record of own) {
+      if (storedIds.has(record.id)) continue;
+      try {
+        await datastore.putCaKey(record);
+      } catch (err) {
+        // Another server with the same upstream authority recorded it first: same record, same outcome.
+        if (!(isSvidscopeError(err) && err.code === 'already-exists')) throw err;
+      }
+    }
     for (const record of stored) if (record.notAfter.getTime() <= now) await datastore.deleteCaKey(record.id);
 
     const live = [...stored.filter((r) => r.notAfter.getTime() > now), ...own.filter((r) => !storedIds.has(r.id))];

@@ -1,0 +1,168 @@
+// Server, agent and workloads as real processes: kernel-attested callers under distinct uids,
+// the standard Workload API over a real Unix socket, rotation, CA rotation, outage and restart.
+import { X509Certificate } from 'node:crypto';
+import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';
+import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
+import { verifyJwtSvid } from '../../src/identity-plane/spiffe/jwtsvid/index.js';
+import { createWorkloadApiClient, type X509Context } from '../../src/identity-plane/workload-api/index.js';
+import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
+import { removeDir, tempDir } from '../support/server.js';
+import { ensureUser, runNodeAs } from '../support/users.js';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+const fetchScript = path.join(import.meta.dirname, 'fixtures', 'fetch-x509.mjs');
+const dir = tempDir('e2e');
+chmodSync(dir, 0o755);
+const socketPath = path.join(dir, 'agent', 'public', 'api.sock');
+const TD = 'example.org';
+const SHORT_TTL = 8;
+
+let ports: { server: number; serverHealth: number; agentHealth: number };
+let server: ReturnType<typeof spawnCli>;
+let agent: ReturnType<typeof spawnCli>;
+let admin: AdminClient;
+let agentId: string;
+const users = { a: ensureUser('svidscope-test-a'), b: ensureUser('svidscope-test-b') };
+
+function startServer() {
+  const proc = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')]);
+  return waitFor('server ready', () => httpOk(`http://127.0.0.1:${ports.serverHealth}/ready`), 30_000, proc.logs).then(() => proc);
+}
+function startAgent(extra: string[] = []) {
+  const proc = spawnCli(['agent', 'run', '--config', path.join(dir, 'agent.yaml'), ...extra]);
+  return waitFor('agent ready', () => httpOk(`http://127.0.0.1:${ports.agentHealth}/ready`), 30_000, proc.logs).then(() => proc);
+}
+const workload = (opts: { deadlineMs?: number; rawMetadata?: grpc.Metadata } = {}) => createWorkloadApiClient({ address: `unix://${socketPath}`, deadlineMs: 10_000, ...opts });
+const createEntry = (spiffeId: string, uid: number, extra: object = {}) =>
+  admin.call<{ id: string }>('CreateEntry', { entry: { spiffe_id: `spiffe://${TD}${spiffeId}`, parent_id: agentId, selectors: [{ type: 'unix', value: `uid:${uid}` }], ...extra } });
+
+beforeAll(async () => {
+  ports = { server: await freePort(), serverHealth: await freePort(), agentHealth: await freePort() };
+  writeFileSync(path.join(dir, 'server.yaml'), [
+    `trust_domain: ${TD}`, `data_dir: ${path.join(dir, 'server')}`, `bind: 127.0.0.1:${ports.server}`,
+    `health_bind: 127.0.0.1:${ports.serverHealth}`, 'cache_reload_interval: 1s',
+  ].join('\n'));
+  server = await startServer();
+  admin = connectAdmin(path.join(dir, 'server', 'admin.sock'));
+  const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
+  writeFileSync(path.join(dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle(TD, bundle.document)));
+  const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
+  writeFileSync(path.join(dir, 'agent.yaml'), [
+    `trust_domain: ${TD}`, `server_address: 127.0.0.1:${ports.server}`, `data_dir: ${path.join(dir, 'agent')}`,
+    `socket_path: ${socketPath}`, `trust_bundle_path: ${path.join(dir, 'bundle.pem')}`,
+    `health_bind: 127.0.0.1:${ports.agentHealth}`, 'sync_interval: 1s',
+  ].join('\n'));
+  agent = await startAgent(['--join-token', token.value]);
+  agentId = `spiffe://${TD}/spire/agent/join_token/${token.value}`;
+  await createEntry('/a', users.a.uid);
+  await createEntry('/b', users.b.uid);
+  await createEntry('/root', 0, { x509_svid_ttl: SHORT_TTL, jwt_svid_ttl: 60 });
+  const c = workload();
+  await waitFor('root workload SVID', () => c.fetchX509Context().then((ctx) => ctx.svids.length > 0), 20_000, agent.logs);
+  c.close();
+}, 90_000);
+
+afterAll(async () => {
+  admin?.close();
+  for (const p of [agent, server]) {
+    p?.child.kill('SIGTERM');
+    await p?.child;
+  }
+  removeDir(dir);
+});
+
+describe('agent and Workload API end to end', () => {
+  it('serves each uid its own SVID and no one else\'s', async () => {
+    await waitFor('entries synced', async () => {
+      const r = await runNodeAs(users.a, fetchScript, [socketPath, root], dir);
+      return r.stdout.includes('spiffeIds');
+    }, 20_000, agent.logs);
+    const [a, b] = await Promise.all([users.a, users.b].map((u) => runNodeAs(u, fetchScript, [socketPath, root], dir)));
+    expect(JSON.parse(a.stdout)).toEqual({ spiffeIds: [`spiffe://${TD}/a`] });
+    expect(JSON.parse(b.stdout)).toEqual({ spiffeIds: [`spiffe://${TD}/b`] });
+  });
+
+  it('answers PermissionDenied to a caller with no entry', async () => {
+    const nobody = ensureUser('svidscope-test-none');
+    const r = await runNodeAs(nobody, fetchScript, [socketPath, root], dir);
+    expect(JSON.parse(r.stdout)).toMatchObject({ error: 'PERMISSION_DENIED', details: 'no identity issued' });
+  });
+
+  it('answers InvalidArgument to a request without the security header', async () => {
+    const c = workload({ rawMetadata: new grpc.Metadata() });
+    await expect(c.fetchX509Context()).rejects.toMatchObject({ status: grpc.status.INVALID_ARGUMENT });
+    await expect(c.validateJwtSvid('x', 'y')).rejects.toMatchObject({ status: grpc.status.INVALID_ARGUMENT });
+    c.close();
+  });
+
+  it('keeps the socket world-accessible (the kernel says who the caller is)', () => {
+    expect(statSync(socketPath).mode & 0o777).toBe(0o777);
+    expect(statSync(path.dirname(socketPath)).mode & 0o777).toBe(0o755);
+  });
+
+  it('issues a JWT-SVID that ValidateJWTSVID and the foundation verifier both accept', async () => {
+    const c = workload();
+    const svid = await c.fetchJwtSvid({ audience: ['orders'] });
+    expect(svid.id.toString()).toBe(`spiffe://${TD}/root`);
+    const validated = await c.validateJwtSvid(svid.token, 'orders');
+    expect(validated.id.toString()).toBe(`spiffe://${TD}/root`);
+    expect(validated.claims.aud).toEqual(['orders']);
+    const bundles = await c.fetchJwtBundles();
+    const local = await verifyJwtSvid(svid.token, bundles, { audience: ['orders'], now: new Date(), leewaySeconds: 0 });
+    expect(local.id.toString()).toBe(`spiffe://${TD}/root`);
+    await expect(c.validateJwtSvid(svid.token, 'payments')).rejects.toMatchObject({ status: grpc.status.INVALID_ARGUMENT });
+    await expect(c.fetchJwtSvid({ audience: [] })).rejects.toMatchObject({ status: grpc.status.INVALID_ARGUMENT });
+    c.close();
+  });
+
+  it('pushes the rotated SVID on the stream before the old one expires, and a CA rotation\'s bundle', async () => {
+    const c = workload();
+    const seen: X509Context[] = [];
+    const handle = c.watchX509Context((ctx) => seen.push(ctx), () => undefined);
+    await waitFor('first message', async () => seen.length > 0);
+    const first = new X509Certificate(seen[0].svids[0].certificates[0].raw);
+    const firstNotAfter = new Date(first.validTo).getTime();
+    const rotated = await waitFor('rotated SVID', async () => seen.find((ctx) => ctx.svids[0].certificates[0].serialNumber !== first.serialNumber), 20_000, agent.logs);
+    const arrivedAt = Date.now();
+    expect(arrivedAt).toBeLessThan(firstNotAfter);
+    expect(rotated.svids[0].id.toString()).toBe(`spiffe://${TD}/root`);
+
+    const authorities = (ctx: X509Context) => ctx.bundles.getBundleForTrustDomain(rotated.svids[0].id.trustDomain)?.x509Authorities.length ?? 0;
+    const before = authorities(seen[seen.length - 1]);
+    await admin.call('RotateCa', { kind: 'x509' });
+    const withNewCa = await waitFor('CA rotation on the stream', async () => seen.find((ctx) => authorities(ctx) > before), 15_000, agent.logs);
+    expect(authorities(withNewCa)).toBe(before + 1);
+    handle.close();
+    c.close();
+  }, 60_000);
+
+  it('serves the cached SVID while the server is down, and never after it expired', async () => {
+    server.child.kill('SIGKILL');
+    await server.child;
+    const c = workload();
+    const ctx = await c.fetchX509Context();
+    const notAfter = Math.min(...ctx.svids.map((s) => new Date(new X509Certificate(s.certificates[0].raw).validTo).getTime()));
+    expect(ctx.svids[0].id.toString()).toBe(`spiffe://${TD}/root`);
+    await new Promise((r) => setTimeout(r, Math.max(0, notAfter - Date.now()) + 1500));
+    const err = await c.fetchX509Context().then(() => undefined, (e: unknown) => e as { status: grpc.status });
+    expect(err, 'an expired SVID must not be served').toBeDefined();
+    expect(grpc.status[err!.status]).toBe('UNAVAILABLE');
+    c.close();
+  }, 60_000);
+
+  it('restarts after kill -9 over a stale socket, without a new join token', async () => {
+    server = await startServer();
+    agent.child.kill('SIGKILL');
+    await agent.child;
+    expect(existsSync(socketPath)).toBe(true); // the crashed agent left its socket behind
+    agent = await startAgent();
+    const c = workload();
+    const ctx = await waitFor('SVID after restart', () => c.fetchX509Context().then((x) => x.svids.length > 0 && x), 30_000, agent.logs);
+    expect(ctx.svids[0].id.toString()).toBe(`spiffe://${TD}/root`);
+    c.close();
+  }, 60_000);
+});
