@@ -47,6 +47,7 @@ if (!url) {
       const entry = await a.admin.call<{ id: string }>('CreateEntry', {
         entry: { spiffe_id: 'spiffe://example.org/shared', parent_id: agent.spiffeId, selectors: [{ type: 'unix', value: 'uid:1' }] },
       });
+      await b.server.tick(); // B sees A's entry at its next reload (cache_reload_interval)
       const shared = new BundleSet([bundleA]);
       for (const s of [a, b]) {
         const client = nodeClient(s.server.address, bundlePemOf(s.server), agent);
