@@ -3,6 +3,8 @@ import { ExitCode } from '../common/errors/catalog.js';
 import { CommandExit, processIo, type Io } from './output.js';
 import { registerAgentAdminCommands } from './admin/agent.js';
 import { registerAgentRunCommands } from './agent/run.js';
+import { registerAgentApiCommands } from './agent-api/commands.js';
+import { registerSampleWorkload } from './up/sample-workload.js';
 import { registerEntryCommands } from './admin/entry.js';
 import { registerTokenCommands } from './admin/token.js';
 import { registerBundleCommands } from './bundle/commands.js';
@@ -33,6 +35,8 @@ export function buildProgram(io: Io = processIo): Command {
   const agent = program.command('agent').description('the node agent, and agent administration on the server');
   registerAgentRunCommands(agent, io);
   registerAgentAdminCommands(agent, io);
+  registerAgentApiCommands(agent, io);
+  registerSampleWorkload(program, io);
 
   return program;
 }
