@@ -5,6 +5,7 @@ import { registerAgentAdminCommands } from './admin/agent.js';
 import { registerAgentRunCommands } from './agent/run.js';
 import { registerAgentApiCommands } from './agent-api/commands.js';
 import { registerSampleWorkload } from './up/sample-workload.js';
+import { registerUp } from './up/up.js';
 import { registerEntryCommands } from './admin/entry.js';
 import { registerTokenCommands } from './admin/token.js';
 import { registerBundleCommands } from './bundle/commands.js';
@@ -37,6 +38,7 @@ export function buildProgram(io: Io = processIo): Command {
   registerAgentAdminCommands(agent, io);
   registerAgentApiCommands(agent, io);
   registerSampleWorkload(program, io);
+  registerUp(program, io);
 
   return program;
 }

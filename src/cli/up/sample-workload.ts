@@ -4,7 +4,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { createLogger } from '../../common/log.js';
 import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
-import { createWorkloadApiClient } from '../../identity-plane/workload-api/index.js';
+import { createWorkloadApiClient, watchWithRetry, type X509Context } from '../../identity-plane/workload-api/index.js';
 import type { Io } from '../output.js';
 import { withErrors } from '../run.js';
 import { waitForShutdownSignal } from '../signals.js';
@@ -24,7 +24,7 @@ export function registerSampleWorkload(program: Command, io: Io): void {
       const logger = createLogger({ name: f.name });
       const client = createWorkloadApiClient(f.socketPath ? { address: `unix://${path.resolve(f.socketPath)}` } : {});
       let updates = 0;
-      const watch = client.watchX509Context((ctx) => {
+      const onUpdate = (ctx: X509Context) => {
         updates++;
         const svid = ctx.svids[0];
         const leaf = svid.certificates[0];
@@ -36,8 +36,14 @@ export function registerSampleWorkload(program: Command, io: Io): void {
           const own = ctx.bundles.getBundleForTrustDomain(svid.id.trustDomain);
           writeFileAtomic(path.join(f.write, 'bundle.pem'), (own?.x509Authorities ?? []).map((a) => encodePem('CERTIFICATE', a.der)).join(''), 0o644);
         }
-      }, (err) => logger.warn({ code: err.code, status: err.statusName, msg: err.message }, 'Workload API stream error; the client retries'));
+      };
+      // Reconnect per the standard's retry table (PermissionDenied may be eventual consistency).
+      const watch = watchWithRetry<X509Context>((u, e) => client.watchX509Context(u, e), onUpdate,
+        (err) => logger.warn({ code: err.code, status: err.statusName, msg: err.message }, 'Workload API stream error; retrying with backoff'));
+      // Retry timers do not hold the process open (the clock unrefs them); this does, until a signal.
+      const keepAlive = setInterval(() => undefined, 1 << 30);
       await Promise.race([waitForShutdownSignal(logger), watch.done]);
+      clearInterval(keepAlive);
       watch.close();
       client.close();
     }));

@@ -1,0 +1,53 @@
+import { execa, type ResultPromise } from 'execa';
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../../common/log.js';
+
+/** The project's `bin/svidscope.js`, from either src/ or dist/ (both sit two levels below the root). */
+export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const cliEntry = path.join(projectRoot, 'bin', 'svidscope.js');
+
+export interface Child {
+  readonly name: string;
+  readonly logFile: string;
+  readonly process: ResultPromise;
+  exited: boolean;
+}
+
+/**
+ * Starts `svidscope <args>` as a child process (optionally under another uid with setpriv, or
+ * through another node binary path), its stdout and stderr appended to `<logDir>/<name>.log`.
+ */
+export function startChild(opts: { name: string; args: string[]; logDir: string; logger: Logger; runAs?: { uid: number; gid: number }; nodeBinary?: string }): Child {
+  const node = opts.nodeBinary ?? process.execPath;
+  const [file, args] = opts.runAs
+    ? ['setpriv', [`--reuid=${opts.runAs.uid}`, `--regid=${opts.runAs.gid}`, '--clear-groups', node, cliEntry, ...opts.args]]
+    : [node, [cliEntry, ...opts.args]];
+  const logFile = path.join(opts.logDir, `${opts.name}.log`);
+  const out = createWriteStream(logFile, { flags: 'a' });
+  const child = execa(file, args, { reject: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', env: { SVIDSCOPE_FROM_SOURCE: process.env.SVIDSCOPE_FROM_SOURCE ?? '' } });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  const record: Child = { name: opts.name, logFile, process: child, exited: false };
+  void child.then((r) => {
+    record.exited = true;
+    if (stopping.has(child)) return;
+    // A clean exit is usually the shared Ctrl-C reaching the child first; anything else is worth a warning.
+    const clean = r.exitCode === 0;
+    opts.logger[clean ? 'info' : 'warn']({ child: opts.name, exitCode: r.exitCode, signal: r.signal, log: logFile }, clean ? 'component stopped' : 'component exited unexpectedly');
+  });
+  return record;
+}
+
+const stopping = new WeakSet<ResultPromise>();
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the child is gone. */
+export async function stopChild(child: Child, graceMs = 10_000): Promise<void> {
+  if (child.exited) return;
+  stopping.add(child.process);
+  child.process.kill('SIGTERM');
+  const timer = setTimeout(() => child.process.kill('SIGKILL'), graceMs);
+  await child.process;
+  clearTimeout(timer);
+}
