@@ -120,7 +120,8 @@ export async function startStack(dataDir: string, trustDomain: string, logger: L
       const health = await freePort(preferredHealth);
       const socketPath = path.join(agentDir, 'public', 'api.sock');
       const config = path.join(dataDir, `${name}.yaml`);
-      writeFileSync(config, stringify({ trust_domain: trustDomain, server_address: endpoints.server.address, data_dir: agentDir, socket_path: socketPath, trust_bundle_path: bundlePem, health_bind: `127.0.0.1:${health}` }));
+      // Not root: workloads share a uid and are told apart by binary path, which needs path discovery.
+      writeFileSync(config, stringify({ trust_domain: trustDomain, server_address: endpoints.server.address, data_dir: agentDir, socket_path: socketPath, trust_bundle_path: bundlePem, health_bind: `127.0.0.1:${health}`, discover_workload_path: !isRoot }));
       const agent = startChild({ name, args: ['agent', 'run', '--config', config, '--join-token', token.value], logDir, logger });
       children.push(agent);
       await waitReady(`http://127.0.0.1:${health}/ready`, agent, name);

@@ -68,7 +68,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   const rotationFraction = r.number('rotation_fraction', 0.5, { min: 0.05, max: 0.95 });
   const keyTypeText = r.string('workload_x509_svid_key_type', 'ec-p256');
   const keyType: KeyType = isKeyType(keyTypeText) ? keyTypeText : r.fail('workload_x509_svid_key_type', 'must be one of ec-p256, ec-p384, rsa-2048');
-  const discoverWorkloadPath = r.boolean('discover_workload_path', true);
+  const discoverWorkloadPath = r.boolean('discover_workload_path', false);
   const workloadSizeLimit = r.number('workload_size_limit', 0);
   const healthBind = flags.healthBind ?? r.string('health_bind', '127.0.0.1:8088');
   const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;

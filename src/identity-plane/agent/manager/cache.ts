@@ -39,6 +39,8 @@ export interface WorkloadIdentities {
  */
 export class WorkloadCache {
   private entries = new Map<string, EntryMsg>();
+  /** Entries by each of their selectors ("type:value"): matching a workload costs its selectors, not the entry count. */
+  private bySelector = new Map<string, EntryMsg[]>();
   private readonly svids = new Map<string, CachedX509Svid>();
   private bundle: SpiffeBundle | undefined;
   private federated = new Map<string, SpiffeBundle>();
@@ -68,6 +70,15 @@ export class WorkloadCache {
 
   setEntries(entries: EntryMsg[]): void {
     this.entries = new Map(entries.map((e) => [e.id, e]));
+    this.bySelector = new Map();
+    for (const e of entries) {
+      for (const sel of e.selectors) {
+        const key = `${sel.type}:${sel.value}`;
+        const list = this.bySelector.get(key);
+        if (list) list.push(e);
+        else this.bySelector.set(key, [e]);
+      }
+    }
     for (const id of this.svids.keys()) if (!this.entries.has(id)) this.svids.delete(id);
     this.changed();
   }
@@ -91,8 +102,10 @@ export class WorkloadCache {
   identitiesFor(selectors: readonly Selector[]): WorkloadIdentities {
     const have = new Set(selectors.map((s) => `${s.type}:${s.value}`));
     const now = this.clock.nowMs();
-    const entries = [...this.entries.values()]
-      .filter((e) => e.selectors.length > 0 && e.selectors.every((s) => have.has(`${s.type}:${s.value}`)))
+    const candidates = new Set<EntryMsg>();
+    for (const key of have) for (const e of this.bySelector.get(key) ?? []) candidates.add(e);
+    const entries = [...candidates]
+      .filter((e) => e.selectors.every((s) => have.has(`${s.type}:${s.value}`)))
       .sort((a, b) => Number(a.created_at) - Number(b.created_at) || a.id.localeCompare(b.id));
     const svids = entries.map((e) => this.svids.get(e.id)).filter((s): s is CachedX509Svid => s !== undefined && s.notAfter > now);
     const federated = new Map<string, SpiffeBundle>();
