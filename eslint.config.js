@@ -22,6 +22,11 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    // Plain Node scripts (test fixtures run as other uids, bench clients).
+    files: ['**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly' } },
+  },
   boundary('identity-plane/spiffe', ['**/server/**', '**/agent/**', '**/cli/**', '**/probes/**', '**/exporter/**', '**/chaos/**']),
   boundary('identity-plane/server', ['**/agent/**', '**/cli/**']),
   boundary('identity-plane/agent', ['**/server/**', '**/cli/**']),

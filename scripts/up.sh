@@ -8,4 +8,4 @@ apt_install openssl ca-certificates || true
 ensure_node_modules
 log "build"
 npm run -s build
-exec node bin/svidscope.js server run --data-dir .svidscope/server "$@"
+exec node bin/svidscope.js up --data-dir .svidscope/up "$@"
