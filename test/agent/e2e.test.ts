@@ -12,9 +12,8 @@ import { createWorkloadApiClient, type X509Context } from '../../src/identity-pl
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { ensureUser, runNodeAs } from '../support/users.js';
+import { portableScript } from '../support/portable-script.js';
 
-const root = path.resolve(import.meta.dirname, '..', '..');
-const fetchScript = path.join(import.meta.dirname, 'fixtures', 'fetch-x509.mjs');
 const dir = tempDir('e2e');
 chmodSync(dir, 0o755);
 const socketPath = path.join(dir, 'agent', 'public', 'api.sock');
@@ -25,6 +24,8 @@ let ports: { server: number; serverHealth: number; agentHealth: number };
 let server: ReturnType<typeof spawnCli>;
 let agent: ReturnType<typeof spawnCli>;
 let admin: AdminClient;
+let fetchScript: string;
+let protoPath: string;
 let agentId: string;
 const users = { a: ensureUser('svidscope-test-a'), b: ensureUser('svidscope-test-b') };
 
@@ -41,6 +42,7 @@ const createEntry = (spiffeId: string, uid: number, extra: object = {}) =>
   admin.call<{ id: string }>('CreateEntry', { entry: { spiffe_id: `spiffe://${TD}${spiffeId}`, parent_id: agentId, selectors: [{ type: 'unix', value: `uid:${uid}` }], ...extra } });
 
 beforeAll(async () => {
+  ({ script: fetchScript, proto: protoPath } = await portableScript(path.join(import.meta.dirname, 'fixtures', 'fetch-x509.mjs'), path.join(dir, 'scripts')));
   ports = { server: await freePort(), serverHealth: await freePort(), agentHealth: await freePort() };
   writeFileSync(path.join(dir, 'server.yaml'), [
     `trust_domain: ${TD}`, `data_dir: ${path.join(dir, 'server')}`, `bind: 127.0.0.1:${ports.server}`,
@@ -78,17 +80,17 @@ afterAll(async () => {
 describe('agent and Workload API end to end', () => {
   it('serves each uid its own SVID and no one else\'s', async () => {
     await waitFor('entries synced', async () => {
-      const r = await runNodeAs(users.a, fetchScript, [socketPath, root], dir);
+      const r = await runNodeAs(users.a, fetchScript, [socketPath, protoPath], dir);
       return r.stdout.includes('spiffeIds');
     }, 20_000, agent.logs);
-    const [a, b] = await Promise.all([users.a, users.b].map((u) => runNodeAs(u, fetchScript, [socketPath, root], dir)));
+    const [a, b] = await Promise.all([users.a, users.b].map((u) => runNodeAs(u, fetchScript, [socketPath, protoPath], dir)));
     expect(JSON.parse(a.stdout)).toEqual({ spiffeIds: [`spiffe://${TD}/a`] });
     expect(JSON.parse(b.stdout)).toEqual({ spiffeIds: [`spiffe://${TD}/b`] });
   });
 
   it('answers PermissionDenied to a caller with no entry', async () => {
     const nobody = ensureUser('svidscope-test-none');
-    const r = await runNodeAs(nobody, fetchScript, [socketPath, root], dir);
+    const r = await runNodeAs(nobody, fetchScript, [socketPath, protoPath], dir);
     expect(JSON.parse(r.stdout)).toMatchObject({ error: 'PERMISSION_DENIED', details: 'no identity issued' });
   });
 

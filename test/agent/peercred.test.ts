@@ -2,11 +2,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { build as buildScript } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attestUnix, PID_REUSED_MESSAGE, type Selector } from '../../src/identity-plane/agent/attestor-workload/unix.js';
 import { CallerTracker, parseStarttime } from '../../src/identity-plane/agent/peercred/caller.js';
@@ -24,9 +24,9 @@ const method = (name: string, responseStream: boolean) => ({
 const service: grpc.ServiceDefinition = { whoami: method('Whoami', false), watch: method('Watch', true) };
 
 // The out-of-process client: plain JS, grpc-js by absolute path, so it needs nothing but read access.
+// Run as other uids, so it must not need the project tree: bundled with its dependencies first.
 const clientScript = `
-import { createRequire } from 'node:module';
-const grpc = createRequire(import.meta.url)(${JSON.stringify(createRequire(import.meta.url).resolve('@grpc/grpc-js'))});
+import * as grpc from '@grpc/grpc-js';
 const json = { serialize: (v) => Buffer.from(JSON.stringify(v)), deserialize: (b) => JSON.parse(b.toString()) };
 const Client = grpc.makeGenericClientConstructor({ whoami: { path: '/svidscope.test.Peer/Whoami', requestStream: false, responseStream: false,
   requestSerialize: json.serialize, requestDeserialize: json.deserialize, responseSerialize: json.serialize, responseDeserialize: json.deserialize } });
@@ -75,7 +75,7 @@ function ensureUser(name: string): { uid: number; gid: number } {
 }
 
 function runAs(user: { uid: number; gid: number }): Promise<{ pid: number; out: Whoami }> {
-  const script = path.join(tmp, 'client.mjs');
+  const script = path.join(tmp, 'client.cjs');
   const child = spawn('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', process.execPath, script, socketPath], { cwd: tmp });
   let [stdout, stderr] = ['', ''];
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -90,7 +90,8 @@ const values = (selectors: Selector[], kind: string) => selectors.filter((s) => 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'svidscope-peercred-'));
   fs.chmodSync(tmp, 0o755); // the test users must reach the socket and the client script
-  fs.writeFileSync(path.join(tmp, 'client.mjs'), clientScript, { mode: 0o644 });
+  await buildScript({ stdin: { contents: clientScript, resolveDir: path.resolve(import.meta.dirname), loader: 'js' }, bundle: true, platform: 'node', format: 'cjs', target: 'node20', outfile: path.join(tmp, 'client.cjs'), logLevel: 'error' });
+  fs.chmodSync(path.join(tmp, 'client.cjs'), 0o644);
   socketPath = path.join(tmp, 'public', 'api.sock');
   server = new grpc.Server();
   server.addService(service, {

@@ -3,9 +3,10 @@ import * as protoLoader from '@grpc/proto-loader';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { startOpsServer } from '../../common/http/ops-server.js';
+import { createRegistry } from '../../common/telemetry/registry.js';
 import { nullLogger, type Logger } from '../../common/log.js';
 import { checkHostPort } from '../../common/net.js';
 import { attestUnix } from './attestor-workload/unix.js';
@@ -16,6 +17,7 @@ import { AgentManager, type ManagerEvents } from './manager/manager.js';
 import { listenWorkloadSocket } from './peercred/listener.js';
 import { ServerClient } from './server-client.js';
 import { AgentSvidStore } from './svid-store.js';
+import { createAgentTelemetry } from './telemetry.js';
 
 export interface AgentDeps {
   clock?: Clock;
@@ -49,14 +51,18 @@ export function workloadServiceDefinition(): grpc.ServiceDefinition {
 export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Promise<RunningAgent> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? nullLogger();
-  const registry = deps.registry ?? new Registry();
-  if (!deps.registry) collectDefaultMetrics({ register: registry });
+  const registry = deps.registry ?? createRegistry();
+  const live: { manager?: AgentManager; cache?: WorkloadCache } = {};
+  const telemetry = createAgentTelemetry(registry, clock, { manager: () => live.manager, cache: () => live.cache });
+  const managerEvents = combine(telemetry.managerEvents, deps.managerEvents);
+  const workloadEvents = combine(telemetry.workloadEvents, deps.workloadEvents);
   // The data dir may hold the public socket directory; private material lives in a 0700 subdirectory.
   mkdirSync(config.dataDir, { recursive: true, mode: 0o755 });
 
   const cache = new WorkloadCache(clock);
   const server = new ServerClient({ address: config.serverAddress, trustDomain: config.trustDomain, logger, insecureBootstrap: config.insecureBootstrap });
-  const manager = new AgentManager({ config, clock, logger: logger.child({ subsystem: 'manager' }), server, cache, store: new AgentSvidStore(path.join(config.dataDir, 'private')), events: deps.managerEvents });
+  const manager = new AgentManager({ config, clock, logger: logger.child({ subsystem: 'manager' }), server, cache, store: new AgentSvidStore(path.join(config.dataDir, 'private')), events: managerEvents });
+  Object.assign(live, { manager, cache });
   const cleanups: (() => Promise<void> | void)[] = [() => cache.close(), () => server.close(), () => manager.stop()];
   try {
     await manager.start();
@@ -70,7 +76,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         return attestUnix(caller, { discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit, clock });
       },
     };
-    grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, clock, logger: logger.child({ subsystem: 'workload_api' }), events: deps.workloadEvents }));
+    grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents }));
     const socket = await listenWorkloadSocket({ socketPath: config.socketPath, mode: config.socketMode, server: grpcServer, logger });
     listener.socket = socket;
     cleanups.push(async () => {
@@ -103,4 +109,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     for (const c of cleanups.reverse()) await c();
     throw err;
   }
+}
+
+/** Calls every hook set's function of the same name (telemetry plus any the caller injected). */
+function combine<T extends object>(a: T, b: T | undefined): T {
+  if (!b) return a;
+  const out = { ...a } as Record<string, unknown>;
+  for (const [k, fn] of Object.entries(b)) {
+    const first = (a as Record<string, unknown>)[k];
+    out[k] = typeof first === 'function' ? (...args: unknown[]) => { (first as (...x: unknown[]) => void)(...args); (fn as (...x: unknown[]) => void)(...args); } : fn;
+  }
+  return out as T;
 }

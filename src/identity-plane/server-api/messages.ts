@@ -14,6 +14,8 @@ export interface BundleMsg {
   trust_domain: string;
   document: Buffer;
   sequence_number: string;
+  /** Unix ms; proto int64 as a string. */
+  updated_at_ms?: string;
 }
 
 export interface EntryMsg {
@@ -33,8 +35,8 @@ export interface EntryMsg {
   created_at: string;
 }
 
-export function bundleMessage(bundle: SpiffeBundle, document: Buffer): BundleMsg {
-  return { trust_domain: bundle.trustDomain.name, document, sequence_number: (bundle.sequenceNumber ?? 0n).toString() };
+export function bundleMessage(bundle: SpiffeBundle, document: Buffer, updatedAt?: Date): BundleMsg {
+  return { trust_domain: bundle.trustDomain.name, document, sequence_number: (bundle.sequenceNumber ?? 0n).toString(), updated_at_ms: String(updatedAt?.getTime() ?? 0) };
 }
 
 export function entryMessage(e: RegistrationEntry): EntryMsg {

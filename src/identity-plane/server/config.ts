@@ -6,6 +6,7 @@ import { checkHostPort } from '../../common/net.js';
 import type { LogLevel } from '../../common/log.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/id/index.js';
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
+import { readFederationConfig, type FederationConfig } from './federation/config.js';
 
 /** The server's whole configuration; every field has a default documented in the README. */
 export interface ServerConfig {
@@ -35,6 +36,8 @@ export interface ServerConfig {
   cacheReloadSeconds: number;
   /** `spiffe_refresh_hint` published in the bundle, seconds. */
   bundleRefreshHintSeconds: number;
+  /** Bundle endpoint and federation relationships (`federation` section); always set by buildServerConfig. */
+  federation?: FederationConfig;
 }
 
 /** Flags that override the file (`server run --trust-domain …`). */
@@ -95,6 +98,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const agentTtlSeconds = duration(r, 'agent_ttl', String(defaultX509SvidTtlSeconds));
   const cacheReloadSeconds = duration(r, 'cache_reload_interval', '5s');
   const bundleRefreshHintSeconds = duration(r, 'bundle_refresh_hint', '5m');
+  const federation = readFederationConfig(r.section('federation'));
   r.rejectUnknown();
   for (const [name, value] of [['default_x509_svid_ttl', defaultX509SvidTtlSeconds], ['default_jwt_svid_ttl', defaultJwtSvidTtlSeconds], ['agent_ttl', agentTtlSeconds]] as const) {
     if (value <= 0) r.fail(name, 'must be positive');
@@ -103,7 +107,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
     trustDomain, bind, dataDir, adminSocket, healthBind, logLevel, datastore,
     ca: { keyType, jwtKeyType, ttlSeconds, prepareFraction, activateFraction, checkIntervalSeconds,
       upstream: certFile && keyFile ? { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) } : undefined },
-    defaultX509SvidTtlSeconds, defaultJwtSvidTtlSeconds, agentTtlSeconds, cacheReloadSeconds, bundleRefreshHintSeconds,
+    defaultX509SvidTtlSeconds, defaultJwtSvidTtlSeconds, agentTtlSeconds, cacheReloadSeconds, bundleRefreshHintSeconds, federation,
   };
 }
 

@@ -2,10 +2,11 @@ import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { startOpsServer } from '../../common/http/ops-server.js';
+import { createRegistry } from '../../common/telemetry/registry.js';
 import { nullLogger, type Logger } from '../../common/log.js';
 import { InMemoryCertificateProvider } from '../../common/tls/certificate-provider.js';
 import { x509BundleToPem } from '../spiffe/bundle/index.js';
@@ -24,6 +25,7 @@ import { openDatastore } from './datastore/index.js';
 import type { Datastore } from './datastore/types.js';
 import { EntryCache } from './registration/entry-cache.js';
 import { SERVER_ID_PATH } from './registration/validate.js';
+import { createServerTelemetry } from './telemetry.js';
 
 export interface ServerDeps {
   clock?: Clock;
@@ -52,12 +54,15 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? nullLogger();
-  const registry = deps.registry ?? new Registry();
-  if (!deps.registry) collectDefaultMetrics({ register: registry });
+  const registry = deps.registry ?? createRegistry();
   const td = config.trustDomain;
+  // Telemetry reads live state at scrape time; the references fill in as the parts start.
+  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; datastore?: Datastore } = {};
+  const telemetry = createServerTelemetry(registry, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, datastore: () => live.datastore });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
-  const datastore = await openDatastore(config.datastore);
+  const datastore = telemetry.instrumentDatastore(await openDatastore(config.datastore));
+  live.datastore = datastore;
   const cleanups: (() => Promise<void> | void)[] = [() => datastore.close()];
   try {
     const upstream = config.ca.upstream ? loadUpstream(config.ca.upstream) : undefined;
@@ -69,11 +74,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       onChange: () => void bundlesRef.publisher?.sync().catch((err: unknown) => logger.error({ err }, 'bundle publication failed; retrying at the next tick')),
     });
     ca.start();
+    live.ca = ca;
     cleanups.push(() => ca.stop());
     const bundles = new BundlePublisher({ trustDomain: td, datastore, clock, logger: logger.child({ subsystem: 'bundle' }), refreshHintSeconds: config.bundleRefreshHintSeconds, ownAuthorities: () => ca.published() });
     bundlesRef.publisher = bundles;
+    live.bundles = bundles;
     await bundles.sync();
     const entries = new EntryCache(datastore);
+    live.entries = entries;
     await entries.refresh();
 
     // TLS: the server presents its own X509-SVID and trusts the bundle's authorities for agent certificates.
@@ -96,7 +104,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const { node, admin } = serverServices();
     const nodeServer = new grpc.Server();
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'api' }),
-      ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds } }));
+      ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
+      observe: telemetry.observe('node'), events: telemetry.nodeEvents }));
     const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
     const { host, port } = checkHostPort(config.bind, 'bind');
     const boundPort = await bindAsync(nodeServer, `${host.includes(':') ? `[${host}]` : host}:${port}`, credentials);
@@ -104,7 +113,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const address = `${host}:${boundPort}`;
 
     const adminServer = new grpc.Server();
-    adminServer.addService(admin, createAdminService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'admin' }), maxSvidTtlSeconds: config.ca.ttlSeconds }));
+    adminServer.addService(admin, createAdminService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'admin' }), maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin') }));
     prepareSocketPath(config.adminSocket);
     await bindAsync(adminServer, `unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure());
     chmodSync(config.adminSocket, 0o600);

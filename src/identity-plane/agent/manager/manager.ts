@@ -23,7 +23,8 @@ export interface ManagerEvents {
   sync?(result: 'ok' | 'error', seconds: number): void;
   rotation?(reason: RotationReason, ttlFractionLeft: number): void;
   rotationFailure?(reason: string): void;
-  bundleUpdated?(trustDomain: string, sequence: bigint): void;
+  /** A new bundle sequence is being served; `serverUpdatedAtMs` is when the server stored it (0 if unknown). */
+  bundleUpdated?(kind: 'own' | 'federated', trustDomain: string, sequence: bigint, serverUpdatedAtMs: number): void;
 }
 
 export interface ManagerDeps {
@@ -53,6 +54,7 @@ export class AgentManager {
   private knownRevision = '0';
   private lastSyncSuccessMs = 0;
   private lastBundleSequence: bigint | undefined;
+  private readonly federatedSequences = new Map<string, bigint | undefined>();
   private timer: TimerHandle | undefined;
   private failures = 0;
   private stopped = false;
@@ -115,9 +117,14 @@ export class AgentManager {
           this.deps.store.saveBundle(bundles.bundle.document);
           server.setTrust(x509BundleToPem(own));
           this.lastBundleSequence = own.sequenceNumber;
-          this.deps.events?.bundleUpdated?.(own.trustDomain.name, own.sequenceNumber ?? 0n);
+          this.deps.events?.bundleUpdated?.('own', own.trustDomain.name, own.sequenceNumber ?? 0n, Number(bundles.bundle.updated_at_ms ?? 0));
         }
-        for (const [td, b] of federated) this.deps.events?.bundleUpdated?.(td, b.sequenceNumber ?? 0n);
+      }
+      for (const msg of bundles.federated_bundles) {
+        const b = federated.get(msg.trust_domain);
+        if (!b || this.federatedSequences.get(msg.trust_domain) === b.sequenceNumber) continue;
+        this.federatedSequences.set(msg.trust_domain, b.sequenceNumber);
+        this.deps.events?.bundleUpdated?.('federated', msg.trust_domain, b.sequenceNumber ?? 0n, Number(msg.updated_at_ms ?? 0));
       }
       await this.mintStale(own, bundleChanged);
       this.lastSyncSuccessMs = clock.nowMs();

@@ -28,6 +28,33 @@ export interface NodeServiceDeps {
   ttl: { defaultX509SvidSeconds: number; defaultJwtSvidSeconds: number; agentSeconds: number };
   /** Called after each request with its outcome (telemetry). */
   observe?: (method: string, code: grpc.status, seconds: number) => void;
+  events?: NodeServiceEvents;
+}
+
+/** Telemetry hooks of the signing paths; the service knows nothing of metrics libraries. */
+export interface NodeServiceEvents {
+  signed?(svidType: 'x509' | 'jwt' | 'agent_x509', seconds: number): void;
+  refused?(svidType: 'x509' | 'jwt' | 'agent_x509', reason: string, seconds: number): void;
+  csr?(result: 'valid' | 'invalid'): void;
+  attestation?(method: string, result: 'success' | 'failure', reason: string): void;
+}
+
+/** A bounded reason label from an error: its catalogue code, or the gRPC status name. */
+/** Attestation failure reasons: a fixed set, so the label stays bounded. */
+function attestationReason(err: unknown): string {
+  const message = err instanceof Error ? err.message : '';
+  if (/already been used|does not exist/.test(message)) return 'token_unknown';
+  if (/expired/.test(message)) return 'token_expired';
+  if (/banned/.test(message)) return 'banned';
+  if (/CSR/.test(message) || (isSvidscopeError(err) && err.code === 'csr-invalid')) return 'csr_invalid';
+  if (/not supported/.test(message)) return 'unsupported_method';
+  return err instanceof StatusError || isSvidscopeError(err) ? 'invalid_request' : 'internal';
+}
+
+function reasonOf(err: unknown): string {
+  if (err instanceof StatusError) return grpc.status[err.code]?.toLowerCase() ?? 'unknown';
+  if (isSvidscopeError(err)) return err.code;
+  return 'internal';
 }
 
 /** SPIRE's per-request cap on CSRs in one batch. */
@@ -43,9 +70,22 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
   const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) =>
     unary(logger, method, fn, deps.observe);
 
+  const ev = deps.events ?? {};
+  const checkCsr = (csrBytes: Buffer) => {
+    try {
+      const csr = parseCsr(csrBytes);
+      ev.csr?.('valid');
+      return csr;
+    } catch (err) {
+      ev.csr?.('invalid');
+      throw err;
+    }
+  };
   const mintAgentSvid = (id: SpiffeId, csrBytes: Buffer): { svid: X509SvidMsg; serial: string; expiresAt: Date } => {
-    const csr = parseCsr(csrBytes);
+    const start = process.hrtime.bigint();
+    const csr = checkCsr(csrBytes);
     const minted = ca.x509Minter.mint({ id, publicKey: csr.publicKey, ttlSeconds: deps.ttl.agentSeconds, now: clock.now() });
+    ev.signed?.('agent_x509', Number(process.hrtime.bigint() - start) / 1e9);
     return {
       svid: { cert_chain: [minted.der, ...ca.x509ChainTail], spiffe_id: id.toString(), expires_at: String(Math.floor(minted.notAfter.getTime() / 1000)), hint: '', entry_id: '' },
       serial: minted.serial.toString(16),
@@ -88,20 +128,31 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     return entry;
   };
 
+  const attest = async (req: { attestation_type: string; payload: Buffer; csr: Buffer }) => {
+    if (req.attestation_type !== 'join_token') throw new StatusError(grpc.status.INVALID_ARGUMENT, `attestation type ${JSON.stringify(req.attestation_type)} is not supported (use join_token)`);
+    if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
+    checkCsr(req.csr); // refuse a bad CSR before the one-time token is burnt
+    const { agentId, selectors } = await attestJoinToken(datastore, trustDomain, req.payload.toString('utf8'), clock.now());
+    const existing = await datastore.getAgent(agentId.toString()).catch(() => undefined);
+    if (existing?.banned) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${agentId} is banned`);
+    const { svid, serial, expiresAt } = mintAgentSvid(agentId, req.csr);
+    const record = { spiffeId: agentId.toString(), serialNumber: serial, expiresAt, banned: false, attestationType: 'join_token', selectors };
+    if (existing) await datastore.updateAgent(record, clock.now());
+    else await datastore.createAgent(record, clock.now());
+    logger.info({ agentId: agentId.toString() }, 'agent attested');
+    return { svid, bundle: bundleMessage(bundles.current, bundles.currentDocument, bundles.currentUpdatedAt) };
+  };
+
   return {
     AttestAgent: wrap('AttestAgent', async (req: { attestation_type: string; payload: Buffer; csr: Buffer }) => {
-      if (req.attestation_type !== 'join_token') throw new StatusError(grpc.status.INVALID_ARGUMENT, `attestation type ${JSON.stringify(req.attestation_type)} is not supported (use join_token)`);
-      if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
-      parseCsr(req.csr); // refuse a bad CSR before the one-time token is burnt
-      const { agentId, selectors } = await attestJoinToken(datastore, trustDomain, req.payload.toString('utf8'), clock.now());
-      const existing = await datastore.getAgent(agentId.toString()).catch(() => undefined);
-      if (existing?.banned) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${agentId} is banned`);
-      const { svid, serial, expiresAt } = mintAgentSvid(agentId, req.csr);
-      const record = { spiffeId: agentId.toString(), serialNumber: serial, expiresAt, banned: false, attestationType: 'join_token', selectors };
-      if (existing) await datastore.updateAgent(record, clock.now());
-      else await datastore.createAgent(record, clock.now());
-      logger.info({ agentId: agentId.toString() }, 'agent attested');
-      return { svid, bundle: bundleMessage(bundles.current, bundles.currentDocument) };
+      try {
+        const res = await attest(req);
+        ev.attestation?.(req.attestation_type || 'none', 'success', 'none');
+        return res;
+      } catch (err) {
+        ev.attestation?.(req.attestation_type === 'join_token' ? 'join_token' : 'other', 'failure', attestationReason(err));
+        throw err;
+      }
     }),
 
     RenewAgent: wrap('RenewAgent', async (req: { csr: Buffer }, call) => {
@@ -130,16 +181,23 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const list = await authorized(agent);
       const byId = new Map(list.map((e) => [e.id, e]));
       const results = req.params.map((p) => {
+        const start = process.hrtime.bigint();
+        const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
         const entry = byId.get(p.entry_id);
-        if (!entry) return { status_code: grpc.status.PERMISSION_DENIED, status_message: `agent is not authorized for entry ${JSON.stringify(p.entry_id)}` };
+        if (!entry) {
+          ev.refused?.('x509', 'permission_denied', elapsed());
+          return { status_code: grpc.status.PERMISSION_DENIED, status_message: `agent is not authorized for entry ${JSON.stringify(p.entry_id)}` };
+        }
         try {
-          const csr = parseCsr(p.csr);
+          const csr = checkCsr(p.csr);
           const id = parseSpiffeId(entry.spiffeId);
           const ttl = entry.x509SvidTtl || deps.ttl.defaultX509SvidSeconds;
           const minted = ca.x509Minter.mint({ id, publicKey: csr.publicKey, ttlSeconds: ttl, now: clock.now(), dnsNames: entry.dnsNames });
           const svid: X509SvidMsg = { cert_chain: [minted.der, ...ca.x509ChainTail], spiffe_id: entry.spiffeId, expires_at: String(Math.floor(minted.notAfter.getTime() / 1000)), hint: entry.hint, entry_id: entry.id };
+          ev.signed?.('x509', elapsed());
           return { status_code: grpc.status.OK, status_message: '', svid };
         } catch (err) {
+          ev.refused?.('x509', reasonOf(err), elapsed());
           const code = isSvidscopeError(err) ? (err.grpcStatus as number) : grpc.status.INTERNAL;
           if (!isSvidscopeError(err)) logger.error({ err, entryId: entry.id }, 'failed to sign X509-SVID');
           return { status_code: code, status_message: isSvidscopeError(err) ? err.message : 'failed to sign X509-SVID' };
@@ -152,12 +210,20 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const agent = await authenticate(call);
       const audience = (req.audience ?? []).filter((a) => a !== '');
       if (audience.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'at least one audience is required');
-      const entry = await findAuthorized(agent, req.entry_id);
+      const start = process.hrtime.bigint();
+      let entry: RegistrationEntry;
+      try {
+        entry = await findAuthorized(agent, req.entry_id);
+      } catch (err) {
+        ev.refused?.('jwt', reasonOf(err), Number(process.hrtime.bigint() - start) / 1e9);
+        throw err;
+      }
       const key = ca.activeJwtKey;
       const now = clock.now();
       const left = Math.floor((key.notAfter - now.getTime()) / 1000);
       const ttl = Math.max(1, Math.min(entry.jwtSvidTtl || deps.ttl.defaultJwtSvidSeconds, left));
       const token = await mintJwtSvid({ id: parseSpiffeId(entry.spiffeId), audience, ttlSeconds: ttl, now, key: { keyId: key.keyId, privateKey: key.privateKey } });
+      ev.signed?.('jwt', Number(process.hrtime.bigint() - start) / 1e9);
       const iat = Math.floor(now.getTime() / 1000);
       return { svid: { token, spiffe_id: entry.spiffeId, expires_at: String(iat + ttl), issued_at: String(iat), hint: entry.hint, entry_id: entry.id } };
     }),
@@ -169,11 +235,11 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       if (wanted.size > 0) {
         for (const stored of await datastore.listBundles()) {
           if (stored.trustDomain !== trustDomain.name && wanted.has(stored.trustDomain)) {
-            federated.push({ trust_domain: stored.trustDomain, document: stored.document, sequence_number: stored.sequence.toString() });
+            federated.push({ trust_domain: stored.trustDomain, document: stored.document, sequence_number: stored.sequence.toString(), updated_at_ms: String(stored.updatedAt.getTime()) });
           }
         }
       }
-      return { bundle: bundleMessage(bundles.current, bundles.currentDocument), federated_bundles: federated };
+      return { bundle: bundleMessage(bundles.current, bundles.currentDocument, bundles.currentUpdatedAt), federated_bundles: federated };
     }),
   };
 }

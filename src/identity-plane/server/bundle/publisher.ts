@@ -27,6 +27,7 @@ export interface BundlePublisherDeps {
 export class BundlePublisher {
   private bundle: SpiffeBundle | undefined;
   private document: Buffer | undefined;
+  private updatedAt = new Date(0);
   private readonly listeners = new Set<(bundle: SpiffeBundle) => void>();
 
   constructor(private readonly deps: BundlePublisherDeps) {}
@@ -39,6 +40,11 @@ export class BundlePublisher {
   get currentDocument(): Buffer {
     if (!this.document) throw new Error('bundle: not synced yet');
     return this.document;
+  }
+
+  /** When the current bundle content was stored (by this server or another). */
+  get currentUpdatedAt(): Date {
+    return this.updatedAt;
   }
 
   onChange(listener: (bundle: SpiffeBundle) => void): () => void {
@@ -109,15 +115,20 @@ export class BundlePublisher {
   private async readStored(): Promise<SpiffeBundle | undefined> {
     try {
       const stored = await this.deps.datastore.getBundle(this.deps.trustDomain.name);
-      return parseSpiffeBundle(this.deps.trustDomain, stored.document);
+      const parsed = parseSpiffeBundle(this.deps.trustDomain, stored.document);
+      this.storedAt.set(parsed, stored.updatedAt);
+      return parsed;
     } catch (err) {
       if (isSvidscopeError(err) && err.code === 'not-found') return undefined;
       throw err;
     }
   }
 
+  private readonly storedAt = new WeakMap<SpiffeBundle, Date>();
+
   private setCurrent(bundle: SpiffeBundle): void {
     const changed = this.bundle?.sequenceNumber !== bundle.sequenceNumber;
+    if (changed) this.updatedAt = this.storedAt.get(bundle) ?? this.deps.clock.now();
     this.bundle = bundle;
     this.document = Buffer.from(spiffeBundleToJson(bundle));
     if (changed) for (const l of this.listeners) l(bundle);

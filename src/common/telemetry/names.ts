@@ -1,0 +1,77 @@
+/**
+ * Every metric family the server and the agent expose, in one place (SPIRE keeps its telemetry
+ * names in one file for the same reason: no two subsystems may pick conflicting names). The
+ * catalogue drives registration and `docs/metrics.md`, so the documentation cannot drift from
+ * what is served. Names follow Prometheus conventions: `svidscope_` prefix, base units, `_total`
+ * for counters; labels are bounded sets (no SPIFFE IDs, serials or pids).
+ */
+export type MetricType = 'counter' | 'gauge' | 'histogram';
+
+export interface MetricFamily {
+  readonly name: string;
+  readonly type: MetricType;
+  readonly help: string;
+  readonly labels: readonly string[];
+  /** Histogram buckets, in the family's base unit. */
+  readonly buckets?: readonly number[];
+}
+
+/** Latencies of signing and API calls: 0.5 ms to 10 s. */
+export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Sync and propagation times: 10 ms to 10 min. */
+export const PROPAGATION_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600];
+/** Fractions of a lifetime (rotation timing). */
+export const FRACTION_BUCKETS = [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 1];
+
+const f = (name: string, type: MetricType, help: string, labels: string[] = [], buckets?: number[]): MetricFamily => ({ name, type, help, labels, buckets });
+
+export const serverFamilies = {
+  apiRequests: f('svidscope_server_api_requests_total', 'counter', 'Server API requests (agent and admin services) by method and gRPC status code name.', ['service', 'method', 'code']),
+  apiDuration: f('svidscope_server_api_request_duration_seconds', 'histogram', 'Server API request latency by method.', ['service', 'method'], LATENCY_BUCKETS),
+  issuance: f('svidscope_server_svid_issuance_duration_seconds', 'histogram', 'Time to sign one SVID (CSR check included for X.509), by SVID type and result.', ['svid_type', 'result'], LATENCY_BUCKETS),
+  issued: f('svidscope_server_svids_issued_total', 'counter', 'SVIDs signed, by SVID type (x509, jwt, agent_x509).', ['svid_type']),
+  signingFailures: f('svidscope_server_svid_signing_failures_total', 'counter', 'SVID requests refused or failed, by SVID type and bounded reason.', ['svid_type', 'reason']),
+  csrs: f('svidscope_server_csrs_received_total', 'counter', 'CSRs received, by result (valid, invalid).', ['result']),
+  attestations: f('svidscope_server_attestations_total', 'counter', 'Node attestation attempts by method, result and bounded reason.', ['method', 'result', 'reason']),
+  keyPhase: f('svidscope_server_signing_keys', 'gauge', 'Signing keys this server holds, by kind (x509, jwt) and phase (prepared, active, old).', ['kind', 'phase']),
+  keyExpiry: f('svidscope_server_signing_key_expiry_timestamp_seconds', 'gauge', 'Earliest expiry of this server\'s signing keys, by kind and phase (Unix time).', ['kind', 'phase']),
+  bundleSequence: f('svidscope_server_bundle_sequence', 'gauge', 'Sequence number of the trust domain bundle as last published or read.', []),
+  bundleUpdated: f('svidscope_server_bundle_last_update_timestamp_seconds', 'gauge', 'When the trust domain bundle last changed (Unix time).', []),
+  bundleAuthorities: f('svidscope_server_bundle_authorities', 'gauge', 'Authorities in the trust domain bundle, by kind.', ['kind']),
+  datastoreDuration: f('svidscope_server_datastore_operation_duration_seconds', 'histogram', 'Datastore operation latency by operation and result.', ['operation', 'result'], LATENCY_BUCKETS),
+  agents: f('svidscope_server_attested_agents', 'gauge', 'Attested agents known to the datastore, by state (active, banned).', ['state']),
+  entries: f('svidscope_server_registration_entries', 'gauge', 'Registration entries in the server\'s entry view.', []),
+  buildInfo: f('svidscope_build_info', 'gauge', 'Constant 1, labelled with the running version and component.', ['version', 'component']),
+} as const;
+
+export const agentFamilies = {
+  syncDuration: f('svidscope_agent_sync_duration_seconds', 'histogram', 'Duration of one sync with the server (entries, bundles, minting), by result.', ['result'], PROPAGATION_BUCKETS),
+  syncFailures: f('svidscope_agent_sync_failures_total', 'counter', 'Failed syncs with the server.', []),
+  lastSync: f('svidscope_agent_last_successful_sync_timestamp_seconds', 'gauge', 'When the last sync with the server succeeded (Unix time).', []),
+  workloadRequests: f('svidscope_agent_workload_api_requests_total', 'counter', 'Workload API requests (first message for streams) by method and gRPC status code name.', ['method', 'code']),
+  workloadDuration: f('svidscope_agent_workload_api_request_duration_seconds', 'histogram', 'Workload API latency by method: unary calls, or time to a stream\'s first message.', ['method'], LATENCY_BUCKETS),
+  openStreams: f('svidscope_agent_workload_api_open_streams', 'gauge', 'Workload API streams open now, by method.', ['method']),
+  svidsCached: f('svidscope_agent_svids_cached', 'gauge', 'X509-SVIDs held in the agent cache.', []),
+  entriesAuthorized: f('svidscope_agent_authorized_entries', 'gauge', 'Registration entries this agent is authorized for.', []),
+  rotations: f('svidscope_agent_svid_rotations_total', 'counter', 'X509-SVIDs (re)minted by the agent, by reason (new, scheduled, ca_change, entry_change, forced).', ['reason']),
+  rotationFailures: f('svidscope_agent_svid_rotation_failures_total', 'counter', 'X509-SVID mint or rotation attempts that failed, by bounded reason.', ['reason']),
+  ttlRemainingAtRotation: f('svidscope_agent_svid_ttl_remaining_ratio_at_rotation', 'histogram', 'Fraction of the old SVID\'s lifetime left when it was replaced.', [], FRACTION_BUCKETS),
+  bundleLag: f('svidscope_agent_bundle_propagation_seconds', 'histogram', 'Time from a new bundle at the server to this agent serving it, by trust domain kind (own, federated).', ['bundle'], PROPAGATION_BUCKETS),
+  bundleSequence: f('svidscope_agent_bundle_sequence', 'gauge', 'Sequence number of the own trust domain bundle the agent serves.', []),
+  svidExpiry: f('svidscope_agent_svid_earliest_expiry_timestamp_seconds', 'gauge', 'Earliest notAfter among the cached X509-SVIDs (Unix time).', []),
+  agentSvidExpiry: f('svidscope_agent_own_svid_expiry_timestamp_seconds', 'gauge', 'notAfter of the agent\'s own SVID (Unix time).', []),
+  attested: f('svidscope_agent_attested', 'gauge', '1 when the agent holds a valid agent SVID, else 0.', []),
+  buildInfo: serverFamilies.buildInfo,
+} as const;
+
+/** Server federation (bundle refresh from peer bundle endpoints); `trust_domain` is bounded by the configured relationships. */
+export const federationFamilies = {
+  bundleSequence: f('svidscope_federation_bundle_sequence', 'gauge', 'Sequence number of the stored bundle of each federated trust domain.', ['trust_domain']),
+  lastRefresh: f('svidscope_federation_bundle_last_refresh_timestamp_seconds', 'gauge', 'When a fetch from the federated trust domain\'s bundle endpoint last succeeded (Unix time; absent before the first success).', ['trust_domain']),
+  refreshErrors: f('svidscope_federation_bundle_refresh_errors_total', 'counter', 'Failed federated bundle refreshes by bounded reason (connect, timeout, tls, authentication, no_trust_bundle, http_status, too_large, malformed, sequence_regressed, datastore).', ['trust_domain', 'reason']),
+  age: f('svidscope_federation_bundle_age_seconds', 'gauge', 'Seconds since the stored federated bundle was last confirmed current by its bundle endpoint (or stored, if never confirmed).', ['trust_domain']),
+  authorityExpiry: f('svidscope_federation_bundle_authority_expiry_timestamp_seconds', 'gauge', 'Latest notAfter among the X.509 authorities of the stored federated bundle (Unix time): past it no X509-SVID of that domain verifies.', ['trust_domain']),
+} as const;
+
+/** Default Node.js metrics of prom-client that promtool's lint rejects: gauges named `_total`. */
+export const DROPPED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;

@@ -1,0 +1,51 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, openMetricsContentType, Registry } from 'prom-client';
+import { DROPPED_DEFAULT_METRICS, type MetricFamily } from './names.js';
+
+/**
+ * Registers the process metrics every svidscope process serves (prom-client's defaults: CPU,
+ * memory, event loop lag, GC) minus the gauges whose `_total` names promtool rejects. They would
+ * mislead anyone who takes `_total` for a counter, so they are dropped rather than excused.
+ */
+export function registerProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const name of DROPPED_DEFAULT_METRICS) registry.removeSingleMetric(name);
+}
+
+export function counter(registry: Registry, family: MetricFamily): Counter<string> {
+  return new Counter({ name: family.name, help: family.help, labelNames: [...family.labels], registers: [registry] });
+}
+
+export function gauge(registry: Registry, family: MetricFamily, collect?: (this: Gauge<string>) => void | Promise<void>): Gauge<string> {
+  return new Gauge({ name: family.name, help: family.help, labelNames: [...family.labels], registers: [registry], ...(collect ? { collect } : {}) });
+}
+
+/** A histogram that takes an optional trace id per observation and shows it as an OpenMetrics exemplar. */
+export interface ExemplarHistogram {
+  observe(labels: Record<string, string>, value: number, traceId?: string): void;
+  /** Starts a timer; the returned function observes the elapsed seconds with the final labels. */
+  startTimer(labels?: Record<string, string>): (more?: Record<string, string>) => void;
+}
+
+export function histogram(registry: Registry, family: MetricFamily): ExemplarHistogram {
+  // With exemplars enabled prom-client takes one object per observation.
+  const h = new Histogram({ name: family.name, help: family.help, labelNames: [...family.labels], buckets: [...(family.buckets ?? [])], registers: [registry], enableExemplars: true });
+  const observe = (labels: Record<string, string>, value: number, traceId?: string) =>
+    (h.observe as unknown as (o: { labels: Record<string, string>; value: number; exemplarLabels?: Record<string, string> }) => void)({ labels, value, ...(traceId ? { exemplarLabels: { trace_id: traceId } } : {}) });
+  return {
+    observe,
+    startTimer: (labels = {}) => {
+      const start = process.hrtime.bigint();
+      return (more = {}) => observe({ ...labels, ...more }, Number(process.hrtime.bigint() - start) / 1e9);
+    },
+  };
+}
+
+/**
+ * A registry able to carry exemplars (trace ids on histogram observations). It serves OpenMetrics
+ * to scrapers that ask for it and the classic text format otherwise (see common/http/ops-server.ts).
+ */
+export function createRegistry(): Registry {
+  // prom-client's typings omit the constructor's content-type parameter; the runtime takes it.
+  const OpenMetricsRegistry = Registry as unknown as new (contentType: string) => Registry;
+  return new OpenMetricsRegistry(openMetricsContentType);
+}

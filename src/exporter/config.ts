@@ -1,0 +1,204 @@
+/**
+ * The exporter's one typed config, read from YAML (`svidscope exporter run --config`) with flags
+ * on top, validated in full before anything starts. Every key and default is in docs/exporter.md.
+ */
+import { ConfigReader } from '../common/config/load.js';
+import { parseDurationSeconds } from '../common/duration.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
+import { checkHostPort } from '../common/net.js';
+import type { LogLevel } from '../common/log.js';
+
+export const SOURCE_TYPES = ['workload_api', 'files', 'bundle_endpoint', 'server_admin'] as const;
+export type SourceType = (typeof SOURCE_TYPES)[number];
+
+interface SourceBase {
+  /** The `source` label value: a name, never a path. */
+  readonly name: string;
+  /** Poll interval, seconds (polled sources). */
+  readonly intervalSeconds: number;
+}
+
+export interface WorkloadApiSourceConfig extends SourceBase {
+  readonly type: 'workload_api';
+  /** `unix:///path`, `tcp://IP:port` or an absolute socket path. */
+  readonly address: string;
+  /** Also watch FetchJWTBundles (JWT authorities, and a finer bundle match for propagation). */
+  readonly jwtBundles: boolean;
+}
+
+export interface FilesSourceConfig extends SourceBase {
+  readonly type: 'files';
+  /** Files or directories (read recursively) holding PEM/DER certificates, SPIFFE bundles or JWKS. */
+  readonly paths: readonly string[];
+  /** The trust domain of bundles that do not name one (PEM CAs without a SPIFFE URI, plain JWKS). */
+  readonly trustDomain?: string;
+  readonly maxFiles: number;
+}
+
+export interface BundleEndpointSourceConfig extends SourceBase {
+  readonly type: 'bundle_endpoint';
+  readonly url: string;
+  readonly trustDomain: string;
+  readonly profile: 'https_web' | 'https_spiffe';
+  /** https_spiffe: the SPIFFE ID the endpoint's server certificate must carry. */
+  readonly endpointSpiffeId?: string;
+  /** https_spiffe: bootstrap bundle of the endpoint's trust domain (PEM, DER or SPIFFE JSON). */
+  readonly bundleFile?: string;
+  /** https_web: extra PEM roots besides the system's (a private CA). */
+  readonly caFile?: string;
+  readonly timeoutSeconds: number;
+}
+
+export interface ServerAdminSourceConfig extends SourceBase {
+  readonly type: 'server_admin';
+  readonly socket: string;
+  /** Read entries and agents for registration coverage (ListEntries can be large). */
+  readonly coverage: boolean;
+}
+
+export type SourceConfig = WorkloadApiSourceConfig | FilesSourceConfig | BundleEndpointSourceConfig | ServerAdminSourceConfig;
+
+export interface ExporterConfig {
+  /** host:port of /metrics, /healthz, /ready; port 0 picks a free one. */
+  readonly listen: string;
+  readonly logLevel: LogLevel;
+  /** Time budget of one scrape, seconds (lowered further by Prometheus' scrape-timeout header). */
+  readonly scrapeTimeoutSeconds: number;
+  /** Cap on the series of the observation families per scrape. */
+  readonly maxSeries: number;
+  /** Opt-in: one expiry series per observed X509-SVID, with spiffe_id and serial labels. */
+  readonly perSvidSeries: boolean;
+  readonly perSvidMaxSeries: number;
+  /** Sources whose bundle sequence is the reference for propagation lag, in order of preference. */
+  readonly propagationReferences: readonly string[];
+  readonly sources: readonly SourceConfig[];
+}
+
+export interface ExporterFlags {
+  listen?: string;
+  logLevel?: string;
+  source?: string[];
+  perSvidSeries?: boolean;
+}
+
+export const DEFAULT_LISTEN = '127.0.0.1:9190';
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+function seconds(r: ConfigReader, key: string, fallback: string, min = 0): number {
+  const { value, path } = r.raw(key);
+  const s = parseDurationSeconds(value ?? fallback, path);
+  if (s < min) r.fail(key, `must be at least ${min}s`);
+  return s;
+}
+
+function stringList(r: ConfigReader, key: string): string[] {
+  const { value, path } = r.raw(key);
+  if (value === undefined || value === null) return [];
+  const list = Array.isArray(value) ? value : [value];
+  if (!list.every((v) => typeof v === 'string' && v !== '')) throw new SvidscopeError('config-invalid', `config: ${path}: expected a list of strings`);
+  return list as string[];
+}
+
+function buildSource(doc: unknown, index: number, defaultInterval: number): SourceConfig {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new SvidscopeError('config-invalid', `config: sources[${index}]: expected a mapping`);
+  const r = new ConfigReader(doc as Record<string, unknown>, `sources[${index}]`);
+  const name = r.string('name', '');
+  if (!NAME.test(name)) r.fail('name', 'required: letters, digits, "_", "." or "-" (it becomes the source label)');
+  const type = r.oneOf('type', SOURCE_TYPES, '' as SourceType);
+  const intervalSeconds = r.raw('interval').value === undefined ? defaultInterval : seconds(r, 'interval', '15s', 0.05);
+  let source: SourceConfig;
+  switch (type) {
+    case 'workload_api': {
+      const address = r.string('address', '');
+      if (!address) r.fail('address', 'required: unix:///path/to/api.sock, tcp://IP:port or an absolute path');
+      source = { type, name, intervalSeconds, address, jwtBundles: r.boolean('jwt_bundles', true) };
+      break;
+    }
+    case 'files': {
+      const paths = stringList(r, 'paths');
+      if (paths.length === 0) r.fail('paths', 'required: at least one file or directory');
+      source = { type, name, intervalSeconds, paths, trustDomain: r.optionalString('trust_domain'), maxFiles: r.number('max_files', 200_000, { min: 1 }) };
+      break;
+    }
+    case 'bundle_endpoint': {
+      const url = r.string('url', '');
+      if (!/^https:\/\/[^/@]+/.test(url)) r.fail('url', 'required: an https:// URL without userinfo (SPIFFE Federation)');
+      const trustDomain = r.string('trust_domain', '');
+      if (!trustDomain) r.fail('trust_domain', 'required: the trust domain whose bundle the endpoint serves (never inferred from the URL)');
+      const profile = r.oneOf('profile', ['https_web', 'https_spiffe'] as const, 'https_web');
+      const endpointSpiffeId = r.optionalString('endpoint_spiffe_id');
+      const bundleFile = r.optionalString('bundle_file');
+      if (profile === 'https_spiffe' && (!endpointSpiffeId || !bundleFile)) {
+        r.fail('profile', 'https_spiffe needs endpoint_spiffe_id and bundle_file (the bootstrap bundle)');
+      }
+      source = { type, name, intervalSeconds, url, trustDomain, profile, endpointSpiffeId, bundleFile, caFile: r.optionalString('ca_file'), timeoutSeconds: seconds(r, 'timeout', '10s', 0.1) };
+      break;
+    }
+    case 'server_admin': {
+      const socket = r.string('socket', '');
+      if (!socket) r.fail('socket', 'required: the server admin socket path');
+      source = { type, name, intervalSeconds, socket, coverage: r.boolean('coverage', true) };
+      break;
+    }
+    default:
+      return r.fail('type', `required: one of ${SOURCE_TYPES.join(', ')}`);
+  }
+  r.rejectUnknown();
+  return source;
+}
+
+/**
+ * `--source <type>:<name>=<target>` shortcuts: `workload_api:agent-a=/run/agent.sock`,
+ * `files:svids=/var/run/svids`, `server_admin:server=/run/svidscope/admin.sock`. Bundle endpoints
+ * need more keys than fit a flag, so they come from the config file only.
+ */
+export function parseSourceFlag(flag: string): Record<string, unknown> {
+  const m = /^([a-z_]+):([^=]+)=(.+)$/.exec(flag);
+  if (!m) throw new SvidscopeError('usage', `--source ${JSON.stringify(flag)}: expected <type>:<name>=<target>, e.g. workload_api:agent-a=/run/agent.sock`);
+  const [, type, name, target] = m;
+  switch (type) {
+    case 'workload_api':
+      return { name, type, address: target };
+    case 'files':
+      return { name, type, paths: target.split(',') };
+    case 'server_admin':
+      return { name, type, socket: target };
+    default:
+      throw new SvidscopeError('usage', `--source ${JSON.stringify(flag)}: type must be workload_api, files or server_admin (bundle endpoints go in the config file)`);
+  }
+}
+
+export function buildExporterConfig(doc: Record<string, unknown>, flags: ExporterFlags = {}): ExporterConfig {
+  const r = new ConfigReader(doc);
+  const listen = flags.listen ?? r.string('listen', DEFAULT_LISTEN);
+  checkHostPort(listen, 'listen');
+  const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw new SvidscopeError('config-invalid', `config: log_level: must be one of ${LOG_LEVELS.join(', ')}`);
+  const scrape = r.section('scrape');
+  const scrapeTimeoutSeconds = seconds(scrape, 'timeout', '5s', 0.01);
+  const maxSeries = scrape.number('max_series', 10_000, { min: 1 });
+  scrape.rejectUnknown();
+  const perSvidSeries = flags.perSvidSeries ?? r.boolean('per_svid_series', false);
+  const perSvidMaxSeries = r.number('per_svid_max_series', 1000, { min: 1 });
+  const defaultInterval = seconds(r, 'default_interval', '15s', 0.05);
+  const { value: rawSources, path } = r.raw('sources');
+  if (rawSources !== undefined && rawSources !== null && !Array.isArray(rawSources)) throw new SvidscopeError('config-invalid', `config: ${path}: expected a list`);
+  const docs = [...((rawSources as unknown[] | undefined) ?? []), ...(flags.source ?? []).map(parseSourceFlag)];
+  const sources = docs.map((d, i) => buildSource(d, i, defaultInterval));
+  if (sources.length === 0) throw new SvidscopeError('config-invalid', 'config: sources: at least one source is needed (or --source <type>:<name>=<target>)');
+  const seen = new Set<string>();
+  for (const s of sources) {
+    if (seen.has(s.name)) throw new SvidscopeError('config-invalid', `config: sources: the name ${JSON.stringify(s.name)} is used twice (it is the source label)`);
+    seen.add(s.name);
+  }
+  const configuredRefs = stringList(r, 'propagation_references');
+  for (const ref of configuredRefs) {
+    if (!seen.has(ref)) r.fail('propagation_references', `${JSON.stringify(ref)} is not the name of a source`);
+  }
+  const propagationReferences = configuredRefs.length > 0
+    ? configuredRefs
+    : [...sources.filter((s) => s.type === 'server_admin'), ...sources.filter((s) => s.type === 'bundle_endpoint')].map((s) => s.name);
+  r.rejectUnknown();
+  return { listen, logLevel, scrapeTimeoutSeconds, maxSeries, perSvidSeries, perSvidMaxSeries, propagationReferences, sources };
+}

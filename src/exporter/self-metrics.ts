@@ -1,0 +1,89 @@
+/**
+ * The event families (counters and histograms that move when something happens) and the
+ * exporter's own health, on a prom-client registry of the exporter's own (never the global one).
+ * Label values are source names from the config and fixed sets from names.ts, so these families
+ * are bounded by construction; the snapshot families are rendered separately (render.ts).
+ */
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import {
+  DROP_REASONS,
+  ERROR_REASONS,
+  LAG_BUCKETS,
+  LIFETIME_BUCKETS,
+  METRIC,
+  SCRAPE_BUCKETS,
+  type CredentialKind,
+  type DropReason,
+  type ErrorReason,
+} from './names.js';
+
+// prom-client's default gauges named *_total break promtool's counter rule; the handle and
+// request counts are noise for an exporter anyway.
+const DROPPED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total', 'nodejs_active_handles', 'nodejs_active_requests', 'nodejs_active_resources'];
+
+export class SelfMetrics {
+  readonly registry = new Registry();
+  private readonly rotations: Counter<'source' | 'kind'>;
+  private readonly rotationLifetime: Histogram<'source' | 'kind'>;
+  private readonly lag: Histogram<'source'>;
+  private readonly errors: Counter<'source' | 'reason'>;
+  private readonly updates: Counter<'source'>;
+  private readonly scrape: Histogram;
+  private readonly dropped: Counter<'reason'>;
+  private readonly truncated: Counter;
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    this.rotations = new Counter({ name: METRIC.rotations, help: 'Credential rotations seen: a slot (SPIFFE ID, file, agent) got a new certificate, or a bundle got a new authority.', labelNames: ['source', 'kind'], registers });
+    this.rotationLifetime = new Histogram({
+      name: METRIC.rotationRemainingLifetime, help: 'Lifetime the replaced credential had left when its rotation was seen (negative: rotated after expiry).',
+      labelNames: ['source', 'kind'], buckets: [...LIFETIME_BUCKETS], registers,
+    });
+    this.lag = new Histogram({ name: METRIC.propagationLag, help: 'Time from the reference source showing a new bundle sequence to this source showing it.', labelNames: ['source'], buckets: [...LAG_BUCKETS], registers });
+    this.errors = new Counter({ name: METRIC.sourceErrors, help: 'Failed polls, stream errors and unreadable items of a source, by reason.', labelNames: ['source', 'reason'], registers });
+    this.updates = new Counter({ name: METRIC.sourceUpdates, help: 'Observations a source delivered (polls that succeeded, stream messages).', labelNames: ['source'], registers });
+    this.scrape = new Histogram({ name: METRIC.scrapeDuration, help: 'Time to render /metrics.', buckets: [...SCRAPE_BUCKETS], registers });
+    this.dropped = new Counter({ name: METRIC.seriesDropped, help: 'Series left out of scrapes by a cap, summed over scrapes.', labelNames: ['reason'], registers });
+    this.truncated = new Counter({ name: METRIC.scrapeTruncated, help: 'Scrapes that ran out of their time budget and left families out.', registers });
+    for (const reason of DROP_REASONS) this.dropped.inc({ reason }, 0);
+    if (opts.processMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      for (const name of DROPPED_DEFAULTS) this.registry.removeSingleMetric(name);
+    }
+  }
+
+  /** Pre-initialises a source's series at 0 so rates and absent() behave from the first scrape. */
+  addSource(source: string, opts: { kinds: readonly CredentialKind[]; lag: boolean }): void {
+    this.updates.inc({ source }, 0);
+    for (const reason of ERROR_REASONS) this.errors.inc({ source, reason }, 0);
+    for (const kind of opts.kinds) {
+      this.rotations.inc({ source, kind }, 0);
+      if (kind !== 'jwt_authority') this.rotationLifetime.zero({ source, kind });
+    }
+    if (opts.lag) this.lag.zero({ source });
+  }
+
+  rotation(source: string, kind: CredentialKind, remainingSeconds: number | undefined): void {
+    this.rotations.inc({ source, kind });
+    if (remainingSeconds !== undefined) this.rotationLifetime.observe({ source, kind }, remainingSeconds);
+  }
+
+  propagation(source: string, lagSeconds: number): void {
+    this.lag.observe({ source }, lagSeconds);
+  }
+
+  sourceError(source: string, reason: ErrorReason): void {
+    this.errors.inc({ source, reason });
+  }
+
+  sourceUpdate(source: string): void {
+    this.updates.inc({ source });
+  }
+
+  scrapeDone(seconds: number, dropped: Partial<Record<DropReason, number>>, truncated: boolean): void {
+    this.scrape.observe(seconds);
+    for (const [reason, n] of Object.entries(dropped)) if (n) this.dropped.inc({ reason }, n);
+    if (truncated) this.truncated.inc();
+  }
+}
+

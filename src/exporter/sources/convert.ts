@@ -1,0 +1,80 @@
+/**
+ * Turning SPIFFE values into observations, and failures into the fixed error reasons. Shared by
+ * every source so that the same certificate reads the same whichever way it arrived.
+ */
+import { createHash, type X509Certificate } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { isSvidscopeError } from '../../common/errors/catalog.js';
+import type { SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
+import { certificateFacts } from '../../identity-plane/spiffe/internal/x509.js';
+import { isWorkloadApiError } from '../../identity-plane/workload-api/index.js';
+import type { ErrorReason } from '../names.js';
+import type { ObservedBundle, ObservedSvid, ObservedX509Authority } from '../state.js';
+
+export function authorityOf(cert: X509Certificate | { der: Buffer; cert: X509Certificate }): ObservedX509Authority {
+  const c = 'der' in cert ? cert.cert : cert;
+  return { fingerprint: createHash('sha256').update(c.raw).digest('hex'), notAfterMs: certificateFacts(c).notAfter.getTime() };
+}
+
+/** `svid` as the leaf of an X509-SVID: its SPIFFE ID (first spiffe:// URI SAN), serial and expiry. */
+export function svidOf(key: string, leaf: X509Certificate, spiffeId?: string): ObservedSvid | undefined {
+  const facts = certificateFacts(leaf);
+  const id = spiffeId ?? facts.uriSans.find((u) => u.startsWith('spiffe://'));
+  if (!id) return undefined;
+  return { key, spiffeId: id, trustDomain: trustDomainOf(id), serial: leaf.serialNumber.toLowerCase(), notAfterMs: facts.notAfter.getTime() };
+}
+
+export function trustDomainOf(spiffeId: string): string {
+  return spiffeId.replace(/^spiffe:\/\//, '').split('/')[0];
+}
+
+/** A parsed bundle as a source sees it; `parts` says which kinds of authority the source can see at all. */
+export function bundleOf(b: SpiffeBundle, parts: { x509: boolean; jwt: boolean }): ObservedBundle {
+  return {
+    trustDomain: b.trustDomain.name,
+    sequence: b.sequenceNumber,
+    refreshHintSeconds: b.refreshHintSeconds,
+    x509: parts.x509 ? b.x509Authorities.map(authorityOf) : undefined,
+    jwtKeyIds: parts.jwt ? [...b.jwtAuthorities.keys()] : undefined,
+  };
+}
+
+/** Maps any failure to the fixed reason set of `source_errors_total`. */
+export function reasonOf(err: unknown): ErrorReason {
+  if (isWorkloadApiError(err)) {
+    switch (err.status) {
+      case grpc.status.PERMISSION_DENIED:
+        return 'permission_denied';
+      case grpc.status.INVALID_ARGUMENT:
+        return 'invalid_argument';
+      case grpc.status.DEADLINE_EXCEEDED:
+        return 'timeout';
+      case grpc.status.UNAVAILABLE:
+        return /stream ended/.test(err.message) ? 'stream_ended' : /is invalid|holds no/.test(err.message) ? 'parse' : 'unavailable';
+      default:
+        return 'other';
+    }
+  }
+  if (isSvidscopeError(err)) {
+    switch (err.code) {
+      case 'unavailable':
+        return 'unavailable';
+      case 'permission-denied':
+      case 'unauthenticated':
+        return 'permission_denied';
+      case 'usage':
+        return 'invalid_argument';
+      case 'io-error':
+        return 'io';
+      default:
+        return 'parse'; // the SPIFFE parsers' codes: malformed documents and certificates
+    }
+  }
+  const code = String((err as { code?: unknown })?.code ?? '');
+  if (code === 'ETIMEDOUT' || code === 'ABORT_ERR' || (err as Error)?.name === 'TimeoutError') return 'timeout';
+  if (/^(ECONNREFUSED|ECONNRESET|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)$/.test(code)) return 'unavailable';
+  if (/^(ENOENT|EACCES|EISDIR|ENOTDIR|EMFILE|EPERM)$/.test(code)) return 'io';
+  if (/CERT|SSL|TLS|ERR_TLS|UNABLE_TO|SELF_SIGNED|HOSTNAME/.test(code)) return 'tls';
+  if (err instanceof SyntaxError) return 'parse';
+  return 'other';
+}

@@ -1,0 +1,298 @@
+/**
+ * What the exporter knows: per source, the latest "state of the world" it delivered (SVIDs,
+ * bundles, registration coverage), kept in the shape the scrape needs (sorted expiry arrays, so a
+ * scrape costs O(buckets · log n) per group however many SVIDs exist). Sources push snapshots from
+ * the background; the events derived from consecutive snapshots — rotations and bundle
+ * propagation — go to the event families as they are seen. Time comes from the injected Clock.
+ */
+import type { Clock } from '../common/clock.js';
+import type { ErrorReason } from './names.js';
+import type { SelfMetrics } from './self-metrics.js';
+
+/** One X509-SVID as a source sees it. `key` is its slot within the source (rotation = same key, new serial). */
+export interface ObservedSvid {
+  readonly key: string;
+  readonly spiffeId: string;
+  readonly trustDomain: string;
+  readonly serial: string;
+  readonly notAfterMs: number;
+}
+
+export interface ObservedX509Authority {
+  /** SHA-256 of the DER, hex. */
+  readonly fingerprint: string;
+  readonly notAfterMs: number;
+}
+
+/** A trust bundle as a source sees it; a part left undefined is a part this source cannot see. */
+export interface ObservedBundle {
+  readonly trustDomain: string;
+  readonly sequence?: bigint;
+  readonly refreshHintSeconds?: number;
+  readonly x509?: readonly ObservedX509Authority[];
+  readonly jwtKeyIds?: readonly string[];
+}
+
+export interface ObservedCoverage {
+  /** Workload entries (node alias entries left out). */
+  readonly entries: readonly { readonly spiffeId: string }[];
+  readonly agents: readonly { readonly id: string; readonly banned: boolean; readonly expiresAtMs: number }[];
+}
+
+/** A full replacement of the parts it carries; parts left undefined stay as they were. */
+export interface SourceSnapshot {
+  readonly svids?: readonly ObservedSvid[];
+  readonly bundles?: readonly ObservedBundle[];
+  readonly coverage?: ObservedCoverage;
+}
+
+/** Expiry times (seconds) of one (source, trust domain, kind) group, sorted ascending. */
+export interface LifetimeGroup {
+  readonly notAfter: Float64Array;
+  readonly sumNotAfter: number;
+}
+
+export interface BundleView {
+  readonly bundle: ObservedBundle;
+  readonly x509Key?: string;
+  readonly jwtKey?: string;
+  readonly caGroup?: LifetimeGroup;
+  /** When this source's view of the bundle last changed. */
+  readonly contentSinceMs: number;
+  /** The reference sequence this view matches (by sequence, else by content). */
+  shownSequence?: bigint;
+  lagObservedSeq?: bigint;
+}
+
+export interface SourceState {
+  readonly name: string;
+  svids?: Map<string, ObservedSvid>;
+  svidGroups: Map<string, LifetimeGroup>;
+  svidIds: Set<string>;
+  /** Only kept in per-SVID mode: the SVIDs by expiry. */
+  sortedSvids: ObservedSvid[];
+  bundles: Map<string, BundleView>;
+  coverage?: ObservedCoverage;
+  up: boolean;
+  lastSuccessMs?: number;
+}
+
+interface HistoryRecord {
+  readonly x509Key?: string;
+  readonly jwtKey?: string;
+  /** When the reference was seen changing to this sequence; unknown for the first one seen. */
+  readonly changedAtMs?: number;
+}
+
+interface Reference {
+  readonly source: string;
+  readonly history: Map<bigint, HistoryRecord>;
+}
+
+const HISTORY_LIMIT = 64;
+
+export interface StateOptions {
+  readonly clock: Clock;
+  readonly metrics: SelfMetrics;
+  readonly perSvid: boolean;
+  /** Sources whose sequences are the reference, by preference. */
+  readonly references: readonly string[];
+}
+
+export function lifetimeGroup(notAfterMs: Iterable<number>): LifetimeGroup {
+  const arr = Float64Array.from(notAfterMs, (ms) => ms / 1000).sort();
+  let sum = 0;
+  for (const v of arr) sum += v;
+  return { notAfter: arr, sumNotAfter: sum };
+}
+
+const keyOf = (parts: readonly string[] | undefined) => (parts === undefined ? undefined : [...parts].sort().join(','));
+
+export class ExporterState {
+  private readonly byName = new Map<string, SourceState>();
+  private readonly refs = new Map<string, Reference>();
+  private coverageCache: Map<string, number> | undefined;
+
+  constructor(private readonly opts: StateOptions) {}
+
+  addSource(name: string): void {
+    this.byName.set(name, { name, svidGroups: new Map(), svidIds: new Set(), sortedSvids: [], bundles: new Map(), up: false });
+  }
+
+  sources(): IterableIterator<SourceState> {
+    return this.byName.values();
+  }
+
+  source(name: string): SourceState {
+    const s = this.byName.get(name);
+    if (!s) throw new Error(`exporter: unknown source ${name}`);
+    return s;
+  }
+
+  /** A source delivered its current view: it is up, and the parts it carries replace the old ones. */
+  observe(name: string, snapshot: SourceSnapshot): void {
+    const s = this.source(name);
+    const now = this.opts.clock.nowMs();
+    if (snapshot.svids) this.observeSvids(s, snapshot.svids, now);
+    if (snapshot.bundles) this.observeBundles(s, snapshot.bundles, now);
+    if (snapshot.coverage) s.coverage = snapshot.coverage;
+    if (snapshot.svids || snapshot.coverage) this.coverageCache = undefined;
+    s.up = true;
+    s.lastSuccessMs = now;
+    this.opts.metrics.sourceUpdate(name);
+  }
+
+  /** A failed poll or stream: the source is down until it delivers again (its last view stays). */
+  error(name: string, reason: ErrorReason): void {
+    this.source(name).up = false;
+    this.opts.metrics.sourceError(name, reason);
+  }
+
+  /** One unreadable item (a file) of a poll that otherwise worked: counted, the source stays up. */
+  itemError(name: string, reason: ErrorReason): void {
+    this.opts.metrics.sourceError(name, reason);
+  }
+
+  private observeSvids(s: SourceState, svids: readonly ObservedSvid[], now: number): void {
+    const previous = s.svids;
+    const next = new Map<string, ObservedSvid>();
+    const byTd = new Map<string, number[]>();
+    const ids = new Set<string>();
+    for (const svid of svids) {
+      next.set(svid.key, svid);
+      ids.add(svid.spiffeId);
+      let list = byTd.get(svid.trustDomain);
+      if (!list) byTd.set(svid.trustDomain, (list = []));
+      list.push(svid.notAfterMs);
+      const before = previous?.get(svid.key);
+      if (before && before.serial !== svid.serial) this.opts.metrics.rotation(s.name, 'x509_svid', (before.notAfterMs - now) / 1000);
+    }
+    s.svids = next;
+    s.svidIds = ids;
+    s.svidGroups = new Map([...byTd].map(([td, list]) => [td, lifetimeGroup(list)]));
+    s.sortedSvids = this.opts.perSvid ? [...svids].sort((a, b) => a.notAfterMs - b.notAfterMs) : [];
+  }
+
+  private observeBundles(s: SourceState, bundles: readonly ObservedBundle[], now: number): void {
+    const next = new Map<string, BundleView>();
+    for (const b of bundles) {
+      const td = b.trustDomain;
+      const prev = s.bundles.get(td);
+      const x509Key = keyOf(b.x509?.map((a) => a.fingerprint));
+      const jwtKey = keyOf(b.jwtKeyIds);
+      const changed = !prev || prev.x509Key !== x509Key || prev.jwtKey !== jwtKey || prev.bundle.sequence !== b.sequence;
+      if (prev && changed) this.bundleRotations(s.name, prev.bundle, b, now);
+      const view: BundleView = {
+        bundle: b, x509Key, jwtKey,
+        caGroup: b.x509 ? lifetimeGroup(b.x509.map((a) => a.notAfterMs)) : undefined,
+        contentSinceMs: changed || !prev ? now : prev.contentSinceMs,
+        shownSequence: changed || !prev ? undefined : prev.shownSequence,
+        lagObservedSeq: prev?.lagObservedSeq,
+      };
+      next.set(td, view);
+    }
+    s.bundles = next;
+    for (const [td, view] of next) {
+      if (view.bundle.sequence !== undefined && this.isReferenceFor(s.name, td)) this.referenceUpdate(s.name, td, view, now);
+      else this.match(s, td, view);
+    }
+  }
+
+  /** A new authority next to known ones is a rotation (prepare/publish); its lifetime left is the newest old one's. */
+  private bundleRotations(source: string, before: ObservedBundle, after: ObservedBundle, now: number): void {
+    if (before.x509 && after.x509 && before.x509.length > 0) {
+      const known = new Set(before.x509.map((a) => a.fingerprint));
+      if (after.x509.some((a) => !known.has(a.fingerprint))) {
+        const newest = Math.max(...before.x509.map((a) => a.notAfterMs));
+        this.opts.metrics.rotation(source, 'ca', (newest - now) / 1000);
+      }
+    }
+    if (before.jwtKeyIds && after.jwtKeyIds && before.jwtKeyIds.length > 0) {
+      const known = new Set(before.jwtKeyIds);
+      if (after.jwtKeyIds.some((k) => !known.has(k))) this.opts.metrics.rotation(source, 'jwt_authority', undefined);
+    }
+  }
+
+  private rank(source: string): number {
+    const i = this.opts.references.indexOf(source);
+    return i < 0 ? Infinity : i;
+  }
+
+  private isReferenceFor(source: string, td: string): boolean {
+    const r = this.rank(source);
+    if (r === Infinity) return false;
+    const current = this.refs.get(td);
+    if (!current || r < this.rank(current.source)) {
+      // A more preferred reference takes over; its history starts afresh (sequences of different publishers do not mix).
+      if (current?.source !== source) this.refs.set(td, { source, history: new Map() });
+      return true;
+    }
+    return current.source === source;
+  }
+
+  private referenceUpdate(source: string, td: string, view: BundleView, now: number): void {
+    const ref = this.refs.get(td)!;
+    const seq = view.bundle.sequence!;
+    if (!ref.history.has(seq)) {
+      ref.history.set(seq, { x509Key: view.x509Key, jwtKey: view.jwtKey, changedAtMs: ref.history.size > 0 ? now : undefined });
+      if (ref.history.size > HISTORY_LIMIT) ref.history.delete([...ref.history.keys()].reduce((a, b) => (a < b ? a : b)));
+    }
+    view.shownSequence = seq;
+    for (const other of this.byName.values()) {
+      if (other.name === source) continue;
+      const v = other.bundles.get(td);
+      if (v) this.match(other, td, v);
+    }
+  }
+
+  /** Which reference sequence a source shows: its own sequence if it has one, else the newest whose content it holds. */
+  private match(s: SourceState, td: string, view: BundleView): void {
+    const ref = this.refs.get(td);
+    if (!ref || ref.source === s.name) return;
+    let seq: bigint | undefined;
+    if (view.bundle.sequence !== undefined) {
+      seq = ref.history.has(view.bundle.sequence) ? view.bundle.sequence : undefined;
+    } else {
+      for (const [candidate, rec] of ref.history) {
+        const comparable = (view.x509Key !== undefined && rec.x509Key !== undefined) || (view.jwtKey !== undefined && rec.jwtKey !== undefined);
+        const fits = comparable
+          && (view.x509Key === undefined || rec.x509Key === undefined || view.x509Key === rec.x509Key)
+          && (view.jwtKey === undefined || rec.jwtKey === undefined || view.jwtKey === rec.jwtKey);
+        if (fits && (seq === undefined || candidate > seq)) seq = candidate;
+      }
+    }
+    view.shownSequence = seq;
+    if (seq === undefined || (view.lagObservedSeq !== undefined && seq <= view.lagObservedSeq)) return;
+    view.lagObservedSeq = seq;
+    const changedAt = ref.history.get(seq)!.changedAtMs;
+    // The reference is polled: a source may show the change before the reference poll does (lag 0).
+    if (changedAt !== undefined) this.opts.metrics.propagation(s.name, Math.max(0, view.contentSinceMs - changedAt) / 1000);
+  }
+
+  /** Per coverage source: workload entries none of the sources holds an SVID for. */
+  entriesWithoutSvid(): Map<string, number> {
+    if (this.coverageCache) return this.coverageCache;
+    const result = new Map<string, number>();
+    const holders = [...this.byName.values()].filter((s) => s.svidIds.size > 0);
+    for (const s of this.byName.values()) {
+      if (!s.coverage) continue;
+      let missing = 0;
+      for (const e of s.coverage.entries) if (!holders.some((h) => h.svidIds.has(e.spiffeId))) missing++;
+      result.set(s.name, missing);
+    }
+    this.coverageCache = result;
+    return result;
+  }
+
+  /** Every source has delivered at least once. */
+  ready(): { ok: boolean; checks: Record<string, string> } {
+    const checks: Record<string, string> = {};
+    let ok = true;
+    for (const s of this.byName.values()) {
+      if (s.lastSuccessMs === undefined) ok = false;
+      checks[s.name] = s.up ? 'ok' : s.lastSuccessMs === undefined ? 'no data yet' : 'down (serving its last data)';
+    }
+    return { ok, checks };
+  }
+}
+

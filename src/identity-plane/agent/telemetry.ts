@@ -1,0 +1,81 @@
+import type { Registry } from 'prom-client';
+import type { Clock } from '../../common/clock.js';
+import { agentFamilies as F } from '../../common/telemetry/names.js';
+import { counter, gauge, histogram, registerProcessMetrics } from '../../common/telemetry/registry.js';
+import type { WorkloadHandlerEvents } from './endpoints/workload-handler.js';
+import type { WorkloadCache } from './manager/cache.js';
+import type { AgentManager, ManagerEvents } from './manager/manager.js';
+
+export const VERSION = '0.1.0';
+const STATUS_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+
+/** The agent's metric families (names in common/telemetry/names.ts), fed by the manager and handler hooks. */
+export function createAgentTelemetry(registry: Registry, clock: Clock, state: { manager: () => AgentManager | undefined; cache: () => WorkloadCache | undefined }): { managerEvents: ManagerEvents; workloadEvents: WorkloadHandlerEvents } {
+  registerProcessMetrics(registry);
+  gauge(registry, F.buildInfo).set({ version: VERSION, component: 'agent' }, 1);
+  const syncDuration = histogram(registry, F.syncDuration);
+  const syncFailures = counter(registry, F.syncFailures);
+  const lastSync = gauge(registry, F.lastSync);
+  const requests = counter(registry, F.workloadRequests);
+  const duration = histogram(registry, F.workloadDuration);
+  const open = gauge(registry, F.openStreams);
+  const rotations = counter(registry, F.rotations);
+  const rotationFailures = counter(registry, F.rotationFailures);
+  const ttlLeft = histogram(registry, F.ttlRemainingAtRotation);
+  const lag = histogram(registry, F.bundleLag);
+  const sequence = gauge(registry, F.bundleSequence);
+  for (const method of ['FetchX509SVID', 'FetchX509Bundles', 'FetchJWTBundles']) open.set({ method }, 0);
+  syncFailures.inc(0);
+
+  gauge(registry, F.svidsCached, function () {
+    this.set(state.cache()?.svidCount ?? 0);
+  });
+  gauge(registry, F.entriesAuthorized, function () {
+    this.set(state.cache()?.entryCount ?? 0);
+  });
+  gauge(registry, F.svidExpiry, function () {
+    const cache = state.cache();
+    if (!cache) return;
+    let earliest = Infinity;
+    for (const e of cache.allEntries()) {
+      const s = cache.svidFor(e.id);
+      if (s && s.notAfter < earliest) earliest = s.notAfter;
+    }
+    if (earliest !== Infinity) this.set(earliest / 1000);
+  });
+  gauge(registry, F.agentSvidExpiry, function () {
+    const s = state.manager()?.status;
+    if (s?.agentSvidNotAfter) this.set(s.agentSvidNotAfter / 1000);
+  });
+  gauge(registry, F.attested, function () {
+    const s = state.manager()?.status;
+    this.set(s?.attested && s.agentSvidNotAfter > clock.nowMs() ? 1 : 0);
+  });
+
+  return {
+    managerEvents: {
+      sync: (result, seconds) => {
+        syncDuration.observe({ result }, seconds);
+        if (result === 'ok') lastSync.set(clock.nowMs() / 1000);
+        else syncFailures.inc();
+      },
+      rotation: (reason, fraction) => {
+        rotations.inc({ reason });
+        if (reason !== 'new') ttlLeft.observe({}, fraction);
+      },
+      rotationFailure: (reason) => rotationFailures.inc({ reason }),
+      bundleUpdated: (kind, _td, seq, serverUpdatedAtMs) => {
+        if (kind === 'own') sequence.set(Number(seq));
+        if (serverUpdatedAtMs > 0) lag.observe({ bundle: kind }, Math.max(0, clock.nowMs() - serverUpdatedAtMs) / 1000);
+      },
+    },
+    workloadEvents: {
+      request: (method, code, seconds) => {
+        requests.inc({ method, code: STATUS_NAMES[code] ?? 'UNKNOWN' });
+        duration.observe({ method }, seconds);
+      },
+      streamOpened: (method) => open.inc({ method }),
+      streamClosed: (method) => open.dec({ method }),
+    },
+  };
+}

@@ -1,0 +1,117 @@
+import type { Registry } from 'prom-client';
+import { serverFamilies as F } from '../../common/telemetry/names.js';
+import { counter, gauge, histogram, registerProcessMetrics } from '../../common/telemetry/registry.js';
+import type { NodeServiceEvents } from './api/node-service.js';
+import type { BundlePublisher } from './bundle/publisher.js';
+import type { CaManager } from './ca/manager.js';
+import type { Datastore } from './datastore/types.js';
+import type { EntryCache } from './registration/entry-cache.js';
+
+export const VERSION = '0.1.0';
+
+export interface ServerTelemetry {
+  /** Per-request outcome of a gRPC service (`node` or `admin`). */
+  observe(service: 'node' | 'admin'): (method: string, code: number, seconds: number) => void;
+  nodeEvents: NodeServiceEvents;
+  /** Wraps a datastore so every operation's latency and result are observed. */
+  instrumentDatastore(ds: Datastore): Datastore;
+}
+
+const STATUS_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+export const statusName = (code: number): string => STATUS_NAMES[code] ?? 'UNKNOWN';
+
+/**
+ * The server's metric families (names in common/telemetry/names.ts). State that already lives in
+ * the server (key phases, bundle, entry count, agents) is read at scrape time instead of being
+ * mirrored into gauges on every change.
+ */
+export function createServerTelemetry(registry: Registry, state: { ca: () => CaManager | undefined; bundles: () => BundlePublisher | undefined; entries: () => EntryCache | undefined; datastore: () => Datastore | undefined }): ServerTelemetry {
+  registerProcessMetrics(registry);
+  gauge(registry, F.buildInfo).set({ version: VERSION, component: 'server' }, 1);
+  const requests = counter(registry, F.apiRequests);
+  const duration = histogram(registry, F.apiDuration);
+  const issuance = histogram(registry, F.issuance);
+  const issued = counter(registry, F.issued);
+  const failures = counter(registry, F.signingFailures);
+  const csrs = counter(registry, F.csrs);
+  const attestations = counter(registry, F.attestations);
+  const dsDuration = histogram(registry, F.datastoreDuration);
+
+  gauge(registry, F.keyPhase, function () {
+    this.reset();
+    for (const s of state.ca()?.status() ?? []) this.inc({ kind: s.kind, phase: s.phase });
+  });
+  gauge(registry, F.keyExpiry, function () {
+    this.reset();
+    const earliest = new Map<string, { kind: string; phase: string; notAfter: number }>();
+    for (const s of state.ca()?.status() ?? []) {
+      const key = `${s.kind}/${s.phase}`;
+      const seen = earliest.get(key);
+      if (!seen || s.notAfter < seen.notAfter) earliest.set(key, { kind: s.kind, phase: s.phase, notAfter: s.notAfter });
+    }
+    for (const e of earliest.values()) this.set({ kind: e.kind, phase: e.phase }, e.notAfter / 1000);
+  });
+  gauge(registry, F.bundleSequence, function () {
+    const b = state.bundles();
+    if (b) this.set(Number(b.current.sequenceNumber ?? 0n));
+  });
+  gauge(registry, F.bundleUpdated, function () {
+    const b = state.bundles();
+    if (b) this.set(b.currentUpdatedAt.getTime() / 1000);
+  });
+  gauge(registry, F.bundleAuthorities, function () {
+    const b = state.bundles()?.current;
+    if (!b) return;
+    this.set({ kind: 'x509' }, b.x509Authorities.length);
+    this.set({ kind: 'jwt' }, b.jwtAuthorities.size);
+  });
+  gauge(registry, F.entries, function () {
+    const e = state.entries();
+    if (e) this.set(e.all().length);
+  });
+  gauge(registry, F.agents, async function () {
+    const ds = state.datastore();
+    if (!ds) return;
+    const agents = await ds.listAgents();
+    this.set({ state: 'active' }, agents.filter((a) => !a.banned).length);
+    this.set({ state: 'banned' }, agents.filter((a) => a.banned).length);
+  });
+
+  return {
+    observe: (service) => (method, code, seconds) => {
+      requests.inc({ service, method, code: statusName(code) });
+      duration.observe({ service, method }, seconds);
+    },
+    nodeEvents: {
+      signed: (svidType, seconds) => {
+        issued.inc({ svid_type: svidType });
+        issuance.observe({ svid_type: svidType, result: 'success' }, seconds);
+      },
+      refused: (svidType, reason, seconds) => {
+        failures.inc({ svid_type: svidType, reason });
+        issuance.observe({ svid_type: svidType, result: 'failure' }, seconds);
+      },
+      csr: (result) => csrs.inc({ result }),
+      attestation: (method, result, reason) => attestations.inc({ method, result, reason }),
+    },
+    instrumentDatastore: (ds) =>
+      new Proxy(ds, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof value !== 'function' || prop === 'close') return value;
+          const operation = String(prop);
+          return async (...args: unknown[]) => {
+            const end = dsDuration.startTimer({ operation });
+            try {
+              const out = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+              end({ result: 'success' });
+              return out;
+            } catch (err) {
+              end({ result: 'failure' });
+              throw err;
+            }
+          };
+        },
+      }),
+  };
+}
