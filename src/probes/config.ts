@@ -204,10 +204,15 @@ export function isModuleKind(value: string): value is ModuleKind {
   return (MODULE_KINDS as readonly string[]).includes(value);
 }
 
-/** Builds one module from its kind, settings section and timeout. */
-export function buildModule(name: string, kind: ModuleKind, raw: Record<string, unknown>, timeoutSeconds = DEFAULT_TIMEOUT_SECONDS, path = `modules.${name}.${kind}`): ModuleConfig {
-  if (!(timeoutSeconds > 0)) throw new SvidscopeError('config-invalid', `config: ${path}: timeout must be positive`);
-  return { name, kind, timeoutSeconds, raw, settings: parseModuleSettings(kind, raw, path) } as ModuleConfig;
+/**
+ * Builds one module from its kind, settings section and timeout. The default timeout is 10 s,
+ * except for rotation_watch: its watch window plus 10 s.
+ */
+export function buildModule(name: string, kind: ModuleKind, raw: Record<string, unknown>, timeoutSeconds?: number, path = `modules.${name}.${kind}`): ModuleConfig {
+  const settings = parseModuleSettings(kind, raw, path);
+  const timeout = timeoutSeconds ?? (kind === 'rotation_watch' ? (settings as RotationWatchSettings).durationSeconds + 10 : DEFAULT_TIMEOUT_SECONDS);
+  if (!(timeout > 0)) throw new SvidscopeError('config-invalid', `config: ${path}: timeout must be positive`);
+  return { name, kind, timeoutSeconds: timeout, raw, settings } as ModuleConfig;
 }
 
 /** The module of a kind with every default, available under the kind's own name. */
@@ -226,9 +231,9 @@ export function buildProberConfig(doc: Record<string, unknown>): ProberConfig {
   for (const name of Object.keys((doc.modules as Record<string, unknown> | undefined) ?? {})) {
     if (!NAME.test(name)) ms.fail(name, 'module names are letters, digits, _ . : - (at most 63)');
     const m = ms.section(name);
-    const kind = m.string('prober', '');
-    if (!isModuleKind(kind)) m.fail('prober', `must be one of ${[...modules.keys()].join(', ')}`);
-    const timeout = duration(m, 'timeout', DEFAULT_TIMEOUT_SECONDS);
+    const kindText = m.string('prober', '');
+    const kind: ModuleKind = isModuleKind(kindText) ? kindText : m.fail('prober', `must be one of ${MODULE_KINDS.join(', ')}`);
+    const timeout = m.raw('timeout').value === undefined ? undefined : duration(m, 'timeout', DEFAULT_TIMEOUT_SECONDS);
     const { value } = m.raw(kind);
     if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) m.fail(kind, 'expected a mapping');
     m.rejectUnknown();

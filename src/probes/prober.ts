@@ -11,7 +11,7 @@ import { nullLogger, type Logger } from '../common/log.js';
 import { checkHostPort } from '../common/net.js';
 import type { ModuleConfig, ProberConfig, TargetConfig } from './config.js';
 import { renderProbeMetrics, PROBE_CONTENT_TYPE } from './exposition.js';
-import { createProberMetrics, type ProberMetrics } from './metrics.js';
+import { createProberMetrics } from './metrics.js';
 import { watchRotations, type RotationWatcher } from './modules/rotation-watch.js';
 import { runProbe } from './probe.js';
 import { formatReport, reportJson } from './report.js';
@@ -94,10 +94,12 @@ export async function startProber(config: ProberConfig, deps: ProberDeps = {}): 
 
   function watch(t: TargetConfig, module: Extract<ModuleConfig, { kind: 'rotation_watch' }>, backoffMs: number): void {
     if (stopping) return;
+    // A stream that delivered its first message was healthy: reopen it soon; else back off.
     let healthyAgain = false;
     const w = watchRotations(t.target, module.settings, clock, {
       first(svid, life) {
         metrics.watch.up(t.name, true);
+        metrics.watch.state(t.name, true);
         metrics.watch.svid(t.name, life.notAfter, life.remainingRatio);
         healthyAgain = true;
         logger.info({ target: t.name, spiffeId: svid.id.toString() }, 'rotation watch: stream open');
@@ -114,16 +116,8 @@ export async function startProber(config: ProberConfig, deps: ProberDeps = {}): 
         logger.warn({ target: t.name, reason, message, fatal }, 'rotation watch problem');
       },
     });
-    // A first message that validated means the watch is healthy; problems flip it back.
-    const healthy = setInterval(() => {
-      if (healthyAgain) {
-        healthyAgain = false;
-      }
-    }, 60_000);
-    healthy.unref();
     watchers.set(t.name, w);
     void w.done.then(() => {
-      clearInterval(healthy);
       metrics.watch.up(t.name, false);
       if (stopping) return;
       metrics.watch.restart(t.name);
@@ -164,4 +158,3 @@ export async function startProber(config: ProberConfig, deps: ProberDeps = {}): 
   };
 }
 
-export type { ProberMetrics };

@@ -13,6 +13,8 @@ import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { ensureUser, runNodeAs } from '../support/users.js';
 import { portableScript } from '../support/portable-script.js';
+import { hasFamily, promtoolCheck, scrape, total } from '../support/metrics.js';
+import { agentFamilies, serverFamilies } from '../../src/common/telemetry/names.js';
 
 const dir = tempDir('e2e');
 chmodSync(dir, 0o755);
@@ -141,6 +143,35 @@ describe('agent and Workload API end to end', () => {
     handle.close();
     c.close();
   }, 60_000);
+
+  it('exposes every documented metric family, moved by what happened, and promtool finds nothing', async () => {
+    const server = await scrape(`http://127.0.0.1:${ports.serverHealth}/metrics`);
+    const agentMetrics = await scrape(`http://127.0.0.1:${ports.agentHealth}/metrics`);
+    for (const f of Object.values(serverFamilies)) expect(hasFamily(server.text, f.name), `server ${f.name}`).toBe(true);
+    for (const f of Object.values(agentFamilies)) expect(hasFamily(agentMetrics.text, f.name), `agent ${f.name}`).toBe(true);
+    expect(await promtoolCheck(server.text)).toBe('');
+    expect(await promtoolCheck(agentMetrics.text)).toBe('');
+
+    const s = server.samples;
+    const a = agentMetrics.samples;
+    expect(total(s, 'svidscope_server_attestations_total', { method: 'join_token', result: 'success' })).toBeGreaterThanOrEqual(1);
+    expect(total(s, 'svidscope_server_svids_issued_total', { svid_type: 'x509' })).toBeGreaterThanOrEqual(4); // 3 entries, then rotations
+    expect(total(s, 'svidscope_server_svids_issued_total', { svid_type: 'jwt' })).toBeGreaterThanOrEqual(1);
+    expect(total(s, 'svidscope_server_svid_issuance_duration_seconds_count', { svid_type: 'x509', result: 'success' })).toBeGreaterThanOrEqual(4);
+    expect(total(s, 'svidscope_server_api_requests_total', { service: 'node', method: 'SyncAuthorizedEntries', code: 'OK' })).toBeGreaterThan(1);
+    expect(total(s, 'svidscope_server_signing_keys', { kind: 'x509', phase: 'old' })).toBe(1); // the forced CA rotation
+    expect(total(s, 'svidscope_server_bundle_authorities', { kind: 'x509' })).toBe(2);
+    expect(total(s, 'svidscope_server_datastore_operation_duration_seconds_count')).toBeGreaterThan(10);
+    expect(total(a, 'svidscope_agent_svid_rotations_total', { reason: 'new' })).toBe(3);
+    expect(total(a, 'svidscope_agent_svid_rotations_total', { reason: 'scheduled' })).toBeGreaterThanOrEqual(1);
+    expect(total(a, 'svidscope_agent_svid_ttl_remaining_ratio_at_rotation_count')).toBeGreaterThanOrEqual(1);
+    expect(total(a, 'svidscope_agent_bundle_propagation_seconds_count', { bundle: 'own' })).toBeGreaterThanOrEqual(2); // first bundle, then the CA rotation
+    expect(total(a, 'svidscope_agent_svids_cached')).toBe(3);
+    expect(total(a, 'svidscope_agent_attested')).toBe(1);
+    expect(total(a, 'svidscope_agent_workload_api_requests_total', { method: 'FetchX509SVID', code: 'PERMISSION_DENIED' })).toBeGreaterThanOrEqual(1);
+    expect(total(a, 'svidscope_agent_workload_api_requests_total', { method: 'ValidateJWTSVID', code: 'INVALID_ARGUMENT' })).toBeGreaterThanOrEqual(1);
+    expect(total(a, 'svidscope_agent_last_successful_sync_timestamp_seconds')).toBeGreaterThan(Date.now() / 1000 - 30);
+  });
 
   it('serves the cached SVID while the server is down, and never after it expired', async () => {
     server.child.kill('SIGKILL');

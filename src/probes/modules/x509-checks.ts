@@ -104,7 +104,7 @@ export function checkX509Svid(run: ProbeRun, svid: WorkloadX509Svid, bundles: X5
     const { reason, message } = classifyError(err);
     run.fail(`${p}chain verifies to the bundle`, reason, message);
   }
-  run.pass(`${p}chain verifies to the bundle`, `chain of ${result.verified.verifiedChain.length} to a ${svid.id.trustDomain.name} authority${result.skewed ? ' (within the clock-skew tolerance)' : ''}`);
+  run.pass(`${p}chain verifies to the bundle`, `chain of ${result.verified.verifiedChain.length} to an authority of ${svid.id.trustDomain.name}${result.skewed ? ' (within the clock-skew tolerance)' : ''}`);
   const left = `${life.remainingSeconds.toFixed(1)} s of ${life.lifetimeSeconds.toFixed(0)} s left (${(life.remainingRatio * 100).toFixed(0)} %), expires ${life.notAfter.toISOString()}`;
   if (exp.minTtlRatio > 0 && life.remainingRatio < exp.minTtlRatio) {
     run.fail(`${p}remaining lifetime`, 'rotation_overdue', `${left}: under min_ttl_ratio ${exp.minTtlRatio}`);

@@ -21,7 +21,7 @@ export interface BundleEndpointConfig {
   spiffeId?: string;
   /** https_spiffe: lifetime of the endpoint's X509-SVID; it is renewed at half-life. */
   svidTtlSeconds: number;
-  /** `spiffe_refresh_hint` served to peers; defaults to the server's `bundle_refresh_hint`. */
+  /** `spiffe_refresh_hint` served to peers; defaults to the hint of the published bundle (`bundle_refresh_hint`). */
   refreshHintSeconds?: number;
 }
 

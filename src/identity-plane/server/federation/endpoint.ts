@@ -26,7 +26,7 @@ export interface BundleEndpointDeps {
   ca: EndpointCa;
   clock: Clock;
   logger: Logger;
-  /** Refresh hint served when the endpoint config sets none (the server's bundle_refresh_hint). */
+  /** Refresh hint served when neither the endpoint config nor the bundle sets one. */
   defaultRefreshHintSeconds: number;
 }
 
@@ -52,7 +52,6 @@ const CHECK_INTERVAL_MS = 30_000;
  */
 export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<BundleEndpoint> {
   const { config, trustDomain, clock, logger } = deps;
-  const hint = config.refreshHintSeconds ?? deps.defaultRefreshHintSeconds;
   const spiffeId = config.profile === 'https_spiffe' ? (config.spiffeId ? parseSpiffeId(config.spiffeId) : spiffeIdFromPath(trustDomain, '/spire/server')) : undefined;
   if (spiffeId && !spiffeId.memberOf(trustDomain)) throw new SvidscopeError('config-invalid', `config: federation.bundle_endpoint.spiffe_id: ${spiffeId} is not in trust domain ${trustDomain.name}`);
 
@@ -86,6 +85,7 @@ export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<Bun
   const document = (): Buffer => {
     const current = deps.bundles.current;
     if (!cached || cached.sequence !== current.sequenceNumber) {
+      const hint = config.refreshHintSeconds ?? current.refreshHintSeconds ?? deps.defaultRefreshHintSeconds;
       cached = { sequence: current.sequenceNumber, body: Buffer.from(spiffeBundleToJson(createSpiffeBundle({ ...current, refreshHintSeconds: hint }))) };
     }
     return cached.body;
@@ -142,7 +142,7 @@ export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<Bun
   });
   const bound = (server.address() as AddressInfo).port;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${bound}/`;
-  logger.info({ url, profile: config.profile, spiffeId: spiffeId?.toString(), refreshHintSeconds: hint }, 'bundle endpoint listening');
+  logger.info({ url, profile: config.profile, spiffeId: spiffeId?.toString(), refreshHintSeconds: config.refreshHintSeconds }, 'bundle endpoint listening');
 
   return {
     url,

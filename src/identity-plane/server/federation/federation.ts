@@ -24,7 +24,7 @@ export interface FederationDeps {
   logger: Logger;
   /** The server's data directory; relationships created through the API are kept in `<dataDir>/federation/relationships.json`. */
   dataDir: string;
-  /** The refresh hint the endpoint serves when `bundle_endpoint.refresh_hint` is unset (the server's `bundle_refresh_hint`; default 5 min). */
+  /** The refresh hint the endpoint serves when neither `bundle_endpoint.refresh_hint` nor the bundle sets one (default 5 min). */
   bundleRefreshHintSeconds?: number;
   metrics?: FederationMetrics;
 }

@@ -1,0 +1,44 @@
+import { execa } from 'execa';
+
+/** One sample of a Prometheus text exposition. */
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+export async function scrape(url: string): Promise<{ text: string; samples: Sample[] }> {
+  const res = await fetch(url, { headers: { accept: 'text/plain' } });
+  if (!res.ok) throw new Error(`scrape ${url}: ${res.status}`);
+  const text = await res.text();
+  return { text, samples: parseSamples(text) };
+}
+
+export function parseSamples(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+    out.push({ name: m[1], labels, value: Number(m[4]) });
+  }
+  return out;
+}
+
+/** Sum of a family's samples whose labels include `match` (histograms: pass the `_count`/`_sum` name). */
+export function total(samples: Sample[], name: string, match: Record<string, string> = {}): number {
+  return samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
+}
+
+/** Whether a family is exposed: declared with its TYPE (a labelled counter has no series until its first event). */
+export function hasFamily(text: string, name: string): boolean {
+  return text.split('\n').some((l) => l.startsWith(`# TYPE ${name} `));
+}
+
+/** Runs the real `promtool check metrics` on a text exposition; resolves with its complaints (empty when clean). */
+export async function promtoolCheck(text: string): Promise<string> {
+  const r = await execa('promtool', ['check', 'metrics'], { input: text, reject: false });
+  return `${r.stdout}${r.stderr}`.trim() + (r.exitCode === 0 ? '' : `\n(exit ${r.exitCode})`);
+}
