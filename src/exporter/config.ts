@@ -171,15 +171,19 @@ export function parseSourceFlag(flag: string): Record<string, unknown> {
 
 export function buildExporterConfig(doc: Record<string, unknown>, flags: ExporterFlags = {}): ExporterConfig {
   const r = new ConfigReader(doc);
-  const listen = flags.listen ?? r.string('listen', DEFAULT_LISTEN);
+  // File keys are always read (so rejectUnknown knows them), then flags win.
+  const fileListen = r.string('listen', DEFAULT_LISTEN);
+  const listen = flags.listen ?? fileListen;
   checkHostPort(listen, 'listen');
-  const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
+  const fileLogLevel = r.oneOf('log_level', LOG_LEVELS, 'info');
+  const logLevel = (flags.logLevel ?? fileLogLevel) as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new SvidscopeError('config-invalid', `config: log_level: must be one of ${LOG_LEVELS.join(', ')}`);
   const scrape = r.section('scrape');
   const scrapeTimeoutSeconds = seconds(scrape, 'timeout', '5s', 0.01);
   const maxSeries = scrape.number('max_series', 10_000, { min: 1 });
   scrape.rejectUnknown();
-  const perSvidSeries = flags.perSvidSeries ?? r.boolean('per_svid_series', false);
+  const filePerSvid = r.boolean('per_svid_series', false);
+  const perSvidSeries = flags.perSvidSeries ?? filePerSvid;
   const perSvidMaxSeries = r.number('per_svid_max_series', 1000, { min: 1 });
   const defaultInterval = seconds(r, 'default_interval', '15s', 0.05);
   const { value: rawSources, path } = r.raw('sources');

@@ -37,6 +37,7 @@ export interface JwtSvidSettings {
   readonly expectedTrustDomain?: TrustDomain;
   readonly clockSkewSeconds: number;
   readonly minTtlRatio: number;
+  readonly validateLocally: boolean;
   readonly validateViaApi: boolean;
 }
 
@@ -167,7 +168,7 @@ export function parseModuleSettings(kind: ModuleKind, raw: Record<string, unknow
       settings = {
         audience, validateAudience: r.optionalString('validate_audience') ?? audience[0], spiffeId: optional(r, 'spiffe_id', parseSpiffeId),
         expectedTrustDomain: optional(r, 'expected_trust_domain', parseTrustDomain), clockSkewSeconds: skew(r), minTtlRatio: ratio(r),
-        validateViaApi: r.boolean('validate_via_api', true),
+        validateLocally: r.boolean('validate_locally', true), validateViaApi: r.boolean('validate_via_api', true),
       } satisfies JwtSvidSettings;
       break;
     }

@@ -16,7 +16,7 @@ const FRACTION_BUCKETS = [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7
 
 /** Module gauges that also make sense per scheduled target, under their prober names. */
 const CARRIED: Record<string, string> = {
-  probe_svid_count: 'svidscope_prober_svids',
+  probe_svid_x509_svids: 'svidscope_prober_x509_svids',
   probe_svid_bundle_sequence: 'svidscope_prober_bundle_sequence',
   probe_svid_bundle_refresh_hint_seconds: 'svidscope_prober_bundle_refresh_hint_seconds',
   probe_svid_bundle_authority_expiry_timestamp_seconds: 'svidscope_prober_bundle_authority_expiry_timestamp_seconds',
@@ -24,7 +24,7 @@ const CARRIED: Record<string, string> = {
   probe_svid_bundle_x509_authorities: 'svidscope_prober_bundle_x509_authorities',
 };
 const CARRIED_HELP: Record<string, string> = {
-  svidscope_prober_svids: 'X509-SVIDs in the last Workload API answer of the target.',
+  svidscope_prober_x509_svids: 'X509-SVIDs in the last Workload API answer of the target.',
   svidscope_prober_bundle_sequence: 'spiffe_sequence of the bundle last fetched from the target.',
   svidscope_prober_bundle_refresh_hint_seconds: 'spiffe_refresh_hint of the bundle last fetched from the target.',
   svidscope_prober_bundle_authority_expiry_timestamp_seconds: 'Earliest notAfter among the X.509 authorities last fetched from the target (Unix time).',

@@ -1,18 +1,16 @@
 // `svidscope federation create|show|list|delete|refresh` through the admin API handlers, in process.
-import { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/common/clock.js';
 import { nullLogger } from '../../src/common/log.js';
-import { registerFederationCommands } from '../../src/cli/admin/federation.js';
-import { CommandExit } from '../../src/cli/output.js';
 import { openDatastore } from '../../src/identity-plane/server/datastore/index.js';
 import type { Datastore } from '../../src/identity-plane/server/datastore/types.js';
 import { startFederation, type Federation } from '../../src/identity-plane/server/federation/index.js';
 import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { serveFederationAdmin } from './support/admin.js';
+import { cliJson, federationCli } from './support/cli.js';
 import { bundleJson, bundleOf, testCa } from './support/pki.js';
 
 const dir = tempDir('federation-cli');
@@ -24,21 +22,8 @@ let local: Federation;
 let datastores: Datastore[] = [];
 let admin: { close(): Promise<void> };
 
-async function run(...argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const program = new Command('svidscope').exitOverride();
-  registerFederationCommands(program, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  for (const c of program.commands.flatMap((c) => [c, ...c.commands])) c.exitOverride();
-  try {
-    await program.parseAsync([...argv, '--admin-socket', socket], { from: 'user' });
-    return { code: 0, out, err };
-  } catch (e) {
-    if (e instanceof CommandExit) return { code: e.exitCode, out, err };
-    throw e;
-  }
-}
-const json = (r: { out: string[] }) => JSON.parse(r.out.join('\n')) as Record<string, unknown> & { federation: Record<string, unknown> };
+const run = (...argv: string[]) => federationCli(socket, ...argv.slice(1));
+const json = cliJson;
 
 beforeAll(async () => {
   const open = async (name: string) => {

@@ -3,6 +3,7 @@ import { readYamlConfig } from '../../common/config/load.js';
 import { createLogger } from '../../common/log.js';
 import { buildAgentConfig } from '../../identity-plane/agent/config.js';
 import { startAgent } from '../../identity-plane/agent/agent.js';
+import { startTracing } from '../../common/telemetry/tracing.js';
 import type { Io } from '../output.js';
 import { withErrors } from '../run.js';
 import { healthcheck } from '../server/run.js';
@@ -37,9 +38,11 @@ export function registerAgentRunCommands(agent: Command, io: Io): void {
     .action(withErrors(io, async (f: RunFlags) => {
       const config = buildAgentConfig(f.config ? readYamlConfig(f.config) : {}, f);
       const logger = createLogger({ name: 'agent', level: config.logLevel });
-      const running = await startAgent(config, { logger });
+      const tracing = await startTracing({ serviceName: 'svidscope-agent', logger });
+      const running = await startAgent(config, { logger, tracer: tracing.tracer });
       await waitForShutdownSignal(logger);
       await running.stop();
+      await tracing.shutdown();
     }));
 
   agent.command('healthcheck').description('ask a running agent whether it is ready; exit 0 if so')

@@ -3,6 +3,7 @@ import { readYamlConfig } from '../../common/config/load.js';
 import { createLogger } from '../../common/log.js';
 import { buildServerConfig } from '../../identity-plane/server/config.js';
 import { startServer } from '../../identity-plane/server/server.js';
+import { startTracing } from '../../common/telemetry/tracing.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { printResult, type Io } from '../output.js';
 import { withErrors } from '../run.js';
@@ -32,9 +33,11 @@ export function registerServerCommands(program: Command, io: Io): void {
     .action(withErrors(io, async (f: RunFlags) => {
       const config = buildServerConfig(f.config ? readYamlConfig(f.config) : {}, f);
       const logger = createLogger({ name: 'server', level: config.logLevel });
-      const running = await startServer(config, { logger });
+      const tracing = await startTracing({ serviceName: 'svidscope-server', logger });
+      const running = await startServer(config, { logger, tracer: tracing.tracer });
       await waitForShutdownSignal(logger);
       await running.stop();
+      await tracing.shutdown();
     }));
 
   server.command('healthcheck').description('ask a running server whether it is ready; exit 0 if so')

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, openMetricsContentType, Registry } from 'prom-client';
 import { DROPPED_DEFAULT_METRICS, type MetricFamily } from './names.js';
+import { activeTraceId } from './tracing.js';
 
 /**
  * Registers the process metrics every svidscope process serves (prom-client's defaults: CPU,
@@ -29,7 +30,8 @@ export interface ExemplarHistogram {
 export function histogram(registry: Registry, family: MetricFamily): ExemplarHistogram {
   // With exemplars enabled prom-client takes one object per observation.
   const h = new Histogram({ name: family.name, help: family.help, labelNames: [...family.labels], buckets: [...(family.buckets ?? [])], registers: [registry], enableExemplars: true });
-  const observe = (labels: Record<string, string>, value: number, traceId?: string) =>
+  // The exemplar is the active span's trace id, when tracing is on and a span is recording.
+  const observe = (labels: Record<string, string>, value: number, traceId = activeTraceId()) =>
     (h.observe as unknown as (o: { labels: Record<string, string>; value: number; exemplarLabels?: Record<string, string> }) => void)({ labels, value, ...(traceId ? { exemplarLabels: { trace_id: traceId } } : {}) });
   return {
     observe,

@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry } from 'prom-client';
+import type { Tracer } from '@opentelemetry/api';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { startOpsServer } from '../../common/http/ops-server.js';
 import { createRegistry } from '../../common/telemetry/registry.js';
@@ -27,6 +28,8 @@ export interface AgentDeps {
   attestor?: WorkloadAttestor;
   managerEvents?: ManagerEvents;
   workloadEvents?: WorkloadHandlerEvents;
+  /** From startTracing(); undefined = tracing off. */
+  tracer?: Tracer;
 }
 
 export interface RunningAgent {
@@ -61,7 +64,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
 
   const cache = new WorkloadCache(clock);
   const server = new ServerClient({ address: config.serverAddress, trustDomain: config.trustDomain, logger, insecureBootstrap: config.insecureBootstrap });
-  const manager = new AgentManager({ config, clock, logger: logger.child({ subsystem: 'manager' }), server, cache, store: new AgentSvidStore(path.join(config.dataDir, 'private')), events: managerEvents });
+  const manager = new AgentManager({ config, clock, logger: logger.child({ subsystem: 'manager' }), server, cache, store: new AgentSvidStore(path.join(config.dataDir, 'private')), events: managerEvents, tracer: deps.tracer });
   Object.assign(live, { manager, cache });
   const cleanups: (() => Promise<void> | void)[] = [() => cache.close(), () => server.close(), () => manager.stop()];
   try {
@@ -76,7 +79,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         return attestUnix(caller, { discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit, clock });
       },
     };
-    grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents }));
+    grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents, tracer: deps.tracer }));
     const socket = await listenWorkloadSocket({ socketPath: config.socketPath, mode: config.socketMode, server: grpcServer, logger });
     listener.socket = socket;
     cleanups.push(async () => {

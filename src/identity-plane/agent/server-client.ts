@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { injectInto } from '../../common/telemetry/tracing.js';
 import type { PeerCertificate } from 'node:tls';
 import { errorCatalog, SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
 import type { Logger } from '../../common/log.js';
@@ -123,8 +124,11 @@ export class ServerClient {
       } catch (err) {
         return reject(err);
       }
-      const fn = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => void>)[method];
-      fn.call(client, request, { deadline: Date.now() + RPC_TIMEOUT_MS }, (err, res) => {
+      const fn = (client as unknown as Record<string, (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => void>)[method];
+      // Carry the caller's trace context, so a workload's fetch and the server's signing are one trace.
+      const metadata = new grpc.Metadata();
+      injectInto((k, v) => metadata.set(k, v));
+      fn.call(client, request, metadata, { deadline: Date.now() + RPC_TIMEOUT_MS }, (err, res) => {
         if (!err) return resolve(res);
         const carried = String(err.metadata?.get(ERROR_CODE_METADATA)?.[0] ?? '');
         const code: ErrorCode = carried in errorCatalog ? (carried as ErrorCode) : codeForStatus(err.code);

@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
+import type { Tracer } from '@opentelemetry/api';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { startOpsServer } from '../../common/http/ops-server.js';
@@ -31,6 +32,8 @@ export interface ServerDeps {
   clock?: Clock;
   logger?: Logger;
   registry?: Registry;
+  /** From startTracing(); undefined = tracing off. */
+  tracer?: Tracer;
 }
 
 export interface RunningServer {
@@ -58,7 +61,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const td = config.trustDomain;
   // Telemetry reads live state at scrape time; the references fill in as the parts start.
   const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; datastore?: Datastore } = {};
-  const telemetry = createServerTelemetry(registry, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, datastore: () => live.datastore });
+  const telemetry = createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, datastore: () => live.datastore });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
   const datastore = telemetry.instrumentDatastore(await openDatastore(config.datastore));
@@ -105,7 +108,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const nodeServer = new grpc.Server();
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
-      observe: telemetry.observe('node'), events: telemetry.nodeEvents }));
+      observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer }));
     const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
     const { host, port } = checkHostPort(config.bind, 'bind');
     const boundPort = await bindAsync(nodeServer, `${host.includes(':') ? `[${host}]` : host}:${port}`, credentials);

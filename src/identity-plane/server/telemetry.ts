@@ -1,4 +1,6 @@
+import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
+import { withSpan } from '../../common/telemetry/tracing.js';
 import { serverFamilies as F } from '../../common/telemetry/names.js';
 import { counter, gauge, histogram, registerProcessMetrics } from '../../common/telemetry/registry.js';
 import type { NodeServiceEvents } from './api/node-service.js';
@@ -25,7 +27,7 @@ export const statusName = (code: number): string => STATUS_NAMES[code] ?? 'UNKNO
  * the server (key phases, bundle, entry count, agents) is read at scrape time instead of being
  * mirrored into gauges on every change.
  */
-export function createServerTelemetry(registry: Registry, state: { ca: () => CaManager | undefined; bundles: () => BundlePublisher | undefined; entries: () => EntryCache | undefined; datastore: () => Datastore | undefined }): ServerTelemetry {
+export function createServerTelemetry(registry: Registry, tracer: Tracer | undefined, state: { ca: () => CaManager | undefined; bundles: () => BundlePublisher | undefined; entries: () => EntryCache | undefined; datastore: () => Datastore | undefined }): ServerTelemetry {
   registerProcessMetrics(registry);
   gauge(registry, F.buildInfo).set({ version: VERSION, component: 'server' }, 1);
   const requests = counter(registry, F.apiRequests);
@@ -100,17 +102,18 @@ export function createServerTelemetry(registry: Registry, state: { ca: () => CaM
           const value = Reflect.get(target, prop, receiver) as unknown;
           if (typeof value !== 'function' || prop === 'close') return value;
           const operation = String(prop);
-          return async (...args: unknown[]) => {
-            const end = dsDuration.startTimer({ operation });
-            try {
-              const out = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-              end({ result: 'success' });
-              return out;
-            } catch (err) {
-              end({ result: 'failure' });
-              throw err;
-            }
-          };
+          return (...args: unknown[]) =>
+            withSpan(tracer, `svidscope.datastore/${operation}`, { 'db.system': target.backend, 'db.operation': operation }, async () => {
+              const end = dsDuration.startTimer({ operation });
+              try {
+                const out = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+                end({ result: 'success' });
+                return out;
+              } catch (err) {
+                end({ result: 'failure' });
+                throw err;
+              }
+            });
         },
       }),
   };

@@ -26,7 +26,7 @@ export async function probeX509Svid(run: ProbeRun, target: string, settings: X50
     run.fact('spiffeId', svid.id.toString());
     run.fact('svids', context.svids.map((s) => s.id.toString()));
     const own = context.bundles.get(svid.id.trustDomain);
-    run.gauge('probe_svid_count', 'X509-SVIDs in the Workload API answer.', context.svids.length);
+    run.gauge('probe_svid_x509_svids', 'X509-SVIDs in the Workload API answer.', context.svids.length);
     run.gauge('probe_svid_bundle_x509_authorities', 'X.509 authorities in the bundle of the SVID\'s trust domain.', own?.x509Authorities.length ?? 0);
     const life = checkX509Svid(run, svid, context.bundles, ctx.clock.now(), settings);
     run.fact('expiresAt', life.notAfter.toISOString());

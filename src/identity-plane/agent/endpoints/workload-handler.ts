@@ -1,4 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
+import { context, trace, type Span, type Tracer } from '@opentelemetry/api';
+import { SpanAttr, SpanKind } from '../../../common/telemetry/tracing.js';
 import type { Clock } from '../../../common/clock.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
@@ -32,6 +34,7 @@ export interface WorkloadHandlerDeps {
   clock: Clock;
   logger: Logger;
   events?: WorkloadHandlerEvents;
+  tracer?: Tracer;
 }
 
 const HEADER = 'workload.spiffe.io';
@@ -118,18 +121,29 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
 
   const noIdentity = () => new Refusal(grpc.status.PERMISSION_DENIED, 'no identity issued');
 
-  const unary = <Req, Res>(method: string, fn: (req: Req, selectors: Selector[]) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
+  const unary = <Req, Res>(method: string, fn: (req: Req, selectors: Selector[], span: Span | undefined) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
     (call, callback) => {
       const start = clock.nowMs();
-      identify(call as grpc.ServerUnaryCall<unknown, unknown>)
-        .then((selectors) => fn(call.request, selectors))
-        .then(
-          (res) => {
-            events?.request?.(method, grpc.status.OK, (clock.nowMs() - start) / 1000);
-            callback(null, res);
-          },
-          (err: unknown) => callback(fail(method, start, err), null),
-        );
+      // A server span per call when tracing is on; everything below (server calls too) runs in it.
+      const span = deps.tracer?.startSpan(`svidscope.agent/${method}`, { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.method': method } });
+      const ctx = span ? trace.setSpan(context.active(), span) : context.active();
+      context.with(ctx, () => {
+        identify(call as grpc.ServerUnaryCall<unknown, unknown>)
+          .then((selectors) => fn(call.request, selectors, span))
+          .then(
+            (res) => {
+              events?.request?.(method, grpc.status.OK, (clock.nowMs() - start) / 1000);
+              span?.end();
+              callback(null, res);
+            },
+            (err: unknown) => {
+              const e = fail(method, start, err);
+              span?.setAttribute('rpc.grpc.status_code', e.code);
+              span?.end();
+              callback(e, null);
+            },
+          );
+      });
     };
 
   return {
@@ -173,7 +187,7 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
       return { key: JSON.stringify(Object.entries(bundles).map(([k, v]) => [k, v.toString('base64')])), message: { bundles } };
     }),
 
-    FetchJWTSVID: unary('FetchJWTSVID', async (req: { audience: string[]; spiffe_id: string }, selectors) => {
+    FetchJWTSVID: unary('FetchJWTSVID', async (req: { audience: string[]; spiffe_id: string }, selectors, span) => {
       const audience = (req.audience ?? []).filter((a) => a !== '');
       if (audience.length === 0) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
       if (req.spiffe_id) {
@@ -186,6 +200,7 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
       const ids = cache.identitiesFor(selectors);
       const entries = ids.entries.filter((e) => !req.spiffe_id || e.spiffe_id === req.spiffe_id);
       if (entries.length === 0) throw noIdentity();
+      span?.setAttributes({ [SpanAttr.svidType]: 'jwt', [SpanAttr.spiffeId]: entries[0].spiffe_id, [SpanAttr.entryId]: entries[0].id, [SpanAttr.count]: entries.length });
       const svids = [];
       for (const entry of entries) {
         try {

@@ -15,6 +15,8 @@ import { ServerCallError, type ServerClient } from '../server-client.js';
 import type { AgentSvidStore } from '../svid-store.js';
 import type { CachedX509Svid, WorkloadCache } from './cache.js';
 import * as grpc from '@grpc/grpc-js';
+import type { Tracer } from '@opentelemetry/api';
+import { SpanAttr, withSpan } from '../../../common/telemetry/tracing.js';
 
 export type RotationReason = 'new' | 'scheduled' | 'ca_change' | 'entry_change' | 'forced';
 
@@ -35,6 +37,7 @@ export interface ManagerDeps {
   cache: WorkloadCache;
   store: AgentSvidStore;
   events?: ManagerEvents;
+  tracer?: Tracer;
 }
 
 /** SPIRE's cap on CSRs per BatchNewX509SVID. */
@@ -90,6 +93,10 @@ export class AgentManager {
   }
 
   async syncOnce(): Promise<void> {
+    return withSpan(this.deps.tracer, 'svidscope.agent/sync', { [SpanAttr.trustDomain]: this.deps.config.trustDomain.name }, () => this.sync());
+  }
+
+  private async sync(): Promise<void> {
     const { server, cache, clock, logger } = this.deps;
     const start = clock.nowMs();
     try {
@@ -245,7 +252,8 @@ export class AgentManager {
       const keys = chunk.map(() => generateKeyPair(config.workloadKeyType as KeyType));
       let res;
       try {
-        res = await server.batchNewX509Svid(chunk.map((s, j) => ({ entry_id: s.entry.id, csr: createCsr(keys[j].privateKey, keys[j].publicKey) })));
+        res = await withSpan(this.deps.tracer, 'svidscope.agent/mint x509-svid batch', { [SpanAttr.svidType]: 'x509', [SpanAttr.count]: chunk.length },
+          () => server.batchNewX509Svid(chunk.map((s, j) => ({ entry_id: s.entry.id, csr: createCsr(keys[j].privateKey, keys[j].publicKey) }))));
       } catch (err) {
         chunk.forEach(() => this.deps.events?.rotationFailure?.(isSvidscopeError(err) ? err.code : 'internal'));
         throw err;

@@ -1,4 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
+import type { Tracer } from '@opentelemetry/api';
+import { extractFromMetadata, SpanKind, withSpan } from '../../../common/telemetry/tracing.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { ERROR_CODE_METADATA } from '../../server-api/services.js';
@@ -43,26 +45,32 @@ export function toServiceError(err: unknown, logger: Logger, method: string): gr
   return e;
 }
 
-/** Adapts an async handler to grpc-js's callback style with the error mapping above. */
+/**
+ * Adapts an async handler to grpc-js's callback style with the error mapping above. With a tracer,
+ * each call runs in a server span whose parent comes from the caller's W3C trace context.
+ */
 export function unary<Req, Res>(
   logger: Logger,
   method: string,
   handler: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
   observe?: (method: string, code: grpc.status, seconds: number) => void,
+  tracer?: Tracer,
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const start = process.hrtime.bigint();
-    handler(call.request, call).then(
-      (res) => {
+    const parent = tracer ? extractFromMetadata(call.metadata.getMap()) : undefined;
+    void withSpan(tracer, `svidscope.server/${method}`, { 'rpc.system': 'grpc', 'rpc.method': method }, async (span) => {
+      try {
+        const res = await handler(call.request, call);
         observe?.(method, grpc.status.OK, Number(process.hrtime.bigint() - start) / 1e9);
         callback(null, res);
-      },
-      (err: unknown) => {
+      } catch (err) {
         const serviceError = toServiceError(err, logger, method);
         observe?.(method, serviceError.code, Number(process.hrtime.bigint() - start) / 1e9);
+        span?.setAttribute('rpc.grpc.status_code', serviceError.code);
         logger.debug({ method, code: grpc.status[serviceError.code], msg: serviceError.details }, 'request refused');
         callback(serviceError, null);
-      },
-    );
+      }
+    }, { kind: SpanKind.SERVER, parent });
   };
 }

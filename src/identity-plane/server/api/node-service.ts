@@ -1,4 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
+import type { Tracer } from '@opentelemetry/api';
+import { SpanAttr, withSpan } from '../../../common/telemetry/tracing.js';
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
@@ -29,6 +31,7 @@ export interface NodeServiceDeps {
   /** Called after each request with its outcome (telemetry). */
   observe?: (method: string, code: grpc.status, seconds: number) => void;
   events?: NodeServiceEvents;
+  tracer?: Tracer;
 }
 
 /** Telemetry hooks of the signing paths; the service knows nothing of metrics libraries. */
@@ -68,7 +71,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
   const { trustDomain, datastore, ca, bundles, entries, clock, logger } = deps;
   const serverId = spiffeIdFromPath(trustDomain, SERVER_ID_PATH).toString();
   const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) =>
-    unary(logger, method, fn, deps.observe);
+    unary(logger, method, fn, deps.observe, deps.tracer);
 
   const ev = deps.events ?? {};
   const checkCsr = (csrBytes: Buffer) => {
@@ -180,6 +183,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       if (req.params.length > MAX_BATCH) throw new StatusError(grpc.status.INVALID_ARGUMENT, `at most ${MAX_BATCH} CSRs per batch`);
       const list = await authorized(agent);
       const byId = new Map(list.map((e) => [e.id, e]));
+      return withSpan(deps.tracer, 'svidscope.server/mint x509-svid batch', { [SpanAttr.svidType]: 'x509', [SpanAttr.count]: req.params.length, [SpanAttr.trustDomain]: trustDomain.name }, async () => {
       const results = req.params.map((p) => {
         const start = process.hrtime.bigint();
         const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
@@ -204,6 +208,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
         }
       });
       return { results };
+      });
     }),
 
     NewJWTSVID: wrap('NewJWTSVID', async (req: { entry_id: string; audience: string[] }, call) => {
@@ -222,7 +227,9 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const now = clock.now();
       const left = Math.floor((key.notAfter - now.getTime()) / 1000);
       const ttl = Math.max(1, Math.min(entry.jwtSvidTtl || deps.ttl.defaultJwtSvidSeconds, left));
-      const token = await mintJwtSvid({ id: parseSpiffeId(entry.spiffeId), audience, ttlSeconds: ttl, now, key: { keyId: key.keyId, privateKey: key.privateKey } });
+      const token = await withSpan(deps.tracer, 'svidscope.server/mint jwt-svid',
+        { [SpanAttr.svidType]: 'jwt', [SpanAttr.spiffeId]: entry.spiffeId, [SpanAttr.entryId]: entry.id, [SpanAttr.ttl]: ttl, [SpanAttr.trustDomain]: trustDomain.name },
+        () => mintJwtSvid({ id: parseSpiffeId(entry.spiffeId), audience, ttlSeconds: ttl, now, key: { keyId: key.keyId, privateKey: key.privateKey } }));
       ev.signed?.('jwt', Number(process.hrtime.bigint() - start) / 1e9);
       const iat = Math.floor(now.getTime() / 1000);
       return { svid: { token, spiffe_id: entry.spiffeId, expires_at: String(iat + ttl), issued_at: String(iat), hint: entry.hint, entry_id: entry.id } };

@@ -1,0 +1,182 @@
+// Server, agent, a sample workload and the exporter as real processes (plus a bundle endpoint
+// served from this process): issuance, SVID rotation on short TTLs and a forced CA rotation move
+// the exporter's families, and promtool accepts its exposition.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';
+import { METRIC } from '../../src/exporter/index.js';
+import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
+import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
+import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../../src/identity-plane/spiffe/mint/index.js';
+import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
+import { removeDir, tempDir } from '../support/server.js';
+import { parseExposition, promtoolCheck, sample } from './support.js';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+const dir = tempDir('exporter-e2e');
+const socketPath = path.join(dir, 'agent', 'public', 'api.sock');
+const svidDir = path.join(dir, 'workload-svids');
+const TD = 'example.org';
+const SHORT_TTL = 10;
+
+type Proc = ReturnType<typeof spawnCli>;
+const procs: Proc[] = [];
+let admin: AdminClient;
+let endpoint: Server;
+let exporterUrl: string;
+let exporter: Proc;
+
+function spawnExporter(config: string): Proc {
+  const child = execa('node', ['--import', 'tsx', path.join(root, 'test', 'exporter', 'fixtures', 'exporter-cli.ts'), 'exporter', 'run', '--config', config], { reject: false, all: true, buffer: { all: true } });
+  let output = '';
+  child.all?.on('data', (d: Buffer) => (output += d.toString()));
+  return { child, logs: () => output };
+}
+
+async function scrape() {
+  const res = await fetch(`${exporterUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+  expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+  const body = await res.text();
+  return { body, series: parseExposition(body) };
+}
+
+/** Scrapes until `check` holds; returns that scrape. */
+function scrapeUntil(what: string, check: (s: Map<string, number>) => boolean, timeoutMs = 25_000) {
+  return waitFor(what, async () => {
+    const s = await scrape();
+    return check(s.series) && s;
+  }, timeoutMs, () => exporter.logs());
+}
+
+/** An HTTPS bundle endpoint (https_web, private CA) serving the server's current bundle document. */
+async function startBundleEndpoint(): Promise<{ server: Server; port: number; caPem: string }> {
+  const ca = createSelfSignedCa({ trustDomain: 'endpoint.test', ttlSeconds: 3600, now: new Date() });
+  const key = generateKeyPair('ec-p256');
+  const cert = createX509SvidMinter({ caCertificate: ca.certificate, caPrivateKey: ca.privateKey })
+    .mint({ id: parseSpiffeId('spiffe://endpoint.test/bundle'), publicKey: key.publicKey, ttlSeconds: 3600, now: new Date(), dnsNames: ['localhost'] });
+  const server = createServer({ cert: encodePem('CERTIFICATE', cert.der), key: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) }, (_req, res) => {
+    admin.call<{ document: Buffer }>('GetBundle', {}).then(
+      (b) => res.writeHead(200, { 'content-type': 'application/json' }).end(b.document),
+      () => res.writeHead(503).end(),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as { port: number }).port, caPem: encodePem('CERTIFICATE', ca.der) };
+}
+
+beforeAll(async () => {
+  const ports = { server: await freePort(), serverHealth: await freePort(), agentHealth: await freePort(), exporter: await freePort() };
+  writeFileSync(path.join(dir, 'server.yaml'), [
+    `trust_domain: ${TD}`, `data_dir: ${path.join(dir, 'server')}`, `bind: 127.0.0.1:${ports.server}`,
+    `health_bind: 127.0.0.1:${ports.serverHealth}`, 'cache_reload_interval: 1s',
+  ].join('\n'));
+  const server = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')]);
+  procs.push(server);
+  await waitFor('server ready', () => httpOk(`http://127.0.0.1:${ports.serverHealth}/ready`), 30_000, server.logs);
+  admin = connectAdmin(path.join(dir, 'server', 'admin.sock'));
+  const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
+  writeFileSync(path.join(dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle(TD, bundle.document)));
+  const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
+  writeFileSync(path.join(dir, 'agent.yaml'), [
+    `trust_domain: ${TD}`, `server_address: 127.0.0.1:${ports.server}`, `data_dir: ${path.join(dir, 'agent')}`,
+    `socket_path: ${socketPath}`, `trust_bundle_path: ${path.join(dir, 'bundle.pem')}`,
+    `health_bind: 127.0.0.1:${ports.agentHealth}`, 'sync_interval: 1s',
+  ].join('\n'));
+  const agentId = `spiffe://${TD}/spire/agent/join_token/${token.value}`;
+  const entry = (id: string, uid: number, ttl: number) => admin.call('CreateEntry', {
+    entry: { spiffe_id: `spiffe://${TD}${id}`, parent_id: agentId, selectors: [{ type: 'unix', value: `uid:${uid}` }], x509_svid_ttl: ttl },
+  });
+  // The workload and the exporter both run as this uid: both get /web and /db. Nobody runs as 4242.
+  await entry('/web', process.getuid?.() ?? 0, SHORT_TTL);
+  await entry('/db', process.getuid?.() ?? 0, 3600);
+  await entry('/unserved', 4242, 3600);
+  const agent = spawnCli(['agent', 'run', '--config', path.join(dir, 'agent.yaml'), '--join-token', token.value]);
+  procs.push(agent);
+  const ep = await startBundleEndpoint();
+  endpoint = ep.server;
+  writeFileSync(path.join(dir, 'endpoint-ca.pem'), ep.caPem);
+  await waitFor('agent ready', () => httpOk(`http://127.0.0.1:${ports.agentHealth}/ready`), 30_000, agent.logs);
+
+  mkdirSync(svidDir, { recursive: true });
+  procs.push(spawnCli(['workload', 'sample', '--socket-path', socketPath, '--write', svidDir, '--name', 'web']));
+  writeFileSync(path.join(dir, 'exporter.yaml'), [
+    `listen: 127.0.0.1:${ports.exporter}`,
+    'log_level: warn',
+    'sources:',
+    `  - { name: server, type: server_admin, socket: ${path.join(dir, 'server', 'admin.sock')}, interval: 1s }`,
+    `  - { name: agent, type: workload_api, address: "unix://${socketPath}" }`,
+    `  - { name: svid-files, type: files, paths: [${svidDir}], interval: 1s }`,
+    `  - { name: endpoint, type: bundle_endpoint, url: "https://localhost:${ep.port}/bundle", trust_domain: ${TD}, ca_file: ${path.join(dir, 'endpoint-ca.pem')}, interval: 1s }`,
+  ].join('\n'));
+  exporter = spawnExporter(path.join(dir, 'exporter.yaml'));
+  procs.push(exporter);
+  exporterUrl = `http://127.0.0.1:${ports.exporter}`;
+  await waitFor('exporter ready', () => httpOk(`${exporterUrl}/ready`), 40_000, exporter.logs);
+}, 120_000);
+
+afterAll(async () => {
+  admin?.close();
+  endpoint?.close();
+  for (const p of procs.reverse()) {
+    p.child.kill('SIGTERM');
+    await p.child;
+  }
+  removeDir(dir);
+}, 30_000);
+
+describe('exporter against a running identity plane', () => {
+  it('shows the SVIDs, bundles and registrations that exist, and moves with rotations and a CA rotation', async () => {
+    expect(await httpOk(`${exporterUrl}/healthz`)).toBe(true);
+    // Issuance: both uid-0 SVIDs through the Workload API, the workload's file, the agent's SVID at the server.
+    let { series } = await scrapeUntil('SVIDs and coverage', (s) =>
+      sample(s, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }) === 2
+      && sample(s, `${METRIC.remainingLifetime}_count`, { source: 'svid-files', kind: 'x509_svid' }) === 1
+      && sample(s, METRIC.entriesWithoutSvid, { source: 'server' }) === 1);
+    const bucket = (source: string, le: string) => sample(series, `${METRIC.remainingLifetime}_bucket`, { source, kind: 'x509_svid', le });
+    expect(bucket('agent', '0')).toBe(0); // nothing expired is held
+    expect(bucket('agent', '60')).toBe(1); // /web: 10 s TTL
+    expect(bucket('agent', '3600')).toBe(2); // /db: 1 h
+    expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'server', kind: 'x509_svid' })).toBe(1); // the agent's own SVID
+    expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'ca', trust_domain: TD })).toBe(1);
+    expect(sample(series, METRIC.earliestExpiry, { source: 'agent', kind: 'x509_svid' })).toBeLessThan(Date.now() / 1000 + SHORT_TTL + 1);
+    expect(sample(series, METRIC.registrationEntries, { source: 'server' })).toBe(3);
+    expect(sample(series, METRIC.agents, { source: 'server', status: 'active' })).toBe(1);
+    expect(sample(series, METRIC.bundleAuthorities, { source: 'agent', kind: 'jwt_authority' })).toBe(1);
+    expect(sample(series, METRIC.bundleRefreshHint, { source: 'endpoint' })).toBe(300);
+    for (const source of ['server', 'agent', 'svid-files', 'endpoint']) expect(sample(series, METRIC.sourceUp, { source })).toBe(1);
+    const seq0 = sample(series, METRIC.bundleSequence, { source: 'server', trust_domain: TD })!;
+    expect(sample(series, METRIC.bundleSequence, { source: 'agent', trust_domain: TD })).toBe(seq0);
+    expect(sample(series, METRIC.bundleSequence, { source: 'svid-files', trust_domain: TD })).toBe(seq0);
+    const updates0 = sample(series, METRIC.sourceUpdates, { source: 'agent' })!;
+
+    // SVID rotation at half of the 10 s TTL, seen on the stream and in the workload's file.
+    ({ series } = await scrapeUntil('SVID rotations', (s) =>
+      sample(s, METRIC.rotations, { source: 'agent', kind: 'x509_svid' })! >= 1 && sample(s, METRIC.rotations, { source: 'svid-files', kind: 'x509_svid' })! >= 1));
+    expect(sample(series, `${METRIC.rotationRemainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' })).toBeGreaterThanOrEqual(1);
+    expect(sample(series, `${METRIC.rotationRemainingLifetime}_bucket`, { source: 'agent', kind: 'x509_svid', le: '60' }))
+      .toBe(sample(series, `${METRIC.rotationRemainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }));
+    expect(sample(series, METRIC.sourceUpdates, { source: 'agent' })).toBeGreaterThan(updates0);
+    expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' })).toBe(2); // rotated, not added
+
+    // CA rotation: the server's sequence moves, and each downstream source shows it after a measured lag.
+    await admin.call('RotateCa', { kind: 'x509' });
+    ({ series } = await scrapeUntil('CA rotation propagated', (s) =>
+      ['agent', 'svid-files', 'endpoint'].every((source) => sample(s, `${METRIC.propagationLag}_count`, { source })! >= 1)));
+    const seq1 = sample(series, METRIC.bundleSequence, { source: 'server', trust_domain: TD })!;
+    expect(seq1).toBeGreaterThan(seq0);
+    for (const source of ['agent', 'svid-files', 'endpoint']) {
+      expect(sample(series, METRIC.bundleSequence, { source, trust_domain: TD })).toBe(seq1);
+      expect(sample(series, `${METRIC.propagationLag}_sum`, { source })).toBeLessThan(20);
+    }
+    expect(sample(series, METRIC.rotations, { source: 'agent', kind: 'ca' })).toBeGreaterThanOrEqual(1);
+    expect(sample(series, METRIC.rotations, { source: 'server', kind: 'ca' })).toBeGreaterThanOrEqual(1);
+    expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'server', kind: 'ca' })).toBe(2);
+
+    const { body } = await scrape();
+    expect(promtoolCheck(body)).toEqual({ code: 0, output: '' });
+  }, 60_000);
+});

@@ -1,0 +1,51 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { CommandExit } from '../../../src/cli/output.js';
+import { registerProbeCommands } from '../../../src/cli/probe/commands.js';
+
+const root = path.resolve(import.meta.dirname, '..', '..', '..');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the probe commands in-process with captured output (what `svidscope probe …` does). */
+export async function probeCli(...argv: string[]): Promise<CliResult> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const program = new Command('svidscope').exitOverride().configureOutput({ writeOut: (s) => out.push(s), writeErr: (s) => err.push(s) });
+  registerProbeCommands(program, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  for (const c of program.commands) c.exitOverride().configureOutput(program.configureOutput());
+  let code = 0;
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommandExit) code = e.exitCode;
+    else if (e instanceof CommanderError) code = 2;
+    else throw e;
+  }
+  return { code, stdout: out.join('\n'), stderr: err.join('\n') };
+}
+
+/** Runs the probe CLI as its own process under another uid/gid (setpriv, no supplementary groups). */
+export function probeCliAs(user: { uid: number; gid: number }, args: string[]): Promise<CliResult> {
+  const script = path.join(root, 'test', 'probes', 'fixtures', 'probe-cli.ts');
+  const child = spawn('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', process.execPath, '--import', 'tsx', script, ...args], { cwd: root, env: { PATH: process.env.PATH ?? '' } });
+  let [stdout, stderr] = ['', ''];
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr })));
+}
+
+/** `promtool check metrics` on an exposition; resolves with its exit code and output. */
+export function promtoolCheck(text: string): Promise<{ code: number; output: string }> {
+  const child = spawn('promtool', ['check', 'metrics']);
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  child.stdin.end(text);
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code: code ?? -1, output })));
+}
