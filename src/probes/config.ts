@@ -170,6 +170,7 @@ export function parseModuleSettings(kind: ModuleKind, raw: Record<string, unknow
         expectedTrustDomain: optional(r, 'expected_trust_domain', parseTrustDomain), clockSkewSeconds: skew(r), minTtlRatio: ratio(r),
         validateLocally: r.boolean('validate_locally', true), validateViaApi: r.boolean('validate_via_api', true),
       } satisfies JwtSvidSettings;
+      if (!settings.validateLocally && !settings.validateViaApi) r.fail('validate_via_api', 'validate_locally and validate_via_api cannot both be false');
       break;
     }
     case 'mtls':

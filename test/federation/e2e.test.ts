@@ -42,6 +42,7 @@ interface Domain {
   workload?: WorkloadApiClient;
   watch?: WatchHandle;
   contexts: X509Context[];
+  watchError?: unknown;
 }
 
 const domains: Record<'a' | 'b', Domain> = { a: undefined as unknown as Domain, b: undefined as unknown as Domain };
@@ -94,7 +95,12 @@ async function startAgent(d: Domain, entry: { path: string; federatesWith: strin
     selectors: [{ type: 'unix', value: `uid:${process.getuid!()}` }], federates_with: [entry.federatesWith], x509_svid_ttl: entry.x509SvidTtl ?? 0,
   } });
   d.workload = createWorkloadApiClient({ address: `unix://${d.socket}`, deadlineMs: 10_000 });
-  d.watch = d.workload.watchX509Context((ctx) => d.contexts.push(ctx), () => undefined);
+  // The entry reaches the agent at its next sync; until then the Workload API answers "no identity issued".
+  const workload = d.workload;
+  await waitFor(`${d.td} workload identity`, () => workload.fetchX509Context().then((ctx) => ctx.svids.length > 0), 20_000, d.agent.logs);
+  d.watch = workload.watchX509Context((ctx) => d.contexts.push(ctx), (err) => {
+    d.watchError = err;
+  });
 }
 
 const latest = (d: Domain) => d.contexts[d.contexts.length - 1];
@@ -152,7 +158,7 @@ beforeAll(async () => {
   await startAgent(b, { path: '/server', federatesWith: 'a.test', x509SvidTtl: 20 });
   await waitFor('both workloads hold SVIDs and the peer bundle', async () =>
     fingerprints(latest(a), B).length > 0 && fingerprints(latest(b), A).length > 0 && latest(a).svids.length > 0 && latest(b).svids.length > 0,
-  30_000, () => `${a.agent!.logs().slice(-2000)}\n${b.agent!.logs().slice(-2000)}`);
+  30_000, () => `watch errors: ${String(a.watchError)} ${String(b.watchError)}\n${a.server!.logs().slice(-3000)}\n${b.server!.logs().slice(-3000)}`);
 }, 150_000);
 
 afterAll(async () => {

@@ -6,22 +6,31 @@ import { createHash, type X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { isSvidscopeError } from '../../common/errors/catalog.js';
 import type { SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
-import { certificateFacts } from '../../identity-plane/spiffe/internal/x509.js';
 import { isWorkloadApiError } from '../../identity-plane/workload-api/index.js';
 import type { ErrorReason } from '../names.js';
 import type { ObservedBundle, ObservedSvid, ObservedX509Authority } from '../state.js';
 
-export function authorityOf(cert: X509Certificate | { der: Buffer; cert: X509Certificate }): ObservedX509Authority {
-  const c = 'der' in cert ? cert.cert : cert;
-  return { fingerprint: createHash('sha256').update(c.raw).digest('hex'), notAfterMs: certificateFacts(c).notAfter.getTime() };
+// The native accessors (OpenSSL) cost a fraction of an ASN.1 decode (certificateFacts), which
+// matters for a files source over 100,000 SVIDs; second-granular notAfter is plenty for expiry.
+export function notAfterMs(cert: X509Certificate): number {
+  return Date.parse(cert.validTo);
 }
 
-/** `svid` as the leaf of an X509-SVID: its SPIFFE ID (first spiffe:// URI SAN), serial and expiry. */
+/** The SPIFFE ID of a certificate: its first spiffe:// URI SAN (SPIFFE IDs cannot hold "," or quotes). */
+export function spiffeIdOf(cert: X509Certificate): string | undefined {
+  return /(?:^|, )URI:(spiffe:\/\/[^,\s"]+)/.exec(cert.subjectAltName ?? '')?.[1];
+}
+
+export function authorityOf(cert: X509Certificate | { der: Buffer; cert: X509Certificate }): ObservedX509Authority {
+  const c = 'der' in cert ? cert.cert : cert;
+  return { fingerprint: createHash('sha256').update(c.raw).digest('hex'), notAfterMs: notAfterMs(c) };
+}
+
+/** `leaf` as the leaf of an X509-SVID: its SPIFFE ID, serial and expiry. */
 export function svidOf(key: string, leaf: X509Certificate, spiffeId?: string): ObservedSvid | undefined {
-  const facts = certificateFacts(leaf);
-  const id = spiffeId ?? facts.uriSans.find((u) => u.startsWith('spiffe://'));
+  const id = spiffeId ?? spiffeIdOf(leaf);
   if (!id) return undefined;
-  return { key, spiffeId: id, trustDomain: trustDomainOf(id), serial: leaf.serialNumber.toLowerCase(), notAfterMs: facts.notAfter.getTime() };
+  return { key, spiffeId: id, trustDomain: trustDomainOf(id), serial: leaf.serialNumber.toLowerCase(), notAfterMs: notAfterMs(leaf) };
 }
 
 export function trustDomainOf(spiffeId: string): string {

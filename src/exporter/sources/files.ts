@@ -10,11 +10,11 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { parseJwtBundle, parseSpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
-import { certificateFacts, parseCertificates } from '../../identity-plane/spiffe/internal/x509.js';
+import { parseCertificates } from '../../identity-plane/spiffe/internal/x509.js';
 import { isPem } from '../../identity-plane/spiffe/internal/pem.js';
 import type { FilesSourceConfig } from '../config.js';
 import type { ObservedBundle, ObservedSvid, ObservedX509Authority } from '../state.js';
-import { authorityOf, bundleOf, reasonOf, svidOf, trustDomainOf } from './convert.js';
+import { authorityOf, bundleOf, reasonOf, spiffeIdOf, svidOf, trustDomainOf } from './convert.js';
 import { startPolling } from './poller.js';
 import type { Source, SourceContext } from './types.js';
 
@@ -40,7 +40,7 @@ export function parseCredentialFile(file: string, data: Buffer, fallbackTd: stri
     const doc = JSON.parse(data.toString('utf8')) as { keys?: { use?: unknown; x5c?: unknown }[] };
     const spiffe = Array.isArray(doc.keys) && doc.keys.some((k) => k && typeof k === 'object' && 'use' in k);
     const x5c = doc.keys?.find((k) => Array.isArray(k?.x5c) && k.x5c.length > 0)?.x5c as string[] | undefined;
-    const fromCert = x5c ? certificateFacts(parseCertificates(Buffer.from(x5c[0], 'base64'), { format: 'der' })[0]).uriSans.find((u) => u.startsWith('spiffe://')) : undefined;
+    const fromCert = x5c ? spiffeIdOf(parseCertificates(Buffer.from(x5c[0], 'base64'), { format: 'der' })[0]) : undefined;
     const td = fallbackTd ?? (fromCert ? trustDomainOf(fromCert) : undefined);
     if (!td) throw new SvidscopeError('usage', `${file}: cannot tell the bundle's trust domain: set trust_domain on the source`);
     if (spiffe) return { bundle: bundleOf(parseSpiffeBundle(td, data), { x509: true, jwt: true }) };
@@ -49,12 +49,11 @@ export function parseCredentialFile(file: string, data: Buffer, fallbackTd: stri
   if (isPem(data) && !data.includes('-----BEGIN CERTIFICATE-----')) return {}; // a key, a CSR
   const certs = parseCertificates(data, { format: isPem(data) ? 'pem' : 'der' });
   if (certs.length === 0) return {};
-  const first = certificateFacts(certs[0]);
-  if (!first.isCA) {
+  if (!certs[0].ca) {
     const svid = svidOf(file, certs[0]);
     return svid ? { svid } : {};
   }
-  const uri = certs.map((c) => certificateFacts(c).uriSans.find((u) => u.startsWith('spiffe://'))).find((u) => u !== undefined);
+  const uri = certs.map(spiffeIdOf).find((u) => u !== undefined);
   const td = uri ? trustDomainOf(uri) : fallbackTd;
   if (!td) throw new SvidscopeError('usage', `${file}: CA certificates without a SPIFFE URI: set trust_domain on the source`);
   return { bundle: { trustDomain: td, x509: certs.map(authorityOf) } };

@@ -34,6 +34,8 @@ export interface ServerDeps {
   registry?: Registry;
   /** From startTracing(); undefined = tracing off. */
   tracer?: Tracer;
+  /** Runs without metric hooks (the instrumentation-overhead benchmark's baseline). */
+  withoutMetrics?: boolean;
 }
 
 export interface RunningServer {
@@ -61,7 +63,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const td = config.trustDomain;
   // Telemetry reads live state at scrape time; the references fill in as the parts start.
   const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; datastore?: Datastore } = {};
-  const telemetry = createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, datastore: () => live.datastore });
+  const telemetry = deps.withoutMetrics
+    ? { observe: () => undefined, nodeEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
+    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, datastore: () => live.datastore });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
   const datastore = telemetry.instrumentDatastore(await openDatastore(config.datastore));
