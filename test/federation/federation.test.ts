@@ -4,14 +4,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import path from 'node:path';
 import { Registry } from 'prom-client';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { FakeClock, systemClock } from '../../src/common/clock.js';
 import { nullLogger } from '../../src/common/log.js';
 import { buildServerConfig } from '../../src/identity-plane/server/config.js';
 import { openDatastore } from '../../src/identity-plane/server/datastore/index.js';
-import type { Datastore } from '../../src/identity-plane/server/datastore/types.js';
 import {
-  registerFederationMetrics, startFederation, type EndpointCa, type Federation, type FederationConfig,
+  registerFederationMetrics, startFederation, type EndpointCa, type FederationConfig,
 } from '../../src/identity-plane/server/federation/index.js';
 import { parseSpiffeBundle, type SpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';

@@ -9,7 +9,7 @@ import { openDatastore } from '../../src/identity-plane/server/datastore/index.j
 import type { Datastore } from '../../src/identity-plane/server/datastore/types.js';
 import { FederationFetchError, type FetchFailureReason, type Relationship } from '../../src/identity-plane/server/federation/index.js';
 import { BundleRefresher, type RefreshLimits } from '../../src/identity-plane/server/federation/refresher.js';
-import { parseSpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
+import { parseSpiffeBundle, type SpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { FakeBundleEndpoint } from './support/fake-endpoint.js';
 import { bundleJson, testCa, tlsIdentity, type TestCa } from './support/pki.js';
@@ -47,7 +47,7 @@ afterEach(async () => {
   await datastore.close();
 });
 
-function refresher(rel: Partial<Relationship> = {}, limits: RefreshLimits = LIMITS, trustBundleFor = async () => undefined) {
+function refresher(rel: Partial<Relationship> = {}, limits: RefreshLimits = LIMITS, trustBundleFor: (td: string) => Promise<SpiffeBundle | undefined> = async () => undefined) {
   const relationship: Relationship = { trustDomain: TD, endpointUrl: endpoint.url, profile: 'https_spiffe', endpointSpiffeId: ENDPOINT_ID, source: 'config', ...rel };
   const events: { outcome: string; reason?: string }[] = [];
   const r = new BundleRefresher({

@@ -24,7 +24,7 @@ export class FakeBundleEndpoint {
   }
 
   async start(): Promise<this> {
-    const server = createServer(this.identity, (req, res) => {
+    const server = createServer(this.identity, (_req, res) => {
       this.requests++;
       res.writeHead(this.status, { 'content-type': 'application/json' }).end(this.body);
     });
