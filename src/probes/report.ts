@@ -16,12 +16,17 @@ export function formatReport(r: ProbeResult): string[] {
   return lines;
 }
 
+/** bigint (bundle sequence numbers) as a number when exact, else as a string. */
+function jsonSafe(facts: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(facts).map(([k, v]) => [k, typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()) : v]));
+}
+
 /** The JSON form (`--json`, `/probe?format=json`): everything but the gauges' help texts. */
 export function reportJson(r: ProbeResult): Record<string, unknown> {
   return {
     module: r.module, kind: r.kind, target: r.target, success: r.success, reason: r.reason ?? null, message: r.message ?? null,
     startedAt: r.startedAt.toISOString(), durationSeconds: r.durationSeconds, timeoutSeconds: r.timeoutSeconds,
-    phases: Object.fromEntries(r.phases), checks: r.checks, facts: r.facts,
+    phases: Object.fromEntries(r.phases), checks: r.checks, facts: jsonSafe(r.facts),
     svidExpiry: r.svidExpiry !== undefined ? new Date(r.svidExpiry * 1000).toISOString() : null, ttlRemainingRatio: r.ttlRemainingRatio ?? null,
   };
 }

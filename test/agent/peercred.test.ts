@@ -1,11 +1,12 @@
 // Kernel-based caller identification end to end: real grpc-js server, clients under other uids (setpriv), real /proc.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { ensureUser } from '../support/users.js';
 import { build as buildScript } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attestUnix, PID_REUSED_MESSAGE, type Selector } from '../../src/identity-plane/agent/attestor-workload/unix.js';
@@ -62,16 +63,6 @@ const client = (target: string) =>
 function call(target: string): Promise<Whoami> {
   const c = client(target);
   return new Promise((resolve, reject) => c.whoami({}, (err, res) => (c.close(), err ? reject(err) : resolve(res))));
-}
-
-function ensureUser(name: string): { uid: number; gid: number } {
-  try {
-    execFileSync('id', ['-u', name], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', name]);
-  }
-  const id = (flag: string) => Number(execFileSync('id', [flag, name]).toString().trim());
-  return { uid: id('-u'), gid: id('-g') };
 }
 
 function runAs(user: { uid: number; gid: number }): Promise<{ pid: number; out: Whoami }> {

@@ -1,15 +1,7 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 
 /** A local system user for tests that need distinct uids (created if missing; the tests run as root). */
-export function ensureUser(name: string): { uid: number; gid: number } {
-  try {
-    execFileSync('id', ['-u', name], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', name]);
-  }
-  const id = (flag: string) => Number(execFileSync('id', [flag, name]).toString().trim());
-  return { uid: id('-u'), gid: id('-g') };
-}
+export { ensureSystemUser as ensureUser } from '../../src/common/os-users.js';
 
 /** Runs `node <script> <args>` as another uid/gid (setpriv, no supplementary groups); resolves with stdout. */
 export function runNodeAs(user: { uid: number; gid: number }, script: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {

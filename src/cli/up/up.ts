@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { SvidscopeError } from '../../common/errors/catalog.js';
+import { ensureSystemUser } from '../../common/os-users.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../identity-plane/spiffe/bundle/index.js';
 import { connectAdmin } from '../admin/client.js';
@@ -58,16 +59,6 @@ async function waitReady(url: string, child: Child, what: string, timeoutMs = 60
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new SvidscopeError('unavailable', `${what} was not ready within ${timeoutMs / 1000}s; see ${child.logFile}`);
-}
-
-function ensureUser(name: string): { uid: number; gid: number } {
-  try {
-    execFileSync('id', ['-u', name], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', name]);
-  }
-  const id = (flag: string) => Number(execFileSync('id', [flag, name]).toString().trim());
-  return { uid: id('-u'), gid: id('-g') };
 }
 
 export interface Endpoints {
@@ -133,7 +124,7 @@ export async function startStack(dataDir: string, trustDomain: string, logger: L
       let nodeBinary: string | undefined;
       let selectors: { type: string; value: string }[];
       if (isRoot) {
-        runAs = ensureUser(`svidscope-${wname}`);
+        runAs = ensureSystemUser(`svidscope-${wname}`);
         selectors = [{ type: 'unix', value: `uid:${runAs.uid}` }];
       } else {
         // Same uid for both: tell them apart by the binary they run (a copy of node per workload).

@@ -1,4 +1,4 @@
-import { agentFamilies, serverFamilies, type MetricFamily } from './names.js';
+import { agentFamilies, federationFamilies, serverFamilies, type MetricFamily } from './names.js';
 
 function table(families: readonly MetricFamily[]): string[] {
   return [
@@ -30,6 +30,16 @@ export function renderMetricsDoc(): string {
     '## Server (`svidscope server run`)',
     '',
     ...table(server),
+    '',
+    '### Federation (server, one series per federated trust domain)',
+    '',
+    'Read from the relationships\' state at scrape time, so a deleted relationship\'s series disappear with it.',
+    'Alert on `svidscope_federation_bundle_age_seconds` growing past a few refresh intervals (the peer\'s',
+    'endpoint is failing; the reason is in `svidscope_federation_bundle_refresh_errors_total`) and on',
+    '`svidscope_federation_bundle_authority_expiry_timestamp_seconds` approaching: past it no X509-SVID of',
+    'the peer domain verifies. See docs/federation.md.',
+    '',
+    ...table(Object.values(federationFamilies)),
     '',
     '## Agent (`svidscope agent run`)',
     '',

@@ -75,3 +75,10 @@ export const federationFamilies = {
 
 /** Default Node.js metrics of prom-client that promtool's lint rejects: gauges named `_total`. */
 export const DROPPED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
+
+const GRPC_STATUS_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'] as const;
+
+/** The `code` label value: the gRPC status name, as SPIRE labels its calls. */
+export function grpcStatusName(code: number): string {
+  return GRPC_STATUS_NAMES[code] ?? 'UNKNOWN';
+}

@@ -1,13 +1,12 @@
 import type { Registry } from 'prom-client';
 import type { Clock } from '../../common/clock.js';
-import { agentFamilies as F } from '../../common/telemetry/names.js';
+import { agentFamilies as F, grpcStatusName } from '../../common/telemetry/names.js';
 import { counter, gauge, histogram, registerProcessMetrics } from '../../common/telemetry/registry.js';
 import type { WorkloadHandlerEvents } from './endpoints/workload-handler.js';
 import type { WorkloadCache } from './manager/cache.js';
 import type { AgentManager, ManagerEvents } from './manager/manager.js';
 
 export const VERSION = '0.1.0';
-const STATUS_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
 
 /** The agent's metric families (names in common/telemetry/names.ts), fed by the manager and handler hooks. */
 export function createAgentTelemetry(registry: Registry, clock: Clock, state: { manager: () => AgentManager | undefined; cache: () => WorkloadCache | undefined }): { managerEvents: ManagerEvents; workloadEvents: WorkloadHandlerEvents } {
@@ -71,7 +70,7 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
     },
     workloadEvents: {
       request: (method, code, seconds) => {
-        requests.inc({ method, code: STATUS_NAMES[code] ?? 'UNKNOWN' });
+        requests.inc({ method, code: grpcStatusName(code) });
         duration.observe({ method }, seconds);
       },
       streamOpened: (method) => open.inc({ method }),

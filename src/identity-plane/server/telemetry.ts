@@ -1,7 +1,7 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { withSpan } from '../../common/telemetry/tracing.js';
-import { serverFamilies as F } from '../../common/telemetry/names.js';
+import { serverFamilies as F, grpcStatusName } from '../../common/telemetry/names.js';
 import { counter, gauge, histogram, registerProcessMetrics } from '../../common/telemetry/registry.js';
 import type { NodeServiceEvents } from './api/node-service.js';
 import type { BundlePublisher } from './bundle/publisher.js';
@@ -19,8 +19,6 @@ export interface ServerTelemetry {
   instrumentDatastore(ds: Datastore): Datastore;
 }
 
-const STATUS_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
-export const statusName = (code: number): string => STATUS_NAMES[code] ?? 'UNKNOWN';
 
 /**
  * The server's metric families (names in common/telemetry/names.ts). State that already lives in
@@ -81,7 +79,7 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
 
   return {
     observe: (service) => (method, code, seconds) => {
-      requests.inc({ service, method, code: statusName(code) });
+      requests.inc({ service, method, code: grpcStatusName(code) });
       duration.observe({ service, method }, seconds);
     },
     nodeEvents: {
