@@ -8,6 +8,7 @@ import { registerSampleWorkload } from './up/sample-workload.js';
 import { registerUp } from './up/up.js';
 import { registerEntryCommands } from './admin/entry.js';
 import { registerTokenCommands } from './admin/token.js';
+import { registerFederationCommands } from './admin/federation.js';
 import { registerBundleCommands } from './bundle/commands.js';
 import { registerServerCommands } from './server/run.js';
 import { registerSpiffeIdParse } from './spiffe-id/parse.js';
@@ -33,6 +34,7 @@ export function buildProgram(io: Io = processIo): Command {
   registerServerCommands(program, io);
   registerEntryCommands(program, io);
   registerTokenCommands(program, io);
+  registerFederationCommands(program, io);
   const agent = program.command('agent').description('the node agent, and agent administration on the server');
   registerAgentRunCommands(agent, io);
   registerAgentAdminCommands(agent, io);

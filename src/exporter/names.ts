@@ -3,6 +3,8 @@
  * `telemetry/names.go` rule: no scattered literals). docs/exporter.md documents each family.
  */
 
+import { PROPAGATION_BUCKETS } from '../common/telemetry/names.js';
+
 export const PREFIX = 'svidscope_exporter_';
 
 export const METRIC = {
@@ -65,7 +67,10 @@ const DAY = 86400;
  */
 export const LIFETIME_BUCKETS: readonly number[] = [0, MIN, 5 * MIN, 15 * MIN, 30 * MIN, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 30 * DAY, 90 * DAY, 365 * DAY];
 
-/** Bundle propagation: agents sync every few seconds; minutes mean something is stuck. */
-export const LAG_BUCKETS: readonly number[] = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600];
+/**
+ * Bundle propagation: agents sync every few seconds; minutes mean something is stuck. The same
+ * buckets as the agent's own `svidscope_agent_bundle_propagation_seconds`, so the two compare.
+ */
+export const LAG_BUCKETS: readonly number[] = PROPAGATION_BUCKETS;
 
 export const SCRAPE_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];

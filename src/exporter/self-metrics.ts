@@ -4,7 +4,8 @@
  * Label values are source names from the config and fixed sets from names.ts, so these families
  * are bounded by construction; the snapshot families are rendered separately (render.ts).
  */
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../common/telemetry/registry.js';
 import {
   DROP_REASONS,
   ERROR_REASONS,
@@ -16,10 +17,6 @@ import {
   type DropReason,
   type ErrorReason,
 } from './names.js';
-
-// prom-client's default gauges named *_total break promtool's counter rule; the handle and
-// request counts are noise for an exporter anyway.
-const DROPPED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total', 'nodejs_active_handles', 'nodejs_active_requests', 'nodejs_active_resources'];
 
 export class SelfMetrics {
   readonly registry = new Registry();
@@ -46,10 +43,8 @@ export class SelfMetrics {
     this.dropped = new Counter({ name: METRIC.seriesDropped, help: 'Series left out of scrapes by a cap, summed over scrapes.', labelNames: ['reason'], registers });
     this.truncated = new Counter({ name: METRIC.scrapeTruncated, help: 'Scrapes that ran out of their time budget and left families out.', registers });
     for (const reason of DROP_REASONS) this.dropped.inc({ reason }, 0);
-    if (opts.processMetrics ?? true) {
-      collectDefaultMetrics({ register: this.registry });
-      for (const name of DROPPED_DEFAULTS) this.registry.removeSingleMetric(name);
-    }
+    // prom-client's defaults minus the *_total gauges promtool rejects (the shared helper).
+    if (opts.processMetrics ?? true) registerProcessMetrics(this.registry);
   }
 
   /** Pre-initialises a source's series at 0 so rates and absent() behave from the first scrape. */

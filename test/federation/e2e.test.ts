@@ -17,9 +17,8 @@ import { cliJson, federationCli } from './support/cli.js';
 import { FakeBundleEndpoint } from './support/fake-endpoint.js';
 import { mtlsExchange } from './support/mtls.js';
 import { bundleJson, testCa, tlsIdentity } from './support/pki.js';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 
-const root = path.resolve(import.meta.dirname, '..', '..');
 const dir = tempDir('federation-e2e');
 const REFRESH_S = 2; // B's endpoint refresh hint and A's refresh_max: the refresh interval
 const A = parseTrustDomain('a.test');
@@ -50,19 +49,14 @@ const domains: Record<'a' | 'b', Domain> = { a: undefined as unknown as Domain, 
 async function newDomain(td: string): Promise<Domain> {
   const dataDir = path.join(dir, td);
   return {
-    td, dataDir, socket: path.join(dir, `${td}-agent`, 'api.sock'), fedSocket: path.join(dataDir, 'federation-admin.sock'), contexts: [],
+    td, dataDir, socket: path.join(dir, `${td}-agent`, 'api.sock'), fedSocket: path.join(dataDir, 'admin.sock'), contexts: [],
     ports: { server: await freePort(), health: await freePort(), agentHealth: await freePort(), endpoint: await freePort() },
   };
 }
 
-/** The server with federation, as a child process (see support/federated-server.ts). */
+/** The server (federation included) as a child process: `svidscope server run --config`. */
 async function startServerProcess(d: Domain): Promise<void> {
-  const child = execa('node', ['--import', 'tsx', path.join(root, 'test', 'federation', 'support', 'federated-server.ts'), path.join(dir, `${d.td}-server.yaml`)], {
-    reject: false, all: true, buffer: { all: true }, cwd: root,
-  });
-  let output = '';
-  child.all?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  d.server = { child, logs: () => output };
+  d.server = spawnCli(['server', 'run', '--config', path.join(dir, `${d.td}-server.yaml`)]);
   await waitFor(`${d.td} server ready`, () => httpOk(`http://127.0.0.1:${d.ports.health}/ready`), 30_000, d.server.logs);
 }
 

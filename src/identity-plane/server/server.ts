@@ -27,6 +27,8 @@ import type { Datastore } from './datastore/types.js';
 import { EntryCache } from './registration/entry-cache.js';
 import { SERVER_ID_PATH } from './registration/validate.js';
 import { createServerTelemetry } from './telemetry.js';
+import { registerFederationMetrics, startFederation } from './federation/index.js';
+import { createFederationHandlers } from './api/federation-service.js';
 
 export interface ServerDeps {
   clock?: Clock;
@@ -41,6 +43,8 @@ export interface ServerDeps {
 export interface RunningServer {
   /** host:port the agent API listens on (the real port when 0 was asked). */
   readonly address: string;
+  /** The SPIFFE bundle endpoint, when `federation.bundle_endpoint` is configured. */
+  readonly bundleEndpointUrl: string | undefined;
   readonly adminSocket: string;
   readonly opsUrl: string | undefined;
   readonly datastore: Datastore;
@@ -119,8 +123,18 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     cleanups.push(() => shutdown(nodeServer));
     const address = `${host}:${boundPort}`;
 
+    // Federation: the bundle endpoint and the refreshers of federated bundles (stopped before the datastore closes).
+    const federation = await startFederation({ config: config.federation, trustDomain: td, datastore, ca, bundles, clock, logger: logger.child({ subsystem: 'federation' }),
+      dataDir: config.dataDir, bundleRefreshHintSeconds: config.bundleRefreshHintSeconds });
+    cleanups.push(() => federation.stop());
+    if (!deps.withoutMetrics) registerFederationMetrics(registry, federation, clock);
+
     const adminServer = new grpc.Server();
-    adminServer.addService(admin, createAdminService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'admin' }), maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin') }));
+    const adminLogger = logger.child({ subsystem: 'admin' });
+    adminServer.addService(admin, {
+      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin') }),
+      ...createFederationHandlers({ federation, logger: adminLogger, observe: telemetry.observe('admin') }),
+    });
     prepareSocketPath(config.adminSocket);
     await bindAsync(adminServer, `unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure());
     chmodSync(config.adminSocket, 0o600);
@@ -170,7 +184,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     logger.info({ trustDomain: td.name, address, adminSocket: config.adminSocket, opsUrl }, 'server started');
 
     return {
-      address, adminSocket: config.adminSocket, opsUrl, datastore, ca, bundles, tick,
+      address, adminSocket: config.adminSocket, opsUrl, datastore, ca, bundles, tick, bundleEndpointUrl: federation.endpointUrl,
       stop: async () => {
         for (const c of cleanups.reverse()) await c();
         cleanups.length = 0;

@@ -147,8 +147,11 @@ export async function probeRotationWatch(run: ProbeRun, target: string, settings
   let last: RotationRecord | undefined;
   let wake!: () => void;
   const stopped = new Promise<void>((resolve) => (wake = resolve));
+  let gotFirst!: () => void;
+  const firstSeen = new Promise<void>((resolve) => (gotFirst = resolve));
   const watcher = watchRotations(target, settings, ctx.clock, {
     first(svid, life, seconds) {
+      gotFirst();
       run.addPhase('first_message', seconds);
       run.pass('first message', `${svid.id}, ${life.remainingSeconds.toFixed(1)} s left (${(life.remainingRatio * 100).toFixed(0)} %)`);
       run.fact('spiffeId', svid.id.toString());
@@ -168,7 +171,9 @@ export async function probeRotationWatch(run: ProbeRun, target: string, settings
     },
   }, ctx.defer);
   ctx.defer(() => watcher.close());
-  const windowMs = Math.max(0, Math.min(settings.durationSeconds * 1000, ctx.remainingMs() - 500));
+  // The window opens with the first message (the timeout bounds the wait for it).
+  await Promise.race([firstSeen, stopped, watcher.done]);
+  const windowMs = failure ? 0 : Math.max(0, Math.min(settings.durationSeconds * 1000, ctx.remainingMs() - 500));
   const ac = new AbortController();
   await Promise.race([sleep(windowMs, undefined, { signal: ac.signal }).catch(() => undefined), stopped, watcher.done]);
   ac.abort();

@@ -6,8 +6,8 @@ import { bindAsync, prepareSocketPath, shutdown } from '../../../src/identity-pl
 import { serverServices } from '../../../src/identity-plane/server-api/services.js';
 
 /**
- * Serves the Admin service's federation methods on a socket of their own, until server.ts merges
- * `createFederationHandlers` into the real admin socket (the other Admin methods answer UNIMPLEMENTED here).
+ * Serves only the Admin service's federation methods, for a federation started alone in a test
+ * (the real server merges them into its admin socket; the other Admin methods answer UNIMPLEMENTED here).
  */
 export async function serveFederationAdmin(federation: Federation, socket: string, logger: Logger = nullLogger()): Promise<{ close(): Promise<void> }> {
   const server = new grpc.Server();

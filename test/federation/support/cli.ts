@@ -8,7 +8,7 @@ export interface FederationCliResult {
   err: string[];
 }
 
-/** Runs `svidscope federation …` in process against `socket` (main.ts does not register the commands yet). */
+/** Runs `svidscope federation …` in process against `socket`. */
 export async function federationCli(socket: string, ...argv: string[]): Promise<FederationCliResult> {
   const out: string[] = [];
   const err: string[] = [];
