@@ -6,6 +6,8 @@ import { registerAgentRunCommands } from './agent/run.js';
 import { registerAgentApiCommands } from './agent-api/commands.js';
 import { registerSampleWorkload } from './up/sample-workload.js';
 import { registerUp } from './up/up.js';
+import { registerProbeCommands } from './probe/commands.js';
+import { registerExporterCommands } from './exporter/commands.js';
 import { registerEntryCommands } from './admin/entry.js';
 import { registerTokenCommands } from './admin/token.js';
 import { registerFederationCommands } from './admin/federation.js';
@@ -40,6 +42,8 @@ export function buildProgram(io: Io = processIo): Command {
   registerAgentAdminCommands(agent, io);
   registerAgentApiCommands(agent, io);
   registerSampleWorkload(program, io);
+  registerProbeCommands(program, io);
+  registerExporterCommands(program, io);
   registerUp(program, io);
 
   return program;

@@ -7,7 +7,7 @@ import Fastify from 'fastify';
 import { systemClock, type Clock } from '../common/clock.js';
 import { nullLogger, type Logger } from '../common/log.js';
 import { checkHostPort } from '../common/net.js';
-import { connectAdmin } from '../cli/admin/client.js';
+import { connectAdmin } from '../identity-plane/server-api/admin-client.js';
 import type { ExporterConfig, SourceConfig } from './config.js';
 import type { CredentialKind, ErrorReason } from './names.js';
 import { CONTENT_TYPE, renderMetrics, type RenderResult } from './render.js';

@@ -84,9 +84,12 @@ export async function startProber(config: ProberConfig, deps: ProberDeps = {}): 
       const started = clock.nowMs();
       track(runProbe(module, t.target, { clock }))
         .then((r) => {
+          const before = results.get(t.name);
           results.set(t.name, r);
           metrics.record(t.name, r);
-          if (!r.success) logger.warn({ target: t.name, module: module.name, reason: r.reason, message: r.message }, 'probe failed');
+          // Log changes of verdict only: a target failing every 30 s is one line, not one per probe.
+          if (!r.success && before?.reason !== r.reason) logger.warn({ target: t.name, module: module.name, reason: r.reason, message: r.message }, 'probe failing');
+          else if (r.success && before && !before.success) logger.info({ target: t.name, module: module.name }, 'probe succeeds again');
         }, (err: unknown) => logger.error({ target: t.name, err: (err as Error).message }, 'probe could not run (configuration)'))
         .finally(() => schedule(t, module, Math.max(0, t.intervalSeconds * 1000 - (clock.nowMs() - started))));
     }, delayMs));

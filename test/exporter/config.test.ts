@@ -45,3 +45,32 @@ describe('exporter config', () => {
     expect(() => buildExporterConfig({}, { source: ['agent.sock'] })).toThrow('<type>:<name>=<target>');
   });
 });
+
+describe('svidscope exporter check-config', () => {
+  async function run(args: string[]): Promise<{ code: number; out: string[] }> {
+    const { Command } = await import('commander');
+    const { registerExporterCommands } = await import('../../src/cli/exporter/commands.js');
+    const { CommandExit } = await import('../../src/cli/output.js');
+    const out: string[] = [];
+    const program = new Command('svidscope').exitOverride();
+    registerExporterCommands(program, { out: (l) => out.push(l), err: (l) => out.push(l) });
+    try {
+      await program.parseAsync(args, { from: 'user' });
+      return { code: 0, out };
+    } catch (err) {
+      return { code: err instanceof CommandExit ? err.exitCode : -1, out };
+    }
+  }
+
+  it('prints the effective sources, or one JSON error line with the catalogue code', async () => {
+    const ok = await run(['exporter', 'check-config', '--source', 'files:svids=/var/run/svids', '--source', 'server_admin:server=/run/admin.sock', '--json']);
+    expect(ok.code).toBe(0);
+    const doc = JSON.parse(ok.out[0]) as { valid: boolean; config: { sources: { name: string }[]; propagationReferences: string[] } };
+    expect(doc.valid).toBe(true);
+    expect(doc.config.sources.map((s) => s.name)).toEqual(['svids', 'server']);
+    expect(doc.config.propagationReferences).toEqual(['server']);
+    const bad = await run(['exporter', 'check-config', '--json']);
+    expect(bad.code).not.toBe(0);
+    expect(JSON.parse(bad.out[0])).toMatchObject({ valid: false, error: 'config-invalid' });
+  });
+});

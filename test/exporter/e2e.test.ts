@@ -90,9 +90,10 @@ beforeAll(async () => {
   const entry = (id: string, uid: number, ttl: number) => admin.call('CreateEntry', {
     entry: { spiffe_id: `spiffe://${TD}${id}`, parent_id: agentId, selectors: [{ type: 'unix', value: `uid:${uid}` }], x509_svid_ttl: ttl },
   });
-  // The workload and the exporter both run as this uid: both get /web and /db. Nobody runs as 4242.
+  // The workload and the exporter both run as this uid: both get /web and /db (the workload writes
+  // whichever comes first, so both rotate quickly). Nobody runs as 4242.
   await entry('/web', process.getuid?.() ?? 0, SHORT_TTL);
-  await entry('/db', process.getuid?.() ?? 0, 3600);
+  await entry('/db', process.getuid?.() ?? 0, 2 * SHORT_TTL);
   await entry('/unserved', 4242, 3600);
   const agent = spawnCli(['agent', 'run', '--config', path.join(dir, 'agent.yaml'), '--join-token', token.value]);
   procs.push(agent);
@@ -138,8 +139,10 @@ describe('exporter against a running identity plane', () => {
       && sample(s, METRIC.entriesWithoutSvid, { source: 'server' }) === 1);
     const bucket = (source: string, le: string) => sample(series, `${METRIC.remainingLifetime}_bucket`, { source, kind: 'x509_svid', le });
     expect(bucket('agent', '0')).toBe(0); // nothing expired is held
-    expect(bucket('agent', '60')).toBe(1); // /web: 10 s TTL
-    expect(bucket('agent', '3600')).toBe(2); // /db: 1 h
+    expect(bucket('agent', '5')).toBeUndefined(); // not a bucket boundary: minutes to days
+    expect(bucket('agent', '60')).toBe(2); // /web 10 s, /db 20 s
+    expect(sample(series, `${METRIC.remainingLifetime}_bucket`, { source: 'server', kind: 'x509_svid', le: '60' })).toBe(0); // the agent's SVID: 1 h
+    expect(sample(series, `${METRIC.remainingLifetime}_bucket`, { source: 'server', kind: 'x509_svid', le: '3600' })).toBe(1);
     expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'server', kind: 'x509_svid' })).toBe(1); // the agent's own SVID
     expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'ca', trust_domain: TD })).toBe(1);
     expect(sample(series, METRIC.earliestExpiry, { source: 'agent', kind: 'x509_svid' })).toBeLessThan(Date.now() / 1000 + SHORT_TTL + 1);

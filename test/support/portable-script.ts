@@ -1,6 +1,7 @@
 import { build } from 'esbuild';
 import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 
@@ -13,9 +14,12 @@ const root = path.resolve(import.meta.dirname, '..', '..');
 export async function portableScript(entry: string, outDir: string): Promise<{ script: string; proto: string }> {
   mkdirSync(outDir, { recursive: true, mode: 0o755 });
   const script = path.join(outDir, `${path.basename(entry).replace(/\.[cm]?[jt]s$/, '')}.bundle.cjs`);
-  await build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', target: 'node20', outfile: script, logLevel: 'error' });
+  // Modules that find their .proto beside themselves through import.meta.url look in <outDir>/proto/.
+  await build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', target: 'node20', outfile: script, logLevel: 'error',
+    define: { 'import.meta.url': JSON.stringify(pathToFileURL(script).href) } });
   chmodSync(script, 0o644);
-  const proto = path.join(outDir, 'workload.proto');
+  mkdirSync(path.join(outDir, 'proto'), { recursive: true, mode: 0o755 });
+  const proto = path.join(outDir, 'proto', 'workload.proto');
   copyFileSync(path.join(root, 'src', 'identity-plane', 'workload-api', 'proto', 'workload.proto'), proto);
   chmodSync(proto, 0o644);
   return { script, proto };

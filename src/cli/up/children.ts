@@ -7,6 +7,8 @@ import type { Logger } from '../../common/log.js';
 /** The project's `bin/svidscope.js`, from either src/ or dist/ (both sit two levels below the root). */
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const cliEntry = path.join(projectRoot, 'bin', 'svidscope.js');
+/** Children run the same code as this process: from source when this runs from source, else the build. */
+const fromSource = fileURLToPath(import.meta.url).endsWith('.ts') ? '1' : '';
 
 export interface Child {
   readonly name: string;
@@ -26,7 +28,7 @@ export function startChild(opts: { name: string; args: string[]; logDir: string;
     : [node, [cliEntry, ...opts.args]];
   const logFile = path.join(opts.logDir, `${opts.name}.log`);
   const out = createWriteStream(logFile, { flags: 'a' });
-  const child = execa(file, args, { reject: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', env: { SVIDSCOPE_FROM_SOURCE: process.env.SVIDSCOPE_FROM_SOURCE ?? '' } });
+  const child = execa(file, args, { reject: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', env: { SVIDSCOPE_FROM_SOURCE: fromSource } });
   child.stdout?.pipe(out);
   child.stderr?.pipe(out);
   const record: Child = { name: opts.name, logFile, process: child, exited: false };

@@ -101,7 +101,9 @@ export async function probeMtls(run: ProbeRun, target: string, settings: MtlsSet
   const server = tls.createServer({
     ...credentials(serverSvid), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3',
   });
+  const accepted = new Set<tls.TLSSocket>();
   server.on('secureConnection', (socket) => {
+    accepted.add(socket);
     socket.on('error', () => undefined);
     try {
       serverSawClient = verifyPeer('server', socket, serverCtx.bundles, settings.allowedClientIds, serverSvid, now);
@@ -114,7 +116,10 @@ export async function probeMtls(run: ProbeRun, target: string, settings: MtlsSet
   });
   server.on('tlsClientError', () => undefined);
   await new Promise<void>((resolve, reject) => server.listen(0, '127.0.0.1', resolve).once('error', reject));
-  ctx.defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  ctx.defer(() => new Promise<void>((resolve) => {
+    for (const s of accepted) s.destroy();
+    server.close(() => resolve());
+  }));
   const port = (server.address() as AddressInfo).port;
 
   const started = performance.now();

@@ -1,5 +1,8 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { portableScript } from '../../support/portable-script.js';
 import { Command, CommanderError } from 'commander';
 import { CommandExit } from '../../../src/cli/output.js';
 import { registerProbeCommands } from '../../../src/cli/probe/commands.js';
@@ -30,10 +33,21 @@ export async function probeCli(...argv: string[]): Promise<CliResult> {
   return { code, stdout: out.join('\n'), stderr: err.join('\n') };
 }
 
-/** Runs the probe CLI as its own process under another uid/gid (setpriv, no supplementary groups). */
-export function probeCliAs(user: { uid: number; gid: number }, args: string[]): Promise<CliResult> {
-  const script = path.join(root, 'test', 'probes', 'fixtures', 'probe-cli.ts');
-  const child = spawn('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', process.execPath, '--import', 'tsx', script, ...args], { cwd: root, env: { PATH: process.env.PATH ?? '' } });
+let bundled: Promise<string> | undefined;
+
+/**
+ * Runs the probe CLI as its own process under another uid/gid (setpriv, no supplementary groups).
+ * It runs from a self-contained bundle in a world-readable temp dir: the project tree itself may
+ * not be readable by other uids (a CI clone in a 0700 directory).
+ */
+export async function probeCliAs(user: { uid: number; gid: number }, args: string[]): Promise<CliResult> {
+  bundled ??= (async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'svidscope-probe-cli-'));
+    chmodSync(dir, 0o755);
+    return (await portableScript(path.join(root, 'test', 'probes', 'fixtures', 'probe-cli.ts'), dir)).script;
+  })();
+  const script = await bundled;
+  const child = spawn('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', process.execPath, script, ...args], { cwd: tmpdir(), env: { PATH: process.env.PATH ?? '' } });
   let [stdout, stderr] = ['', ''];
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -16,6 +16,11 @@ export interface CachedX509Svid {
   privateKey: KeyObject;
   /** PKCS#8 DER of the key, as the Workload API sends it (encoded once, not per response). */
   keyDer: Buffer;
+  /**
+   * Start of the lifetime the rotation point is measured on: the later of notBefore and the moment
+   * the agent received the SVID. notBefore is backdated for clock skew (10 s), which would put a
+   * short-lived SVID at its half-life the moment it is issued.
+   */
   notBefore: number;
   notAfter: number;
   /** The entry revision this SVID was minted for; a newer revision means re-mint. */

@@ -210,7 +210,9 @@ export class AgentManager {
     const facts = certificateFacts(leaf);
     this.agentId = facts.uriSans[0];
     this.agentNotAfter = facts.notAfter.getTime();
-    this.agentRenewAt = facts.notBefore.getTime() + (this.agentNotAfter - facts.notBefore.getTime()) * this.deps.config.rotationFraction;
+    // Measured from receipt, not the backdated notBefore (see CachedX509Svid.notBefore).
+    const start = Math.max(facts.notBefore.getTime(), Math.min(this.deps.clock.nowMs(), this.agentNotAfter));
+    this.agentRenewAt = start + (this.agentNotAfter - start) * this.deps.config.rotationFraction;
     this.deps.server.setIdentity(chainDer.map((d) => encodePem('CERTIFICATE', d)).join(''), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
   }
 
@@ -270,7 +272,7 @@ export class AgentManager {
         minted.push({
           entryId: entry.id, spiffeId: r.svid.spiffe_id, chain: r.svid.cert_chain, privateKey: keys[j].privateKey,
           keyDer: keys[j].privateKey.export({ type: 'pkcs8', format: 'der' }) as Buffer,
-          notBefore: facts.notBefore.getTime(), notAfter: facts.notAfter.getTime(), entryRevision: entry.revision_number, hint: entry.hint,
+          notBefore: Math.max(facts.notBefore.getTime(), Math.min(now, facts.notAfter.getTime())), notAfter: facts.notAfter.getTime(), entryRevision: entry.revision_number, hint: entry.hint,
         });
         this.forced.delete(entry.id);
         const left = previous ? Math.max(0, (previous.notAfter - now) / (previous.notAfter - previous.notBefore)) : 1;
