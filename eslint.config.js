@@ -30,5 +30,9 @@ export default tseslint.config(
   boundary('identity-plane/spiffe', ['**/server/**', '**/agent/**', '**/cli/**', '**/probes/**', '**/exporter/**', '**/chaos/**']),
   boundary('identity-plane/server', ['**/agent/**', '**/cli/**']),
   boundary('identity-plane/agent', ['**/server/**', '**/cli/**']),
+  // Probes and the exporter speak only the standard interfaces (plus the server's admin protocol),
+  // so they work against any SPIFFE implementation: never the agent's or server's internals.
+  boundary('probes', ['**/identity-plane/agent/**', '**/identity-plane/server/**', '**/cli/**', '**/chaos/**']),
+  boundary('exporter', ['**/identity-plane/agent/**', '**/identity-plane/server/**', '**/cli/**', '**/chaos/**']),
   boundary('common', ['**/identity-plane/**', '**/cli/**', '**/probes/**', '**/exporter/**', '**/chaos/**']),
 );

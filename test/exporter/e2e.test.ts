@@ -4,7 +4,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import path from 'node:path';
-import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';
 import { METRIC } from '../../src/exporter/index.js';
@@ -16,7 +15,6 @@ import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { parseExposition, promtoolCheck, sample } from './support.js';
 
-const root = path.resolve(import.meta.dirname, '..', '..');
 const dir = tempDir('exporter-e2e');
 const socketPath = path.join(dir, 'agent', 'public', 'api.sock');
 const svidDir = path.join(dir, 'workload-svids');
@@ -31,10 +29,7 @@ let exporterUrl: string;
 let exporter: Proc;
 
 function spawnExporter(config: string): Proc {
-  const child = execa('node', ['--import', 'tsx', path.join(root, 'test', 'exporter', 'fixtures', 'exporter-cli.ts'), 'exporter', 'run', '--config', config], { reject: false, all: true, buffer: { all: true } });
-  let output = '';
-  child.all?.on('data', (d: Buffer) => (output += d.toString()));
-  return { child, logs: () => output };
+  return spawnCli(['exporter', 'run', '--config', config]);
 }
 
 async function scrape() {
