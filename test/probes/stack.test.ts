@@ -23,7 +23,9 @@ beforeAll(async () => {
   [stack, foreign] = await Promise.all([
     startStack({
       rootEntries: { '/probe/client': { x509_svid_ttl: SHORT_TTL, jwt_svid_ttl: 60 }, '/probe/server': { x509_svid_ttl: SHORT_TTL } },
-      rotationFraction: 0.75,
+      // Rotation at half of the lifetime counted from receipt (4 s of 8), with a 1 s sync: the old
+      // SVID still has about a fifth of its certificate lifetime (notBefore is backdated 10 s) left.
+      rotationFraction: 0.5,
     }),
     startFakeWorkloadApi({ trustDomain: 'other.org', federatedTrustDomain: 'third.org', ids: ['spiffe://other.org/intruder'] }),
   ]);
