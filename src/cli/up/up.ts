@@ -12,7 +12,7 @@ import { connectAdmin } from '../admin/client.js';
 import { printResult, type Io } from '../output.js';
 import { withErrors } from '../run.js';
 import { waitForShutdownSignal } from '../signals.js';
-import { startChild, stopChild, type Child } from './children.js';
+import { cliEntry, projectRoot, startChild, stopChild, type Child } from './children.js';
 
 interface UpFlags {
   dataDir: string;
@@ -145,13 +145,29 @@ export async function startStack(dataDir: string, trustDomain: string, logger: L
 function processIdentity(ctx: StackContext, name: string, opts: { sameUser?: boolean } = {}): { runAs?: { uid: number; gid: number }; nodeBinary?: string; selectors: { type: string; value: string }[] } {
   if (ctx.isRoot && !opts.sameUser) {
     const runAs = ensureSystemUser(`svidscope-${name}`);
-    return { runAs, selectors: [{ type: 'unix', value: `uid:${runAs.uid}` }] };
+    if (canRunCliAs(runAs)) return { runAs, selectors: [{ type: 'unix', value: `uid:${runAs.uid}` }] };
+    ctx.logger.warn({ user: `svidscope-${name}`, project: projectRoot }, 'other users cannot read this checkout; running the process as root, told apart by binary path');
   }
   const nodeBinary = path.join(ctx.dataDir, 'bin', `${name}-node`);
   mkdirSync(path.dirname(nodeBinary), { recursive: true });
   if (!existsSync(nodeBinary)) copyFileSync(process.execPath, nodeBinary);
   chmodSync(nodeBinary, 0o755);
   return { nodeBinary, selectors: [{ type: 'unix', value: `uid:${process.getuid?.() ?? 0}` }, { type: 'unix', value: `path:${nodeBinary}` }] };
+}
+
+/**
+ * Whether a process under `user` can run the CLI from this checkout: it must read bin/ and
+ * node_modules/, which a checkout inside a private (0700) directory does not allow.
+ */
+function canRunCliAs(user: { uid: number; gid: number }): boolean {
+  try {
+    for (const file of [cliEntry, path.join(projectRoot, 'node_modules', '@grpc', 'grpc-js', 'package.json')]) {
+      execFileSync('setpriv', [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', 'test', '-r', file], { stdio: 'ignore' });
+    }
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 interface StartedServer {
