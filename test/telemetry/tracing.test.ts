@@ -94,6 +94,11 @@ describe('tracing', () => {
     const rpc = spans.find((s) => s.name === 'svidscope.server/NewJWTSVID' && s.traceId === agentSpan.traceId);
     expect(rpc).toBeDefined();
     expect(mintSpan.parentSpanId).toBe(rpc!.spanId);
+    // With tracing on, latency histograms carry the trace id as an OpenMetrics exemplar.
+    const om = await (await fetch(`http://127.0.0.1:${agentHealth}/metrics`, { headers: { accept: 'application/openmetrics-text; version=1.0.0' } })).text();
+    const exemplars = [...om.matchAll(/^svidscope_agent_workload_api_request_duration_seconds_bucket\{[^}]*method="FetchJWTSVID"[^}]*\} \d+ # \{trace_id="([0-9a-f]{32})"\}/gm)].map((m) => m[1]);
+    expect(exemplars).toContain(agentSpan.traceId);
+    expect(om.trimEnd().endsWith('# EOF')).toBe(true);
     // The sync loop and the datastore are traced too.
     expect(spans.some((s) => s.service === 'svidscope-agent' && s.name === 'svidscope.agent/sync')).toBe(true);
     expect(spans.some((s) => s.service === 'svidscope-server' && s.name.startsWith('svidscope.datastore/'))).toBe(true);

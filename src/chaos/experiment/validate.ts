@@ -1,0 +1,293 @@
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { SvidscopeError } from '../../common/errors/catalog.js';
+import type { Experiment, ExpectedAlert, FaultSpec, HaltCondition, MethodStep, Probe, Suite, Tolerance } from './schema.js';
+
+/**
+ * Validation is complete before anything runs (chaostoolkit `ensure_experiment_is_valid`): every
+ * problem is collected, then reported at once as plain sentences naming the field.
+ */
+export class ExperimentInvalidError extends SvidscopeError {
+  constructor(readonly source: string, readonly problems: string[]) {
+    super('config-invalid', `chaos: ${source} is not a valid experiment: ${problems.join('; ')}`);
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+class Reader {
+  constructor(readonly problems: string[], readonly where: string) {}
+  at(where: string): Reader {
+    return new Reader(this.problems, where);
+  }
+  fail(msg: string): void {
+    this.problems.push(this.where ? `${this.where}: ${msg}` : msg);
+  }
+  obj(v: unknown, what: string): Obj | undefined {
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Obj;
+    this.fail(`${what} must be a mapping`);
+    return undefined;
+  }
+  str(o: Obj, key: string, required = true): string | undefined {
+    const v = o[key];
+    if (v === undefined || v === null || v === '') {
+      if (required) this.fail(`${key} is required`);
+      return undefined;
+    }
+    if (typeof v !== 'string') {
+      this.fail(`${key} must be a string`);
+      return undefined;
+    }
+    return v;
+  }
+  oneOf<T extends string>(o: Obj, key: string, allowed: readonly T[], dflt?: T): T | undefined {
+    const v = o[key] ?? dflt;
+    if (v === undefined) {
+      this.fail(`${key} is required (one of ${allowed.join(', ')})`);
+      return undefined;
+    }
+    if (!allowed.includes(v as T)) {
+      this.fail(`${key} must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
+      return undefined;
+    }
+    return v as T;
+  }
+  list(o: Obj, key: string, required = false): unknown[] {
+    const v = o[key];
+    if (v === undefined || v === null) {
+      if (required) this.fail(`${key} is required (a list)`);
+      return [];
+    }
+    if (!Array.isArray(v)) {
+      this.fail(`${key} must be a list`);
+      return [];
+    }
+    return v;
+  }
+  strings(o: Obj, key: string): string[] {
+    const l = this.list(o, key);
+    if (l.some((x) => typeof x !== 'string')) this.fail(`${key} must be a list of strings`);
+    return l.filter((x): x is string => typeof x === 'string');
+  }
+  duration(o: Obj, key: string, dflt?: number): number {
+    const v = o[key];
+    if (v === undefined || v === null) {
+      if (dflt === undefined) this.fail(`${key} is required (a duration such as 30s)`);
+      return dflt ?? 0;
+    }
+    const ms = parseDuration(v);
+    if (ms === undefined) this.fail(`${key} must be a duration such as 500ms, 30s, 2m (got ${JSON.stringify(v)})`);
+    return ms ?? 0;
+  }
+}
+
+/** `500ms`, `30s`, `2m`, `1h`, or a number of seconds. */
+export function parseDuration(v: unknown): number | undefined {
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v * 1000;
+  if (typeof v !== 'string') return undefined;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(v.trim());
+  if (!m) return undefined;
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+}
+
+function tolerance(r: Reader, v: unknown): Tolerance {
+  if (typeof v === 'number') return { equals: v };
+  const o = r.obj(v, 'tolerance');
+  if (!o) return {};
+  const t: Tolerance = {};
+  for (const k of ['min', 'max', 'equals'] as const) {
+    if (o[k] === undefined) continue;
+    if (typeof o[k] !== 'number') r.fail(`tolerance.${k} must be a number`);
+    else t[k] = o[k];
+  }
+  if (Array.isArray(o.range)) {
+    if (o.range.length !== 2 || o.range.some((x) => typeof x !== 'number')) r.fail('tolerance.range must be [min, max]');
+    else [t.min, t.max] = o.range as [number, number];
+  }
+  if (o.empty !== undefined) t.empty = r.oneOf(o, 'empty', ['fail', 'pass'] as const);
+  for (const k of Object.keys(o)) if (!['min', 'max', 'equals', 'range', 'empty'].includes(k)) r.fail(`unknown tolerance key '${k}' (use min, max, equals, range, empty)`);
+  if (t.min === undefined && t.max === undefined && t.equals === undefined) r.fail('tolerance needs min, max, equals or range');
+  return t;
+}
+
+function probe(r: Reader, v: unknown): Probe | undefined {
+  const o = r.obj(v, 'probe');
+  if (!o) return undefined;
+  const name = r.str(o, 'name') ?? '';
+  const type = r.oneOf(o, 'type', ['promql', 'probe'] as const);
+  if (type === 'promql') {
+    if (o.tolerance === undefined) {
+      r.fail('a steady-state probe must carry a tolerance');
+      return undefined;
+    }
+    return { name, type, query: r.str(o, 'query') ?? '', tolerance: tolerance(r, o.tolerance) };
+  }
+  if (type === 'probe') return { name, type, module: r.str(o, 'module') ?? '', target: r.str(o, 'target') ?? '', expect: r.oneOf(o, 'expect', ['success', 'failure'] as const, 'success') ?? 'success' };
+  return undefined;
+}
+
+export const FAULT_KINDS = ['process-kill', 'process-freeze', 'ca-rotate', 'entry-delete', 'network', 'clock-skew', 'datastore'] as const;
+
+function fault(r: Reader, o: Obj): FaultSpec | undefined {
+  const kind = r.oneOf(o, 'fault', FAULT_KINDS);
+  switch (kind) {
+    case 'process-kill':
+    case 'process-freeze':
+      return { fault: kind, target: r.str(o, 'target') ?? '' };
+    case 'ca-rotate':
+      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', kind: r.oneOf(o, 'kind', ['x509', 'jwt'] as const, 'x509') ?? 'x509' };
+    case 'entry-delete':
+      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', spiffeId: r.str(o, 'spiffe_id') ?? '' };
+    case 'network': {
+      const mode = r.oneOf(o, 'mode', ['partition', 'latency', 'reset'] as const) ?? 'partition';
+      const latencyMs = mode === 'latency' ? r.duration(o, 'latency') : 0;
+      return { fault: kind, agent: r.str(o, 'agent') ?? '', mode, latencyMs };
+    }
+    case 'clock-skew': {
+      const offset = r.str(o, 'offset') ?? '';
+      if (offset && !/^[+-]\d+(\.\d+)?[smhd]?$/.test(offset)) r.fail(`offset must look like +300, -10m, +2d (got ${JSON.stringify(offset)})`);
+      return { fault: kind, target: r.str(o, 'target') ?? '', offset };
+    }
+    case 'datastore':
+      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', mode: r.oneOf(o, 'mode', ['loss', 'corrupt'] as const, 'corrupt') ?? 'corrupt' };
+    default:
+      return undefined;
+  }
+}
+
+function step(r: Reader, v: unknown): MethodStep | undefined {
+  const o = r.obj(v, 'method step');
+  if (!o) return undefined;
+  const f = fault(r, o);
+  if (!f) return undefined;
+  return { ...f, name: r.str(o, 'name') ?? f.fault, durationMs: r.duration(o, 'duration'), pauseAfterMs: r.duration(o, 'pause_after', 0) };
+}
+
+/** Validates a parsed document; throws ExperimentInvalidError listing every problem. */
+export function validateExperiment(doc: unknown, id: string, source = id): Experiment {
+  const problems: string[] = [];
+  const r = new Reader(problems, '');
+  const o = r.obj(doc, 'the experiment') ?? {};
+  if (o.version !== undefined && o.version !== 1) r.fail('version must be 1');
+  const known = ['version', 'title', 'description', 'tags', 'runbook', 'blast-radius', 'steady-state-hypothesis', 'method', 'expected-alerts', 'halt-conditions', 'runtime', 'rollbacks'];
+  for (const k of Object.keys(o)) if (!known.includes(k)) r.fail(`unknown key '${k}'`);
+  const title = r.str(o, 'title');
+  const description = r.str(o, 'description');
+  const tags = r.strings(o, 'tags');
+  const runbook = r.str(o, 'runbook', false);
+  if (o.rollbacks !== undefined) r.fail('rollbacks are not written by hand: every fault carries its own guaranteed rollback');
+
+  const br = o['blast-radius'] === undefined ? {} : (r.at('blast-radius').obj(o['blast-radius'], 'blast-radius') ?? {});
+  const blastRadius = { agents: r.at('blast-radius').strings(br, 'agents'), workloads: r.at('blast-radius').strings(br, 'workloads'), servers: r.at('blast-radius').strings(br, 'servers') };
+
+  const ssr = r.at('steady-state-hypothesis');
+  const ss = o['steady-state-hypothesis'] === undefined ? (r.fail('steady-state-hypothesis is required'), {}) : (ssr.obj(o['steady-state-hypothesis'], 'steady-state-hypothesis') ?? {});
+  const probes = ssr.list(ss, 'probes', true).map((p, i) => probe(ssr.at(`steady-state-hypothesis.probes[${i}]`), p)).filter((p): p is Probe => !!p);
+
+  if (o.method === undefined) r.fail('method is required (an empty list checks the hypothesis only)');
+  const method = r.list(o, 'method').map((s, i) => step(r.at(`method[${i}]`), s)).filter((s): s is MethodStep => !!s);
+  const names = new Set<string>();
+  for (const s of method) {
+    if (names.has(s.name)) r.fail(`method: step name '${s.name}' is used twice`);
+    names.add(s.name);
+  }
+
+  // Blast radius: every fault target must be declared, so a typo cannot hit the wrong component.
+  const declared = new Set([...blastRadius.agents, ...blastRadius.workloads, ...blastRadius.servers]);
+  for (const s of method) {
+    const target = 'target' in s ? s.target : 'agent' in s ? s.agent : s.server;
+    if (target && !declared.has(target)) r.fail(`method step '${s.name}': target '${target}' is outside the blast radius (declare it under blast-radius)`);
+  }
+
+  const expectedAlerts = r.list(o, 'expected-alerts').map((a, i): ExpectedAlert | undefined => {
+    const ar = r.at(`expected-alerts[${i}]`);
+    const ao = ar.obj(a, 'expected alert');
+    if (!ao) return undefined;
+    const labels = ao.labels === undefined ? {} : (ar.obj(ao.labels, 'labels') ?? {});
+    for (const [k, v] of Object.entries(labels)) if (typeof v !== 'string') ar.fail(`labels.${k} must be a string`);
+    return { name: ar.str(ao, 'name') ?? '', labels: labels as Record<string, string>, withinMs: ar.duration(ao, 'within') };
+  }).filter((a): a is ExpectedAlert => !!a);
+
+  const haltConditions = r.list(o, 'halt-conditions').map((h, i): HaltCondition | undefined => {
+    const hr = r.at(`halt-conditions[${i}]`);
+    const ho = hr.obj(h, 'halt condition');
+    if (!ho) return undefined;
+    if (ho.tolerance === undefined) hr.fail('tolerance is required');
+    return { name: hr.str(ho, 'name') ?? '', query: hr.str(ho, 'query') ?? '', tolerance: ho.tolerance === undefined ? {} : tolerance(hr, ho.tolerance) };
+  }).filter((h): h is HaltCondition => !!h);
+
+  const rt = o.runtime === undefined ? {} : (r.at('runtime').obj(o.runtime, 'runtime') ?? {});
+  const rr = r.at('runtime');
+  const runtime = {
+    steadyStateTimeoutMs: rr.duration(rt, 'steady_state_timeout', 60_000),
+    recoveryTimeoutMs: rr.duration(rt, 'recovery_timeout', 120_000),
+    pollIntervalMs: rr.duration(rt, 'poll_interval', 2_000),
+  };
+  if (problems.length > 0) throw new ExperimentInvalidError(source, problems);
+  return { version: 1, id, title: title!, description: description!, tags, runbook, blastRadius, steadyState: { title: (typeof ss.title === 'string' ? ss.title : title) ?? '', probes }, method, expectedAlerts, haltConditions, runtime };
+}
+
+export function parseExperimentText(text: string, id: string, source = id): Experiment {
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    throw new ExperimentInvalidError(source, [`not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
+  }
+  return validateExperiment(doc, id, source);
+}
+
+export function loadExperimentFile(file: string): Experiment {
+  const id = path.basename(file).replace(/\.(ya?ml|json)$/, '');
+  return { ...parseExperimentText(readFileSync(file, 'utf8'), id, file), file };
+}
+
+/** Resolves `name` (an id in `dir`, or a path) to an experiment. */
+export function resolveExperiment(nameOrPath: string, dir: string): Experiment {
+  for (const candidate of [nameOrPath, path.join(dir, `${nameOrPath}.yaml`), path.join(dir, `${nameOrPath}.yml`)]) {
+    if (existsSync(candidate) && /\.(ya?ml|json)$/.test(candidate)) return loadExperimentFile(candidate);
+  }
+  throw new SvidscopeError('not-found', `chaos: no experiment '${nameOrPath}' (looked in ${dir}; try svidscope chaos list)`);
+}
+
+/** Every experiment file in `dir` (suites, which carry `experiments:`, are skipped). */
+export function listExperimentFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => /\.(ya?ml)$/.test(f)).map((f) => path.join(dir, f))
+    .filter((f) => !isSuiteText(readFileSync(f, 'utf8'))).sort();
+}
+
+function isSuiteText(text: string): boolean {
+  try {
+    const d = parse(text) as Obj | null;
+    return !!d && typeof d === 'object' && Array.isArray(d.experiments);
+  } catch {
+    return false;
+  }
+}
+
+export function loadSuite(nameOrPath: string, dir: string): Suite {
+  const file = [nameOrPath, path.join(dir, `${nameOrPath}.yaml`)].find((f) => existsSync(f) && f.endsWith('.yaml'));
+  if (!file) throw new SvidscopeError('not-found', `chaos: no suite '${nameOrPath}' (looked in ${dir})`);
+  const problems: string[] = [];
+  const r = new Reader(problems, '');
+  let doc: unknown;
+  try {
+    doc = parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ExperimentInvalidError(file, [`not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
+  }
+  const o = r.obj(doc, 'the suite') ?? {};
+  const suite: Suite = { id: path.basename(file, '.yaml'), title: r.str(o, 'title') ?? '', description: r.str(o, 'description', false) ?? '', experiments: r.strings(o, 'experiments'), file };
+  if (suite.experiments.length === 0) r.fail('experiments must list at least one experiment');
+  for (const e of suite.experiments) {
+    try {
+      resolveExperiment(e, path.dirname(file));
+    } catch (err) {
+      r.fail((err as Error).message);
+    }
+  }
+  if (problems.length > 0) throw new ExperimentInvalidError(file, problems);
+  return suite;
+}

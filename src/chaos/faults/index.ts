@@ -1,0 +1,23 @@
+import type { FaultKind, MethodStep } from '../experiment/schema.js';
+import { caRotate, entryDelete } from './admin.js';
+import { datastore } from './datastore.js';
+import { network } from './network.js';
+import { clockSkew, processFreeze, processKill } from './process.js';
+import type { FaultKindImpl } from './types.js';
+
+export type { FaultContext, PreparedFault } from './types.js';
+
+/** Every fault kind, registered in one place. */
+const registry: Record<FaultKind, FaultKindImpl<never>> = {
+  'process-kill': processKill,
+  'process-freeze': processFreeze,
+  'clock-skew': clockSkew,
+  'ca-rotate': caRotate,
+  'entry-delete': entryDelete,
+  network,
+  datastore,
+};
+
+export function faultImpl(step: MethodStep): FaultKindImpl {
+  return registry[step.fault] as unknown as FaultKindImpl;
+}

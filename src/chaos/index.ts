@@ -1,0 +1,11 @@
+export type { Experiment, FaultKind, MethodStep, Probe, Suite, Tolerance } from './experiment/schema.js';
+export { ExperimentInvalidError, listExperimentFiles, loadExperimentFile, loadSuite, parseDuration, parseExperimentText, resolveExperiment, validateExperiment } from './experiment/validate.js';
+export { FaultProxy } from './fault-proxy.js';
+export { runGameday, type GamedayResult } from './gameday.js';
+export type { Journal } from './journal.js';
+export { Ledger, recover, chaosDir } from './ledger.js';
+export { ChaosMetrics } from './metrics.js';
+export { AlertmanagerClient, PrometheusClient } from './prometheus.js';
+export { renderReport } from './report.js';
+export { planExperiment, runExperiment, type RunOptions } from './runner.js';
+export { loadStack } from './stack.js';

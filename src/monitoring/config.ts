@@ -1,0 +1,236 @@
+/**
+ * The one knob object of the monitoring mixin (kubernetes-mixin's `_config`): selectors, label
+ * names, SLO targets, thresholds and `for` durations. Every generated artefact (rules, alerts,
+ * dashboards, runbook index, Alertmanager example) is a pure function of it, so users regenerate
+ * for their setup by overriding keys instead of editing the output. docs/monitoring.md lists the
+ * defaults; `resolveConfig` validates overrides (thresholds that must sit on a bucket boundary).
+ */
+import { FRACTION_BUCKETS, LATENCY_BUCKETS } from '../common/telemetry/names.js';
+
+export type Severity = 'page' | 'ticket';
+
+/** One pair of the multi-window multi-burn-rate table (SRE Workbook 5-8, sloth, kubernetes-mixin). */
+export interface BurnWindow {
+  severity: Severity;
+  long: string;
+  short: string;
+  factor: number;
+  for: string;
+}
+
+export interface SloConfig {
+  /** Target as a ratio, e.g. 0.999. */
+  target: number;
+}
+
+export interface MonitoringConfig {
+  /** PromQL matchers selecting each component's scrape job. */
+  selectors: {
+    server: string;
+    agent: string;
+    prober: string;
+    /** Multi-target `/probe` jobs (blackbox pattern). */
+    probe: string;
+    exporter: string;
+    /** The chaos harness (event-only until it lands). */
+    chaos: string;
+  };
+  /** Extra matchers added to every selector, e.g. `trust_domain="example.org"`; empty for all. */
+  extraSelector: string;
+  clusterLabel: string;
+  trustDomainLabel: string;
+  /**
+   * The label holding the *federated* trust domain on `svidscope_federation_*` series. The server
+   * exports it as `trust_domain`; Prometheus renames it `exported_trust_domain` because the target
+   * carries its own `trust_domain` label.
+   */
+  federatedTrustDomainLabel: string;
+  /** `runbook_url` = `<runbookBaseUrl>/<AlertName>.md`. */
+  runbookBaseUrl: string;
+  /** Prefix of dashboard UIDs and the tag on every dashboard. */
+  dashboardTag: string;
+  /** SLO period for budget and attainment. */
+  sloPeriod: string;
+  burnWindows: BurnWindow[];
+  slos: {
+    x509Issuance: SloConfig;
+    /** gRPC codes counted as Workload API failures (server-side faults; PermissionDenied is "no identity", not an outage). */
+    workloadApi: SloConfig & { errorCodes: string[] };
+    probes: SloConfig;
+    /** `thresholdSeconds` must be a bucket boundary of the issuance histogram. */
+    issuanceLatency: SloConfig & { thresholdSeconds: number };
+    /**
+     * An SVID is rotated on time when more than `minRemainingRatio` of its lifetime was left at
+     * rotation, i.e. it was replaced before `1 - minRemainingRatio` of its TTL had elapsed. Must be a
+     * bucket boundary of the rotation-ratio histogram.
+     */
+    rotation: SloConfig & { minRemainingRatio: number };
+  };
+  thresholds: {
+    /** An agent whose last successful sync is older than this is not syncing. */
+    agentSyncStaleSeconds: number;
+    /** The "expiring soon" cohort: X509-SVIDs with at most this much lifetime left (a bucket boundary of the exporter's lifetime histogram). */
+    svidExpiringSeconds: number;
+    /** Active signing keys (X.509 CA, JWT key) closer than this to expiry. */
+    signingKeyExpirySeconds: number;
+    /** Federated bundle not confirmed current for longer than this. */
+    federatedBundleMaxAgeSeconds: number;
+    /** p99 of bundle propagation above this. */
+    bundlePropagationSeconds: number;
+    /** Node attestation failures per 10 minutes. */
+    attestationFailures: number;
+    /** p99 of X.509 issuance latency above this. */
+    issuanceLatencySeconds: number;
+    /** Share of Workload API requests failing with an error code. */
+    workloadApiErrorRatio: number;
+    /** Exporter source errors per 15 minutes. */
+    exporterSourceErrors: number;
+  };
+  /** `for` of each alert by name; `forOverride` replaces them all (integration tests use seconds). */
+  alertFor: Record<string, string>;
+  forOverride?: string;
+  /** `interval` of every rule group (unset: Prometheus' global evaluation_interval). */
+  ruleInterval?: string;
+  alertmanager: {
+    pageWebhookUrl: string;
+    ticketWebhookUrl: string;
+    groupWait: string;
+    groupInterval: string;
+    repeatInterval: string;
+  };
+}
+
+export const DEFAULT_BURN_WINDOWS: BurnWindow[] = [
+  { severity: 'page', long: '1h', short: '5m', factor: 14.4, for: '2m' },
+  { severity: 'page', long: '6h', short: '30m', factor: 6, for: '15m' },
+  { severity: 'ticket', long: '1d', short: '2h', factor: 3, for: '1h' },
+  { severity: 'ticket', long: '3d', short: '6h', factor: 1, for: '3h' },
+];
+
+export function defaultConfig(): MonitoringConfig {
+  return {
+    selectors: {
+      server: 'job="svidscope-server"',
+      agent: 'job="svidscope-agent"',
+      prober: 'job="svidscope-prober"',
+      probe: 'job=~"svidscope-probe-.+"',
+      exporter: 'job="svidscope-exporter"',
+      chaos: 'job="svidscope-chaos"',
+    },
+    extraSelector: '',
+    clusterLabel: 'cluster',
+    trustDomainLabel: 'trust_domain',
+    federatedTrustDomainLabel: 'exported_trust_domain',
+    runbookBaseUrl: 'https://github.com/svidscope/svidscope/blob/main/runbooks',
+    dashboardTag: 'svidscope',
+    sloPeriod: '30d',
+    burnWindows: DEFAULT_BURN_WINDOWS.map((w) => ({ ...w })),
+    slos: {
+      x509Issuance: { target: 0.999 },
+      workloadApi: { target: 0.9995, errorCodes: ['UNKNOWN', 'DEADLINE_EXCEEDED', 'RESOURCE_EXHAUSTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS'] },
+      probes: { target: 0.999 },
+      issuanceLatency: { target: 0.99, thresholdSeconds: 0.1 },
+      rotation: { target: 0.99, minRemainingRatio: 0.2 },
+    },
+    thresholds: {
+      agentSyncStaleSeconds: 300,
+      svidExpiringSeconds: 900,
+      signingKeyExpirySeconds: 6 * 3600,
+      federatedBundleMaxAgeSeconds: 1800,
+      bundlePropagationSeconds: 60,
+      attestationFailures: 10,
+      issuanceLatencySeconds: 0.5,
+      workloadApiErrorRatio: 0.05,
+      exporterSourceErrors: 5,
+    },
+    alertFor: {
+      SvidscopeServerDown: '2m',
+      SvidscopeAgentDown: '2m',
+      SvidscopeAgentNotSyncing: '5m',
+      SvidscopeSvidsExpiringSoon: '5m',
+      SvidscopeSigningKeyNearExpiry: '15m',
+      SvidscopeTrustBundleStale: '10m',
+      SvidscopeBundlePropagationSlow: '15m',
+      SvidscopeFederatedBundleRefreshFailing: '10m',
+      SvidscopeAttestationFailureSpike: '5m',
+      SvidscopeIssuanceLatencyHigh: '15m',
+      SvidscopeWorkloadApiErrors: '10m',
+      SvidscopeProbeClockSkew: '5m',
+      SvidscopeProberDown: '5m',
+      SvidscopeExporterScrapeErrors: '15m',
+    },
+    alertmanager: {
+      pageWebhookUrl: 'http://127.0.0.1:9095/page',
+      ticketWebhookUrl: 'http://127.0.0.1:9095/ticket',
+      groupWait: '30s',
+      groupInterval: '5m',
+      repeatInterval: '4h',
+    },
+  };
+}
+
+/** Partial overrides, one level deep per section (what users and tests pass). */
+export interface ConfigOverrides {
+  selectors?: Partial<MonitoringConfig['selectors']>;
+  extraSelector?: string;
+  clusterLabel?: string;
+  trustDomainLabel?: string;
+  federatedTrustDomainLabel?: string;
+  runbookBaseUrl?: string;
+  dashboardTag?: string;
+  sloPeriod?: string;
+  burnWindows?: BurnWindow[];
+  slos?: { [K in keyof MonitoringConfig['slos']]?: Partial<MonitoringConfig['slos'][K]> };
+  thresholds?: Partial<MonitoringConfig['thresholds']>;
+  alertFor?: Record<string, string>;
+  forOverride?: string;
+  ruleInterval?: string;
+  alertmanager?: Partial<MonitoringConfig['alertmanager']>;
+}
+
+export function resolveConfig(o: ConfigOverrides = {}): MonitoringConfig {
+  const d = defaultConfig();
+  const c: MonitoringConfig = {
+    ...d,
+    ...pick(o, ['extraSelector', 'clusterLabel', 'trustDomainLabel', 'federatedTrustDomainLabel', 'runbookBaseUrl', 'dashboardTag', 'sloPeriod', 'forOverride', 'ruleInterval']),
+    selectors: { ...d.selectors, ...o.selectors },
+    burnWindows: o.burnWindows ?? d.burnWindows,
+    slos: {
+      x509Issuance: { ...d.slos.x509Issuance, ...o.slos?.x509Issuance },
+      workloadApi: { ...d.slos.workloadApi, ...o.slos?.workloadApi },
+      probes: { ...d.slos.probes, ...o.slos?.probes },
+      issuanceLatency: { ...d.slos.issuanceLatency, ...o.slos?.issuanceLatency },
+      rotation: { ...d.slos.rotation, ...o.slos?.rotation },
+    },
+    thresholds: { ...d.thresholds, ...o.thresholds },
+    alertFor: { ...d.alertFor, ...o.alertFor },
+    alertmanager: { ...d.alertmanager, ...o.alertmanager },
+  };
+  validate(c);
+  return c;
+}
+
+function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
+
+function validate(c: MonitoringConfig): void {
+  const onBoundary = (what: string, v: number, buckets: readonly number[]) => {
+    if (!buckets.includes(v)) throw new Error(`monitoring config: ${what} = ${v} is not a histogram bucket boundary (${buckets.join(', ')}); classic-histogram SLIs need an exact boundary`);
+  };
+  onBoundary('slos.issuanceLatency.thresholdSeconds', c.slos.issuanceLatency.thresholdSeconds, LATENCY_BUCKETS);
+  onBoundary('slos.rotation.minRemainingRatio', c.slos.rotation.minRemainingRatio, FRACTION_BUCKETS);
+  onBoundary('thresholds.svidExpiringSeconds', c.thresholds.svidExpiringSeconds, EXPORTER_LIFETIME_BUCKETS);
+  for (const [name, s] of Object.entries(c.slos)) {
+    if (!(s.target > 0 && s.target < 1)) throw new Error(`monitoring config: slos.${name}.target must be a ratio in (0, 1), got ${s.target}`);
+  }
+}
+
+/**
+ * Bucket boundaries of `svidscope_exporter_remaining_lifetime_seconds` (src/exporter/names.ts
+ * LIFETIME_BUCKETS, repeated here because monitoring/ imports only common/telemetry; a test
+ * checks that both lists agree).
+ */
+export const EXPORTER_LIFETIME_BUCKETS: readonly number[] = [0, 60, 300, 900, 1800, 3600, 10800, 21600, 43200, 86400, 172800, 604800, 2592000, 7776000, 31536000];

@@ -1,0 +1,292 @@
+/**
+ * One runbook per alert, as data rendered to runbooks/<AlertName>.md, plus the index
+ * runbooks/README.md. The severity, expression, `for` and summary come from the rules, so a
+ * runbook cannot describe a different alert than the one that fires.
+ */
+import type { MonitoringConfig } from './config.js';
+import { allAlerts } from './rules.js';
+import { slos } from './slos.js';
+
+export interface Runbook {
+  meaning: string;
+  impact: string;
+  confirm: string[];
+  mitigate: string[];
+  escalate: string;
+  verify: string[];
+  /** Chaos experiment that rehearses this alert (the harness is planned). */
+  experiment: { file: string; what: string };
+}
+
+const ADMIN = '--admin-socket <data-dir>/server/admin.sock';
+
+function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
+  const td = c.trustDomainLabel;
+  const t = c.thresholds;
+  const byName = Object.fromEntries(slos(c).map((s) => [s.alert, s]));
+  const burn = (alert: string, extra: Omit<Runbook, 'meaning' | 'impact' | 'verify'> & { impact: string }): Runbook => {
+    const s = byName[alert];
+    return {
+      meaning: `The ${s.title} SLO (target ${s.target * 100}% over ${c.sloPeriod}) is spending its error budget faster than the window pair in the alert's \`long\`/\`short\` labels allows. SLI: ${s.sli}. Severity \`page\` = 2% (1h) or 5% (6h) of the budget gone; \`ticket\` = 10% over 1d or 3d.`,
+      verify: [
+        `\`slo:sli_error:ratio_rate5m{slo="${s.name}"}\` is back under the budget (\`slo:error_budget:ratio{slo="${s.name}"}\`) and the \`short\`-window ratio drops first; the alert resolves once the short window is clean.`,
+        `\`slo:period_error_budget_remaining:ratio{slo="${s.name}"}\` has stopped falling (Overview dashboard).`,
+      ],
+      ...extra,
+    };
+  };
+  return {
+    SvidscopeX509IssuanceBudgetBurn: burn('SvidscopeX509IssuanceBudgetBurn', {
+      impact: 'Agents fail to get X509-SVIDs signed: new workloads get no identity and rotations fail; existing SVIDs keep working until their notAfter.',
+      confirm: [
+        `\`sum by (${td}, reason) (rate(svidscope_server_svid_signing_failures_total{svid_type="x509"}[5m]))\` — which reason dominates.`,
+        '`svidscope server healthcheck --health-url http://<server ops address>` and the server log around the failures.',
+        `\`svidscope bundle show ${ADMIN}\` — is there an active CA?`,
+      ],
+      mitigate: [
+        'Reason `internal`/signing errors: check the CA key material and datastore health in the server log; restart the server if the CA manager is stuck.',
+        'Reason `invalid_argument`/CSR errors after an agent upgrade: roll the agents back.',
+        'If a single agent produces all failures, evict it (`svidscope agent evict`) so it re-attests.',
+      ],
+      escalate: 'Identity-plane owners if failures persist for 30 minutes or the CA is involved.',
+      experiment: { file: 'experiments/server-signing-errors.yaml', what: 'inject signing failures at the server' },
+    }),
+    SvidscopeWorkloadApiBudgetBurn: burn('SvidscopeWorkloadApiBudgetBurn', {
+      impact: 'Workloads fail to fetch SVIDs or bundles from their agent; mTLS between them starts failing once held SVIDs expire.',
+      confirm: [
+        `\`sum by (instance, code, method) (rate(svidscope_agent_workload_api_requests_total{code!="OK"}[5m]))\` — which agents and codes.`,
+        '`svidscope probe x509_svid --target unix://<agent socket>` from the node.',
+        '`svidscope agent healthcheck --health-url http://<agent ops address>`.',
+      ],
+      mitigate: ['UNAVAILABLE from one agent: restart it; if it cannot sync, follow SvidscopeAgentNotSyncing.', 'Errors across all agents: check the server (SvidscopeServerDown, issuance alerts).'],
+      escalate: 'Identity-plane owners; application owners if only one workload class is affected.',
+      experiment: { file: 'experiments/agent-workload-api-errors.yaml', what: 'make an agent answer UNAVAILABLE' },
+    }),
+    SvidscopeProbeBudgetBurn: burn('SvidscopeProbeBudgetBurn', {
+      impact: 'Synthetic workloads cannot fetch, validate or use SVIDs: real workloads very likely see the same.',
+      confirm: [
+        '`sum by (module, target, reason) (increase(svidscope_prober_probe_failures_total[15m]))` — failing modules and reasons (docs/probes.md lists them).',
+        '`svidscope probe <module> --target <target>` for a readable report of each check.',
+      ],
+      mitigate: ['Follow the reason: `unavailable`/`socket_missing` → agent (SvidscopeAgentDown); `untrusted_authority` → bundles (SvidscopeTrustBundleStale); `endpoint_down` → federation; `expired`/`rotation_overdue` → SvidscopeSvidsExpiringSoon; `not_yet_valid` → SvidscopeProbeClockSkew.'],
+      escalate: 'Identity-plane owners.',
+      experiment: { file: 'experiments/probe-target-outage.yaml', what: 'stop an agent the prober targets' },
+    }),
+    SvidscopeIssuanceLatencyBudgetBurn: burn('SvidscopeIssuanceLatencyBudgetBurn', {
+      impact: 'Signing is slow: agent syncs and rotations take longer; under load, requests time out and turn into issuance errors.',
+      confirm: ['Issuance latency panel (On-call): p99 of `svidscope_server_svid_issuance_duration_seconds`.', '`histogram_quantile(0.99, sum by (le, operation) (rate(svidscope_server_datastore_operation_duration_seconds_bucket[5m])))` — is the datastore slow?', 'Server CPU: `rate(process_cpu_seconds_total{job="svidscope-server"}[5m])`.'],
+      mitigate: ['Datastore slow: check the database host; move to a faster disk or Postgres.', 'CPU saturation: scale out servers or spread agent sync intervals.'],
+      escalate: 'Identity-plane owners; database owners for datastore latency.',
+      experiment: { file: 'experiments/server-cpu-stress.yaml', what: 'CPU stress on the server host' },
+    }),
+    SvidscopeRotationBudgetBurn: burn('SvidscopeRotationBudgetBurn', {
+      impact: 'SVIDs are replaced late in their lifetime: a short server or agent hiccup can now let them expire.',
+      confirm: ['Lifetime left at rotation panel (SVID lifecycle).', '`sum by (instance, reason) (rate(svidscope_agent_svid_rotation_failures_total[1h]))`.', '`svidscope agent api fetch x509 --socket-path <agent socket>` shows notAfter of current SVIDs.'],
+      mitigate: ['Rotation failures at one agent: restart it; check its sync (SvidscopeAgentNotSyncing).', 'Late rotations everywhere: the server is slow or unavailable — see the issuance alerts.'],
+      escalate: 'Identity-plane owners.',
+      experiment: { file: 'experiments/server-partition-rotation.yaml', what: 'partition agents from the server across a rotation' },
+    }),
+    SvidscopeServerDown: {
+      meaning: 'Prometheus cannot scrape an svidscope server (`up == 0`).',
+      impact: 'No SVIDs are signed and agents cannot sync; workloads keep their cached SVIDs until notAfter, then lose their identity. Federation peers cannot refresh this domain\'s bundle.',
+      confirm: ['`svidscope server healthcheck --health-url http://<server ops address>`', '`up{job="svidscope-server"}` and the server log (`<data-dir>/logs/server.log` under `svidscope up`).', 'Is the process running? `pgrep -af "server run"`'],
+      mitigate: ['Restart the server (`svidscope server run --config <file>`); it resumes from its datastore.', 'If it crashes at start, read the error: datastore unreachable, config invalid, or CA key material missing.'],
+      escalate: 'Page the identity-plane owners immediately if the server does not come back within 10 minutes: SVID expiry is the deadline (see the earliest SVID expiry panel).',
+      verify: ['`up{job="svidscope-server"} == 1`', 'Agents sync again: `time() - svidscope_agent_last_successful_sync_timestamp_seconds` falls.'],
+      experiment: { file: 'experiments/server-kill.yaml', what: 'SIGKILL the server and restart it' },
+    },
+    SvidscopeAgentDown: {
+      meaning: 'Prometheus cannot scrape an svidscope agent (`up == 0`).',
+      impact: 'Workloads on that node cannot fetch new SVIDs, rotate, or get bundle updates through its Workload API.',
+      confirm: ['`svidscope agent healthcheck --health-url http://<agent ops address>`', '`svidscope probe x509_svid --target unix://<agent socket>`', 'Agent log (`<data-dir>/logs/agent-N.log` under `svidscope up`); `pgrep -af "agent run"`.'],
+      mitigate: ['Restart the agent with its config; it reuses its stored agent SVID if still valid, else attest it again with a new join token (`svidscope token generate`).', 'If the node is gone, evict the agent: `svidscope agent evict ' + ADMIN + ' --spiffe-id <agent id>`.'],
+      escalate: 'Node owner; identity-plane owners if several agents are down (then suspect the server or the network).',
+      verify: ['`up{job="svidscope-agent"} == 1`', 'Probes of that agent succeed: `svidscope_prober_probe_success{target=~"<agent>.*"} == 1`.'],
+      experiment: { file: 'experiments/agent-kill.yaml', what: 'SIGTERM/SIGKILL an agent (the integration test already does this once)' },
+    },
+    SvidscopeAgentNotSyncing: {
+      meaning: `An agent has not synced with its server for more than ${t.agentSyncStaleSeconds}s, or it holds no valid agent SVID (\`svidscope_agent_attested == 0\`).`,
+      impact: 'New entries, bundle updates and rotations stop at that agent; its workloads lose their SVIDs at notAfter.',
+      confirm: ['`time() - svidscope_agent_last_successful_sync_timestamp_seconds` and `rate(svidscope_agent_sync_failures_total[5m])` per agent.', 'Agent log: sync errors (PermissionDenied = evicted/banned; Unavailable = server unreachable).', '`svidscope agent list ' + ADMIN + '` — is the agent banned or unknown?'],
+      mitigate: ['Server unreachable: fix the network path or the server (SvidscopeServerDown inhibits this alert while the server is down).', 'Agent evicted or its SVID expired: re-attest with a fresh join token.'],
+      escalate: 'Identity-plane owners.',
+      verify: ['Sync age falls below the sync interval; `svidscope_agent_attested == 1`.'],
+      experiment: { file: 'experiments/agent-server-partition.yaml', what: 'drop traffic from one agent to the server' },
+    },
+    SvidscopeSvidsExpiringSoon: {
+      meaning: `The exporter sees X509-SVIDs with ${t.svidExpiringSeconds}s or less of lifetime left (expired included). Healthy SVIDs are rotated around half their TTL, so such a cohort means rotation is failing for it.`,
+      impact: 'When they expire, the workloads holding them fail mTLS with every peer.',
+      confirm: ['`sum by (source, le) (svidscope_exporter_remaining_lifetime_seconds_bucket{kind="x509_svid"})` — which sources hold them.', '`svidscope agent api fetch x509 --socket-path <agent socket>` on the affected node.', 'Agent rotation failures and sync age (On-call dashboard).'],
+      mitigate: ['Fix the agent (restart / re-attest) or the server; rotations resume at the next sync.', 'For a workload writing SVIDs to disk (the sample workload), check that it is running and can write.'],
+      escalate: 'Page the identity-plane owners: expiry is a hard deadline.',
+      verify: ['`svidscope_exporter_remaining_lifetime_seconds_bucket{kind="x509_svid", le="' + t.svidExpiringSeconds + '"}` back to 0.'],
+      experiment: { file: 'experiments/server-outage-past-rotation.yaml', what: 'keep the server down past the SVIDs\' rotation point' },
+    },
+    SvidscopeSigningKeyNearExpiry: {
+      meaning: `The active X.509 CA or JWT signing key of a server expires in less than ${t.signingKeyExpirySeconds}s: CA rotation (prepare at ½, activate) did not happen.`,
+      impact: 'SVIDs cannot outlive the CA; when it expires, every SVID it signed stops verifying — the whole trust domain is down.',
+      confirm: [`\`svidscope_server_signing_keys\` — is there a \`prepared\` key? \`svidscope_server_signing_key_expiry_timestamp_seconds - time()\`.`, `\`svidscope bundle show ${ADMIN}\` — authorities and their notAfter.`, 'Server log: CA manager prepare/activate errors.'],
+      mitigate: ['Restart the server so the CA manager re-runs its rotation.', 'If an upstream authority signs the CA, check that it is reachable and its own certificate is valid.'],
+      escalate: 'Page identity-plane owners and security: CA problems are trust-domain-wide.',
+      verify: ['A prepared key appears and becomes active; the active key\'s expiry jumps forward.'],
+      experiment: { file: 'experiments/ca-rotation-stall.yaml', what: 'short CA TTL with the rotation blocked' },
+    },
+    SvidscopeTrustBundleStale: {
+      meaning: 'An agent serves a trust bundle with a lower sequence number than its server publishes.',
+      impact: 'After the new authority starts signing, workloads behind this agent reject peers\' new SVIDs (and peers reject theirs).',
+      confirm: ['`svidscope_server_bundle_sequence` vs `svidscope_agent_bundle_sequence` per instance (Trust bundles dashboard).', '`svidscope agent api fetch x509 --socket-path <agent socket>` — bundle contents.'],
+      mitigate: ['Restart the agent; if it cannot sync, see SvidscopeAgentNotSyncing.'],
+      escalate: 'Identity-plane owners.',
+      verify: ['Sequences equal; probes of that agent validate with `untrusted_authority` gone.'],
+      experiment: { file: 'experiments/bundle-propagation-block.yaml', what: 'block bundle sync to one agent during a CA rotation' },
+    },
+    SvidscopeBundlePropagationSlow: {
+      meaning: `The p99 time from a new bundle at the server to agents serving it is above ${t.bundlePropagationSeconds}s over the last hour.`,
+      impact: 'A window after every CA rotation in which some workloads do not trust the new authority yet.',
+      confirm: ['Propagation lag panel (Trust bundles) by bundle kind; exporter `svidscope_exporter_bundle_propagation_lag_seconds` per source.', 'Agent sync durations: `histogram_quantile(0.99, sum by (le) (rate(svidscope_agent_sync_duration_seconds_bucket[1h])))`.'],
+      mitigate: ['Slow syncs: server or datastore load (see issuance latency).', 'Lower the agents\' sync interval if it is configured high.'],
+      escalate: 'Ticket to identity-plane owners.',
+      verify: ['p99 back under the threshold after the next bundle change.'],
+      experiment: { file: 'experiments/agent-network-latency.yaml', what: 'add latency between agents and the server' },
+    },
+    SvidscopeFederatedBundleRefreshFailing: {
+      meaning: `A server has not confirmed a federated trust domain's bundle for more than ${t.federatedBundleMaxAgeSeconds}s: fetches from the peer's bundle endpoint fail.`,
+      impact: 'Nothing yet: the stored bundle still works. When the peer rotates its CA, cross-domain mTLS breaks.',
+      confirm: ['`sum by (reason) (increase(svidscope_federation_bundle_refresh_errors_total[30m]))` — connect, tls, http_status, …', '`svidscope federation show ' + ADMIN + ' --trust-domain <peer>`', '`svidscope probe bundle_endpoint --target <peer endpoint URL> --set trust_domain=<peer>`'],
+      mitigate: ['`connect`/`timeout`: network path to the peer endpoint.', '`tls`/`authentication`: the peer rotated its endpoint identity; update the relationship (`svidscope federation create` with the new endpoint SPIFFE ID or bundle).', 'Force a refresh once fixed: `svidscope federation refresh ' + ADMIN + ' --trust-domain <peer>`.'],
+      escalate: 'The peer trust domain\'s operators (their endpoint), then identity-plane owners.',
+      verify: ['`svidscope_federation_bundle_age_seconds` drops to a few refresh intervals.'],
+      experiment: { file: 'experiments/federation-endpoint-down.yaml', what: 'stop the peer\'s bundle endpoint' },
+    },
+    SvidscopeAttestationFailureSpike: {
+      meaning: `More than ${t.attestationFailures} node attestations failed within 10 minutes, by method and reason.`,
+      impact: 'New and restarted agents cannot join: their nodes get no identities. A spike can also be an attack (token guessing).',
+      confirm: ['`sum by (method, reason) (increase(svidscope_server_attestations_total{result="failure"}[10m]))`', 'Server log: attestation errors with the caller address.', '`svidscope agent list ' + ADMIN + '`'],
+      mitigate: ['Expired or reused join tokens: issue fresh ones (`svidscope token generate`).', 'Unknown callers: block them at the network level and tell security.'],
+      escalate: 'Security if the callers are unknown; identity-plane owners otherwise.',
+      verify: ['Failures stop increasing; agents attest.'],
+      experiment: { file: 'experiments/attestation-bad-tokens.yaml', what: 'start agents with invalid join tokens' },
+    },
+    SvidscopeIssuanceLatencyHigh: {
+      meaning: `The p99 X.509-SVID signing time over 10 minutes is above ${t.issuanceLatencySeconds}s.`,
+      impact: 'Slow syncs and rotations; at worst timeouts that become issuance errors.',
+      confirm: ['Issuance latency panel (On-call).', 'Datastore latency: `histogram_quantile(0.99, sum by (le, operation) (rate(svidscope_server_datastore_operation_duration_seconds_bucket[10m])))`.', 'CPU: `rate(process_cpu_seconds_total{job="svidscope-server"}[5m])`.'],
+      mitigate: ['Reduce load (stagger agent restarts), scale the server, or fix the datastore.'],
+      escalate: 'Ticket to identity-plane owners.',
+      verify: ['p99 under the threshold for 15 minutes.'],
+      experiment: { file: 'experiments/server-cpu-stress.yaml', what: 'CPU stress on the server host' },
+    },
+    SvidscopeWorkloadApiErrors: {
+      meaning: `More than ${t.workloadApiErrorRatio * 100}% of an agent's Workload API requests fail with ${c.slos.workloadApi.errorCodes.join(', ')}.`,
+      impact: 'Workloads on that node cannot fetch or refresh SVIDs and bundles.',
+      confirm: ['`sum by (method, code) (rate(svidscope_agent_workload_api_requests_total{instance="<agent>"}[5m]))`', '`svidscope agent api fetch x509 --socket-path <agent socket>`; agent log.'],
+      mitigate: ['Restart the agent; check its sync with the server and its cache (`svidscope_agent_svids_cached`).'],
+      escalate: 'Ticket to identity-plane owners; page via SvidscopeWorkloadApiBudgetBurn if it spreads.',
+      verify: ['Error ratio back under the threshold.'],
+      experiment: { file: 'experiments/agent-workload-api-errors.yaml', what: 'make an agent answer UNAVAILABLE' },
+    },
+    SvidscopeProbeClockSkew: {
+      meaning: 'Probes found SVIDs whose notBefore lies in the future beyond the clock-skew tolerance (reason `not_yet_valid`): the prober host\'s clock and the signing server\'s disagree.',
+      impact: 'Workloads on skewed hosts reject fresh SVIDs of their peers (or theirs are rejected) right after every rotation.',
+      confirm: ['`increase(svidscope_prober_probe_failures_total{reason="not_yet_valid"}[10m])` by target.', 'Compare clocks: `timedatectl` / `chronyc tracking` on the prober host, the server host and the agent hosts.', '`svidscope probe x509_svid --target <target>` shows the notBefore and the local time.'],
+      mitigate: ['Fix NTP on the skewed host. svidscope backdates notBefore slightly; a larger skew needs time sync, not config.'],
+      escalate: 'Host/platform owners of the skewed machines.',
+      verify: ['No new `not_yet_valid` failures for 10 minutes.'],
+      experiment: { file: 'experiments/clock-skew.yaml', what: 'skew the clock of a probed host (faketime)' },
+    },
+    SvidscopeProberDown: {
+      meaning: 'Prometheus cannot scrape the prober.',
+      impact: 'No synthetic probes: the probe-success SLO and clock-skew detection are blind. The identity plane itself may be fine.',
+      confirm: ['`curl http://<prober>/live`; prober log; `pgrep -af "prober run"`.'],
+      mitigate: ['Restart the prober (`svidscope prober run --config <file>`).'],
+      escalate: 'Ticket to the observability owners.',
+      verify: ['`up{job="svidscope-prober"} == 1`; `svidscope_prober_last_probe_timestamp_seconds` advances.'],
+      experiment: { file: 'experiments/prober-kill.yaml', what: 'kill the prober' },
+    },
+    SvidscopeExporterScrapeErrors: {
+      meaning: `An exporter source failed more than ${t.exporterSourceErrors} times in 15 minutes, scrapes were truncated by the time budget, or Prometheus cannot scrape the exporter (value 0).`,
+      impact: 'Lifecycle panels and the expiring-SVIDs alert work on stale data.',
+      confirm: ['`sum by (source, reason) (increase(svidscope_exporter_source_errors_total[15m]))`; `svidscope_exporter_source_up`.', '`curl http://<exporter>/ready` lists each source\'s state.', '`svidscope exporter check-config --config <file>`'],
+      mitigate: ['`permission_denied`: the exporter\'s own identity lost its entry — recreate it.', '`unavailable`: the watched agent or server is down (see their alerts).', 'Truncated scrapes: raise `scrape.timeout` or lower `per_svid_max_series`.'],
+      escalate: 'Ticket to the observability owners.',
+      verify: ['Errors stop increasing; every source `up`.'],
+      experiment: { file: 'experiments/exporter-source-loss.yaml', what: 'remove the exporter\'s Workload API entry' },
+    },
+  };
+}
+
+export function renderRunbook(c: MonitoringConfig, alert: string): string {
+  const rb = runbookContent(c)[alert];
+  if (!rb) throw new Error(`no runbook for ${alert}`);
+  const rules = allAlerts(c).filter((r) => r.alert === alert);
+  const list = (items: string[]) => items.map((i) => `- ${i}`).join('\n');
+  const ruleRows = rules.map((r) => `| \`${r.labels.severity}\` | ${r.for} | ${r.labels.long ? `${r.labels.long} / ${r.labels.short}` : '—'} |`).join('\n');
+  return `# ${alert}
+
+<!-- generated by \`npm run generate\` from src/monitoring/runbooks.ts; do not edit by hand -->
+
+> ${rules[0].annotations.summary}
+
+| severity | for | windows (long / short) |
+|---|---|---|
+${ruleRows}
+
+\`\`\`promql
+${rules[0].expr}
+\`\`\`
+
+## What it means
+
+${rb.meaning}
+
+## User impact
+
+${rb.impact}
+
+## How to confirm
+
+${list(rb.confirm)}
+
+## Mitigation
+
+${list(rb.mitigate)}
+
+## Escalation
+
+${rb.escalate}
+
+## Verify recovery
+
+${list(rb.verify)}
+
+## Rehearsal
+
+\`${rb.experiment.file}\` (planned: the chaos harness has not landed yet) — ${rb.experiment.what}.
+`;
+}
+
+export function runbookAlerts(c: MonitoringConfig): string[] {
+  return Object.keys(runbookContent(c));
+}
+
+export function renderRunbookIndex(c: MonitoringConfig): string {
+  const rules = allAlerts(c);
+  const names = [...new Set(rules.map((r) => r.alert))].sort();
+  const rows = names.map((n) => {
+    const rs = rules.filter((r) => r.alert === n);
+    const sev = [...new Set(rs.map((r) => r.labels.severity))].join(', ');
+    return `| [${n}](${n}.md) | ${sev} | ${rs[0].annotations.summary} | \`${runbookContent(c)[n].experiment.file}\` (planned) |`;
+  });
+  return `# Runbooks
+
+<!-- generated by \`npm run generate\` from src/monitoring; do not edit by hand -->
+
+One runbook per alert of \`alerts/svidscope-alerts.yaml\`; each alert's \`runbook_url\` points here.
+Severity \`page\` wakes someone up; \`ticket\` goes to the work queue (see \`alerts/alertmanager.yml\`).
+Dashboards: \`dashboards/\`; how to load everything: \`docs/monitoring.md\`.
+
+| alert | severity | summary | rehearsed by |
+|---|---|---|---|
+${rows.join('\n')}
+`;
+}
