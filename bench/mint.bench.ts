@@ -116,35 +116,10 @@ export default async function mintBench({ log }: BenchContext): Promise<BenchFig
   };
 }
 
-/**
- * @peculiar/x509 2.x needs a Reflect metadata polyfill (tsyringe) and none is a dependency;
- * this is the least of one, installed before the library is first loaded.
- */
-function installReflectMetadataShim(): void {
-  const R = Reflect as unknown as Record<string, unknown>;
-  if (typeof R.getMetadata === 'function') return;
-  const store = new WeakMap<object, Map<string, unknown>>();
-  const slot = (k: unknown, p?: unknown) => `${String(k)}\u0000${String(p)}`;
-  const define = (k: unknown, v: unknown, t: object, p?: unknown) => {
-    let m = store.get(t);
-    if (!m) store.set(t, (m = new Map()));
-    m.set(slot(k, p), v);
-  };
-  R.defineMetadata = define;
-  R.getOwnMetadata = (k: unknown, t: object, p?: unknown) => store.get(t)?.get(slot(k, p));
-  R.getMetadata = (k: unknown, t: object, p?: unknown) => {
-    for (let o: object | null = t; o; o = Object.getPrototypeOf(o) as object | null) {
-      const m = store.get(o);
-      if (m?.has(slot(k, p))) return m.get(slot(k, p));
-    }
-    return undefined;
-  };
-  R.metadata = (k: unknown, v: unknown) => (t: object, p?: unknown) => define(k, v, t, p);
-}
 
 /** The same leaf built by @peculiar/x509's X509CertificateGenerator (async, WebCrypto). */
 async function generalPurposeBaseline(): Promise<number> {
-  installReflectMetadataShim();
+  await import('reflect-metadata'); // @peculiar/x509 2.x needs the Reflect metadata polyfill
   const x509 = await import('@peculiar/x509');
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const caKeys = await webcrypto.subtle.generateKey(alg, false, ['sign', 'verify']);

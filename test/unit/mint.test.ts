@@ -14,26 +14,7 @@ import {
 } from '../../src/identity-plane/spiffe/mint/index.js';
 import { rememberSpki, spkiOf as mintSpkiOf } from '../../src/identity-plane/spiffe/mint/cert-parts.js';
 
-/** @peculiar/x509 needs a Reflect metadata polyfill and none is installed: the least of one, set before it loads. */
-function installReflectMetadataShim(): void {
-  const R = Reflect as unknown as Record<string, unknown>;
-  if (typeof R.getMetadata === 'function') return;
-  const store = new WeakMap<object, Map<string, unknown>>();
-  const slot = (k: unknown, p?: unknown) => `${String(k)}\u0000${String(p)}`;
-  const define = (k: unknown, v: unknown, t: object, p?: unknown) => {
-    let m = store.get(t);
-    if (!m) store.set(t, (m = new Map()));
-    m.set(slot(k, p), v);
-  };
-  R.defineMetadata = define;
-  R.getOwnMetadata = (k: unknown, t: object, p?: unknown) => store.get(t)?.get(slot(k, p));
-  R.getMetadata = (k: unknown, t: object, p?: unknown) => {
-    for (let o: object | null = t; o; o = Object.getPrototypeOf(o) as object | null) if (store.get(o)?.has(slot(k, p))) return store.get(o)!.get(slot(k, p));
-    return undefined;
-  };
-  R.metadata = (k: unknown, v: unknown) => (t: object, p?: unknown) => define(k, v, t, p);
-}
-installReflectMetadataShim();
+await import('reflect-metadata'); // @peculiar/x509 2.x needs the Reflect metadata polyfill
 const x509 = await import('@peculiar/x509');
 
 const NOW = new Date('2030-03-01T12:00:00.250Z');

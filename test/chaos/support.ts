@@ -1,0 +1,32 @@
+import { execa, type ResultPromise } from 'execa';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { findPids, isAlive, processState, signal, waitFor } from '../../src/chaos/proc.js';
+
+export const root = path.resolve(import.meta.dirname, '..', '..');
+
+/** `svidscope up` in a fresh data dir, plus a teardown that kills every process of that dir (restarted ones too). */
+export async function startUp(): Promise<{ dataDir: string; up: ResultPromise; stop(): Promise<void> }> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'svidscope-chaos-'));
+  const up = execa(process.execPath, [path.join(root, 'bin', 'svidscope.js'), 'up', '--data-dir', dataDir, '--no-federation'], { reject: false, env: { SVIDSCOPE_FROM_SOURCE: '1' }, stdout: 'ignore', stderr: 'ignore' });
+  const ok = await waitFor(() => existsSync(path.join(dataDir, 'endpoints.json')), 120_000, 250);
+  if (!ok) throw new Error('svidscope up did not come up');
+  const stop = async () => {
+    const mine = () => findPids((argv) => argv.some((a) => a.startsWith(dataDir)));
+    for (const pid of mine()) signal(pid, 'SIGCONT');
+    up.kill('SIGTERM');
+    await Promise.race([up, new Promise((r) => setTimeout(r, 15_000))]);
+    for (const pid of mine()) signal(pid, 'SIGKILL');
+    await waitFor(() => mine().length === 0, 10_000);
+  };
+  return { dataDir, up, stop };
+}
+
+/** No stopped process of the stack, and every component present exactly once. */
+export function stackProcesses(dataDir: string): { pid: number; state: string; argv: string }[] {
+  return findPids((argv) => argv.some((a) => a.startsWith(dataDir)) && argv.includes('run') || argv.includes('sample') && argv.some((a) => a.startsWith(dataDir)))
+    .filter(isAlive).map((pid) => ({ pid, state: processState(pid) ?? '?', argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ') }));
+}
+
+export const cli = (args: string[]) => execa(process.execPath, ['--import', 'tsx', path.join(root, 'test', 'chaos', 'chaos-cli.ts'), ...args], { reject: false, cwd: root, env: { SVIDSCOPE_FROM_SOURCE: '1' } });
