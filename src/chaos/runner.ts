@@ -102,8 +102,9 @@ export async function runExperiment(exp: Experiment, o: RunOptions): Promise<Run
   const checkHalts = async () => {
     if (!o.prometheus) return;
     for (const h of exp.haltConditions) {
+      // No data is not a violation (a scrape gap must not abort a game day); a bad value is.
       const samples = await o.prometheus.query(h.query).catch(() => undefined);
-      if (samples && !withinTolerance(samples, h.tolerance)) throw new Halted(h.name, samples);
+      if (samples && samples.length > 0 && !withinTolerance(samples, h.tolerance)) throw new Halted(h.name, samples);
     }
   };
 

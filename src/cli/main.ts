@@ -8,6 +8,7 @@ import { registerSampleWorkload } from './up/sample-workload.js';
 import { registerUp } from './up/up.js';
 import { registerProbeCommands } from './probe/commands.js';
 import { registerExporterCommands } from './exporter/commands.js';
+import { registerChaosCommands } from './chaos/commands.js';
 import { registerEntryCommands } from './admin/entry.js';
 import { registerTokenCommands } from './admin/token.js';
 import { registerFederationCommands } from './admin/federation.js';
@@ -44,6 +45,7 @@ export function buildProgram(io: Io = processIo): Command {
   registerSampleWorkload(program, io);
   registerProbeCommands(program, io);
   registerExporterCommands(program, io);
+  registerChaosCommands(program, io);
   registerUp(program, io);
 
   return program;

@@ -55,7 +55,7 @@ export function recordingGroups(c: MonitoringConfig): RuleGroup<RecordingRule>[]
       { record: 'slo:error_budget:ratio', expr: `vector(${num(1 - slo.target)})`, labels: l },
       { record: 'slo:period_error_budget_remaining:ratio', expr: `1 - slo:sli_error:ratio_rate${c.sloPeriod}{slo="${slo.name}"} / ${num(1 - slo.target)}`, labels: l },
     ];
-    return { name: `svidscope-slo-${slo.name}-recordings`, ...interval(c), rules };
+    return { name: `svidscope-slo-${slo.name}-rules`, ...interval(c), rules };
   });
 }
 

@@ -29,4 +29,5 @@ export function stackProcesses(dataDir: string): { pid: number; state: string; a
     .filter(isAlive).map((pid) => ({ pid, state: processState(pid) ?? '?', argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ') }));
 }
 
-export const cli = (args: string[]) => execa(process.execPath, ['--import', 'tsx', path.join(root, 'test', 'chaos', 'chaos-cli.ts'), ...args], { reject: false, cwd: root, env: { SVIDSCOPE_FROM_SOURCE: '1' } });
+/** The real `svidscope` executable, from source. */
+export const cli = (args: string[]) => execa(process.execPath, [path.join(root, 'bin', 'svidscope.js'), ...args], { reject: false, cwd: root, env: { SVIDSCOPE_FROM_SOURCE: '1' } });

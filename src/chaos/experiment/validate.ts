@@ -161,7 +161,7 @@ function step(r: Reader, v: unknown): MethodStep | undefined {
   if (!o) return undefined;
   const f = fault(r, o);
   if (!f) return undefined;
-  return { ...f, name: r.str(o, 'name') ?? f.fault, durationMs: r.duration(o, 'duration'), pauseAfterMs: r.duration(o, 'pause_after', 0) };
+  return { ...f, name: r.str(o, 'name', false) ?? f.fault, durationMs: r.duration(o, 'duration'), pauseAfterMs: r.duration(o, 'pause_after', 0) };
 }
 
 /** Validates a parsed document; throws ExperimentInvalidError listing every problem. */

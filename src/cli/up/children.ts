@@ -1,5 +1,5 @@
 import { execa, type ResultPromise } from 'execa';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../common/log.js';
@@ -52,4 +52,45 @@ export async function stopChild(child: Child, graceMs = 10_000): Promise<void> {
   const timer = setTimeout(() => child.process.kill('SIGKILL'), graceMs);
   await child.process;
   clearTimeout(timer);
+}
+
+/**
+ * Stops processes of this stack that are not our children any more: a game day may have killed a
+ * component and started it again itself. They are found by the stack's config files on their
+ * command lines (every component runs with `--config <dataDir>/<name>.yaml`).
+ */
+export async function stopStrays(dataDir: string, graceMs = 10_000): Promise<void> {
+  const marker = `${dataDir}/`;
+  const strays: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const i = argv.indexOf('--config');
+    if (i >= 0 && argv[i + 1]?.startsWith(marker) && argv[i + 1].endsWith('.yaml')) strays.push(pid);
+  }
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (const pid of strays) {
+    try {
+      process.kill(pid, 'SIGCONT'); // a frozen process cannot act on SIGTERM
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  const deadline = Date.now() + graceMs;
+  while (strays.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  for (const pid of strays.filter(alive)) process.kill(pid, 'SIGKILL');
 }

@@ -12,7 +12,7 @@ import { connectAdmin } from '../admin/client.js';
 import { printResult, type Io } from '../output.js';
 import { withErrors } from '../run.js';
 import { waitForShutdownSignal } from '../signals.js';
-import { cliEntry, projectRoot, startChild, stopChild, type Child } from './children.js';
+import { cliEntry, projectRoot, startChild, stopChild, stopStrays, type Child } from './children.js';
 
 interface UpFlags {
   dataDir: string;
@@ -103,6 +103,7 @@ export async function startStack(dataDir: string, trustDomain: string, logger: L
   const ctx: StackContext = { dataDir, logDir, logger, children: [], isRoot: process.getuid?.() === 0 };
   const stop = async () => {
     for (const c of [...ctx.children].reverse()) await stopChild(c);
+    await stopStrays(dataDir);
   };
   try {
     const main = await startServer(ctx, 'server', trustDomain, { server: 8081, health: 8080, endpoint: 8443 });

@@ -1,0 +1,91 @@
+import net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { ExperimentInvalidError, FaultProxy, listExperimentFiles, loadExperimentFile, loadSuite, parseExperimentText, planExperiment } from '../../src/chaos/index.js';
+import { withinTolerance } from '../../src/chaos/hypothesis.js';
+import path from 'node:path';
+import { root } from './support.js';
+
+const problems = (text: string) => {
+  try {
+    parseExperimentText(text, 't');
+  } catch (err) {
+    expect(err).toBeInstanceOf(ExperimentInvalidError);
+    return (err as ExperimentInvalidError).problems;
+  }
+  throw new Error('expected invalid');
+};
+
+describe('experiment validation', () => {
+  it('lists every problem at once, in plain sentences', () => {
+    expect(problems(`
+method:
+  - { fault: process-kill, target: agent-9, duration: soon }
+  - { fault: teleport, duration: 1s }
+steady-state-hypothesis:
+  probes: [{ name: p, type: promql, query: up }]
+expected-alerts: [{ name: X }]
+rollbacks: []
+`)).toEqual([
+      'title is required',
+      'description is required',
+      'rollbacks are not written by hand: every fault carries its own guaranteed rollback',
+      'steady-state-hypothesis.probes[0]: a steady-state probe must carry a tolerance',
+      'method[0]: duration must be a duration such as 500ms, 30s, 2m (got "soon")',
+      'method[1]: fault must be one of process-kill, process-freeze, ca-rotate, entry-delete, network, clock-skew, datastore (got "teleport")',
+      "method step 'process-kill': target 'agent-9' is outside the blast radius (declare it under blast-radius)",
+      'expected-alerts[0]: within is required (a duration such as 30s)',
+    ]);
+  });
+
+  it('rejects bad YAML and bad tolerances', () => {
+    expect(problems('title: [')[0]).toMatch(/^not valid YAML/);
+    expect(problems(`title: t\ndescription: d\nmethod: []\nsteady-state-hypothesis: { probes: [{ name: p, type: promql, query: up, tolerance: { above: 1 } }] }`))
+      .toEqual(["steady-state-hypothesis.probes[0]: unknown tolerance key 'above' (use min, max, equals, range, empty)", 'steady-state-hypothesis.probes[0]: tolerance needs min, max, equals or range']);
+  });
+
+  it('every shipped experiment and the game-day suite are valid', () => {
+    const files = listExperimentFiles(path.join(root, 'experiments'));
+    expect(files.length).toBeGreaterThanOrEqual(8);
+    for (const f of files) expect(() => loadExperimentFile(f)).not.toThrow();
+    expect(loadSuite('gameday', path.join(root, 'experiments')).experiments.length).toBeGreaterThan(0);
+    const plan = planExperiment(loadExperimentFile(path.join(root, 'experiments', 'agent-crash.yaml')), undefined);
+    expect(plan).toContain('  - SvidscopeAgentDown firing within 60s of the first injection');
+  });
+
+  it('tolerances', () => {
+    expect(withinTolerance([{ value: 1 }], { equals: 1 })).toBe(true);
+    expect(withinTolerance([{ value: 1 }, { value: 0 }], { min: 1 })).toBe(false);
+    expect(withinTolerance([], { min: 1 })).toBe(false);
+    expect(withinTolerance([], { min: 1, empty: 'pass' })).toBe(true);
+  });
+});
+
+describe('fault proxy', () => {
+  it('passes, delays, partitions and resets', async () => {
+    const echo = net.createServer((s) => s.pipe(s));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+    const proxy = new FaultProxy({ host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port });
+    await proxy.start();
+    const roundTrip = (timeoutMs: number) => new Promise<number | 'timeout' | 'error'>((resolve) => {
+      const t0 = Date.now();
+      const c = net.connect(proxy.port, '127.0.0.1', () => c.write('x'));
+      c.once('data', () => (c.destroy(), resolve(Date.now() - t0)));
+      c.once('error', () => resolve('error'));
+      c.once('close', () => resolve('error'));
+      setTimeout(() => (c.destroy(), resolve('timeout')), timeoutMs);
+    });
+    try {
+      expect(typeof (await roundTrip(1000))).toBe('number');
+      proxy.setMode({ kind: 'latency', ms: 200 });
+      expect(await roundTrip(2000)).toBeGreaterThanOrEqual(380);
+      proxy.setMode({ kind: 'partition' });
+      expect(await roundTrip(500)).toBe('timeout');
+      proxy.setMode({ kind: 'reset' });
+      expect(await roundTrip(1000)).toBe('error');
+      expect(() => new FaultProxy({ host: '10.0.0.1', port: 1 })).toThrow(/not loopback/);
+    } finally {
+      await proxy.stop();
+      echo.close();
+    }
+  });
+});
