@@ -7,6 +7,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -39,8 +40,13 @@ export interface PrometheusStackOptions {
   scrapeInterval?: string;
   /** Value of the `cluster` label on every target (default "local"). */
   cluster?: string;
-  /** More targets, e.g. the chaos harness: `{ job: 'svidscope-chaos', url: 'http://127.0.0.1:9500/metrics' }`. */
+  /** More targets: `{ job, url }`. */
   extraTargets?: { job: string; url: string; labels?: Record<string, string> }[];
+  /**
+   * The chaos harness's textfile (default `<dataDir>/chaos/metrics.prom`): served on loopback and
+   * scraped as the chaos job, so the Game day dashboard sees experiment runs. `false` turns it off.
+   */
+  chaosTextfile?: string | false;
 }
 
 export type PrometheusStack =
@@ -80,11 +86,15 @@ export async function startPrometheusStack(opts: PrometheusStackOptions): Promis
   writeFileSync(rules[1], renderAlertingRules(c));
   const amFile = path.join(dir, 'alertmanager.yml');
   writeFileSync(amFile, stringify(alertmanagerConfig(c), { aliasDuplicateObjects: false }));
-  const promFile = path.join(dir, 'prometheus.yml');
-  writeFileSync(promFile, stringify(prometheusConfig(c, opts, rules, `127.0.0.1:${amPort}`), { aliasDuplicateObjects: false, lineWidth: 0 }));
 
   const children: { name: string; proc: ResultPromise }[] = [];
+  const chaosFile = opts.chaosTextfile === undefined ? path.join(opts.dataDir, 'chaos', 'metrics.prom') : opts.chaosTextfile;
+  const chaos = chaosFile ? await serveTextfile(chaosFile) : undefined;
+  const extraTargets = [...(opts.extraTargets ?? []), ...(chaos ? [{ job: jobNameOf(c, 'chaos'), url: `${chaos.url}/metrics` }] : [])];
+  const promFile = path.join(dir, 'prometheus.yml');
+  writeFileSync(promFile, stringify(prometheusConfig(c, { ...opts, extraTargets }, rules, `127.0.0.1:${amPort}`), { aliasDuplicateObjects: false, lineWidth: 0 }));
   const stop = async () => {
+    chaos?.server.close();
     for (const ch of children.reverse()) {
       if (ch.proc.exitCode !== null) continue;
       ch.proc.kill('SIGTERM');
@@ -131,11 +141,7 @@ export function prometheusConfig(c: MonitoringConfig, opts: Pick<PrometheusStack
   const domains = [e, ...(e.peer ? [e.peer] : [])];
   const hostOf = (url: string) => new URL(url).host;
   const labels = (td: string, extra: Record<string, string> = {}) => ({ [c.clusterLabel]: cluster, [c.trustDomainLabel]: td, ...extra });
-  const jobName = (component: keyof MonitoringConfig['selectors']) => {
-    const m = /job=~?"([^"]+)"/.exec(c.selectors[component]);
-    if (!m || /[|*+?()[\]]/.test(m[1].replace(/\.\+$/, ''))) throw new Error(`cannot derive a job name from selector ${c.selectors[component]}`);
-    return m[1].replace(/\.\+$/, '');
-  };
+  const jobName = (component: keyof MonitoringConfig['selectors']) => jobNameOf(c, component);
   const staticJob = (job: string, targets: { url: string; td: string }[], extra: Record<string, unknown> = {}) => ({
     job_name: job,
     metrics_path: new URL(targets[0].url).pathname,
@@ -184,6 +190,29 @@ export function prometheusConfig(c: MonitoringConfig, opts: Pick<PrometheusStack
       })),
     ],
   };
+}
+
+/** The scrape job name a component's selector selects (`job="x"`, or the prefix of `job=~"x.+"`). */
+function jobNameOf(c: MonitoringConfig, component: keyof MonitoringConfig['selectors']): string {
+  const m = /job=~?"([^"]+)"/.exec(c.selectors[component]);
+  if (!m || /[|*+?()[\]]/.test(m[1].replace(/\.\+$/, ''))) throw new Error(`cannot derive a job name from selector ${c.selectors[component]}`);
+  return m[1].replace(/\.\+$/, '');
+}
+
+/** Serves a Prometheus textfile (read at every scrape; empty until it exists) on a free loopback port. */
+async function serveTextfile(file: string): Promise<{ url: string; server: Server }> {
+  const server = createHttpServer((_req, res) => {
+    let body = '';
+    try {
+      body = readFileSync(file, 'utf8');
+    } catch {
+      // not written yet: no chaos run so far
+    }
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const a = server.address();
+  return { url: `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`, server };
 }
 
 /** trust domain → name of the prober's bundle_endpoint module for it (from the prober config `svidscope up` wrote). */

@@ -9,7 +9,7 @@ export const root = path.resolve(import.meta.dirname, '..', '..');
 /** `svidscope up` in a fresh data dir, plus a teardown that kills every process of that dir (restarted ones too). */
 export async function startUp(): Promise<{ dataDir: string; up: ResultPromise; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'svidscope-chaos-'));
-  const up = execa(process.execPath, [path.join(root, 'bin', 'svidscope.js'), 'up', '--data-dir', dataDir, '--no-federation'], { reject: false, env: { SVIDSCOPE_FROM_SOURCE: '1' }, stdout: 'ignore', stderr: 'ignore' });
+  const up = execa(process.execPath, [path.join(root, 'bin', 'svidscope.js'), 'up', '--data-dir', dataDir, '--no-federation', '--no-monitoring'], { reject: false, env: { SVIDSCOPE_FROM_SOURCE: '1' }, stdout: 'ignore', stderr: 'ignore' });
   const ok = await waitFor(() => existsSync(path.join(dataDir, 'endpoints.json')), 120_000, 250);
   if (!ok) throw new Error('svidscope up did not come up');
   const stop = async () => {

@@ -1,7 +1,7 @@
 // The committed rules and Alertmanager config, checked by the real tools: promtool check/test
 // rules (every alert firing and not firing, every recording rule) and amtool (config and routing).
 import { execa } from 'execa';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { stringify } from 'yaml';
 import { resolveConfig, EXPORTER_LIFETIME_BUCKETS } from '../../src/monitoring/config.js';
 import { ALERTMANAGER_FILE, monitoringArtefacts, RULE_FILES } from '../../src/monitoring/artefacts.js';
 import { allAlerts, alertNames, recordingGroups } from '../../src/monitoring/rules.js';
+import { runbookExperiments } from '../../src/monitoring/runbooks.js';
 import { slos } from '../../src/monitoring/slos.js';
 import { num } from '../../src/monitoring/promql.js';
 import { LIFETIME_BUCKETS } from '../../src/exporter/names.js';
@@ -105,6 +106,10 @@ describe('rules and alerts', () => {
       expect(readFileSync(path.join(root, 'runbooks', `${r.alert}.md`), 'utf8')).toContain(`# ${r.alert}`);
       expect(r.for).toMatch(/^\d+[smh]$/);
     }
+  });
+
+  it('runbooks name experiments that exist, or mark them planned', () => {
+    for (const e of runbookExperiments(c)) expect(existsSync(path.join(root, e.file)), `${e.alert}: ${e.file} planned=${e.planned}`).toBe(!e.planned);
   });
 
   it('rule groups stay within the mixtool limits', () => {

@@ -1,6 +1,6 @@
 // End to end: `svidscope up` (identity plane, prober, exporter), a real Prometheus scraping it
 // with the generated rules (1s scrapes, 3s `for`) and a real Alertmanager posting to a local
-// webhook. Every dashboard query, recorded series and alert signal must return data; then an
+// webhook, plus the chaos harness's textfile. Every dashboard query, recorded series and alert signal must return data; then an
 // agent is killed and its page must reach the webhook with the runbook URL.
 import { execa } from 'execa';
 import { existsSync, readFileSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Endpoints } from '../../src/cli/up/up.js';
+import { ChaosMetrics } from '../../src/chaos/metrics.js';
 import { nullLogger } from '../../src/common/log.js';
 import { createWorkloadApiClient } from '../../src/identity-plane/workload-api/index.js';
 import { resolveConfig, type ConfigOverrides } from '../../src/monitoring/config.js';
@@ -53,7 +54,7 @@ const hasTools = !!findBinaries().prometheus && !!findBinaries().alertmanager;
 
 describe.skipIf(!hasTools)('monitoring stack against svidscope up', () => {
   it('every panel query and rule returns data, and a killed agent pages with its runbook', async () => {
-    up = spawnCli(['up', '--data-dir', dir]);
+    up = spawnCli(['up', '--data-dir', dir, '--no-monitoring']); // this test starts its own, with short intervals
     const file = path.join(dir, 'endpoints.json');
     await waitFor('endpoints.json', async () => existsSync(file), 150_000, up.logs);
     const endpoints = JSON.parse(readFileSync(file, 'utf8')) as Endpoints;
@@ -63,17 +64,11 @@ describe.skipIf(!hasTools)('monitoring stack against svidscope up', () => {
       received.push({ path: p, body: JSON.parse(body) as Webhook['body'] });
       return 'ok';
     });
-    // The chaos harness has not landed: a stand-in serves its series, with one fault active (the event of the game-day panels).
-    const now = Math.floor(Date.now() / 1000);
-    const chaos = await listen(() => [
-      '# TYPE svidscope_chaos_experiment_runs_total counter',
-      'svidscope_chaos_experiment_runs_total{experiment="agent-kill",verdict="passed"} 3',
-      '# TYPE svidscope_chaos_experiment_last_run_timestamp_seconds gauge',
-      `svidscope_chaos_experiment_last_run_timestamp_seconds{experiment="agent-kill"} ${now}`,
-      '# TYPE svidscope_chaos_fault_active gauge',
-      'svidscope_chaos_fault_active{experiment="agent-kill",fault="process_kill"} 1',
-      '',
-    ].join('\n'));
+    // The Game day panels' event: the harness's own writer records a finished run and an active fault
+    // in <dataDir>/chaos/metrics.prom, which startPrometheusStack serves to Prometheus.
+    const chaos = new ChaosMetrics(path.join(dir, 'chaos'));
+    chaos.runFinished('agent-crash', 'passed', new Date());
+    chaos.faultActive('agent-crash', 'process_kill', true);
 
     const overrides: ConfigOverrides = {
       forOverride: '3s',
@@ -82,7 +77,6 @@ describe.skipIf(!hasTools)('monitoring stack against svidscope up', () => {
     stack = await startPrometheusStack({
       dataDir: dir, endpoints, logger: nullLogger(), scrapeInterval: '1s', config: overrides,
       prometheusPort: await freePort(), alertmanagerPort: await freePort(),
-      extraTargets: [{ job: 'svidscope-chaos', url: `${chaos}/metrics` }],
     });
     expect(stack.installed).toBe(true);
     if (!stack.installed) return;

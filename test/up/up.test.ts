@@ -49,6 +49,13 @@ describe('svidscope up', () => {
       expect(probed.some((l) => l.includes('federated-mtls'))).toBe(true);
       const exported = await (await fetch(e.exporter.metrics)).text();
       expect(exported).toMatch(/^svidscope_exporter_/m);
+      // Prometheus and Alertmanager came up with the generated rules (both are installed here).
+      expect(e.monitoring && 'prometheus' in e.monitoring, JSON.stringify(e.monitoring)).toBe(true);
+      const mon = e.monitoring as { prometheus: string; alertmanager: string };
+      expect(await httpOk(`${mon.prometheus}/-/ready`)).toBe(true);
+      expect(await httpOk(`${mon.alertmanager}/-/ready`)).toBe(true);
+      const rules = (await (await fetch(`${mon.prometheus}/api/v1/rules`)).json()) as { data: { groups: { rules: { name: string }[] }[] } };
+      expect(rules.data.groups.flatMap((g) => g.rules.map((r) => r.name))).toContain('SvidscopeAgentDown');
       // Federation: workload-1's log shows both trust domains in its bundles.
       await waitFor('federated bundle at workload-1', async () => readFileSync(e.workloads[0].log, 'utf8').includes('peer.example'), 30_000);
     } finally {

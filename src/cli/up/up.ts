@@ -13,12 +13,14 @@ import { printResult, type Io } from '../output.js';
 import { withErrors } from '../run.js';
 import { waitForShutdownSignal } from '../signals.js';
 import { cliEntry, projectRoot, startChild, stopChild, stopStrays, type Child } from './children.js';
+import { startPrometheusStack } from '../../monitoring/stack.js';
 
 interface UpFlags {
   dataDir: string;
   trustDomain: string;
   peerTrustDomain: string;
   federation: boolean;
+  monitoring: boolean;
   json?: boolean;
 }
 
@@ -29,12 +31,36 @@ export function registerUp(program: Command, io: Io): void {
     .option('--trust-domain <td>', 'trust domain of the local stack', 'example.org')
     .option('--peer-trust-domain <td>', 'trust domain of the federated peer', 'peer.example')
     .option('--no-federation', 'one trust domain only (no peer, no federation)')
+    .option('--no-monitoring', 'do not start Prometheus and Alertmanager')
     .option('--json', 'print the endpoints as one JSON object once everything is up')
     .action(withErrors(io, async (f: UpFlags) => {
       const logger = createLogger({ name: 'up' });
-      const stack = await startStack(path.resolve(f.dataDir), f.trustDomain, logger, { federation: f.federation, peerTrustDomain: f.peerTrustDomain });
-      printResult(io, f, { ...stack.endpoints }, () => describe(stack.endpoints));
-      await waitForShutdownSignal(logger);
+      const dataDir = path.resolve(f.dataDir);
+      // Listen for Ctrl-C / SIGTERM from the start, so a signal during start-up still stops every child.
+      const signalled = waitForShutdownSignal(logger);
+      const stack = await startStack(dataDir, f.trustDomain, logger, { federation: f.federation, peerTrustDomain: f.peerTrustDomain });
+      // Prometheus (with the generated rules) and Alertmanager, when their binaries are installed.
+      let stopMonitoring = async () => undefined as void;
+      const endpoints: Endpoints = { ...stack.endpoints };
+      if (f.monitoring) {
+        try {
+          const mon = await startPrometheusStack({ dataDir, endpoints: stack.endpoints, logger });
+          if (mon.installed) {
+            endpoints.monitoring = { prometheus: mon.prometheusUrl, alertmanager: mon.alertmanagerUrl };
+            stopMonitoring = mon.stop;
+          } else {
+            endpoints.monitoring = { unavailable: mon.message };
+          }
+        } catch (err) {
+          await stack.stop();
+          throw err;
+        }
+      }
+      writeFileSync(path.join(dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n');
+      logger.info({ endpoints: path.join(dataDir, 'endpoints.json') }, 'stack is up');
+      printResult(io, f, { ...endpoints }, () => describe(endpoints));
+      await signalled;
+      await stopMonitoring();
       await stack.stop();
     }));
 }
@@ -76,6 +102,8 @@ export interface Endpoints extends DomainEndpoints {
   dataDir: string;
   prober: { url: string; probe: string; metrics: string; config: string; log: string };
   exporter: { url: string; metrics: string; config: string; log: string };
+  /** Prometheus and Alertmanager started by `up`, or why not. */
+  monitoring?: { prometheus: string; alertmanager: string } | { unavailable: string };
   /** The federated peer trust domain (absent with --no-federation). */
   peer?: DomainEndpoints;
 }
@@ -129,9 +157,8 @@ export async function startStack(dataDir: string, trustDomain: string, logger: L
     const exporter = await startStackExporter(ctx, main, peer);
     main.admin.close();
     peer?.admin.close();
+    // The caller writes endpoints.json once everything it adds (monitoring) is up too.
     const endpoints: Endpoints = { ...main.endpoints, dataDir, prober, exporter, ...(peer ? { peer: peer.endpoints } : {}) };
-    writeFileSync(path.join(dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n');
-    logger.info({ endpoints: path.join(dataDir, 'endpoints.json') }, 'stack is up');
     return { endpoints, stop };
   } catch (err) {
     await stop();
@@ -345,6 +372,9 @@ function describe(e: Endpoints): string[] {
     '',
     `prober     ${e.prober.url}  metrics ${e.prober.metrics}`,
     `exporter   ${e.exporter.url}  metrics ${e.exporter.metrics}`,
+    ...(e.monitoring && 'prometheus' in e.monitoring
+      ? [`prometheus ${e.monitoring.prometheus}  (rules from alerts/, dashboards in dashboards/)`, `alerts     ${e.monitoring.alertmanager}`]
+      : e.monitoring ? [`monitoring not started: ${e.monitoring.unavailable}`] : []),
     `           try ${e.prober.probe}`,
     '',
     `endpoints: ${path.join(e.dataDir, 'endpoints.json')}   logs: ${path.join(e.dataDir, 'logs')}`,

@@ -269,7 +269,7 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
     ],
   };
 
-  const chaosNote = 'the chaos harness exports these series while experiments run (svidscope_chaos_*); until it lands the panel stays empty.';
+  const chaosNote = 'the chaos harness (svidscope chaos) writes these series to <data-dir>/chaos/metrics.prom when experiments run (scraped through startPrometheusStack, or node_exporter\'s textfile collector); empty before the first run.';
   const gameday: DashboardSpec = {
     file: 'svidscope-game-day.json',
     title: 'svidscope / Game day',
