@@ -371,11 +371,11 @@ function describe(e: Endpoints): string[] {
     ...(e.peer ? ['', ...describeDomain(e.peer), '', `${e.trustDomain} and ${e.peer.trustDomain} federate both ways (workloads receive each other's bundle)`] : []),
     '',
     `prober     ${e.prober.url}  metrics ${e.prober.metrics}`,
+    `           try ${e.prober.probe}`,
     `exporter   ${e.exporter.url}  metrics ${e.exporter.metrics}`,
     ...(e.monitoring && 'prometheus' in e.monitoring
       ? [`prometheus ${e.monitoring.prometheus}  (rules from alerts/, dashboards in dashboards/)`, `alerts     ${e.monitoring.alertmanager}`]
       : e.monitoring ? [`monitoring not started: ${e.monitoring.unavailable}`] : []),
-    `           try ${e.prober.probe}`,
     '',
     `endpoints: ${path.join(e.dataDir, 'endpoints.json')}   logs: ${path.join(e.dataDir, 'logs')}`,
     'try:  svidscope agent api fetch x509 --socket-path ' + (e.agents[0]?.socketPath ?? ''),
