@@ -3,6 +3,7 @@ import path from 'node:path';
 import { connectAdmin } from '../identity-plane/server-api/admin-client.js';
 import { argvMatcher } from './stack.js';
 import { findPids, isAlive, respawn, sameProcess, signal, waitFor, httpOk } from './proc.js';
+import { deleteEntries, killMarked, removePath, restoreFederation } from './faults/rollback-ops.js';
 
 /**
  * The write-ahead ledger (chaosd's pattern): before a fault is applied, its inverse is written to
@@ -17,7 +18,22 @@ export type RollbackStep =
   | { op: 'stop'; component: string; match: { config?: string; workloadName?: string } }
   /** Put `backup` back at `path` (backup absent: nothing was changed yet); `absent` deletes `path`. */
   | { op: 'restore-file'; path: string; backup: string | null; orRemove?: boolean }
-  | { op: 'recreate-entries'; adminSocket: string; entries: Record<string, unknown>[] };
+  | { op: 'recreate-entries'; adminSocket: string; entries: Record<string, unknown>[] }
+  /** Re-create a federation relationship as it was (bundle: the SPIFFE bundle JSON stored before, as bootstrap). */
+  | { op: 'restore-federation'; adminSocket: string; relationship: FederationRelationshipCopy; bundle: string | null }
+  | { op: 'delete-entries'; adminSocket: string; spiffeIds: string[] }
+  /** SIGKILL every process whose argv holds `marker` as an exact element. */
+  | { op: 'kill-marked'; marker: string }
+  | { op: 'remove-path'; path: string };
+
+/** A federation relationship as admin.proto's FederationRelationship (without the output-only `source`). */
+export interface FederationRelationshipCopy {
+  trust_domain: string;
+  bundle_endpoint_url: string;
+  bundle_endpoint_profile: string;
+  endpoint_spiffe_id?: string;
+  web_ca_bundle?: string;
+}
 
 export interface LedgerFault {
   id: string;
@@ -173,6 +189,14 @@ async function playStep(s: RollbackStep): Promise<string> {
         admin.close();
       }
     }
+    case 'restore-federation':
+      return restoreFederation(s);
+    case 'delete-entries':
+      return deleteEntries(s);
+    case 'kill-marked':
+      return killMarked(s);
+    case 'remove-path':
+      return removePath(s);
   }
 }
 

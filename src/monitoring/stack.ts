@@ -235,7 +235,9 @@ function seconds(d: string): number {
   return Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
 }
 
+/** The preferred port when free, else any; always any with SVIDSCOPE_UP_EPHEMERAL_PORTS=1 (see cli/up). */
 async function freePort(preferred: number): Promise<number> {
+  if (process.env.SVIDSCOPE_UP_EPHEMERAL_PORTS === '1') preferred = 0;
   const tryPort = (port: number) => new Promise<number>((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);

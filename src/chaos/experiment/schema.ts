@@ -26,7 +26,11 @@ export type FaultSpec =
   | { fault: 'entry-delete'; server: string; spiffeId: string }
   | { fault: 'network'; agent: string; mode: 'partition' | 'latency' | 'reset'; latencyMs: number }
   | { fault: 'clock-skew'; target: string; offset: string }
-  | { fault: 'datastore'; server: string; mode: 'loss' | 'corrupt' };
+  | { fault: 'datastore'; server: string; mode: 'loss' | 'corrupt' }
+  /** `server`'s federation with `trustDomain` (default: the other domain of the stack) re-pointed at a harness endpoint. */
+  | { fault: 'bundle-endpoint'; server: string; trustDomain?: string; mode: 'unavailable' | 'malformed' | 'stale' }
+  /** `count` workloads start at once on `agent`; the run records the time until all hold an SVID. */
+  | { fault: 'issuance-storm'; agent: string; count: number; timeoutMs: number };
 
 export type FaultKind = FaultSpec['fault'];
 

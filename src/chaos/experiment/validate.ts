@@ -127,7 +127,7 @@ function probe(r: Reader, v: unknown): Probe | undefined {
   return undefined;
 }
 
-export const FAULT_KINDS = ['process-kill', 'process-freeze', 'ca-rotate', 'entry-delete', 'network', 'clock-skew', 'datastore'] as const;
+export const FAULT_KINDS = ['process-kill', 'process-freeze', 'ca-rotate', 'entry-delete', 'network', 'clock-skew', 'datastore', 'bundle-endpoint', 'issuance-storm'] as const;
 
 function fault(r: Reader, o: Obj): FaultSpec | undefined {
   const kind = r.oneOf(o, 'fault', FAULT_KINDS);
@@ -151,6 +151,18 @@ function fault(r: Reader, o: Obj): FaultSpec | undefined {
     }
     case 'datastore':
       return { fault: kind, server: r.str(o, 'server', false) ?? 'server', mode: r.oneOf(o, 'mode', ['loss', 'corrupt'] as const, 'corrupt') ?? 'corrupt' };
+    case 'bundle-endpoint': {
+      const trustDomain = r.str(o, 'trust_domain', false);
+      if (trustDomain && !/^[a-z0-9._-]+$/.test(trustDomain)) r.fail(`trust_domain must be a trust domain name such as peer.example (got ${JSON.stringify(trustDomain)})`);
+      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', trustDomain, mode: r.oneOf(o, 'mode', ['unavailable', 'malformed', 'stale'] as const, 'unavailable') ?? 'unavailable' };
+    }
+    case 'issuance-storm': {
+      const count = o.count ?? 50;
+      if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 500) r.fail(`count must be a whole number from 1 to 500 (got ${JSON.stringify(count)})`);
+      const timeoutMs = r.duration(o, 'timeout', 60_000);
+      if (timeoutMs < 1000) r.fail('timeout must be at least 1s');
+      return { fault: kind, agent: r.str(o, 'agent') ?? '', count: typeof count === 'number' ? count : 50, timeoutMs };
+    }
     default:
       return undefined;
   }

@@ -1,8 +1,10 @@
 import type { FaultKind, MethodStep } from '../experiment/schema.js';
 import { caRotate, entryDelete } from './admin.js';
 import { datastore } from './datastore.js';
+import { bundleEndpoint } from './federation.js';
 import { network } from './network.js';
 import { clockSkew, processFreeze, processKill } from './process.js';
+import { issuanceStorm } from './storm.js';
 import type { FaultKindImpl } from './types.js';
 
 export type { FaultContext, PreparedFault } from './types.js';
@@ -16,6 +18,8 @@ const registry: Record<FaultKind, FaultKindImpl<never>> = {
   'entry-delete': entryDelete,
   network,
   datastore,
+  'bundle-endpoint': bundleEndpoint,
+  'issuance-storm': issuanceStorm,
 };
 
 export function faultImpl(step: MethodStep): FaultKindImpl {

@@ -65,7 +65,13 @@ export function registerUp(program: Command, io: Io): void {
     }));
 }
 
+/**
+ * The preferred (documented) port when it is free, else any free one. With
+ * SVIDSCOPE_UP_EPHEMERAL_PORTS=1 it always takes an OS-assigned port: several stacks starting at
+ * once on one machine (the test suite) would otherwise race for the same preferred port.
+ */
 async function freePort(preferred: number): Promise<number> {
+  if (process.env.SVIDSCOPE_UP_EPHEMERAL_PORTS === '1') preferred = 0;
   const tryPort = (port: number) => new Promise<number>((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
