@@ -156,7 +156,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['`connect`/`timeout`: network path to the peer endpoint.', '`tls`/`authentication`: the peer rotated its endpoint identity; update the relationship (`svidscope federation create` with the new endpoint SPIFFE ID or bundle).', 'Force a refresh once fixed: `svidscope federation refresh ' + ADMIN + ' --trust-domain <peer>`.'],
       escalate: 'The peer trust domain\'s operators (their endpoint), then identity-plane owners.',
       verify: ['`svidscope_federation_bundle_age_seconds` drops to a few refresh intervals.'],
-      experiment: { file: 'experiments/federation-endpoint-down.yaml', what: 'stop the peer\'s bundle endpoint', planned: true },
+      experiment: { file: 'experiments/federation-endpoint-down.yaml', what: 'the peer\'s bundle endpoint down, malformed or stale' },
     },
     SvidscopeAttestationFailureSpike: {
       meaning: `More than ${t.attestationFailures} node attestations failed within 10 minutes, by method and reason.`,
