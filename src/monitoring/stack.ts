@@ -5,10 +5,10 @@
  * generated rules and an alertmanager.yml, then runs both binaries on loopback with their data
  * under `<dataDir>/monitoring`. Without the binaries it says how to install them.
  */
+import { pickPort } from '../common/net.js';
 import { execa, type ResultPromise } from 'execa';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { Logger } from '../common/log.js';
@@ -76,8 +76,8 @@ export async function startPrometheusStack(opts: PrometheusStackOptions): Promis
   const dir = path.join(opts.dataDir, 'monitoring');
   const logDir = path.join(opts.dataDir, 'logs');
   for (const d of [dir, logDir, path.join(dir, 'prometheus-data'), path.join(dir, 'alertmanager-data')]) mkdirSync(d, { recursive: true });
-  const amPort = await freePort(opts.alertmanagerPort ?? 9093);
-  const promPort = await freePort(opts.prometheusPort ?? 9090);
+  const amPort = await pickPort(opts.alertmanagerPort ?? 9093);
+  const promPort = await pickPort(opts.prometheusPort ?? 9090);
   const alertmanagerUrl = `http://127.0.0.1:${amPort}`;
   const prometheusUrl = `http://127.0.0.1:${promPort}`;
 
@@ -233,20 +233,6 @@ function seconds(d: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
   if (!m) throw new Error(`not a duration: ${d}`);
   return Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-}
-
-/** The preferred port when free, else any; always any with SVIDSCOPE_UP_EPHEMERAL_PORTS=1 (see cli/up). */
-async function freePort(preferred: number): Promise<number> {
-  if (process.env.SVIDSCOPE_UP_EPHEMERAL_PORTS === '1') preferred = 0;
-  const tryPort = (port: number) => new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(port, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : port));
-    });
-  });
-  return tryPort(preferred).catch(() => tryPort(0));
 }
 
 async function waitReady(url: string, proc: ResultPromise, what: string, log: string, timeoutMs = 60_000): Promise<void> {

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
+import { pickPort } from '../../common/net.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { ensureSystemUser } from '../../common/os-users.js';
 import { createLogger, type Logger } from '../../common/log.js';
@@ -63,24 +63,6 @@ export function registerUp(program: Command, io: Io): void {
       await stopMonitoring();
       await stack.stop();
     }));
-}
-
-/**
- * The preferred (documented) port when it is free, else any free one. With
- * SVIDSCOPE_UP_EPHEMERAL_PORTS=1 it always takes an OS-assigned port: several stacks starting at
- * once on one machine (the test suite) would otherwise race for the same preferred port.
- */
-async function freePort(preferred: number): Promise<number> {
-  if (process.env.SVIDSCOPE_UP_EPHEMERAL_PORTS === '1') preferred = 0;
-  const tryPort = (port: number) => new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(port, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : port));
-    });
-  });
-  return tryPort(preferred).catch(() => tryPort(0));
 }
 
 async function waitReady(url: string, child: Child, what: string, timeoutMs = 60_000): Promise<void> {
@@ -213,7 +195,7 @@ interface StartedServer {
 }
 
 async function startServer(ctx: StackContext, name: string, trustDomain: string, preferred: { server: number; health: number; endpoint: number }): Promise<StartedServer> {
-  const ports = { server: await freePort(preferred.server), health: await freePort(preferred.health), endpoint: await freePort(preferred.endpoint) };
+  const ports = { server: await pickPort(preferred.server), health: await pickPort(preferred.health), endpoint: await pickPort(preferred.endpoint) };
   const dir = path.join(ctx.dataDir, name);
   const config = path.join(ctx.dataDir, `${name}.yaml`);
   writeFileSync(config, stringify({
@@ -244,7 +226,7 @@ async function startAgentWithWorkload(ctx: StackContext, server: StartedServer, 
   const td = server.endpoints.trustDomain;
   const token = await server.admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
   const agentDir = path.join(ctx.dataDir, name);
-  const health = await freePort(preferredHealth);
+  const health = await pickPort(preferredHealth);
   const socketPath = path.join(agentDir, 'public', 'api.sock');
   const config = path.join(ctx.dataDir, `${name}.yaml`);
   // Processes sharing a uid (everything when not root; the exporter always, since it reads the
@@ -317,7 +299,7 @@ async function startStackProber(ctx: StackContext, main: StartedServer, peer: St
       { name: `${peerTd}-bundle-endpoint`, module: `bundle_${peerTd}`, target: peer.endpoints.server.bundleEndpoint, interval: '30s' },
     );
   }
-  const port = await freePort(9465);
+  const port = await pickPort(9465);
   const config = path.join(ctx.dataDir, 'prober.yaml');
   writeFileSync(config, stringify({ listen: `127.0.0.1:${port}`, modules, targets }));
   chmodSync(config, 0o644);
@@ -348,7 +330,7 @@ async function startStackExporter(ctx: StackContext, main: StartedServer, peer: 
     }
     sources.push({ name: `${server.name}-workload-files`, type: 'files', paths: server.endpoints.workloads.map((w) => w.svidDir), trust_domain: td, interval: '15s' });
   }
-  const port = await freePort(9190);
+  const port = await pickPort(9190);
   const config = path.join(ctx.dataDir, 'exporter.yaml');
   writeFileSync(config, stringify({ listen: `127.0.0.1:${port}`, sources }));
   const child = startChild({ name: 'exporter', args: ['exporter', 'run', '--config', config], logDir: ctx.logDir, logger: ctx.logger, nodeBinary });
