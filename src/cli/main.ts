@@ -12,6 +12,7 @@ import { registerChaosCommands } from './chaos/commands.js';
 import { registerEntryCommands } from './admin/entry.js';
 import { registerTokenCommands } from './admin/token.js';
 import { registerFederationCommands } from './admin/federation.js';
+import { registerAuthorityCommands } from './admin/authority.js';
 import { registerBundleCommands } from './bundle/commands.js';
 import { registerServerCommands } from './server/run.js';
 import { registerSpiffeIdParse } from './spiffe-id/parse.js';
@@ -38,6 +39,7 @@ export function buildProgram(io: Io = processIo): Command {
   registerEntryCommands(program, io);
   registerTokenCommands(program, io);
   registerFederationCommands(program, io);
+  registerAuthorityCommands(program, io);
   const agent = program.command('agent').description('the node agent, and agent administration on the server');
   registerAgentRunCommands(agent, io);
   registerAgentAdminCommands(agent, io);

@@ -35,6 +35,28 @@ export interface EntryMsg {
   created_at: string;
 }
 
+/** admin.proto `CaStatusResponse`: the server's signing keys (CaStatus, RotateCa, WithholdAuthority). */
+export interface CaStatusMsg {
+  slots: {
+    kind: string;
+    phase: string;
+    key_id: string;
+    /** Unix seconds; proto int64 as a string. */
+    not_before: string;
+    not_after: string;
+    withheld: boolean;
+  }[];
+}
+
+/** admin.proto `WithholdAuthorityRequest`. */
+export interface WithholdAuthorityRequestMsg {
+  kind: string;
+  /** Empty = the active key of `kind`. */
+  key_id: string;
+  /** true = withhold from the bundle, false = publish again. */
+  withhold: boolean;
+}
+
 export function bundleMessage(bundle: SpiffeBundle, document: Buffer, updatedAt?: Date): BundleMsg {
   return { trust_domain: bundle.trustDomain.name, document, sequence_number: (bundle.sequenceNumber ?? 0n).toString(), updated_at_ms: String(updatedAt?.getTime() ?? 0) };
 }

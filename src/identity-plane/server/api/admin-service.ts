@@ -11,7 +11,7 @@ import { JOIN_TOKEN_TYPE } from '../attestor-node/join-token.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH, validateEntry, type EntryFields } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
-import { entryMessage, type EntryMsg } from '../../server-api/messages.js';
+import { entryMessage, type CaStatusMsg, type EntryMsg, type WithholdAuthorityRequestMsg } from '../../server-api/messages.js';
 
 export interface AdminServiceDeps {
   trustDomain: TrustDomain;
@@ -152,11 +152,20 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       await bundles.sync();
       return caStatus(ca);
     }),
+    WithholdAuthority: wrap('WithholdAuthority', async (req: Partial<WithholdAuthorityRequestMsg>) => {
+      if (req.kind !== 'x509' && req.kind !== 'jwt') throw new StatusError(grpc.status.INVALID_ARGUMENT, `kind must be x509 or jwt, got "${req.kind ?? ''}"`);
+      // Logs itself (warn for an active key) and asks for a republish; the sync below waits for it.
+      ca.setWithheld(req.kind, req.key_id || undefined, req.withhold ?? false);
+      await bundles.sync();
+      return caStatus(ca);
+    }),
   };
 }
 
-function caStatus(ca: CaManager) {
+function caStatus(ca: CaManager): CaStatusMsg {
   return {
-    slots: ca.status().map((s) => ({ kind: s.kind, phase: s.phase, key_id: s.id, not_before: String(Math.floor(s.notBefore / 1000)), not_after: String(Math.floor(s.notAfter / 1000)) })),
+    slots: ca.status().map((s) => ({
+      kind: s.kind, phase: s.phase, key_id: s.id, not_before: String(Math.floor(s.notBefore / 1000)), not_after: String(Math.floor(s.notAfter / 1000)), withheld: s.withheld,
+    })),
   };
 }

@@ -23,6 +23,13 @@ export interface BundlePublisherDeps {
  * leave its disk); the bundle document is derived from the records, so two servers computing it
  * at once write the same document and a lost race heals at the next sync. Records past their
  * notAfter are pruned by whichever server sees them first: what they signed has expired.
+ *
+ * An authority an operator withheld (CaManager.setWithheld) is neither recorded nor kept: the
+ * server that holds the key deletes its record, and only that server ever wrote it (record ids
+ * derive from the key's own certificate or kid), so no other server sharing the datastore puts it
+ * back. A server that listed the records just before the delete may publish one more bundle that
+ * still holds it; the next sync of either server derives the document from the records again and
+ * drops it. Publishing the key again re-puts its record at the next sync.
  */
 export class BundlePublisher {
   private bundle: SpiffeBundle | undefined;
@@ -67,7 +74,13 @@ export class BundlePublisher {
   private async syncNow(): Promise<SpiffeBundle> {
     const { datastore, clock, trustDomain } = this.deps;
     const now = clock.nowMs();
-    const own = ownRecords(this.deps.ownAuthorities(), clock.now());
+    const authorities = this.deps.ownAuthorities();
+    const own = ownRecords(authorities, clock.now());
+    // Only this server's own withheld keys: another server's records are never ours to withhold.
+    const withheldIds = new Set([
+      ...authorities.withheld.x509.map((cert) => caKeyRecordId.x509(cert)),
+      ...authorities.withheld.jwt.map((k) => caKeyRecordId.jwt(k.keyId)),
+    ]);
     const stored = await datastore.listCaKeys();
     const storedIds = new Set(stored.map((r) => r.id));
     for (const record of own) {
@@ -79,9 +92,10 @@ export class BundlePublisher {
         if (!(isSvidscopeError(err) && err.code === 'already-exists')) throw err;
       }
     }
-    for (const record of stored) if (record.notAfter.getTime() <= now) await datastore.deleteCaKey(record.id);
+    const gone = (r: CaKeyRecord) => r.notAfter.getTime() <= now || withheldIds.has(r.id);
+    for (const record of stored) if (gone(record)) await datastore.deleteCaKey(record.id);
 
-    const live = [...stored.filter((r) => r.notAfter.getTime() > now), ...own.filter((r) => !storedIds.has(r.id))];
+    const live = [...stored.filter((r) => !gone(r)), ...own.filter((r) => !storedIds.has(r.id))];
     const x509 = live.filter((r) => r.kind === 'x509' && r.certificateDer).map((r) => new X509Certificate(r.certificateDer!));
     const jwt = live
       .filter((r) => r.kind === 'jwt')
@@ -135,9 +149,18 @@ export class BundlePublisher {
   }
 }
 
+/**
+ * The id of the CA key record of an authority: derived from the authority alone, so every server
+ * computes the same id for it (servers sharing one upstream root share its record).
+ */
+export const caKeyRecordId = {
+  x509: (cert: X509Certificate): string => 'x509:' + createHash('sha256').update(cert.raw).digest('hex').slice(0, 32),
+  jwt: (keyId: string): string => 'jwt:' + keyId,
+};
+
 function ownRecords(auth: PublishedAuthorities, now: Date): CaKeyRecord[] {
   const x509 = auth.x509.map((cert): CaKeyRecord => ({
-    id: 'x509:' + createHash('sha256').update(cert.raw).digest('hex').slice(0, 32),
+    id: caKeyRecordId.x509(cert),
     kind: 'x509',
     phase: 'active',
     certificateDer: cert.raw,
@@ -147,7 +170,7 @@ function ownRecords(auth: PublishedAuthorities, now: Date): CaKeyRecord[] {
     createdAt: now,
   }));
   const jwt = auth.jwt.map((k): CaKeyRecord => ({
-    id: 'jwt:' + k.keyId,
+    id: caKeyRecordId.jwt(k.keyId),
     kind: 'jwt',
     phase: 'active',
     publicKeyDer: k.publicKey.export({ type: 'spki', format: 'der' }) as Buffer,

@@ -18,6 +18,12 @@ export interface KeySlot {
   readonly chain?: string[];
   /** JWT only: the public key, SPKI DER base64. */
   readonly publicKeySpki?: string;
+  /**
+   * Withheld from the trust bundle by an operator (game days: a "bad rotation"). The key keeps its
+   * phase and, when active, keeps signing; only its publication stops. Absent = published.
+   * Persisted in the journal, so it survives restarts until published again.
+   */
+  withheld?: boolean;
   readonly privateKey: KeyObject;
 }
 

@@ -1,5 +1,6 @@
 import { createPublicKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
+import { SvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import type { TrustDomain } from '../../spiffe/id/index.js';
 import { createSelfSignedCa, signIntermediateCa } from '../../spiffe/mint/ca.js';
@@ -40,6 +41,22 @@ export interface CaManagerDeps {
 export interface PublishedAuthorities {
   x509: X509Certificate[];
   jwt: { keyId: string; publicKey: KeyObject; notAfter: number }[];
+  /**
+   * This server's authorities an operator withheld from the bundle (not in `x509`/`jwt` above).
+   * Reported so the publisher removes their CA key records, which an earlier sync may have stored.
+   */
+  withheld: { x509: X509Certificate[]; jwt: { keyId: string }[] };
+}
+
+/** One key as the admin API reports it. */
+export interface KeyStatus {
+  kind: KeyKind;
+  phase: KeyPhase;
+  id: string;
+  notBefore: number;
+  notAfter: number;
+  /** Withheld from the published bundle (see {@link CaManager.setWithheld}). */
+  withheld: boolean;
 }
 
 /**
@@ -103,21 +120,64 @@ export class CaManager {
     return { keyId: active.id, privateKey: active.privateKey, notAfter: active.notAfter };
   }
 
-  /** The authorities this server publishes: every prepared, active and old key not yet expired. */
+  /**
+   * The authorities this server publishes: every prepared, active and old key not yet expired and
+   * not withheld; the withheld ones are listed apart so the publisher can take them out.
+   */
   published(): PublishedAuthorities {
     const now = this.deps.clock.nowMs();
     const live = this.slots.filter((s) => s.notAfter > now);
+    const shown = live.filter((s) => !this.isWithheld(s));
+    const held = this.slots.filter((s) => this.isWithheld(s));
+    const caCert = (s: KeySlot) => new X509Certificate(Buffer.from(s.chain![0], 'base64'));
     const x509 = this.deps.upstream
       ? [this.deps.upstream.certificate]
-      : live.filter((s) => s.kind === 'x509').map((s) => new X509Certificate(Buffer.from(s.chain![0], 'base64')));
-    const jwt = live
+      : shown.filter((s) => s.kind === 'x509').map(caCert);
+    const jwt = shown
       .filter((s) => s.kind === 'jwt')
       .map((s) => ({ keyId: s.id, publicKey: createPublicKey({ key: Buffer.from(s.publicKeySpki!, 'base64'), format: 'der', type: 'spki' }), notAfter: s.notAfter }));
-    return { x509, jwt };
+    const withheld = {
+      x509: held.filter((s) => s.kind === 'x509').map(caCert),
+      jwt: held.filter((s) => s.kind === 'jwt').map((s) => ({ keyId: s.id })),
+    };
+    return { x509, jwt, withheld };
   }
 
-  status(): { kind: KeyKind; phase: KeyPhase; id: string; notBefore: number; notAfter: number }[] {
-    return this.slots.map(({ kind, phase, id, notBefore, notAfter }) => ({ kind, phase, id, notBefore, notAfter }));
+  status(): KeyStatus[] {
+    return this.slots.map((s) => ({ kind: s.kind, phase: s.phase, id: s.id, notBefore: s.notBefore, notAfter: s.notAfter, withheld: this.isWithheld(s) }));
+  }
+
+  /**
+   * Withholds one of this server's keys from the trust bundle, or publishes it again (game days:
+   * a "bad rotation" where the active CA keeps signing but the bundle no longer holds it, so
+   * nothing it signs verifies). `id` undefined = the active key of `kind`. The flag is persisted
+   * in the journal; an unchanged flag is a no-op. Returns the key's status.
+   */
+  setWithheld(kind: KeyKind, id: string | undefined, withheld: boolean): KeyStatus {
+    if (withheld && kind === 'x509' && this.deps.upstream) {
+      throw new SvidscopeError('usage', 'ca: this server signs under an upstream authority, so the bundle holds the upstream root, not this server\'s X.509 CA; there is no X.509 authority of this server to withhold');
+    }
+    const slot = id === undefined ? this.slot(kind, 'active') : this.slots.find((s) => s.id === id);
+    if (!slot) throw new SvidscopeError('not-found', id === undefined ? `ca: no active ${kind} key` : `ca: no ${kind} key with id ${id}`);
+    if (slot.kind !== kind) throw new SvidscopeError('not-found', `ca: no ${kind} key with id ${slot.id} (that id is ${slot.kind === 'x509' ? 'an X.509 CA' : 'a JWT key'})`);
+    if (Boolean(slot.withheld) !== withheld) {
+      if (withheld) slot.withheld = true;
+      else delete slot.withheld; // journals without withheld keys stay as they were
+      this.journal.save(this.slots);
+      const fields = { kind, keyId: slot.id, phase: slot.phase };
+      if (withheld && slot.phase === 'active') {
+        this.deps.logger.warn(fields, `withheld the active ${kind === 'x509' ? 'X.509 CA' : 'JWT key'} from the trust bundle: SVIDs it signs will not verify against the bundle`);
+      } else {
+        this.deps.logger.info(fields, withheld ? 'withheld signing key from the trust bundle' : 'published signing key in the trust bundle again');
+      }
+      this.deps.onChange?.({ kind, phase: slot.phase, id: slot.id });
+    }
+    return this.status().find((s) => s.id === slot.id)!;
+  }
+
+  /** With an upstream authority the bundle holds the upstream root, so an X.509 CA's flag has no effect. */
+  private isWithheld(s: KeySlot): boolean {
+    return Boolean(s.withheld) && !(s.kind === 'x509' && this.deps.upstream);
   }
 
   private schedule(): void {
@@ -195,6 +255,7 @@ export class CaManager {
     next.phase = 'active';
     if (next.kind === 'x509') this.loadMinter(next);
     this.deps.logger.info({ kind: next.kind, keyId: next.id, previous: current?.id }, 'activated signing key');
+    if (this.isWithheld(next)) this.deps.logger.warn({ kind: next.kind, keyId: next.id }, 'the activated signing key is withheld from the trust bundle; SVIDs it signs will not verify against the bundle');
     this.deps.onChange?.({ kind: next.kind, phase: 'active', id: next.id });
   }
 

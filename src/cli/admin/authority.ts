@@ -1,0 +1,73 @@
+import type { Command } from 'commander';
+import type { CaStatusMsg } from '../../identity-plane/server-api/messages.js';
+import { printResult, usageError, type Io } from '../output.js';
+import { withErrors } from '../run.js';
+import { withAdmin } from './client.js';
+import { socketOption } from './entry.js';
+
+interface AuthorityFlags {
+  kind?: string;
+  keyId?: string;
+  adminSocket?: string;
+  json?: boolean;
+}
+
+const unix = (s: string) => new Date(Number(s) * 1000).toISOString();
+
+export function authorityView(s: CaStatusMsg['slots'][number]) {
+  return { kind: s.kind, phase: s.phase, keyId: s.key_id, notBefore: unix(s.not_before), notAfter: unix(s.not_after), withheld: s.withheld };
+}
+type AuthorityView = ReturnType<typeof authorityView>;
+
+const label = (kind: string) => (kind === 'x509' ? 'X.509 CA' : 'JWT key');
+
+function readable(views: AuthorityView[]): string[] {
+  const rows = [['KIND', 'PHASE', 'KEY ID', 'NOT AFTER', 'BUNDLE'], ...views.map((v) => [v.kind, v.phase, v.keyId, v.notAfter, v.withheld ? 'withheld' : 'published'])];
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  '));
+}
+
+const kindOption = (cmd: Command) => cmd
+  .requiredOption('--kind <kind>', 'x509 (the X.509 CA) or jwt (the JWT signing key)')
+  .option('--key-id <id>', 'the key (from `authority list`); default: the active key of --kind');
+
+/**
+ * `svidscope authority list|withhold|publish`: the server's own signing keys and whether each is
+ * published in the trust bundle. Withholding the active key simulates a bad rotation (game days).
+ */
+export function registerAuthorityCommands(program: Command, io: Io): void {
+  const authority = program.command('authority').description('the server\'s signing keys (X.509 CAs, JWT keys) and their publication in the trust bundle');
+
+  authority.command('list').description('list the server\'s signing keys, their phase and whether the bundle holds them')
+    .addOption(socketOption())
+    .option('--json', 'print one JSON object')
+    .action(withErrors(io, async (f: AuthorityFlags) => {
+      const res = await withAdmin(f.adminSocket, (a) => a.call<CaStatusMsg>('CaStatus', {}));
+      const views = res.slots.map(authorityView);
+      printResult(io, f, { authorities: views }, () => readable(views));
+    }));
+
+  for (const [verb, withhold, description] of [
+    ['withhold', true, 'withhold a signing key from the trust bundle; an active key keeps signing, so what it signs stops verifying (a bad rotation, for game days)'],
+    ['publish', false, 'publish a withheld signing key in the trust bundle again'],
+  ] as const) {
+    kindOption(authority.command(verb).description(description))
+      .addOption(socketOption())
+      .option('--json', 'print one JSON object')
+      .action(withErrors(io, async (f: AuthorityFlags) => {
+        if (f.kind !== 'x509' && f.kind !== 'jwt') throw usageError(`--kind must be x509 or jwt, got "${f.kind ?? ''}"`);
+        if (f.keyId !== undefined && f.keyId === '') throw usageError('--key-id must not be empty (omit it for the active key)');
+        const res = await withAdmin(f.adminSocket, (a) => a.call<CaStatusMsg>('WithholdAuthority', { kind: f.kind, key_id: f.keyId ?? '', withhold }));
+        const views = res.slots.map(authorityView);
+        const key = views.find((v) => v.kind === f.kind && (f.keyId ? v.keyId === f.keyId : v.phase === 'active'));
+        printResult(io, f, { authority: key, authorities: views }, () => [
+          key
+            ? `${withhold ? 'Withheld' : 'Published'} ${key.phase} ${label(key.kind)} ${key.keyId} ${withhold ? 'from' : 'in'} the trust bundle`
+            : `${withhold ? 'Withheld' : 'Published'} ${label(f.kind!)} ${f.keyId ?? ''}`.trimEnd(),
+          '',
+          ...readable(views),
+        ]);
+        if (!f.json && withhold && key?.phase === 'active') io.err(`warning: the active ${label(key.kind)} keeps signing; SVIDs it signs will not verify against the bundle`);
+      }));
+  }
+}
