@@ -26,6 +26,8 @@ export interface AlertRecord {
   name: string;
   labels: Record<string, string>;
   within_seconds: number;
+  /** The rule's `for` as loaded in Prometheus (the shortest, for an alert with several rules). */
+  for_seconds?: number;
   fired: boolean;
   /** Seconds from the first injection until Prometheus reported it firing. */
   prometheus_delay_seconds?: number;

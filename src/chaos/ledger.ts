@@ -1,9 +1,10 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { connectAdmin } from '../identity-plane/server-api/admin-client.js';
+import { moveBack, removeCgroup, type CpuHierarchy, type ThrottledProc } from './cgroup.js';
 import { argvMatcher } from './stack.js';
 import { findPids, isAlive, respawn, sameProcess, signal, waitFor, httpOk } from './proc.js';
-import { deleteEntries, killMarked, removePath, restoreFederation } from './faults/rollback-ops.js';
+import { deleteEntries, killMarked, publishAuthority, removePath, restoreFederation } from './faults/rollback-ops.js';
 
 /**
  * The write-ahead ledger (chaosd's pattern): before a fault is applied, its inverse is written to
@@ -24,7 +25,13 @@ export type RollbackStep =
   | { op: 'delete-entries'; adminSocket: string; spiffeIds: string[] }
   /** SIGKILL every process whose argv holds `marker` as an exact element. */
   | { op: 'kill-marked'; marker: string }
-  | { op: 'remove-path'; path: string };
+  | { op: 'remove-path'; path: string }
+  /** Publish a withheld signing key in the server's trust bundle again (WithholdAuthority withhold=false; key gone = done). */
+  | { op: 'publish-authority'; adminSocket: string; kind: 'x509' | 'jwt'; keyId: string }
+  /** Move the recorded processes still in the chaos cgroup back to their original cgroups. */
+  | { op: 'cgroup-move-back'; hierarchy: CpuHierarchy; cgroup: string; procs: ThrottledProc[] }
+  /** Move whatever else is left in the chaos cgroup to `evacuateTo`, then rmdir it (gone = done). */
+  | { op: 'cgroup-remove'; hierarchy: CpuHierarchy; cgroup: string; evacuateTo: string };
 
 /** A federation relationship as admin.proto's FederationRelationship (without the output-only `source`). */
 export interface FederationRelationshipCopy {
@@ -197,6 +204,12 @@ async function playStep(s: RollbackStep): Promise<string> {
       return killMarked(s);
     case 'remove-path':
       return removePath(s);
+    case 'publish-authority':
+      return publishAuthority(s);
+    case 'cgroup-move-back':
+      return moveBack(s);
+    case 'cgroup-remove':
+      return removeCgroup(s);
   }
 }
 

@@ -23,6 +23,34 @@ export class PrometheusClient {
     throw new Error(`prometheus: ${q}: unsupported result type ${resultType}`);
   }
 
+  /**
+   * Pending and firing alerts with this name from `/api/v1/alerts`, with the instant each became
+   * active: what tells an alert raised by this run from one that was already going.
+   */
+  async alerts(name: string, labels: Record<string, string> = {}): Promise<{ labels: Record<string, string>; state: string; activeAt: Date }[]> {
+    const res = await fetch(new URL('/api/v1/alerts', this.url), { signal: AbortSignal.timeout(10_000) });
+    const body = (await res.json()) as { status: string; error?: string; data?: { alerts: { labels: Record<string, string>; state: string; activeAt: string }[] } };
+    if (body.status !== 'success') throw new Error(`prometheus: /api/v1/alerts: ${body.error ?? res.status}`);
+    return body.data!.alerts
+      .filter((a) => a.labels.alertname === name && Object.entries(labels).every(([k, v]) => a.labels[k] === v))
+      .map((a) => ({ labels: a.labels, state: a.state, activeAt: new Date(a.activeAt) }));
+  }
+
+  /**
+   * The loaded alerting rules by name, with their `for` in seconds: the shortest when a name has
+   * several rules (burn-rate pairs), since the alert fires as soon as any of them does.
+   */
+  async alertRules(): Promise<Map<string, { forSeconds: number }>> {
+    const u = new URL('/api/v1/rules', this.url);
+    u.searchParams.set('type', 'alert');
+    const res = await fetch(u, { signal: AbortSignal.timeout(10_000) });
+    const body = (await res.json()) as { status: string; error?: string; data?: { groups: { rules: { name: string; duration?: number }[] }[] } };
+    if (body.status !== 'success') throw new Error(`prometheus: /api/v1/rules: ${body.error ?? res.status}`);
+    const rules = new Map<string, { forSeconds: number }>();
+    for (const g of body.data!.groups) for (const r of g.rules) rules.set(r.name, { forSeconds: Math.min(rules.get(r.name)?.forSeconds ?? Infinity, r.duration ?? 0) });
+    return rules;
+  }
+
   /** Firing alerts with this name (Prometheus's own `ALERTS` series). */
   async firing(name: string, labels: Record<string, string> = {}): Promise<Sample[]> {
     const m = Object.entries({ alertname: name, alertstate: 'firing', ...labels }).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',');

@@ -21,11 +21,14 @@ export function renderReport(j: Journal): string {
   }
   out.push('', '## Faults', '', '| step | fault | target | injected | rolled back | status |', '|---|---|---|---|---|---|');
   for (const f of j.run) out.push(`| ${f.step} | ${f.fault} | ${f.target} | ${f.injected_at ?? '—'} | ${f.rolled_back_at ?? '—'} | ${f.status}${f.error ? `: ${f.error}` : ''} |`);
+  // What each fault measured or reported (storm timings, rotated key ids, attestation results…).
+  const outputs = j.run.filter((f) => f.output && Object.keys(f.output).length > 0);
+  if (outputs.length) out.push('', ...outputs.map((f) => `- ${f.step}: ${outputLine(f.output!)}`));
   out.push('', '## Expected alerts', '');
   if (j.alerts.length === 0) out.push('none declared');
   else {
-    out.push('| alert | within | fired | Prometheus after | Alertmanager after |', '|---|---|---|---|---|');
-    for (const a of j.alerts) out.push(`| ${a.name} | ${a.within_seconds} s | ${a.fired ? 'yes' : '**no**'} | ${s(a.prometheus_delay_seconds)} | ${a.checked_alertmanager ? s(a.alertmanager_delay_seconds) : 'not checked'} |`);
+    out.push('| alert | within | rule `for` | fired | Prometheus after | Alertmanager after |', '|---|---|---|---|---|---|');
+    for (const a of j.alerts) out.push(`| ${a.name} | ${a.within_seconds} s | ${a.for_seconds === undefined ? '—' : `${a.for_seconds} s`} | ${a.fired ? 'yes' : '**no**'} | ${s(a.prometheus_delay_seconds)} | ${a.checked_alertmanager ? s(a.alertmanager_delay_seconds) : 'not checked'} |`);
   }
   out.push('', '## Recovery', '', `- recovered: ${j.recovered ? 'yes' : '**no**'}; time to recovery (first injection → steady state again): ${s(j.time_to_recovery_seconds)}`);
   if (j.slo) out.push(`- error budget burned (probe success SLI, objective ${j.slo.objective}, 30-day budget): ${pct(j.slo.budget_burned_ratio)} (error ratio ${pct(j.slo.error_ratio)} over ${j.slo.window_seconds} s)`);
@@ -35,6 +38,13 @@ export function renderReport(j: Journal): string {
   if (j.rollbacks.length === 0) out.push('- none needed');
   out.push(`- faults left behind: ${j.leftovers.length ? j.leftovers.join(', ') : 'none'}`, '');
   return out.join('\n');
+}
+
+/** `key=value` pairs of a fault's output, scalars only (lists shown by their length). */
+function outputLine(o: Record<string, unknown>): string {
+  return Object.entries(o)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.length}]` : v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+    .join(', ');
 }
 
 function list(l: string[]): string {

@@ -48,6 +48,9 @@ export function planExperiment(exp: Experiment, stack: StackView | undefined): s
   return lines;
 }
 
+/** Clock slack when telling alerts raised by this run from older ones (Prometheus and the harness share a host). */
+const ACTIVE_AT_SLACK_MS = 2000;
+
 class Interrupted extends Error {}
 class Halted extends Error {
   constructor(readonly condition: string, readonly samples: unknown) {
@@ -76,17 +79,29 @@ export async function runExperiment(exp: Experiment, o: RunOptions): Promise<Run
   let firstInjection: number | undefined;
   const interrupted = () => o.signal?.aborted === true;
 
+  // An alert counts for this run only if it became active after the first injection (less a little
+  // clock slack): one still going from an earlier experiment proves nothing about this fault.
+  const raisedByThisRun = (activeAt: Date) => firstInjection !== undefined && activeAt.getTime() >= firstInjection - ACTIVE_AT_SLACK_MS;
+  let polling = false;
   const pollAlerts = async () => {
-    if (firstInjection === undefined || !o.prometheus) return;
-    const since = (Date.now() - firstInjection) / 1000;
+    if (firstInjection === undefined || !o.prometheus || polling) return;
+    polling = true;
+    try {
+      await pollAlertsOnce(firstInjection, o.prometheus);
+    } finally {
+      polling = false;
+    }
+  };
+  const pollAlertsOnce = async (injectedAt: number, prometheus: PrometheusClient) => {
+    const since = (Date.now() - injectedAt) / 1000;
     for (const a of alerts) {
       try {
-        if (a.prometheus_delay_seconds === undefined && (await o.prometheus.firing(a.name, a.labels)).length > 0) {
+        if (a.prometheus_delay_seconds === undefined && (await prometheus.alerts(a.name, a.labels)).some((x) => x.state === 'firing' && raisedByThisRun(x.activeAt))) {
           a.prometheus_delay_seconds = since;
           progress(`alert ${a.name} firing in Prometheus after ${since.toFixed(0)}s`);
         }
         if (o.alertmanager && a.alertmanager_delay_seconds === undefined) {
-          const am = (await o.alertmanager.alerts(a.name)).filter((x) => x.status.state === 'active' && Object.entries(a.labels).every(([k, v]) => x.labels[k] === v));
+          const am = (await o.alertmanager.alerts(a.name)).filter((x) => x.status.state === 'active' && raisedByThisRun(new Date(x.startsAt)) && Object.entries(a.labels).every(([k, v]) => x.labels[k] === v));
           if (am.length > 0) {
             a.alertmanager_delay_seconds = since;
             progress(`alert ${a.name} received by Alertmanager after ${since.toFixed(0)}s`);
@@ -97,6 +112,49 @@ export async function runExperiment(exp: Experiment, o: RunOptions): Promise<Run
       }
     }
   };
+
+  /**
+   * Before anything is injected: every expected alert must be loaded in Prometheus with a `for`
+   * that fits its window (production rules wait minutes; `svidscope up --alert-profile gameday`
+   * loads rules made for rehearsals), else the run could only deviate.
+   */
+  const preflight = async (): Promise<string[]> => {
+    if (!o.prometheus || alerts.length === 0) return [];
+    const rules = await o.prometheus.alertRules();
+    const problems: string[] = [];
+    for (const a of alerts) {
+      const rule = rules.get(a.name);
+      if (!rule) problems.push(`expected alert ${a.name} is not loaded in Prometheus (${o.prometheus.url}): load alerts/svidscope-alerts.yaml`);
+      else {
+        a.for_seconds = rule.forSeconds;
+        if (rule.forSeconds >= a.within_seconds) problems.push(`expected alert ${a.name} waits for: ${rule.forSeconds}s in Prometheus but must fire within ${a.within_seconds}s: it cannot fire in time (run the stack with \`svidscope up --alert-profile gameday\`, or raise \`within\`)`);
+      }
+    }
+    return problems;
+  };
+
+  /** Expected alerts still pending or firing from an earlier run: the names, empty when all are quiet. */
+  const noisyAlerts = async (): Promise<string[]> => {
+    if (!o.prometheus) return [];
+    const noisy: string[] = [];
+    for (const a of alerts) if ((await o.prometheus.alerts(a.name, a.labels).catch(() => [])).length > 0) noisy.push(a.name);
+    return noisy;
+  };
+  // Alerts are polled on their own loop from the first injection to the end of the run, so their
+  // delays stay exact while the harness waits on a slow rollback (e.g. admin calls to a starved server).
+  let pollerDone = false;
+  let poller: Promise<void> | undefined;
+  const startAlertPoller = () => {
+    if (poller || !o.prometheus || alerts.length === 0) return;
+    poller = (async () => {
+      while (!pollerDone) {
+        await pollAlerts();
+        await new Promise((r) => setTimeout(r, exp.runtime.pollIntervalMs));
+      }
+    })();
+  };
+  const allAlertsFired = () => alerts.length > 0 && alerts.every((a) => a.prometheus_delay_seconds !== undefined && (!o.alertmanager || a.alertmanager_delay_seconds !== undefined));
+
   const alertsSettled = () => alerts.every((a) => (a.prometheus_delay_seconds !== undefined && (!o.alertmanager || a.alertmanager_delay_seconds !== undefined)) || (firstInjection !== undefined && Date.now() - firstInjection > a.spec.withinMs));
 
   const checkHalts = async () => {
@@ -108,12 +166,15 @@ export async function runExperiment(exp: Experiment, o: RunOptions): Promise<Run
     }
   };
 
-  const hypothesisUntil = async (timeoutMs: number, label: string): Promise<HypothesisRun> => {
+  /** Polls the hypothesis (and, before the method, the quiet of the expected alerts) until it holds or time runs out. */
+  const hypothesisUntil = async (timeoutMs: number, label: 'before' | 'after'): Promise<{ run: HypothesisRun; noisy: string[] }> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const h = await checkHypothesis(exp.steadyState.probes, o.prometheus, o.stack);
-      if (h.steady_state_met || Date.now() >= deadline || interrupted()) return h;
-      progress(`${label}: steady state not met yet (${h.probes.filter((p) => !p.tolerance_met).map((p) => p.name).join(', ')}); retrying`);
+      const noisy = label === 'before' ? await noisyAlerts() : [];
+      if ((h.steady_state_met && noisy.length === 0) || Date.now() >= deadline || interrupted()) return { run: h, noisy };
+      const waiting = [...h.probes.filter((p) => !p.tolerance_met).map((p) => p.name), ...noisy.map((n) => `${n} still active from before`)];
+      progress(`${label}: steady state not met yet (${waiting.join(', ')}); retrying`);
       await pollAlerts();
       await sleep(exp.runtime.pollIntervalMs, o.signal);
     }
@@ -136,52 +197,84 @@ export async function runExperiment(exp: Experiment, o: RunOptions): Promise<Run
     }
   };
 
+  // Background faults stay injected across the following steps; they are rolled back after the
+  // last step (or at once when the run is interrupted, halted or a step fails).
+  const background: { step: MethodStep; prepared: PreparedFault; faultId: string; rec: FaultRecord; until: number }[] = [];
+  /** Holds the injected faults until `until`, or, with `untilAlerts`, until every expected alert has fired. */
+  const holdFor = async (until: number, untilAlerts = false) => {
+    while (Date.now() < until && !(untilAlerts && allAlertsFired())) {
+      if (interrupted()) throw new Interrupted();
+      await checkHalts();
+      await pollAlerts();
+      await sleep(Math.min(exp.runtime.pollIntervalMs, Math.max(0, until - Date.now())), o.signal);
+    }
+  };
+  const rollBackBackground = async () => {
+    while (background.length > 0) {
+      const b = background.pop()!;
+      await rollBack(b.step, b.prepared, b.faultId, b.rec);
+    }
+  };
+
   try {
     progress(`[${exp.id}] checking steady state: ${exp.steadyState.title}`);
-    journal.steady_states.before = await hypothesisUntil(exp.runtime.steadyStateTimeoutMs, 'before');
+    const problems = await preflight();
+    const before = problems.length === 0 ? await hypothesisUntil(exp.runtime.steadyStateTimeoutMs, 'before') : undefined;
+    journal.steady_states.before = before?.run;
     if (interrupted()) throw new Interrupted();
-    if (!journal.steady_states.before.steady_state_met) {
+    if (problems.length > 0) {
       journal.status = 'failed';
-      journal.reasons.push(`steady state not met before the method: ${journal.steady_states.before.probes.filter((p) => !p.tolerance_met).map((p) => `${p.name}${p.error ? ` (${p.error})` : ''}`).join(', ')}`);
+      journal.reasons.push(...problems);
+      progress(`cannot run: ${problems.join('; ')}`);
+    } else if (!before!.run.steady_state_met || before!.noisy.length > 0) {
+      journal.status = 'failed';
+      const failing = before!.run.probes.filter((p) => !p.tolerance_met).map((p) => `${p.name}${p.error ? ` (${p.error})` : ''}`);
+      if (failing.length) journal.reasons.push(`steady state not met before the method: ${failing.join(', ')}`);
+      if (before!.noisy.length) journal.reasons.push(`expected alert(s) ${before!.noisy.join(', ')} still active before the method: this run could not tell whether its faults raise them`);
       progress('steady state not met before the method: skipping it');
     } else {
-      for (const [i, step] of exp.method.entries()) {
-        if (interrupted()) throw new Interrupted();
-        const rec: FaultRecord = { step: step.name, fault: step.fault, target: '', status: 'failed' };
-        journal.run.push(rec);
-        const faultId = `${i}-${step.name}`;
-        let prepared: PreparedFault | undefined;
-        try {
-          prepared = await faultImpl(step).prepare(step, { stack: o.stack, backupDir: path.join(dir, 'backups', runId), progress });
-          rec.target = prepared.target;
-          ledger.addFault(runId, { id: faultId, step: step.name, kind: step.fault, target: prepared.target, state: 'applying', injectedAt: new Date().toISOString(), rollback: prepared.rollback });
-          metrics.faultActive(exp.id, step.name, true);
-          progress(`injecting ${step.name} [${step.fault}] on ${prepared.target} for ${step.durationMs / 1000}s`);
-          rec.injected_at = new Date().toISOString();
-          firstInjection ??= Date.now();
-          rec.output = await prepared.apply();
-          rec.status = 'succeeded';
-          ledger.setFault(runId, faultId, { state: 'active' });
-          const until = Date.now() + step.durationMs;
-          while (Date.now() < until) {
-            if (interrupted()) throw new Interrupted();
-            await checkHalts();
-            await pollAlerts();
-            await sleep(Math.min(exp.runtime.pollIntervalMs, Math.max(0, until - Date.now())), o.signal);
+      try {
+        for (const [i, step] of exp.method.entries()) {
+          if (interrupted()) throw new Interrupted();
+          const rec: FaultRecord = { step: step.name, fault: step.fault, target: '', status: 'failed' };
+          journal.run.push(rec);
+          const faultId = `${i}-${step.name}`;
+          let prepared: PreparedFault | undefined;
+          try {
+            prepared = await faultImpl(step).prepare(step, { stack: o.stack, backupDir: path.join(dir, 'backups', runId), progress });
+            rec.target = prepared.target;
+            ledger.addFault(runId, { id: faultId, step: step.name, kind: step.fault, target: prepared.target, state: 'applying', injectedAt: new Date().toISOString(), rollback: prepared.rollback });
+            metrics.faultActive(exp.id, step.name, true);
+            progress(`injecting ${step.name} [${step.fault}] on ${prepared.target} for ${step.durationMs / 1000}s${step.background ? ' in the background' : ''}`);
+            rec.injected_at = new Date().toISOString();
+            firstInjection ??= Date.now();
+            startAlertPoller();
+            rec.output = await prepared.apply();
+            rec.status = 'succeeded';
+            ledger.setFault(runId, faultId, { state: 'active' });
+            if (step.background) {
+              background.push({ step, prepared, faultId, rec, until: Date.now() + step.durationMs });
+              continue;
+            }
+            await holdFor(Date.now() + step.durationMs, step.untilAlerts);
+            if (step.untilAlerts && allAlertsFired()) progress(`every expected alert fired: ending ${step.name} early`);
+          } catch (err) {
+            if (!(err instanceof Interrupted) && !(err instanceof Halted)) {
+              rec.error = (err as Error).message;
+              journal.status = 'failed';
+              journal.reasons.push(`fault ${step.name} could not be injected: ${rec.error}`);
+              progress(`fault ${step.name} failed: ${rec.error}`);
+            }
+            if (prepared) await rollBack(step, prepared, faultId, rec);
+            if (err instanceof Interrupted || err instanceof Halted) throw err;
+            break;
           }
-        } catch (err) {
-          if (!(err instanceof Interrupted) && !(err instanceof Halted)) {
-            rec.error = (err as Error).message;
-            journal.status = 'failed';
-            journal.reasons.push(`fault ${step.name} could not be injected: ${rec.error}`);
-            progress(`fault ${step.name} failed: ${rec.error}`);
-          }
-          if (prepared) await rollBack(step, prepared, faultId, rec);
-          if (err instanceof Interrupted || err instanceof Halted) throw err;
-          break;
+          await rollBack(step, prepared, faultId, rec);
+          if (step.pauseAfterMs) await sleep(step.pauseAfterMs, o.signal);
         }
-        await rollBack(step, prepared, faultId, rec);
-        if (step.pauseAfterMs) await sleep(step.pauseAfterMs, o.signal);
+        if (journal.status === 'completed') await holdFor(Math.max(0, ...background.map((b) => b.until)), background.every((b) => b.step.untilAlerts));
+      } finally {
+        await rollBackBackground();
       }
     }
   } catch (err) {
@@ -203,7 +296,7 @@ export async function runExperiment(exp: Experiment, o: RunOptions): Promise<Run
   // After the method: the system must return to steady state, and the alerts get their full window.
   if (journal.steady_states.before?.steady_state_met) {
     if (journal.status === 'completed') progress('waiting for steady state to return');
-    const after = await hypothesisUntil(exp.runtime.recoveryTimeoutMs, 'after');
+    const after = (await hypothesisUntil(exp.runtime.recoveryTimeoutMs, 'after')).run;
     journal.steady_states.after = after;
     journal.recovered = after.steady_state_met;
     if (after.steady_state_met && firstInjection !== undefined) journal.time_to_recovery_seconds = (Date.now() - firstInjection) / 1000;
@@ -217,6 +310,8 @@ export async function runExperiment(exp: Experiment, o: RunOptions): Promise<Run
     }
     await pollAlerts();
   }
+  pollerDone = true;
+  await poller;
   for (const a of alerts) {
     a.fired = a.prometheus_delay_seconds !== undefined && a.prometheus_delay_seconds <= a.within_seconds
       && (!o.alertmanager || (a.alertmanager_delay_seconds !== undefined && a.alertmanager_delay_seconds <= a.within_seconds));

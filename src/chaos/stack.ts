@@ -21,6 +21,10 @@ export interface StackComponent {
   serverAddress?: string;
   socketPath?: string;
   dataDir?: string;
+  /** Servers and agents: their trust domain. */
+  trustDomain?: string;
+  /** Servers: the PEM of their X.509 authorities that `svidscope up` wrote at start (`<dataDir>/<server>-bundle.pem`; agents bootstrap from it). */
+  bundlePem?: string;
 }
 
 export interface StackView {
@@ -48,8 +52,8 @@ export function loadStack(dataDir: string): StackView {
   const endpoints = JSON.parse(readFileSync(file, 'utf8')) as EndpointsFile;
   const components = new Map<string, StackComponent>();
   const domain = (d: DomainFile, serverName: string) => {
-    components.set(serverName, { name: serverName, kind: 'server', config: path.join(dataDir, `${serverName}.yaml`), health: d.server.health, log: d.server.log, adminSocket: d.server.adminSocket, serverAddress: d.server.address, dataDir: path.join(dataDir, serverName) });
-    for (const a of d.agents) components.set(a.name, { name: a.name, kind: 'agent', config: path.join(dataDir, `${a.name}.yaml`), health: a.health, log: a.log, serverAddress: d.server.address, socketPath: a.socketPath, dataDir: path.join(dataDir, a.name) });
+    components.set(serverName, { name: serverName, kind: 'server', config: path.join(dataDir, `${serverName}.yaml`), health: d.server.health, log: d.server.log, adminSocket: d.server.adminSocket, serverAddress: d.server.address, dataDir: path.join(dataDir, serverName), trustDomain: d.trustDomain, bundlePem: path.join(dataDir, `${serverName}-bundle.pem`) });
+    for (const a of d.agents) components.set(a.name, { name: a.name, kind: 'agent', config: path.join(dataDir, `${a.name}.yaml`), health: a.health, log: a.log, serverAddress: d.server.address, socketPath: a.socketPath, dataDir: path.join(dataDir, a.name), trustDomain: d.trustDomain });
     for (const w of d.workloads) components.set(w.name, { name: w.name, kind: 'workload', workloadName: w.name, log: w.log });
   };
   domain(endpoints, 'server');

@@ -234,3 +234,16 @@ function validate(c: MonitoringConfig): void {
  * checks that both lists agree).
  */
 export const EXPORTER_LIFETIME_BUCKETS: readonly number[] = [0, 60, 300, 900, 1800, 3600, 10800, 21600, 43200, 86400, 172800, 604800, 2592000, 7776000, 31536000];
+
+/**
+ * How the monitoring stack of `svidscope up` is tuned. `production` loads the rules exactly as
+ * shipped in alerts/ (alerts wait minutes before firing). `gameday` is for rehearsals on one
+ * machine: 2 s scrapes and rule evaluation, every `for` cut to 10 s and the agent-sync staleness
+ * threshold to 20 s (four missed 5 s syncs), so a chaos experiment proves each alert within a
+ * minute. The game-day test suite runs this profile; the rules' logic is the same in both.
+ */
+export const ALERT_PROFILES = {
+  production: { scrapeInterval: '15s', overrides: {} as ConfigOverrides },
+  gameday: { scrapeInterval: '2s', overrides: { forOverride: '10s', thresholds: { agentSyncStaleSeconds: 20 } } as ConfigOverrides },
+} as const;
+export type AlertProfile = keyof typeof ALERT_PROFILES;

@@ -14,8 +14,13 @@ export interface Runbook {
   mitigate: string[];
   escalate: string;
   verify: string[];
-  /** Chaos experiment that rehearses this alert: one of experiments/, or `planned` (not written yet). */
-  experiment: { file: string; what: string; planned?: true };
+  /**
+   * The chaos experiment in experiments/ that rehearses this alert. `proves`: the experiment
+   * expects this alert to fire and the game day runs it (a test checks both). Otherwise `why` says
+   * why one machine cannot provoke the alert within a game day, and the experiment rehearses the
+   * failure that leads to it.
+   */
+  experiment: { file: string; what: string } & ({ proves: true } | { proves: false; why: string });
 }
 
 const ADMIN = '--admin-socket <data-dir>/server/admin.sock';
@@ -49,7 +54,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
         'If a single agent produces all failures, evict it (`svidscope agent evict`) so it re-attests.',
       ],
       escalate: 'Identity-plane owners if failures persist for 30 minutes or the CA is involved.',
-      experiment: { file: 'experiments/datastore-corruption.yaml', what: 'corrupt the datastore under the server and restore it from backup: signings fail meanwhile' },
+      experiment: { file: 'experiments/datastore-corruption.yaml', what: 'corrupt the datastore under the server and restore it from backup', proves: false, why: 'signings must fail while agents still reach the server; the faults that break signing on one machine (datastore corruption) take the whole server down, so SvidscopeServerDown pages instead' },
     }),
     SvidscopeWorkloadApiBudgetBurn: burn('SvidscopeWorkloadApiBudgetBurn', {
       impact: 'Workloads fail to fetch SVIDs or bundles from their agent; mTLS between them starts failing once held SVIDs expire.',
@@ -60,7 +65,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       ],
       mitigate: ['UNAVAILABLE from one agent: restart it; if it cannot sync, follow SvidscopeAgentNotSyncing.', 'Errors across all agents: check the server (SvidscopeServerDown, issuance alerts).'],
       escalate: 'Identity-plane owners; application owners if only one workload class is affected.',
-      experiment: { file: 'experiments/agent-workload-api-errors.yaml', what: 'make an agent answer UNAVAILABLE', planned: true },
+      experiment: { file: 'experiments/agent-workload-api-errors.yaml', what: 'restart agent-2 with its clock 2 hours ahead: it cannot attest and answers UNAVAILABLE', proves: true },
     }),
     SvidscopeProbeBudgetBurn: burn('SvidscopeProbeBudgetBurn', {
       impact: 'Synthetic workloads cannot fetch, validate or use SVIDs: real workloads very likely see the same.',
@@ -70,21 +75,21 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       ],
       mitigate: ['Follow the reason: `unavailable`/`socket_missing` → agent (SvidscopeAgentDown); `untrusted_authority` → bundles (SvidscopeTrustBundleStale); `endpoint_down` → federation; `expired`/`rotation_overdue` → SvidscopeSvidsExpiringSoon; `not_yet_valid` → SvidscopeProbeClockSkew.'],
       escalate: 'Identity-plane owners.',
-      experiment: { file: 'experiments/agent-crash.yaml', what: 'kill -9 an agent the prober targets, then restart it' },
+      experiment: { file: 'experiments/prober-clock-skew.yaml', what: 'set the prober\'s clock 10 minutes back: every SVID probe fails as not yet valid', proves: true },
     }),
     SvidscopeIssuanceLatencyBudgetBurn: burn('SvidscopeIssuanceLatencyBudgetBurn', {
       impact: 'Signing is slow: agent syncs and rotations take longer; under load, requests time out and turn into issuance errors.',
       confirm: ['Issuance latency panel (On-call): p99 of `svidscope_server_svid_issuance_duration_seconds`.', '`histogram_quantile(0.99, sum by (le, operation) (rate(svidscope_server_datastore_operation_duration_seconds_bucket[5m])))` — is the datastore slow?', 'Server CPU: `rate(process_cpu_seconds_total{job="svidscope-server"}[5m])`.'],
       mitigate: ['Datastore slow: check the database host; move to a faster disk or Postgres.', 'CPU saturation: scale out servers or spread agent sync intervals.'],
       escalate: 'Identity-plane owners; database owners for datastore latency.',
-      experiment: { file: 'experiments/server-cpu-stress.yaml', what: 'CPU stress on the server host', planned: true },
+      experiment: { file: 'experiments/server-cpu-starvation.yaml', what: 'starve the server of CPU (cgroup quota) while 20 workloads start on agent-1', proves: true },
     }),
     SvidscopeRotationBudgetBurn: burn('SvidscopeRotationBudgetBurn', {
       impact: 'SVIDs are replaced late in their lifetime: a short server or agent hiccup can now let them expire.',
       confirm: ['Lifetime left at rotation panel (SVID lifecycle).', '`sum by (instance, reason) (rate(svidscope_agent_svid_rotation_failures_total[1h]))`.', '`svidscope agent api fetch x509 --socket-path <agent socket>` shows notAfter of current SVIDs.'],
       mitigate: ['Rotation failures at one agent: restart it; check its sync (SvidscopeAgentNotSyncing).', 'Late rotations everywhere: the server is slow or unavailable — see the issuance alerts.'],
       escalate: 'Identity-plane owners.',
-      experiment: { file: 'experiments/agent-partition.yaml', what: 'partition agent-2 from the server across its rotation point' },
+      experiment: { file: 'experiments/agent-partition.yaml', what: 'partition agent-2 from the server', proves: false, why: 'agents rotate at half the SVID TTL (30 minutes with the default 1 h), so an agent must stay cut off longer than a game day lasts' },
     }),
     SvidscopeServerDown: {
       meaning: 'Prometheus cannot scrape an svidscope server (`up == 0`).',
@@ -93,7 +98,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Restart the server (`svidscope server run --config <file>`); it resumes from its datastore.', 'If it crashes at start, read the error: datastore unreachable, config invalid, or CA key material missing.'],
       escalate: 'Page the identity-plane owners immediately if the server does not come back within 10 minutes: SVID expiry is the deadline (see the earliest SVID expiry panel).',
       verify: ['`up{job="svidscope-server"} == 1`', 'Agents sync again: `time() - svidscope_agent_last_successful_sync_timestamp_seconds` falls.'],
-      experiment: { file: 'experiments/server-outage.yaml', what: 'freeze the server with SIGSTOP, then resume it' },
+      experiment: { file: 'experiments/server-outage.yaml', what: 'freeze the server with SIGSTOP, then resume it', proves: true },
     },
     SvidscopeAgentDown: {
       meaning: 'Prometheus cannot scrape an svidscope agent (`up == 0`).',
@@ -102,7 +107,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Restart the agent with its config; it reuses its stored agent SVID if still valid, else attest it again with a new join token (`svidscope token generate`).', 'If the node is gone, evict the agent: `svidscope agent evict ' + ADMIN + ' --spiffe-id <agent id>`.'],
       escalate: 'Node owner; identity-plane owners if several agents are down (then suspect the server or the network).',
       verify: ['`up{job="svidscope-agent"} == 1`', 'Probes of that agent succeed: `svidscope_prober_probe_success{target=~"<agent>.*"} == 1`.'],
-      experiment: { file: 'experiments/agent-crash.yaml', what: 'kill -9 an agent and restart it (test/monitoring/stack.test.ts also kills one and waits for this page)' },
+      experiment: { file: 'experiments/agent-crash.yaml', what: 'kill -9 an agent and restart it (test/monitoring/stack.test.ts also kills one and waits for this page)', proves: true },
     },
     SvidscopeAgentNotSyncing: {
       meaning: `An agent has not synced with its server for more than ${t.agentSyncStaleSeconds}s, or it holds no valid agent SVID (\`svidscope_agent_attested == 0\`).`,
@@ -111,7 +116,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Server unreachable: fix the network path or the server (SvidscopeServerDown inhibits this alert while the server is down).', 'Agent evicted or its SVID expired: re-attest with a fresh join token.'],
       escalate: 'Identity-plane owners.',
       verify: ['Sync age falls below the sync interval; `svidscope_agent_attested == 1`.'],
-      experiment: { file: 'experiments/agent-partition.yaml', what: 'network partition between agent-2 and the server' },
+      experiment: { file: 'experiments/agent-partition.yaml', what: 'network partition between agent-2 and the server (experiments/bad-rotation.yaml raises it on every agent at once)', proves: true },
     },
     SvidscopeSvidsExpiringSoon: {
       meaning: `The exporter sees X509-SVIDs with ${t.svidExpiringSeconds}s or less of lifetime left (expired included). Healthy SVIDs are rotated around half their TTL, so such a cohort means rotation is failing for it.`,
@@ -120,7 +125,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Fix the agent (restart / re-attest) or the server; rotations resume at the next sync.', 'For a workload writing SVIDs to disk (the sample workload), check that it is running and can write.'],
       escalate: 'Page the identity-plane owners: expiry is a hard deadline.',
       verify: ['`svidscope_exporter_remaining_lifetime_seconds_bucket{kind="x509_svid", le="' + t.svidExpiringSeconds + '"}` back to 0.'],
-      experiment: { file: 'experiments/server-outage.yaml', what: 'hold the server outage past the SVIDs\' rotation point' },
+      experiment: { file: 'experiments/server-outage.yaml', what: 'freeze the server: agents keep serving cached SVIDs', proves: false, why: 'SVIDs must get within 15 minutes of expiry unrotated: 45 minutes of outage with the default 1 h TTL' },
     },
     SvidscopeSigningKeyNearExpiry: {
       meaning: `The active X.509 CA or JWT signing key of a server expires in less than ${t.signingKeyExpirySeconds}s: CA rotation (prepare at ½, activate) did not happen.`,
@@ -129,7 +134,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Restart the server so the CA manager re-runs its rotation.', 'If an upstream authority signs the CA, check that it is reachable and its own certificate is valid.'],
       escalate: 'Page identity-plane owners and security: CA problems are trust-domain-wide.',
       verify: ['A prepared key appears and becomes active; the active key\'s expiry jumps forward.'],
-      experiment: { file: 'experiments/ca-rotation-stall.yaml', what: 'short CA TTL with the rotation blocked', planned: true },
+      experiment: { file: 'experiments/ca-rotation.yaml', what: 'force a CA rotation and check every agent follows', proves: false, why: 'the active CA must come within 6 hours of expiry with no successor, i.e. a server stalled for most of its 24 h CA TTL' },
     },
     SvidscopeTrustBundleStale: {
       meaning: 'An agent serves a trust bundle with a lower sequence number than its server publishes.',
@@ -138,7 +143,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Restart the agent; if it cannot sync, see SvidscopeAgentNotSyncing.'],
       escalate: 'Identity-plane owners.',
       verify: ['Sequences equal; probes of that agent validate with `untrusted_authority` gone.'],
-      experiment: { file: 'experiments/ca-rotation.yaml', what: 'force an X.509 CA rotation: every agent must serve the new bundle' },
+      experiment: { file: 'experiments/bundle-mismatch.yaml', what: 'rotate the CA while agent-2 is partitioned from the server', proves: true },
     },
     SvidscopeBundlePropagationSlow: {
       meaning: `The p99 time from a new bundle at the server to agents serving it is above ${t.bundlePropagationSeconds}s over the last hour.`,
@@ -147,7 +152,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Slow syncs: server or datastore load (see issuance latency).', 'Lower the agents\' sync interval if it is configured high.'],
       escalate: 'Ticket to identity-plane owners.',
       verify: ['p99 back under the threshold after the next bundle change.'],
-      experiment: { file: 'experiments/agent-latency.yaml', what: '500 ms latency between agent-2 and the server' },
+      experiment: { file: 'experiments/bundle-mismatch.yaml', what: 'agent-2 receives the rotated bundle only when its partition heals, over a minute late', proves: true },
     },
     SvidscopeFederatedBundleRefreshFailing: {
       meaning: `A server has not confirmed a federated trust domain's bundle for more than ${t.federatedBundleMaxAgeSeconds}s: fetches from the peer's bundle endpoint fail.`,
@@ -156,7 +161,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['`connect`/`timeout`: network path to the peer endpoint.', '`tls`/`authentication`: the peer rotated its endpoint identity; update the relationship (`svidscope federation create` with the new endpoint SPIFFE ID or bundle).', 'Force a refresh once fixed: `svidscope federation refresh ' + ADMIN + ' --trust-domain <peer>`.'],
       escalate: 'The peer trust domain\'s operators (their endpoint), then identity-plane owners.',
       verify: ['`svidscope_federation_bundle_age_seconds` drops to a few refresh intervals.'],
-      experiment: { file: 'experiments/federation-endpoint-down.yaml', what: 'the peer\'s bundle endpoint down, malformed or stale' },
+      experiment: { file: 'experiments/federation-endpoint-down.yaml', what: 'the peer\'s bundle endpoint down, malformed or stale', proves: false, why: 'the alert waits until the federated bundle is 30 minutes old' },
     },
     SvidscopeAttestationFailureSpike: {
       meaning: `More than ${t.attestationFailures} node attestations failed within 10 minutes, by method and reason.`,
@@ -165,7 +170,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Expired or reused join tokens: issue fresh ones (`svidscope token generate`).', 'Unknown callers: block them at the network level and tell security.'],
       escalate: 'Security if the callers are unknown; identity-plane owners otherwise.',
       verify: ['Failures stop increasing; agents attest.'],
-      experiment: { file: 'experiments/attestation-bad-tokens.yaml', what: 'start agents with invalid join tokens', planned: true },
+      experiment: { file: 'experiments/attestation-bad-tokens.yaml', what: '30 node attestations with join tokens the server never issued', proves: true },
     },
     SvidscopeIssuanceLatencyHigh: {
       meaning: `The p99 X.509-SVID signing time over 10 minutes is above ${t.issuanceLatencySeconds}s.`,
@@ -174,7 +179,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Reduce load (stagger agent restarts), scale the server, or fix the datastore.'],
       escalate: 'Ticket to identity-plane owners.',
       verify: ['p99 under the threshold for 15 minutes.'],
-      experiment: { file: 'experiments/server-cpu-stress.yaml', what: 'CPU stress on the server host', planned: true },
+      experiment: { file: 'experiments/server-cpu-starvation.yaml', what: 'starve the server of CPU (cgroup quota) while 20 workloads start on agent-1', proves: true },
     },
     SvidscopeWorkloadApiErrors: {
       meaning: `More than ${t.workloadApiErrorRatio * 100}% of an agent's Workload API requests fail with ${c.slos.workloadApi.errorCodes.join(', ')}.`,
@@ -183,7 +188,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Restart the agent; check its sync with the server and its cache (`svidscope_agent_svids_cached`).'],
       escalate: 'Ticket to identity-plane owners; page via SvidscopeWorkloadApiBudgetBurn if it spreads.',
       verify: ['Error ratio back under the threshold.'],
-      experiment: { file: 'experiments/agent-workload-api-errors.yaml', what: 'make an agent answer UNAVAILABLE', planned: true },
+      experiment: { file: 'experiments/agent-workload-api-errors.yaml', what: 'restart agent-2 with its clock 2 hours ahead: it cannot attest and answers UNAVAILABLE', proves: true },
     },
     SvidscopeProbeClockSkew: {
       meaning: 'Probes found SVIDs whose notBefore lies in the future beyond the clock-skew tolerance (reason `not_yet_valid`): the prober host\'s clock and the signing server\'s disagree.',
@@ -192,7 +197,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Fix NTP on the skewed host. svidscope backdates notBefore slightly; a larger skew needs time sync, not config.'],
       escalate: 'Host/platform owners of the skewed machines.',
       verify: ['No new `not_yet_valid` failures for 10 minutes.'],
-      experiment: { file: 'experiments/agent-clock-skew.yaml', what: 'skew agent-2\'s clock by 10 minutes (libfaketime)' },
+      experiment: { file: 'experiments/prober-clock-skew.yaml', what: 'set the prober\'s clock 10 minutes back (libfaketime)', proves: true },
     },
     SvidscopeProberDown: {
       meaning: 'Prometheus cannot scrape the prober.',
@@ -201,7 +206,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['Restart the prober (`svidscope prober run --config <file>`).'],
       escalate: 'Ticket to the observability owners.',
       verify: ['`up{job="svidscope-prober"} == 1`; `svidscope_prober_last_probe_timestamp_seconds` advances.'],
-      experiment: { file: 'experiments/prober-down.yaml', what: 'kill the prober' },
+      experiment: { file: 'experiments/prober-down.yaml', what: 'kill the prober', proves: true },
     },
     SvidscopeExporterScrapeErrors: {
       meaning: `An exporter source failed more than ${t.exporterSourceErrors} times in 15 minutes, scrapes were truncated by the time budget, or Prometheus cannot scrape the exporter (value 0).`,
@@ -210,7 +215,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: ['`permission_denied`: the exporter\'s own identity lost its entry — recreate it.', '`unavailable`: the watched agent or server is down (see their alerts).', 'Truncated scrapes: raise `scrape.timeout` or lower `per_svid_max_series`.'],
       escalate: 'Ticket to the observability owners.',
       verify: ['Errors stop increasing; every source `up`.'],
-      experiment: { file: 'experiments/exporter-source-loss.yaml', what: 'remove the exporter\'s Workload API entry', planned: true },
+      experiment: { file: 'experiments/exporter-source-loss.yaml', what: 'delete the exporter\'s registration entry on agent-2', proves: true },
     },
   };
 }
@@ -261,13 +266,15 @@ ${list(rb.verify)}
 
 ## Rehearsal
 
-\`${rb.experiment.file}\`${rb.experiment.planned ? ' (planned: not written yet)' : ''} — ${rb.experiment.what}.${rb.experiment.planned ? '' : ` Run it: \`svidscope chaos run --data-dir <up data-dir> ${rb.experiment.file}\`.`}
+${rb.experiment.proves
+    ? `\`${rb.experiment.file}\` — ${rb.experiment.what}; it expects this alert and runs in the game day (\`experiments/gameday.yaml\`).`
+    : `Not provokable in a game day on one machine: ${rb.experiment.why}. \`${rb.experiment.file}\` rehearses what leads to it — ${rb.experiment.what}.`} Run it against \`svidscope up --alert-profile gameday\`: \`svidscope chaos run --data-dir <up data-dir> ${rb.experiment.file}\`.
 `;
 }
 
-/** Experiment files the runbooks name, and whether each is still planned. */
-export function runbookExperiments(c: MonitoringConfig): { alert: string; file: string; planned: boolean }[] {
-  return Object.entries(runbookContent(c)).map(([alert, rb]) => ({ alert, file: rb.experiment.file, planned: rb.experiment.planned === true }));
+/** Experiment files the runbooks name, and whether each proves its alert fires. */
+export function runbookExperiments(c: MonitoringConfig): { alert: string; file: string; proves: boolean }[] {
+  return Object.entries(runbookContent(c)).map(([alert, rb]) => ({ alert, file: rb.experiment.file, proves: rb.experiment.proves }));
 }
 
 export function runbookAlerts(c: MonitoringConfig): string[] {
@@ -280,7 +287,7 @@ export function renderRunbookIndex(c: MonitoringConfig): string {
   const rows = names.map((n) => {
     const rs = rules.filter((r) => r.alert === n);
     const sev = [...new Set(rs.map((r) => r.labels.severity))].join(', ');
-    return `| [${n}](${n}.md) | ${sev} | ${rs[0].annotations.summary} | \`${runbookContent(c)[n].experiment.file}\`${runbookContent(c)[n].experiment.planned ? ' (planned)' : ''} |`;
+    return `| [${n}](${n}.md) | ${sev} | ${rs[0].annotations.summary} | \`${runbookContent(c)[n].experiment.file}\`${runbookContent(c)[n].experiment.proves ? '' : ' (rehearses the cause only)'} |`;
   });
   return `# Runbooks
 

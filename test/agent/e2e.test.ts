@@ -165,13 +165,42 @@ describe('agent and Workload API end to end', () => {
     expect(total(a, 'svidscope_agent_svid_rotations_total', { reason: 'new' })).toBe(3);
     expect(total(a, 'svidscope_agent_svid_rotations_total', { reason: 'scheduled' })).toBeGreaterThanOrEqual(1);
     expect(total(a, 'svidscope_agent_svid_ttl_remaining_ratio_at_rotation_count')).toBeGreaterThanOrEqual(1);
-    expect(total(a, 'svidscope_agent_bundle_propagation_seconds_count', { bundle: 'own' })).toBeGreaterThanOrEqual(2); // first bundle, then the CA rotation
+    // The CA rotation; the bundle the agent got at attestation is no propagation (it did not exist before).
+    expect(total(a, 'svidscope_agent_bundle_propagation_seconds_count', { bundle: 'own' })).toBeGreaterThanOrEqual(1);
+    expect(total(a, 'svidscope_agent_bundle_propagation_seconds_sum', { bundle: 'own' })).toBeLessThan(10);
     expect(total(a, 'svidscope_agent_svids_cached')).toBe(3);
     expect(total(a, 'svidscope_agent_attested')).toBe(1);
     expect(total(a, 'svidscope_agent_workload_api_requests_total', { method: 'FetchX509SVID', code: 'PERMISSION_DENIED' })).toBeGreaterThanOrEqual(1);
     expect(total(a, 'svidscope_agent_workload_api_requests_total', { method: 'ValidateJWTSVID', code: 'INVALID_ARGUMENT' })).toBeGreaterThanOrEqual(1);
     expect(total(a, 'svidscope_agent_last_successful_sync_timestamp_seconds')).toBeGreaterThan(Date.now() / 1000 - 30);
   });
+
+  it('refuses a bundle that drops the authority of its own SVID (a bad rotation), and syncs again once it is back', async () => {
+    const c = workload();
+    const before = await c.fetchX509Context();
+    const sequence = before.bundles.getX509BundleForTrustDomain(before.svids[0].id.trustDomain)!;
+    const scrapeFailures = async () => total((await scrape(`http://127.0.0.1:${ports.agentHealth}/metrics`)).samples, 'svidscope_agent_sync_failures_total');
+    const failuresBefore = await scrapeFailures();
+    const status = await admin.call<{ slots: { kind: string; phase: string; key_id: string }[] }>('WithholdAuthority', { kind: 'x509', key_id: '', withhold: true });
+    const withheld = status.slots.find((s) => s.kind === 'x509' && s.phase === 'active')!.key_id;
+    try {
+      // Either the agent fetched the new bundle and refused it, or the server (which authenticates
+      // agents against the same bundle) refused the agent first: the sync fails either way.
+      await waitFor('agent sync failing', async () => (await scrapeFailures()) > failuresBefore, 20_000, agent.logs);
+      // Workloads keep the bundle that still verifies their SVIDs.
+      const during = await c.fetchX509Context();
+      expect(during.bundles.getX509BundleForTrustDomain(during.svids[0].id.trustDomain)!.x509Authorities.map((a) => a.der.toString('base64')))
+        .toEqual(sequence.x509Authorities.map((a) => a.der.toString('base64')));
+    } finally {
+      await admin.call('WithholdAuthority', { kind: 'x509', key_id: withheld, withhold: false });
+    }
+    const failuresAfterFix = await scrapeFailures();
+    await waitFor('agent syncs again', async () => {
+      const m = (await scrape(`http://127.0.0.1:${ports.agentHealth}/metrics`)).samples;
+      return total(m, 'svidscope_agent_sync_failures_total') === failuresAfterFix && total(m, 'svidscope_agent_last_successful_sync_timestamp_seconds') > Date.now() / 1000 - 3;
+    }, 30_000, agent.logs);
+    c.close();
+  }, 60_000);
 
   it('serves the cached SVID while the server is down, and never after it expired', async () => {
     server.child.kill('SIGKILL');
@@ -187,6 +216,22 @@ describe('agent and Workload API end to end', () => {
     c.close();
   }, 60_000);
 
+  it('answers Unavailable, not PermissionDenied, until its first sync after a restart during an outage', async () => {
+    agent.child.kill('SIGKILL');
+    await agent.child;
+    agent = spawnCli(['agent', 'run', '--config', path.join(dir, 'agent.yaml')]);
+    await waitFor('agent live', () => httpOk(`http://127.0.0.1:${ports.agentHealth}/live`), 30_000, agent.logs);
+    expect(await httpOk(`http://127.0.0.1:${ports.agentHealth}/ready`)).toBe(false);
+    const c = workload();
+    const err = await c.fetchX509Context().then(() => undefined, (e: unknown) => e as { status: grpc.status; message: string });
+    expect(grpc.status[err!.status]).toBe('UNAVAILABLE');
+    expect(err!.message).toMatch(/not completed a sync/);
+    // Even a caller with no entry cannot be told "no identity" before the entries are known.
+    const r = await runNodeAs(ensureUser('svidscope-test-none'), fetchScript, [socketPath, protoPath], dir);
+    expect(JSON.parse(r.stdout)).toMatchObject({ error: 'UNAVAILABLE' });
+    c.close();
+  }, 60_000);
+
   it('restarts after kill -9 over a stale socket, without a new join token', async () => {
     server = await startServer();
     agent.child.kill('SIGKILL');
@@ -197,5 +242,13 @@ describe('agent and Workload API end to end', () => {
     const ctx = await waitFor('SVID after restart', () => c.fetchX509Context().then((x) => x.svids.length > 0 && x), 30_000, agent.logs);
     expect(ctx.svids[0].id.toString()).toBe(`spiffe://${TD}/root`);
     c.close();
+    // A restart is no propagation event: the agent measures against the bundle it kept on disk.
+    const m = (await scrape(`http://127.0.0.1:${ports.agentHealth}/metrics`)).samples;
+    const serverSequence = Number((await admin.call<{ sequence_number: string }>('GetBundle', {})).sequence_number);
+    expect(total(m, 'svidscope_agent_bundle_sequence')).toBe(serverSequence);
+    if (total(m, 'svidscope_agent_bundle_propagation_seconds_count', { bundle: 'own' }) > 0) {
+      // The server's bundle moved while the agent was down (its restart re-ran CA rotation): the lag is that gap, never the bundle's age.
+      expect(total(m, 'svidscope_agent_bundle_propagation_seconds_sum', { bundle: 'own' })).toBeLessThan(10);
+    }
   }, 60_000);
 });

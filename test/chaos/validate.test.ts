@@ -1,19 +1,10 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { ExperimentInvalidError, FaultProxy, listExperimentFiles, loadExperimentFile, loadSuite, parseExperimentText, planExperiment } from '../../src/chaos/index.js';
+import { FaultProxy, listExperimentFiles, loadExperimentFile, loadSuite, planExperiment } from '../../src/chaos/index.js';
 import { withinTolerance } from '../../src/chaos/hypothesis.js';
 import path from 'node:path';
-import { root } from './support.js';
+import { root, problems } from './support.js';
 
-const problems = (text: string) => {
-  try {
-    parseExperimentText(text, 't');
-  } catch (err) {
-    expect(err).toBeInstanceOf(ExperimentInvalidError);
-    return (err as ExperimentInvalidError).problems;
-  }
-  throw new Error('expected invalid');
-};
 
 describe('experiment validation', () => {
   it('lists every problem at once, in plain sentences', () => {
@@ -31,7 +22,7 @@ rollbacks: []
       'rollbacks are not written by hand: every fault carries its own guaranteed rollback',
       'steady-state-hypothesis.probes[0]: a steady-state probe must carry a tolerance',
       'method[0]: duration must be a duration such as 500ms, 30s, 2m (got "soon")',
-      'method[1]: fault must be one of process-kill, process-freeze, ca-rotate, entry-delete, network, clock-skew, datastore, bundle-endpoint, issuance-storm (got "teleport")',
+      'method[1]: fault must be one of process-kill, process-freeze, ca-rotate, entry-delete, network, clock-skew, datastore, bundle-endpoint, issuance-storm, authority-withhold, attestation-flood, cpu-throttle (got "teleport")',
       "method step 'process-kill': target 'agent-9' is outside the blast radius (declare it under blast-radius)",
       'expected-alerts[0]: within is required (a duration such as 30s)',
     ]);
@@ -43,11 +34,15 @@ rollbacks: []
       .toEqual(["steady-state-hypothesis.probes[0]: unknown tolerance key 'above' (use min, max, equals, range, empty)", 'steady-state-hypothesis.probes[0]: tolerance needs min, max, equals or range']);
   });
 
-  it('every shipped experiment and the game-day suite are valid', () => {
+  it('every shipped experiment and both suites are valid; every experiment with expected alerts is in the game day', () => {
     const files = listExperimentFiles(path.join(root, 'experiments'));
     expect(files.length).toBeGreaterThanOrEqual(8);
     for (const f of files) expect(() => loadExperimentFile(f)).not.toThrow();
-    expect(loadSuite('gameday', path.join(root, 'experiments')).experiments.length).toBeGreaterThan(0);
+    const gameday = loadSuite('gameday', path.join(root, 'experiments')).experiments;
+    expect(loadSuite('identity-faults', path.join(root, 'experiments')).experiments.length).toBeGreaterThan(0);
+    // The one extra outside the game day: the datastore fault, whose SvidscopeServerDown server-outage already proves.
+    const alerting = files.map((f) => loadExperimentFile(f)).filter((e) => e.expectedAlerts.length > 0).map((e) => e.id);
+    expect(alerting.filter((id) => !gameday.includes(id)).sort()).toEqual(['datastore-corruption']);
     const plan = planExperiment(loadExperimentFile(path.join(root, 'experiments', 'agent-crash.yaml')), undefined);
     expect(plan).toContain('  - SvidscopeAgentDown firing within 60s of the first injection');
   });

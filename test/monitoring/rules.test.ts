@@ -10,6 +10,7 @@ import { resolveConfig, EXPORTER_LIFETIME_BUCKETS } from '../../src/monitoring/c
 import { ALERTMANAGER_FILE, monitoringArtefacts, RULE_FILES } from '../../src/monitoring/artefacts.js';
 import { allAlerts, alertNames, recordingGroups } from '../../src/monitoring/rules.js';
 import { runbookExperiments } from '../../src/monitoring/runbooks.js';
+import { loadExperimentFile, loadSuite } from '../../src/chaos/experiment/validate.js';
 import { slos } from '../../src/monitoring/slos.js';
 import { num } from '../../src/monitoring/promql.js';
 import { LIFETIME_BUCKETS } from '../../src/exporter/names.js';
@@ -108,8 +109,14 @@ describe('rules and alerts', () => {
     }
   });
 
-  it('runbooks name experiments that exist, or mark them planned', () => {
-    for (const e of runbookExperiments(c)) expect(existsSync(path.join(root, e.file)), `${e.alert}: ${e.file} planned=${e.planned}`).toBe(!e.planned);
+  it('every runbook names a shipped experiment; the ones that prove their alert expect it and run in the game day', () => {
+    const gameday = loadSuite('gameday', path.join(root, 'experiments')).experiments;
+    for (const e of runbookExperiments(c)) {
+      expect(existsSync(path.join(root, e.file)), `${e.alert}: ${e.file}`).toBe(true);
+      const exp = loadExperimentFile(path.join(root, e.file));
+      expect(exp.expectedAlerts.some((a) => a.name === e.alert), `${e.alert}: ${e.file} expects it = proves`).toBe(e.proves);
+      if (e.proves) expect(gameday, `${e.alert}: ${exp.id} in experiments/gameday.yaml`).toContain(exp.id);
+    }
   });
 
   it('rule groups stay within the mixtool limits', () => {

@@ -30,7 +30,13 @@ export type FaultSpec =
   /** `server`'s federation with `trustDomain` (default: the other domain of the stack) re-pointed at a harness endpoint. */
   | { fault: 'bundle-endpoint'; server: string; trustDomain?: string; mode: 'unavailable' | 'malformed' | 'stale' }
   /** `count` workloads start at once on `agent`; the run records the time until all hold an SVID. */
-  | { fault: 'issuance-storm'; agent: string; count: number; timeoutMs: number };
+  | { fault: 'issuance-storm'; agent: string; count: number; timeoutMs: number }
+  /** A bad rotation: `server`'s trust bundle drops its active authority of `kind` while the server keeps signing with it. */
+  | { fault: 'authority-withhold'; server: string; kind: 'x509' | 'jwt' }
+  /** Up to `count` node attestations with never-issued join tokens against `server`, `ratePerSecond` a second. */
+  | { fault: 'attestation-flood'; server: string; count: number; ratePerSecond: number }
+  /** `target`'s processes in a cgroup limited to `quotaPercent` % of one CPU per `periodMs` (root only). */
+  | { fault: 'cpu-throttle'; target: string; quotaPercent: number; periodMs: number };
 
 export type FaultKind = FaultSpec['fault'];
 
@@ -40,6 +46,18 @@ export type MethodStep = FaultSpec & {
   durationMs: number;
   /** Pause after the rollback before the next step (ms). */
   pauseAfterMs: number;
+  /**
+   * Chaos Toolkit's `background: true`: the fault stays injected while the following steps run
+   * (e.g. a partition held across a CA rotation) and is rolled back after the last step, or
+   * after its own duration if that is longer.
+   */
+  background: boolean;
+  /**
+   * End the fault as soon as every expected alert has fired (in Prometheus and, when checked,
+   * Alertmanager); `duration` is then the longest it may last. Proves detection with the
+   * smallest blast radius.
+   */
+  untilAlerts: boolean;
 };
 
 export interface ExpectedAlert {

@@ -127,7 +127,7 @@ function probe(r: Reader, v: unknown): Probe | undefined {
   return undefined;
 }
 
-export const FAULT_KINDS = ['process-kill', 'process-freeze', 'ca-rotate', 'entry-delete', 'network', 'clock-skew', 'datastore', 'bundle-endpoint', 'issuance-storm'] as const;
+export const FAULT_KINDS = ['process-kill', 'process-freeze', 'ca-rotate', 'entry-delete', 'network', 'clock-skew', 'datastore', 'bundle-endpoint', 'issuance-storm', 'authority-withhold', 'attestation-flood', 'cpu-throttle'] as const;
 
 function fault(r: Reader, o: Obj): FaultSpec | undefined {
   const kind = r.oneOf(o, 'fault', FAULT_KINDS);
@@ -163,6 +163,30 @@ function fault(r: Reader, o: Obj): FaultSpec | undefined {
       if (timeoutMs < 1000) r.fail('timeout must be at least 1s');
       return { fault: kind, agent: r.str(o, 'agent') ?? '', count: typeof count === 'number' ? count : 50, timeoutMs };
     }
+    case 'authority-withhold':
+      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', kind: r.oneOf(o, 'kind', ['x509', 'jwt'] as const, 'x509') ?? 'x509' };
+    case 'attestation-flood': {
+      const count = o.count ?? 30;
+      const countOk = typeof count === 'number' && Number.isInteger(count) && count >= 1 && count <= 1000;
+      if (!countOk) r.fail(`count must be a whole number from 1 to 1000 (got ${JSON.stringify(count)})`);
+      const rate = o.rate ?? 10;
+      const rateOk = typeof rate === 'number' && Number.isFinite(rate) && rate >= 0.1 && rate <= 100;
+      if (!rateOk) r.fail(`rate must be a number of attestations per second from 0.1 to 100 (got ${JSON.stringify(rate)})`);
+      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', count: countOk ? count : 30, ratePerSecond: rateOk ? rate : 10 };
+    }
+    case 'cpu-throttle': {
+      // `quota: 5` or `quota: 5%`: a percentage of one CPU.
+      const raw = o.quota ?? 1;
+      const quota = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+(\.\d+)?%$/.test(raw.trim()) ? Number(raw.trim().slice(0, -1)) : NaN;
+      const quotaOk = Number.isFinite(quota) && quota >= 0.1 && quota <= 100;
+      if (!quotaOk) r.fail(`quota must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got ${JSON.stringify(raw)})`);
+      const periodMs = r.duration(o, 'period', 1000);
+      const periodOk = periodMs >= 10 && periodMs <= 1000;
+      if (!periodOk) r.fail(`period must be a duration from 10ms to 1s (got ${JSON.stringify(o.period)})`);
+      // The kernel refuses a CFS quota under 1 ms per period.
+      if (quotaOk && periodOk && (periodMs * quota) / 100 < 1) r.fail(`quota ${quota}% of a ${periodMs}ms period is ${((periodMs * quota) / 100).toFixed(2)}ms of CPU; the kernel's minimum is 1ms per period (raise quota or period)`);
+      return { fault: kind, target: r.str(o, 'target') ?? '', quotaPercent: quotaOk ? quota : 1, periodMs: periodOk ? periodMs : 1000 };
+    }
     default:
       return undefined;
   }
@@ -173,7 +197,9 @@ function step(r: Reader, v: unknown): MethodStep | undefined {
   if (!o) return undefined;
   const f = fault(r, o);
   if (!f) return undefined;
-  return { ...f, name: r.str(o, 'name', false) ?? f.fault, durationMs: r.duration(o, 'duration'), pauseAfterMs: r.duration(o, 'pause_after', 0) };
+  if (o.background !== undefined && typeof o.background !== 'boolean') r.fail('background must be true or false');
+  if (o.until_alerts !== undefined && typeof o.until_alerts !== 'boolean') r.fail('until_alerts must be true or false');
+  return { ...f, name: r.str(o, 'name', false) ?? f.fault, durationMs: r.duration(o, 'duration'), pauseAfterMs: r.duration(o, 'pause_after', 0), background: o.background === true, untilAlerts: o.until_alerts === true };
 }
 
 /** Validates a parsed document; throws ExperimentInvalidError listing every problem. */
@@ -220,6 +246,8 @@ export function validateExperiment(doc: unknown, id: string, source = id): Exper
     for (const [k, v] of Object.entries(labels)) if (typeof v !== 'string') ar.fail(`labels.${k} must be a string`);
     return { name: ar.str(ao, 'name') ?? '', labels: labels as Record<string, string>, withinMs: ar.duration(ao, 'within') };
   }).filter((a): a is ExpectedAlert => !!a);
+
+  for (const s of method) if (s.untilAlerts && expectedAlerts.length === 0) r.fail(`method step '${s.name}': until_alerts needs expected-alerts to wait for`);
 
   const haltConditions = r.list(o, 'halt-conditions').map((h, i): HaltCondition | undefined => {
     const hr = r.at(`halt-conditions[${i}]`);

@@ -5,6 +5,10 @@ import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
 
 type Rotate = Extract<MethodStep, { fault: 'ca-rotate' }>;
 type Delete = Extract<MethodStep, { fault: 'entry-delete' }>;
+type Withhold = Extract<MethodStep, { fault: 'authority-withhold' }>;
+
+type Slots = { slots: { kind: string; phase: string; key_id: string; withheld?: boolean }[] };
+const KIND_NAME = { x509: 'X.509 CA', jwt: 'JWT key' } as const;
 
 /** Forced CA/JWT-key rotation through the admin API. Forward-only: the after-hypothesis is the check. */
 export const caRotate: FaultKindImpl<Rotate> = {
@@ -56,6 +60,52 @@ export const entryDelete: FaultKindImpl<Delete> = {
           a.close();
         }
         return { deleted: entries.map((e) => e.id) };
+      },
+    };
+  },
+};
+
+/**
+ * A bad rotation: the server's trust bundle drops its active authority of `kind` (admin API
+ * WithholdAuthority) while the server keeps signing with it, so what it signs from then on no
+ * longer verifies against the bundle agents and peers hold. The active key id is read before
+ * anything changes, so the rollback publishes exactly that key again even if a rotation happens
+ * meanwhile (a key gone since counts as done).
+ */
+export const authorityWithhold: FaultKindImpl<Withhold> = {
+  plan: (s) => ({
+    inject: `WithholdAuthority {kind: ${s.kind}, key_id: <the active ${KIND_NAME[s.kind]}, read from CaStatus>, withhold: true} on ${s.server}: its trust bundle drops the active ${KIND_NAME[s.kind]} while it keeps signing with it`,
+    rollback: `WithholdAuthority {withhold: false} for that same key id on ${s.server} (idempotent; a key gone since counts as done)`,
+  }),
+  async prepare(s: Withhold, ctx: FaultContext): Promise<PreparedFault> {
+    const c = component(ctx.stack, s.server);
+    if (!c.adminSocket) throw new Error(`chaos: ${s.server} is not a server (no admin socket in endpoints.json)`);
+    const admin = connectAdmin(c.adminSocket);
+    let status: Slots;
+    try {
+      status = await admin.call<Slots>('CaStatus', {});
+    } finally {
+      admin.close();
+    }
+    const active = status.slots.find((x) => x.kind === s.kind && x.phase === 'active');
+    if (!active) throw new Error(`chaos: ${s.server} has no active ${KIND_NAME[s.kind]} (CaStatus: ${status.slots.map((x) => `${x.kind}/${x.phase}`).join(', ') || 'no keys'})`);
+    if (active.withheld) throw new Error(`chaos: ${s.server}'s active ${KIND_NAME[s.kind]} ${active.key_id} is already withheld from the bundle; publish it first (a rollback would undo a change this run did not make)`);
+    const keyId = active.key_id;
+    return {
+      target: c.name,
+      rollback: [{ op: 'publish-authority', adminSocket: c.adminSocket, kind: s.kind, keyId }],
+      async apply() {
+        const a = connectAdmin(c.adminSocket!);
+        try {
+          const sequence = () => a.call<{ sequence_number?: string | number }>('GetBundle', {}).then((b) => String(b.sequence_number ?? ''), () => undefined);
+          const bundleSequenceBefore = await sequence();
+          const res = await a.call<Slots>('WithholdAuthority', { kind: s.kind, key_id: keyId, withhold: true });
+          const slot = res.slots.find((x) => x.key_id === keyId);
+          const bundleSequenceAfter = await sequence();
+          return { kind: s.kind, keyId, phase: slot?.phase, withheld: slot?.withheld ?? true, bundleSequenceBefore, bundleSequenceAfter };
+        } finally {
+          a.close();
+        }
       },
     };
   },

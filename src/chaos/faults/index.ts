@@ -1,5 +1,7 @@
 import type { FaultKind, MethodStep } from '../experiment/schema.js';
-import { caRotate, entryDelete } from './admin.js';
+import { authorityWithhold, caRotate, entryDelete } from './admin.js';
+import { attestationFlood } from './attestation.js';
+import { cpuThrottle } from './cpu.js';
 import { datastore } from './datastore.js';
 import { bundleEndpoint } from './federation.js';
 import { network } from './network.js';
@@ -20,6 +22,9 @@ const registry: Record<FaultKind, FaultKindImpl<never>> = {
   datastore,
   'bundle-endpoint': bundleEndpoint,
   'issuance-storm': issuanceStorm,
+  'authority-withhold': authorityWithhold,
+  'attestation-flood': attestationFlood,
+  'cpu-throttle': cpuThrottle,
 };
 
 export function faultImpl(step: MethodStep): FaultKindImpl {

@@ -5,7 +5,7 @@ import type { MethodStep } from '../experiment/schema.js';
 import { FaultProxy, parseHostPort } from '../fault-proxy.js';
 import { httpOk, isAlive, respawn, signal, snapshot, waitFor } from '../proc.js';
 import { component } from '../stack.js';
-import { onePid } from './process.js';
+import { livenessUrl, onePid } from './process.js';
 import { startStep, type FaultContext, type FaultKindImpl, type PreparedFault } from './types.js';
 
 type Net = Extract<MethodStep, { fault: 'network' }>;
@@ -47,7 +47,9 @@ export const network: FaultKindImpl<Net> = {
         signal(pid, 'SIGKILL');
         await waitFor(() => !isAlive(pid), 5_000);
         const newPid = respawn(snap, c.log);
-        if (c.health) await waitFor(() => httpOk(c.health!), 30_000, 250);
+        // Liveness, not readiness: behind a partition the agent cannot complete the sync /ready waits for.
+        const live = livenessUrl(c);
+        if (live) await waitFor(() => httpOk(live), 30_000, 250);
         proxy.setMode(s.mode === 'latency' ? { kind: 'latency', ms: s.latencyMs } : { kind: s.mode });
         return { proxy: proxy.address, upstream: `${upstream.host}:${upstream.port}`, mode: s.mode, agentPid: newPid };
       },

@@ -4,7 +4,7 @@ import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import type { FederationRelationshipCopy } from '../ledger.js';
 import { findPids, isAlive, signal, waitFor } from '../proc.js';
 
-/** Rollback steps of the bundle-endpoint and issuance-storm faults (played by the ledger); all idempotent. */
+/** Rollback steps of the bundle-endpoint, issuance-storm and authority-withhold faults (played by the ledger); all idempotent. */
 
 const same = (a: FederationRelationshipCopy, b: Partial<FederationRelationshipCopy>) =>
   a.bundle_endpoint_url === (b.bundle_endpoint_url ?? '') && a.bundle_endpoint_profile === (b.bundle_endpoint_profile ?? '')
@@ -64,4 +64,23 @@ export function removePath(s: { path: string }): string {
   if (!existsSync(s.path)) return `${s.path} already gone`;
   rmSync(s.path, { recursive: true, force: true });
   return `removed ${s.path}`;
+}
+
+/**
+ * Publishes a withheld key in the trust bundle again (WithholdAuthority withhold=false). The key id
+ * was read before the fault, so a rotation since does not matter; a key that no longer exists
+ * (pruned after expiry) has nothing to publish. Publishing a published key is a no-op server-side.
+ */
+export async function publishAuthority(s: { adminSocket: string; kind: 'x509' | 'jwt'; keyId: string }): Promise<string> {
+  const admin = connectAdmin(s.adminSocket);
+  try {
+    const res = await admin.call<{ slots: { kind: string; key_id: string; phase: string; withheld?: boolean }[] }>('WithholdAuthority', { kind: s.kind, key_id: s.keyId, withhold: false });
+    const slot = res.slots.find((x) => x.key_id === s.keyId);
+    return `published ${s.kind} key ${s.keyId} in the trust bundle again${slot ? ` (phase ${slot.phase})` : ''}`;
+  } catch (err) {
+    if (isSvidscopeError(err) && err.code === 'not-found') return `${s.kind} key ${s.keyId} no longer exists: nothing to publish`;
+    throw err;
+  } finally {
+    admin.close();
+  }
 }

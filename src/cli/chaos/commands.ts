@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   AlertmanagerClient, chaosDir, Ledger, listExperimentFiles, loadExperimentFile, loadStack, planExperiment, PrometheusClient, recover, resolveExperiment, runExperiment, runGameday,
@@ -28,8 +28,18 @@ function common(cmd: Command): Command {
 
 function withProm(cmd: Command): Command {
   return cmd
-    .option('--prometheus-url <url>', 'Prometheus for PromQL probes, halt conditions and alerts', process.env.SVIDSCOPE_PROMETHEUS_URL)
-    .option('--alertmanager-url <url>', 'Alertmanager: expected alerts must also reach it', process.env.SVIDSCOPE_ALERTMANAGER_URL);
+    .option('--prometheus-url <url>', 'Prometheus for PromQL probes, halt conditions and alerts (default: the one `svidscope up` started, from endpoints.json)', process.env.SVIDSCOPE_PROMETHEUS_URL)
+    .option('--alertmanager-url <url>', 'Alertmanager: expected alerts must also reach it (default: the one `svidscope up` started)', process.env.SVIDSCOPE_ALERTMANAGER_URL);
+}
+
+/** The Prometheus and Alertmanager `svidscope up` started, as recorded in its endpoints.json. */
+function upMonitoring(dataDir: string): { prometheus?: string; alertmanager?: string } {
+  try {
+    const e = JSON.parse(readFileSync(path.join(dataDir, 'endpoints.json'), 'utf8')) as { monitoring?: { prometheus?: string; alertmanager?: string } };
+    return { prometheus: e.monitoring?.prometheus, alertmanager: e.monitoring?.alertmanager };
+  } catch {
+    return {};
+  }
 }
 
 /**
@@ -49,10 +59,13 @@ function abortOnSignals(io: Io): { signal: AbortSignal; dispose(): void } {
 
 function runOptions(f: Common & { quiet?: boolean }, io: Io, signal: AbortSignal): RunOptions {
   const dataDir = path.resolve(f.dataDir);
+  const up = upMonitoring(dataDir);
+  const prometheusUrl = f.prometheusUrl ?? up.prometheus;
+  const alertmanagerUrl = f.alertmanagerUrl ?? up.alertmanager;
   return {
     dataDir, stack: loadStack(dataDir), signal,
-    prometheus: f.prometheusUrl ? new PrometheusClient(f.prometheusUrl) : undefined,
-    alertmanager: f.alertmanagerUrl ? new AlertmanagerClient(f.alertmanagerUrl) : undefined,
+    prometheus: prometheusUrl ? new PrometheusClient(prometheusUrl) : undefined,
+    alertmanager: alertmanagerUrl ? new AlertmanagerClient(alertmanagerUrl) : undefined,
     progress: f.json ? undefined : (line) => io.err(`${new Date().toISOString().slice(11, 19)} ${line}`),
   };
 }

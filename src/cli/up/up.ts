@@ -14,6 +14,7 @@ import { withErrors } from '../run.js';
 import { waitForShutdownSignal } from '../signals.js';
 import { cliEntry, projectRoot, startChild, stopChild, stopStrays, type Child } from './children.js';
 import { startPrometheusStack } from '../../monitoring/stack.js';
+import { ALERT_PROFILES, type AlertProfile } from '../../monitoring/config.js';
 
 interface UpFlags {
   dataDir: string;
@@ -21,6 +22,7 @@ interface UpFlags {
   peerTrustDomain: string;
   federation: boolean;
   monitoring: boolean;
+  alertProfile: string;
   json?: boolean;
 }
 
@@ -32,10 +34,13 @@ export function registerUp(program: Command, io: Io): void {
     .option('--peer-trust-domain <td>', 'trust domain of the federated peer', 'peer.example')
     .option('--no-federation', 'one trust domain only (no peer, no federation)')
     .option('--no-monitoring', 'do not start Prometheus and Alertmanager')
+    .option('--alert-profile <profile>', 'rules for the local Prometheus: production (as shipped in alerts/, 15s scrapes) or gameday (2s scrapes, every `for` 10s: chaos experiments prove alerts within a minute)', 'production')
     .option('--json', 'print the endpoints as one JSON object once everything is up')
     .action(withErrors(io, async (f: UpFlags) => {
       const logger = createLogger({ name: 'up' });
       const dataDir = path.resolve(f.dataDir);
+      if (!Object.hasOwn(ALERT_PROFILES, f.alertProfile)) throw new SvidscopeError('config-invalid', `up: --alert-profile must be one of ${Object.keys(ALERT_PROFILES).join(', ')} (got ${JSON.stringify(f.alertProfile)})`);
+      const profile = ALERT_PROFILES[f.alertProfile as AlertProfile];
       // Listen for Ctrl-C / SIGTERM from the start, so a signal during start-up still stops every child.
       const signalled = waitForShutdownSignal(logger);
       const stack = await startStack(dataDir, f.trustDomain, logger, { federation: f.federation, peerTrustDomain: f.peerTrustDomain });
@@ -44,9 +49,9 @@ export function registerUp(program: Command, io: Io): void {
       const endpoints: Endpoints = { ...stack.endpoints };
       if (f.monitoring) {
         try {
-          const mon = await startPrometheusStack({ dataDir, endpoints: stack.endpoints, logger });
+          const mon = await startPrometheusStack({ dataDir, endpoints: stack.endpoints, logger, scrapeInterval: profile.scrapeInterval, config: profile.overrides });
           if (mon.installed) {
-            endpoints.monitoring = { prometheus: mon.prometheusUrl, alertmanager: mon.alertmanagerUrl };
+            endpoints.monitoring = { prometheus: mon.prometheusUrl, alertmanager: mon.alertmanagerUrl, alertProfile: f.alertProfile };
             stopMonitoring = mon.stop;
           } else {
             endpoints.monitoring = { unavailable: mon.message };
@@ -91,7 +96,7 @@ export interface Endpoints extends DomainEndpoints {
   prober: { url: string; probe: string; metrics: string; config: string; log: string };
   exporter: { url: string; metrics: string; config: string; log: string };
   /** Prometheus and Alertmanager started by `up`, or why not. */
-  monitoring?: { prometheus: string; alertmanager: string } | { unavailable: string };
+  monitoring?: { prometheus: string; alertmanager: string; alertProfile: string } | { unavailable: string };
   /** The federated peer trust domain (absent with --no-federation). */
   peer?: DomainEndpoints;
 }
@@ -362,7 +367,7 @@ function describe(e: Endpoints): string[] {
     `           try ${e.prober.probe}`,
     `exporter   ${e.exporter.url}  metrics ${e.exporter.metrics}`,
     ...(e.monitoring && 'prometheus' in e.monitoring
-      ? [`prometheus ${e.monitoring.prometheus}  (rules from alerts/, dashboards in dashboards/)`, `alerts     ${e.monitoring.alertmanager}`]
+      ? [`prometheus ${e.monitoring.prometheus}  (rules from alerts/, ${e.monitoring.alertProfile} profile; dashboards in dashboards/)`, `alerts     ${e.monitoring.alertmanager}`]
       : e.monitoring ? [`monitoring not started: ${e.monitoring.unavailable}`] : []),
     '',
     `endpoints: ${path.join(e.dataDir, 'endpoints.json')}   logs: ${path.join(e.dataDir, 'logs')}`,

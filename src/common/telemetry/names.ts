@@ -47,7 +47,7 @@ export const serverFamilies = {
 export const agentFamilies = {
   syncDuration: f('svidscope_agent_sync_duration_seconds', 'histogram', 'Duration of one sync with the server (entries, bundles, minting), by result.', ['result'], PROPAGATION_BUCKETS),
   syncFailures: f('svidscope_agent_sync_failures_total', 'counter', 'Failed syncs with the server.', []),
-  lastSync: f('svidscope_agent_last_successful_sync_timestamp_seconds', 'gauge', 'When the last sync with the server succeeded (Unix time).', []),
+  lastSync: f('svidscope_agent_last_successful_sync_timestamp_seconds', 'gauge', 'When the last sync with the server succeeded (Unix time; 0 before the first one).', []),
   workloadRequests: f('svidscope_agent_workload_api_requests_total', 'counter', 'Workload API requests (first message for streams) by method and gRPC status code name.', ['method', 'code']),
   workloadDuration: f('svidscope_agent_workload_api_request_duration_seconds', 'histogram', 'Workload API latency by method: unary calls, or time to a stream\'s first message.', ['method'], LATENCY_BUCKETS),
   openStreams: f('svidscope_agent_workload_api_open_streams', 'gauge', 'Workload API streams open now, by method.', ['method']),

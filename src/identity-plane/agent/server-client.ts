@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { injectInto } from '../../common/telemetry/tracing.js';
-import type { PeerCertificate } from 'node:tls';
+import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import { errorCatalog, SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustDomain } from '../spiffe/id/index.js';
@@ -48,6 +48,12 @@ export class ServerClient {
   constructor(
     private readonly opts: { address: string; trustDomain: TrustDomain; logger: Logger; insecureBootstrap?: boolean },
   ) {}
+
+  /** The certificate chain (leaf first) the server presented on the last TLS handshake. */
+  get serverChain(): Buffer[] | undefined {
+    return this.lastServerChain;
+  }
+  private lastServerChain: Buffer[] | undefined;
 
   setTrust(bundlePem: string): void {
     if (bundlePem === this.trustPem) return;
@@ -105,8 +111,11 @@ export class ServerClient {
       this.identity ? Buffer.from(this.identity.chainPem) : null,
       {
         // Server SVIDs carry a SPIFFE ID, not a DNS name: check the URI SAN instead of the hostname.
-        checkServerIdentity: (_host: string, cert: PeerCertificate) =>
-          String(cert.subjectaltname ?? '').split(', ').includes(expected) ? undefined : new Error(`server presented ${cert.subjectaltname ?? 'no SAN'}, expected ${expected}`),
+        checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+          if (!String(cert.subjectaltname ?? '').split(', ').includes(expected)) return new Error(`server presented ${cert.subjectaltname ?? 'no SAN'}, expected ${expected}`);
+          this.lastServerChain = peerChain(cert);
+          return undefined;
+        },
         rejectUnauthorized: this.trustPem !== undefined,
       },
     );
@@ -151,4 +160,16 @@ function codeForStatus(status: grpc.status): ErrorCode {
     default:
       return 'unavailable';
   }
+}
+
+/** The peer's chain as Node's TLS layer linked it (leaf first, stopping at a self-signed root). */
+function peerChain(cert: PeerCertificate): Buffer[] {
+  const chain: Buffer[] = [];
+  let c: PeerCertificate | undefined = cert;
+  while (c && chain.length < 16 && !chain.some((d) => d.equals(c!.raw))) {
+    chain.push(c.raw);
+    const issuer: PeerCertificate | undefined = (c as DetailedPeerCertificate).issuerCertificate;
+    c = issuer && issuer !== c ? issuer : undefined;
+  }
+  return chain;
 }

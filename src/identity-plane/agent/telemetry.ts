@@ -15,6 +15,9 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   const syncDuration = histogram(registry, F.syncDuration);
   const syncFailures = counter(registry, F.syncFailures);
   const lastSync = gauge(registry, F.lastSync);
+  // 0 until the first successful sync ("never"): an agent that starts during an outage must still
+  // show up in SvidscopeAgentNotSyncing, which an absent series never would.
+  lastSync.set(0);
   const requests = counter(registry, F.workloadRequests);
   const duration = histogram(registry, F.workloadDuration);
   const open = gauge(registry, F.openStreams);

@@ -119,7 +119,12 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
       );
     };
 
-  const noIdentity = () => new Refusal(grpc.status.PERMISSION_DENIED, 'no identity issued');
+  // Before its first sync the agent cannot tell "no identity" from "not known yet": answering
+  // PermissionDenied then would send on-call after registration entries during a server outage,
+  // and hide the outage from the Workload API SLO. Unavailable is retried by every client.
+  const noIdentity = () => cache.entriesKnown
+    ? new Refusal(grpc.status.PERMISSION_DENIED, 'no identity issued')
+    : new Refusal(grpc.status.UNAVAILABLE, 'the agent has not completed a sync with its server yet');
 
   const unary = <Req, Res>(method: string, fn: (req: Req, selectors: Selector[], span: Span | undefined) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
     (call, callback) => {

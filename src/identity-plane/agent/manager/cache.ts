@@ -73,7 +73,14 @@ export class WorkloadCache {
     return this.federated;
   }
 
+  /** Whether entries were ever received from the server: before that, "no entry" means "not known yet", not "no identity". */
+  get entriesKnown(): boolean {
+    return this.entriesReceived;
+  }
+  private entriesReceived = false;
+
   setEntries(entries: EntryMsg[]): void {
+    this.entriesReceived = true;
     this.entries = new Map(entries.map((e) => [e.id, e]));
     this.bySelector = new Map();
     for (const e of entries) {

@@ -119,6 +119,7 @@ export class AgentManager {
         }
       }
       const bundleChanged = own.sequenceNumber !== this.lastBundleSequence;
+      if (bundleChanged) this.refuseLockout(own);
       if (cache.setBundles(own, federated) || bundleChanged) {
         if (bundleChanged) {
           this.deps.store.saveBundle(bundles.bundle.document);
@@ -171,6 +172,17 @@ export class AgentManager {
     }, delay);
   }
 
+  /**
+   * The bundle the agent already holds at start (from disk, or from attestation): later syncs
+   * measure propagation against it. Without this, the first sync after every restart would count
+   * the age of the server's bundle as propagation lag. Reported without a lag (0 = unknown).
+   */
+  private bundleKnown(own: SpiffeBundle): void {
+    if (this.lastBundleSequence !== undefined) return;
+    this.lastBundleSequence = own.sequenceNumber;
+    this.deps.events?.bundleUpdated?.('own', own.trustDomain.name, own.sequenceNumber ?? 0n, 0);
+  }
+
   private async ensureIdentity(): Promise<void> {
     if (this.agentId && this.deps.clock.nowMs() < this.agentNotAfter) return;
     const { store, server, config, logger } = this.deps;
@@ -179,7 +191,9 @@ export class AgentManager {
       const leaf = new X509Certificate(stored.chainDer[0]);
       const notAfter = certificateFacts(leaf).notAfter.getTime();
       if (notAfter > this.deps.clock.nowMs()) {
-        server.setTrust(x509BundleToPem(parseSpiffeBundle(config.trustDomain, stored.bundleDocument)));
+        const storedBundle = parseSpiffeBundle(config.trustDomain, stored.bundleDocument);
+        server.setTrust(x509BundleToPem(storedBundle));
+        this.bundleKnown(storedBundle);
         this.adoptIdentity(stored.chainDer, stored.privateKey, leaf);
         logger.info({ agentId: this.agentId }, 'reusing the agent SVID on disk');
         return;
@@ -194,6 +208,7 @@ export class AgentManager {
     const own = parseSpiffeBundle(config.trustDomain, res.bundle.document);
     store.saveBundle(res.bundle.document);
     server.setTrust(x509BundleToPem(own));
+    this.bundleKnown(own);
     store.save({ chainDer: res.svid.cert_chain, privateKey: key.privateKey });
     this.adoptIdentity(res.svid.cert_chain, key.privateKey, new X509Certificate(res.svid.cert_chain[0]));
     logger.info({ agentId: this.agentId }, 'attested to the server');
@@ -206,7 +221,30 @@ export class AgentManager {
     return token;
   }
 
+  /**
+   * A bundle that no longer holds the authority of this agent's own SVID, or of the server's SVID
+   * it just talked to, would lock the agent out: the server authenticates agents against that same
+   * bundle, and the agent the server against it, so the next sync could never bring the fix. A correct rotation never does this (the old CA stays published until everything it
+   * signed has expired), so such a bundle is a bad rotation: keep serving the one we have, and fail
+   * the sync so SvidscopeAgentNotSyncing says so.
+   */
+  private refuseLockout(next: SpiffeBundle): void {
+    const serverChain = this.deps.server.serverChain?.map((d) => new X509Certificate(d));
+    for (const [whose, chain] of [['this agent\'s SVID', this.agentChain], ['the server\'s own SVID', serverChain]] as const) {
+      if (!chain || chain.length === 0) continue;
+      try {
+        verifyX509Svid(chain, new BundleSet([next]), { now: new Date(this.deps.clock.nowMs()) });
+      } catch (err) {
+        if (!(isSvidscopeError(err) && err.code === 'unknown-authority')) continue; // expiry is ensureIdentity's business
+        throw new SvidscopeError('unknown-authority', `agent: refusing trust bundle sequence ${next.sequenceNumber ?? '?'} from the server: it does not hold the authority that signed ${whose}, so adopting it would cut the agent off from the server (a bad CA rotation?); still serving sequence ${this.lastBundleSequence ?? '?'}`);
+      }
+    }
+  }
+
+  private agentChain: X509Certificate[] | undefined;
+
   private adoptIdentity(chainDer: Buffer[], privateKey: import('node:crypto').KeyObject, leaf: X509Certificate): void {
+    this.agentChain = chainDer.map((d, i) => (i === 0 ? leaf : new X509Certificate(d)));
     const facts = certificateFacts(leaf);
     this.agentId = facts.uriSans[0];
     this.agentNotAfter = facts.notAfter.getTime();

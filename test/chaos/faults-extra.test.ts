@@ -1,0 +1,379 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Ledger, parseExperimentText, planExperiment, recover, runExperiment } from '../../src/chaos/index.js';
+import { cgroupDirOf, cgroupProcs, cpuHierarchy, throttleUnavailable } from '../../src/chaos/cgroup.js';
+import type { FloodOutput } from '../../src/chaos/faults/attestation.js';
+import { faultImpl } from '../../src/chaos/faults/index.js';
+import { playRollback, type RollbackStep } from '../../src/chaos/ledger.js';
+import { isAlive, signal, sleep, snapshot, waitFor } from '../../src/chaos/proc.js';
+import type { EndpointsFile, StackComponent, StackView } from '../../src/chaos/stack.js';
+import { parseSpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
+import { scrape, total } from '../support/metrics.js';
+import { bundlePemOf, removeDir, startTestServer, tempDir, type TestServer } from '../support/server.js';
+import { problems } from './support.js';
+
+
+const head = 'title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { servers: [server], agents: [agent-1] }\n';
+
+/** A stack made of the given components (the faults only look components up by name). */
+function fakeStack(dataDir: string, components: StackComponent[]): StackView {
+  return { dataDir, endpoints: { dataDir, trustDomain: 'example.org' } as EndpointsFile, components: new Map(components.map((c) => [c.name, c])) };
+}
+
+describe('authority-withhold, attestation-flood, cpu-throttle: validation and plan', () => {
+  it('accepts the new kinds with their defaults', () => {
+    const e = parseExperimentText(`${head}method:
+  - { name: a, fault: authority-withhold, duration: 1s }
+  - { name: b, fault: attestation-flood, duration: 1s }
+  - { name: c, fault: cpu-throttle, target: agent-1, duration: 1s }
+  - { name: d, fault: authority-withhold, server: server, kind: jwt, duration: 1s }
+  - { name: e, fault: attestation-flood, count: 1000, rate: 0.5, duration: 1s }
+  - { name: f, fault: cpu-throttle, target: agent-1, quota: 2.5%, period: 100ms, duration: 1s }
+`, 't');
+    expect(e.method.map(({ name: _n, durationMs: _d, pauseAfterMs: _p, ...f }) => f)).toEqual([
+      expect.objectContaining({ fault: 'authority-withhold', server: 'server', kind: 'x509' }),
+      expect.objectContaining({ fault: 'attestation-flood', server: 'server', count: 30, ratePerSecond: 10 }),
+      expect.objectContaining({ fault: 'cpu-throttle', target: 'agent-1', quotaPercent: 1, periodMs: 1000 }),
+      expect.objectContaining({ fault: 'authority-withhold', server: 'server', kind: 'jwt' }),
+      expect.objectContaining({ fault: 'attestation-flood', count: 1000, ratePerSecond: 0.5 }),
+      expect.objectContaining({ fault: 'cpu-throttle', quotaPercent: 2.5, periodMs: 100 }),
+    ]);
+  });
+
+  it('reports every bad parameter in a plain sentence', () => {
+    expect(problems(`${head}method:
+  - { name: a, fault: authority-withhold, kind: rsa, duration: 1s }
+  - { name: b, fault: attestation-flood, count: 0, rate: 0, duration: 1s }
+  - { name: c, fault: attestation-flood, count: 1001, rate: fast, duration: 1s }
+  - { name: d, fault: attestation-flood, count: 2.5, duration: 1s }
+  - { name: e, fault: cpu-throttle, target: agent-1, quota: 0, period: 5ms, duration: 1s }
+  - { name: f, fault: cpu-throttle, target: agent-1, quota: 150, period: 2s, duration: 1s }
+  - { name: g, fault: cpu-throttle, target: agent-1, quota: lots, duration: 1s }
+  - { name: h, fault: cpu-throttle, target: agent-1, quota: 1, period: 10ms, duration: 1s }
+  - { name: i, fault: cpu-throttle, duration: 1s }
+  - { name: j, fault: cpu-throttle, target: agent-2, duration: 1s }
+  - { name: k, fault: attestation-flood, server: peer-server, duration: 1s }
+`)).toEqual([
+      'method[0]: kind must be one of x509, jwt (got "rsa")',
+      'method[1]: count must be a whole number from 1 to 1000 (got 0)',
+      'method[1]: rate must be a number of attestations per second from 0.1 to 100 (got 0)',
+      'method[2]: count must be a whole number from 1 to 1000 (got 1001)',
+      'method[2]: rate must be a number of attestations per second from 0.1 to 100 (got "fast")',
+      'method[3]: count must be a whole number from 1 to 1000 (got 2.5)',
+      'method[4]: quota must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got 0)',
+      'method[4]: period must be a duration from 10ms to 1s (got "5ms")',
+      'method[5]: quota must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got 150)',
+      'method[5]: period must be a duration from 10ms to 1s (got "2s")',
+      'method[6]: quota must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got "lots")',
+      "method[7]: quota 1% of a 10ms period is 0.10ms of CPU; the kernel's minimum is 1ms per period (raise quota or period)",
+      'method[8]: target is required',
+      "method step 'j': target 'agent-2' is outside the blast radius (declare it under blast-radius)",
+      "method step 'k': target 'peer-server' is outside the blast radius (declare it under blast-radius)",
+    ]);
+  });
+
+  it('prints dry-run plan lines for each kind', () => {
+    const e = parseExperimentText(`${head}method:
+  - { name: bad rotation, fault: authority-withhold, kind: jwt, duration: 30s }
+  - { name: flood, fault: attestation-flood, count: 40, rate: 20, duration: 10s }
+  - { name: starve, fault: cpu-throttle, target: agent-1, quota: 5, period: 100ms, duration: 20s }
+`, 't');
+    const plan = planExperiment(e, undefined);
+    expect(plan).toEqual(expect.arrayContaining([
+      '  1. bad rotation [authority-withhold] for 30s',
+      "     inject:   WithholdAuthority {kind: jwt, key_id: <the active JWT key, read from CaStatus>, withhold: true} on server: its trust bundle drops the active JWT key while it keeps signing with it",
+      '     rollback: WithholdAuthority {withhold: false} for that same key id on server (idempotent; a key gone since counts as done)',
+      '  2. flood [attestation-flood] for 10s',
+      "     inject:   from the harness, up to 40 AttestAgent calls with random never-issued join tokens to server over TLS, 20/s (about 2s; stops at the step's 10s or at rollback)",
+      '     rollback: nothing persistent to undo (the tokens were never issued, so no agent is registered); the rollback stops the flood',
+      '  3. starve [cpu-throttle] for 20s',
+      "     inject:   move agent-1's processes into a new cgroup svidscope-chaos-<run> limited to 5% of one CPU (5000us per 100000us period; needs root and a writable cpu cgroup)",
+      "     rollback: move agent-1's processes back to their original cgroups (only the same processes, by start time), then remove the chaos cgroup",
+      'dry run: nothing was changed',
+    ]));
+  });
+
+  it('names what is missing for a cgroup v2 throttle; parses mountinfo for v1 and v2', () => {
+    const dir = tempDir('cg2');
+    try {
+      writeFileSync(path.join(dir, 'cgroup.controllers'), 'cpuset cpu io memory pids\n');
+      writeFileSync(path.join(dir, 'cgroup.subtree_control'), 'memory pids\n');
+      const v2 = path.join(dir, 'mountinfo-v2');
+      writeFileSync(v2, `30 1 0:26 / ${dir} rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n`);
+      const h = cpuHierarchy(v2);
+      expect(h).toEqual({ version: 2, mount: dir, root: '/' });
+      if (process.getuid?.() === 0) expect(throttleUnavailable(h)).toMatch(/cgroup v2 cpu controller enabled for the children of .*cgroup\.subtree_control holds "memory pids": enable it with `echo \+cpu >/);
+      writeFileSync(path.join(dir, 'cgroup.subtree_control'), 'cpu memory pids\n');
+      if (process.getuid?.() === 0) expect(throttleUnavailable(h)).toBeUndefined();
+      const v1 = path.join(dir, 'mountinfo-v1');
+      writeFileSync(v1, [
+        `35 25 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct`,
+        `36 25 0:31 /docker/abc /sys/fs/cgroup/cpu\\040x rw,relatime - cgroup cgroup rw,cpu`,
+        `37 25 0:32 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw`,
+      ].join('\n'));
+      expect(cpuHierarchy(v1)).toEqual({ version: 1, mount: '/sys/fs/cgroup/cpu x', root: '/docker/abc' });
+      expect(throttleUnavailable(undefined)).toMatch(process.getuid?.() === 0 ? /needs the cgroup cpu controller/ : /needs root/);
+    } finally {
+      removeDir(dir);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+const ticks = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]); // utime + stime, in clock ticks (USER_HZ = 100)
+};
+/** CPU seconds `pid` used over `ms` of wall time. */
+async function cpuOver(pid: number, ms: number): Promise<number> {
+  const a = ticks(pid);
+  await sleep(ms);
+  return (ticks(pid) - a) / 100;
+}
+
+const hierarchy = cpuHierarchy();
+const canThrottle = throttleUnavailable(hierarchy) === undefined;
+
+describe.skipIf(!canThrottle)('cpu-throttle on a real busy process', () => {
+  const dir = tempDir('cpu-throttle');
+  const config = path.join(dir, 'busy.yaml');
+  const children: ChildProcess[] = [];
+  const chaosCgroups: string[] = [];
+  const killAll = async () => {
+    for (const c of children) if (c.pid && isAlive(c.pid)) signal(c.pid, 'SIGKILL');
+    await waitFor(() => children.every((c) => !c.pid || !isAlive(c.pid)), 5_000);
+  };
+  const busy = () => {
+    const c = spawn(process.execPath, ['-e', 'for(;;){}', 'run', config], { stdio: 'ignore' });
+    children.push(c);
+    return c.pid!;
+  };
+  const stack = fakeStack(dir, [{ name: 'busy', kind: 'workload', config }]);
+  const ctx = (run: string) => ({ stack, backupDir: path.join(dir, 'chaos', 'backups', run), progress: () => undefined });
+  const step = (run: string) => parseExperimentText(`title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { workloads: [busy] }\nmethod:\n  - { name: starve ${run}, fault: cpu-throttle, target: busy, quota: 5, period: 100ms, duration: 1s }\n`, 't').method[0];
+
+  afterAll(async () => {
+    await killAll();
+    for (const g of chaosCgroups) {
+      try {
+        rmdirSync(g);
+      } catch {
+        // already gone (the tests remove them)
+      }
+    }
+    removeDir(dir);
+  }, 20_000);
+
+  it('throttles to the quota, rolls back to the original cgroup, removes the cgroup; replays are harmless', async () => {
+    const pid = busy();
+    await sleep(300);
+    const original = cgroupDirOf(hierarchy!, pid)!;
+    expect(await cpuOver(pid, 1000)).toBeGreaterThan(0.6); // unthrottled: about one CPU
+
+    const prepared = await faultImpl(step('run1')).prepare(step('run1'), ctx('run1'));
+    const cgroup = path.join(hierarchy!.mount, 'svidscope-chaos-run1-starve-run1');
+    chaosCgroups.push(cgroup);
+    // The inverse is known before anything changes.
+    expect(prepared.rollback).toEqual([
+      { op: 'cgroup-move-back', hierarchy, cgroup, procs: [{ pid, startTime: snapshot(pid).startTime, cgroup: original }] },
+      { op: 'cgroup-remove', hierarchy, cgroup, evacuateTo: original },
+    ]);
+    expect(existsSync(cgroup)).toBe(false);
+
+    const out = await prepared.apply();
+    expect(out).toMatchObject({ cgroup, cgroupVersion: hierarchy!.version, quotaPercent: 5, periodMs: 100, quotaUs: 5000, periodUs: 100_000, pids: [pid] });
+    expect(cgroupDirOf(hierarchy!, pid)).toBe(cgroup);
+    if (hierarchy!.version === 1) expect(readFileSync(path.join(cgroup, 'cpu.cfs_quota_us'), 'utf8').trim()).toBe('5000');
+    const wall = 3;
+    const used = await cpuOver(pid, wall * 1000);
+    expect(used).toBeLessThan(0.1 * wall); // 5 % of one CPU: about 0.15 s in 3 s
+
+    const notes = await playRollback(prepared.rollback);
+    expect(notes[0]).toBe(`moved pid ${pid} back to ${original}`);
+    expect(notes[1]).toBe(`removed ${cgroup}`);
+    expect(cgroupDirOf(hierarchy!, pid)).toBe(original);
+    expect(existsSync(cgroup)).toBe(false);
+    expect(await cpuOver(pid, 1000)).toBeGreaterThan(0.6);
+
+    // Idempotent: the same rollback replayed twice changes nothing and does not fail.
+    for (let i = 0; i < 2; i++) {
+      expect(await playRollback(prepared.rollback)).toEqual([`pid ${pid} is not in svidscope-chaos-run1-starve-run1`, `${cgroup} already gone`]);
+    }
+    expect(cgroupDirOf(hierarchy!, pid)).toBe(original);
+    await killAll();
+  }, 30_000);
+
+  it('a crashed harness is undone by recover: a reused pid is left alone, children started since are moved out', async () => {
+    const pid = busy();
+    const stranger = busy(); // stands for a child the throttled component started during the fault
+    await sleep(300);
+    const original = cgroupDirOf(hierarchy!, pid)!;
+    const prepared = await faultImpl(step('run2')).prepare(step('run2'), ctx('run2'));
+    const cgroup = path.join(hierarchy!.mount, 'svidscope-chaos-run2-starve-run2');
+    chaosCgroups.push(cgroup);
+    // Two copies of the component now: the fault throttles both.
+    expect((prepared.rollback[0] as Extract<RollbackStep, { op: 'cgroup-move-back' }>).procs.map((p) => p.pid).sort()).toEqual([pid, stranger].sort());
+    // Pretend the stranger's pid was recorded for another process (start time changed): it must not be "moved back".
+    const rollback = prepared.rollback.map((s) => s.op === 'cgroup-move-back' ? { ...s, procs: s.procs.map((p) => p.pid === stranger ? { ...p, startTime: '1' } : p) } : s);
+    await prepared.apply();
+    expect(cgroupProcs(cgroup).sort()).toEqual([pid, stranger].sort());
+
+    // A harness that died mid-fault: its ledger entry is replayed by recover().
+    const ledger = new Ledger(dir);
+    const dead = spawn(process.execPath, ['-e', '0']);
+    await new Promise((r) => dead.once('exit', r));
+    const fault = { id: '0-starve', step: 'starve', kind: 'cpu-throttle', target: 'busy', state: 'active', injectedAt: new Date().toISOString(), rollback };
+    mkdirSync(path.dirname(ledger.file), { recursive: true });
+    writeFileSync(ledger.file, JSON.stringify({ version: 1, runs: [{ runId: 'crashed', experiment: 't', harnessPid: dead.pid!, harnessStartTime: '0', startedAt: new Date().toISOString(), faults: [fault] }] }));
+    const r = await recover(ledger);
+    expect(r.faults).toHaveLength(1);
+    expect(r.faults[0]).toMatchObject({ ok: true });
+    const sorted = (note: string) => note.split('; ').sort();
+    expect(sorted(r.faults[0].notes[0])).toEqual([`moved pid ${pid} back to ${original}`, `pid ${stranger} is gone`].sort());
+    expect(r.faults[0].notes[1]).toBe(`removed ${cgroup} (moved 1 other process(es) to ${original})`);
+    expect(cgroupDirOf(hierarchy!, pid)).toBe(original);
+    expect(cgroupDirOf(hierarchy!, stranger)).toBe(original);
+    expect(existsSync(cgroup)).toBe(false);
+    expect(ledger.read().runs).toEqual([]);
+    const again = await playRollback(rollback);
+    expect(sorted(again[0])).toEqual([`pid ${pid} is not in svidscope-chaos-run2-starve-run2`, `pid ${stranger} is gone`].sort());
+    expect(again[1]).toBe(`${cgroup} already gone`);
+    await killAll();
+  }, 30_000);
+
+  it('the rollback of a fault whose process died, or that never got applied, is harmless', async () => {
+    const pid = busy();
+    await sleep(200);
+    const prepared = await faultImpl(step('run3')).prepare(step('run3'), ctx('run3'));
+    const cgroup = path.join(hierarchy!.mount, 'svidscope-chaos-run3-starve-run3');
+    chaosCgroups.push(cgroup);
+    expect(await playRollback(prepared.rollback)).toEqual([`pid ${pid} is not in svidscope-chaos-run3-starve-run3`, `${cgroup} already gone`]);
+    await prepared.apply();
+    signal(pid, 'SIGKILL');
+    await waitFor(() => !isAlive(pid), 5_000);
+    expect(await playRollback(prepared.rollback)).toEqual([`pid ${pid} is gone`, `removed ${cgroup}`]);
+    // A target that is not running is refused before anything changes.
+    await expect(faultImpl(step('run4')).prepare(step('run4'), ctx('run4'))).rejects.toThrow('chaos: busy is not running (no process to throttle)');
+  }, 30_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('attestation-flood and authority-withhold against a real server', () => {
+  let t: TestServer;
+  let dir: string;
+  let stack: StackView;
+  beforeAll(async () => {
+    t = await startTestServer();
+    dir = tempDir('flood');
+    mkdirSync(dir, { recursive: true });
+    const bundlePem = path.join(dir, 'server-bundle.pem');
+    writeFileSync(bundlePem, bundlePemOf(t.server));
+    stack = fakeStack(dir, [{ name: 'server', kind: 'server', adminSocket: t.server.adminSocket, serverAddress: t.server.address, trustDomain: 'example.org', bundlePem }]);
+  });
+  afterAll(async () => {
+    await t?.stop();
+    if (dir) removeDir(dir);
+  });
+
+  const ctx = () => ({ stack, backupDir: path.join(dir, 'chaos', 'backups', 'test'), progress: () => undefined });
+  const steps = (method: string) => parseExperimentText(`title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { servers: [server] }\nmethod:\n${method}`, 't');
+  const failures = async () => total((await scrape(`${t.server.opsUrl!}/metrics`)).samples, 'svidscope_server_attestations_total', { result: 'failure' });
+
+  it('every attestation with a never-issued token is refused and counted; no agent is registered', async () => {
+    const before = await failures();
+    const step = steps('  - { name: flood, fault: attestation-flood, count: 25, rate: 50, duration: 30s }\n').method[0];
+    const prepared = await faultImpl(step).prepare(step, ctx());
+    expect(prepared.rollback).toEqual([]);
+    const out = (await prepared.apply()) as FloodOutput;
+    expect(await waitFor(() => out.stoppedBy !== 'running', 20_000)).toBe(true);
+    await prepared.release!();
+    expect(out).toMatchObject({ server: 'server', address: t.server.address, count: 25, attempted: 25, accepted: 0, unanswered: 0, stoppedBy: 'count', byStatus: { INVALID_ARGUMENT: 25 } });
+    expect(out.firstError).toMatch(/join token does not exist/);
+    expect(await failures()).toBe(before + 25);
+    expect((await t.admin.call<{ agents: unknown[] }>('ListAgents', {})).agents).toEqual([]);
+  });
+
+  it('stops at the step duration and at release', async () => {
+    const byDuration = steps('  - { name: flood, fault: attestation-flood, count: 1000, rate: 20, duration: 1s }\n').method[0];
+    const p1 = await faultImpl(byDuration).prepare(byDuration, ctx());
+    const o1 = (await p1.apply()) as FloodOutput;
+    expect(await waitFor(() => o1.stoppedBy !== 'running', 10_000)).toBe(true);
+    await p1.release!();
+    expect(o1.stoppedBy).toBe('duration');
+    expect(o1.attempted).toBe(20); // t0, t0 + 50 ms, … t0 + 950 ms
+    expect(o1.byStatus).toEqual({ INVALID_ARGUMENT: 20 });
+
+    const byRelease = steps('  - { name: flood, fault: attestation-flood, count: 1000, rate: 20, duration: 60s }\n').method[0];
+    const p2 = await faultImpl(byRelease).prepare(byRelease, ctx());
+    const o2 = (await p2.apply()) as FloodOutput;
+    await sleep(500);
+    await p2.release!();
+    expect(o2.stoppedBy).toBe('release');
+    const n = o2.attempted;
+    expect(n).toBeGreaterThan(3);
+    expect(n).toBeLessThan(30);
+    await sleep(300);
+    expect(o2.attempted).toBe(n);
+    expect(Object.values(o2.byStatus).reduce((a, b) => a + b, 0) + o2.unanswered).toBe(n);
+  });
+
+  it('a server that does not answer is a failed injection, not a flood', async () => {
+    const dead = fakeStack(dir, [{ ...stack.components.get('server')!, adminSocket: path.join(dir, 'no.sock'), serverAddress: '127.0.0.1:1' }]);
+    const step = steps('  - { name: flood, fault: attestation-flood, count: 5, duration: 5s }\n').method[0];
+    const prepared = await faultImpl(step).prepare(step, { ...ctx(), stack: dead });
+    await expect(prepared.apply()).rejects.toThrow(/attestation-flood could not reach server's node API at 127\.0\.0\.1:1/);
+    await prepared.release?.();
+  });
+
+  const status = () => t.admin.call<{ slots: { kind: string; phase: string; key_id: string; withheld: boolean }[] }>('CaStatus', {});
+  const bundleKeys = async () => {
+    const b = await t.admin.call<{ document: Buffer; sequence_number: string }>('GetBundle', {});
+    const doc = JSON.parse(Buffer.from(b.document).toString('utf8')) as { keys: { use: string; kid?: string }[] };
+    return { sequence: b.sequence_number, x509: parseSpiffeBundle('example.org', b.document).x509Authorities.length, jwtKids: doc.keys.filter((k) => k.use === 'jwt-svid').map((k) => k.kid) };
+  };
+
+  for (const kind of ['x509', 'jwt'] as const) {
+    it(`authority-withhold ${kind}: the bundle drops the active key, the rollback publishes that key again (idempotent)`, async () => {
+      const active = (await status()).slots.find((s) => s.kind === kind && s.phase === 'active')!;
+      const before = await bundleKeys();
+      const step = steps(`  - { name: bad rotation, fault: authority-withhold, kind: ${kind}, duration: 5s }\n`).method[0];
+      const prepared = await faultImpl(step).prepare(step, ctx());
+      expect(prepared.rollback).toEqual([{ op: 'publish-authority', adminSocket: t.server.adminSocket, kind, keyId: active.key_id }]);
+      const out = await prepared.apply();
+      expect(out).toMatchObject({ kind, keyId: active.key_id, phase: 'active', withheld: true, bundleSequenceBefore: before.sequence });
+      expect(BigInt(out.bundleSequenceAfter as string)).toBeGreaterThan(BigInt(before.sequence));
+      expect((await status()).slots.find((s) => s.key_id === active.key_id)!.withheld).toBe(true);
+      const during = await bundleKeys();
+      if (kind === 'x509') expect(during.x509).toBe(before.x509 - 1);
+      else expect(during.jwtKids).not.toContain(active.key_id);
+      // Withholding again is refused: the rollback would undo a change this run did not make.
+      await expect(faultImpl(step).prepare(step, ctx())).rejects.toThrow(/already withheld/);
+
+      for (let i = 0; i < 2; i++) expect((await playRollback(prepared.rollback))[0]).toMatch(new RegExp(`^published ${kind} key ${active.key_id} in the trust bundle again`));
+      expect((await status()).slots.find((s) => s.key_id === active.key_id)!.withheld).toBe(false);
+      const after = await bundleKeys();
+      expect(after.x509).toBe(before.x509);
+      expect(after.jwtKids).toEqual(before.jwtKids);
+      // A key gone since (pruned) counts as done.
+      expect(await playRollback([{ op: 'publish-authority', adminSocket: t.server.adminSocket, kind, keyId: 'no-such-key' }])).toEqual([`${kind} key no-such-key no longer exists: nothing to publish`]);
+    });
+  }
+
+  it('through the runner: the journal records the flood counts and both rollbacks', async () => {
+    const exp = steps('  - { name: bad rotation, fault: authority-withhold, duration: 1s }\n  - { name: flood, fault: attestation-flood, count: 10, rate: 20, duration: 2s }\n');
+    const before = await failures();
+    const r = await runExperiment(exp, { dataDir: dir, stack, progress: () => undefined });
+    expect(r.journal.reasons).toEqual([]);
+    expect(r.journal.verdict).toBe('passed');
+    expect(r.journal.rollbacks.map((x) => x.status)).toEqual(['succeeded', 'succeeded']);
+    expect(r.journal.run[1].output).toMatchObject({ attempted: 10, stoppedBy: 'count', byStatus: { INVALID_ARGUMENT: 10 } });
+    expect(await failures()).toBe(before + 10);
+    expect((await status()).slots.every((s) => !s.withheld)).toBe(true);
+    expect(new Ledger(dir).read().runs).toEqual([]);
+  });
+});
