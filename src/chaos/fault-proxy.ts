@@ -32,8 +32,11 @@ export class FaultProxy {
   }
 
   setMode(mode: ProxyMode): void {
+    const wasPartitioned = this.mode.kind === 'partition';
     this.mode = mode;
-    if (mode.kind === 'reset') for (const s of this.sockets) s.destroy();
+    // Connections that lost bytes in a partition are broken streams (TLS would fail on the next
+    // record); a real network heals with those connections timed out, so drop them here too.
+    if (mode.kind === 'reset' || (wasPartitioned && mode.kind !== 'partition')) for (const s of this.sockets) s.destroy();
   }
 
   private onConnection(client: net.Socket): void {

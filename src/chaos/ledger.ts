@@ -4,7 +4,7 @@ import { connectAdmin } from '../identity-plane/server-api/admin-client.js';
 import { moveBack, removeCgroup, type CpuHierarchy, type ThrottledProc } from './cgroup.js';
 import { argvMatcher } from './stack.js';
 import { findPids, isAlive, respawn, sameProcess, signal, waitFor, httpOk } from './proc.js';
-import { deleteEntries, killMarked, publishAuthority, removePath, restoreFederation } from './faults/rollback-ops.js';
+import { deleteEntries, killMarked, publishAuthority, relayPass, removePath, restoreFederation } from './faults/rollback-ops.js';
 
 /**
  * The write-ahead ledger (chaosd's pattern): before a fault is applied, its inverse is written to
@@ -26,6 +26,8 @@ export type RollbackStep =
   /** SIGKILL every process whose argv holds `marker` as an exact element. */
   | { op: 'kill-marked'; marker: string }
   | { op: 'remove-path'; path: string }
+  /** Set a `svidscope up` fault relay back to pass-through (relay gone with its `up` = nothing to undo). */
+  | { op: 'relay-pass'; control: string; agent: string }
   /** Publish a withheld signing key in the server's trust bundle again (WithholdAuthority withhold=false; key gone = done). */
   | { op: 'publish-authority'; adminSocket: string; kind: 'x509' | 'jwt'; keyId: string }
   /** Move the recorded processes still in the chaos cgroup back to their original cgroups. */
@@ -204,6 +206,8 @@ async function playStep(s: RollbackStep): Promise<string> {
       return killMarked(s);
     case 'remove-path':
       return removePath(s);
+    case 'relay-pass':
+      return relayPass(s);
     case 'publish-authority':
       return publishAuthority(s);
     case 'cgroup-move-back':

@@ -23,6 +23,8 @@ export interface StackComponent {
   dataDir?: string;
   /** Servers and agents: their trust domain. */
   trustDomain?: string;
+  /** Agents: the control URL of the fault relay `svidscope up` put between the agent and its server. */
+  relayControl?: string;
   /** Servers: the PEM of their X.509 authorities that `svidscope up` wrote at start (`<dataDir>/<server>-bundle.pem`; agents bootstrap from it). */
   bundlePem?: string;
 }
@@ -36,7 +38,7 @@ export interface StackView {
 interface DomainFile {
   trustDomain: string;
   server: { address: string; adminSocket: string; health: string; log: string };
-  agents: { name: string; socketPath: string; health: string; log: string }[];
+  agents: { name: string; socketPath: string; health: string; log: string; relay?: { address: string; control: string } }[];
   workloads: { name: string; agent: string; log: string }[];
 }
 export interface EndpointsFile extends DomainFile {
@@ -53,7 +55,7 @@ export function loadStack(dataDir: string): StackView {
   const components = new Map<string, StackComponent>();
   const domain = (d: DomainFile, serverName: string) => {
     components.set(serverName, { name: serverName, kind: 'server', config: path.join(dataDir, `${serverName}.yaml`), health: d.server.health, log: d.server.log, adminSocket: d.server.adminSocket, serverAddress: d.server.address, dataDir: path.join(dataDir, serverName), trustDomain: d.trustDomain, bundlePem: path.join(dataDir, `${serverName}-bundle.pem`) });
-    for (const a of d.agents) components.set(a.name, { name: a.name, kind: 'agent', config: path.join(dataDir, `${a.name}.yaml`), health: a.health, log: a.log, serverAddress: d.server.address, socketPath: a.socketPath, dataDir: path.join(dataDir, a.name), trustDomain: d.trustDomain });
+    for (const a of d.agents) components.set(a.name, { name: a.name, kind: 'agent', config: path.join(dataDir, `${a.name}.yaml`), health: a.health, log: a.log, serverAddress: d.server.address, socketPath: a.socketPath, dataDir: path.join(dataDir, a.name), trustDomain: d.trustDomain, relayControl: a.relay?.control });
     for (const w of d.workloads) components.set(w.name, { name: w.name, kind: 'workload', workloadName: w.name, log: w.log });
   };
   domain(endpoints, 'server');

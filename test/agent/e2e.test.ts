@@ -181,8 +181,11 @@ describe('agent and Workload API end to end', () => {
     const sequence = before.bundles.getX509BundleForTrustDomain(before.svids[0].id.trustDomain)!;
     const scrapeFailures = async () => total((await scrape(`http://127.0.0.1:${ports.agentHealth}/metrics`)).samples, 'svidscope_agent_sync_failures_total');
     const failuresBefore = await scrapeFailures();
-    const status = await admin.call<{ slots: { kind: string; phase: string; key_id: string }[] }>('WithholdAuthority', { kind: 'x509', key_id: '', withhold: true });
-    const withheld = status.slots.find((s) => s.kind === 'x509' && s.phase === 'active')!.key_id;
+    // Every X.509 CA (the earlier forced rotation left an old one published), so whichever signed
+    // the agent's and the server's SVIDs is gone from the bundle.
+    const status = await admin.call<{ slots: { kind: string; key_id: string }[] }>('CaStatus', {});
+    const withheld = status.slots.filter((s) => s.kind === 'x509').map((s) => s.key_id);
+    for (const keyId of withheld) await admin.call('WithholdAuthority', { kind: 'x509', key_id: keyId, withhold: true });
     try {
       // Either the agent fetched the new bundle and refused it, or the server (which authenticates
       // agents against the same bundle) refused the agent first: the sync fails either way.
@@ -192,7 +195,7 @@ describe('agent and Workload API end to end', () => {
       expect(during.bundles.getX509BundleForTrustDomain(during.svids[0].id.trustDomain)!.x509Authorities.map((a) => a.der.toString('base64')))
         .toEqual(sequence.x509Authorities.map((a) => a.der.toString('base64')));
     } finally {
-      await admin.call('WithholdAuthority', { kind: 'x509', key_id: withheld, withhold: false });
+      for (const keyId of withheld) await admin.call('WithholdAuthority', { kind: 'x509', key_id: keyId, withhold: false });
     }
     const failuresAfterFix = await scrapeFailures();
     await waitFor('agent syncs again', async () => {

@@ -5,13 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ledger, parseExperimentText, planExperiment, recover, runExperiment } from '../../src/chaos/index.js';
 import { cgroupDirOf, cgroupProcs, cpuHierarchy, throttleUnavailable } from '../../src/chaos/cgroup.js';
 import type { FloodOutput } from '../../src/chaos/faults/attestation.js';
+import type { BadCsrOutput } from '../../src/chaos/faults/bad-csr.js';
 import { faultImpl } from '../../src/chaos/faults/index.js';
 import { playRollback, type RollbackStep } from '../../src/chaos/ledger.js';
 import { isAlive, signal, sleep, snapshot, waitFor } from '../../src/chaos/proc.js';
 import type { EndpointsFile, StackComponent, StackView } from '../../src/chaos/stack.js';
+import { AgentSvidStore } from '../../src/identity-plane/agent/svid-store.js';
 import { parseSpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { scrape, total } from '../support/metrics.js';
-import { bundlePemOf, removeDir, startTestServer, tempDir, type TestServer } from '../support/server.js';
+import { attestAgent, bundlePemOf, removeDir, startTestServer, tempDir, type TestServer } from '../support/server.js';
 import { problems } from './support.js';
 
 
@@ -374,6 +376,176 @@ describe('attestation-flood and authority-withhold against a real server', () =>
     expect(r.journal.run[1].output).toMatchObject({ attempted: 10, stoppedBy: 'count', byStatus: { INVALID_ARGUMENT: 10 } });
     expect(await failures()).toBe(before + 10);
     expect((await status()).slots.every((s) => !s.withheld)).toBe(true);
+    expect(new Ledger(dir).read().runs).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('bad-csr: validation and plan', () => {
+  const agentHead = 'title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { agents: [agent-1] }\n';
+
+  it('accepts the kind with its defaults', () => {
+    const e = parseExperimentText(`${agentHead}method:
+  - { name: a, fault: bad-csr, agent: agent-1, duration: 1s }
+  - { name: b, fault: bad-csr, agent: agent-1, rate: 0.1, batch: 50, duration: 1s }
+  - { name: c, fault: bad-csr, agent: agent-1, rate: 100, batch: 1, duration: 1s }
+`, 't');
+    expect(e.method.map(({ name: _n, durationMs: _d, pauseAfterMs: _p, background: _b, untilAlerts: _u, ...f }) => f)).toEqual([
+      { fault: 'bad-csr', agent: 'agent-1', ratePerSecond: 5, batch: 5 },
+      { fault: 'bad-csr', agent: 'agent-1', ratePerSecond: 0.1, batch: 50 },
+      { fault: 'bad-csr', agent: 'agent-1', ratePerSecond: 100, batch: 1 },
+    ]);
+  });
+
+  it('reports every bad parameter in a plain sentence', () => {
+    expect(problems(`${agentHead}method:
+  - { name: a, fault: bad-csr, agent: agent-1, rate: 0, batch: 0, duration: 1s }
+  - { name: b, fault: bad-csr, agent: agent-1, rate: 101, batch: 51, duration: 1s }
+  - { name: c, fault: bad-csr, agent: agent-1, rate: fast, batch: 2.5, duration: 1s }
+  - { name: d, fault: bad-csr, duration: 1s }
+  - { name: e, fault: bad-csr, agent: agent-2, duration: 1s }
+  - { name: f, fault: bad-csr, target: agent-1, duration: 1s }
+`)).toEqual([
+      'method[0]: rate must be a number of CSRs per second from 0.1 to 100 (got 0)',
+      'method[0]: batch must be a whole number of CSRs per call from 1 to 50 (got 0)',
+      'method[1]: rate must be a number of CSRs per second from 0.1 to 100 (got 101)',
+      'method[1]: batch must be a whole number of CSRs per call from 1 to 50 (got 51)',
+      'method[2]: rate must be a number of CSRs per second from 0.1 to 100 (got "fast")',
+      'method[2]: batch must be a whole number of CSRs per call from 1 to 50 (got 2.5)',
+      'method[3]: agent is required',
+      'method[5]: agent is required',
+      "method step 'e': target 'agent-2' is outside the blast radius (declare it under blast-radius)",
+    ]);
+  });
+
+  it('prints a dry-run plan line', () => {
+    const e = parseExperimentText(`${agentHead}method:\n  - { name: garbage csrs, fault: bad-csr, agent: agent-1, rate: 20, batch: 4, duration: 30s }\n`, 't');
+    expect(planExperiment(e, undefined)).toEqual(expect.arrayContaining([
+      '  1. garbage csrs [bad-csr] for 30s',
+      "     inject:   from the harness, as agent-1 (its own SVID and key from <dataDir>/private/, over mTLS), BatchNewX509SVID calls of 4 unparseable CSRs for an entry agent-1 is the parent of, 20 CSRs/s (a call every 0.2s) until the step's 30s or the rollback; every CSR must be refused (INVALID_ARGUMENT). agent-1's process is not touched",
+      '     rollback: nothing persistent to undo (nothing is signed, the agent is not touched); the rollback stops the calls',
+      'dry run: nothing was changed',
+    ]));
+  });
+});
+
+describe('bad-csr against a real server, as a really attested agent', () => {
+  let t: TestServer;
+  let dir: string;
+  let stack: StackView;
+  let agentId: string;
+  let entryId: string;
+  beforeAll(async () => {
+    t = await startTestServer();
+    dir = tempDir('bad-csr');
+    const bundlePem = path.join(dir, 'server-bundle.pem');
+    writeFileSync(bundlePem, bundlePemOf(t.server));
+    // agent-1 attests with a join token and keeps its SVID and key as the agent's SVID store does.
+    const agent = await attestAgent(t);
+    agentId = agent.spiffeId;
+    new AgentSvidStore(path.join(dir, 'agent-1', 'private')).save({ chainDer: agent.chainDer, privateKey: agent.key.privateKey });
+    entryId = (await t.admin.call<{ id: string }>('CreateEntry', { entry: { spiffe_id: 'spiffe://example.org/chaos/bad-csr', parent_id: agentId, selectors: [{ type: 'unix', value: 'uid:4242' }] } })).id;
+    // agent-2 attested too but is the parent of no entry; agent-3 never attested (no SVID on disk).
+    const lonely = await attestAgent(t);
+    new AgentSvidStore(path.join(dir, 'agent-2', 'private')).save({ chainDer: lonely.chainDer, privateKey: lonely.key.privateKey });
+    const server: StackComponent = { name: 'server', kind: 'server', adminSocket: t.server.adminSocket, serverAddress: t.server.address, trustDomain: 'example.org', bundlePem };
+    const agentOf = (name: string): StackComponent => ({ name, kind: 'agent', dataDir: path.join(dir, name), serverAddress: t.server.address, trustDomain: 'example.org' });
+    stack = fakeStack(dir, [server, agentOf('agent-1'), agentOf('agent-2'), agentOf('agent-3')]);
+  });
+  afterAll(async () => {
+    await t?.stop();
+    if (dir) removeDir(dir);
+  });
+
+  const ctx = (s = stack) => ({ stack: s, backupDir: path.join(dir, 'chaos', 'backups', 'test'), progress: () => undefined });
+  const steps = (method: string) => parseExperimentText(`title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { agents: [agent-1, agent-2, agent-3] }\nmethod:\n${method}`, 't');
+  /** The x509-issuance SLI's inputs: errors (failures other than permission_denied), total (issuance count), and SVIDs signed. */
+  const sli = async () => {
+    const { samples } = await scrape(`${t.server.opsUrl!}/metrics`);
+    return {
+      errors: samples.filter((x) => x.name === 'svidscope_server_svid_signing_failures_total' && x.labels.svid_type === 'x509' && x.labels.reason !== 'permission_denied').reduce((a, x) => a + x.value, 0),
+      csrInvalid: total(samples, 'svidscope_server_svid_signing_failures_total', { svid_type: 'x509', reason: 'csr-invalid' }),
+      total: total(samples, 'svidscope_server_svid_issuance_duration_seconds_count', { svid_type: 'x509' }),
+      signed: total(samples, 'svidscope_server_svids_issued_total', { svid_type: 'x509' }),
+    };
+  };
+
+  it('every CSR is refused as INVALID_ARGUMENT and counted once as a signing failure and once in the SLI total; nothing is signed', async () => {
+    const before = await sli();
+    // 50 CSRs/s in calls of 5: a call every 100 ms, t0 … t0 + 900 ms.
+    const step = steps('  - { name: garbage, fault: bad-csr, agent: agent-1, rate: 50, batch: 5, duration: 1s }\n').method[0];
+    const prepared = await faultImpl(step).prepare(step, ctx());
+    expect(prepared.target).toBe('agent-1');
+    expect(prepared.rollback).toEqual([]);
+    const out = (await prepared.apply()) as BadCsrOutput;
+    expect(await waitFor(() => out.stoppedBy !== 'running', 10_000)).toBe(true);
+    await prepared.release!();
+    expect(out).toMatchObject({
+      agent: 'agent-1', agentId, server: 'server', address: t.server.address, entryId, entrySpiffeId: 'spiffe://example.org/chaos/bad-csr',
+      ratePerSecond: 50, batch: 5, attempted: 10, failed: 0, csrsSent: 50, byStatus: { INVALID_ARGUMENT: 50 }, callErrors: {}, signed: 0, unanswered: 0, stoppedBy: 'duration',
+    });
+    expect(out.firstResult).toMatch(/^INVALID_ARGUMENT: .*the CSR cannot be decoded/);
+    const after = await sli();
+    expect(after.errors - before.errors).toBe(50);
+    expect(after.csrInvalid - before.csrInvalid).toBe(50);
+    expect(after.total - before.total).toBe(50);
+    expect(after.signed).toBe(before.signed);
+  });
+
+  it('stops at release: no call after it, every CSR sent is counted', async () => {
+    const before = await sli();
+    const step = steps('  - { name: garbage, fault: bad-csr, agent: agent-1, rate: 100, batch: 5, duration: 60s }\n').method[0];
+    const prepared = await faultImpl(step).prepare(step, ctx());
+    const out = (await prepared.apply()) as BadCsrOutput;
+    await sleep(500);
+    await prepared.release!();
+    expect(out.stoppedBy).toBe('release');
+    const n = out.attempted;
+    expect(n).toBeGreaterThan(3);
+    expect(n).toBeLessThan(30);
+    await sleep(400);
+    expect(out.attempted).toBe(n);
+    expect(out).toMatchObject({ failed: 0, unanswered: 0, signed: 0, csrsSent: n * 5, byStatus: { INVALID_ARGUMENT: n * 5 } });
+    const after = await sli();
+    expect(after.errors - before.errors).toBe(n * 5);
+    expect(after.total - before.total).toBe(n * 5);
+    expect(after.signed).toBe(before.signed);
+  });
+
+  it('fails the injection clearly: no SVID on disk, no entry, no answer, an evicted agent', async () => {
+    const run = async (agent: string, s = stack) => {
+      const step = steps(`  - { name: garbage, fault: bad-csr, agent: ${agent}, duration: 5s }\n`).method[0];
+      const prepared = await faultImpl(step).prepare(step, ctx(s));
+      try {
+        return await prepared.apply();
+      } finally {
+        await prepared.release?.();
+      }
+    };
+    await expect(run('agent-3')).rejects.toThrow(/bad-csr calls the server as agent-3 and needs its SVID and key: .*agent-3\/private\/agent_svid\.pem not found/);
+    await expect(run('agent-2')).rejects.toThrow(/bad-csr needs an entry agent-2 may sign for, and server has none with parent_id spiffe:\/\/example\.org\/spire\/agent\//);
+    const dead = fakeStack(dir, [{ ...stack.components.get('server')!, serverAddress: '127.0.0.1:1' }, stack.components.get('agent-1')!]);
+    const before = await sli();
+    await expect(run('agent-1', dead)).rejects.toThrow(/bad-csr could not reach server's node API at 127\.0\.0\.1:1 as agent-1/);
+    expect((await sli()).total).toBe(before.total);
+    // An agent the server no longer knows is refused before its CSRs are looked at: nothing would reach the SLI.
+    const lonely = (await t.admin.call<{ agents: { id: string }[] }>('ListAgents', {})).agents.map((a) => a.id).find((id) => id !== agentId)!;
+    await t.admin.call('EvictAgent', { id: lonely });
+    await t.admin.call('CreateEntry', { entry: { spiffe_id: 'spiffe://example.org/chaos/bad-csr-evicted', parent_id: lonely, selectors: [{ type: 'unix', value: 'uid:4243' }] } });
+    await expect(run('agent-2')).rejects.toThrow(/server refused BatchNewX509SVID from agent-2 .* before any CSR was checked: PERMISSION_DENIED: .*not attested or was evicted/);
+  });
+
+  it('through the runner: the journal records the counts, the rollback only stops the loop', async () => {
+    const before = await sli();
+    const exp = steps('  - { name: garbage, fault: bad-csr, agent: agent-1, rate: 20, batch: 2, duration: 1s }\n');
+    const r = await runExperiment(exp, { dataDir: dir, stack, progress: () => undefined });
+    expect(r.journal.reasons).toEqual([]);
+    expect(r.journal.verdict).toBe('passed');
+    expect(r.journal.rollbacks.map((x) => x.status)).toEqual(['succeeded']);
+    const out = r.journal.run[0].output as BadCsrOutput;
+    expect(out).toMatchObject({ attempted: 10, csrsSent: 20, byStatus: { INVALID_ARGUMENT: 20 }, signed: 0, stoppedBy: 'duration' });
+    expect((await sli()).errors - before.errors).toBe(20);
     expect(new Ledger(dir).read().runs).toEqual([]);
   });
 });

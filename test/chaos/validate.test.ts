@@ -22,7 +22,7 @@ rollbacks: []
       'rollbacks are not written by hand: every fault carries its own guaranteed rollback',
       'steady-state-hypothesis.probes[0]: a steady-state probe must carry a tolerance',
       'method[0]: duration must be a duration such as 500ms, 30s, 2m (got "soon")',
-      'method[1]: fault must be one of process-kill, process-freeze, ca-rotate, entry-delete, network, clock-skew, datastore, bundle-endpoint, issuance-storm, authority-withhold, attestation-flood, cpu-throttle (got "teleport")',
+      'method[1]: fault must be one of process-kill, process-freeze, ca-rotate, entry-delete, network, clock-skew, datastore, bundle-endpoint, issuance-storm, authority-withhold, attestation-flood, cpu-throttle, bad-csr (got "teleport")',
       "method step 'process-kill': target 'agent-9' is outside the blast radius (declare it under blast-radius)",
       'expected-alerts[0]: within is required (a duration such as 30s)',
     ]);
@@ -40,9 +40,10 @@ rollbacks: []
     for (const f of files) expect(() => loadExperimentFile(f)).not.toThrow();
     const gameday = loadSuite('gameday', path.join(root, 'experiments')).experiments;
     expect(loadSuite('identity-faults', path.join(root, 'experiments')).experiments.length).toBeGreaterThan(0);
-    // The one extra outside the game day: the datastore fault, whose SvidscopeServerDown server-outage already proves.
+    // Outside the game day: the datastore fault (server-outage already proves its SvidscopeServerDown)
+    // and the CPU starvation, whose latency alerts fire by chance on one machine (see its description).
     const alerting = files.map((f) => loadExperimentFile(f)).filter((e) => e.expectedAlerts.length > 0).map((e) => e.id);
-    expect(alerting.filter((id) => !gameday.includes(id)).sort()).toEqual(['datastore-corruption']);
+    expect(alerting.filter((id) => !gameday.includes(id)).sort()).toEqual(['datastore-corruption', 'server-cpu-starvation']);
     const plan = planExperiment(loadExperimentFile(path.join(root, 'experiments', 'agent-crash.yaml')), undefined);
     expect(plan).toContain('  - SvidscopeAgentDown firing within 60s of the first injection');
   });

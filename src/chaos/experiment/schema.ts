@@ -36,7 +36,9 @@ export type FaultSpec =
   /** Up to `count` node attestations with never-issued join tokens against `server`, `ratePerSecond` a second. */
   | { fault: 'attestation-flood'; server: string; count: number; ratePerSecond: number }
   /** `target`'s processes in a cgroup limited to `quotaPercent` % of one CPU per `periodMs` (root only). */
-  | { fault: 'cpu-throttle'; target: string; quotaPercent: number; periodMs: number };
+  | { fault: 'cpu-throttle'; target: string; quotaPercent: number; periodMs: number }
+  /** A misbehaving agent build: as `agent`, BatchNewX509SVID calls of `batch` unparseable CSRs, `ratePerSecond` CSRs a second. */
+  | { fault: 'bad-csr'; agent: string; ratePerSecond: number; batch: number };
 
 export type FaultKind = FaultSpec['fault'];
 

@@ -127,7 +127,7 @@ function probe(r: Reader, v: unknown): Probe | undefined {
   return undefined;
 }
 
-export const FAULT_KINDS = ['process-kill', 'process-freeze', 'ca-rotate', 'entry-delete', 'network', 'clock-skew', 'datastore', 'bundle-endpoint', 'issuance-storm', 'authority-withhold', 'attestation-flood', 'cpu-throttle'] as const;
+export const FAULT_KINDS = ['process-kill', 'process-freeze', 'ca-rotate', 'entry-delete', 'network', 'clock-skew', 'datastore', 'bundle-endpoint', 'issuance-storm', 'authority-withhold', 'attestation-flood', 'cpu-throttle', 'bad-csr'] as const;
 
 function fault(r: Reader, o: Obj): FaultSpec | undefined {
   const kind = r.oneOf(o, 'fault', FAULT_KINDS);
@@ -186,6 +186,15 @@ function fault(r: Reader, o: Obj): FaultSpec | undefined {
       // The kernel refuses a CFS quota under 1 ms per period.
       if (quotaOk && periodOk && (periodMs * quota) / 100 < 1) r.fail(`quota ${quota}% of a ${periodMs}ms period is ${((periodMs * quota) / 100).toFixed(2)}ms of CPU; the kernel's minimum is 1ms per period (raise quota or period)`);
       return { fault: kind, target: r.str(o, 'target') ?? '', quotaPercent: quotaOk ? quota : 1, periodMs: periodOk ? periodMs : 1000 };
+    }
+    case 'bad-csr': {
+      const rate = o.rate ?? 5;
+      const rateOk = typeof rate === 'number' && Number.isFinite(rate) && rate >= 0.1 && rate <= 100;
+      if (!rateOk) r.fail(`rate must be a number of CSRs per second from 0.1 to 100 (got ${JSON.stringify(rate)})`);
+      const batch = o.batch ?? 5;
+      const batchOk = typeof batch === 'number' && Number.isInteger(batch) && batch >= 1 && batch <= 50;
+      if (!batchOk) r.fail(`batch must be a whole number of CSRs per call from 1 to 50 (got ${JSON.stringify(batch)})`);
+      return { fault: kind, agent: r.str(o, 'agent') ?? '', ratePerSecond: rateOk ? rate : 5, batch: batchOk ? batch : 5 };
     }
     default:
       return undefined;

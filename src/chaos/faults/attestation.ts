@@ -45,7 +45,7 @@ export type FloodOutput = {
  * wrote (`<dataDir>/<server>-bundle.pem`, agents' trust_bundle_path), plus the server's current
  * X.509 authorities from its admin socket, so a CA rotated since the stack started still verifies.
  */
-async function serverTrust(c: StackComponent): Promise<string> {
+export async function serverTrust(c: StackComponent): Promise<string> {
   const parts: string[] = [];
   if (c.bundlePem && existsSync(c.bundlePem)) parts.push(readFileSync(c.bundlePem, 'utf8'));
   let liveError = '';
@@ -65,7 +65,7 @@ async function serverTrust(c: StackComponent): Promise<string> {
 }
 
 /** gRPC status name of a failed attestation, and whether the server itself answered (rejected) it. */
-function classify(err: unknown): { status: string; answered: boolean } {
+export function classify(err: unknown): { status: string; answered: boolean } {
   if (err instanceof ServerCallError) {
     const status = grpc.status[err.status] ?? String(err.status);
     return { status, answered: err.status !== grpc.status.UNAVAILABLE && err.status !== grpc.status.DEADLINE_EXCEEDED && err.status !== grpc.status.CANCELLED };

@@ -1,6 +1,7 @@
 import type { FaultKind, MethodStep } from '../experiment/schema.js';
 import { authorityWithhold, caRotate, entryDelete } from './admin.js';
 import { attestationFlood } from './attestation.js';
+import { badCsr } from './bad-csr.js';
 import { cpuThrottle } from './cpu.js';
 import { datastore } from './datastore.js';
 import { bundleEndpoint } from './federation.js';
@@ -25,6 +26,7 @@ const registry: Record<FaultKind, FaultKindImpl<never>> = {
   'authority-withhold': authorityWithhold,
   'attestation-flood': attestationFlood,
   'cpu-throttle': cpuThrottle,
+  'bad-csr': badCsr,
 };
 
 export function faultImpl(step: MethodStep): FaultKindImpl {

@@ -3,8 +3,9 @@ import { isSvidscopeError } from '../../common/errors/catalog.js';
 import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import type { FederationRelationshipCopy } from '../ledger.js';
 import { findPids, isAlive, signal, waitFor } from '../proc.js';
+import { relayMode } from '../relay.js';
 
-/** Rollback steps of the bundle-endpoint, issuance-storm and authority-withhold faults (played by the ledger); all idempotent. */
+/** Rollback steps of the bundle-endpoint, issuance-storm, authority-withhold and relayed network faults (played by the ledger); all idempotent. */
 
 const same = (a: FederationRelationshipCopy, b: Partial<FederationRelationshipCopy>) =>
   a.bundle_endpoint_url === (b.bundle_endpoint_url ?? '') && a.bundle_endpoint_profile === (b.bundle_endpoint_profile ?? '')
@@ -82,5 +83,16 @@ export async function publishAuthority(s: { adminSocket: string; kind: 'x509' | 
     throw err;
   } finally {
     admin.close();
+  }
+}
+
+/** Sets an agent's fault relay back to pass-through; a relay that no longer answers went with its `svidscope up`. */
+export async function relayPass(s: { control: string; agent: string }): Promise<string> {
+  try {
+    await relayMode(s.control, { kind: 'pass' });
+    return `${s.agent}'s link to the server passes traffic again`;
+  } catch (err) {
+    if ((err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED') return `${s.agent}'s fault relay is gone (its svidscope up stopped): nothing to undo`;
+    throw err;
   }
 }

@@ -15,6 +15,7 @@ import { waitForShutdownSignal } from '../signals.js';
 import { cliEntry, projectRoot, startChild, stopChild, stopStrays, type Child } from './children.js';
 import { startPrometheusStack } from '../../monitoring/stack.js';
 import { ALERT_PROFILES, type AlertProfile } from '../../monitoring/config.js';
+import { startFaultRelay, type FaultRelay } from '../../chaos/relay.js';
 
 interface UpFlags {
   dataDir: string;
@@ -87,7 +88,11 @@ async function waitReady(url: string, child: Child, what: string, timeoutMs = 60
 export interface DomainEndpoints {
   trustDomain: string;
   server: { address: string; adminSocket: string; health: string; metrics: string; bundleEndpoint: string; log: string };
-  agents: { name: string; spiffeId: string; socketPath: string; health: string; metrics: string; log: string }[];
+  /**
+   * `relay`: the fault relay between this agent and its server (the agent dials `address`; game
+   * days set partition/latency through `control` without restarting the agent).
+   */
+  agents: { name: string; spiffeId: string; socketPath: string; health: string; metrics: string; log: string; relay: { address: string; control: string } }[];
   workloads: { name: string; spiffeId: string; agent: string; selectors: string[]; svidDir: string; log: string }[];
 }
 
@@ -106,6 +111,7 @@ interface StackContext {
   logDir: string;
   logger: Logger;
   children: Child[];
+  relays: FaultRelay[];
   isRoot: boolean;
 }
 
@@ -121,10 +127,11 @@ export async function startStack(dataDir: string, trustDomain: string, logger: L
   chmodSync(dataDir, 0o755); // sample workloads under other uids must reach the agents' sockets
   const logDir = path.join(dataDir, 'logs');
   mkdirSync(logDir, { recursive: true, mode: 0o755 });
-  const ctx: StackContext = { dataDir, logDir, logger, children: [], isRoot: process.getuid?.() === 0 };
+  const ctx: StackContext = { dataDir, logDir, logger, children: [], relays: [], isRoot: process.getuid?.() === 0 };
   const stop = async () => {
     for (const c of [...ctx.children].reverse()) await stopChild(c);
     await stopStrays(dataDir);
+    for (const r of ctx.relays) await r.stop();
   };
   try {
     const main = await startServer(ctx, 'server', trustDomain, { server: 8081, health: 8080, endpoint: 8443 });
@@ -237,7 +244,11 @@ async function startAgentWithWorkload(ctx: StackContext, server: StartedServer, 
   // Processes sharing a uid (everything when not root; the exporter always, since it reads the
   // admin sockets) are told apart by binary path. Hashing the node binary on every call would cost
   // more than it tells here, so unix:sha256 is off (workload_size_limit -1).
-  writeFileSync(config, stringify({ trust_domain: td, server_address: server.endpoints.server.address, data_dir: agentDir, socket_path: socketPath, trust_bundle_path: server.bundlePem, health_bind: `127.0.0.1:${health}`, discover_workload_path: true, workload_size_limit: -1 }));
+  // The agent reaches its server through a fault relay of its own (pass-through until a game day
+  // says otherwise), so network faults need no config rewrite or restart.
+  const relay = await startFaultRelay(server.endpoints.server.address);
+  ctx.relays.push(relay);
+  writeFileSync(config, stringify({ trust_domain: td, server_address: relay.address, data_dir: agentDir, socket_path: socketPath, trust_bundle_path: server.bundlePem, health_bind: `127.0.0.1:${health}`, discover_workload_path: true, workload_size_limit: -1 }));
   const wname = `${prefix}workload-${i}`;
   const { runAs, nodeBinary, selectors } = processIdentity(ctx, wname);
   const wSpiffeId = `spiffe://${td}/workload/${wname}`;
@@ -249,7 +260,7 @@ async function startAgentWithWorkload(ctx: StackContext, server: StartedServer, 
   const agent = startChild({ name, args: ['agent', 'run', '--config', config, '--join-token', token.value], logDir: ctx.logDir, logger: ctx.logger });
   ctx.children.push(agent);
   await waitReady(`http://127.0.0.1:${health}/ready`, agent, name);
-  server.endpoints.agents.push({ name, spiffeId, socketPath, health: `http://127.0.0.1:${health}/ready`, metrics: `http://127.0.0.1:${health}/metrics`, log: agent.logFile });
+  server.endpoints.agents.push({ name, spiffeId, socketPath, health: `http://127.0.0.1:${health}/ready`, metrics: `http://127.0.0.1:${health}/metrics`, log: agent.logFile, relay: { address: relay.address, control: relay.control } });
 
   const svidDir = path.join(ctx.dataDir, 'workloads', wname);
   mkdirSync(svidDir, { recursive: true, mode: 0o755 });

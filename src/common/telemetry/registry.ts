@@ -25,6 +25,11 @@ export interface ExemplarHistogram {
   observe(labels: Record<string, string>, value: number, traceId?: string): void;
   /** Starts a timer; the returned function observes the elapsed seconds with the final labels. */
   startTimer(labels?: Record<string, string>): (more?: Record<string, string>) => void;
+  /**
+   * Exposes a label set at zero before its first observation: `rate()` cannot see the step from
+   * an absent series to its first count, so an alert on a rare event would miss the first one.
+   */
+  zero(labels: Record<string, string>): void;
 }
 
 export function histogram(registry: Registry, family: MetricFamily): ExemplarHistogram {
@@ -35,6 +40,7 @@ export function histogram(registry: Registry, family: MetricFamily): ExemplarHis
     (h.observe as unknown as (o: { labels: Record<string, string>; value: number; exemplarLabels?: Record<string, string> }) => void)({ labels, value, ...(traceId ? { exemplarLabels: { trace_id: traceId } } : {}) });
   return {
     observe,
+    zero: (labels) => h.zero(labels),
     startTimer: (labels = {}) => {
       const start = process.hrtime.bigint();
       return (more = {}) => observe({ ...labels, ...more }, Number(process.hrtime.bigint() - start) / 1e9);

@@ -25,6 +25,7 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   const rotationFailures = counter(registry, F.rotationFailures);
   const ttlLeft = histogram(registry, F.ttlRemainingAtRotation);
   const lag = histogram(registry, F.bundleLag);
+  for (const bundle of ['own', 'federated']) lag.zero({ bundle });
   const sequence = gauge(registry, F.bundleSequence);
   for (const method of ['FetchX509SVID', 'FetchX509Bundles', 'FetchJWTBundles']) open.set({ method }, 0);
   syncFailures.inc(0);

@@ -100,8 +100,17 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const serverId = spiffeIdFromPath(td, SERVER_ID_PATH);
     const serverKey = generateKeyPair('ec-p256');
     let serverSvidRenewAt = 0;
+    // The CA that signed the SVID the server presents. A rotation does not re-key it at once: the
+    // previous CA stays in every bundle until it expires, while the new one may not have reached an
+    // agent that was partitioned when it was activated (a forced rotation publishes and activates
+    // in one step). Re-keying then would lock such agents out; keeping the old SVID lets them
+    // connect and fetch the new bundle. It is renewed at half-life, or at once when its CA leaves
+    // the bundle (expired or withheld).
+    let servingCaId: string | undefined;
+    const activeCaId = () => ca.status().find((s) => s.kind === 'x509' && s.phase === 'active')?.id;
     const renewServerSvid = () => {
       const now = clock.now();
+      servingCaId = activeCaId();
       const minted = ca.x509Minter.mint({ id: serverId, publicKey: serverKey.publicKey, ttlSeconds: config.agentTtlSeconds, now, dnsNames: [] });
       const chain = [minted.der, ...ca.x509ChainTail].map((d) => encodePem('CERTIFICATE', d)).join('');
       tls.setIdentity(chain, serverKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
@@ -110,7 +119,6 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     renewServerSvid();
     tls.setTrustAnchors(x509BundleToPem(bundles.current));
     bundles.onChange((b) => tls.setTrustAnchors(x509BundleToPem(b)));
-    let lastActiveCa = ca.status().find((s) => s.kind === 'x509' && s.phase === 'active')?.id;
 
     const { node, admin } = serverServices();
     const nodeServer = new grpc.Server();
@@ -147,11 +155,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       await bundles.sync();
       await entries.refresh();
       await datastore.pruneJoinTokens(clock.now());
-      const active = ca.status().find((s) => s.kind === 'x509' && s.phase === 'active')?.id;
-      if (clock.nowMs() >= serverSvidRenewAt || active !== lastActiveCa) {
-        renewServerSvid();
-        lastActiveCa = active;
-      }
+      const published = new Set(ca.status().filter((s) => s.kind === 'x509' && !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
+      const due = clock.nowMs() >= serverSvidRenewAt || !servingCaId;
+      // Its CA left the bundle and another one signs now (re-minting from the same withheld CA would change nothing).
+      const caGone = servingCaId !== undefined && !published.has(servingCaId) && activeCaId() !== servingCaId;
+      if (due || caGone) renewServerSvid();
     };
     let stopped = false;
     let loopTimer: { id: number } | undefined;

@@ -31,6 +31,7 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   const requests = counter(registry, F.apiRequests);
   const duration = histogram(registry, F.apiDuration);
   const issuance = histogram(registry, F.issuance);
+  for (const svid_type of ['x509', 'jwt']) for (const result of ['success', 'failure']) issuance.zero({ svid_type, result });
   const issued = counter(registry, F.issued);
   const failures = counter(registry, F.signingFailures);
   const csrs = counter(registry, F.csrs);
