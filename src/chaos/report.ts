@@ -53,6 +53,6 @@ function list(l: string[]): string {
 
 function cell(p: { tolerance_met: boolean; output: unknown; error?: string } | undefined): string {
   if (!p) return '—';
-  const v = Array.isArray(p.output) ? (p.output as { value: number }[]).map((x) => x.value).join(', ') || 'empty' : p.output && typeof p.output === 'object' ? `probe_success=${(p.output as { probe_success?: number }).probe_success}` : '';
+  const v = Array.isArray(p.output) ? (p.output as { value: number }[]).map((x) => (Number.isInteger(x.value) ? String(x.value) : x.value.toPrecision(3))).join(', ') || 'empty' : p.output && typeof p.output === 'object' ? `probe_success=${(p.output as { probe_success?: number }).probe_success}` : '';
   return `${p.tolerance_met ? 'ok' : '**miss**'} ${v}${p.error ? ` (${p.error})` : ''}`;
 }

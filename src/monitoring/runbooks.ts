@@ -112,8 +112,17 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
     SvidscopeAgentNotSyncing: {
       meaning: `An agent has not synced with its server for more than ${t.agentSyncStaleSeconds}s, or it holds no valid agent SVID (\`svidscope_agent_attested == 0\`).`,
       impact: 'New entries, bundle updates and rotations stop at that agent; its workloads lose their SVIDs at notAfter.',
-      confirm: ['`time() - svidscope_agent_last_successful_sync_timestamp_seconds` and `rate(svidscope_agent_sync_failures_total[5m])` per agent.', 'Agent log: sync errors (PermissionDenied = evicted/banned; Unavailable = server unreachable).', '`svidscope agent list ' + ADMIN + '` — is the agent banned or unknown?'],
-      mitigate: ['Server unreachable: fix the network path or the server (SvidscopeServerDown inhibits this alert while the server is down).', 'Agent evicted or its SVID expired: re-attest with a fresh join token.'],
+      confirm: [
+        '`time() - svidscope_agent_last_successful_sync_timestamp_seconds` and `rate(svidscope_agent_sync_failures_total[5m])` per agent: one agent (its node or network) or every agent at once (the server or its trust bundle)?',
+        'Agent log: sync errors (PermissionDenied = evicted/banned; Unavailable or deadline exceeded = server unreachable; `refusing trust bundle sequence N` or a TLS verification error = the bundle lost an authority: a bad CA rotation).',
+        '`svidscope agent list ' + ADMIN + '` — is the agent banned or unknown?',
+        '`svidscope authority list ' + ADMIN + '` — is an X.509 authority `withheld`, or did a rotation activate a CA the agents never received?',
+      ],
+      mitigate: [
+        'Server unreachable: fix the network path or the server (SvidscopeServerDown inhibits this alert while the server is down).',
+        'Agent evicted or its SVID expired: re-attest with a fresh join token.',
+        'Bad rotation: publish the authority again (`svidscope authority publish --kind x509 --key-id <id>`); agents refuse a bundle that would cut them off, so they resume at their next sync. An agent that can no longer verify the server at all is re-bootstrapped: stop it, remove `<data_dir>/private/`, start it with a new join token and `trust_bundle_path` set to the server\'s current bundle (`svidscope bundle show`).',
+      ],
       escalate: 'Identity-plane owners.',
       verify: ['Sync age falls below the sync interval; `svidscope_agent_attested == 1`.'],
       experiment: { file: 'experiments/agent-partition.yaml', what: 'network partition between agent-2 and the server (experiments/bad-rotation.yaml raises it on every agent at once)', proves: true },

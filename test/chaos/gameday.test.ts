@@ -4,6 +4,7 @@ import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlertmanagerClient, Ledger, loadStack, loadSuite, PrometheusClient, resolveExperiment, runGameday } from '../../src/chaos/index.js';
 import { httpOk } from '../../src/chaos/proc.js';
+import { relayMode } from '../../src/chaos/relay.js';
 import { connectAdmin } from '../../src/identity-plane/server-api/admin-client.js';
 import { root, stackProcesses, startUp } from './support.js';
 
@@ -64,7 +65,8 @@ describe('game day against svidscope up with Prometheus and Alertmanager', () =>
     }
     expect(new Ledger(up.dataDir).read().runs).toEqual([]);
     expect(['agent-1', 'agent-2', 'server'].map((n) => readFileSync(path.join(up.dataDir, `${n}.yaml`), 'utf8'))).toEqual(configs);
-    expect((parse(configs[1]) as { server_address: string }).server_address).toBe(stack.endpoints.server.address);
+    expect((parse(configs[1]) as { server_address: string }).server_address).toBe(stack.endpoints.agents[1].relay!.address);
+    for (const a of stack.endpoints.agents) expect(await relayMode(a.relay!.control), a.name).toEqual({ kind: 'pass' });
     expect(existsSync(path.join(up.dataDir, 'server', 'datastore.sqlite3'))).toBe(true);
     expect((await admin.call<{ entries: { spiffe_id: string }[] }>('ListEntries', {})).entries.map((e) => e.spiffe_id).sort()).toEqual(entriesBefore);
     const ca = await admin.call<{ slots: { withheld: boolean }[] }>('CaStatus', {});

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ledger, loadStack, parseExperimentText, runExperiment } from '../../src/chaos/index.js';
 import { componentPids } from '../../src/chaos/stack.js';
 import { signal, waitFor } from '../../src/chaos/proc.js';
+import { relayMode } from '../../src/chaos/relay.js';
 import { cli, root, stackProcesses, startUp } from './support.js';
 
 /** Real stack, no Prometheus: hypotheses use probe-module checks only. */
@@ -86,6 +87,33 @@ ${hypothesis}`);
     expect(again.stdout).toContain('nothing to recover');
   }, 240_000);
 
+  it('a partition outlives a killed harness in the agent\'s relay; recover clears it without restarting the agent', async () => {
+    const s = loadStack(stack.dataDir);
+    const agent = s.components.get('agent-2')!;
+    const relay = s.endpoints.agents[1].relay!.control;
+    const before = componentPids(agent);
+    const file = path.join(stack.dataDir, 'partition-crash.yaml');
+    writeFileSync(file, `
+title: partition agent-2 for a long time
+description: the harness dies during the partition
+blast-radius: { agents: [agent-2] }
+method:
+  - { name: partition agent-2, fault: network, agent: agent-2, mode: partition, duration: 10m }
+${hypothesis}`);
+    const harness = cli(['chaos', 'run', file, '--data-dir', stack.dataDir]);
+    const ledger = new Ledger(stack.dataDir);
+    expect(await waitFor(() => ledger.read().runs.some((r) => r.faults.some((f) => f.state === 'active')), 90_000, 200)).toBe(true);
+    signal(harness.pid!, 'SIGKILL');
+    await harness;
+    expect(await relayMode(relay)).toEqual({ kind: 'partition' }); // the fault outlived the harness
+
+    const r = await cli(['chaos', 'recover', '--data-dir', stack.dataDir, '--json']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(await relayMode(relay)).toEqual({ kind: 'pass' });
+    expect(componentPids(agent)).toEqual(before); // never restarted
+    expect(ledger.read().runs).toEqual([]);
+  }, 240_000);
+
   it('SIGTERM during a fault rolls back before exiting (verdict aborted)', async () => {
     const s = loadStack(stack.dataDir);
     const file = path.join(stack.dataDir, 'sigterm.yaml');
@@ -112,9 +140,10 @@ ${hypothesis}`);
     const pids = componentPids(s.components.get('agent-2')!);
     const r = await cli(['chaos', 'run', 'agent-partition', '--dry-run', '--data-dir', stack.dataDir, '--experiments', path.join(root, 'experiments')]);
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toContain('inject:   start a fault proxy');
+    expect(r.stdout).toContain("inject:   set agent-2's fault relay to the server to partition (no restart)");
     expect(r.stdout).toContain('dry run: nothing was changed');
     expect(componentPids(s.components.get('agent-2')!)).toEqual(pids);
-    expect((parse(readFileSync(path.join(stack.dataDir, 'agent-2.yaml'), 'utf8')) as { server_address: string }).server_address).toBe(s.endpoints.server.address);
+    expect((parse(readFileSync(path.join(stack.dataDir, 'agent-2.yaml'), 'utf8')) as { server_address: string }).server_address).toBe(s.endpoints.agents[1].relay!.address);
+    expect(await relayMode(s.endpoints.agents[1].relay!.control)).toEqual({ kind: 'pass' });
   }, 60_000);
 });
