@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Ledger, parseExperimentText, planExperiment, recover, runExperiment } from '../../src/chaos/index.js';
 import { cgroupDirOf, cgroupProcs, cpuHierarchy, throttleUnavailable } from '../../src/chaos/cgroup.js';
 import type { FloodOutput } from '../../src/chaos/faults/attestation.js';
@@ -158,6 +158,8 @@ describe.skipIf(!canThrottle)('cpu-throttle on a real busy process', () => {
   const ctx = (run: string) => ({ stack, backupDir: path.join(dir, 'chaos', 'backups', run), progress: () => undefined });
   const step = (run: string) => parseExperimentText(`title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { workloads: [busy] }\nmethod:\n  - { name: starve ${run}, fault: cpu-throttle, target: busy, quota: 5, period: 100ms, duration: 1s }\n`, 't').method[0];
 
+  // Each test starts its own busy processes; one that fails half-way must not leave them to the next.
+  afterEach(killAll, 10_000);
   afterAll(async () => {
     await killAll();
     for (const g of chaosCgroups) {
@@ -174,7 +176,7 @@ describe.skipIf(!canThrottle)('cpu-throttle on a real busy process', () => {
     const pid = busy();
     await sleep(300);
     const original = cgroupDirOf(hierarchy!, pid)!;
-    expect(await cpuOver(pid, 1000)).toBeGreaterThan(0.6); // unthrottled: about one CPU
+    expect(await cpuOver(pid, 1000)).toBeGreaterThan(0.25); // unthrottled: up to one CPU (less while other tests share the 2 cores)
 
     const prepared = await faultImpl(step('run1')).prepare(step('run1'), ctx('run1'));
     const cgroup = path.join(hierarchy!.mount, 'svidscope-chaos-run1-starve-run1');
@@ -199,7 +201,7 @@ describe.skipIf(!canThrottle)('cpu-throttle on a real busy process', () => {
     expect(notes[1]).toBe(`removed ${cgroup}`);
     expect(cgroupDirOf(hierarchy!, pid)).toBe(original);
     expect(existsSync(cgroup)).toBe(false);
-    expect(await cpuOver(pid, 1000)).toBeGreaterThan(0.6);
+    expect(await cpuOver(pid, 1000)).toBeGreaterThan(0.25);
 
     // Idempotent: the same rollback replayed twice changes nothing and does not fail.
     for (let i = 0; i < 2; i++) {

@@ -362,7 +362,7 @@ function describeDomain(d: DomainEndpoints): string[] {
     `  server     ${d.server.address}  admin ${d.server.adminSocket}`,
     `             ready ${d.server.health}  metrics ${d.server.metrics}`,
     `             bundle endpoint ${d.server.bundleEndpoint} (https_spiffe)`,
-    ...d.agents.flatMap((a) => [`  ${a.name.padEnd(10)} ${a.spiffeId}`, `             workload API unix://${a.socketPath}`, `             ready ${a.health}  metrics ${a.metrics}`]),
+    ...d.agents.flatMap((a) => [`  ${a.name.padEnd(10)} ${a.spiffeId}`, `             workload API unix://${a.socketPath}`, `             ready ${a.health}  metrics ${a.metrics}`, `             server via fault relay ${a.relay.address} (control ${a.relay.control}/mode)`]),
     ...d.workloads.map((w) => `  ${w.name.padEnd(10)} ${w.spiffeId} via ${w.agent} (${w.selectors.join(', ')})`),
   ];
 }
