@@ -1,6 +1,7 @@
 /**
  * The harness's view of Prometheus and Alertmanager: their HTTP APIs only (PromQL instant queries,
- * `ALERTS`, Alertmanager `/api/v2/alerts`).
+ * `/api/v1/alerts` with each alert's activeAt, `/api/v1/rules` for the loaded `for` durations,
+ * Alertmanager `/api/v2/alerts`).
  */
 export interface Sample {
   labels: Record<string, string>;
@@ -49,12 +50,6 @@ export class PrometheusClient {
     const rules = new Map<string, { forSeconds: number }>();
     for (const g of body.data!.groups) for (const r of g.rules) rules.set(r.name, { forSeconds: Math.min(rules.get(r.name)?.forSeconds ?? Infinity, r.duration ?? 0) });
     return rules;
-  }
-
-  /** Firing alerts with this name (Prometheus's own `ALERTS` series). */
-  async firing(name: string, labels: Record<string, string> = {}): Promise<Sample[]> {
-    const m = Object.entries({ alertname: name, alertstate: 'firing', ...labels }).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',');
-    return this.query(`ALERTS{${m}}`);
   }
 }
 
