@@ -4,7 +4,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-apt_install openssl ca-certificates prometheus prometheus-alertmanager
+apt_install openssl ca-certificates prometheus prometheus-alertmanager faketime
 ensure_node_modules
 
 # PostgreSQL backs the shared-datastore tests; the script installs, starts and prints its URL.

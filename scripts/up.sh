@@ -5,6 +5,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 apt_install openssl ca-certificates || true
+# Prometheus and Alertmanager for the stack's monitoring, libfaketime for game-day clock skew:
+# optional (up says how to install what is missing), so a non-root run still starts the stack.
+apt_install prometheus prometheus-alertmanager faketime || true
 ensure_node_modules
 log "build"
 npm run -s build

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import type { MethodStep } from '../experiment/schema.js';
 import { isAlive, respawn, signal, snapshot, waitFor, httpOk } from '../proc.js';
@@ -50,7 +50,11 @@ export const processFreeze: FaultKindImpl<Freeze> = {
   },
 };
 
-export const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+/** Debian's libfaketime (package `faketime`), under the machine's multiarch directory. */
+export function findLibfaketime(): string | undefined {
+  const candidates = ['/usr/lib/faketime/libfaketime.so.1', ...(existsSync('/usr/lib') ? readdirSync('/usr/lib').map((d) => `/usr/lib/${d}/faketime/libfaketime.so.1`) : [])];
+  return candidates.find((f) => existsSync(f));
+}
 
 /**
  * Clock skew with libfaketime: LD_PRELOAD cannot be added to a running process, so the component
@@ -60,7 +64,8 @@ export const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
 export const clockSkew: FaultKindImpl<Skew> = {
   plan: (s) => ({ inject: `restart ${s.target} under libfaketime with FAKETIME=${s.offset}`, rollback: `restart ${s.target} with its original environment (real clock)` }),
   async prepare(s: Skew, ctx: FaultContext): Promise<PreparedFault> {
-    if (!existsSync(LIBFAKETIME)) throw new SvidscopeError('unavailable', `chaos: clock-skew needs libfaketime (${LIBFAKETIME}); apt-get install -y faketime`);
+    const libfaketime = findLibfaketime();
+    if (!libfaketime) throw new SvidscopeError('unavailable', 'chaos: clock-skew needs libfaketime (/usr/lib/<arch>/faketime/libfaketime.so.1): apt-get install -y faketime');
     const c = component(ctx.stack, s.target);
     const pid = onePid(c);
     const snap = snapshot(pid);
@@ -70,7 +75,7 @@ export const clockSkew: FaultKindImpl<Skew> = {
       async apply() {
         signal(pid, 'SIGKILL');
         await waitFor(() => !isAlive(pid), 5_000);
-        const env = { ...snap.env, LD_PRELOAD: LIBFAKETIME, FAKETIME: s.offset, FAKETIME_DONT_FAKE_MONOTONIC: '1', FAKETIME_DISABLE_SHM: '1' };
+        const env = { ...snap.env, LD_PRELOAD: libfaketime, FAKETIME: s.offset, FAKETIME_DONT_FAKE_MONOTONIC: '1', FAKETIME_DISABLE_SHM: '1' };
         const newPid = respawn({ ...snap, env }, c.log);
         // Liveness, not readiness: an agent that cannot attest with its skewed clock never gets ready.
         const live = livenessUrl(c);
