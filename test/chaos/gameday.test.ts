@@ -75,4 +75,16 @@ describe('game day against svidscope up with Prometheus and Alertmanager', () =>
     for (const c of stack.components.values()) if (c.health) expect(await httpOk(c.health, 3000), c.name).toBe(true);
     expect(readFileSync(path.join(up.dataDir, 'chaos', 'metrics.prom'), 'utf8')).toMatch(/svidscope_chaos_fault_active\{experiment="agent-crash",fault="kill agent-2"\} 0/);
   }, 600_000);
+
+  it('then the identity-faults suite (faults that must not page) passes on the same stack, leaving nothing behind', async () => {
+    expect(monitoring.prometheus).toBeDefined();
+    const stack = loadStack(up.dataDir);
+    const suite = loadSuite('identity-faults', experimentsDir);
+    const r = await runGameday('identity-faults', experimentsDir, { dataDir: up.dataDir, stack, prometheus: new PrometheusClient(monitoring.prometheus!), alertmanager: new AlertmanagerClient(monitoring.alertmanager!), progress: (l) => process.stderr.write(`${l}\n`) });
+    expect(r.results.map((x) => x.experiment)).toEqual(suite.experiments);
+    expect(r.results.filter((x) => x.verdict !== 'passed'), JSON.stringify(r.results, null, 2)).toEqual([]);
+    expect(new Ledger(up.dataDir).read().runs).toEqual([]);
+    for (const a of stack.endpoints.agents) expect(await relayMode(a.relay!.control), a.name).toEqual({ kind: 'pass' });
+    expect(stackProcesses(up.dataDir).filter((p) => p.state === 'T')).toEqual([]);
+  }, 300_000);
 });
