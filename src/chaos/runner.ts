@@ -180,17 +180,25 @@ export async function runExperiment(exp: Experiment, o: RunOptions): Promise<Run
     }
   };
 
-  const rollBack = async (step: MethodStep, prepared: PreparedFault, faultId: string, rec: FaultRecord) => {
+  // A rollback that fails may have been blocked by a fault still in place (admin calls to a server
+  // starved of CPU, whose throttle is undone after them): it is tried once more after every other
+  // rollback ran. Only a second failure leaves the fault to `chaos recover`.
+  const retryLater: [MethodStep, PreparedFault, string, FaultRecord][] = [];
+  const rollBack = async (step: MethodStep, prepared: PreparedFault, faultId: string, rec: FaultRecord, retry = false) => {
     const at = new Date();
     try {
       const notes = await playRollback(prepared.rollback);
       await prepared.release?.();
       ledger.removeFault(runId, faultId);
-      journal.rollbacks.push({ step: step.name, status: 'succeeded', at: at.toISOString(), notes } satisfies RollbackRecord);
+      journal.rollbacks.push({ step: step.name, status: 'succeeded', at: at.toISOString(), notes: retry ? ['second attempt, after the other rollbacks', ...notes] : notes } satisfies RollbackRecord);
       progress(`rolled back ${step.name}${notes.length ? `: ${notes.join('; ')}` : ''}`);
     } catch (err) {
-      journal.rollbacks.push({ step: step.name, status: 'failed', at: at.toISOString(), notes: [], error: (err as Error).message });
-      progress(`ROLLBACK FAILED for ${step.name}: ${(err as Error).message} (run svidscope chaos recover)`);
+      journal.rollbacks.push({ step: step.name, status: 'failed', at: at.toISOString(), notes: retry ? ['second attempt'] : [], error: (err as Error).message });
+      if (retry) progress(`ROLLBACK FAILED for ${step.name}: ${(err as Error).message} (run svidscope chaos recover)`);
+      else {
+        retryLater.push([step, prepared, faultId, rec]);
+        progress(`rollback of ${step.name} failed (${(err as Error).message}); trying again after the other rollbacks`);
+      }
     } finally {
       rec.rolled_back_at = new Date().toISOString();
       metrics.faultActive(exp.id, step.name, false);
@@ -275,6 +283,7 @@ export async function runExperiment(exp: Experiment, o: RunOptions): Promise<Run
         if (journal.status === 'completed') await holdFor(Math.max(0, ...background.map((b) => b.until)), background.every((b) => b.step.untilAlerts));
       } finally {
         await rollBackBackground();
+        for (const args of retryLater.splice(0)) await rollBack(...args, true);
       }
     }
   } catch (err) {
@@ -324,7 +333,9 @@ export async function runExperiment(exp: Experiment, o: RunOptions): Promise<Run
 
   const end = new Date();
   if (o.prometheus && firstInjection !== undefined) journal.slo = await errorBudget(o.prometheus, (end.getTime() - firstInjection) / 1000, o.sloObjective ?? 0.999).catch(() => undefined);
-  const rolledBackOk = journal.rollbacks.every((r) => r.status === 'succeeded');
+  // Every step's last rollback attempt must have succeeded.
+  const lastAttempt = new Map(journal.rollbacks.map((r) => [r.step, r.status]));
+  const rolledBackOk = [...lastAttempt.values()].every((status) => status === 'succeeded');
   if (!rolledBackOk) journal.reasons.push('a rollback failed: the system may still carry a fault (svidscope chaos recover)');
   journal.leftovers = ledger.read().runs.filter((r) => r.runId === runId).flatMap((r) => r.faults.map((f) => `${f.step} on ${f.target}`));
   ledger.endRun(runId);
