@@ -14,7 +14,10 @@ export interface StackComponent {
   config?: string;
   /** For workloads: the `--name` value. */
   workloadName?: string;
+  /** Readiness (servers, agents) or health (prober, exporter) endpoint. */
   health?: string;
+  /** Liveness: answers while the process runs, even when it cannot become ready (an agent cut off from its server). */
+  live?: string;
   log?: string;
   /** Servers: the admin socket; agents: the server address they dial. */
   adminSocket?: string;
@@ -53,15 +56,17 @@ export function loadStack(dataDir: string): StackView {
   if (!existsSync(file)) throw new SvidscopeError('not-found', `chaos: ${file} not found: is \`svidscope up --data-dir ${dataDir}\` running?`);
   const endpoints = JSON.parse(readFileSync(file, 'utf8')) as EndpointsFile;
   const components = new Map<string, StackComponent>();
+  // Servers and agents serve /live beside /ready on the same ops address.
+  const liveOf = (ready: string) => ready.replace(/\/ready$/, '/live');
   const domain = (d: DomainFile, serverName: string) => {
-    components.set(serverName, { name: serverName, kind: 'server', config: path.join(dataDir, `${serverName}.yaml`), health: d.server.health, log: d.server.log, adminSocket: d.server.adminSocket, serverAddress: d.server.address, dataDir: path.join(dataDir, serverName), trustDomain: d.trustDomain, bundlePem: path.join(dataDir, `${serverName}-bundle.pem`) });
-    for (const a of d.agents) components.set(a.name, { name: a.name, kind: 'agent', config: path.join(dataDir, `${a.name}.yaml`), health: a.health, log: a.log, serverAddress: d.server.address, socketPath: a.socketPath, dataDir: path.join(dataDir, a.name), trustDomain: d.trustDomain, relayControl: a.relay?.control });
+    components.set(serverName, { name: serverName, kind: 'server', config: path.join(dataDir, `${serverName}.yaml`), health: d.server.health, live: liveOf(d.server.health), log: d.server.log, adminSocket: d.server.adminSocket, serverAddress: d.server.address, dataDir: path.join(dataDir, serverName), trustDomain: d.trustDomain, bundlePem: path.join(dataDir, `${serverName}-bundle.pem`) });
+    for (const a of d.agents) components.set(a.name, { name: a.name, kind: 'agent', config: path.join(dataDir, `${a.name}.yaml`), health: a.health, live: liveOf(a.health), log: a.log, serverAddress: d.server.address, socketPath: a.socketPath, dataDir: path.join(dataDir, a.name), trustDomain: d.trustDomain, relayControl: a.relay?.control });
     for (const w of d.workloads) components.set(w.name, { name: w.name, kind: 'workload', workloadName: w.name, log: w.log });
   };
   domain(endpoints, 'server');
   if (endpoints.peer) domain(endpoints.peer, 'peer-server');
-  components.set('prober', { name: 'prober', kind: 'prober', config: endpoints.prober.config, health: `${endpoints.prober.url}/live`, log: endpoints.prober.log });
-  components.set('exporter', { name: 'exporter', kind: 'exporter', config: endpoints.exporter.config, health: `${endpoints.exporter.url}/healthz`, log: endpoints.exporter.log });
+  components.set('prober', { name: 'prober', kind: 'prober', config: endpoints.prober.config, health: `${endpoints.prober.url}/live`, live: `${endpoints.prober.url}/live`, log: endpoints.prober.log });
+  components.set('exporter', { name: 'exporter', kind: 'exporter', config: endpoints.exporter.config, health: `${endpoints.exporter.url}/healthz`, live: `${endpoints.exporter.url}/healthz`, log: endpoints.exporter.log });
   return { dataDir, endpoints, components };
 }
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';
-import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
+import { bootstrapAgent } from '../support/agent-bootstrap.js';
 import { verifyJwtSvid } from '../../src/identity-plane/spiffe/jwtsvid/index.js';
 import { createWorkloadApiClient, type X509Context } from '../../src/identity-plane/workload-api/index.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
@@ -52,16 +52,9 @@ beforeAll(async () => {
   ].join('\n'));
   server = await startServer();
   admin = connectAdmin(path.join(dir, 'server', 'admin.sock'));
-  const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
-  writeFileSync(path.join(dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle(TD, bundle.document)));
-  const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
-  writeFileSync(path.join(dir, 'agent.yaml'), [
-    `trust_domain: ${TD}`, `server_address: 127.0.0.1:${ports.server}`, `data_dir: ${path.join(dir, 'agent')}`,
-    `socket_path: ${socketPath}`, `trust_bundle_path: ${path.join(dir, 'bundle.pem')}`,
-    `health_bind: 127.0.0.1:${ports.agentHealth}`, 'sync_interval: 1s',
-  ].join('\n'));
-  agent = await startAgent(['--join-token', token.value]);
-  agentId = `spiffe://${TD}/spire/agent/join_token/${token.value}`;
+  const boot = await bootstrapAgent(admin, { dir, trustDomain: TD, serverPort: ports.server, healthPort: ports.agentHealth, socketPath });
+  agent = await startAgent(['--join-token', boot.token]);
+  agentId = boot.agentId;
   await createEntry('/a', users.a.uid);
   await createEntry('/b', users.b.uid);
   await createEntry('/root', 0, { x509_svid_ttl: SHORT_TTL, jwt_svid_ttl: 60 });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';
 import { METRIC } from '../../src/exporter/index.js';
-import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
+import { bootstrapAgent } from '../support/agent-bootstrap.js';
 import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../../src/identity-plane/spiffe/mint/index.js';
@@ -73,15 +73,7 @@ beforeAll(async () => {
   procs.push(server);
   await waitFor('server ready', () => httpOk(`http://127.0.0.1:${ports.serverHealth}/ready`), 30_000, server.logs);
   admin = connectAdmin(path.join(dir, 'server', 'admin.sock'));
-  const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
-  writeFileSync(path.join(dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle(TD, bundle.document)));
-  const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
-  writeFileSync(path.join(dir, 'agent.yaml'), [
-    `trust_domain: ${TD}`, `server_address: 127.0.0.1:${ports.server}`, `data_dir: ${path.join(dir, 'agent')}`,
-    `socket_path: ${socketPath}`, `trust_bundle_path: ${path.join(dir, 'bundle.pem')}`,
-    `health_bind: 127.0.0.1:${ports.agentHealth}`, 'sync_interval: 1s',
-  ].join('\n'));
-  const agentId = `spiffe://${TD}/spire/agent/join_token/${token.value}`;
+  const { token, agentId } = await bootstrapAgent(admin, { dir, trustDomain: TD, serverPort: ports.server, healthPort: ports.agentHealth, socketPath });
   const entry = (id: string, uid: number, ttl: number) => admin.call('CreateEntry', {
     entry: { spiffe_id: `spiffe://${TD}${id}`, parent_id: agentId, selectors: [{ type: 'unix', value: `uid:${uid}` }], x509_svid_ttl: ttl },
   });
@@ -90,7 +82,7 @@ beforeAll(async () => {
   await entry('/web', process.getuid?.() ?? 0, SHORT_TTL);
   await entry('/db', process.getuid?.() ?? 0, 2 * SHORT_TTL);
   await entry('/unserved', 4242, 3600);
-  const agent = spawnCli(['agent', 'run', '--config', path.join(dir, 'agent.yaml'), '--join-token', token.value]);
+  const agent = spawnCli(['agent', 'run', '--config', path.join(dir, 'agent.yaml'), '--join-token', token]);
   procs.push(agent);
   const ep = await startBundleEndpoint();
   endpoint = ep.server;

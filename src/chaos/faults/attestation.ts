@@ -9,16 +9,11 @@ import { parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
 import { createCsr } from '../../identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../identity-plane/spiffe/mint/keys.js';
 import type { MethodStep } from '../experiment/schema.js';
-import { sleep } from '../proc.js';
 import { component, type StackComponent } from '../stack.js';
+import { PacedCalls } from './paced.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
 
 type Flood = Extract<MethodStep, { fault: 'attestation-flood' }>;
-
-/** At most this many attestations in flight at once (a slow server must not pile up calls). */
-const MAX_IN_FLIGHT = 64;
-/** How long release() waits for calls still in flight. */
-const RELEASE_WAIT_MS = 5_000;
 
 /** The run output of the flood. It is live: the counts grow while the flood runs, and are final after release(). */
 export type FloodOutput = {
@@ -95,9 +90,7 @@ export const attestationFlood: FaultKindImpl<Flood> = {
     const trust = await serverTrust(c);
     const address = c.serverAddress;
     const out: FloodOutput = { server: c.name, address, count: s.count, ratePerSecond: s.ratePerSecond, attempted: 0, byStatus: {}, accepted: 0, unanswered: 0, stoppedBy: 'running', startedAt: '' };
-    const stop = new AbortController();
-    const inFlight = new Set<Promise<void>>();
-    let finished: Promise<void> | undefined;
+    let loop: PacedCalls | undefined;
     let settled = false;
 
     const record = (status: string, error?: string) => {
@@ -122,10 +115,6 @@ export const attestationFlood: FaultKindImpl<Flood> = {
         client.close();
       }
     };
-    const launch = () => {
-      const p = attempt().then((r) => record(r.status, r.error)).finally(() => inFlight.delete(p));
-      inFlight.add(p);
-    };
 
     return {
       target: c.name,
@@ -144,30 +133,20 @@ export const attestationFlood: FaultKindImpl<Flood> = {
           out.stoppedAt = new Date().toISOString();
           throw new Error(`chaos: attestation-flood could not reach ${s.server}'s node API at ${address}: ${first.error ?? first.status}`);
         }
-        finished = (async () => {
-          for (let i = 1; i < s.count; i++) {
-            const at = t0 + (i * 1000) / s.ratePerSecond;
-            if (at >= deadline) {
-              out.stoppedBy = 'duration';
-              break;
-            }
-            await sleep(Math.max(0, at - Date.now()), stop.signal);
-            while (inFlight.size >= MAX_IN_FLIGHT && !stop.signal.aborted) await Promise.race(inFlight);
-            if (stop.signal.aborted) break;
-            launch();
-          }
-          if (out.stoppedBy === 'running' && !stop.signal.aborted) out.stoppedBy = 'count';
-          await Promise.all(inFlight);
-          out.stoppedAt ??= new Date().toISOString();
-        })();
+        loop = new PacedCalls({
+          startedAt: t0, intervalMs: 1000 / s.ratePerSecond, deadline, maxCalls: s.count,
+          call: () => attempt().then((r) => record(r.status, r.error)),
+          onEnd: (why) => {
+            if (out.stoppedBy === 'running') out.stoppedBy = why;
+          },
+        });
+        void loop.finished.then(() => (out.stoppedAt ??= new Date().toISOString()));
         return out;
       },
       async release() {
-        if (!finished) return;
+        if (!loop) return;
         if (out.stoppedBy === 'running') out.stoppedBy = 'release';
-        stop.abort();
-        await Promise.race([finished, sleep(RELEASE_WAIT_MS)]);
-        out.unanswered = inFlight.size;
+        out.unanswered = await loop.release();
         settled = true;
         out.stoppedAt ??= new Date().toISOString();
       },

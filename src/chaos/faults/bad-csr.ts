@@ -11,17 +11,12 @@ import { certificateFacts, parseCertificates } from '../../identity-plane/spiffe
 import { createCsr } from '../../identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../identity-plane/spiffe/mint/keys.js';
 import type { MethodStep } from '../experiment/schema.js';
-import { sleep } from '../proc.js';
 import { component, type StackComponent, type StackView } from '../stack.js';
 import { classify, serverTrust } from './attestation.js';
+import { PacedCalls } from './paced.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
 
 type BadCsr = Extract<MethodStep, { fault: 'bad-csr' }>;
-
-/** At most this many batch calls in flight at once (a slow server must not pile up calls). */
-const MAX_IN_FLIGHT = 64;
-/** How long release() waits for calls still in flight. */
-const RELEASE_WAIT_MS = 5_000;
 
 /** The run output of the fault. It is live: the counts grow while the loop runs, and are final after release(). */
 export type BadCsrOutput = {
@@ -130,13 +125,11 @@ export const badCsr: FaultKindImpl<BadCsr> = {
       agent: agent.name, agentId: '', server: server.name, address, entryId: '', entrySpiffeId: '', ratePerSecond: s.ratePerSecond, batch: s.batch,
       attempted: 0, failed: 0, csrsSent: 0, byStatus: {}, callErrors: {}, signed: 0, unanswered: 0, stoppedBy: 'running', startedAt: '',
     };
-    const stop = new AbortController();
-    const inFlight = new Set<Promise<void>>();
     const client = new ServerClient({ address, trustDomain: td, logger: nullLogger() });
     client.setTrust(trust);
     let identity: AgentIdentity | undefined;
     let params: { entry_id: string; csr: Buffer }[] = [];
-    let finished: Promise<void> | undefined;
+    let loop: PacedCalls | undefined;
     let settled = false;
 
     /** Follows the agent's SVID rotations: a new pair on disk replaces the one in use. */
@@ -182,10 +175,6 @@ export const badCsr: FaultKindImpl<BadCsr> = {
         }
       }
     };
-    const launch = () => {
-      const p = call().then(record).finally(() => inFlight.delete(p));
-      inFlight.add(p);
-    };
     const fail = (message: string): never => {
       settled = true;
       out.stoppedBy = 'unreachable';
@@ -228,32 +217,23 @@ export const badCsr: FaultKindImpl<BadCsr> = {
         if (first.ok && first.results.length > 0 && first.results.every((x) => x.status_code === grpc.status.PERMISSION_DENIED)) {
           fail(`chaos: ${server.name} does not authorize ${s.agent} for entry ${entry.id} (${entry.spiffe_id}): ${first.results[0].status_message}; the CSRs never reached the signing path`);
         }
-        finished = (async () => {
-          for (let i = 1; ; i++) {
-            const at = t0 + i * intervalMs;
-            if (at >= deadline) {
-              out.stoppedBy = 'duration';
-              break;
-            }
-            await sleep(Math.max(0, at - Date.now()), stop.signal);
-            while (inFlight.size >= MAX_IN_FLIGHT && !stop.signal.aborted) await Promise.race(inFlight);
-            if (stop.signal.aborted) break;
-            launch();
-          }
-          await Promise.all(inFlight);
-          out.stoppedAt ??= new Date().toISOString();
-        })();
+        loop = new PacedCalls({
+          startedAt: t0, intervalMs, deadline, maxCalls: Infinity,
+          call: () => call().then(record),
+          onEnd: () => { // no call limit: only the step's duration ends it
+            if (out.stoppedBy === 'running') out.stoppedBy = 'duration';
+          },
+        });
+        void loop.finished.then(() => (out.stoppedAt ??= new Date().toISOString()));
         return out;
       },
       async release() {
-        if (!finished) {
+        if (!loop) {
           client.close();
           return;
         }
         if (out.stoppedBy === 'running') out.stoppedBy = 'release';
-        stop.abort();
-        await Promise.race([finished, sleep(RELEASE_WAIT_MS)]);
-        out.unanswered = inFlight.size;
+        out.unanswered = await loop.release();
         settled = true;
         out.stoppedAt ??= new Date().toISOString();
         client.close();

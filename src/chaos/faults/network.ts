@@ -6,7 +6,7 @@ import { FaultProxy, parseHostPort, type ProxyMode } from '../fault-proxy.js';
 import { relayMode } from '../relay.js';
 import { httpOk, isAlive, respawn, signal, snapshot, waitFor } from '../proc.js';
 import { component, type StackComponent } from '../stack.js';
-import { livenessUrl, onePid } from './process.js';
+import { onePid } from './process.js';
 import { startStep, type FaultContext, type FaultKindImpl, type PreparedFault } from './types.js';
 
 type Net = Extract<MethodStep, { fault: 'network' }>;
@@ -77,8 +77,7 @@ async function proxiedWithRestart(s: Net, c: StackComponent, mode: ProxyMode, ct
         await waitFor(() => !isAlive(pid), 5_000);
         const newPid = respawn(snap, c.log);
         // Liveness, not readiness: behind a partition the agent cannot complete the sync /ready waits for.
-        const live = livenessUrl(c);
-        if (live) await waitFor(() => httpOk(live), 30_000, 250);
+        if (c.live) await waitFor(() => httpOk(c.live!), 30_000, 250);
         proxy.setMode(mode);
         return { proxy: proxy.address, upstream: `${upstream.host}:${upstream.port}`, mode: s.mode, agentPid: newPid };
       },

@@ -78,18 +78,12 @@ export const clockSkew: FaultKindImpl<Skew> = {
         const env = { ...snap.env, LD_PRELOAD: libfaketime, FAKETIME: s.offset, FAKETIME_DONT_FAKE_MONOTONIC: '1', FAKETIME_DISABLE_SHM: '1' };
         const newPid = respawn({ ...snap, env }, c.log);
         // Liveness, not readiness: an agent that cannot attest with its skewed clock never gets ready.
-        const live = livenessUrl(c);
-        if (live) await waitFor(() => httpOk(live), 30_000, 250);
+        if (c.live) await waitFor(() => httpOk(c.live!), 30_000, 250);
         return { pid: newPid, offset: s.offset };
       },
     };
   },
 };
-
-/** The component's liveness endpoint (its /ready swapped for /live; others have only one). */
-export function livenessUrl(c: StackComponent): string | undefined {
-  return c.health?.replace(/\/ready$/, '/live');
-}
 
 export function planTarget(stack: StackView | undefined, name: string): string {
   if (!stack) return name;

@@ -14,7 +14,7 @@ import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
 import { parseCertificates } from '../../identity-plane/spiffe/internal/x509.js';
 import type { BundleEndpointSourceConfig } from '../config.js';
 import { bundleOf, reasonOf, trustDomainOf } from './convert.js';
-import { startPolling } from './poller.js';
+import { polledSource } from './poller.js';
 import type { Source, SourceContext } from './types.js';
 
 const MAX_BODY = 1 << 20;
@@ -75,7 +75,6 @@ export function fetchBundleDocument(url: string, opts: { ca?: string | string[];
 }
 
 export function createBundleEndpointSource(config: BundleEndpointSourceConfig, ctx: SourceContext): Source {
-  let poller: { stop(): Promise<void> } | undefined;
   let latest: SpiffeBundle | undefined;
   const selfServing = config.profile === 'https_spiffe' && trustDomainOf(config.endpointSpiffeId!) === config.trustDomain;
   let bootstrap: string | undefined;
@@ -104,13 +103,5 @@ export function createBundleEndpointSource(config: BundleEndpointSourceConfig, c
     }
   }
 
-  return {
-    name: config.name,
-    start() {
-      poller = startPolling(ctx.clock, config.intervalSeconds * 1000, poll);
-    },
-    async stop() {
-      await poller?.stop();
-    },
-  };
+  return polledSource(config.name, ctx.clock, config.intervalSeconds, poll);
 }

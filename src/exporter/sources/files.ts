@@ -15,7 +15,7 @@ import { isPem } from '../../identity-plane/spiffe/internal/pem.js';
 import type { FilesSourceConfig } from '../config.js';
 import type { ObservedBundle, ObservedSvid, ObservedX509Authority } from '../state.js';
 import { authorityOf, bundleOf, reasonOf, spiffeIdOf, svidOf, trustDomainOf } from './convert.js';
-import { startPolling } from './poller.js';
+import { polledSource } from './poller.js';
 import type { Source, SourceContext } from './types.js';
 
 const EXTENSIONS = new Set(['.pem', '.crt', '.cer', '.cert', '.der', '.json', '.jwks']);
@@ -106,7 +106,6 @@ async function listFiles(roots: readonly string[], max: number): Promise<{ files
 
 export function createFilesSource(config: FilesSourceConfig, ctx: SourceContext): Source {
   let cache = new Map<string, Cached>();
-  let poller: { stop(): Promise<void> } | undefined;
 
   async function poll(): Promise<void> {
     let listing: { files: string[]; truncated: boolean };
@@ -147,13 +146,5 @@ export function createFilesSource(config: FilesSourceConfig, ctx: SourceContext)
     ctx.observe({ svids, bundles: mergeBundles(bundles) });
   }
 
-  return {
-    name: config.name,
-    start() {
-      poller = startPolling(ctx.clock, config.intervalSeconds * 1000, poll);
-    },
-    async stop() {
-      await poller?.stop();
-    },
-  };
+  return polledSource(config.name, ctx.clock, config.intervalSeconds, poll);
 }

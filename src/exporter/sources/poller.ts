@@ -1,4 +1,5 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
+import type { Source } from './types.js';
 
 /**
  * Runs `poll` now and then every `intervalMs` after the previous run finished (never two at once,
@@ -21,6 +22,24 @@ export function startPolling(clock: Clock, intervalMs: number, poll: () => Promi
       stopped = true;
       if (timer) clock.clearTimeout(timer);
       await running;
+    },
+  };
+}
+
+/**
+ * A source that polls `poll` every `intervalSeconds` from start() until stop(); `close` releases
+ * what the polls share (a client) once the last poll is done.
+ */
+export function polledSource(name: string, clock: Clock, intervalSeconds: number, poll: () => Promise<void>, close?: () => void): Source {
+  let poller: { stop(): Promise<void> } | undefined;
+  return {
+    name,
+    start() {
+      poller = startPolling(clock, intervalSeconds * 1000, poll);
+    },
+    async stop() {
+      await poller?.stop();
+      close?.();
     },
   };
 }

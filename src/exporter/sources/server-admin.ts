@@ -9,7 +9,7 @@ import { parseSpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
 import type { ServerAdminSourceConfig } from '../config.js';
 import type { ObservedBundle, ObservedSvid } from '../state.js';
 import { bundleOf, reasonOf, trustDomainOf } from './convert.js';
-import { startPolling } from './poller.js';
+import { polledSource } from './poller.js';
 import type { Source, SourceContext } from './types.js';
 
 export interface AdminApi {
@@ -42,7 +42,6 @@ function observedBundle(m: BundleMsg): ObservedBundle {
 
 export function createServerAdminSource(config: ServerAdminSourceConfig, ctx: SourceContext, connect: AdminConnector): Source {
   let admin: AdminApi | undefined;
-  let poller: { stop(): Promise<void> } | undefined;
 
   async function poll(): Promise<void> {
     try {
@@ -73,14 +72,5 @@ export function createServerAdminSource(config: ServerAdminSourceConfig, ctx: So
     }
   }
 
-  return {
-    name: config.name,
-    start() {
-      poller = startPolling(ctx.clock, config.intervalSeconds * 1000, poll);
-    },
-    async stop() {
-      await poller?.stop();
-      admin?.close();
-    },
-  };
+  return polledSource(config.name, ctx.clock, config.intervalSeconds, poll, () => admin?.close());
 }

@@ -1,6 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { injectInto } from '../../common/telemetry/tracing.js';
-import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
+import { peerCertificateChain } from '../../common/tls/peer-chain.js';
 import { errorCatalog, SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustDomain } from '../spiffe/id/index.js';
@@ -50,10 +52,10 @@ export class ServerClient {
   ) {}
 
   /** The certificate chain (leaf first) the server presented on the last TLS handshake. */
-  get serverChain(): Buffer[] | undefined {
+  get serverChain(): X509Certificate[] | undefined {
     return this.lastServerChain;
   }
-  private lastServerChain: Buffer[] | undefined;
+  private lastServerChain: X509Certificate[] | undefined;
 
   setTrust(bundlePem: string): void {
     if (bundlePem === this.trustPem) return;
@@ -113,7 +115,7 @@ export class ServerClient {
         // Server SVIDs carry a SPIFFE ID, not a DNS name: check the URI SAN instead of the hostname.
         checkServerIdentity: (_host: string, cert: PeerCertificate) => {
           if (!String(cert.subjectaltname ?? '').split(', ').includes(expected)) return new Error(`server presented ${cert.subjectaltname ?? 'no SAN'}, expected ${expected}`);
-          this.lastServerChain = peerChain(cert);
+          this.lastServerChain = peerCertificateChain(cert);
           return undefined;
         },
         rejectUnauthorized: this.trustPem !== undefined,
@@ -162,14 +164,3 @@ function codeForStatus(status: grpc.status): ErrorCode {
   }
 }
 
-/** The peer's chain as Node's TLS layer linked it (leaf first, stopping at a self-signed root). */
-function peerChain(cert: PeerCertificate): Buffer[] {
-  const chain: Buffer[] = [];
-  let c: PeerCertificate | undefined = cert;
-  while (c && chain.length < 16 && !chain.some((d) => d.equals(c!.raw))) {
-    chain.push(c.raw);
-    const issuer: PeerCertificate | undefined = (c as DetailedPeerCertificate).issuerCertificate;
-    c = issuer && issuer !== c ? issuer : undefined;
-  }
-  return chain;
-}

@@ -10,6 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
+import { peerCertificateChain } from '../../common/tls/peer-chain.js';
 import type { BundleSet } from '../../identity-plane/spiffe/bundle/index.js';
 import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
 import type { TrustDomain } from '../../identity-plane/spiffe/id/index.js';
@@ -25,15 +26,7 @@ type Side = 'client' | 'server';
 
 /** The chain the peer sent, leaf first (what TLS gives without library verification). */
 export function peerChain(socket: tls.TLSSocket): X509Certificate[] {
-  const out: X509Certificate[] = [];
-  const seen = new Set<string>();
-  let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-  while (cert && cert.raw && !seen.has(cert.fingerprint256)) {
-    seen.add(cert.fingerprint256);
-    out.push(new X509Certificate(cert.raw));
-    cert = cert.issuerCertificate;
-  }
-  return out;
+  return peerCertificateChain(socket.getPeerCertificate(true));
 }
 
 /** An allow-list entry is a SPIFFE ID or `spiffe://<td>` (any ID of that trust domain); empty = the verifier's own trust domain. */

@@ -3,35 +3,14 @@ import path from 'node:path';
 import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { portableScript } from '../../support/portable-script.js';
-import { Command, CommanderError } from 'commander';
-import { CommandExit } from '../../../src/cli/output.js';
-import { registerProbeCommands } from '../../../src/cli/probe/commands.js';
+import { cli, type CliResult } from '../../support/cli.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type { CliResult };
 
-/** Runs the probe commands in-process with captured output (what `svidscope probe …` does). */
-export async function probeCli(...argv: string[]): Promise<CliResult> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const program = new Command('svidscope').exitOverride().configureOutput({ writeOut: (s) => out.push(s), writeErr: (s) => err.push(s) });
-  registerProbeCommands(program, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  for (const c of program.commands) c.exitOverride().configureOutput(program.configureOutput());
-  let code = 0;
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-  } catch (e) {
-    if (e instanceof CommandExit) code = e.exitCode;
-    else if (e instanceof CommanderError) code = 2;
-    else throw e;
-  }
-  return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-}
+/** Runs `svidscope probe …` in-process with captured output, through the real CLI entry point. */
+export const probeCli = (...argv: string[]): Promise<CliResult> => cli(...argv);
 
 let bundled: Promise<string> | undefined;
 

@@ -6,7 +6,7 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { connectAdmin, type AdminClient } from '../../../src/cli/admin/client.js';
-import { parseSpiffeBundle, x509BundleToPem } from '../../../src/identity-plane/spiffe/bundle/index.js';
+import { bootstrapAgent } from '../../support/agent-bootstrap.js';
 import { createWorkloadApiClient } from '../../../src/identity-plane/workload-api/index.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../../support/process.js';
 import { removeDir, tempDir } from '../../support/server.js';
@@ -45,18 +45,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const server = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')]);
   await waitFor('server ready', () => httpOk(`http://127.0.0.1:${ports.serverHealth}/ready`), 30_000, server.logs);
   const admin = connectAdmin(path.join(dir, 'server', 'admin.sock'));
-  const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
-  writeFileSync(path.join(dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle(TD, bundle.document)));
-  const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
-  writeFileSync(path.join(dir, 'agent.yaml'), [
-    `trust_domain: ${TD}`, `server_address: 127.0.0.1:${ports.server}`, `data_dir: ${path.join(dir, 'agent')}`,
-    `socket_path: ${socketPath}`, `trust_bundle_path: ${path.join(dir, 'bundle.pem')}`,
-    `health_bind: 127.0.0.1:${ports.agentHealth}`, 'sync_interval: 1s', 'log_level: warn',
-    `rotation_fraction: ${opts.rotationFraction ?? 0.5}`,
-  ].join('\n'));
-  const agent = spawnCli(['agent', 'run', '--config', path.join(dir, 'agent.yaml'), '--join-token', token.value]);
+  const { token, agentId } = await bootstrapAgent(admin, {
+    dir, trustDomain: TD, serverPort: ports.server, healthPort: ports.agentHealth, socketPath,
+    extra: ['log_level: warn', `rotation_fraction: ${opts.rotationFraction ?? 0.5}`],
+  });
+  const agent = spawnCli(['agent', 'run', '--config', path.join(dir, 'agent.yaml'), '--join-token', token]);
   await waitFor('agent ready', () => httpOk(`http://127.0.0.1:${ports.agentHealth}/ready`), 30_000, agent.logs);
-  const agentId = `spiffe://${TD}/spire/agent/join_token/${token.value}`;
   const createEntry = (spiffePath: string, uid: number, extra: object = {}) =>
     admin.call<{ id: string }>('CreateEntry', { entry: { spiffe_id: `spiffe://${TD}${spiffePath}`, parent_id: agentId, selectors: [{ type: 'unix', value: `uid:${uid}` }], ...extra } });
   for (const [p, extra] of Object.entries(opts.rootEntries)) await createEntry(p, 0, extra);

@@ -229,7 +229,7 @@ export class AgentManager {
    * the sync so SvidscopeAgentNotSyncing says so.
    */
   private refuseLockout(next: SpiffeBundle): void {
-    const serverChain = this.deps.server.serverChain?.map((d) => new X509Certificate(d));
+    const serverChain = this.deps.server.serverChain;
     for (const [whose, chain] of [['this agent\'s SVID', this.agentChain], ['the server\'s own SVID', serverChain]] as const) {
       if (!chain || chain.length === 0) continue;
       try {

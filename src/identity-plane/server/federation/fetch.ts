@@ -1,6 +1,6 @@
-import { X509Certificate } from 'node:crypto';
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
+import { peerCertificateChain } from '../../../common/tls/peer-chain.js';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
 import { BundleSet, x509BundleToPem, type SpiffeBundle } from '../../spiffe/bundle/index.js';
 import { parseSpiffeId } from '../../spiffe/id/index.js';
@@ -129,7 +129,7 @@ function tlsOptionsFor(auth: EndpointAuth, now: Date, onAuthFailure: (err: Feder
     ca: x509BundleToPem(bundle),
     checkServerIdentity: (_host: string, cert: PeerCertificate): Error | undefined => {
       try {
-        const verified = verifyX509Svid(peerChain(cert), bundles, { now });
+        const verified = verifyX509Svid(peerCertificateChain(cert), bundles, { now });
         if (verified.id.toString() !== expected.toString()) {
           throw new Error(`the endpoint presented ${verified.id}, not ${expected}`);
         }
@@ -141,19 +141,6 @@ function tlsOptionsFor(auth: EndpointAuth, now: Date, onAuthFailure: (err: Feder
       }
     },
   };
-}
-
-/** The chain the peer sent, leaf first, from Node's linked `issuerCertificate` form. */
-function peerChain(cert: PeerCertificate): X509Certificate[] {
-  const chain: X509Certificate[] = [];
-  const seen = new Set<string>();
-  let cur: (PeerCertificate & { issuerCertificate?: PeerCertificate }) | undefined = cert;
-  while (cur?.raw && !seen.has(cur.fingerprint256)) {
-    seen.add(cur.fingerprint256);
-    chain.push(new X509Certificate(cur.raw));
-    cur = cur.issuerCertificate;
-  }
-  return chain;
 }
 
 function classifyError(err: Error & { code?: string }, url: string, profile: EndpointAuth['profile'], authFailure: FederationFetchError | undefined): FederationFetchError {
