@@ -1,8 +1,9 @@
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { connectAdmin } from '../identity-plane/server-api/admin-client.js';
 import { moveBack, removeCgroup, type CpuHierarchy, type ThrottledProc } from './cgroup.js';
 import { argvMatcher } from './stack.js';
+import { assertPrivate, assertSteps, writePrivate } from './ledger-trust.js';
 import { findPids, isAlive, respawn, sameProcess, signal, waitFor, httpOk } from './proc.js';
 import { deleteEntries, killMarked, publishAuthority, relayPass, removePath, restoreFederation } from './faults/rollback-ops.js';
 
@@ -79,6 +80,8 @@ export class Ledger {
   }
 
   read(): LedgerFile {
+    assertPrivate(path.dirname(this.file), 'chaos dir');
+    assertPrivate(this.file, 'ledger');
     if (!existsSync(this.file)) return { version: 1, runs: [] };
     try {
       return JSON.parse(readFileSync(this.file, 'utf8')) as LedgerFile;
@@ -90,10 +93,13 @@ export class Ledger {
   }
 
   private write(f: LedgerFile): void {
-    mkdirSync(path.dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify(f, null, 2) + '\n');
-    renameSync(tmp, this.file);
+    const dir = path.dirname(this.file);
+    if (!existsSync(dir)) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700); // mkdir's mode is cut by the umask; 0700 exactly
+    }
+    assertPrivate(dir, 'chaos dir');
+    writePrivate(this.file, JSON.stringify(f, null, 2) + '\n');
   }
 
   private update(fn: (f: LedgerFile) => void): void {
@@ -228,7 +234,10 @@ export interface RecoverResult {
  */
 export async function recover(ledger: Ledger, opts: { force?: boolean } = {}): Promise<RecoverResult> {
   const result: RecoverResult = { runs: 0, faults: [] };
-  for (const run of ledger.read().runs) {
+  const runs = ledger.read().runs;
+  // All or nothing: one foreign step means someone else wrote the ledger, so none of it is replayed.
+  for (const run of runs) for (const fault of run.faults) assertSteps(ledger.file, fault.rollback, ledger.dataDir, path.dirname(ledger.file));
+  for (const run of runs) {
     const harnessAlive = sameProcess({ pid: run.harnessPid, startTime: run.harnessStartTime });
     if (harnessAlive && !opts.force) continue;
     result.runs++;

@@ -16,6 +16,7 @@ interface RunFlags {
   dataDir?: string;
   socketPath?: string;
   joinToken?: string;
+  joinTokenFile?: string;
   trustBundle?: string;
   insecureBootstrap?: boolean;
   healthBind?: string;
@@ -30,7 +31,8 @@ export function registerAgentRunCommands(agent: Command, io: Io): void {
     .option('--server-address <host:port>', 'overrides server_address')
     .option('--data-dir <dir>', 'overrides data_dir (agent SVID, key and last bundle, 0600)')
     .option('--socket-path <path>', 'overrides socket_path (the Workload API socket)')
-    .option('--join-token <token>', 'overrides join_token (needed only for the first attestation)')
+    .option('--join-token-file <file>', 'overrides join_token_file (a 0600 file holding the token; the safe form)')
+    .option('--join-token <token>', 'overrides join_token (VISIBLE to other local users in the process list; prefer --join-token-file)')
     .option('--trust-bundle <file>', 'overrides trust_bundle_path (PEM: the server\'s trust anchors for the first connection)')
     .option('--insecure-bootstrap', 'overrides insecure_bootstrap (trust the server on first contact; test setups only)')
     .option('--health-bind <host:port>', 'overrides health_bind (/live, /ready, /metrics)')
@@ -38,6 +40,8 @@ export function registerAgentRunCommands(agent: Command, io: Io): void {
     .action(withErrors(io, async (f: RunFlags) => {
       const config = buildAgentConfig(f.config ? readYamlConfig(f.config) : {}, f);
       const logger = createLogger({ name: 'agent', level: config.logLevel });
+      // /proc/<pid>/cmdline is world-readable: another uid can attest with the token before we do.
+      if (f.joinToken) logger.warn({ flag: '--join-token' }, 'the join token on the command line is visible to other local users; use join_token_file (0600) instead');
       const tracing = await startTracing({ serviceName: 'svidscope-agent', logger });
       const running = await startAgent(config, { logger, tracer: tracing.tracer });
       await waitForShutdownSignal(logger);

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
@@ -31,9 +30,9 @@ export function registerCaCommands(program: Command, io: Io): void {
       const files = { caCert: path.join(dir, 'ca.pem'), caKey: path.join(dir, 'ca.key.pem'), jwtKey: path.join(dir, 'jwt.key.pem'), bundle: path.join(dir, 'bundle.json') };
       writeFileAtomic(files.caKey, root.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
       writeFileAtomic(files.jwtKey, jwtKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
-      writeFileSync(files.caCert, encodePem('CERTIFICATE', root.der));
+      writeFileAtomic(files.caCert, encodePem('CERTIFICATE', root.der), 0o644);
       const bundle = createSpiffeBundle({ trustDomain: td, x509Authorities: [root.certificate], jwtAuthorities: [{ keyId, publicKey: jwtKey.publicKey }], sequenceNumber: 1 });
-      writeFileSync(files.bundle, spiffeBundleToJson(bundle, { space: 2 }) + '\n');
+      writeFileAtomic(files.bundle, spiffeBundleToJson(bundle, { space: 2 }) + '\n', 0o644);
       printResult(io, f, { trustDomain: td.name, jwtKeyId: keyId, notAfter: new Date(root.certificate.validTo).toISOString(), files }, () => [
         `created CA for ${td.name}, expires ${new Date(root.certificate.validTo).toISOString()}`,
         `  ${files.caCert}`, `  ${files.caKey} (0600)`, `  ${files.jwtKey} (0600, kid ${keyId})`, `  ${files.bundle}`,

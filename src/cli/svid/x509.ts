@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { parseDurationSeconds } from '../../common/duration.js';
@@ -99,7 +98,7 @@ export function registerX509SvidCommands(program: Command, io: Io): void {
       }
       const minted = createX509SvidMinter({ caCertificate, caPrivateKey }).mint({ id, publicKey, ttlSeconds, now: new Date(), dnsNames: f.dnsName ?? [] });
       const chainFile = `${f.out}.pem`;
-      writeFileSync(chainFile, encodePem('CERTIFICATE', minted.der));
+      writeFileAtomic(chainFile, encodePem('CERTIFICATE', minted.der), 0o644);
       const keyFile = privateKeyPem ? `${f.out}.key.pem` : undefined;
       if (keyFile && privateKeyPem) writeFileAtomic(keyFile, privateKeyPem);
       printResult(io, f, { spiffeId: id.toString(), serial: minted.serial.toString(16), notAfter: minted.notAfter.toISOString(), chainFile, keyFile: keyFile ?? null }, () => [

@@ -113,6 +113,10 @@ export const errorCatalog = {
   'ca-key-mismatch': invalid('the CA key does not match the CA certificate'),
   'unsupported-key': invalid('the key algorithm is not supported for this use'),
 
+  // Chaos ledger (replayed as the caller, so only the caller may have written it)
+  'chaos-ledger-untrusted': denied('the chaos dir or ledger is a symlink, owned by another user, or writable by group/others'),
+  'chaos-ledger-step-invalid': denied('a ledger step is not one the project writes for this stack'),
+
   // General
   'config-invalid': { meaning: 'the configuration is invalid', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
   'usage': { meaning: 'the command line is invalid', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },

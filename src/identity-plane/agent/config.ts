@@ -39,6 +39,7 @@ export interface AgentFlagOverrides {
   dataDir?: string;
   socketPath?: string;
   joinToken?: string;
+  joinTokenFile?: string;
   trustBundle?: string;
   insecureBootstrap?: boolean;
   healthBind?: string;
@@ -61,7 +62,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   const modeText = r.string('socket_mode', '0777');
   if (!/^0?[0-7]{3}$/.test(modeText)) r.fail('socket_mode', 'must be an octal file mode such as 0777 or 0770');
   const joinToken = flags.joinToken ?? r.optionalString('join_token');
-  const joinTokenFile = r.optionalString('join_token_file');
+  const joinTokenFile = flags.joinTokenFile ?? r.optionalString('join_token_file');
   const trustBundlePath = flags.trustBundle ?? r.optionalString('trust_bundle_path');
   const insecureBootstrap = flags.insecureBootstrap ?? r.boolean('insecure_bootstrap', false);
   const syncIntervalSeconds = parseDurationSeconds(r.raw('sync_interval').value ?? '5s', 'sync_interval');
