@@ -4,7 +4,6 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'n
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { pickPort } from '../../common/net.js';
-import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { ensureSystemUser } from '../../common/os-users.js';
 import { createLogger, type Logger } from '../../common/log.js';
@@ -17,6 +16,7 @@ import { cliEntry, projectRoot, startChild, stopChild, stopStrays, type Child } 
 import { startPrometheusStack } from '../../monitoring/stack.js';
 import { ALERT_PROFILES, type AlertProfile } from '../../monitoring/config.js';
 import { startFaultRelay, type FaultRelay } from '../../chaos/relay.js';
+import { launchAgent } from './agent-launch.js';
 
 interface UpFlags {
   dataDir: string;
@@ -241,7 +241,6 @@ async function startAgentWithWorkload(ctx: StackContext, server: StartedServer, 
   const agentDir = path.join(ctx.dataDir, name);
   const health = await pickPort(preferredHealth);
   const socketPath = path.join(agentDir, 'public', 'api.sock');
-  const config = path.join(ctx.dataDir, `${name}.yaml`);
   // Processes sharing a uid (everything when not root; the exporter always, since it reads the
   // admin sockets) are told apart by binary path. Hashing the node binary on every call would cost
   // more than it tells here, so unix:sha256 is off (workload_size_limit -1).
@@ -249,11 +248,6 @@ async function startAgentWithWorkload(ctx: StackContext, server: StartedServer, 
   // says otherwise), so network faults need no config rewrite or restart.
   const relay = await startFaultRelay(server.endpoints.server.address);
   ctx.relays.push(relay);
-  // The token goes in a 0600 file, never argv: any local uid can read /proc/<pid>/cmdline and
-  // attest with it before the agent does.
-  const tokenFile = path.join(ctx.dataDir, `${name}.join-token`);
-  writeFileAtomic(tokenFile, token.value + '\n');
-  writeFileSync(config, stringify({ trust_domain: td, server_address: relay.address, data_dir: agentDir, join_token_file: tokenFile, socket_path: socketPath, trust_bundle_path: server.bundlePem, health_bind: `127.0.0.1:${health}`, discover_workload_path: true, workload_size_limit: -1 }));
   const wname = `${prefix}workload-${i}`;
   const { runAs, nodeBinary, selectors } = processIdentity(ctx, wname);
   const wSpiffeId = `spiffe://${td}/workload/${wname}`;
@@ -262,7 +256,10 @@ async function startAgentWithWorkload(ctx: StackContext, server: StartedServer, 
   const spiffeId = `spiffe://${td}/spire/agent/join_token/${token.value}`;
   const existing = await server.admin.call<{ entries: unknown[] }>('ListEntries', { filter: { by_spiffe_id: wSpiffeId, by_parent_id: spiffeId } });
   if (existing.entries.length === 0) await server.admin.call('CreateEntry', { entry: { spiffe_id: wSpiffeId, parent_id: spiffeId, selectors, federates_with: federatesWith } });
-  const agent = startChild({ name, args: ['agent', 'run', '--config', config], logDir: ctx.logDir, logger: ctx.logger });
+  const { child: agent } = launchAgent({
+    name, dataDir: ctx.dataDir, logDir: ctx.logDir, logger: ctx.logger, token: token.value,
+    config: { trust_domain: td, server_address: relay.address, data_dir: agentDir, socket_path: socketPath, trust_bundle_path: server.bundlePem, health_bind: `127.0.0.1:${health}`, discover_workload_path: true, workload_size_limit: -1 },
+  });
   ctx.children.push(agent);
   await waitReady(`http://127.0.0.1:${health}/ready`, agent, name);
   server.endpoints.agents.push({ name, spiffeId, socketPath, health: `http://127.0.0.1:${health}/ready`, metrics: `http://127.0.0.1:${health}/metrics`, log: agent.logFile, relay: { address: relay.address, control: relay.control } });
