@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../common/fs/atomic.js';
 import path from 'node:path';
 
 /**
@@ -19,7 +20,7 @@ export class ChaosMetrics {
   readonly file: string;
   private readonly stateFile: string;
   constructor(dir: string) {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.file = path.join(dir, 'metrics.prom');
     this.stateFile = path.join(dir, 'metrics-state.json');
   }
@@ -34,10 +35,9 @@ export class ChaosMetrics {
   }
 
   private save(s: State): void {
-    writeFileSync(`${this.stateFile}.tmp`, JSON.stringify(s));
-    renameSync(`${this.stateFile}.tmp`, this.stateFile);
-    writeFileSync(`${this.file}.tmp`, render(s));
-    renameSync(`${this.file}.tmp`, this.file);
+    // Exclusive temp files: a symlink planted at a predictable `.tmp` name is never followed.
+    writeFileAtomic(this.stateFile, JSON.stringify(s), 0o644);
+    writeFileAtomic(this.file, render(s), 0o644);
   }
 
   faultActive(experiment: string, fault: string, active: boolean): void {

@@ -1,4 +1,5 @@
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { writeFileAtomic } from '../../common/fs/atomic.js';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { MethodStep } from '../experiment/schema.js';
@@ -71,8 +72,8 @@ async function proxiedWithRestart(s: Net, c: StackComponent, mode: ProxyMode, ct
           copyFileSync(config, `${backup}.tmp`);
           renameSync(`${backup}.tmp`, backup);
         }
-        writeFileSync(`${config}.chaos-tmp`, stringify({ ...doc, server_address: proxy.address }));
-        renameSync(`${config}.chaos-tmp`, config);
+        // Runs as root in the stack's data dir: an exclusive temp file, never a planted symlink.
+        writeFileAtomic(config, stringify({ ...doc, server_address: proxy.address }), 0o644);
         signal(pid, 'SIGKILL');
         await waitFor(() => !isAlive(pid), 5_000);
         const newPid = respawn(snap, c.log);
