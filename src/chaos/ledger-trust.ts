@@ -1,5 +1,4 @@
-import { closeSync, fsyncSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { lstatSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SvidscopeError } from '../common/errors/catalog.js';
@@ -28,22 +27,6 @@ export function assertPrivate(file: string, what: string): void {
       : (st.mode & 0o022) !== 0 ? `is writable by group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`
         : undefined;
   if (problem) throw new SvidscopeError('chaos-ledger-untrusted', `chaos: ${what} ${file} ${problem}; refusing to trust it (fix its owner/mode or remove it)`);
-}
-
-/** Writes the ledger through a fresh, unpredictable, exclusive 0600 temp file (never a planted one). */
-export function writePrivate(file: string, data: string): void {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(tmp, file);
 }
 
 const within = (root: string, p: string): boolean => {

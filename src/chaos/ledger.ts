@@ -3,7 +3,8 @@ import path from 'node:path';
 import { connectAdmin } from '../identity-plane/server-api/admin-client.js';
 import { moveBack, removeCgroup, type CpuHierarchy, type ThrottledProc } from './cgroup.js';
 import { argvMatcher } from './stack.js';
-import { assertPrivate, assertSteps, writePrivate } from './ledger-trust.js';
+import { assertPrivate, assertSteps } from './ledger-trust.js';
+import { writeFileAtomic } from '../common/fs/atomic.js';
 import { findPids, isAlive, respawn, sameProcess, signal, waitFor, httpOk } from './proc.js';
 import { deleteEntries, killMarked, publishAuthority, relayPass, removePath, restoreFederation } from './faults/rollback-ops.js';
 
@@ -99,7 +100,8 @@ export class Ledger {
       chmodSync(dir, 0o700); // mkdir's mode is cut by the umask; 0700 exactly
     }
     assertPrivate(dir, 'chaos dir');
-    writePrivate(this.file, JSON.stringify(f, null, 2) + '\n');
+    // 0600 through an exclusive temp file: no predictable name a planted symlink could redirect.
+    writeFileAtomic(this.file, JSON.stringify(f, null, 2) + '\n');
   }
 
   private update(fn: (f: LedgerFile) => void): void {
