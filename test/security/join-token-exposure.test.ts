@@ -95,4 +95,19 @@ describe('join token file', () => {
       await child;
     }
   });
+
+  it('an agent whose join_token_file others can read warns about it', async () => {
+    const port = await freePort();
+    const loose = path.join(dir, 'loose.join-token');
+    writeFileSync(loose, 'not-a-real-token\n', { mode: 0o644 });
+    chmodSync(loose, 0o644);
+    const { child, logs } = spawnCli(['agent', 'run', '--trust-domain', 'example.org', '--server-address', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'loose-agent'), '--insecure-bootstrap', '--health-bind', '127.0.0.1:0', '--join-token-file', loose]);
+    try {
+      await waitFor('warning', async () => logs().includes('join_token_file is readable by group or others'), 20_000, logs);
+      expect(logs()).not.toContain('visible to other local users'); // no flag, no flag warning
+    } finally {
+      child.kill('SIGKILL');
+      await child;
+    }
+  });
 });

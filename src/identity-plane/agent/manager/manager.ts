@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Clock, TimerHandle } from '../../../common/clock.js';
 import { SvidscopeError, isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
@@ -217,6 +217,10 @@ export class AgentManager {
   private joinToken(): string {
     const { joinToken, joinTokenFile } = this.deps.config;
     const token = joinTokenFile ? readFileSync(joinTokenFile, 'utf8').trim() : joinToken;
+    // A token others can read is as exposed as one on the command line: say so, then use it.
+    if (joinTokenFile && (statSync(joinTokenFile).mode & 0o077) !== 0) {
+      this.deps.logger.warn({ file: joinTokenFile, mode: (statSync(joinTokenFile).mode & 0o777).toString(8) }, 'join_token_file is readable by group or others; make it 0600');
+    }
     if (!token) throw new SvidscopeError('config-invalid', 'agent: not attested and no join token configured (join_token or join_token_file)');
     return token;
   }
