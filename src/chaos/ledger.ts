@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, constants, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { connectAdmin } from '../identity-plane/server-api/admin-client.js';
 import { moveBack, removeCgroup, type CpuHierarchy, type ThrottledProc } from './cgroup.js';
@@ -171,7 +171,9 @@ async function playStep(s: RollbackStep): Promise<string> {
         return `no backup ${s.backup}: ${s.path} was never changed${s.orRemove ? ' (removed any copy made since)' : ''}`;
       }
       const tmp = `${s.path}.chaos-restore`;
-      copyFileSync(s.backup, tmp);
+      // Exclusive: a symlink planted at this predictable name fails the copy instead of redirecting it.
+      rmSync(tmp, { force: true });
+      copyFileSync(s.backup, tmp, constants.COPYFILE_EXCL);
       renameSync(tmp, s.path);
       rmSync(s.backup, { force: true });
       return `restored ${s.path}`;

@@ -1,8 +1,9 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Ledger } from '../../src/chaos/index.js';
+import { playRollback } from '../../src/chaos/ledger.js';
 import { cliProcess } from '../support/cli.js';
 import { ensureUser, runNodeAs } from '../support/users.js';
 
@@ -118,5 +119,20 @@ describe('chaos ledger: trust checks', () => {
     writeFileSync(target, JSON.stringify({ version: 1, runs: [] }), { mode: 0o600 });
     symlinkSync(target, path.join(dataDir, 'chaos', 'state.json'));
     expect(() => new Ledger(dataDir).read()).toThrow(expect.objectContaining({ code: 'chaos-ledger-untrusted' }) as Error);
+  });
+
+  it('a restore-file step does not write through a symlink planted at its temp name', async () => {
+    const dataDir = stackDir('restore');
+    mkdirSync(path.join(dataDir, 'chaos'), { mode: 0o700 });
+    const target = path.join(dataDir, 'agent-1.yaml');
+    const backup = path.join(dataDir, 'chaos', 'agent-1.yaml.orig');
+    writeFileSync(target, 'changed\n');
+    writeFileSync(backup, 'original\n', { mode: 0o600 });
+    const victim = path.join(root, 'victim');
+    writeFileSync(victim, 'untouched\n');
+    symlinkSync(victim, `${target}.chaos-restore`);
+    await playRollback([{ op: 'restore-file', path: target, backup }]);
+    expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
+    expect(readFileSync(target, 'utf8')).toBe('original\n');
   });
 });
