@@ -4,7 +4,7 @@
  * is a new handle on that same store, which is how reopen and two-server races are tested.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Datastore } from '../../src/identity-plane/server/datastore/index.js';
+import { latestSchemaVersion, type Datastore } from '../../src/identity-plane/server/datastore/index.js';
 import { at, expectCode, newAgent, newBundle, newCaKey, newEntry, T0 } from './fixtures.js';
 
 export type StoreOpener = () => Promise<Datastore>;
@@ -145,6 +145,18 @@ export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpe
         await expectCode(ds.updateAgent(newAgent(), T0), 'not-found');
         await expectCode(ds.setAgentBanned('spiffe://example.org/none', true, T0), 'not-found');
       });
+
+      it('keeps the serial a renewal replaced, with its deadline, until the next update clears it', async () => {
+        const agent = await ds.createAgent(newAgent(), T0);
+        expect(agent).toMatchObject({ previousSerialNumber: '', previousSerialValidUntil: new Date(0) });
+        const renewed = await ds.updateAgent({ ...agent, serialNumber: 'ff', previousSerialNumber: agent.serialNumber, previousSerialValidUntil: at(90) }, at(60));
+        expect(renewed).toMatchObject({ serialNumber: 'ff', previousSerialNumber: agent.serialNumber, previousSerialValidUntil: at(90) });
+        expect(await ds.getAgent(agent.spiffeId)).toEqual(renewed);
+        // Banning keeps the serials (the ban refuses every one of them anyway).
+        expect(await ds.setAgentBanned(agent.spiffeId, true, at(61))).toMatchObject({ serialNumber: 'ff', previousSerialNumber: agent.serialNumber });
+        const reattested = await ds.updateAgent({ ...newAgent(), serialNumber: '0100', banned: false }, at(70));
+        expect(reattested).toMatchObject({ serialNumber: '0100', previousSerialNumber: '', previousSerialValidUntil: new Date(0) });
+      });
     });
 
     describe('join tokens', () => {
@@ -230,7 +242,7 @@ export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpe
       });
 
       it('reports health, and refuses work once closed', async () => {
-        expect(await ds.health()).toMatchObject({ ok: true, backend: ds.backend, schemaVersion: 1 });
+        expect(await ds.health()).toMatchObject({ ok: true, backend: ds.backend, schemaVersion: latestSchemaVersion });
         await ds.close();
         await expectCode(ds.getEntry('x'), 'unavailable', /store is closed/);
         expect(await ds.health()).toMatchObject({ ok: false, error: 'datastore: store is closed' });

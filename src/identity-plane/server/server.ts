@@ -124,6 +124,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const nodeServer = new grpc.Server();
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
+      agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience,
       observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer }));
     const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
     const { host, port } = checkHostPort(config.bind, 'bind');

@@ -36,6 +36,8 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   const failures = counter(registry, F.signingFailures);
   const csrs = counter(registry, F.csrs);
   const attestations = counter(registry, F.attestations);
+  const agentRefusals = counter(registry, F.agentAuthRefusals);
+  const limitRefusals = counter(registry, F.limitRefusals);
   const dsDuration = histogram(registry, F.datastoreDuration);
 
   gauge(registry, F.keyPhase, function () {
@@ -94,6 +96,8 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
       },
       csr: (result) => csrs.inc({ result }),
       attestation: (method, result, reason) => attestations.inc({ method, result, reason }),
+      agentRefused: (reason) => agentRefusals.inc({ reason }),
+      limitHit: (limit) => limitRefusals.inc({ limit }),
     },
     instrumentDatastore: (ds) =>
       new Proxy(ds, {

@@ -7,7 +7,7 @@ import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeId, spiffeIdFromPath, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { certificateFacts } from '../../spiffe/internal/x509.js';
-import { mintJwtSvid } from '../../spiffe/jwtsvid/index.js';
+import { checkJwtAudienceLimits, mintJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import { parseCsr } from '../../spiffe/mint/csr.js';
 import type { CaManager } from '../ca/manager.js';
 import type { BundlePublisher } from '../bundle/publisher.js';
@@ -28,6 +28,10 @@ export interface NodeServiceDeps {
   clock: Clock;
   logger: Logger;
   ttl: { defaultX509SvidSeconds: number; defaultJwtSvidSeconds: number; agentSeconds: number };
+  /** How long the serial a renewal replaced stays accepted (a lost renewal answer can be retried). */
+  agentRenewalGraceSeconds: number;
+  /** Limits on the audiences of one NewJWTSVID request. */
+  jwtAudience: JwtAudienceLimits;
   /** Called after each request with its outcome (telemetry). */
   observe?: (method: string, code: grpc.status, seconds: number) => void;
   events?: NodeServiceEvents;
@@ -40,6 +44,10 @@ export interface NodeServiceEvents {
   refused?(svidType: 'x509' | 'jwt' | 'agent_x509', reason: string, seconds: number): void;
   csr?(result: 'valid' | 'invalid'): void;
   attestation?(method: string, result: 'success' | 'failure', reason: string): void;
+  /** An agent call refused at authentication; reason is one of not_attested, banned, stale_serial. */
+  agentRefused?(reason: 'not_attested' | 'banned' | 'stale_serial'): void;
+  /** A request refused by a configured limit (bounded: the limit's config key). */
+  limitHit?(limit: string): void;
 }
 
 /** A bounded reason label from an error: its catalogue code, or the gRPC status name. */
@@ -58,6 +66,11 @@ function reasonOf(err: unknown): string {
   if (err instanceof StatusError) return grpc.status[err.code]?.toLowerCase() ?? 'unknown';
   if (isSvidscopeError(err)) return err.code;
   return 'internal';
+}
+
+/** A certificate serial as lowercase hex without leading zeros, however it was written. */
+function normalSerial(hex: string): string {
+  return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(16) : hex.toLowerCase();
 }
 
 /** SPIRE's per-request cap on CSRs in one batch. */
@@ -96,10 +109,16 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     };
   };
 
-  const authenticate = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<AttestedAgent> => {
+  /**
+   * The caller's agent record, once its SVID is proven current: TLS proved the chain, but an SVID a
+   * renewal or a new attestation replaced, or one issued before an eviction, must not keep working.
+   * Returns the serial presented too (a renewal keeps it acceptable for the grace window).
+   */
+  const authenticate = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<AttestedAgent & { presentedSerial: string }> => {
     const peer = call.getAuthContext()?.sslPeerCertificate;
     if (!peer?.raw) throw new StatusError(grpc.status.UNAUTHENTICATED, 'an agent X.509-SVID signed by this trust domain is required');
-    const uris = certificateFacts(new X509Certificate(peer.raw)).uriSans;
+    const cert = new X509Certificate(peer.raw);
+    const uris = certificateFacts(cert).uriSans;
     let id: SpiffeId;
     try {
       id = parseSpiffeId(uris[0] ?? '');
@@ -113,11 +132,25 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     try {
       agent = await datastore.getAgent(id.toString());
     } catch (err) {
-      if (isSvidscopeError(err) && err.code === 'not-found') throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`);
+      if (isSvidscopeError(err) && err.code === 'not-found') {
+        ev.agentRefused?.('not_attested');
+        throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`);
+      }
       throw err;
     }
-    if (agent.banned) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is banned`);
-    return agent;
+    if (agent.banned) {
+      ev.agentRefused?.('banned');
+      throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is banned`);
+    }
+    const presented = normalSerial(cert.serialNumber);
+    const current = presented === normalSerial(agent.serialNumber);
+    const inGrace = !!agent.previousSerialNumber && presented === normalSerial(agent.previousSerialNumber)
+      && clock.nowMs() < (agent.previousSerialValidUntil?.getTime() ?? 0);
+    if (!current && !inGrace) {
+      ev.agentRefused?.('stale_serial');
+      throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} presented an SVID that is no longer its current one (renewed, re-attested or evicted since); use the latest SVID or attest again`);
+    }
+    return { ...agent, presentedSerial: presented };
   };
 
   // The entry view is refreshed by the server's periodic tick and by local admin writes, not per
@@ -162,7 +195,13 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const agent = await authenticate(call);
       if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
       const { svid, serial, expiresAt } = mintAgentSvid(parseSpiffeId(agent.spiffeId), req.csr);
-      await datastore.updateAgent({ ...agent, serialNumber: serial, expiresAt }, clock.now());
+      // Only the new serial and the one this request came with stay valid: an SVID from a parallel
+      // renewal that was never used dies here, and the presented one only for the grace window.
+      const { presentedSerial, createdAt: _c, updatedAt: _u, ...record } = agent;
+      await datastore.updateAgent({
+        ...record, serialNumber: serial, expiresAt, previousSerialNumber: presentedSerial,
+        previousSerialValidUntil: new Date(clock.nowMs() + deps.agentRenewalGraceSeconds * 1000),
+      }, clock.now());
       return { svid };
     }),
 
@@ -215,6 +254,11 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const agent = await authenticate(call);
       const audience = (req.audience ?? []).filter((a) => a !== '');
       if (audience.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'at least one audience is required');
+      const hit = checkJwtAudienceLimits(audience, deps.jwtAudience);
+      if (hit) {
+        ev.limitHit?.(hit.limit);
+        throw hit;
+      }
       const start = process.hrtime.bigint();
       let entry: RegistrationEntry;
       try {

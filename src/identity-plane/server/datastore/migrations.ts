@@ -81,6 +81,14 @@ const steps: readonly Step[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    description: 'agents: the serial a renewal replaced and until when it is still accepted',
+    statements: () => [
+      `ALTER TABLE attested_agents ADD COLUMN previous_serial_number TEXT NOT NULL DEFAULT ''`,
+      `ALTER TABLE attested_agents ADD COLUMN previous_serial_valid_until BIGINT NOT NULL DEFAULT 0`,
+    ],
+  },
 ];
 
 export const latestSchemaVersion = steps[steps.length - 1].version;

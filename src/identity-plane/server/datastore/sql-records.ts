@@ -6,7 +6,7 @@ import type { AgentFilter, AgentRecord, AttestedAgent, CaKeyKind, CaKeyPhase, Ca
 import { fail, type Dialect, type Executor, type Param, type Row } from './driver.js';
 
 const MAX_SEQUENCE = 2n ** 63n - 1n;
-const AGENT_COLUMNS = 'spiffe_id, serial_number, expires_at, banned, attestation_type, selectors, created_at, updated_at';
+const AGENT_COLUMNS = 'spiffe_id, serial_number, expires_at, banned, attestation_type, selectors, created_at, updated_at, previous_serial_number, previous_serial_valid_until';
 const CA_COLUMNS = 'id, kind, phase, certificate_der, public_key_der, private_key_pkcs8, not_after, created_at';
 
 export async function deleteOne(tx: Executor, table: string, key: string, value: string, what: string): Promise<void> {
@@ -22,10 +22,11 @@ export function validateAgent(a: AgentRecord): void {
 }
 
 export async function insertAgent(tx: Executor, a: AgentRecord, now: Date): Promise<AttestedAgent> {
-  await tx.run(`INSERT INTO attested_agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, [
+  await tx.run(`INSERT INTO attested_agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
     a.spiffeId, a.serialNumber, a.expiresAt.getTime(), a.banned, a.attestationType, JSON.stringify(a.selectors), now.getTime(), now.getTime(),
+    a.previousSerialNumber ?? '', a.previousSerialValidUntil?.getTime() ?? 0,
   ]);
-  return { ...a, createdAt: now, updatedAt: now };
+  return { ...a, previousSerialNumber: a.previousSerialNumber ?? '', previousSerialValidUntil: a.previousSerialValidUntil ?? new Date(0), createdAt: now, updatedAt: now };
 }
 
 export async function getAgent(tx: Executor, spiffeId: string): Promise<AttestedAgent> {
@@ -36,9 +37,11 @@ export async function getAgent(tx: Executor, spiffeId: string): Promise<Attested
 
 export async function updateAgent(tx: Executor, a: AgentRecord, now: Date): Promise<AttestedAgent> {
   const rows = await tx.all(
-    `UPDATE attested_agents SET serial_number = ?, expires_at = ?, banned = ?, attestation_type = ?, selectors = ?, updated_at = ?
+    `UPDATE attested_agents SET serial_number = ?, expires_at = ?, banned = ?, attestation_type = ?, selectors = ?, updated_at = ?,
+     previous_serial_number = ?, previous_serial_valid_until = ?
      WHERE spiffe_id = ? RETURNING ${AGENT_COLUMNS}`,
-    [a.serialNumber, a.expiresAt.getTime(), a.banned, a.attestationType, JSON.stringify(a.selectors), now.getTime(), a.spiffeId],
+    [a.serialNumber, a.expiresAt.getTime(), a.banned, a.attestationType, JSON.stringify(a.selectors), now.getTime(),
+      a.previousSerialNumber ?? '', a.previousSerialValidUntil?.getTime() ?? 0, a.spiffeId],
   );
   if (rows.length === 0) throw fail('not-found', `agent "${a.spiffeId}" does not exist`);
   return toAgent(rows[0]);
@@ -78,6 +81,8 @@ function toAgent(r: Row): AttestedAgent {
     selectors: JSON.parse(String(r.selectors)) as Selector[],
     createdAt: new Date(Number(r.created_at)),
     updatedAt: new Date(Number(r.updated_at)),
+    previousSerialNumber: String(r.previous_serial_number ?? ''),
+    previousSerialValidUntil: new Date(Number(r.previous_serial_valid_until ?? 0)),
   };
 }
 

@@ -64,7 +64,14 @@ export interface EntryChanges {
 
 export interface AttestedAgent {
   readonly spiffeId: string;
+  /** Hex serial of the agent SVID last issued to it: the only one accepted outside the renewal window. */
   readonly serialNumber: string;
+  /**
+   * The serial the last renewal was requested with, still accepted until `previousSerialValidUntil` so a
+   * renewal whose answer was lost can be retried and calls already in flight finish ('' when none).
+   */
+  readonly previousSerialNumber?: string;
+  readonly previousSerialValidUntil?: Date;
   readonly expiresAt: Date;
   readonly banned: boolean;
   readonly attestationType: string;
