@@ -146,6 +146,39 @@ export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpe
         await expectCode(ds.setAgentBanned('spiffe://example.org/none', true, T0), 'not-found');
       });
 
+      it('feeds agent changes by revision: creates, renewals, bans and evictions (tombstones), with full resync', async () => {
+        const start = await ds.listAgentsChangedSince(0);
+        expect(start).toMatchObject({ changed: [], deletedIds: [], fullResync: false });
+        const a = await ds.createAgent(newAgent(), T0);
+        const b = await ds.createAgent(newAgent({ spiffeId: 'spiffe://example.org/spire/agent/join_token/b' }), T0);
+        expect(b.revision).toBeGreaterThan(a.revision);
+        const afterCreate = await ds.listAgentsChangedSince(start.revision);
+        expect(afterCreate.changed.map((x) => x.spiffeId).sort()).toEqual([a.spiffeId, b.spiffeId].sort());
+        expect(afterCreate.revision).toBe(b.revision);
+        const banned = await ds.setAgentBanned(b.spiffeId, true, at(1));
+        expect(banned.revision).toBeGreaterThan(b.revision);
+        const renewed = await ds.updateAgent({ ...a, serialNumber: 'ff' }, at(2));
+        const delta = await ds.listAgentsChangedSince(afterCreate.revision);
+        expect(delta.changed.map((x) => [x.spiffeId, x.serialNumber, x.banned])).toEqual(
+          [[a.spiffeId, 'ff', false], [b.spiffeId, b.serialNumber, true]].sort((x, y) => String(x[0]).localeCompare(String(y[0]))));
+        expect(delta.revision).toBe(renewed.revision);
+        await ds.deleteAgent(b.spiffeId);
+        const evicted = await ds.listAgentsChangedSince(delta.revision);
+        expect(evicted).toMatchObject({ changed: [], deletedIds: [b.spiffeId], fullResync: false });
+        await expectCode(ds.deleteAgent(b.spiffeId), 'not-found');
+        expect((await ds.listAgentsChangedSince(evicted.revision)).changed).toEqual([]); // a failed write moves nothing
+        // The same ID attesting again is live: no tombstone left for it.
+        await ds.createAgent(newAgent({ spiffeId: b.spiffeId }), at(3));
+        const back = await ds.listAgentsChangedSince(delta.revision);
+        expect(back.deletedIds).toEqual([]);
+        expect(back.changed.map((x) => x.spiffeId)).toEqual([b.spiffeId]);
+        // Behind the pruned tombstones or ahead of the store: start over from the full set.
+        await ds.pruneAgentTombstones(back.revision);
+        expect(await ds.listAgentsChangedSince(delta.revision)).toMatchObject({ fullResync: true });
+        expect((await ds.listAgentsChangedSince(back.revision + 100)).changed).toHaveLength(2);
+        expect((await ds.listAgentsChangedSince(back.revision)).fullResync).toBe(false);
+      });
+
       it('keeps the serial a renewal replaced, with its deadline, until the next update clears it', async () => {
         const agent = await ds.createAgent(newAgent(), T0);
         expect(agent).toMatchObject({ previousSerialNumber: '', previousSerialValidUntil: new Date(0) });
