@@ -24,6 +24,7 @@ import type { ServerConfig } from './config.js';
 import { checkHostPort } from '../../common/net.js';
 import { openDatastore } from './datastore/index.js';
 import type { Datastore } from './datastore/types.js';
+import { AgentCache } from './registration/agent-cache.js';
 import { EntryCache } from './registration/entry-cache.js';
 import { SERVER_ID_PATH } from './registration/validate.js';
 import { createServerTelemetry } from './telemetry.js';
@@ -94,6 +95,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const entries = new EntryCache(datastore);
     live.entries = entries;
     await entries.refresh();
+    const agents = new AgentCache(datastore);
+    await agents.refresh();
 
     // TLS: the server presents its own X509-SVID and trusts the bundle's authorities for agent certificates.
     const tls = new InMemoryCertificateProvider();
@@ -122,7 +125,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const { node, admin } = serverServices();
     const nodeServer = new grpc.Server();
-    nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'api' }),
+    nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
       agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience,
       observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer }));
@@ -141,7 +144,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const adminServer = new grpc.Server();
     const adminLogger = logger.child({ subsystem: 'admin' });
     adminServer.addService(admin, {
-      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin') }),
+      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin') }),
       ...createFederationHandlers({ federation, logger: adminLogger, observe: telemetry.observe('admin') }),
     });
     prepareSocketPath(config.adminSocket);
@@ -155,6 +158,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const tick = async () => {
       await bundles.sync();
       await entries.refresh();
+      await agents.refresh();
       await datastore.pruneJoinTokens(clock.now());
       const published = new Set(ca.status().filter((s) => s.kind === 'x509' && !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
       const due = clock.nowMs() >= serverSvidRenewAt || !servingCaId;

@@ -14,6 +14,7 @@ import type { BundlePublisher } from '../bundle/publisher.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/types.js';
 import { attestJoinToken } from '../attestor-node/join-token.js';
 import { authorizedEntries } from '../registration/authorized.js';
+import type { AgentCache } from '../registration/agent-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
@@ -25,6 +26,8 @@ export interface NodeServiceDeps {
   ca: CaManager;
   bundles: BundlePublisher;
   entries: EntryCache;
+  /** Agent records as of the change feed; authentication reads these, not the datastore. */
+  agents: AgentCache;
   clock: Clock;
   logger: Logger;
   ttl: { defaultX509SvidSeconds: number; defaultJwtSvidSeconds: number; agentSeconds: number };
@@ -81,7 +84,7 @@ export const MAX_BATCH = 500;
  * (verified by TLS against the bundle); the agent record must exist (not evicted) and not be banned.
  */
 export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplementation {
-  const { trustDomain, datastore, ca, bundles, entries, clock, logger } = deps;
+  const { trustDomain, datastore, ca, bundles, entries, agents, clock, logger } = deps;
   const serverId = spiffeIdFromPath(trustDomain, SERVER_ID_PATH).toString();
   const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) =>
     unary(logger, method, fn, deps.observe, deps.tracer);
@@ -128,25 +131,26 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     if (uris.length !== 1 || !id.memberOf(trustDomain) || !id.path.startsWith('/spire/agent/')) {
       throw new StatusError(grpc.status.UNAUTHENTICATED, `${id} is not an agent of trust domain ${trustDomain.name}`);
     }
-    let agent: AttestedAgent;
-    try {
-      agent = await datastore.getAgent(id.toString());
-    } catch (err) {
-      if (isSvidscopeError(err) && err.code === 'not-found') {
-        ev.agentRefused?.('not_attested');
-        throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`);
-      }
-      throw err;
+    const presented = normalSerial(cert.serialNumber);
+    const accepts = (a: AttestedAgent) => presented === normalSerial(a.serialNumber)
+      || (!!a.previousSerialNumber && presented === normalSerial(a.previousSerialNumber) && clock.nowMs() < (a.previousSerialValidUntil?.getTime() ?? 0));
+    // The cached record decides in the steady state. A miss or a serial it does not know may be a
+    // change this server has not pulled yet (an attestation or renewal through another server), so
+    // pull the feed once before refusing; bans and evictions already cached refuse without a read.
+    let agent = agents.get(id.toString());
+    if (!agent || (!agent.banned && !accepts(agent))) {
+      await agents.refresh();
+      agent = agents.get(id.toString());
+    }
+    if (!agent) {
+      ev.agentRefused?.('not_attested');
+      throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`);
     }
     if (agent.banned) {
       ev.agentRefused?.('banned');
       throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is banned`);
     }
-    const presented = normalSerial(cert.serialNumber);
-    const current = presented === normalSerial(agent.serialNumber);
-    const inGrace = !!agent.previousSerialNumber && presented === normalSerial(agent.previousSerialNumber)
-      && clock.nowMs() < (agent.previousSerialValidUntil?.getTime() ?? 0);
-    if (!current && !inGrace) {
+    if (!accepts(agent)) {
       ev.agentRefused?.('stale_serial');
       throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} presented an SVID that is no longer its current one (renewed, re-attested or evicted since); use the latest SVID or attest again`);
     }
@@ -175,6 +179,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     const record = { spiffeId: agentId.toString(), serialNumber: serial, expiresAt, banned: false, attestationType: 'join_token', selectors };
     if (existing) await datastore.updateAgent(record, clock.now());
     else await datastore.createAgent(record, clock.now());
+    await agents.refresh(); // the new serial is the only one this server accepts from now on
     logger.info({ agentId: agentId.toString() }, 'agent attested');
     return { svid, bundle: bundleMessage(bundles.current, bundles.currentDocument, bundles.currentUpdatedAt) };
   };
@@ -202,6 +207,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
         ...record, serialNumber: serial, expiresAt, previousSerialNumber: presentedSerial,
         previousSerialValidUntil: new Date(clock.nowMs() + deps.agentRenewalGraceSeconds * 1000),
       }, clock.now());
+      await agents.refresh();
       return { svid };
     }),
 
