@@ -32,11 +32,11 @@ async function renew(t: TestServer, id: AgentIdentity): Promise<AgentIdentity> {
   const res = await call(t, id, 'RenewAgent', { csr: createCsr(key.privateKey, key.publicKey) }) as { svid: { cert_chain: Buffer[]; spiffe_id: string } };
   return { key, chainDer: res.svid.cert_chain, spiffeId: res.svid.spiffe_id };
 }
-/** Agent reads the server made from its datastore (instrumented operations; listAgents is the scrape-time gauge). */
+/** Agent reads the server made from its datastore (instrumented operations; scraping reads none either). */
 async function agentReads(registry: Registry): Promise<number> {
   const text = await registry.metrics();
   let n = 0;
-  for (const m of text.matchAll(/^svidscope_server_datastore_operation_duration_seconds_count\{[^}]*operation="(getAgent|listAgentsChangedSince)"[^}]*\} (\d+)/gm)) n += Number(m[2]);
+  for (const m of text.matchAll(/^svidscope_server_datastore_operation_duration_seconds_count\{[^}]*operation="(getAgent|listAgents|listAgentsChangedSince)"[^}]*\} (\d+)/gm)) n += Number(m[2]);
   return n;
 }
 const denied = (re: RegExp) => ({ code: grpc.status.PERMISSION_DENIED, details: expect.stringMatching(re) as string });
@@ -56,6 +56,7 @@ describe('agent record cache on one server', () => {
     await expect(call(t, renewed)).resolves.toBeDefined();
     await t.admin.call('BanAgent', { id: agent.spiffeId });
     await expect(call(t, renewed)).rejects.toMatchObject(denied(/banned/));
+    expect(await registry.metrics()).toMatch(/^svidscope_server_attested_agents\{state="banned"\} 1$/m);
     const other = await attestAgent(t);
     await t.admin.call('EvictAgent', { id: other.spiffeId });
     await expect(call(t, other)).rejects.toMatchObject(denied(/not attested or was evicted/));

@@ -41,7 +41,7 @@ export const serverFamilies = {
   datastoreDuration: f('svidscope_server_datastore_operation_duration_seconds', 'histogram', 'Datastore operation latency by operation and result.', ['operation', 'result'], LATENCY_BUCKETS),
   agentAuthRefusals: f('svidscope_server_agent_auth_refusals_total', 'counter', 'Agent API calls refused at authentication, by reason (not_attested, banned, stale_serial: an SVID replaced by renewal or re-attestation).', ['reason']),
   limitRefusals: f('svidscope_server_limit_refusals_total', 'counter', 'Agent API requests refused by a configured limit, by the limit\'s config key (jwt_audience_max_count, jwt_audience_max_bytes).', ['limit']),
-  agents: f('svidscope_server_attested_agents', 'gauge', 'Attested agents known to the datastore, by state (active, banned).', ['state']),
+  agents: f('svidscope_server_attested_agents', 'gauge', 'Attested agents by state (active, banned), from this server\'s agent cache (current as of the last cache_reload_interval).', ['state']),
   entries: f('svidscope_server_registration_entries', 'gauge', 'Registration entries in the server\'s entry view.', []),
   buildInfo: f('svidscope_build_info', 'gauge', 'Constant 1, labelled with the running version and component.', ['version', 'component']),
 } as const;

@@ -67,10 +67,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const registry = deps.registry ?? createRegistry();
   const td = config.trustDomain;
   // Telemetry reads live state at scrape time; the references fill in as the parts start.
-  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; datastore?: Datastore } = {};
+  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore } = {};
   const telemetry = deps.withoutMetrics
     ? { observe: () => undefined, nodeEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
-    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, datastore: () => live.datastore });
+    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
   const datastore = telemetry.instrumentDatastore(await openDatastore(config.datastore));
@@ -96,6 +96,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     live.entries = entries;
     await entries.refresh();
     const agents = new AgentCache(datastore);
+    live.agents = agents;
     await agents.refresh();
 
     // TLS: the server presents its own X509-SVID and trusts the bundle's authorities for agent certificates.

@@ -24,6 +24,13 @@ export class AgentCache {
     return this.agents.size;
   }
 
+  /** Agents in the view by state (the attested-agents gauge). */
+  counts(): { active: number; banned: number } {
+    let banned = 0;
+    for (const a of this.agents.values()) if (a.banned) banned++;
+    return { active: this.agents.size - banned, banned };
+  }
+
   /** The cached record, or undefined when the view has none (not attested, evicted, or not pulled yet). */
   get(spiffeId: string): AttestedAgent | undefined {
     return this.agents.get(spiffeId);
