@@ -100,6 +100,10 @@ if (!url) {
       // Banned through A: B serves from its cache until its next reload, then refuses.
       await a.admin.call('BanAgent', { id: agent.spiffeId });
       await expect(call(a, renewed)).rejects.toMatchObject(denied(/banned/));
+      // A renewal through B before its reload starts from the stored record: refused, and still banned.
+      const csrKey = generateKeyPair('ec-p256');
+      await expect(call(b, renewed, 'RenewAgent', { csr: createCsr(csrKey.privateKey, csrKey.publicKey) })).rejects.toMatchObject(denied(/banned/));
+      expect((await a.server.datastore.getAgent(agent.spiffeId)).banned).toBe(true);
       await b.server.tick();
       await expect(call(b, renewed)).rejects.toMatchObject(denied(/banned/));
 

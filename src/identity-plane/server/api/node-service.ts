@@ -76,6 +76,19 @@ function normalSerial(hex: string): string {
   return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(16) : hex.toLowerCase();
 }
 
+/** The three ways an agent is refused at authentication, worded once (agents match "evicted|not attested"). */
+const refusal = {
+  notAttested: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`),
+  banned: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is banned`),
+  staleSerial: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} presented an SVID that is no longer its current one (renewed, re-attested or evicted since); use the latest SVID or attest again`),
+};
+
+/** Whether the record takes this serial: its current one, or the one a renewal replaced while in grace. */
+function acceptsSerial(a: AttestedAgent, presented: string, nowMs: number): boolean {
+  return presented === normalSerial(a.serialNumber)
+    || (!!a.previousSerialNumber && presented === normalSerial(a.previousSerialNumber) && nowMs < (a.previousSerialValidUntil?.getTime() ?? 0));
+}
+
 /** SPIRE's per-request cap on CSRs in one batch. */
 export const MAX_BATCH = 500;
 
@@ -132,8 +145,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       throw new StatusError(grpc.status.UNAUTHENTICATED, `${id} is not an agent of trust domain ${trustDomain.name}`);
     }
     const presented = normalSerial(cert.serialNumber);
-    const accepts = (a: AttestedAgent) => presented === normalSerial(a.serialNumber)
-      || (!!a.previousSerialNumber && presented === normalSerial(a.previousSerialNumber) && clock.nowMs() < (a.previousSerialValidUntil?.getTime() ?? 0));
+    const accepts = (a: AttestedAgent) => acceptsSerial(a, presented, clock.nowMs());
     // The cached record decides in the steady state. A miss or a serial it does not know may be a
     // change this server has not pulled yet (an attestation or renewal through another server), so
     // pull the feed once before refusing; bans and evictions already cached refuse without a read.
@@ -144,15 +156,15 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     }
     if (!agent) {
       ev.agentRefused?.('not_attested');
-      throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`);
+      throw refusal.notAttested(id.toString());
     }
     if (agent.banned) {
       ev.agentRefused?.('banned');
-      throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is banned`);
+      throw refusal.banned(id.toString());
     }
     if (!accepts(agent)) {
       ev.agentRefused?.('stale_serial');
-      throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} presented an SVID that is no longer its current one (renewed, re-attested or evicted since); use the latest SVID or attest again`);
+      throw refusal.staleSerial(id.toString());
     }
     return { ...agent, presentedSerial: presented };
   };
@@ -174,7 +186,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     checkCsr(req.csr); // refuse a bad CSR before the one-time token is burnt
     const { agentId, selectors } = await attestJoinToken(datastore, trustDomain, req.payload.toString('utf8'), clock.now());
     const existing = await datastore.getAgent(agentId.toString()).catch(() => undefined);
-    if (existing?.banned) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${agentId} is banned`);
+    if (existing?.banned) throw refusal.banned(agentId.toString());
     const { svid, serial, expiresAt } = mintAgentSvid(agentId, req.csr);
     const record = { spiffeId: agentId.toString(), serialNumber: serial, expiresAt, banned: false, attestationType: 'join_token', selectors };
     if (existing) await datastore.updateAgent(record, clock.now());
@@ -199,13 +211,27 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     RenewAgent: wrap('RenewAgent', async (req: { csr: Buffer }, call) => {
       const agent = await authenticate(call);
       if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
+      // The write starts from the stored record, not the cached one: a ban through another server not
+      // pulled yet must neither be lost by this write nor let the renewal through.
+      let stored: AttestedAgent;
+      try {
+        stored = await datastore.getAgent(agent.spiffeId);
+      } catch (err) {
+        if (isSvidscopeError(err) && err.code === 'not-found') throw refusal.notAttested(agent.spiffeId);
+        throw err;
+      }
+      if (stored.banned) throw refusal.banned(agent.spiffeId);
+      const now = clock.nowMs();
+      if (!acceptsSerial(stored, agent.presentedSerial, now)) throw refusal.staleSerial(agent.spiffeId);
       const { svid, serial, expiresAt } = mintAgentSvid(parseSpiffeId(agent.spiffeId), req.csr);
       // Only the new serial and the one this request came with stay valid: an SVID from a parallel
-      // renewal that was never used dies here, and the presented one only for the grace window.
-      const { presentedSerial, createdAt: _c, updatedAt: _u, ...record } = agent;
+      // renewal that was never used dies here. Renewing from the replaced serial keeps its deadline,
+      // so the grace window cannot be stretched by renewing again and again.
+      const fromCurrent = agent.presentedSerial === normalSerial(stored.serialNumber);
+      const { createdAt: _c, updatedAt: _u, revision: _r, ...record } = stored;
       await datastore.updateAgent({
-        ...record, serialNumber: serial, expiresAt, previousSerialNumber: presentedSerial,
-        previousSerialValidUntil: new Date(clock.nowMs() + deps.agentRenewalGraceSeconds * 1000),
+        ...record, serialNumber: serial, expiresAt, previousSerialNumber: agent.presentedSerial,
+        previousSerialValidUntil: fromCurrent ? new Date(now + deps.agentRenewalGraceSeconds * 1000) : stored.previousSerialValidUntil,
       }, clock.now());
       await agents.refresh();
       return { svid };
