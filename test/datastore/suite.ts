@@ -4,7 +4,7 @@
  * is a new handle on that same store, which is how reopen and two-server races are tested.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Datastore } from '../../src/identity-plane/server/datastore/index.js';
+import { latestSchemaVersion, type Datastore } from '../../src/identity-plane/server/datastore/index.js';
 import { at, expectCode, newAgent, newBundle, newCaKey, newEntry, T0 } from './fixtures.js';
 
 export type StoreOpener = () => Promise<Datastore>;
@@ -145,6 +145,51 @@ export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpe
         await expectCode(ds.updateAgent(newAgent(), T0), 'not-found');
         await expectCode(ds.setAgentBanned('spiffe://example.org/none', true, T0), 'not-found');
       });
+
+      it('feeds agent changes by revision: creates, renewals, bans and evictions (tombstones), with full resync', async () => {
+        const start = await ds.listAgentsChangedSince(0);
+        expect(start).toMatchObject({ changed: [], deletedIds: [], fullResync: false });
+        const a = await ds.createAgent(newAgent(), T0);
+        const b = await ds.createAgent(newAgent({ spiffeId: 'spiffe://example.org/spire/agent/join_token/b' }), T0);
+        expect(b.revision).toBeGreaterThan(a.revision);
+        const afterCreate = await ds.listAgentsChangedSince(start.revision);
+        expect(afterCreate.changed.map((x) => x.spiffeId).sort()).toEqual([a.spiffeId, b.spiffeId].sort());
+        expect(afterCreate.revision).toBe(b.revision);
+        const banned = await ds.setAgentBanned(b.spiffeId, true, at(1));
+        expect(banned.revision).toBeGreaterThan(b.revision);
+        const renewed = await ds.updateAgent({ ...a, serialNumber: 'ff' }, at(2));
+        const delta = await ds.listAgentsChangedSince(afterCreate.revision);
+        expect(delta.changed.map((x) => [x.spiffeId, x.serialNumber, x.banned])).toEqual(
+          [[a.spiffeId, 'ff', false], [b.spiffeId, b.serialNumber, true]].sort((x, y) => String(x[0]).localeCompare(String(y[0]))));
+        expect(delta.revision).toBe(renewed.revision);
+        await ds.deleteAgent(b.spiffeId);
+        const evicted = await ds.listAgentsChangedSince(delta.revision);
+        expect(evicted).toMatchObject({ changed: [], deletedIds: [b.spiffeId], fullResync: false });
+        await expectCode(ds.deleteAgent(b.spiffeId), 'not-found');
+        expect((await ds.listAgentsChangedSince(evicted.revision)).changed).toEqual([]); // a failed write moves nothing
+        // The same ID attesting again is live: no tombstone left for it.
+        await ds.createAgent(newAgent({ spiffeId: b.spiffeId }), at(3));
+        const back = await ds.listAgentsChangedSince(delta.revision);
+        expect(back.deletedIds).toEqual([]);
+        expect(back.changed.map((x) => x.spiffeId)).toEqual([b.spiffeId]);
+        // Behind the pruned tombstones or ahead of the store: start over from the full set.
+        await ds.pruneAgentTombstones(back.revision);
+        expect(await ds.listAgentsChangedSince(delta.revision)).toMatchObject({ fullResync: true });
+        expect((await ds.listAgentsChangedSince(back.revision + 100)).changed).toHaveLength(2);
+        expect((await ds.listAgentsChangedSince(back.revision)).fullResync).toBe(false);
+      });
+
+      it('keeps the serial a renewal replaced, with its deadline, until the next update clears it', async () => {
+        const agent = await ds.createAgent(newAgent(), T0);
+        expect(agent).toMatchObject({ previousSerialNumber: '', previousSerialValidUntil: new Date(0) });
+        const renewed = await ds.updateAgent({ ...agent, serialNumber: 'ff', previousSerialNumber: agent.serialNumber, previousSerialValidUntil: at(90) }, at(60));
+        expect(renewed).toMatchObject({ serialNumber: 'ff', previousSerialNumber: agent.serialNumber, previousSerialValidUntil: at(90) });
+        expect(await ds.getAgent(agent.spiffeId)).toEqual(renewed);
+        // Banning keeps the serials (the ban refuses every one of them anyway).
+        expect(await ds.setAgentBanned(agent.spiffeId, true, at(61))).toMatchObject({ serialNumber: 'ff', previousSerialNumber: agent.serialNumber });
+        const reattested = await ds.updateAgent({ ...newAgent(), serialNumber: '0100', banned: false }, at(70));
+        expect(reattested).toMatchObject({ serialNumber: '0100', previousSerialNumber: '', previousSerialValidUntil: new Date(0) });
+      });
     });
 
     describe('join tokens', () => {
@@ -230,7 +275,7 @@ export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpe
       });
 
       it('reports health, and refuses work once closed', async () => {
-        expect(await ds.health()).toMatchObject({ ok: true, backend: ds.backend, schemaVersion: 1 });
+        expect(await ds.health()).toMatchObject({ ok: true, backend: ds.backend, schemaVersion: latestSchemaVersion });
         await ds.close();
         await expectCode(ds.getEntry('x'), 'unavailable', /store is closed/);
         expect(await ds.health()).toMatchObject({ ok: false, error: 'datastore: store is closed' });

@@ -110,6 +110,7 @@ export const errorCatalog = {
   // Minting and CA
   'csr-invalid': invalid('the CSR cannot be decoded or its signature does not verify'),
   'ttl-invalid': invalid('the requested TTL is out of bounds'),
+  'jwt-audience-limit': invalid('a JWT-SVID request has more audiences, or a longer audience, than the configured limit (the message names it)'),
   'ca-key-mismatch': invalid('the CA key does not match the CA certificate'),
   'unsupported-key': invalid('the key algorithm is not supported for this use'),
 

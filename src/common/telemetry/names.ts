@@ -39,7 +39,9 @@ export const serverFamilies = {
   bundleUpdated: f('svidscope_server_bundle_last_update_timestamp_seconds', 'gauge', 'When the trust domain bundle last changed (Unix time).', []),
   bundleAuthorities: f('svidscope_server_bundle_authorities', 'gauge', 'Authorities in the trust domain bundle, by kind.', ['kind']),
   datastoreDuration: f('svidscope_server_datastore_operation_duration_seconds', 'histogram', 'Datastore operation latency by operation and result.', ['operation', 'result'], LATENCY_BUCKETS),
-  agents: f('svidscope_server_attested_agents', 'gauge', 'Attested agents known to the datastore, by state (active, banned).', ['state']),
+  agentAuthRefusals: f('svidscope_server_agent_auth_refusals_total', 'counter', 'Agent API calls refused at authentication, by reason (not_attested, banned, stale_serial: an SVID replaced by renewal or re-attestation).', ['reason']),
+  limitRefusals: f('svidscope_server_limit_refusals_total', 'counter', 'Agent API requests refused by a configured limit, by the limit\'s config key (jwt_audience_max_count, jwt_audience_max_bytes).', ['limit']),
+  agents: f('svidscope_server_attested_agents', 'gauge', 'Attested agents by state (active, banned), from this server\'s agent cache (current as of the last cache_reload_interval).', ['state']),
   entries: f('svidscope_server_registration_entries', 'gauge', 'Registration entries in the server\'s entry view.', []),
   buildInfo: f('svidscope_build_info', 'gauge', 'Constant 1, labelled with the running version and component.', ['version', 'component']),
 } as const;
@@ -60,6 +62,9 @@ export const agentFamilies = {
   bundleSequence: f('svidscope_agent_bundle_sequence', 'gauge', 'Sequence number of the own trust domain bundle the agent serves.', []),
   svidExpiry: f('svidscope_agent_svid_earliest_expiry_timestamp_seconds', 'gauge', 'Earliest notAfter among the cached X509-SVIDs (Unix time).', []),
   agentSvidExpiry: f('svidscope_agent_own_svid_expiry_timestamp_seconds', 'gauge', 'notAfter of the agent\'s own SVID (Unix time).', []),
+  limitRefusals: f('svidscope_agent_limit_refusals_total', 'counter', 'Workload API requests refused by a configured limit, by the limit\'s config key (jwt_audience_max_count, jwt_audience_max_bytes).', ['limit']),
+  jwtCacheBytes: f('svidscope_agent_jwt_cache_bytes', 'gauge', 'Bytes held by the agent\'s JWT-SVID cache (keys and tokens), bounded by jwt_cache_max_bytes.', []),
+  jwtCacheEvictions: f('svidscope_agent_jwt_cache_evictions_total', 'counter', 'JWT-SVIDs dropped from the agent cache to stay within jwt_cache_max_bytes or its entry cap.', []),
   attested: f('svidscope_agent_attested', 'gauge', '1 when the agent holds a valid agent SVID, else 0.', []),
   buildInfo: serverFamilies.buildInfo,
 } as const;

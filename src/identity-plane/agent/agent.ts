@@ -79,7 +79,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         return attestUnix(caller, { discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit, clock });
       },
     };
-    grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents, tracer: deps.tracer }));
+    grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, jwtAudience: config.jwtAudience, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents, tracer: deps.tracer }));
     const socket = await listenWorkloadSocket({ socketPath: config.socketPath, mode: config.socketMode, server: grpcServer, logger });
     listener.socket = socket;
     cleanups.push(async () => {

@@ -5,6 +5,7 @@ import { SvidscopeError } from '../../common/errors/catalog.js';
 import type { LogLevel } from '../../common/log.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/id/index.js';
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
+import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
 
 /** The agent's whole configuration; every field has a default documented in the README. */
 export interface AgentConfig {
@@ -31,6 +32,10 @@ export interface AgentConfig {
   workloadSizeLimit: number;
   healthBind: string;
   logLevel: LogLevel;
+  /** Limits on the audiences of one FetchJWTSVID request (`jwt_audience_max_count`, `jwt_audience_max_bytes`). */
+  jwtAudience: JwtAudienceLimits;
+  /** Byte bound of the JWT-SVID cache (`jwt_cache_max_bytes`). */
+  jwtCacheMaxBytes: number;
 }
 
 export interface AgentFlagOverrides {
@@ -74,11 +79,18 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   const healthBind = flags.healthBind ?? r.string('health_bind', '127.0.0.1:8088');
   const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
   if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number])) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const jwtAudience: JwtAudienceLimits = {
+    maxCount: r.number('jwt_audience_max_count', DEFAULT_JWT_AUDIENCE_LIMITS.maxCount, { min: 1, max: 1024 }),
+    maxBytes: r.number('jwt_audience_max_bytes', DEFAULT_JWT_AUDIENCE_LIMITS.maxBytes, { min: 1, max: 65536 }),
+  };
+  // 4 MiB holds thousands of ordinary tokens (about 1 KiB each) and caps what callers can pin.
+  const jwtCacheMaxBytes = r.number('jwt_cache_max_bytes', 4 * 1024 * 1024, { min: 0 });
   r.rejectUnknown();
   if (syncIntervalSeconds <= 0) r.fail('sync_interval', 'must be positive');
   return {
     trustDomain, serverAddress, dataDir, socketPath, socketMode: parseInt(modeText, 8), joinToken, joinTokenFile,
     trustBundlePath: trustBundlePath ? path.resolve(trustBundlePath) : undefined, insecureBootstrap, syncIntervalSeconds,
     rotationFraction, workloadKeyType: keyType, discoverWorkloadPath, workloadSizeLimit, healthBind, logLevel,
+    jwtAudience, jwtCacheMaxBytes,
   };
 }

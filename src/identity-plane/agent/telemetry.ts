@@ -29,6 +29,12 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   const sequence = gauge(registry, F.bundleSequence);
   for (const method of ['FetchX509SVID', 'FetchX509Bundles', 'FetchJWTBundles']) open.set({ method }, 0);
   syncFailures.inc(0);
+  const limitRefusals = counter(registry, F.limitRefusals);
+  const jwtEvictions = counter(registry, F.jwtCacheEvictions);
+  jwtEvictions.inc(0);
+  gauge(registry, F.jwtCacheBytes, function () {
+    this.set(state.manager()?.jwtCacheBytes ?? 0);
+  });
 
   gauge(registry, F.svidsCached, function () {
     this.set(state.cache()?.svidCount ?? 0);
@@ -67,12 +73,14 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
         if (reason !== 'new') ttlLeft.observe({}, fraction);
       },
       rotationFailure: (reason) => rotationFailures.inc({ reason }),
+      jwtCacheEvicted: () => jwtEvictions.inc(),
       bundleUpdated: (kind, _td, seq, serverUpdatedAtMs) => {
         if (kind === 'own') sequence.set(Number(seq));
         if (serverUpdatedAtMs > 0) lag.observe({ bundle: kind }, Math.max(0, clock.nowMs() - serverUpdatedAtMs) / 1000);
       },
     },
     workloadEvents: {
+      limitHit: (limit) => limitRefusals.inc({ limit }),
       request: (method, code, seconds) => {
         requests.inc({ method, code: grpcStatusName(code) });
         duration.observe({ method }, seconds);

@@ -6,6 +6,7 @@ import { checkHostPort } from '../../common/net.js';
 import type { LogLevel } from '../../common/log.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/id/index.js';
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
+import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
 import { readFederationConfig, type FederationConfig } from './federation/config.js';
 
 /** The server's whole configuration; every field has a default documented in the README. */
@@ -34,6 +35,10 @@ export interface ServerConfig {
   agentTtlSeconds: number;
   /** How often the server reloads the bundle and entries from the datastore (several servers share one). */
   cacheReloadSeconds: number;
+  /** How long an agent SVID replaced by a renewal stays accepted (`agent_renewal_grace`), seconds. */
+  agentRenewalGraceSeconds: number;
+  /** Limits on the audiences of one NewJWTSVID request (`jwt_audience_max_count`, `jwt_audience_max_bytes`). */
+  jwtAudience: JwtAudienceLimits;
   /** `spiffe_refresh_hint` published in the bundle, seconds. */
   bundleRefreshHintSeconds: number;
   /** Bundle endpoint and federation relationships (`federation` section); always set by buildServerConfig. */
@@ -98,6 +103,12 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const agentTtlSeconds = duration(r, 'agent_ttl', String(defaultX509SvidTtlSeconds));
   const cacheReloadSeconds = duration(r, 'cache_reload_interval', '5s');
   const bundleRefreshHintSeconds = duration(r, 'bundle_refresh_hint', '5m');
+  // Long enough to retry a renewal whose answer was lost, short enough that a stolen old SVID soon dies.
+  const agentRenewalGraceSeconds = duration(r, 'agent_renewal_grace', '30s');
+  const jwtAudience: JwtAudienceLimits = {
+    maxCount: r.number('jwt_audience_max_count', DEFAULT_JWT_AUDIENCE_LIMITS.maxCount, { min: 1, max: 1024 }),
+    maxBytes: r.number('jwt_audience_max_bytes', DEFAULT_JWT_AUDIENCE_LIMITS.maxBytes, { min: 1, max: 65536 }),
+  };
   const federation = readFederationConfig(r.section('federation'));
   r.rejectUnknown();
   for (const [name, value] of [['default_x509_svid_ttl', defaultX509SvidTtlSeconds], ['default_jwt_svid_ttl', defaultJwtSvidTtlSeconds], ['agent_ttl', agentTtlSeconds]] as const) {
@@ -108,6 +119,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
     ca: { keyType, jwtKeyType, ttlSeconds, prepareFraction, activateFraction, checkIntervalSeconds,
       upstream: certFile && keyFile ? { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) } : undefined },
     defaultX509SvidTtlSeconds, defaultJwtSvidTtlSeconds, agentTtlSeconds, cacheReloadSeconds, bundleRefreshHintSeconds, federation,
+    agentRenewalGraceSeconds, jwtAudience,
   };
 }
 

@@ -24,6 +24,7 @@ import type { ServerConfig } from './config.js';
 import { checkHostPort } from '../../common/net.js';
 import { openDatastore } from './datastore/index.js';
 import type { Datastore } from './datastore/types.js';
+import { AgentCache } from './registration/agent-cache.js';
 import { EntryCache } from './registration/entry-cache.js';
 import { SERVER_ID_PATH } from './registration/validate.js';
 import { createServerTelemetry } from './telemetry.js';
@@ -66,10 +67,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const registry = deps.registry ?? createRegistry();
   const td = config.trustDomain;
   // Telemetry reads live state at scrape time; the references fill in as the parts start.
-  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; datastore?: Datastore } = {};
+  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore } = {};
   const telemetry = deps.withoutMetrics
     ? { observe: () => undefined, nodeEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
-    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, datastore: () => live.datastore });
+    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
   const datastore = telemetry.instrumentDatastore(await openDatastore(config.datastore));
@@ -94,6 +95,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const entries = new EntryCache(datastore);
     live.entries = entries;
     await entries.refresh();
+    const agents = new AgentCache(datastore);
+    live.agents = agents;
+    await agents.refresh();
 
     // TLS: the server presents its own X509-SVID and trusts the bundle's authorities for agent certificates.
     const tls = new InMemoryCertificateProvider();
@@ -122,8 +126,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const { node, admin } = serverServices();
     const nodeServer = new grpc.Server();
-    nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'api' }),
+    nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
+      agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience,
       observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer }));
     const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
     const { host, port } = checkHostPort(config.bind, 'bind');
@@ -140,7 +145,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const adminServer = new grpc.Server();
     const adminLogger = logger.child({ subsystem: 'admin' });
     adminServer.addService(admin, {
-      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin') }),
+      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin') }),
       ...createFederationHandlers({ federation, logger: adminLogger, observe: telemetry.observe('admin') }),
     });
     prepareSocketPath(config.adminSocket);
@@ -154,6 +159,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const tick = async () => {
       await bundles.sync();
       await entries.refresh();
+      await agents.refresh();
       await datastore.pruneJoinTokens(clock.now());
       const published = new Set(ca.status().filter((s) => s.kind === 'x509' && !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
       const due = clock.nowMs() >= serverSvidRenewAt || !servingCaId;

@@ -7,6 +7,7 @@ import type { NodeServiceEvents } from './api/node-service.js';
 import type { BundlePublisher } from './bundle/publisher.js';
 import type { CaManager } from './ca/manager.js';
 import type { Datastore } from './datastore/types.js';
+import type { AgentCache } from './registration/agent-cache.js';
 import type { EntryCache } from './registration/entry-cache.js';
 
 export const VERSION = '0.1.0';
@@ -25,7 +26,7 @@ export interface ServerTelemetry {
  * the server (key phases, bundle, entry count, agents) is read at scrape time instead of being
  * mirrored into gauges on every change.
  */
-export function createServerTelemetry(registry: Registry, tracer: Tracer | undefined, state: { ca: () => CaManager | undefined; bundles: () => BundlePublisher | undefined; entries: () => EntryCache | undefined; datastore: () => Datastore | undefined }): ServerTelemetry {
+export function createServerTelemetry(registry: Registry, tracer: Tracer | undefined, state: { ca: () => CaManager | undefined; bundles: () => BundlePublisher | undefined; entries: () => EntryCache | undefined; agents: () => AgentCache | undefined; datastore: () => Datastore | undefined }): ServerTelemetry {
   registerProcessMetrics(registry);
   gauge(registry, F.buildInfo).set({ version: VERSION, component: 'server' }, 1);
   const requests = counter(registry, F.apiRequests);
@@ -36,6 +37,8 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   const failures = counter(registry, F.signingFailures);
   const csrs = counter(registry, F.csrs);
   const attestations = counter(registry, F.attestations);
+  const agentRefusals = counter(registry, F.agentAuthRefusals);
+  const limitRefusals = counter(registry, F.limitRefusals);
   const dsDuration = histogram(registry, F.datastoreDuration);
 
   gauge(registry, F.keyPhase, function () {
@@ -70,12 +73,13 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
     const e = state.entries();
     if (e) this.set(e.all().length);
   });
-  gauge(registry, F.agents, async function () {
-    const ds = state.datastore();
-    if (!ds) return;
-    const agents = await ds.listAgents();
-    this.set({ state: 'active' }, agents.filter((a) => !a.banned).length);
-    this.set({ state: 'banned' }, agents.filter((a) => a.banned).length);
+  // From the agent cache, not a datastore scan per scrape (thousands of agents at fleet scale).
+  gauge(registry, F.agents, function () {
+    const agents = state.agents();
+    if (!agents) return;
+    const { active, banned } = agents.counts();
+    this.set({ state: 'active' }, active);
+    this.set({ state: 'banned' }, banned);
   });
 
   return {
@@ -94,6 +98,8 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
       },
       csr: (result) => csrs.inc({ result }),
       attestation: (method, result, reason) => attestations.inc({ method, result, reason }),
+      agentRefused: (reason) => agentRefusals.inc({ reason }),
+      limitHit: (limit) => limitRefusals.inc({ limit }),
     },
     instrumentDatastore: (ds) =>
       new Proxy(ds, {

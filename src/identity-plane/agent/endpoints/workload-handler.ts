@@ -6,7 +6,7 @@ import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { BundleSet, jwtBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
 import { parseSpiffeId } from '../../spiffe/id/index.js';
-import { verifyJwtSvid } from '../../spiffe/jwtsvid/index.js';
+import { checkJwtAudienceLimits, verifyJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import type { Selector, WorkloadCache, WorkloadIdentities } from '../manager/cache.js';
 import type { EntryMsg } from '../../server-api/messages.js';
 import { toStruct } from './struct.js';
@@ -25,6 +25,8 @@ export interface WorkloadHandlerEvents {
   streamOpened?(method: string): void;
   streamClosed?(method: string): void;
   firstMessage?(method: string, seconds: number): void;
+  /** A request refused by a configured limit (bounded: the limit's config key). */
+  limitHit?(limit: string): void;
 }
 
 export interface WorkloadHandlerDeps {
@@ -33,6 +35,8 @@ export interface WorkloadHandlerDeps {
   jwt: JwtSource;
   clock: Clock;
   logger: Logger;
+  /** Checked before anything is fetched, cached or forwarded to the server. */
+  jwtAudience: JwtAudienceLimits;
   events?: WorkloadHandlerEvents;
   tracer?: Tracer;
 }
@@ -195,6 +199,11 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
     FetchJWTSVID: unary('FetchJWTSVID', async (req: { audience: string[]; spiffe_id: string }, selectors, span) => {
       const audience = (req.audience ?? []).filter((a) => a !== '');
       if (audience.length === 0) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+      const hit = checkJwtAudienceLimits(audience, deps.jwtAudience);
+      if (hit) {
+        events?.limitHit?.(hit.limit);
+        throw new Refusal(grpc.status.INVALID_ARGUMENT, hit.message);
+      }
       if (req.spiffe_id) {
         try {
           parseSpiffeId(req.spiffe_id);

@@ -1,3 +1,4 @@
+import { JwtSvidCache } from './jwt-cache.js';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { Clock, TimerHandle } from '../../../common/clock.js';
@@ -27,6 +28,8 @@ export interface ManagerEvents {
   rotationFailure?(reason: string): void;
   /** A new bundle sequence is being served; `serverUpdatedAtMs` is when the server stored it (0 if unknown). */
   bundleUpdated?(kind: 'own' | 'federated', trustDomain: string, sequence: bigint, serverUpdatedAtMs: number): void;
+  /** A JWT-SVID was dropped from the cache to keep it within its bounds. */
+  jwtCacheEvicted?(): void;
 }
 
 export interface ManagerDeps {
@@ -43,6 +46,8 @@ export interface ManagerDeps {
 /** SPIRE's cap on CSRs per BatchNewX509SVID. */
 const BATCH_SIZE = 500;
 const MAX_BACKOFF_MS = 60_000;
+/** Entry cap of the JWT-SVID cache, besides its byte bound (jwt_cache_max_bytes). */
+const JWT_CACHE_MAX_ENTRIES = 10_000;
 
 /**
  * The agent's control loop: attest (or reuse the SVID on disk), then every sync interval fetch the
@@ -61,10 +66,17 @@ export class AgentManager {
   private timer: TimerHandle | undefined;
   private failures = 0;
   private stopped = false;
-  private readonly jwtCache = new Map<string, { token: string; issuedAt: number; expiresAt: number }>();
+  private readonly jwtCache: JwtSvidCache;
   private readonly forced = new Set<string>();
 
-  constructor(private readonly deps: ManagerDeps) {}
+  constructor(private readonly deps: ManagerDeps) {
+    this.jwtCache = new JwtSvidCache({ maxEntries: JWT_CACHE_MAX_ENTRIES, maxBytes: deps.config.jwtCacheMaxBytes }, () => deps.events?.jwtCacheEvicted?.());
+  }
+
+  /** Bytes the JWT-SVID cache holds now (for the gauge). */
+  get jwtCacheBytes(): number {
+    return this.jwtCache.bytes;
+  }
 
   get status() {
     return { agentId: this.agentId, agentSvidNotAfter: this.agentNotAfter, lastSyncSuccessMs: this.lastSyncSuccessMs, attested: this.agentId !== undefined };
@@ -154,7 +166,6 @@ export class AgentManager {
     const res = await this.deps.server.newJwtSvid(entry.id, audience);
     const fresh = { token: res.svid.token, issuedAt: Number(res.svid.issued_at) * 1000, expiresAt: Number(res.svid.expires_at) * 1000 };
     this.jwtCache.set(key, fresh);
-    if (this.jwtCache.size > 10_000) this.jwtCache.delete(this.jwtCache.keys().next().value!); // bounded, oldest first
     return fresh;
   }
 

@@ -8,6 +8,7 @@ import type { CaManager } from '../ca/manager.js';
 import type { KeyKind } from '../ca/journal.js';
 import type { Datastore, RegistrationEntry } from '../datastore/types.js';
 import { JOIN_TOKEN_TYPE } from '../attestor-node/join-token.js';
+import type { AgentCache } from '../registration/agent-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH, validateEntry, type EntryFields } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
@@ -19,6 +20,8 @@ export interface AdminServiceDeps {
   ca: CaManager;
   bundles: BundlePublisher;
   entries: EntryCache;
+  /** Refreshed after evict and ban, so the agent API refuses the agent from the next call on. */
+  agents?: AgentCache;
   clock: Clock;
   logger: Logger;
   maxSvidTtlSeconds: number;
@@ -128,11 +131,13 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
     })),
     EvictAgent: wrap('EvictAgent', async (req: { id: string }) => {
       await datastore.deleteAgent(req.id);
+      await deps.agents?.refresh();
       logger.info({ agentId: req.id }, 'agent evicted');
       return {};
     }),
     BanAgent: wrap('BanAgent', async (req: { id: string }) => {
       await datastore.setAgentBanned(req.id, true, clock.now());
+      await deps.agents?.refresh();
       logger.info({ agentId: req.id }, 'agent banned');
       return {};
     }),

@@ -7,13 +7,14 @@ import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeId, spiffeIdFromPath, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { certificateFacts } from '../../spiffe/internal/x509.js';
-import { mintJwtSvid } from '../../spiffe/jwtsvid/index.js';
+import { checkJwtAudienceLimits, mintJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import { parseCsr } from '../../spiffe/mint/csr.js';
 import type { CaManager } from '../ca/manager.js';
 import type { BundlePublisher } from '../bundle/publisher.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/types.js';
 import { attestJoinToken } from '../attestor-node/join-token.js';
 import { authorizedEntries } from '../registration/authorized.js';
+import type { AgentCache } from '../registration/agent-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
@@ -25,9 +26,15 @@ export interface NodeServiceDeps {
   ca: CaManager;
   bundles: BundlePublisher;
   entries: EntryCache;
+  /** Agent records as of the change feed; authentication reads these, not the datastore. */
+  agents: AgentCache;
   clock: Clock;
   logger: Logger;
   ttl: { defaultX509SvidSeconds: number; defaultJwtSvidSeconds: number; agentSeconds: number };
+  /** How long the serial a renewal replaced stays accepted (a lost renewal answer can be retried). */
+  agentRenewalGraceSeconds: number;
+  /** Limits on the audiences of one NewJWTSVID request. */
+  jwtAudience: JwtAudienceLimits;
   /** Called after each request with its outcome (telemetry). */
   observe?: (method: string, code: grpc.status, seconds: number) => void;
   events?: NodeServiceEvents;
@@ -40,6 +47,10 @@ export interface NodeServiceEvents {
   refused?(svidType: 'x509' | 'jwt' | 'agent_x509', reason: string, seconds: number): void;
   csr?(result: 'valid' | 'invalid'): void;
   attestation?(method: string, result: 'success' | 'failure', reason: string): void;
+  /** An agent call refused at authentication; reason is one of not_attested, banned, stale_serial. */
+  agentRefused?(reason: 'not_attested' | 'banned' | 'stale_serial'): void;
+  /** A request refused by a configured limit (bounded: the limit's config key). */
+  limitHit?(limit: string): void;
 }
 
 /** A bounded reason label from an error: its catalogue code, or the gRPC status name. */
@@ -60,6 +71,24 @@ function reasonOf(err: unknown): string {
   return 'internal';
 }
 
+/** A certificate serial as lowercase hex without leading zeros, however it was written. */
+function normalSerial(hex: string): string {
+  return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(16) : hex.toLowerCase();
+}
+
+/** The three ways an agent is refused at authentication, worded once (agents match "evicted|not attested"). */
+const refusal = {
+  notAttested: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`),
+  banned: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is banned`),
+  staleSerial: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} presented an SVID that is no longer its current one (renewed, re-attested or evicted since); use the latest SVID or attest again`),
+};
+
+/** Whether the record takes this serial: its current one, or the one a renewal replaced while in grace. */
+function acceptsSerial(a: AttestedAgent, presented: string, nowMs: number): boolean {
+  return presented === normalSerial(a.serialNumber)
+    || (!!a.previousSerialNumber && presented === normalSerial(a.previousSerialNumber) && nowMs < (a.previousSerialValidUntil?.getTime() ?? 0));
+}
+
 /** SPIRE's per-request cap on CSRs in one batch. */
 export const MAX_BATCH = 500;
 
@@ -68,7 +97,7 @@ export const MAX_BATCH = 500;
  * (verified by TLS against the bundle); the agent record must exist (not evicted) and not be banned.
  */
 export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplementation {
-  const { trustDomain, datastore, ca, bundles, entries, clock, logger } = deps;
+  const { trustDomain, datastore, ca, bundles, entries, agents, clock, logger } = deps;
   const serverId = spiffeIdFromPath(trustDomain, SERVER_ID_PATH).toString();
   const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) =>
     unary(logger, method, fn, deps.observe, deps.tracer);
@@ -96,10 +125,16 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     };
   };
 
-  const authenticate = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<AttestedAgent> => {
+  /**
+   * The caller's agent record, once its SVID is proven current: TLS proved the chain, but an SVID a
+   * renewal or a new attestation replaced, or one issued before an eviction, must not keep working.
+   * Returns the serial presented too (a renewal keeps it acceptable for the grace window).
+   */
+  const authenticate = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<AttestedAgent & { presentedSerial: string }> => {
     const peer = call.getAuthContext()?.sslPeerCertificate;
     if (!peer?.raw) throw new StatusError(grpc.status.UNAUTHENTICATED, 'an agent X.509-SVID signed by this trust domain is required');
-    const uris = certificateFacts(new X509Certificate(peer.raw)).uriSans;
+    const cert = new X509Certificate(peer.raw);
+    const uris = certificateFacts(cert).uriSans;
     let id: SpiffeId;
     try {
       id = parseSpiffeId(uris[0] ?? '');
@@ -109,15 +144,29 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     if (uris.length !== 1 || !id.memberOf(trustDomain) || !id.path.startsWith('/spire/agent/')) {
       throw new StatusError(grpc.status.UNAUTHENTICATED, `${id} is not an agent of trust domain ${trustDomain.name}`);
     }
-    let agent: AttestedAgent;
-    try {
-      agent = await datastore.getAgent(id.toString());
-    } catch (err) {
-      if (isSvidscopeError(err) && err.code === 'not-found') throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`);
-      throw err;
+    const presented = normalSerial(cert.serialNumber);
+    const accepts = (a: AttestedAgent) => acceptsSerial(a, presented, clock.nowMs());
+    // The cached record decides in the steady state. A miss or a serial it does not know may be a
+    // change this server has not pulled yet (an attestation or renewal through another server), so
+    // pull the feed once before refusing; bans and evictions already cached refuse without a read.
+    let agent = agents.get(id.toString());
+    if (!agent || (!agent.banned && !accepts(agent))) {
+      await agents.refresh();
+      agent = agents.get(id.toString());
     }
-    if (agent.banned) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is banned`);
-    return agent;
+    if (!agent) {
+      ev.agentRefused?.('not_attested');
+      throw refusal.notAttested(id.toString());
+    }
+    if (agent.banned) {
+      ev.agentRefused?.('banned');
+      throw refusal.banned(id.toString());
+    }
+    if (!accepts(agent)) {
+      ev.agentRefused?.('stale_serial');
+      throw refusal.staleSerial(id.toString());
+    }
+    return { ...agent, presentedSerial: presented };
   };
 
   // The entry view is refreshed by the server's periodic tick and by local admin writes, not per
@@ -137,11 +186,12 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     checkCsr(req.csr); // refuse a bad CSR before the one-time token is burnt
     const { agentId, selectors } = await attestJoinToken(datastore, trustDomain, req.payload.toString('utf8'), clock.now());
     const existing = await datastore.getAgent(agentId.toString()).catch(() => undefined);
-    if (existing?.banned) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent ${agentId} is banned`);
+    if (existing?.banned) throw refusal.banned(agentId.toString());
     const { svid, serial, expiresAt } = mintAgentSvid(agentId, req.csr);
     const record = { spiffeId: agentId.toString(), serialNumber: serial, expiresAt, banned: false, attestationType: 'join_token', selectors };
     if (existing) await datastore.updateAgent(record, clock.now());
     else await datastore.createAgent(record, clock.now());
+    await agents.refresh(); // the new serial is the only one this server accepts from now on
     logger.info({ agentId: agentId.toString() }, 'agent attested');
     return { svid, bundle: bundleMessage(bundles.current, bundles.currentDocument, bundles.currentUpdatedAt) };
   };
@@ -161,8 +211,29 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     RenewAgent: wrap('RenewAgent', async (req: { csr: Buffer }, call) => {
       const agent = await authenticate(call);
       if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
+      // The write starts from the stored record, not the cached one: a ban through another server not
+      // pulled yet must neither be lost by this write nor let the renewal through.
+      let stored: AttestedAgent;
+      try {
+        stored = await datastore.getAgent(agent.spiffeId);
+      } catch (err) {
+        if (isSvidscopeError(err) && err.code === 'not-found') throw refusal.notAttested(agent.spiffeId);
+        throw err;
+      }
+      if (stored.banned) throw refusal.banned(agent.spiffeId);
+      const now = clock.nowMs();
+      if (!acceptsSerial(stored, agent.presentedSerial, now)) throw refusal.staleSerial(agent.spiffeId);
       const { svid, serial, expiresAt } = mintAgentSvid(parseSpiffeId(agent.spiffeId), req.csr);
-      await datastore.updateAgent({ ...agent, serialNumber: serial, expiresAt }, clock.now());
+      // Only the new serial and the one this request came with stay valid: an SVID from a parallel
+      // renewal that was never used dies here. Renewing from the replaced serial keeps its deadline,
+      // so the grace window cannot be stretched by renewing again and again.
+      const fromCurrent = agent.presentedSerial === normalSerial(stored.serialNumber);
+      const { createdAt: _c, updatedAt: _u, revision: _r, ...record } = stored;
+      await datastore.updateAgent({
+        ...record, serialNumber: serial, expiresAt, previousSerialNumber: agent.presentedSerial,
+        previousSerialValidUntil: fromCurrent ? new Date(now + deps.agentRenewalGraceSeconds * 1000) : stored.previousSerialValidUntil,
+      }, clock.now());
+      await agents.refresh();
       return { svid };
     }),
 
@@ -215,6 +286,11 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const agent = await authenticate(call);
       const audience = (req.audience ?? []).filter((a) => a !== '');
       if (audience.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'at least one audience is required');
+      const hit = checkJwtAudienceLimits(audience, deps.jwtAudience);
+      if (hit) {
+        ev.limitHit?.(hit.limit);
+        throw hit;
+      }
       const start = process.hrtime.bigint();
       let entry: RegistrationEntry;
       try {

@@ -81,6 +81,26 @@ const steps: readonly Step[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    description: 'agents: the serial a renewal replaced and until when it is accepted; agent change feed (revisions, tombstones)',
+    statements: () => [
+      `ALTER TABLE attested_agents ADD COLUMN previous_serial_number TEXT NOT NULL DEFAULT ''`,
+      `ALTER TABLE attested_agents ADD COLUMN previous_serial_valid_until BIGINT NOT NULL DEFAULT 0`,
+      // Agents get their own revision row (same technique as entry_revision): agent writes, frequent with
+      // renewals, then never contend with entry writers for one row lock.
+      `CREATE TABLE agent_revision (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        value BIGINT NOT NULL,
+        tombstones_pruned_through BIGINT NOT NULL
+      )`,
+      `INSERT INTO agent_revision (id, value, tombstones_pruned_through) VALUES (1, 0, 0)`,
+      `ALTER TABLE attested_agents ADD COLUMN revision BIGINT NOT NULL DEFAULT 0`,
+      `CREATE INDEX attested_agents_revision ON attested_agents (revision)`,
+      `CREATE TABLE agent_tombstones (spiffe_id TEXT PRIMARY KEY, revision BIGINT NOT NULL)`,
+      `CREATE INDEX agent_tombstones_revision ON agent_tombstones (revision)`,
+    ],
+  },
 ];
 
 export const latestSchemaVersion = steps[steps.length - 1].version;

@@ -2,11 +2,11 @@
  * Queries for attested agents, bundles and CA key records, shared by both dialects. Join tokens are simple
  * enough to live in sql-store.ts. Each function runs inside the caller's transaction.
  */
-import type { AgentFilter, AgentRecord, AttestedAgent, CaKeyKind, CaKeyPhase, CaKeyRecord, Selector, StoredBundle } from './types.js';
+import type { AgentChanges, AgentFilter, AgentRecord, AttestedAgent, CaKeyKind, CaKeyPhase, CaKeyRecord, Selector, StoredBundle } from './types.js';
 import { fail, type Dialect, type Executor, type Param, type Row } from './driver.js';
 
 const MAX_SEQUENCE = 2n ** 63n - 1n;
-const AGENT_COLUMNS = 'spiffe_id, serial_number, expires_at, banned, attestation_type, selectors, created_at, updated_at';
+const AGENT_COLUMNS = 'spiffe_id, serial_number, expires_at, banned, attestation_type, selectors, created_at, updated_at, previous_serial_number, previous_serial_valid_until, revision';
 const CA_COLUMNS = 'id, kind, phase, certificate_der, public_key_der, private_key_pkcs8, not_after, created_at';
 
 export async function deleteOne(tx: Executor, table: string, key: string, value: string, what: string): Promise<void> {
@@ -21,11 +21,50 @@ export function validateAgent(a: AgentRecord): void {
   if (!a.attestationType) throw fail('config-invalid', `agent "${a.spiffeId}" has no attestation type`);
 }
 
+/** Bumps the agent revision; its row lock orders agent writers, as entry_revision does for entries. */
+async function bumpAgentRevision(tx: Executor): Promise<number> {
+  const rows = await tx.all(`UPDATE agent_revision SET value = value + 1 WHERE id = 1 RETURNING value`);
+  return Number(rows[0].value);
+}
+
 export async function insertAgent(tx: Executor, a: AgentRecord, now: Date): Promise<AttestedAgent> {
-  await tx.run(`INSERT INTO attested_agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, [
+  const revision = await bumpAgentRevision(tx);
+  await tx.run(`INSERT INTO attested_agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [
     a.spiffeId, a.serialNumber, a.expiresAt.getTime(), a.banned, a.attestationType, JSON.stringify(a.selectors), now.getTime(), now.getTime(),
+    a.previousSerialNumber ?? '', a.previousSerialValidUntil?.getTime() ?? 0, revision,
   ]);
-  return { ...a, createdAt: now, updatedAt: now };
+  // The same agent ID attesting again after an eviction is live again: its tombstone goes.
+  await tx.run(`DELETE FROM agent_tombstones WHERE spiffe_id = ?`, [a.spiffeId]);
+  return { ...a, previousSerialNumber: a.previousSerialNumber ?? '', previousSerialValidUntil: a.previousSerialValidUntil ?? new Date(0), createdAt: now, updatedAt: now, revision };
+}
+
+/** Evicts the agent and leaves a tombstone so every server's agent cache drops it. */
+export async function removeAgent(tx: Executor, spiffeId: string): Promise<void> {
+  const revision = await bumpAgentRevision(tx);
+  await deleteOne(tx, 'attested_agents', 'spiffe_id', spiffeId, `agent "${spiffeId}"`);
+  await tx.run(
+    `INSERT INTO agent_tombstones (spiffe_id, revision) VALUES (?, ?)
+     ON CONFLICT (spiffe_id) DO UPDATE SET revision = excluded.revision`,
+    [spiffeId, revision],
+  );
+}
+
+export async function agentsChangedSince(tx: Executor, since: number): Promise<AgentChanges> {
+  const state = (await tx.all(`SELECT value, tombstones_pruned_through FROM agent_revision WHERE id = 1`))[0];
+  const revision = Number(state.value);
+  if (since < Number(state.tombstones_pruned_through) || since > revision || since < 0) {
+    const all = await tx.all(`SELECT ${AGENT_COLUMNS} FROM attested_agents ORDER BY spiffe_id`);
+    return { revision, changed: all.map(toAgent), deletedIds: [], fullResync: true };
+  }
+  const changed = await tx.all(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE revision > ? ORDER BY spiffe_id`, [since]);
+  const gone = await tx.all(`SELECT spiffe_id FROM agent_tombstones WHERE revision > ? ORDER BY spiffe_id`, [since]);
+  return { revision, changed: changed.map(toAgent), deletedIds: gone.map((r) => String(r.spiffe_id)), fullResync: false };
+}
+
+export async function pruneAgentTombstones(tx: Executor, throughRevision: number): Promise<number> {
+  const removed = await tx.run(`DELETE FROM agent_tombstones WHERE revision <= ?`, [throughRevision]);
+  await tx.run(`UPDATE agent_revision SET tombstones_pruned_through = ? WHERE id = 1 AND tombstones_pruned_through < ?`, [throughRevision, throughRevision]);
+  return removed;
 }
 
 export async function getAgent(tx: Executor, spiffeId: string): Promise<AttestedAgent> {
@@ -35,19 +74,23 @@ export async function getAgent(tx: Executor, spiffeId: string): Promise<Attested
 }
 
 export async function updateAgent(tx: Executor, a: AgentRecord, now: Date): Promise<AttestedAgent> {
+  const revision = await bumpAgentRevision(tx);
   const rows = await tx.all(
-    `UPDATE attested_agents SET serial_number = ?, expires_at = ?, banned = ?, attestation_type = ?, selectors = ?, updated_at = ?
+    `UPDATE attested_agents SET serial_number = ?, expires_at = ?, banned = ?, attestation_type = ?, selectors = ?, updated_at = ?,
+     previous_serial_number = ?, previous_serial_valid_until = ?, revision = ?
      WHERE spiffe_id = ? RETURNING ${AGENT_COLUMNS}`,
-    [a.serialNumber, a.expiresAt.getTime(), a.banned, a.attestationType, JSON.stringify(a.selectors), now.getTime(), a.spiffeId],
+    [a.serialNumber, a.expiresAt.getTime(), a.banned, a.attestationType, JSON.stringify(a.selectors), now.getTime(),
+      a.previousSerialNumber ?? '', a.previousSerialValidUntil?.getTime() ?? 0, revision, a.spiffeId],
   );
   if (rows.length === 0) throw fail('not-found', `agent "${a.spiffeId}" does not exist`);
   return toAgent(rows[0]);
 }
 
 export async function setAgentBanned(tx: Executor, spiffeId: string, banned: boolean, now: Date): Promise<AttestedAgent> {
+  const revision = await bumpAgentRevision(tx);
   const rows = await tx.all(
-    `UPDATE attested_agents SET banned = ?, updated_at = ? WHERE spiffe_id = ? RETURNING ${AGENT_COLUMNS}`,
-    [banned, now.getTime(), spiffeId],
+    `UPDATE attested_agents SET banned = ?, updated_at = ?, revision = ? WHERE spiffe_id = ? RETURNING ${AGENT_COLUMNS}`,
+    [banned, now.getTime(), revision, spiffeId],
   );
   if (rows.length === 0) throw fail('not-found', `agent "${spiffeId}" does not exist`);
   return toAgent(rows[0]);
@@ -78,6 +121,9 @@ function toAgent(r: Row): AttestedAgent {
     selectors: JSON.parse(String(r.selectors)) as Selector[],
     createdAt: new Date(Number(r.created_at)),
     updatedAt: new Date(Number(r.updated_at)),
+    previousSerialNumber: String(r.previous_serial_number ?? ''),
+    previousSerialValidUntil: new Date(Number(r.previous_serial_valid_until ?? 0)),
+    revision: Number(r.revision ?? 0),
   };
 }
 

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type {
-  AgentFilter, AgentRecord, AttestedAgent, CaKeyKind, CaKeyPhase, CaKeyRecord, Datastore, DatastoreHealth, EntryChanges,
+  AgentChanges, AgentFilter, AgentRecord, AttestedAgent, CaKeyKind, CaKeyPhase, CaKeyRecord, Datastore, DatastoreHealth, EntryChanges,
   EntryFilter, EntryUpdate, JoinToken, JoinTokenConsumption, NewEntry, RegistrationEntry, StoredBundle,
 } from './types.js';
 import { fail, toStoreError, type Executor, type SqlDriver, type TxMode } from './driver.js';
@@ -132,13 +132,19 @@ export class SqlDatastore implements Datastore {
     return this.tx('write', (tx) => records.updateAgent(tx, agent, now));
   }
   deleteAgent(spiffeId: string): Promise<void> {
-    return this.tx('write', (tx) => records.deleteOne(tx, 'attested_agents', 'spiffe_id', spiffeId, `agent "${spiffeId}"`));
+    return this.tx('write', (tx) => records.removeAgent(tx, spiffeId));
   }
   setAgentBanned(spiffeId: string, banned: boolean, now: Date): Promise<AttestedAgent> {
     return this.tx('write', (tx) => records.setAgentBanned(tx, spiffeId, banned, now));
   }
   listAgents(filter: AgentFilter = {}): Promise<AttestedAgent[]> {
     return this.tx('read', (tx) => records.listAgents(tx, filter));
+  }
+  listAgentsChangedSince(since: number): Promise<AgentChanges> {
+    return this.tx('read', (tx) => records.agentsChangedSince(tx, since));
+  }
+  pruneAgentTombstones(throughRevision: number): Promise<number> {
+    return this.tx('write', (tx) => records.pruneAgentTombstones(tx, throughRevision));
   }
 
   async createJoinToken(token: JoinToken): Promise<void> {

@@ -64,15 +64,32 @@ export interface EntryChanges {
 
 export interface AttestedAgent {
   readonly spiffeId: string;
+  /** Hex serial of the agent SVID last issued to it: the only one accepted outside the renewal window. */
   readonly serialNumber: string;
+  /**
+   * The serial the last renewal was requested with, still accepted until `previousSerialValidUntil` so a
+   * renewal whose answer was lost can be retried and calls already in flight finish ('' when none).
+   */
+  readonly previousSerialNumber?: string;
+  readonly previousSerialValidUntil?: Date;
   readonly expiresAt: Date;
   readonly banned: boolean;
   readonly attestationType: string;
   readonly selectors: readonly Selector[];
   readonly createdAt: Date;
   readonly updatedAt: Date;
+  /** The agent store revision of the record's last change (its own counter, separate from entries'). */
+  readonly revision: number;
 }
-export type AgentRecord = Omit<AttestedAgent, 'createdAt' | 'updatedAt'>;
+export type AgentRecord = Omit<AttestedAgent, 'createdAt' | 'updatedAt' | 'revision'>;
+
+/** The agent change feed, shaped like `EntryChanges`; deletedIds are evicted agents' SPIFFE IDs. */
+export interface AgentChanges {
+  readonly revision: number;
+  readonly changed: readonly AttestedAgent[];
+  readonly deletedIds: readonly string[];
+  readonly fullResync: boolean;
+}
 
 export interface AgentFilter {
   readonly banned?: boolean;
@@ -155,6 +172,10 @@ export interface Datastore {
   deleteAgent(spiffeId: string): Promise<void>;
   setAgentBanned(spiffeId: string, banned: boolean, now: Date): Promise<AttestedAgent>;
   listAgents(filter?: AgentFilter): Promise<AttestedAgent[]>;
+  /** Agents created, renewed, banned or evicted after agent revision `since` (see `listEntriesChangedSince`). */
+  listAgentsChangedSince(since: number): Promise<AgentChanges>;
+  /** Forgets eviction tombstones up to agent revision `revision`; syncs from before it get a full resync. */
+  pruneAgentTombstones(throughRevision: number): Promise<number>;
 
   createJoinToken(token: JoinToken): Promise<void>;
   /** Atomically deletes the token and says whether it was valid at `now`; one-time even across servers. */
