@@ -287,6 +287,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       adminErrors.admin_rotate = 1;
       log(`CA rotation failed: ${(err as Error).message}`);
     }), new Promise((r) => setTimeout(r, o.durationSeconds * 1000))]);
+    for (const w of workers) w.send({ type: 'window-end' });
     const windowSeconds = (wallMs() - windowStart) / 1000;
     const cpu = cpuSeconds(pid) - cpu0;
     const workerCpu = workers.reduce((s, w, i) => s + cpuSeconds(w.child.pid!) - workerCpu0[i], 0);

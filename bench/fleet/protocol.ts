@@ -19,7 +19,8 @@ export interface WorkerInit {
   agents: { index: number; token: string }[];
 }
 
-export type ToWorker = WorkerInit | { type: 'window' } | { type: 'stop' };
+/** `window` starts the measured window; `window-end` stops counting load (changes are still watched until `stop`). */
+export type ToWorker = WorkerInit | { type: 'window' } | { type: 'window-end' } | { type: 'stop' };
 
 export interface WorkerStats {
   agents: number;

@@ -43,6 +43,8 @@ let init: WorkerInit;
 const agents: SimAgent[] = [];
 let stopped = false;
 let inWindow = false;
+/** Counting load (syncs, issuance): from `window` to `window-end`. */
+let counting = false;
 let converged = false;
 const pemBySequence = new Map<string, string>();
 
@@ -108,7 +110,7 @@ async function cycle(a: SimAgent): Promise<void> {
     count('sync');
     return;
   }
-  if (inWindow) stats.syncMs.push(performance.now() - t0);
+  if (counting) stats.syncMs.push(performance.now() - t0);
   if (!res.unchanged) {
     observe(a, new Map(res.entries.map((e) => [e.id, e.revision_number])), wallMs());
     a.knownRevision = res.revision;
@@ -143,7 +145,7 @@ async function cycle(a: SimAgent): Promise<void> {
       return;
     }
     const issuedAt = wallMs();
-    if (inWindow) stats.issueCallMs.push(performance.now() - t1);
+    if (counting) stats.issueCallMs.push(performance.now() - t1);
     out.results.forEach((r, j) => {
       const [id, rev] = chunk[j];
       if (r.status_code !== 0 || !r.svid) {
@@ -153,7 +155,7 @@ async function cycle(a: SimAgent): Promise<void> {
       }
       const expiresMs = Number(r.svid.expires_at) * 1000;
       a.svids.set(id, { renewAt: issuedAt + (expiresMs - issuedAt) * init.rotationFraction, entryRevision: rev });
-      if (inWindow) stats.issued++;
+      if (counting) stats.issued++;
     });
   }
 }
@@ -193,6 +195,9 @@ process.on('message', (m: ToWorker) => {
     });
   } else if (m.type === 'window') {
     inWindow = true;
+    counting = true;
+  } else if (m.type === 'window-end') {
+    counting = false;
   } else if (m.type === 'stop') {
     finish();
   }
