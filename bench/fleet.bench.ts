@@ -9,9 +9,12 @@
  *   npm run bench -- fleet [--agents 100] [--entries-per-agent 10] [--sync-interval 5] [--churn 2]
  *       [--duration 30] [--datastore sqlite|postgres] [--workers N] [--svid-ttl 40]
  *       [--rotate-ca-at <s into the window; -1 = none>] [--setup-timeout 600]
+ *       [--servers 2 --datastore postgres --kill-one-at <s into the window>]
  *
  * PostgreSQL: set SVIDSCOPE_TEST_POSTGRES_URL (or --postgres-url); the run uses a schema of its own
- * and drops it at the end.
+ * and drops it at the end. With several servers (one PostgreSQL), agent i starts on server i mod n
+ * and, when its server is unreachable, moves to the next one; `--kill-one-at` SIGKILLs the last
+ * server and reports how long its agents took to sync again elsewhere.
  *
  * Propagation is measured from the moment the admin write is sent until the affected agent's sync
  * answer holds the change (every entry here has exactly one agent: its parent). Sync latency is the
@@ -20,7 +23,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -49,6 +52,9 @@ export interface FleetOptions {
   /** Seconds into the window; negative = no rotation. */
   rotateCaAtSeconds: number;
   setupTimeoutSeconds: number;
+  servers: number;
+  /** Seconds into the window; negative = no kill. */
+  killOneAtSeconds: number;
 }
 
 export function parseFleetOptions(args: readonly string[]): FleetOptions {
@@ -66,6 +72,8 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
       'svid-ttl': { type: 'string', default: '40' },
       'rotate-ca-at': { type: 'string' },
       'setup-timeout': { type: 'string', default: '600' },
+      servers: { type: 'string', default: '1' },
+      'kill-one-at': { type: 'string', default: '-1' },
     },
     strict: true,
   });
@@ -79,6 +87,10 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
   if (values.datastore !== 'sqlite' && values.datastore !== 'postgres') throw new Error(`--datastore must be sqlite or postgres, got ${JSON.stringify(values.datastore)}`);
   const postgresUrl = values['postgres-url'] ?? process.env.SVIDSCOPE_TEST_POSTGRES_URL;
   if (values.datastore === 'postgres' && !postgresUrl) throw new Error('--datastore postgres needs --postgres-url or SVIDSCOPE_TEST_POSTGRES_URL');
+  const servers = Math.floor(num('servers', values.servers, 1, 4));
+  if (servers > 1 && values.datastore !== 'postgres') throw new Error('--servers above 1 share one datastore: add --datastore postgres');
+  const killOneAtSeconds = num('kill-one-at', values['kill-one-at'], -1, 3600);
+  if (killOneAtSeconds >= 0 && servers < 2) throw new Error('--kill-one-at needs --servers 2 or more (the agents need a server to move to)');
   return {
     agents,
     entriesPerAgent: Math.floor(num('entries-per-agent', values['entries-per-agent'], 0, 1000)),
@@ -92,6 +104,8 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
     svidTtlSeconds: Math.floor(num('svid-ttl', values['svid-ttl'], 2, 86_400)),
     rotateCaAtSeconds: num('rotate-ca-at', values['rotate-ca-at'] ?? String(durationSeconds / 2), -1, 3600),
     setupTimeoutSeconds: num('setup-timeout', values['setup-timeout'], 1, 7200),
+    servers,
+    killOneAtSeconds,
   };
 }
 
@@ -138,36 +152,75 @@ function startWorker(): Worker {
   };
 }
 
+interface ServerProcess {
+  child: ReturnType<typeof spawnCli>['child'];
+  pid: number;
+  address: string;
+  adminSocket: string;
+  opsUrl: string;
+  killed: boolean;
+  cpu0: number;
+  cpu1: number;
+  ops0: Map<string, number>;
+  ops1: Map<string, number>;
+  peakMiB: number;
+  /** Reads CPU, peak RSS and datastore operations now (at the window's end, or just before a kill). */
+  measure(): Promise<void>;
+}
+
+async function startServerProcess(dir: string, schema: string | undefined, postgresUrl: string | undefined): Promise<ServerProcess> {
+  const [port, healthPort] = [await freePort(), await freePort()];
+  const config = {
+    trust_domain: TD, data_dir: dir, bind: `127.0.0.1:${port}`, health_bind: `127.0.0.1:${healthPort}`, log_level: 'warn',
+    ...(schema ? { datastore: { kind: 'postgres', connection_string: postgresUrl, schema } } : {}),
+  };
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'server.yaml'), stringify(config));
+  const proc = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')]);
+  const opsUrl = `http://127.0.0.1:${healthPort}`;
+  await waitFor('server ready', () => httpOk(`${opsUrl}/ready`), 60_000, proc.logs);
+  const sv: ServerProcess = {
+    child: proc.child, pid: proc.child.pid!, address: `127.0.0.1:${port}`, adminSocket: path.join(dir, 'admin.sock'), opsUrl, killed: false,
+    cpu0: 0, cpu1: 0, ops0: new Map(), ops1: new Map(), peakMiB: 0,
+    measure: async () => {
+      sv.cpu1 = cpuSeconds(sv.pid);
+      sv.peakMiB = memoryMiB(sv.pid).peak;
+      sv.ops1 = await datastoreOps(opsUrl);
+    },
+  };
+  return sv;
+}
+
 interface ChurnWrite { kind: 'create' | 'update' | 'delete'; key: string; sentAt: number }
 
 export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
   const o = parseFleetOptions(ctx.args ?? []);
   const log = ctx.log;
-  const dir = mkdtempSync(path.join(tmpdir(), 'svidscope-bench-fleet-'));
-  const [port, healthPort] = [await freePort(), await freePort()];
+  const root = mkdtempSync(path.join(tmpdir(), 'svidscope-bench-fleet-'));
   const schema = o.datastore === 'postgres' ? `svidscope_fleet_${randomBytes(5).toString('hex')}` : undefined;
-  const config = {
-    trust_domain: TD, data_dir: dir, bind: `127.0.0.1:${port}`, health_bind: `127.0.0.1:${healthPort}`, log_level: 'warn',
-    ...(schema ? { datastore: { kind: 'postgres', connection_string: o.postgresUrl, schema } } : {}),
-  };
-  writeFileSync(path.join(dir, 'server.yaml'), stringify(config));
-  const server = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')]);
-  const opsUrl = `http://127.0.0.1:${healthPort}`;
+  const servers: ServerProcess[] = [];
   const workers: Worker[] = [];
   let admin: AdminClient | undefined;
   const f: BenchFigures = {
     agents: o.agents, entriesPerAgent: o.entriesPerAgent, entries: o.agents * o.entriesPerAgent, syncIntervalS: o.syncIntervalSeconds,
     churnPerS: o.churnPerSecond, durationS: o.durationSeconds, datastore: o.datastore, workers: o.workers, svidTtlS: o.svidTtlSeconds,
   };
-  log(`fleet: ${o.agents} agents × ${o.entriesPerAgent} entries, sync every ${o.syncIntervalSeconds} s, churn ${o.churnPerSecond}/s, ${o.durationSeconds} s window, ${o.datastore}, ${o.workers} worker process(es)`);
+  log(`fleet: ${o.agents} agents × ${o.entriesPerAgent} entries, sync every ${o.syncIntervalSeconds} s, churn ${o.churnPerSecond}/s, ${o.durationSeconds} s window, ${o.datastore}, ${o.servers} server(s), ${o.workers} worker process(es)`);
   try {
-    await waitFor('server ready', () => httpOk(`${opsUrl}/ready`), 60_000, server.logs);
-    const pid = server.child.pid!;
-    const baseRss = memoryMiB(pid).rss;
-    const setupCpu0 = cpuSeconds(pid);
-    admin = connectAdmin(path.join(dir, 'admin.sock'));
+    // One after the other: the first migrates the schema, the others find it ready.
+    for (let i = 0; i < o.servers; i++) servers.push(await startServerProcess(path.join(root, `server-${i}`), schema, o.postgresUrl));
+    const live = () => servers.filter((s) => !s.killed);
+    const sum = (fn: (s: ServerProcess) => number) => live().reduce((acc, s) => acc + fn(s), 0);
+    // Memory growth per entry is read on the first server (the one that survives a kill).
+    const baseRss = memoryMiB(servers[0].pid).rss;
+    const setupCpu0 = sum((s) => cpuSeconds(s.pid));
+    admin = connectAdmin(servers[0].adminSocket);
     const adminRef = admin;
-    const bundle = await admin.call<{ document: Buffer; sequence_number: string }>('GetBundle', {});
+    // Every server's CA must be in the bundle the agents start with: each server presents an SVID of its own CA.
+    const bundle = await waitFor('every server\'s CA in the bundle', async () => {
+      const b = await adminRef.call<{ document: Buffer; sequence_number: string }>('GetBundle', {});
+      return parseSpiffeBundle(TD, b.document).x509Authorities.length >= o.servers ? b : undefined;
+    }, 60_000);
     const bundlePem = x509BundleToPem(parseSpiffeBundle(TD, bundle.document));
 
     // ---- join tokens: one per agent, values chosen here so entries can name the agents up front
@@ -186,25 +239,25 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       spiffe_id: `spiffe://${TD}/fleet/a${agent}/${name}`, parent_id: agentId(agent), selectors: [{ type: 'unix', value: `uid:${name}` }],
       x509_svid_ttl: o.svidTtlSeconds, hint,
     });
-    const live = new Map<string, { agent: number; msg: ReturnType<typeof entryMsg> }>();
+    const entries = new Map<string, { agent: number; msg: ReturnType<typeof entryMsg> }>();
     const wanted = Array.from({ length: o.agents * o.entriesPerAgent }, (_, k) => ({ agent: Math.floor(k / o.entriesPerAgent), msg: entryMsg(Math.floor(k / o.entriesPerAgent), `w${k % o.entriesPerAgent}`) }));
     t = wallMs();
     let refused = 0;
     for (let i = 0; i < wanted.length; i += MAX_ENTRY_BATCH) {
       const chunk = wanted.slice(i, i + MAX_ENTRY_BATCH);
       const res = await admin.call<{ results: BatchCreateEntriesResultMsg[] }>('BatchCreateEntries', { entries: chunk.map((w) => w.msg) });
-      res.results.forEach((r, j) => (r.entry ? live.set(r.entry.id, chunk[j]) : refused++));
+      res.results.forEach((r, j) => (r.entry ? entries.set(r.entry.id, chunk[j]) : refused++));
     }
     const entrySeconds = (wallMs() - t) / 1000;
     f.entryCreatePerS = round(wanted.length / Math.max(entrySeconds, 1e-3));
     f.entryCreateRefused = refused;
-    log(`entries: ${live.size} created in ${entrySeconds.toFixed(1)} s (${f.entryCreatePerS}/s, BatchCreateEntries ×${Math.ceil(wanted.length / MAX_ENTRY_BATCH)}), ${refused} refused`);
+    log(`entries: ${entries.size} created in ${entrySeconds.toFixed(1)} s (${f.entryCreatePerS}/s, BatchCreateEntries ×${Math.ceil(wanted.length / MAX_ENTRY_BATCH)}), ${refused} refused`);
 
     // ---- the fleet: attest, first sync, first SVIDs
     t = wallMs();
     for (let w = 0; w < o.workers; w++) workers.push(startWorker());
     workers.forEach((worker, w) => worker.send({
-      type: 'init', address: `127.0.0.1:${port}`, trustDomain: TD, bundlePem, bundleSequence: bundle.sequence_number,
+      type: 'init', addresses: servers.map((sv) => sv.address), trustDomain: TD, bundlePem, bundleSequence: bundle.sequence_number,
       syncIntervalMs: o.syncIntervalSeconds * 1000, rotationFraction: 0.5, attestConcurrency: 16,
       agents: tokens.flatMap((token, index) => (index % o.workers === w ? [{ index, token }] : [])),
     }));
@@ -217,7 +270,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     const converged = await Promise.allSettled(workers.map((w) => w.next('converged', convergeLeft)));
     f.converged = converged.every((c) => c.status === 'fulfilled');
     f.convergeSeconds = round((wallMs() - t) / 1000);
-    f.setupServerCpuSeconds = round(cpuSeconds(pid) - setupCpu0);
+    f.setupServerCpuSeconds = round(sum((sv) => cpuSeconds(sv.pid)) - setupCpu0);
     log(f.converged
       ? `converged: every agent synced and holds its SVIDs, ${f.convergeSeconds} s after the fleet started (server CPU in setup ${f.setupServerCpuSeconds} s)`
       : `NOT converged within --setup-timeout ${o.setupTimeoutSeconds} s; measuring the window anyway`);
@@ -225,21 +278,23 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     // ---- the measured window: steady syncs and rotations, churn, one CA rotation
     for (const w of workers) w.send({ type: 'window' });
     const windowStart = wallMs();
-    const cpu0 = cpuSeconds(pid);
+    for (const sv of servers) {
+      sv.cpu0 = cpuSeconds(sv.pid);
+      sv.ops0 = await datastoreOps(sv.opsUrl);
+    }
     const workerCpu0 = workers.map((w) => cpuSeconds(w.child.pid!));
-    const ops0 = await datastoreOps(opsUrl);
-    let peakRss = memoryMiB(pid).rss;
+    let peakRss = 0;
     const rssTimer = setInterval(() => {
       try {
-        peakRss = Math.max(peakRss, memoryMiB(pid).rss);
+        peakRss = Math.max(peakRss, ...live().map((sv) => memoryMiB(sv.pid).rss));
       } catch {
-        // the server exited; the error shows below
+        // a server exited; the error shows below
       }
     }, 1000);
     const writes: ChurnWrite[] = [];
     const adminErrors: Record<string, number> = {};
     let rotation: { at: number; sequence: string } | undefined;
-    const untouched = [...live.keys()];
+    const untouched = [...entries.keys()];
     let created = 0;
     const churn = async () => {
       if (o.churnPerSecond <= 0) return;
@@ -254,18 +309,18 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
             const agent = Math.floor(Math.random() * o.agents);
             const msg = entryMsg(agent, `c${created++}`);
             const e = await adminRef.call<EntryMsg>('CreateEntry', { entry: msg });
-            live.set(e.id, { agent, msg });
+            entries.set(e.id, { agent, msg });
             writes.push({ kind: 'create', key: `seen:${e.id}:${e.revision_number}`, sentAt });
             continue;
           }
           // An entry changed at most once per run, so each write has one outcome to wait for.
           const id = untouched.splice(Math.floor(Math.random() * untouched.length), 1)[0];
           if (kind === 'update') {
-            const e = await adminRef.call<EntryMsg>('UpdateEntry', { entry: { ...live.get(id)!.msg, id, hint: `churn-${n}` } });
+            const e = await adminRef.call<EntryMsg>('UpdateEntry', { entry: { ...entries.get(id)!.msg, id, hint: `churn-${n}` } });
             writes.push({ kind, key: `seen:${id}:${e.revision_number}`, sentAt });
           } else {
             await adminRef.call('DeleteEntry', { id });
-            live.delete(id);
+            entries.delete(id);
             writes.push({ kind, key: `gone:${id}`, sentAt });
           }
         } catch (err) {
@@ -283,19 +338,33 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       rotation = { at, sequence: b.sequence_number };
       log(`CA rotated at ${((at - windowStart) / 1000).toFixed(1)} s: bundle sequence ${b.sequence_number}`);
     };
-    await Promise.all([churn(), rotate().catch((err: unknown) => {
+    let killedAt: number | undefined;
+    const killOne = async () => {
+      if (o.killOneAtSeconds < 0 || o.killOneAtSeconds >= o.durationSeconds) return;
+      await new Promise((r) => setTimeout(r, o.killOneAtSeconds * 1000));
+      const victim = servers[servers.length - 1];
+      await victim.measure(); // its last CPU and datastore figures, before they are gone
+      victim.child.kill('SIGKILL');
+      victim.killed = true;
+      killedAt = wallMs();
+      log(`killed server ${servers.length - 1} (pid ${victim.pid}, SIGKILL) at ${((killedAt - windowStart) / 1000).toFixed(1)} s`);
+    };
+    await Promise.all([churn(), killOne(), rotate().catch((err: unknown) => {
       adminErrors.admin_rotate = 1;
       log(`CA rotation failed: ${(err as Error).message}`);
     }), new Promise((r) => setTimeout(r, o.durationSeconds * 1000))]);
     for (const w of workers) w.send({ type: 'window-end' });
     const windowSeconds = (wallMs() - windowStart) / 1000;
-    const cpu = cpuSeconds(pid) - cpu0;
-    const workerCpu = workers.reduce((s, w, i) => s + cpuSeconds(w.child.pid!) - workerCpu0[i], 0);
-    const ops1 = await datastoreOps(opsUrl);
+    for (const sv of live()) await sv.measure();
+    const cpu = servers.reduce((acc, sv) => acc + sv.cpu1 - sv.cpu0, 0);
+    const workerCpu = workers.reduce((acc, w, i) => acc + cpuSeconds(w.child.pid!) - workerCpu0[i], 0);
+    const ops1 = new Map<string, number>();
+    for (const sv of servers) for (const [op, n] of sv.ops1) ops1.set(op, (ops1.get(op) ?? 0) + n - (sv.ops0.get(op) ?? 0));
     clearInterval(rssTimer);
-    const mem = memoryMiB(pid);
-    // Writes from the last moments still travel: give them two sync intervals before the tally.
-    const drainMs = Math.min(2 * o.syncIntervalSeconds * 1000, 60_000);
+    const mem = { rss: memoryMiB(servers[0].pid).rss, peak: Math.max(...servers.map((sv) => sv.peakMiB)) };
+    // Writes from the last moments still travel: give them two sync intervals before the tally (and
+    // with several servers, the others' entry reload, cache_reload_interval 5 s by default).
+    const drainMs = Math.min(2 * o.syncIntervalSeconds * 1000 + (o.servers > 1 ? 5000 : 0), 60_000);
     log(`window over after ${windowSeconds.toFixed(1)} s; waiting ${drainMs / 1000} s for the last changes to reach the agents`);
     await new Promise((r) => setTimeout(r, drainMs));
     for (const w of workers) w.send({ type: 'stop' });
@@ -310,7 +379,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     const errors: Record<string, number> = { ...adminErrors };
     for (const r of reports) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
     const totalErrors = Object.entries(errors).filter(([k]) => k !== 'issue_denied').reduce((s, [, v]) => s + v, 0);
-    const opsDelta = [...ops1].map(([op, n]) => [op, n - (ops0.get(op) ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+    const opsDelta = [...ops1].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
     const issued = reports.reduce((s, r) => s + r.issued, 0);
     Object.assign(f, {
       windowS: round(windowSeconds),
@@ -324,9 +393,15 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       serverRssKiBPerEntry: round(((mem.rss - baseRss) * 1024) / Math.max(1, o.agents * o.entriesPerAgent), 2),
       workerCpuSecondsPerSecond: round(workerCpu / windowSeconds, 3),
       datastoreOpsPerS: round(opsDelta.reduce((s, [, n]) => s + n, 0) / windowSeconds), datastoreTopOps: opsDelta.slice(0, 4).map(([op, n]) => `${op}:${round(n / windowSeconds)}/s`).join(' '),
-      entriesExpected: live.size, entriesHeld: reports.reduce((s, r) => s + r.entriesHeld, 0), svidsHeld: reports.reduce((s, r) => s + r.svidsHeld, 0),
+      entriesExpected: entries.size, entriesHeld: reports.reduce((s, r) => s + r.entriesHeld, 0), svidsHeld: reports.reduce((s, r) => s + r.svidsHeld, 0),
       errors: totalErrors, errorsByKind: Object.entries(errors).map(([k, v]) => `${k}:${v}`).join(' ') || 'none',
     });
+    if (killedAt !== undefined) {
+      const moved = reports.flatMap((r) => r.failedOver).filter((at) => at >= killedAt!).map((at) => at - killedAt!);
+      Object.assign(f, { killedServerAgents: Math.floor(o.agents / o.servers), // agents i with i mod n = n - 1
+         agentsFailedOver: moved.length,
+        failoverP50Ms: round(percentile(moved, 50)), failoverP99Ms: round(percentile(moved, 99)) });
+    }
     if (rotation) {
       const seen = reports.flatMap((r) => r.bundleSeen[rotation!.sequence] ?? []).map((at) => Math.max(0, at - rotation!.at));
       Object.assign(f, { caRotationAgentsUpdated: seen.length, caRotationP50Ms: round(percentile(seen, 50)), caRotationP99Ms: round(percentile(seen, 99)) });
@@ -334,20 +409,21 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     log(`sync: ${f.syncs} in the window (${f.syncsPerS}/s), p50 ${f.syncP50Ms} ms, p99 ${f.syncP99Ms} ms`);
     log(`propagation (admin write → agent has it): ${f.propagated}/${f.churnWrites}, p50 ${f.propagationP50Ms} ms, p99 ${f.propagationP99Ms} ms`);
     log(`issuance: ${f.issued} X509-SVIDs (${f.issuedPerS}/s), BatchNewX509SVID p50 ${f.issueCallP50Ms} ms, p99 ${f.issueCallP99Ms} ms`);
+    if (killedAt !== undefined) log(`server kill → its agents syncing on another server: ${f.agentsFailedOver}/${f.killedServerAgents}, p50 ${f.failoverP50Ms} ms, p99 ${f.failoverP99Ms} ms`);
     if (rotation) log(`CA rotation → agents with the new bundle: ${f.caRotationAgentsUpdated}/${f.attested}, p50 ${f.caRotationP50Ms} ms, p99 ${f.caRotationP99Ms} ms`);
-    log(`server: ${f.serverCpuSecondsPerSecond} CPU s/s, RSS ${f.serverRssBaselineMiB} → ${f.serverRssEndMiB} MiB (peak ${f.serverPeakRssMiB}), datastore ${f.datastoreOpsPerS} ops/s (${f.datastoreTopOps})`);
+    log(`server${o.servers > 1 ? 's: CPU summed, RSS of the first' : ''}: ${f.serverCpuSecondsPerSecond} CPU s/s, RSS ${f.serverRssBaselineMiB} → ${f.serverRssEndMiB} MiB (peak ${f.serverPeakRssMiB}), datastore ${f.datastoreOpsPerS} ops/s (${f.datastoreTopOps})`);
     log(`agents' view: ${f.entriesHeld} entries held of ${f.entriesExpected}, ${f.svidsHeld} with an SVID; errors ${f.errors} (${f.errorsByKind})`);
     return f;
   } finally {
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGTERM');
     admin?.close();
-    server.child.kill('SIGTERM');
-    await server.child;
+    for (const sv of servers) sv.child.kill('SIGTERM');
+    await Promise.all(servers.map((sv) => sv.child));
     if (schema) {
       const client = new pg.Client({ connectionString: o.postgresUrl });
       await client.connect();
       await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => client.end());
     }
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(root, { recursive: true, force: true });
   }
 }

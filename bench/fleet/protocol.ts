@@ -6,7 +6,8 @@
 
 export interface WorkerInit {
   type: 'init';
-  address: string;
+  /** The servers; agent i starts on addresses[i % n] and moves to the next one when its server is unreachable. */
+  addresses: string[];
   trustDomain: string;
   /** The bundle the agents start from (what an operator hands them as trust_bundle_path). */
   bundlePem: string;
@@ -38,6 +39,8 @@ export interface WorkerStats {
   /** Bundle sequence → when each agent first saw it (wall ms), for sequences first seen in the window. */
   bundleSeen: Record<string, number[]>;
   errors: Record<string, number>;
+  /** When an agent that had moved to another server (its own was unreachable) first synced there (wall ms). */
+  failedOver: number[];
 }
 
 export type FromWorker =

@@ -26,6 +26,12 @@ const CSR_BATCH = 500;
 
 interface SimAgent {
   client: ServerClient;
+  /** Index into init.addresses of the server it talks to. */
+  server: number;
+  identity: { chainPem: string; keyPem: string };
+  trustPem: string;
+  /** Set when it moved to another server, until its first sync there. */
+  movedAt?: number;
   csr: Buffer;
   knownRevision: string;
   /** entry id → revision_number, as of the last sync answer. */
@@ -48,25 +54,44 @@ let counting = false;
 let converged = false;
 const pemBySequence = new Map<string, string>();
 
-const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, entryEvents: {}, bundleSeen: {}, errors: {} };
+const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, entryEvents: {}, bundleSeen: {}, errors: {}, failedOver: [] };
 const count = (kind: string) => {
   stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
 };
 
+function connect(server: number, trustPem: string): ServerClient {
+  const client = new ServerClient({ address: init.addresses[server], trustDomain: parseTrustDomain(init.trustDomain), logger: nullLogger() });
+  client.setTrust(trustPem);
+  return client;
+}
+
+/**
+ * Its server is unreachable: the agent goes to the next one with the identity it holds (what a
+ * load balancer or a DNS name over several servers gives a real agent).
+ */
+function moveToNextServer(a: SimAgent): void {
+  if (init.addresses.length < 2) return;
+  a.client.close();
+  a.server = (a.server + 1) % init.addresses.length;
+  a.client = connect(a.server, a.trustPem);
+  a.client.setIdentity(a.identity.chainPem, a.identity.keyPem);
+  a.movedAt ??= wallMs();
+}
+
 async function attestAll(): Promise<void> {
-  const td = parseTrustDomain(init.trustDomain);
   let next = 0;
   let failed = 0;
   let firstError: string | undefined;
-  const one = async (token: string) => {
+  const one = async (index: number, token: string) => {
     const key = generateKeyPair('ec-p256');
     const csr = createCsr(key.privateKey, key.publicKey);
-    const client = new ServerClient({ address: init.address, trustDomain: td, logger: nullLogger() });
-    client.setTrust(init.bundlePem);
+    const server = index % init.addresses.length;
+    const client = connect(server, init.bundlePem);
     try {
       const res = await client.attest(token, csr);
-      client.setIdentity(res.svid.cert_chain.map((d) => encodePem('CERTIFICATE', d)).join(''), key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
-      agents.push({ client, csr, knownRevision: '0', entries: new Map(), svids: new Map(), bundleSequence: init.bundleSequence, synced: false });
+      const identity = { chainPem: res.svid.cert_chain.map((d) => encodePem('CERTIFICATE', d)).join(''), keyPem: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+      client.setIdentity(identity.chainPem, identity.keyPem);
+      agents.push({ client, server, identity, trustPem: init.bundlePem, csr, knownRevision: '0', entries: new Map(), svids: new Map(), bundleSequence: init.bundleSequence, synced: false });
     } catch (err) {
       client.close();
       failed++;
@@ -74,7 +99,10 @@ async function attestAll(): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: init.attestConcurrency }, async () => {
-    while (next < init.agents.length && !stopped) await one(init.agents[next++].token);
+    while (next < init.agents.length && !stopped) {
+      const { index, token } = init.agents[next++];
+      await one(index, token);
+    }
   }));
   stats.agents = init.agents.length;
   stats.attested = agents.length;
@@ -106,9 +134,14 @@ async function cycle(a: SimAgent): Promise<void> {
   let res;
   try {
     res = await a.client.sync(a.knownRevision);
-  } catch {
+  } catch (err) {
     count('sync');
+    if ((err as { status?: number }).status === 14) moveToNextServer(a); // UNAVAILABLE
     return;
+  }
+  if (a.movedAt !== undefined) {
+    stats.failedOver.push(wallMs());
+    a.movedAt = undefined;
   }
   if (counting) stats.syncMs.push(performance.now() - t0);
   if (!res.unchanged) {
@@ -123,7 +156,8 @@ async function cycle(a: SimAgent): Promise<void> {
       a.bundleSequence = seq;
       if (inWindow) (stats.bundleSeen[seq] ??= []).push(wallMs());
       // As the agent does: new trust anchors rebuild the connection.
-      a.client.setTrust(pemFor(seq, bundles.bundle.document));
+      a.trustPem = pemFor(seq, bundles.bundle.document);
+      a.client.setTrust(a.trustPem);
     }
   } catch {
     count('get_bundles');
