@@ -143,8 +143,14 @@ function startWorker(): Worker {
       const q = queued.findIndex((m) => m.type === type);
       if (q >= 0) return Promise.resolve(queued.splice(q, 1)[0]);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`worker ${child.pid}: no "${type}" within ${timeoutMs / 1000} s`)), timeoutMs);
-        const onExit = () => reject(new Error(`worker ${child.pid} exited before "${type}"`));
+        const timer = setTimeout(() => {
+          child.off('exit', onExit);
+          reject(new Error(`worker ${child.pid}: no "${type}" within ${timeoutMs / 1000} s`));
+        }, timeoutMs);
+        const onExit = () => {
+          clearTimeout(timer);
+          reject(new Error(`worker ${child.pid} exited before "${type}"`));
+        };
         child.once('exit', onExit);
         waiters.push({ type, resolve: (m) => { clearTimeout(timer); child.off('exit', onExit); resolve(m); } });
       });

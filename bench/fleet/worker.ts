@@ -214,10 +214,9 @@ function finish(): void {
     stats.entriesHeld += a.entries.size;
     stats.svidsHeld += [...a.entries.keys()].filter((id) => a.svids.has(id)).length;
   }
-  send({ type: 'report', stats });
   for (const a of agents) a.client.close();
-  // Let the report flush over IPC before leaving.
-  setTimeout(() => process.exit(0), 200);
+  // Leave only once the report has gone out: it can be megabytes, and exiting would cut it off.
+  process.send?.({ type: 'report', stats } satisfies FromWorker, undefined, {}, () => process.exit(0));
 }
 
 process.on('message', (m: ToWorker) => {

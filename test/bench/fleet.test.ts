@@ -32,6 +32,8 @@ describe('fleet simulator', () => {
     expect(() => parseFleetOptions(['--datastore', 'mysql'])).toThrow(/sqlite or postgres/);
     expect(() => parseFleetOptions(['--agents', '0'])).toThrow(/--agents/);
     expect(() => parseFleetOptions(['--bogus', '1'])).toThrow();
+    expect(() => parseFleetOptions(['--servers', '2'])).toThrow(/--datastore postgres/);
+    expect(() => parseFleetOptions(['--kill-one-at', '5'])).toThrow(/--servers 2/);
     expect(parseFleetOptions([])).toMatchObject({ agents: 100, entriesPerAgent: 10, syncIntervalSeconds: 5, durationSeconds: 30, datastore: 'sqlite', workers: 1, rotateCaAtSeconds: 15 });
   });
 });
