@@ -167,8 +167,9 @@ interface ServerProcess {
   killed: boolean;
   cpu0: number;
   cpu1: number;
-  ops0: Map<string, number>;
-  ops1: Map<string, number>;
+  /** undefined: /metrics did not answer. */
+  ops0: Map<string, number> | undefined;
+  ops1: Map<string, number> | undefined;
   peakMiB: number;
   /** Reads CPU, peak RSS and datastore operations now (at the window's end, or just before a kill). */
   measure(): Promise<void>;
@@ -187,7 +188,7 @@ async function startServerProcess(dir: string, schema: string | undefined, postg
   await waitFor('server ready', () => httpOk(`${opsUrl}/ready`), 60_000, proc.logs);
   const sv: ServerProcess = {
     child: proc.child, pid: proc.child.pid!, address: `127.0.0.1:${port}`, adminSocket: path.join(dir, 'admin.sock'), opsUrl, killed: false,
-    cpu0: 0, cpu1: 0, ops0: new Map(), ops1: new Map(), peakMiB: 0,
+    cpu0: 0, cpu1: 0, ops0: undefined, ops1: undefined, peakMiB: 0,
     measure: async () => {
       sv.cpu1 = cpuSeconds(sv.pid);
       sv.peakMiB = memoryMiB(sv.pid).peak;
@@ -365,7 +366,8 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     const cpu = servers.reduce((acc, sv) => acc + sv.cpu1 - sv.cpu0, 0);
     const workerCpu = workers.reduce((acc, w, i) => acc + cpuSeconds(w.child.pid!) - workerCpu0[i], 0);
     const ops1 = new Map<string, number>();
-    for (const sv of servers) for (const [op, n] of sv.ops1) ops1.set(op, (ops1.get(op) ?? 0) + n - (sv.ops0.get(op) ?? 0));
+    const metricsAnswered = servers.every((sv) => sv.ops0 && sv.ops1);
+    for (const sv of servers) for (const [op, n] of sv.ops1 ?? []) ops1.set(op, (ops1.get(op) ?? 0) + n - (sv.ops0?.get(op) ?? 0));
     clearInterval(rssTimer);
     const mem = { rss: memoryMiB(servers[0].pid).rss, peak: Math.max(...servers.map((sv) => sv.peakMiB)) };
     // Writes from the last moments still travel: give them two sync intervals before the tally (and
@@ -398,7 +400,8 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       serverRssBaselineMiB: round(baseRss), serverRssEndMiB: round(mem.rss), serverPeakRssMiB: round(Math.max(mem.peak, peakRss)),
       serverRssKiBPerEntry: round(((mem.rss - baseRss) * 1024) / Math.max(1, o.agents * o.entriesPerAgent), 2),
       workerCpuSecondsPerSecond: round(workerCpu / windowSeconds, 3),
-      datastoreOpsPerS: round(opsDelta.reduce((s, [, n]) => s + n, 0) / windowSeconds), datastoreTopOps: opsDelta.slice(0, 4).map(([op, n]) => `${op}:${round(n / windowSeconds)}/s`).join(' '),
+      datastoreOpsPerS: metricsAnswered ? round(opsDelta.reduce((s, [, n]) => s + n, 0) / windowSeconds) : -1,
+      datastoreTopOps: metricsAnswered ? opsDelta.slice(0, 4).map(([op, n]) => `${op}:${round(n / windowSeconds)}/s`).join(' ') : 'server /metrics did not answer within 30 s',
       entriesExpected: entries.size, entriesHeld: reports.reduce((s, r) => s + r.entriesHeld, 0), svidsHeld: reports.reduce((s, r) => s + r.svidsHeld, 0),
       errors: totalErrors, errorsByKind: Object.entries(errors).map(([k, v]) => `${k}:${v}`).join(' ') || 'none',
     });

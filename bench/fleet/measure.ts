@@ -24,9 +24,17 @@ export function memoryMiB(pid: number): { rss: number; peak: number } {
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
 }
 
-/** Datastore operations the server has run, by operation (the count of its duration histogram). */
-export async function datastoreOps(opsUrl: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${opsUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+/**
+ * Datastore operations the server has run, by operation (the count of its duration histogram);
+ * undefined when /metrics does not answer within 30 s (a saturated server: itself a finding).
+ */
+export async function datastoreOps(opsUrl: string): Promise<Map<string, number> | undefined> {
+  let text: string;
+  try {
+    text = await (await fetch(`${opsUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+  } catch {
+    return undefined;
+  }
   const ops = new Map<string, number>();
   for (const m of text.matchAll(/^svidscope_server_datastore_operation_duration_seconds_count\{([^}]*)\} (\S+)$/gm)) {
     const op = /operation="([^"]*)"/.exec(m[1])?.[1] ?? 'unknown';
