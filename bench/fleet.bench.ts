@@ -283,12 +283,12 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       : `NOT converged within --setup-timeout ${o.setupTimeoutSeconds} s; measuring the window anyway`);
 
     // ---- the measured window: steady syncs and rotations, churn, one CA rotation
+    // The datastore count first: a saturated server may take many seconds to answer /metrics,
+    // and the window (CPU, churn, rotation, load counts) must not start before it.
+    for (const sv of servers) sv.ops0 = await datastoreOps(sv.opsUrl);
     for (const w of workers) w.send({ type: 'window' });
     const windowStart = wallMs();
-    for (const sv of servers) {
-      sv.cpu0 = cpuSeconds(sv.pid);
-      sv.ops0 = await datastoreOps(sv.opsUrl);
-    }
+    for (const sv of servers) sv.cpu0 = cpuSeconds(sv.pid);
     const workerCpu0 = workers.map((w) => cpuSeconds(w.child.pid!));
     let peakRss = 0;
     const rssTimer = setInterval(() => {

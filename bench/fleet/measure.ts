@@ -29,6 +29,7 @@ export function memoryMiB(pid: number): { rss: number; peak: number } {
  * undefined when /metrics does not answer within 30 s (a saturated server: itself a finding).
  */
 export async function datastoreOps(opsUrl: string): Promise<Map<string, number> | undefined> {
+  // (The count at the window's end is read after the window: a slow answer only delays the report.)
   let text: string;
   try {
     text = await (await fetch(`${opsUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();

@@ -135,8 +135,9 @@ async function cycle(a: SimAgent): Promise<void> {
   try {
     res = await a.client.sync(a.knownRevision);
   } catch (err) {
-    count('sync');
-    if ((err as { status?: number }).status === 14) moveToNextServer(a); // UNAVAILABLE
+    const status = (err as { status?: number }).status;
+    count(status === 4 ? 'sync_deadline' : status === 14 ? 'sync_unavailable' : 'sync');
+    if (status === 14) moveToNextServer(a); // UNAVAILABLE
     return;
   }
   if (a.movedAt !== undefined) {
