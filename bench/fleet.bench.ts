@@ -370,9 +370,10 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     for (const sv of servers) for (const [op, n] of sv.ops1 ?? []) ops1.set(op, (ops1.get(op) ?? 0) + n - (sv.ops0?.get(op) ?? 0));
     clearInterval(rssTimer);
     const mem = { rss: memoryMiB(servers[0].pid).rss, peak: Math.max(...servers.map((sv) => sv.peakMiB)) };
-    // Writes from the last moments still travel: give them two sync intervals before the tally (and
-    // with several servers, the others' entry reload, cache_reload_interval 5 s by default).
-    const drainMs = Math.min(2 * o.syncIntervalSeconds * 1000 + (o.servers > 1 ? 5000 : 0), 60_000);
+    // Writes from the last moments still travel: give them two sync intervals (at least 3 s, for a
+    // loaded machine) before the tally, and with several servers the others' entry reload
+    // (cache_reload_interval, 5 s by default).
+    const drainMs = Math.min(Math.max(2 * o.syncIntervalSeconds * 1000, 3000) + (o.servers > 1 ? 5000 : 0), 60_000);
     log(`window over after ${windowSeconds.toFixed(1)} s; waiting ${drainMs / 1000} s for the last changes to reach the agents`);
     await new Promise((r) => setTimeout(r, drainMs));
     for (const w of workers) w.send({ type: 'stop' });
