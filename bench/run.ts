@@ -14,6 +14,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 /** What a benchmark may do besides computing: print a readable line. */
 export interface BenchContext {
   log(line: string): void;
+  /** What followed the benchmark's name on the command line (`npm run bench -- fleet --agents 1000`). */
+  readonly args?: readonly string[];
 }
 
 /** The figures a benchmark returns: flat, so the JSON line stays easy to grep and to diff. */
@@ -61,7 +63,7 @@ function available(): string[] {
 async function main(argv: readonly string[]): Promise<number> {
   const name = argv[0];
   if (!name || !/^[a-z0-9][a-z0-9-]*$/.test(name) || !existsSync(join(benchDir, `${name}.bench.ts`))) {
-    process.stderr.write(`usage: npm run bench -- <name>\navailable: ${available().join(', ') || '(none)'}\n`);
+    process.stderr.write(`usage: npm run bench -- <name> [options]\navailable: ${available().join(', ') || '(none)'}\n`);
     return 2;
   }
   const mod = (await import(pathToFileURL(join(benchDir, `${name}.bench.ts`)).href)) as { default?: Bench };
@@ -72,7 +74,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const machine = describeMachine();
   const log = (line: string) => process.stdout.write(line + '\n');
   log(`bench ${name} on ${machine.cpuModel}, nproc ${machine.nproc}, cpus allowed ${machine.cpusAllowed}, node ${machine.node}`);
-  const figures = await mod.default({ log });
+  const figures = await mod.default({ log, args: argv.slice(1) });
   const result = { bench: name, at: new Date().toISOString(), ...figures, machine };
   appendResult(name, result);
   log(JSON.stringify(result));

@@ -114,6 +114,26 @@ export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpe
         expect(await ds.listEntries()).toHaveLength(2);
       });
 
+      it('creates a batch in one call: per-entry refusals in their slots, the rest stored with revisions of their own', async () => {
+        await ds.createEntry(newEntry({ id: 'taken', spiffeId: 'spiffe://example.org/taken' }), T0);
+        const results = await ds.createEntries([
+          newEntry({ id: 'b1', spiffeId: 'spiffe://example.org/b1' }),
+          newEntry({ id: 'taken', spiffeId: 'spiffe://example.org/other' }), // id exists in the store
+          newEntry({ spiffeId: 'spiffe://example.org/b1', id: 'b1-twin' }), // similar to b1, earlier in this batch
+          newEntry({ spiffeId: 'spiffe://example.org/bad', selectors: [] }), // the store cannot hold it
+          newEntry({ id: 'b2', spiffeId: 'spiffe://example.org/b2' }),
+        ], T0);
+        const codes = results.map((r) => ('entry' in r ? 'ok' : r.error.code));
+        expect(codes).toEqual(['ok', 'already-exists', 'already-exists', 'config-invalid', 'ok']);
+        const stored = results.flatMap((r) => ('entry' in r ? [r.entry] : []));
+        expect(stored[1].revision).toBeGreaterThan(stored[0].revision);
+        for (const e of stored) expect(await ds.getEntry(e.id)).toEqual(e);
+        expect((await ds.listEntries()).map((e) => e.id).sort()).toEqual(['b1', 'b2', 'taken']);
+        const feed = await ds.listEntriesChangedSince(stored[0].revision - 1);
+        expect(feed.changed.map((e) => e.id).sort()).toEqual(['b1', 'b2']);
+        expect(await ds.createEntries([newEntry({ spiffeId: 'spiffe://example.org/x', selectors: [] })], T0)).toMatchObject([{ error: { code: 'config-invalid' } }]);
+      });
+
       it('gives concurrent writers on two handles distinct, increasing revisions', async () => {
         const other = await handle();
         const writes = Array.from({ length: 20 }, (_, i) => (i % 2 ? ds : other).createEntry(newEntry({ spiffeId: `spiffe://example.org/w${i}` }), T0));

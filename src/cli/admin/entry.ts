@@ -1,7 +1,8 @@
 import { Command, Option } from 'commander';
-import type { EntryMsg } from '../../identity-plane/server-api/messages.js';
 import { parseSelector } from '../../identity-plane/server/registration/validate.js';
-import { printResult, usageError, type Io } from '../output.js';
+import { MAX_ENTRY_BATCH, type EntryMsg } from '../../identity-plane/server-api/messages.js';
+import { CommandExit, printResult, usageError, type Io } from '../output.js';
+import { createEntriesInBatches, exitCodeOf, readEntryFile } from './entry-file.js';
 import { withErrors } from '../run.js';
 import { withAdmin } from './client.js';
 
@@ -99,16 +100,38 @@ function readable(e: ReturnType<typeof entryView>): string[] {
   ];
 }
 
+async function createFromFile(io: Io, file: string, f: EntryFlags): Promise<void> {
+  const single = (['entryId', 'spiffeId', 'parentId', 'selector', 'x509SvidTtl', 'jwtSvidTtl', 'dnsName', 'federatesWith', 'admin', 'downstream', 'expiresAt', 'hint'] as const)
+    .filter((k) => f[k] !== undefined);
+  if (single.length) throw usageError(`--file takes the entries from the file; drop --${single.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).join(', --')}`);
+  const list = readEntryFile(file);
+  const results = await withAdmin(f.adminSocket, (a) => createEntriesInBatches(a, list));
+  const created = results.filter((r) => r.status_code === 0).length;
+  if (f.json) {
+    io.out(JSON.stringify({
+      valid: created === results.length, created, refused: results.length - created,
+      results: results.map((r, index) => (r.entry ? { index, entry: entryView(r.entry) } : { index, error: r.error_code || 'internal', message: r.status_message })),
+    }));
+  } else {
+    results.forEach((r, i) => (r.entry ? io.out(`created ${r.entry.id} ${r.entry.spiffe_id}`) : io.err(`error: entries[${i}]: ${r.status_message} [${r.error_code || 'internal'}]`)));
+    io.out(`Created ${created} of ${results.length} entries`);
+  }
+  const exit = exitCodeOf(results);
+  if (exit !== 0) throw new CommandExit(exit);
+}
+
 const socketOption = () => new Option('--admin-socket <path>', 'the server admin socket (default .svidscope/server/admin.sock, or $SVIDSCOPE_ADMIN_SOCKET)');
 
 export function registerEntryCommands(program: Command, io: Io): void {
   const entry = program.command('entry').description('manage registration entries on the server');
 
-  entryOptions(entry.command('create').description('create a registration entry'))
+  entryOptions(entry.command('create').description('create a registration entry, or many from a file'))
     .option('--entry-id <id>', 'use this entry ID instead of a generated one')
+    .option('--file <entries.json|yaml>', `create every entry in this JSON or YAML list (same fields as \`entry show --json\`), ${MAX_ENTRY_BATCH} per transaction`)
     .addOption(socketOption())
     .option('--json', 'print one JSON object')
-    .action(withErrors(io, async (f: EntryFlags) => {
+    .action(withErrors(io, async (f: EntryFlags & { file?: string }) => {
+      if (f.file !== undefined) return createFromFile(io, f.file, f);
       if (!f.spiffeId || !f.parentId) throw usageError('--spiffe-id and --parent-id are required');
       if (!f.selector?.length) throw usageError('at least one --selector is required');
       const created = await withAdmin(f.adminSocket, (a) => a.call<EntryMsg>('CreateEntry', { entry: toMessage(f) }));

@@ -35,6 +35,19 @@ export interface EntryMsg {
   created_at: string;
 }
 
+/** The most entries one BatchCreateEntries call takes (one datastore transaction holds them all). */
+export const MAX_ENTRY_BATCH = 1000;
+
+/** admin.proto `BatchCreateEntriesResult`: one per requested entry, in order. */
+export interface BatchCreateEntriesResultMsg {
+  /** gRPC status code; 0 = created. */
+  status_code: number;
+  status_message: string;
+  /** The svidscope error code when refused, '' when created. */
+  error_code: string;
+  entry?: EntryMsg;
+}
+
 /** admin.proto `CaStatusResponse`: the server's signing keys (CaStatus, RotateCa, WithholdAuthority). */
 export interface CaStatusMsg {
   slots: {

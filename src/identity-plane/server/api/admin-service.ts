@@ -6,13 +6,14 @@ import { parseSpiffeId, spiffeIdFromPath, type TrustDomain } from '../../spiffe/
 import type { BundlePublisher } from '../bundle/publisher.js';
 import type { CaManager } from '../ca/manager.js';
 import type { KeyKind } from '../ca/journal.js';
-import type { Datastore, RegistrationEntry } from '../datastore/types.js';
+import type { Datastore, NewEntry, RegistrationEntry } from '../datastore/types.js';
+import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import { JOIN_TOKEN_TYPE } from '../attestor-node/join-token.js';
 import type { AgentCache } from '../registration/agent-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH, validateEntry, type EntryFields } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
-import { entryMessage, type CaStatusMsg, type EntryMsg, type WithholdAuthorityRequestMsg } from '../../server-api/messages.js';
+import { entryMessage, MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type CaStatusMsg, type EntryMsg, type WithholdAuthorityRequestMsg } from '../../server-api/messages.js';
 
 export interface AdminServiceDeps {
   trustDomain: TrustDomain;
@@ -47,11 +48,19 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
     hint: m.hint ?? '',
   });
 
-  const validated = async (m: Partial<EntryMsg>) => {
-    const fields = fieldsOf(m);
+  const entryLimits = async () => {
     const known = new Set((await datastore.listBundles()).map((b) => b.trustDomain));
-    validateEntry(fields, { trustDomain, maxSvidTtlSeconds: deps.maxSvidTtlSeconds, hasFederatedBundle: (td) => known.has(td) });
+    return { trustDomain, maxSvidTtlSeconds: deps.maxSvidTtlSeconds, hasFederatedBundle: (td: string) => known.has(td) };
+  };
+  const validated = async (m: Partial<EntryMsg>, limits?: Awaited<ReturnType<typeof entryLimits>>) => {
+    const fields = fieldsOf(m);
+    validateEntry(fields, limits ?? (await entryLimits()));
     return fields;
+  };
+  /** A refused entry of a batch: its status, message and catalogue code; anything unexpected fails the call. */
+  const refusal = (err: unknown): BatchCreateEntriesResultMsg => {
+    if (!isSvidscopeError(err)) throw err;
+    return { status_code: err.grpcStatus as number, status_message: err.message, error_code: err.code };
   };
 
   const toRecord = (f: EntryFields) => ({
@@ -86,6 +95,31 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       await entries.refresh();
       logger.info({ entryId: created.id, spiffeId: created.spiffeId }, 'entry created');
       return entryMessage(created);
+    }),
+    BatchCreateEntries: wrap('BatchCreateEntries', async (req: { entries?: Partial<EntryMsg>[] }) => {
+      const list = req.entries ?? [];
+      if (list.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'entries is empty');
+      if (list.length > MAX_ENTRY_BATCH) {
+        throw new StatusError(grpc.status.INVALID_ARGUMENT, `at most ${MAX_ENTRY_BATCH} entries per BatchCreateEntries call (MAX_ENTRY_BATCH), got ${list.length}: split the batch`);
+      }
+      const limits = await entryLimits();
+      const results: BatchCreateEntriesResultMsg[] = new Array(list.length);
+      const valid: { index: number; record: NewEntry }[] = [];
+      for (const [index, m] of list.entries()) {
+        try {
+          valid.push({ index, record: { ...toRecord(await validated(m, limits)), id: m.id || undefined } });
+        } catch (err) {
+          results[index] = refusal(err);
+        }
+      }
+      const stored = valid.length ? await datastore.createEntries(valid.map((v) => v.record), clock.now()) : [];
+      stored.forEach((r, j) => {
+        results[valid[j].index] = 'entry' in r ? { status_code: grpc.status.OK, status_message: '', error_code: '', entry: entryMessage(r.entry) } : refusal(r.error);
+      });
+      const created = stored.filter((r) => 'entry' in r).length;
+      if (created > 0) await entries.refresh();
+      logger.info({ requested: list.length, created }, 'entries created in a batch');
+      return { results };
     }),
     UpdateEntry: wrap('UpdateEntry', async (req: { entry?: EntryMsg }) => {
       if (!req.entry?.id) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'entry.id is required');

@@ -4,9 +4,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type {
-  AgentChanges, AgentFilter, AgentRecord, AttestedAgent, CaKeyKind, CaKeyPhase, CaKeyRecord, Datastore, DatastoreHealth, EntryChanges,
+  AgentChanges, AgentFilter, AgentRecord, AttestedAgent, CaKeyKind, CaKeyPhase, CaKeyRecord, Datastore, DatastoreHealth, EntryChanges, EntryCreateResult,
   EntryFilter, EntryUpdate, JoinToken, JoinTokenConsumption, NewEntry, RegistrationEntry, StoredBundle,
 } from './types.js';
+import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import { fail, toStoreError, type Executor, type SqlDriver, type TxMode } from './driver.js';
 import { schemaVersion } from './migrations.js';
 import * as entries from './sql-entries.js';
@@ -39,15 +40,51 @@ export class SqlDatastore implements Datastore {
 
   async createEntry(input: NewEntry, now: Date): Promise<RegistrationEntry> {
     entries.validateEntry(input);
-    return this.tx('write', async (tx) => {
-      const revision = await entries.bumpRevision(tx);
-      const entry: RegistrationEntry = { ...input, id: input.id ?? randomUUID(), createdAt: now, revision };
-      const existing = await entries.selectEntries(tx, this.driver.dialect, 'e.id = ?', [entry.id]);
-      if (existing.length > 0) throw fail('already-exists', `entry "${entry.id}" already exists`);
-      await entries.assertNoSimilarEntry(tx, this.driver.dialect, entry);
-      await this.unique(() => entries.insertEntry(tx, entry), `entry "${entry.id}" already exists`);
-      return entry;
+    return this.tx('write', async (tx) => this.insertNewEntry(tx, input, await entries.bumpRevision(tx), now));
+  }
+
+  async createEntries(inputs: readonly NewEntry[], now: Date): Promise<EntryCreateResult[]> {
+    const results: (EntryCreateResult | undefined)[] = inputs.map((input) => {
+      try {
+        entries.validateEntry(input);
+        return undefined;
+      } catch (err) {
+        return { error: toStoreError(this.driver, err) };
+      }
     });
+    if (results.every((r) => r !== undefined)) return results as EntryCreateResult[];
+    return this.tx('write', async (tx) => {
+      // The first bump takes the revision row lock, so the checks below cannot race another writer;
+      // each stored entry then gets a revision of its own, exactly as single creates would.
+      let revision = await entries.bumpRevision(tx);
+      let used = false;
+      for (const [i, input] of inputs.entries()) {
+        if (results[i]) continue;
+        if (used) revision = await entries.bumpRevision(tx);
+        try {
+          results[i] = { entry: await this.insertNewEntry(tx, input, revision, now) };
+          used = true;
+        } catch (err) {
+          // Refusals are found by queries before any write fails, so the transaction is still usable.
+          // A failed statement (a unique violation despite the checks, the database itself failing)
+          // may have aborted it (PostgreSQL), so that fails the whole batch.
+          const refused = isSvidscopeError(err) && err.code === 'already-exists' && !this.driver.isUniqueViolation(err.cause);
+          if (refused) results[i] = { error: err };
+          else throw err;
+        }
+      }
+      return results as EntryCreateResult[];
+    });
+  }
+
+  /** The checks and insert of one new entry inside a write transaction that already bumped `revision`. */
+  private async insertNewEntry(tx: Executor, input: NewEntry, revision: number, now: Date): Promise<RegistrationEntry> {
+    const entry: RegistrationEntry = { ...input, id: input.id ?? randomUUID(), createdAt: now, revision };
+    const existing = await entries.selectEntries(tx, this.driver.dialect, 'e.id = ?', [entry.id]);
+    if (existing.length > 0) throw fail('already-exists', `entry "${entry.id}" already exists`);
+    await entries.assertNoSimilarEntry(tx, this.driver.dialect, entry);
+    await this.unique(() => entries.insertEntry(tx, entry), `entry "${entry.id}" already exists`);
+    return entry;
   }
 
   getEntry(id: string): Promise<RegistrationEntry> {

@@ -3,6 +3,7 @@
  * implement and one shared suite (`test/datastore/suite.ts`) checks. Times are `Date`s here and epoch
  * milliseconds in storage; the store never reads a clock itself, so callers pass `now` where time matters.
  */
+import type { SvidscopeError } from '../../../common/errors/catalog.js';
 
 /** A `type:value` pair, e.g. `{ type: 'unix', value: 'uid:1000' }`. */
 export interface Selector {
@@ -33,6 +34,9 @@ export interface RegistrationEntry {
 
 /** What `createEntry` takes: the id is generated (UUID) unless given; createdAt and revision come from the store. */
 export type NewEntry = Omit<RegistrationEntry, 'id' | 'createdAt' | 'revision'> & { readonly id?: string };
+/** One outcome of `createEntries`, in the order of the input: the stored entry, or why this one was refused. */
+export type EntryCreateResult = { readonly entry: RegistrationEntry } | { readonly error: SvidscopeError };
+
 /** What `updateEntry` takes: the whole record; createdAt is kept from the stored row. */
 export type EntryUpdate = Omit<RegistrationEntry, 'createdAt' | 'revision'>;
 
@@ -154,6 +158,12 @@ export interface Datastore {
   readonly backend: 'sqlite' | 'postgres';
 
   createEntry(entry: NewEntry, now: Date): Promise<RegistrationEntry>;
+  /**
+   * Creates many entries in one transaction, each checked like `createEntry` (against the store and the
+   * entries earlier in the same call). A refused entry (`config-invalid`, `already-exists`) is reported in
+   * its slot and the others are still stored; a database failure stores none and rejects the whole call.
+   */
+  createEntries(entries: readonly NewEntry[], now: Date): Promise<EntryCreateResult[]>;
   getEntry(id: string): Promise<RegistrationEntry>;
   /** Replaces the whole record; with `expectedRevision`, refuses if the stored revision differs. */
   updateEntry(entry: EntryUpdate, options?: { readonly expectedRevision?: number }): Promise<RegistrationEntry>;

@@ -1,0 +1,55 @@
+/**
+ * Messages between the fleet benchmark's coordinator (`bench/fleet.bench.ts`) and its agent worker
+ * processes (`bench/fleet/worker.ts`), over the child_process IPC channel. Times are wall-clock
+ * milliseconds (`performance.timeOrigin + performance.now()`), comparable across the processes.
+ */
+
+export interface WorkerInit {
+  type: 'init';
+  /** The servers; agent i starts on addresses[i % n] and moves to the next one when its server is unreachable. */
+  addresses: string[];
+  trustDomain: string;
+  /** The bundle the agents start from (what an operator hands them as trust_bundle_path). */
+  bundlePem: string;
+  bundleSequence: string;
+  syncIntervalMs: number;
+  /** Fraction of an SVID's lifetime after which it is renewed (the agent's rotation_fraction). */
+  rotationFraction: number;
+  /** Attestations in flight at once per worker. */
+  attestConcurrency: number;
+  agents: { index: number; token: string }[];
+}
+
+/** `window` starts the measured window; `window-end` stops counting load (changes are still watched until `stop`). */
+export type ToWorker = WorkerInit | { type: 'window' } | { type: 'window-end' } | { type: 'stop' };
+
+export interface WorkerStats {
+  agents: number;
+  attested: number;
+  /** SyncAuthorizedEntries round trips in the window, ms. */
+  syncMs: number[];
+  /** BatchNewX509SVID round trips in the window, ms, and the SVIDs they brought. */
+  issueCallMs: number[];
+  issued: number;
+  /** Entries held across the worker's agents at the end, and how many of them have a current SVID. */
+  entriesHeld: number;
+  svidsHeld: number;
+  /** Propagation events seen in the window: `seen:<entry id>:<revision>` / `gone:<entry id>` → wall ms. */
+  entryEvents: Record<string, number>;
+  /** Bundle sequence → when each agent first saw it (wall ms), for sequences first seen in the window. */
+  bundleSeen: Record<string, number[]>;
+  errors: Record<string, number>;
+  /** When an agent that had moved to another server (its own was unreachable) first synced there (wall ms). */
+  failedOver: number[];
+}
+
+export type FromWorker =
+  | { type: 'attested'; attested: number; failed: number; firstError?: string }
+  /** Every agent has synced and holds an SVID for each of its entries. */
+  | { type: 'converged'; at: number }
+  | { type: 'report'; stats: WorkerStats };
+
+/** Wall-clock ms with sub-ms precision, comparable between processes on one machine. */
+export function wallMs(): number {
+  return performance.timeOrigin + performance.now();
+}

@@ -1,0 +1,239 @@
+/**
+ * A process of simulated agents for the fleet benchmark. Each simulated agent speaks the real
+ * protocol through the agent's own `ServerClient`: it attests with its join token and a real CSR,
+ * holds the agent X509-SVID it gets, keeps one mTLS connection to the server, and every sync
+ * interval does what the agent's manager does (SyncAuthorizedEntries, GetBundles, then
+ * BatchNewX509SVID for new, changed and half-expired entries). What it skips is the agent's local
+ * side (Workload API, disk, caches by selector): the server cannot tell the difference.
+ *
+ * To keep key generation off the measurement, each agent has one P-256 key pair, used for its
+ * agent SVID and, through one CSR made at start, for all its workload SVIDs; the server still
+ * parses and verifies every CSR. Entry views change only on sync answers today; a push stream
+ * would call `observe` the same way.
+ */
+import { performance } from 'node:perf_hooks';
+import { nullLogger } from '../../src/common/log.js';
+import { ServerClient } from '../../src/identity-plane/agent/server-client.js';
+import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
+import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
+import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
+import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
+import { wallMs, type FromWorker, type ToWorker, type WorkerInit, type WorkerStats } from './protocol.js';
+
+/** The server's cap on CSRs per BatchNewX509SVID call (node-service MAX_BATCH). */
+const CSR_BATCH = 500;
+
+interface SimAgent {
+  client: ServerClient;
+  /** Index into init.addresses of the server it talks to. */
+  server: number;
+  identity: { chainPem: string; keyPem: string };
+  trustPem: string;
+  /** Set when it moved to another server, until its first sync there. */
+  movedAt?: number;
+  csr: Buffer;
+  knownRevision: string;
+  /** entry id → revision_number, as of the last sync answer. */
+  entries: Map<string, string>;
+  /** entry id → the SVID's renewal time and the entry revision it was minted for. */
+  svids: Map<string, { renewAt: number; entryRevision: string }>;
+  bundleSequence: string;
+  synced: boolean;
+  timer?: NodeJS.Timeout;
+}
+
+const send = (m: FromWorker) => process.send?.(m);
+
+let init: WorkerInit;
+const agents: SimAgent[] = [];
+let stopped = false;
+let inWindow = false;
+/** Counting load (syncs, issuance): from `window` to `window-end`. */
+let counting = false;
+let converged = false;
+const pemBySequence = new Map<string, string>();
+
+const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, entryEvents: {}, bundleSeen: {}, errors: {}, failedOver: [] };
+const count = (kind: string) => {
+  stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
+};
+
+function connect(server: number, trustPem: string): ServerClient {
+  const client = new ServerClient({ address: init.addresses[server], trustDomain: parseTrustDomain(init.trustDomain), logger: nullLogger() });
+  client.setTrust(trustPem);
+  return client;
+}
+
+/**
+ * Its server is unreachable: the agent goes to the next one with the identity it holds (what a
+ * load balancer or a DNS name over several servers gives a real agent).
+ */
+function moveToNextServer(a: SimAgent): void {
+  if (init.addresses.length < 2) return;
+  a.client.close();
+  a.server = (a.server + 1) % init.addresses.length;
+  a.client = connect(a.server, a.trustPem);
+  a.client.setIdentity(a.identity.chainPem, a.identity.keyPem);
+  a.movedAt ??= wallMs();
+}
+
+async function attestAll(): Promise<void> {
+  let next = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  const one = async (index: number, token: string) => {
+    const key = generateKeyPair('ec-p256');
+    const csr = createCsr(key.privateKey, key.publicKey);
+    const server = index % init.addresses.length;
+    const client = connect(server, init.bundlePem);
+    try {
+      const res = await client.attest(token, csr);
+      const identity = { chainPem: res.svid.cert_chain.map((d) => encodePem('CERTIFICATE', d)).join(''), keyPem: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+      client.setIdentity(identity.chainPem, identity.keyPem);
+      agents.push({ client, server, identity, trustPem: init.bundlePem, csr, knownRevision: '0', entries: new Map(), svids: new Map(), bundleSequence: init.bundleSequence, synced: false });
+    } catch (err) {
+      client.close();
+      failed++;
+      firstError ??= (err as Error).message;
+    }
+  };
+  await Promise.all(Array.from({ length: init.attestConcurrency }, async () => {
+    while (next < init.agents.length && !stopped) {
+      const { index, token } = init.agents[next++];
+      await one(index, token);
+    }
+  }));
+  stats.agents = init.agents.length;
+  stats.attested = agents.length;
+  send({ type: 'attested', attested: agents.length, failed, firstError });
+}
+
+/** Records what changed in an agent's entry view (the propagation probe), then takes the new view. */
+function observe(a: SimAgent, view: Map<string, string>, at: number): void {
+  if (inWindow) {
+    for (const [id, revision] of view) {
+      if (a.entries.get(id) !== revision) stats.entryEvents[`seen:${id}:${revision}`] ??= at;
+    }
+    for (const id of a.entries.keys()) if (!view.has(id)) stats.entryEvents[`gone:${id}`] ??= at;
+  }
+  a.entries = view;
+}
+
+function pemFor(sequence: string, document: Buffer): string {
+  let pem = pemBySequence.get(sequence);
+  if (!pem) {
+    pem = x509BundleToPem(parseSpiffeBundle(init.trustDomain, document));
+    pemBySequence.set(sequence, pem);
+  }
+  return pem;
+}
+
+async function cycle(a: SimAgent): Promise<void> {
+  const t0 = performance.now();
+  let res;
+  try {
+    res = await a.client.sync(a.knownRevision);
+  } catch (err) {
+    const status = (err as { status?: number }).status;
+    count(status === 4 ? 'sync_deadline' : status === 14 ? 'sync_unavailable' : 'sync');
+    if (status === 14) moveToNextServer(a); // UNAVAILABLE
+    return;
+  }
+  if (a.movedAt !== undefined) {
+    stats.failedOver.push(wallMs());
+    a.movedAt = undefined;
+  }
+  if (counting) stats.syncMs.push(performance.now() - t0);
+  if (!res.unchanged) {
+    observe(a, new Map(res.entries.map((e) => [e.id, e.revision_number])), wallMs());
+    a.knownRevision = res.revision;
+  }
+  a.synced = true;
+  try {
+    const bundles = await a.client.getBundles([]);
+    const seq = bundles.bundle.sequence_number;
+    if (seq !== a.bundleSequence) {
+      a.bundleSequence = seq;
+      if (inWindow) (stats.bundleSeen[seq] ??= []).push(wallMs());
+      // As the agent does: new trust anchors rebuild the connection.
+      a.trustPem = pemFor(seq, bundles.bundle.document);
+      a.client.setTrust(a.trustPem);
+    }
+  } catch {
+    count('get_bundles');
+  }
+  for (const id of a.svids.keys()) if (!a.entries.has(id)) a.svids.delete(id);
+  const now = wallMs();
+  const stale = [...a.entries].filter(([id, rev]) => {
+    const svid = a.svids.get(id);
+    return !svid || svid.entryRevision !== rev || now >= svid.renewAt;
+  });
+  for (let i = 0; i < stale.length; i += CSR_BATCH) {
+    const chunk = stale.slice(i, i + CSR_BATCH);
+    const t1 = performance.now();
+    let out;
+    try {
+      out = await a.client.batchNewX509Svid(chunk.map(([id]) => ({ entry_id: id, csr: a.csr })));
+    } catch {
+      count('issue_call');
+      return;
+    }
+    const issuedAt = wallMs();
+    if (counting) stats.issueCallMs.push(performance.now() - t1);
+    out.results.forEach((r, j) => {
+      const [id, rev] = chunk[j];
+      if (r.status_code !== 0 || !r.svid) {
+        // An entry deleted between the sync and this call is refused; that is churn, not a fault.
+        count(r.status_code === 7 ? 'issue_denied' : 'issue_item');
+        return;
+      }
+      const expiresMs = Number(r.svid.expires_at) * 1000;
+      a.svids.set(id, { renewAt: issuedAt + (expiresMs - issuedAt) * init.rotationFraction, entryRevision: rev });
+      if (counting) stats.issued++;
+    });
+  }
+}
+
+function schedule(a: SimAgent, delay: number): void {
+  if (stopped) return;
+  a.timer = setTimeout(() => {
+    void cycle(a).catch(() => count('cycle')).finally(() => {
+      if (!converged && agents.every((x) => x.synced && [...x.entries.keys()].every((id) => x.svids.has(id)))) {
+        converged = true;
+        send({ type: 'converged', at: wallMs() });
+      }
+      schedule(a, init.syncIntervalMs);
+    });
+  }, delay);
+}
+
+function finish(): void {
+  stopped = true;
+  for (const a of agents) {
+    clearTimeout(a.timer);
+    stats.entriesHeld += a.entries.size;
+    stats.svidsHeld += [...a.entries.keys()].filter((id) => a.svids.has(id)).length;
+  }
+  for (const a of agents) a.client.close();
+  // Leave only once the report has gone out: it can be megabytes, and exiting would cut it off.
+  process.send?.({ type: 'report', stats } satisfies FromWorker, undefined, {}, () => process.exit(0));
+}
+
+process.on('message', (m: ToWorker) => {
+  if (m.type === 'init') {
+    init = m;
+    void attestAll().then(() => {
+      // Spread the first syncs over one interval, as agents started at different times would be.
+      for (const a of agents) schedule(a, Math.random() * init.syncIntervalMs);
+    });
+  } else if (m.type === 'window') {
+    inWindow = true;
+    counting = true;
+  } else if (m.type === 'window-end') {
+    counting = false;
+  } else if (m.type === 'stop') {
+    finish();
+  }
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,39 @@
+/**
+ * The fleet simulator at a tiny size against a real server process: 5 simulated agents × 3 entries
+ * in a worker process, with churn and a CA rotation, for a few seconds. Checks that its report is
+ * consistent (every agent attested, every entry and change arrived, an SVID per entry, no errors),
+ * not how fast anything was.
+ */
+import { describe, expect, it } from 'vitest';
+import fleet, { parseFleetOptions } from '../../bench/fleet.bench.js';
+
+describe('fleet simulator', () => {
+  it('runs a tiny fleet and reports every entry received, every change propagated and no errors', async () => {
+    const lines: string[] = [];
+    const f = await fleet({ log: (l) => lines.push(l), args: ['--agents', '5', '--entries-per-agent', '3', '--duration', '4', '--sync-interval', '0.5', '--churn', '3', '--rotate-ca-at', '1', '--setup-timeout', '40'] });
+    const context = lines.join('\n');
+    expect(f, context).toMatchObject({ agents: 5, entries: 15, attested: 5, converged: true, entryCreateRefused: 0, errors: 0, errorsByKind: 'none' });
+    // 12 churn writes in 4 s at 3/s: a third each create, update, delete.
+    expect(f.churnWrites, context).toBeGreaterThanOrEqual(9);
+    expect(f.propagated, context).toBe(f.churnWrites);
+    // Creates and deletes alternate, so the count ends within one of where it started.
+    expect(Math.abs(Number(f.entriesExpected) - 15), context).toBeLessThanOrEqual(1);
+    expect(f.entriesHeld, context).toBe(f.entriesExpected);
+    expect(f.svidsHeld, context).toBe(f.entriesHeld);
+    expect(f.caRotationAgentsUpdated, context).toBe(5);
+    expect(Number(f.syncs)).toBeGreaterThan(5);
+    expect(Number(f.issued)).toBeGreaterThan(0);
+    for (const k of ['syncP50Ms', 'syncP99Ms', 'propagationP50Ms', 'issueCallP50Ms', 'serverPeakRssMiB', 'datastoreOpsPerS']) expect(Number(f[k]), k).toBeGreaterThan(0);
+    expect(Number(f.serverCpuSecondsPerSecond)).toBeGreaterThanOrEqual(0);
+    expect(() => JSON.stringify(f)).not.toThrow();
+  }, 90_000);
+
+  it('refuses options it cannot honour', () => {
+    expect(() => parseFleetOptions(['--datastore', 'mysql'])).toThrow(/sqlite or postgres/);
+    expect(() => parseFleetOptions(['--agents', '0'])).toThrow(/--agents/);
+    expect(() => parseFleetOptions(['--bogus', '1'])).toThrow();
+    expect(() => parseFleetOptions(['--servers', '2'])).toThrow(/--datastore postgres/);
+    expect(() => parseFleetOptions(['--kill-one-at', '5'])).toThrow(/--servers 2/);
+    expect(parseFleetOptions([])).toMatchObject({ agents: 100, entriesPerAgent: 10, syncIntervalSeconds: 5, durationSeconds: 30, datastore: 'sqlite', workers: 1, rotateCaAtSeconds: 15 });
+  });
+});
