@@ -91,7 +91,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     bundlesRef.publisher = bundles;
     live.bundles = bundles;
     await bundles.sync();
-    const entries = new EntryCache(datastore);
+    const entries = new EntryCache(datastore, spiffeIdFromPath(td, SERVER_ID_PATH).toString());
     live.entries = entries;
     await entries.refresh();
 

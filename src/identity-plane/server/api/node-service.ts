@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
-import { parseSpiffeId, spiffeIdFromPath, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
+import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { certificateFacts } from '../../spiffe/internal/x509.js';
 import { mintJwtSvid } from '../../spiffe/jwtsvid/index.js';
 import { parseCsr } from '../../spiffe/mint/csr.js';
@@ -13,9 +13,7 @@ import type { CaManager } from '../ca/manager.js';
 import type { BundlePublisher } from '../bundle/publisher.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/types.js';
 import { attestJoinToken } from '../attestor-node/join-token.js';
-import { authorizedEntries } from '../registration/authorized.js';
 import type { EntryCache } from '../registration/entry-cache.js';
-import { SERVER_ID_PATH } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
 import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
 
@@ -69,7 +67,6 @@ export const MAX_BATCH = 500;
  */
 export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplementation {
   const { trustDomain, datastore, ca, bundles, entries, clock, logger } = deps;
-  const serverId = spiffeIdFromPath(trustDomain, SERVER_ID_PATH).toString();
   const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) =>
     unary(logger, method, fn, deps.observe, deps.tracer);
 
@@ -123,7 +120,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
   // The entry view is refreshed by the server's periodic tick and by local admin writes, not per
   // request: a database round trip per signature would make the datastore the bottleneck.
   const authorized = async (agent: AttestedAgent): Promise<RegistrationEntry[]> => {
-    return authorizedEntries(agent.spiffeId, agent.selectors, serverId, entries.all(), clock.nowMs());
+    return entries.authorizedFor(agent.spiffeId, agent.selectors, clock.nowMs());
   };
   const findAuthorized = async (agent: AttestedAgent, entryId: string): Promise<RegistrationEntry> => {
     const entry = (await authorized(agent)).find((e) => e.id === entryId);
