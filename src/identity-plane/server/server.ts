@@ -22,6 +22,7 @@ import { BundlePublisher } from './bundle/publisher.js';
 import { CaManager, type UpstreamAuthority } from './ca/manager.js';
 import type { ServerConfig } from './config.js';
 import { checkHostPort } from '../../common/net.js';
+import { BundleCache, observeBundleWrites } from './bundle/bundle-cache.js';
 import { openDatastore } from './datastore/index.js';
 import type { Datastore } from './datastore/types.js';
 import { EntryCache } from './registration/entry-cache.js';
@@ -72,7 +73,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, datastore: () => live.datastore });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
-  const datastore = telemetry.instrumentDatastore(await openDatastore(config.datastore));
+  const instrumented = telemetry.instrumentDatastore(await openDatastore(config.datastore));
+  const bundleCache = new BundleCache(instrumented);
+  const datastore = observeBundleWrites(instrumented, bundleCache);
   live.datastore = datastore;
   const cleanups: (() => Promise<void> | void)[] = [() => datastore.close()];
   try {
@@ -122,7 +125,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const { node, admin } = serverServices();
     const nodeServer = new grpc.Server();
-    nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'api' }),
+    nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, bundleCache, ca, bundles, entries, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
       observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer }));
     const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
@@ -154,6 +157,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const tick = async () => {
       await bundles.sync();
       await entries.refresh();
+      bundleCache.invalidate(); // federated bundles written by other servers sharing the datastore
       await datastore.pruneJoinTokens(clock.now());
       const published = new Set(ca.status().filter((s) => s.kind === 'x509' && !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
       const due = clock.nowMs() >= serverSvidRenewAt || !servingCaId;

@@ -13,6 +13,7 @@ import type { CaManager } from '../ca/manager.js';
 import type { BundlePublisher } from '../bundle/publisher.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/types.js';
 import { attestJoinToken } from '../attestor-node/join-token.js';
+import type { BundleCache } from '../bundle/bundle-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { StatusError, toNumber, unary } from './grpc.js';
 import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
@@ -20,6 +21,8 @@ import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509Sv
 export interface NodeServiceDeps {
   trustDomain: TrustDomain;
   datastore: Datastore;
+  /** Stored bundles in memory for GetBundles; without it each call lists them from the datastore. */
+  bundleCache?: BundleCache;
   ca: CaManager;
   bundles: BundlePublisher;
   entries: EntryCache;
@@ -237,7 +240,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const wanted = new Set(req.federated_trust_domains ?? []);
       const federated: BundleMsg[] = [];
       if (wanted.size > 0) {
-        for (const stored of await datastore.listBundles()) {
+        for (const stored of await (deps.bundleCache?.list() ?? datastore.listBundles())) {
           if (stored.trustDomain !== trustDomain.name && wanted.has(stored.trustDomain)) {
             federated.push({ trust_domain: stored.trustDomain, document: stored.document, sequence_number: stored.sequence.toString(), updated_at_ms: String(stored.updatedAt.getTime()) });
           }
