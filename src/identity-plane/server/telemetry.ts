@@ -37,6 +37,9 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   const csrs = counter(registry, F.csrs);
   const attestations = counter(registry, F.attestations);
   const dsDuration = histogram(registry, F.datastoreDuration);
+  const agentEntries = histogram(registry, F.agentAuthorizedEntries);
+  const entrySyncs = counter(registry, F.entrySyncs);
+  for (const kind of ['unchanged', 'full']) entrySyncs.inc({ kind }, 0);
 
   gauge(registry, F.keyPhase, function () {
     this.reset();
@@ -68,7 +71,7 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   });
   gauge(registry, F.entries, function () {
     const e = state.entries();
-    if (e) this.set(e.all().length);
+    if (e) this.set(e.size);
   });
   gauge(registry, F.agents, async function () {
     const ds = state.datastore();
@@ -94,6 +97,10 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
       },
       csr: (result) => csrs.inc({ result }),
       attestation: (method, result, reason) => attestations.inc({ method, result, reason }),
+      entrySync: (kind, entries) => {
+        entrySyncs.inc({ kind });
+        agentEntries.observe({}, entries);
+      },
     },
     instrumentDatastore: (ds) =>
       new Proxy(ds, {

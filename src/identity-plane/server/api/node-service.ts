@@ -41,6 +41,8 @@ export interface NodeServiceEvents {
   refused?(svidType: 'x509' | 'jwt' | 'agent_x509', reason: string, seconds: number): void;
   csr?(result: 'valid' | 'invalid'): void;
   attestation?(method: string, result: 'success' | 'failure', reason: string): void;
+  /** One entry sync answered: unchanged or the full list, with the agent's authorized entry count. */
+  entrySync?(kind: 'unchanged' | 'full', entries: number): void;
 }
 
 /** A bounded reason label from an error: its catalogue code, or the gRPC status name. */
@@ -173,7 +175,11 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const known = toNumber(req.known_revision);
       // The revision of the newest authorized entry does not move on deletion, so the count is part of the key.
       const key = revision * 1_000_000 + list.length;
-      if (known === key) return { entries: [], revision: String(key), unchanged: true };
+      if (known === key) {
+        deps.events?.entrySync?.('unchanged', list.length);
+        return { entries: [], revision: String(key), unchanged: true };
+      }
+      deps.events?.entrySync?.('full', list.length);
       return { entries: list.map(entryMessage), revision: String(key), unchanged: false };
     }),
 

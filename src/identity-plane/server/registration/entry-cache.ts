@@ -31,6 +31,10 @@ export class EntryCache {
     return this.revision;
   }
 
+  get size(): number {
+    return this.entries.size;
+  }
+
   all(): RegistrationEntry[] {
     return [...this.entries.values()];
   }
