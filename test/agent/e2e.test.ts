@@ -155,6 +155,10 @@ describe('agent and Workload API end to end', () => {
     expect(total(s, 'svidscope_server_signing_keys', { kind: 'x509', phase: 'old' })).toBe(1); // the forced CA rotation
     expect(total(s, 'svidscope_server_bundle_authorities', { kind: 'x509' })).toBe(2);
     expect(total(s, 'svidscope_server_datastore_operation_duration_seconds_count')).toBeGreaterThan(10);
+    // Each entry sync is counted by kind and the agent's entry count lands in the fleet histogram.
+    expect(total(s, 'svidscope_server_entry_syncs_total', { kind: 'full' })).toBeGreaterThanOrEqual(1);
+    expect(total(s, 'svidscope_server_agent_authorized_entries_count')).toBe(total(s, 'svidscope_server_entry_syncs_total'));
+    expect(total(s, 'svidscope_server_agent_authorized_entries_bucket', { le: '0' })).toBeLessThan(total(s, 'svidscope_server_agent_authorized_entries_count'));
     expect(total(a, 'svidscope_agent_svid_rotations_total', { reason: 'new' })).toBe(3);
     expect(total(a, 'svidscope_agent_svid_rotations_total', { reason: 'scheduled' })).toBeGreaterThanOrEqual(1);
     expect(total(a, 'svidscope_agent_svid_ttl_remaining_ratio_at_rotation_count')).toBeGreaterThanOrEqual(1);

@@ -21,6 +21,8 @@ export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 /** Sync and propagation times: 10 ms to 10 min. */
 export const PROPAGATION_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600];
 /** Fractions of a lifetime (rotation timing). */
+/** Entries per agent: from none through a node alias shared by a large fleet. */
+export const ENTRY_COUNT_BUCKETS = [0, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
 export const FRACTION_BUCKETS = [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 1];
 
 const f = (name: string, type: MetricType, help: string, labels: string[] = [], buckets?: number[]): MetricFamily => ({ name, type, help, labels, buckets });
@@ -43,6 +45,8 @@ export const serverFamilies = {
   limitRefusals: f('svidscope_server_limit_refusals_total', 'counter', 'Agent API requests refused by a configured limit, by the limit\'s config key (jwt_audience_max_count, jwt_audience_max_bytes).', ['limit']),
   agents: f('svidscope_server_attested_agents', 'gauge', 'Attested agents by state (active, banned), from this server\'s agent cache (current as of the last cache_reload_interval).', ['state']),
   entries: f('svidscope_server_registration_entries', 'gauge', 'Registration entries in the server\'s entry view.', []),
+  agentAuthorizedEntries: f('svidscope_server_agent_authorized_entries', 'histogram', 'Authorized entries per agent, observed at each entry sync (the fleet\'s distribution, no per-agent label).', [], ENTRY_COUNT_BUCKETS),
+  entrySyncs: f('svidscope_server_entry_syncs_total', 'counter', 'Entry syncs answered, by kind: unchanged (the agent\'s revision was current) or full (the whole authorized list sent).', ['kind']),
   buildInfo: f('svidscope_build_info', 'gauge', 'Constant 1, labelled with the running version and component.', ['version', 'component']),
 } as const;
 

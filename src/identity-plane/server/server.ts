@@ -22,6 +22,7 @@ import { BundlePublisher } from './bundle/publisher.js';
 import { CaManager, type UpstreamAuthority } from './ca/manager.js';
 import type { ServerConfig } from './config.js';
 import { checkHostPort } from '../../common/net.js';
+import { BundleCache, observeBundleWrites } from './bundle/bundle-cache.js';
 import { openDatastore } from './datastore/index.js';
 import type { Datastore } from './datastore/types.js';
 import { AgentCache } from './registration/agent-cache.js';
@@ -73,7 +74,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
-  const datastore = telemetry.instrumentDatastore(await openDatastore(config.datastore));
+  const instrumented = telemetry.instrumentDatastore(await openDatastore(config.datastore));
+  const bundleCache = new BundleCache(instrumented);
+  const datastore = observeBundleWrites(instrumented, bundleCache);
   live.datastore = datastore;
   const cleanups: (() => Promise<void> | void)[] = [() => datastore.close()];
   try {
@@ -92,7 +95,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     bundlesRef.publisher = bundles;
     live.bundles = bundles;
     await bundles.sync();
-    const entries = new EntryCache(datastore);
+    const entries = new EntryCache(datastore, spiffeIdFromPath(td, SERVER_ID_PATH).toString());
     live.entries = entries;
     await entries.refresh();
     const agents = new AgentCache(datastore);
@@ -126,7 +129,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const { node, admin } = serverServices();
     const nodeServer = new grpc.Server();
-    nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
+    nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, bundleCache, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
       agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience,
       observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer }));
@@ -160,6 +163,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       await bundles.sync();
       await entries.refresh();
       await agents.refresh();
+      bundleCache.invalidate(); // federated bundles written by other servers sharing the datastore
       await datastore.pruneJoinTokens(clock.now());
       const published = new Set(ca.status().filter((s) => s.kind === 'x509' && !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
       const due = clock.nowMs() >= serverSvidRenewAt || !servingCaId;

@@ -40,6 +40,9 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   const agentRefusals = counter(registry, F.agentAuthRefusals);
   const limitRefusals = counter(registry, F.limitRefusals);
   const dsDuration = histogram(registry, F.datastoreDuration);
+  const agentEntries = histogram(registry, F.agentAuthorizedEntries);
+  const entrySyncs = counter(registry, F.entrySyncs);
+  for (const kind of ['unchanged', 'full']) entrySyncs.inc({ kind }, 0);
 
   gauge(registry, F.keyPhase, function () {
     this.reset();
@@ -71,7 +74,7 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   });
   gauge(registry, F.entries, function () {
     const e = state.entries();
-    if (e) this.set(e.all().length);
+    if (e) this.set(e.size);
   });
   // From the agent cache, not a datastore scan per scrape (thousands of agents at fleet scale).
   gauge(registry, F.agents, function () {
@@ -100,6 +103,10 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
       attestation: (method, result, reason) => attestations.inc({ method, result, reason }),
       agentRefused: (reason) => agentRefusals.inc({ reason }),
       limitHit: (limit) => limitRefusals.inc({ limit }),
+      entrySync: (kind, entries) => {
+        entrySyncs.inc({ kind });
+        agentEntries.observe({}, entries);
+      },
     },
     instrumentDatastore: (ds) =>
       new Proxy(ds, {

@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
-import { parseSpiffeId, spiffeIdFromPath, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
+import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { certificateFacts } from '../../spiffe/internal/x509.js';
 import { checkJwtAudienceLimits, mintJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import { parseCsr } from '../../spiffe/mint/csr.js';
@@ -13,16 +13,17 @@ import type { CaManager } from '../ca/manager.js';
 import type { BundlePublisher } from '../bundle/publisher.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/types.js';
 import { attestJoinToken } from '../attestor-node/join-token.js';
-import { authorizedEntries } from '../registration/authorized.js';
 import type { AgentCache } from '../registration/agent-cache.js';
+import type { BundleCache } from '../bundle/bundle-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
-import { SERVER_ID_PATH } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
 import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
 
 export interface NodeServiceDeps {
   trustDomain: TrustDomain;
   datastore: Datastore;
+  /** Stored bundles in memory for GetBundles; without it each call lists them from the datastore. */
+  bundleCache?: BundleCache;
   ca: CaManager;
   bundles: BundlePublisher;
   entries: EntryCache;
@@ -51,6 +52,8 @@ export interface NodeServiceEvents {
   agentRefused?(reason: 'not_attested' | 'banned' | 'stale_serial'): void;
   /** A request refused by a configured limit (bounded: the limit's config key). */
   limitHit?(limit: string): void;
+  /** One entry sync answered: unchanged or the full list, with the agent's authorized entry count. */
+  entrySync?(kind: 'unchanged' | 'full', entries: number): void;
 }
 
 /** A bounded reason label from an error: its catalogue code, or the gRPC status name. */
@@ -98,7 +101,6 @@ export const MAX_BATCH = 500;
  */
 export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplementation {
   const { trustDomain, datastore, ca, bundles, entries, agents, clock, logger } = deps;
-  const serverId = spiffeIdFromPath(trustDomain, SERVER_ID_PATH).toString();
   const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) =>
     unary(logger, method, fn, deps.observe, deps.tracer);
 
@@ -172,7 +174,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
   // The entry view is refreshed by the server's periodic tick and by local admin writes, not per
   // request: a database round trip per signature would make the datastore the bottleneck.
   const authorized = async (agent: AttestedAgent): Promise<RegistrationEntry[]> => {
-    return authorizedEntries(agent.spiffeId, agent.selectors, serverId, entries.all(), clock.nowMs());
+    return entries.authorizedFor(agent.spiffeId, agent.selectors, clock.nowMs());
   };
   const findAuthorized = async (agent: AttestedAgent, entryId: string): Promise<RegistrationEntry> => {
     const entry = (await authorized(agent)).find((e) => e.id === entryId);
@@ -244,7 +246,11 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const known = toNumber(req.known_revision);
       // The revision of the newest authorized entry does not move on deletion, so the count is part of the key.
       const key = revision * 1_000_000 + list.length;
-      if (known === key) return { entries: [], revision: String(key), unchanged: true };
+      if (known === key) {
+        deps.events?.entrySync?.('unchanged', list.length);
+        return { entries: [], revision: String(key), unchanged: true };
+      }
+      deps.events?.entrySync?.('full', list.length);
       return { entries: list.map(entryMessage), revision: String(key), unchanged: false };
     }),
 
@@ -316,7 +322,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const wanted = new Set(req.federated_trust_domains ?? []);
       const federated: BundleMsg[] = [];
       if (wanted.size > 0) {
-        for (const stored of await datastore.listBundles()) {
+        for (const stored of await (deps.bundleCache?.list() ?? datastore.listBundles())) {
           if (stored.trustDomain !== trustDomain.name && wanted.has(stored.trustDomain)) {
             federated.push({ trust_domain: stored.trustDomain, document: stored.document, sequence_number: stored.sequence.toString(), updated_at_ms: String(stored.updatedAt.getTime()) });
           }
