@@ -112,6 +112,7 @@ export const errorCatalog = {
   'ttl-invalid': invalid('the requested TTL is out of bounds'),
   'ca-key-mismatch': invalid('the CA key does not match the CA certificate'),
   'unsupported-key': invalid('the key algorithm is not supported for this use'),
+  'authority-order': { meaning: 'the authority lifecycle step is out of order (activate needs a prepared key, taint a non-active one, revoke a tainted one)', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
 
   // General
   'config-invalid': { meaning: 'the configuration is invalid', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
