@@ -15,14 +15,14 @@ interface AuthorityFlags {
 const unix = (s: string) => new Date(Number(s) * 1000).toISOString();
 
 export function authorityView(s: CaStatusMsg['slots'][number]) {
-  return { kind: s.kind, phase: s.phase, keyId: s.key_id, notBefore: unix(s.not_before), notAfter: unix(s.not_after), withheld: s.withheld };
+  return { kind: s.kind, phase: s.phase, keyId: s.key_id, notBefore: unix(s.not_before), notAfter: unix(s.not_after), withheld: s.withheld, tainted: s.tainted ?? false, revoked: s.revoked ?? false };
 }
 type AuthorityView = ReturnType<typeof authorityView>;
 
 const label = (kind: string) => (kind === 'x509' ? 'X.509 CA' : 'JWT key');
 
 function readable(views: AuthorityView[]): string[] {
-  const rows = [['KIND', 'PHASE', 'KEY ID', 'NOT AFTER', 'BUNDLE'], ...views.map((v) => [v.kind, v.phase, v.keyId, v.notAfter, v.withheld ? 'withheld' : 'published'])];
+  const rows = [['KIND', 'PHASE', 'KEY ID', 'NOT AFTER', 'BUNDLE'], ...views.map((v) => [v.kind, v.phase, v.keyId, v.notAfter, v.revoked ? 'revoked' : v.withheld ? 'withheld' : v.tainted ? 'tainted' : 'published'])];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  '));
 }
@@ -34,6 +34,7 @@ const kindOption = (cmd: Command) => cmd
 /**
  * `svidscope authority list|withhold|publish`: the server's own signing keys and whether each is
  * published in the trust bundle. Withholding the active key simulates a bad rotation (game days).
+ * `svidscope authority prepare|activate|taint|revoke`: the key-compromise response, one step each.
  */
 export function registerAuthorityCommands(program: Command, io: Io): void {
   const authority = program.command('authority').description('the server\'s signing keys (X.509 CAs, JWT keys) and their publication in the trust bundle');
@@ -68,6 +69,37 @@ export function registerAuthorityCommands(program: Command, io: Io): void {
           ...readable(views),
         ]);
         if (!f.json && withhold && key?.phase === 'active') io.err(`warning: the active ${label(key.kind)} keeps signing; SVIDs it signs will not verify against the bundle`);
+      }));
+  }
+
+  for (const [op, description] of [
+    ['prepare', 'publish a new signing key of --kind without signing with it (wait for it to reach every agent and peer before activate)'],
+    ['activate', 'switch signing to the prepared key (refused unless --key-id, default the prepared key, is prepared)'],
+    ['taint', 'mark a non-active key compromised: agents replace every SVID it signed at once'],
+    ['revoke', 'take a tainted, non-active key out of the trust bundle for good'],
+  ] as const) {
+    authority.command(op).description(description)
+      .requiredOption('--kind <kind>', 'x509 (the X.509 CA) or jwt (the JWT signing key)')
+      .option('--key-id <id>', op === 'activate' ? 'the prepared key (default)' : 'the key (from `authority list`)')
+      .addOption(socketOption())
+      .option('--json', 'print one JSON object')
+      .action(withErrors(io, async (f: AuthorityFlags) => {
+        if (f.kind !== 'x509' && f.kind !== 'jwt') throw usageError(`--kind must be x509 or jwt, got "${f.kind ?? ''}"`);
+        if (op === 'prepare' && f.keyId !== undefined) throw usageError('prepare takes no --key-id: it creates the new key');
+        if ((op === 'taint' || op === 'revoke') && !f.keyId) throw usageError(`${op} needs --key-id: name the compromised key (from \`authority list\`)`);
+        const before = op === 'prepare' || (op === 'activate' && !f.keyId)
+          ? (await withAdmin(f.adminSocket, (a) => a.call<CaStatusMsg>('CaStatus', {}))).slots.map((s) => s.key_id)
+          : [];
+        const res = await withAdmin(f.adminSocket, (a) => a.call<CaStatusMsg>('AuthorityLifecycle', { kind: f.kind, operation: op, key_id: f.keyId ?? '' }));
+        const views = res.slots.map(authorityView);
+        const key = f.keyId ? views.find((v) => v.keyId === f.keyId)
+          : op === 'prepare' ? views.find((v) => v.kind === f.kind && v.phase === 'prepared')
+          : views.find((v) => v.kind === f.kind && v.phase === 'active' && (before.length === 0 || before.includes(v.keyId)));
+        printResult(io, f, { operation: op, authority: key, authorities: views }, () => [
+          `${op}: ${label(f.kind!)} ${key?.keyId ?? f.keyId ?? ''} is now ${key ? (key.revoked ? 'revoked' : key.tainted ? `tainted (${key.phase})` : key.phase) : 'gone'}`,
+          '',
+          ...readable(views),
+        ]);
       }));
   }
 }

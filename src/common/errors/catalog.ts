@@ -113,6 +113,7 @@ export const errorCatalog = {
   'jwt-audience-limit': invalid('a JWT-SVID request has more audiences, or a longer audience, than the configured limit (the message names it)'),
   'ca-key-mismatch': invalid('the CA key does not match the CA certificate'),
   'unsupported-key': invalid('the key algorithm is not supported for this use'),
+  'authority-order': { meaning: 'the authority lifecycle step is out of order (activate needs a prepared key, taint a non-active one, revoke a tainted one)', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
 
   // Chaos ledger (replayed as the caller, so only the caller may have written it)
   'chaos-ledger-untrusted': denied('the chaos dir or ledger is a symlink, owned by another user, or writable by group/others'),

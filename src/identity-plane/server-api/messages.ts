@@ -58,7 +58,17 @@ export interface CaStatusMsg {
     not_before: string;
     not_after: string;
     withheld: boolean;
+    tainted?: boolean;
+    revoked?: boolean;
   }[];
+}
+
+/** admin.proto `AuthorityLifecycleRequest`. */
+export interface AuthorityLifecycleRequestMsg {
+  kind: string;
+  operation: string;
+  /** activate: empty = the prepared key; taint, revoke: required. */
+  key_id: string;
 }
 
 /** admin.proto `WithholdAuthorityRequest`. */

@@ -13,7 +13,7 @@ import type { AgentCache } from '../registration/agent-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH, validateEntry, type EntryFields } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
-import { entryMessage, MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type CaStatusMsg, type EntryMsg, type WithholdAuthorityRequestMsg } from '../../server-api/messages.js';
+import { entryMessage, MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type CaStatusMsg, type EntryMsg, type WithholdAuthorityRequestMsg, type AuthorityLifecycleRequestMsg } from '../../server-api/messages.js';
 
 export interface AdminServiceDeps {
   trustDomain: TrustDomain;
@@ -198,13 +198,36 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       await bundles.sync();
       return caStatus(ca);
     }),
+    AuthorityLifecycle: wrap('AuthorityLifecycle', async (req: Partial<AuthorityLifecycleRequestMsg>) => {
+      const kind = req.kind;
+      if (kind !== 'x509' && kind !== 'jwt') throw new StatusError(grpc.status.INVALID_ARGUMENT, `kind must be x509 or jwt, got "${kind ?? ''}"`);
+      const op = req.operation ?? '';
+      const keyId = req.key_id || undefined;
+      if ((op === 'taint' || op === 'revoke') && !keyId) throw new StatusError(grpc.status.INVALID_ARGUMENT, `${op} needs key_id: name the compromised key (from CaStatus)`);
+      // Audit line: whoever opened the owner-only admin socket is an administrator.
+      const audit = { audit: true, caller: 'admin-socket', kind, operation: op, keyId };
+      try {
+        const key = op === 'prepare' ? ca.prepareAuthority(kind)
+          : op === 'activate' ? ca.activateAuthority(kind, keyId)
+          : op === 'taint' ? ca.taintAuthority(kind, keyId!)
+          : op === 'revoke' ? ca.revokeAuthority(kind, keyId!)
+          : undefined;
+        if (!key) throw new StatusError(grpc.status.INVALID_ARGUMENT, `operation must be prepare, activate, taint or revoke, got "${op}"`);
+        logger.info({ ...audit, keyId: key.id, result: 'ok' }, 'authority lifecycle step');
+      } catch (err) {
+        logger.warn({ ...audit, result: 'refused', err }, 'authority lifecycle step refused');
+        throw err;
+      }
+      await bundles.sync();
+      return caStatus(ca);
+    }),
   };
 }
 
 function caStatus(ca: CaManager): CaStatusMsg {
   return {
     slots: ca.status().map((s) => ({
-      kind: s.kind, phase: s.phase, key_id: s.id, not_before: String(Math.floor(s.notBefore / 1000)), not_after: String(Math.floor(s.notAfter / 1000)), withheld: s.withheld,
+      kind: s.kind, phase: s.phase, key_id: s.id, not_before: String(Math.floor(s.notBefore / 1000)), not_after: String(Math.floor(s.notAfter / 1000)), withheld: s.withheld, tainted: s.tainted ?? false, revoked: s.revoked ?? false,
     })),
   };
 }

@@ -24,6 +24,13 @@ export interface KeySlot {
    * Persisted in the journal, so it survives restarts until published again.
    */
   withheld?: boolean;
+  /**
+   * Marked compromised by an operator: agents replace every SVID it signed at once, and it may
+   * then be revoked (removed from the journal and the bundle). Absent = not tainted.
+   */
+  tainted?: boolean;
+  /** Revoked after taint: out of the bundle for good; dropped with the journal entry at expiry. */
+  revoked?: boolean;
   readonly privateKey: KeyObject;
 }
 

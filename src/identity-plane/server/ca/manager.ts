@@ -57,6 +57,10 @@ export interface KeyStatus {
   notAfter: number;
   /** Withheld from the published bundle (see {@link CaManager.setWithheld}). */
   withheld: boolean;
+  /** Marked compromised (see {@link CaManager.taintAuthority}); absent = not tainted. */
+  tainted?: boolean;
+  /** Revoked: out of the bundle for good, kept in the journal only until it expires. */
+  revoked?: boolean;
 }
 
 /**
@@ -144,7 +148,7 @@ export class CaManager {
   }
 
   status(): KeyStatus[] {
-    return this.slots.map((s) => ({ kind: s.kind, phase: s.phase, id: s.id, notBefore: s.notBefore, notAfter: s.notAfter, withheld: this.isWithheld(s) }));
+    return this.slots.map((s) => ({ kind: s.kind, phase: s.phase, id: s.id, notBefore: s.notBefore, notAfter: s.notAfter, withheld: this.isWithheld(s), ...(s.tainted ? { tainted: true } : {}), ...(s.revoked ? { revoked: true } : {}) }));
   }
 
   /**
@@ -175,8 +179,75 @@ export class CaManager {
     return this.status().find((s) => s.id === slot.id)!;
   }
 
+  /**
+   * Key-compromise response, step 1: prepares (publishes without signing) a fresh key of `kind`,
+   * or returns the one already prepared. Activation waits for the operator, so the new key can
+   * reach every agent and federated peer first.
+   */
+  prepareAuthority(kind: KeyKind): KeyStatus {
+    const slot = this.slot(kind, 'prepared') ?? this.prepare(kind);
+    this.journal.save(this.slots);
+    return this.statusOf(slot);
+  }
+
+  /** Step 2: switches signing to the prepared key; refused unless `id` (default: the prepared one) is prepared. */
+  activateAuthority(kind: KeyKind, id?: string): KeyStatus {
+    const slot = id === undefined ? this.slot(kind, 'prepared') : this.findSlot(kind, id);
+    if (!slot || slot.phase !== 'prepared') {
+      throw new SvidscopeError('authority-order', slot
+        ? `ca: the ${kind} key ${slot.id} is ${slot.phase}, not prepared; only a prepared key (published, so every verifier already trusts it) can be activated`
+        : `ca: no prepared ${kind} key; run prepare first so the new key reaches every verifier before it signs`);
+    }
+    this.activate(slot);
+    this.journal.save(this.slots);
+    return this.statusOf(slot);
+  }
+
+  /** Step 3: marks a non-active key tainted, so agents replace every SVID it signed at once. */
+  taintAuthority(kind: KeyKind, id: string): KeyStatus {
+    const slot = this.findSlot(kind, id);
+    if (!slot) throw new SvidscopeError('not-found', `ca: no ${kind} key with id ${id}`);
+    if (slot.phase === 'active') {
+      throw new SvidscopeError('authority-order', `ca: the ${kind} key ${id} is the active one; prepare and activate a successor before tainting it, or every new SVID would be signed by a tainted key`);
+    }
+    if (!slot.tainted) {
+      slot.tainted = true;
+      this.journal.save(this.slots);
+      this.deps.logger.warn({ kind, keyId: id, phase: slot.phase }, 'tainted signing key: agents replace every SVID it signed');
+      this.deps.onChange?.({ kind, phase: slot.phase, id });
+    }
+    return this.statusOf(slot);
+  }
+
+  /**
+   * Step 4: takes a tainted, non-active key out of the bundle for good. It stays in the journal
+   * (as revoked) until it expires, so the publisher keeps removing any record an earlier sync stored.
+   */
+  revokeAuthority(kind: KeyKind, id: string): KeyStatus {
+    const slot = this.findSlot(kind, id);
+    if (!slot) throw new SvidscopeError('not-found', `ca: no ${kind} key with id ${id}`);
+    if (slot.phase === 'active') throw new SvidscopeError('authority-order', `ca: the ${kind} key ${id} is the active one and cannot be revoked; activate a successor, then taint it`);
+    if (!slot.tainted) throw new SvidscopeError('authority-order', `ca: the ${kind} key ${id} is not tainted; taint it first so agents replace what it signed before it leaves the bundle`);
+    if (!slot.revoked) {
+      slot.revoked = true;
+      this.journal.save(this.slots);
+      this.deps.logger.warn({ kind, keyId: id }, 'revoked signing key: removed from the trust bundle');
+      this.deps.onChange?.({ kind, phase: slot.phase, id });
+    }
+    return this.statusOf(slot);
+  }
+
+  private findSlot(kind: KeyKind, id: string): KeySlot | undefined {
+    return this.slots.find((s) => s.kind === kind && s.id === id);
+  }
+
+  private statusOf(slot: KeySlot): KeyStatus {
+    return this.status().find((s) => s.id === slot.id)!;
+  }
+
   /** With an upstream authority the bundle holds the upstream root, so an X.509 CA's flag has no effect. */
   private isWithheld(s: KeySlot): boolean {
+    if (s.revoked) return true; // a revoked key never returns to the bundle, upstream or not
     return Boolean(s.withheld) && !(s.kind === 'x509' && this.deps.upstream);
   }
 
