@@ -24,7 +24,8 @@ describe('svidscope up', () => {
       expect(e.trustDomain).toBe('example.org');
       expect(e.agents).toHaveLength(2);
       expect(e.peer?.trustDomain).toBe('peer.example');
-      expect(up.logs()).toContain('svidscope is up');
+      // The summary is printed before endpoints.json is written, but reaches us through a pipe.
+      await waitFor('the summary', async () => up.logs().includes('svidscope is up'), 10_000, up.logs);
       for (const url of [e.server.health, ...e.agents.map((a) => a.health), e.peer!.server.health]) expect(await httpOk(url)).toBe(true);
 
       // Each sample workload got its own SVID, written to its directory, valid against its bundle.

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
+import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { pickPort } from '../../common/net.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { ensureSystemUser } from '../../common/os-users.js';
@@ -63,9 +64,11 @@ export function registerUp(program: Command, io: Io): void {
           throw err;
         }
       }
-      writeFileSync(path.join(dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n');
-      logger.info({ endpoints: path.join(dataDir, 'endpoints.json') }, 'stack is up');
+      // The summary goes out before endpoints.json appears: whoever waits for the file (scripts, tests)
+      // then also sees the summary, and the atomic write means a reader never sees half a file.
       printResult(io, f, { ...endpoints }, () => describe(endpoints));
+      writeFileAtomic(path.join(dataDir, 'endpoints.json'), JSON.stringify(endpoints, null, 2) + '\n', 0o644);
+      logger.info({ endpoints: path.join(dataDir, 'endpoints.json') }, 'stack is up');
       await signalled;
       await stopMonitoring();
       await stack.stop();
