@@ -10,7 +10,7 @@ import { startOpsServer } from '../../common/http/ops-server.js';
 import { createRegistry } from '../../common/telemetry/registry.js';
 import { nullLogger, type Logger } from '../../common/log.js';
 import { checkHostPort } from '../../common/net.js';
-import { attestUnix } from './attestor-workload/unix.js';
+import { attestUnix, createUnixAttestorCaches, type Selector } from './attestor-workload/unix.js';
 import type { AgentConfig } from './config.js';
 import { createWorkloadHandler, type WorkloadAttestor, type WorkloadHandlerEvents } from './endpoints/workload-handler.js';
 import { WorkloadCache } from './manager/cache.js';
@@ -73,10 +73,21 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     const grpcServer = new grpc.Server();
     // The attestor needs the listener, and the listener needs the server the attestor serves.
     const listener: { socket?: Awaited<ReturnType<typeof listenWorkloadSocket>> } = {};
+    const attestorCaches = createUnixAttestorCaches({ clock });
+    // Calls that arrive on one connection while its caller is being attested share that
+    // attestation: a workload opening many streams at once costs one attestation, not one each.
+    // A call only joins one still running, whose liveness check comes after the call arrived.
+    const attesting = new WeakMap<object, Promise<Selector[]>>();
     const attestor: WorkloadAttestor = deps.attestor ?? {
       attest: async (call) => {
         const caller = listener.socket!.callerOf(call);
-        return attestUnix(caller, { discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit, clock });
+        let pending = attesting.get(caller);
+        if (!pending) {
+          pending = attestUnix(caller, { discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit, clock, caches: attestorCaches })
+            .finally(() => attesting.delete(caller));
+          attesting.set(caller, pending);
+        }
+        return pending;
       },
     };
     grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, jwtAudience: config.jwtAudience, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents, tracer: deps.tracer }));

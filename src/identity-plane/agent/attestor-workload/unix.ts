@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { systemClock, type Clock } from '../../../common/clock.js';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
+import { BinaryDigestCache, type FileVersion } from './digest-cache.js';
+import { NameDatabase } from './name-db.js';
 
 export interface Selector {
   readonly type: string;
@@ -30,6 +32,25 @@ export interface UnixAttestorOptions {
   /** Name databases; only the files backend is consulted (no NSS/LDAP). */
   readonly passwdPath?: string;
   readonly groupPath?: string;
+  /**
+   * Caches an agent keeps across attestations (see {@link createUnixAttestorCaches}); without them
+   * every attestation rereads the name databases and rehashes the binary.
+   */
+  readonly caches?: UnixAttestorCaches;
+}
+
+export interface UnixAttestorCaches {
+  readonly users: NameDatabase;
+  readonly groups: NameDatabase;
+  readonly digests: BinaryDigestCache;
+}
+
+export function createUnixAttestorCaches(opts: { passwdPath?: string; groupPath?: string; clock?: Clock; digestEntries?: number } = {}): UnixAttestorCaches {
+  return {
+    users: new NameDatabase(opts.passwdPath ?? '/etc/passwd', { clock: opts.clock }),
+    groups: new NameDatabase(opts.groupPath ?? '/etc/group', { clock: opts.clock }),
+    digests: new BinaryDigestCache(opts.digestEntries),
+  };
 }
 
 export const PID_REUSED_MESSAGE = 'workload attestation failed: caller exited or pid reused';
@@ -67,10 +88,8 @@ export async function attestUnix(caller: AttestableCaller, opts: UnixAttestorOpt
 async function collect(caller: AttestableCaller, opts: UnixAttestorOptions, signal: AbortSignal): Promise<Selector[]> {
   const status = await readProc(caller, 'status', () => fs.promises.readFile(caller.procPath('status'), { encoding: 'utf8', signal }));
   const ids = parseStatus(status);
-  const [users, groups] = await Promise.all([
-    readNames(opts.passwdPath ?? '/etc/passwd', signal),
-    readNames(opts.groupPath ?? '/etc/group', signal),
-  ]);
+  const caches = opts.caches ?? createUnixAttestorCaches({ passwdPath: opts.passwdPath, groupPath: opts.groupPath, digestEntries: 0 });
+  const [users, groups] = await Promise.all([caches.users.names(), caches.groups.names()]);
   const out: Selector[] = [];
   const add = (value: string) => out.push({ type: 'unix', value });
   add(`uid:${ids.uid}`);
@@ -84,7 +103,7 @@ async function collect(caller: AttestableCaller, opts: UnixAttestorOptions, sign
   if (opts.discoverWorkloadPath) {
     const exe = caller.procPath('exe');
     add(`path:${await readProc(caller, 'exe', () => fs.promises.readlink(exe))}`);
-    const digest = await hashBinary(caller, exe, opts.workloadSizeLimit, signal);
+    const digest = await hashBinary(caller, exe, opts.workloadSizeLimit, caches.digests, signal);
     if (digest !== undefined) add(`sha256:${digest}`);
   }
   return out;
@@ -102,27 +121,12 @@ export function parseStatus(status: string): { uid: string; gid: string; supplem
   return { uid: uids[1], gid: gids[1], supplementary: groups };
 }
 
-/** id → name from a passwd/group style file; the first entry wins, as in getpwuid over files. */
-async function readNames(path: string, signal: AbortSignal): Promise<Map<string, string>> {
-  const names = new Map<string, string>();
-  let text: string;
-  try {
-    text = await fs.promises.readFile(path, { encoding: 'utf8', signal });
-  } catch {
-    return names; // no database: names are simply unresolvable, ids still attest
-  }
-  for (const row of text.split('\n')) {
-    const cols = row.split(':');
-    if (cols.length < 3 || row.startsWith('#') || !/^\d+$/.test(cols[2])) continue;
-    if (!names.has(cols[2])) names.set(cols[2], cols[0]);
-  }
-  return names;
-}
-
-async function hashBinary(caller: AttestableCaller, exe: string, limit: number, signal: AbortSignal): Promise<string | undefined> {
+async function hashBinary(caller: AttestableCaller, exe: string, limit: number, digests: BinaryDigestCache, signal: AbortSignal): Promise<string | undefined> {
   if (limit < 0) return undefined;
-  const size = (await readProc(caller, 'exe', () => fs.promises.stat(exe))).size;
-  if (limit > 0 && size > limit) return undefined;
+  const before = await readProc(caller, 'exe', () => fs.promises.stat(exe, { bigint: true }));
+  if (limit > 0 && before.size > BigInt(limit)) return undefined;
+  const known = digests.get(before);
+  if (known !== undefined) return known;
   const hash = createHash('sha256');
   let read = 0;
   await readProc(caller, 'exe', async () => {
@@ -133,7 +137,16 @@ async function hashBinary(caller: AttestableCaller, exe: string, limit: number, 
       hash.update(chunk);
     }
   });
-  return hash.digest('hex');
+  const digest = hash.digest('hex');
+  // Remembered only if the file did not change while it was read: a digest of half-old,
+  // half-new contents must not be reused (this caller still gets it, as before caching).
+  const after = await readProc(caller, 'exe', () => fs.promises.stat(exe, { bigint: true }));
+  if (sameVersion(before, after)) digests.set(before, digest);
+  return digest;
+}
+
+function sameVersion(a: FileVersion, b: FileVersion): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
 /** Runs a /proc read; a vanished process becomes the pid-reuse error, anything else keeps its cause. */
