@@ -22,7 +22,7 @@ rollbacks: []
       'rollbacks are not written by hand: every fault carries its own guaranteed rollback',
       'steady-state-hypothesis.probes[0]: a steady-state probe must carry a tolerance',
       'method[0]: duration must be a duration such as 500ms, 30s, 2m (got "soon")',
-      'method[1]: fault must be one of process-kill, process-freeze, ca-rotate, entry-delete, network, clock-skew, datastore, bundle-endpoint, issuance-storm, authority-withhold, attestation-flood, cpu-throttle, bad-csr (got "teleport")',
+      'method[1]: fault must be one of process-kill, process-freeze, ca-rotate, entry-delete, network, clock-skew, datastore, bundle-endpoint, issuance-storm, authority-withhold, attestation-flood, cpu-throttle, bad-csr, key-compromise (got "teleport")',
       "method step 'process-kill': target 'agent-9' is outside the blast radius (declare it under blast-radius)",
       'expected-alerts[0]: within is required (a duration such as 30s)',
     ]);

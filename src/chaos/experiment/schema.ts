@@ -31,6 +31,8 @@ export type FaultSpec =
   | { fault: 'bundle-endpoint'; server: string; trustDomain?: string; mode: 'unavailable' | 'malformed' | 'stale' }
   /** `count` workloads start at once on `agent`; the run records the time until all hold an SVID. */
   | { fault: 'issuance-storm'; agent: string; count: number; timeoutMs: number }
+  /** The key-compromise drill on `server`'s `kind` authority: prepare → propagate → activate → taint → clear → revoke → dropped everywhere; `timeoutMs` bounds each wait. */
+  | { fault: 'key-compromise'; server: string; kind: 'x509' | 'jwt'; timeoutMs: number }
   /** A bad rotation: `server`'s trust bundle drops its active authority of `kind` while the server keeps signing with it. */
   | { fault: 'authority-withhold'; server: string; kind: 'x509' | 'jwt' }
   /** Up to `count` node attestations with never-issued join tokens against `server`, `ratePerSecond` a second. */

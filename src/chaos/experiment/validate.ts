@@ -127,7 +127,7 @@ function probe(r: Reader, v: unknown): Probe | undefined {
   return undefined;
 }
 
-export const FAULT_KINDS = ['process-kill', 'process-freeze', 'ca-rotate', 'entry-delete', 'network', 'clock-skew', 'datastore', 'bundle-endpoint', 'issuance-storm', 'authority-withhold', 'attestation-flood', 'cpu-throttle', 'bad-csr'] as const;
+export const FAULT_KINDS = ['process-kill', 'process-freeze', 'ca-rotate', 'entry-delete', 'network', 'clock-skew', 'datastore', 'bundle-endpoint', 'issuance-storm', 'authority-withhold', 'attestation-flood', 'cpu-throttle', 'bad-csr', 'key-compromise'] as const;
 
 function fault(r: Reader, o: Obj): FaultSpec | undefined {
   const kind = r.oneOf(o, 'fault', FAULT_KINDS);
@@ -162,6 +162,11 @@ function fault(r: Reader, o: Obj): FaultSpec | undefined {
       const timeoutMs = r.duration(o, 'timeout', 60_000);
       if (timeoutMs < 1000) r.fail('timeout must be at least 1s');
       return { fault: kind, agent: r.str(o, 'agent') ?? '', count: typeof count === 'number' ? count : 50, timeoutMs };
+    }
+    case 'key-compromise': {
+      const timeoutMs = r.duration(o, 'timeout', 120_000);
+      if (timeoutMs < 5_000) r.fail('timeout must be at least 5s (each wait spans at least one agent sync)');
+      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', kind: r.oneOf(o, 'kind', ['x509', 'jwt'] as const, 'x509') ?? 'x509', timeoutMs };
     }
     case 'authority-withhold':
       return { fault: kind, server: r.str(o, 'server', false) ?? 'server', kind: r.oneOf(o, 'kind', ['x509', 'jwt'] as const, 'x509') ?? 'x509' };

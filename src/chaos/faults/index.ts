@@ -7,6 +7,7 @@ import { datastore } from './datastore.js';
 import { bundleEndpoint } from './federation.js';
 import { network } from './network.js';
 import { clockSkew, processFreeze, processKill } from './process.js';
+import { keyCompromise } from './key-compromise.js';
 import { issuanceStorm } from './storm.js';
 import type { FaultKindImpl } from './types.js';
 
@@ -27,6 +28,7 @@ const registry: Record<FaultKind, FaultKindImpl<never>> = {
   'attestation-flood': attestationFlood,
   'cpu-throttle': cpuThrottle,
   'bad-csr': badCsr,
+  'key-compromise': keyCompromise,
 };
 
 export function faultImpl(step: MethodStep): FaultKindImpl {
