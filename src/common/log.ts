@@ -2,7 +2,9 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+/** Every level a config file or `--log-level` may name, in pino's order. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /**
  * Structured JSON logs (pino) on stderr, so stdout stays free for command output. Built only in

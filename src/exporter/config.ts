@@ -6,7 +6,7 @@ import { ConfigReader } from '../common/config/load.js';
 import { parseDurationSeconds } from '../common/duration.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
 import { checkHostPort } from '../common/net.js';
-import type { LogLevel } from '../common/log.js';
+import { LOG_LEVELS, type LogLevel } from '../common/log.js';
 
 export const SOURCE_TYPES = ['workload_api', 'files', 'bundle_endpoint', 'server_admin'] as const;
 export type SourceType = (typeof SOURCE_TYPES)[number];
@@ -83,7 +83,6 @@ export interface ExporterFlags {
 
 export const DEFAULT_LISTEN = '127.0.0.1:9190';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 function seconds(r: ConfigReader, key: string, fallback: string, min = 0): number {
   const { value, path } = r.raw(key);

@@ -7,7 +7,7 @@
 import { ConfigReader, readYamlConfig } from '../common/config/load.js';
 import { parseDurationSeconds } from '../common/duration.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
-import type { LogLevel } from '../common/log.js';
+import { LOG_LEVELS, type LogLevel } from '../common/log.js';
 import { checkHostPort } from '../common/net.js';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId, type TrustDomain } from '../identity-plane/spiffe/id/index.js';
 import { MODULE_KINDS, type ModuleKind } from './result.js';
@@ -111,7 +111,6 @@ export interface ProberConfig {
   readonly targets: readonly TargetConfig[];
 }
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/;
 
 function duration(r: ConfigReader, key: string, fallback: number): number {

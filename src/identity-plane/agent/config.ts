@@ -2,7 +2,7 @@ import path from 'node:path';
 import { ConfigReader } from '../../common/config/load.js';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
-import type { LogLevel } from '../../common/log.js';
+import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/id/index.js';
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
@@ -51,7 +51,6 @@ export interface AgentFlagOverrides {
   logLevel?: string;
 }
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagOverrides = {}): AgentConfig {
   const r = new ConfigReader(doc);
@@ -78,7 +77,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   const workloadSizeLimit = r.number('workload_size_limit', 0);
   const healthBind = flags.healthBind ?? r.string('health_bind', '127.0.0.1:8088');
   const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number])) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  if (!LOG_LEVELS.includes(logLevel as LogLevel)) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
   const jwtAudience: JwtAudienceLimits = {
     maxCount: r.number('jwt_audience_max_count', DEFAULT_JWT_AUDIENCE_LIMITS.maxCount, { min: 1, max: 1024 }),
     maxBytes: r.number('jwt_audience_max_bytes', DEFAULT_JWT_AUDIENCE_LIMITS.maxBytes, { min: 1, max: 65536 }),

@@ -3,7 +3,7 @@ import { ConfigReader } from '../../common/config/load.js';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { checkHostPort } from '../../common/net.js';
-import type { LogLevel } from '../../common/log.js';
+import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/id/index.js';
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
@@ -55,7 +55,6 @@ export interface ServerFlagOverrides {
   logLevel?: string;
 }
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFlagOverrides = {}): ServerConfig {
   const r = new ConfigReader(doc);
@@ -73,7 +72,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const healthBind = flags.healthBind ?? r.string('health_bind', '127.0.0.1:8080');
   if (healthBind !== '') checkHostPort(healthBind, 'health_bind');
   const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel as (typeof LOG_LEVELS)[number])) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  if (!LOG_LEVELS.includes(logLevel as LogLevel)) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
 
   const ds = r.section('datastore');
   const kind = ds.oneOf('kind', ['sqlite', 'postgres'] as const, 'sqlite');
