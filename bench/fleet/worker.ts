@@ -60,7 +60,7 @@ const count = (kind: string) => {
 };
 
 function connect(server: number, trustPem: string): ServerClient {
-  const client = new ServerClient({ address: init.addresses[server], trustDomain: parseTrustDomain(init.trustDomain), logger: nullLogger() });
+  const client = new ServerClient({ addresses: [init.addresses[server]], trustDomain: parseTrustDomain(init.trustDomain), logger: nullLogger() });
   client.setTrust(trustPem);
   return client;
 }

@@ -101,7 +101,7 @@ export const attestationFlood: FaultKindImpl<Flood> = {
     /** One booting "agent": its own client, key and CSR, and a token nobody issued. */
     const attempt = async (): Promise<{ status: string; answered: boolean; error?: string }> => {
       out.attempted++;
-      const client = new ServerClient({ address, trustDomain: td, logger: nullLogger() });
+      const client = new ServerClient({ addresses: [address], trustDomain: td, logger: nullLogger() });
       try {
         client.setTrust(trust);
         const key = generateKeyPair('ec-p256');

@@ -125,7 +125,7 @@ export const badCsr: FaultKindImpl<BadCsr> = {
       agent: agent.name, agentId: '', server: server.name, address, entryId: '', entrySpiffeId: '', ratePerSecond: s.ratePerSecond, batch: s.batch,
       attempted: 0, failed: 0, csrsSent: 0, byStatus: {}, callErrors: {}, signed: 0, unanswered: 0, stoppedBy: 'running', startedAt: '',
     };
-    const client = new ServerClient({ address, trustDomain: td, logger: nullLogger() });
+    const client = new ServerClient({ addresses: [address], trustDomain: td, logger: nullLogger() });
     client.setTrust(trust);
     let identity: AgentIdentity | undefined;
     let params: { entry_id: string; csr: Buffer }[] = [];

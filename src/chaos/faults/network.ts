@@ -59,7 +59,9 @@ async function proxiedWithRestart(s: Net, c: StackComponent, mode: ProxyMode, ct
     const snap = snapshot(pid);
     const config = c.config!;
     const doc = parse(readFileSync(config, 'utf8')) as Record<string, unknown>;
-    const upstream = parseHostPort(String(doc.server_address));
+    // A list of servers (failover): the fault stands in for the preferred one, the first.
+    const configured = Array.isArray(doc.server_address) ? doc.server_address[0] : String(doc.server_address).split(',')[0];
+    const upstream = parseHostPort(String(configured).trim());
     const proxy = new FaultProxy(upstream);
     mkdirSync(ctx.backupDir, { recursive: true });
     const backup = path.join(ctx.backupDir, `${path.basename(config)}.orig`);

@@ -28,7 +28,7 @@ export function registerAgentRunCommands(agent: Command, io: Io): void {
   agent.command('run').description('run the node agent (Workload API on a Unix socket) until SIGTERM or Ctrl-C')
     .option('--config <file>', 'YAML config file (every key documented in the README)')
     .option('--trust-domain <td>', 'overrides trust_domain')
-    .option('--server-address <host:port>', 'overrides server_address')
+    .option('--server-address <host:port[,host:port...]>', 'overrides server_address (several servers on one datastore: the agent moves to the next when its server is unreachable)')
     .option('--data-dir <dir>', 'overrides data_dir (agent SVID, key and last bundle, 0600)')
     .option('--socket-path <path>', 'overrides socket_path (the Workload API socket)')
     .option('--join-token-file <file>', 'overrides join_token_file (a 0600 file holding the token; the safe form)')

@@ -69,6 +69,7 @@ export const agentFamilies = {
   limitRefusals: f('svidscope_agent_limit_refusals_total', 'counter', 'Workload API requests refused by a configured limit, by the limit\'s config key (jwt_audience_max_count, jwt_audience_max_bytes).', ['limit']),
   jwtCacheBytes: f('svidscope_agent_jwt_cache_bytes', 'gauge', 'Bytes held by the agent\'s JWT-SVID cache (keys and tokens), bounded by jwt_cache_max_bytes.', []),
   jwtCacheEvictions: f('svidscope_agent_jwt_cache_evictions_total', 'counter', 'JWT-SVIDs dropped from the agent cache to stay within jwt_cache_max_bytes or its entry cap.', []),
+  serverFailovers: f('svidscope_agent_server_failovers_total', 'counter', 'Times the agent left an unreachable server for the next address of server_address.', []),
   attested: f('svidscope_agent_attested', 'gauge', '1 when the agent holds a valid agent SVID, else 0.', []),
   buildInfo: serverFamilies.buildInfo,
 } as const;

@@ -63,7 +63,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   mkdirSync(config.dataDir, { recursive: true, mode: 0o755 });
 
   const cache = new WorkloadCache(clock);
-  const server = new ServerClient({ address: config.serverAddress, trustDomain: config.trustDomain, logger, insecureBootstrap: config.insecureBootstrap });
+  const server = new ServerClient({ addresses: config.serverAddresses, trustDomain: config.trustDomain, logger, insecureBootstrap: config.insecureBootstrap, onFailover: telemetry.serverFailover });
   const manager = new AgentManager({ config, clock, logger: logger.child({ subsystem: 'manager' }), server, cache, store: new AgentSvidStore(path.join(config.dataDir, 'private')), events: managerEvents, tracer: deps.tracer });
   Object.assign(live, { manager, cache });
   const cleanups: (() => Promise<void> | void)[] = [() => cache.close(), () => server.close(), () => manager.stop()];

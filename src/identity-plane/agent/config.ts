@@ -10,8 +10,14 @@ import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/j
 /** The agent's whole configuration; every field has a default documented in the README. */
 export interface AgentConfig {
   trustDomain: TrustDomain;
-  /** host:port of the server's agent API. */
+  /** host:port of the server's agent API: the first of `serverAddresses`. */
   serverAddress: string;
+  /**
+   * Every server of the trust domain (servers sharing one datastore), in order of preference. The
+   * agent talks to one at a time and moves to the next when its server is unreachable, keeping its
+   * SVID (all servers trust it) rather than re-attesting.
+   */
+  serverAddresses: string[];
   dataDir: string;
   /** The Workload API socket. */
   socketPath: string;
@@ -61,7 +67,8 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
     throw new SvidscopeError('config-invalid', `config: trust_domain: ${(err as Error).message}`);
   }
   const dataDir = path.resolve(flags.dataDir ?? r.string('data_dir', '.svidscope/agent'));
-  const serverAddress = flags.serverAddress ?? r.string('server_address', '127.0.0.1:8081');
+  const serverAddresses = parseServerAddresses(flags.serverAddress ?? r.raw('server_address').value ?? '127.0.0.1:8081', (reason) => r.fail('server_address', reason));
+  const serverAddress = serverAddresses[0];
   const socketPath = path.resolve(flags.socketPath ?? r.string('socket_path', path.join(dataDir, 'public', 'api.sock')));
   const modeText = r.string('socket_mode', '0777');
   if (!/^0?[0-7]{3}$/.test(modeText)) r.fail('socket_mode', 'must be an octal file mode such as 0777 or 0770');
@@ -87,9 +94,33 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   r.rejectUnknown();
   if (syncIntervalSeconds <= 0) r.fail('sync_interval', 'must be positive');
   return {
-    trustDomain, serverAddress, dataDir, socketPath, socketMode: parseInt(modeText, 8), joinToken, joinTokenFile,
+    trustDomain, serverAddress, serverAddresses, dataDir, socketPath, socketMode: parseInt(modeText, 8), joinToken, joinTokenFile,
     trustBundlePath: trustBundlePath ? path.resolve(trustBundlePath) : undefined, insecureBootstrap, syncIntervalSeconds,
     rotationFraction, workloadKeyType: keyType, discoverWorkloadPath, workloadSizeLimit, healthBind, logLevel,
     jwtAudience, jwtCacheMaxBytes,
   };
+}
+
+/** At most this many servers per agent: a fallback list, not a fleet directory. */
+const MAX_SERVER_ADDRESSES = 16;
+
+/**
+ * `server_address`: one `host:port`, a comma-separated list (what `--server-address` takes), or a
+ * YAML list. Duplicates are dropped; order is preference.
+ */
+export function parseServerAddresses(value: unknown, fail: (reason: string) => never): string[] {
+  const items = typeof value === 'string' ? value.split(',') : Array.isArray(value) ? value : fail('must be host:port, a comma-separated list of them, or a YAML list');
+  const addresses: string[] = [];
+  for (const item of items) {
+    if (typeof item !== 'string') fail(`every address must be a string (got ${JSON.stringify(item)})`);
+    const address = item.trim();
+    // gRPC target URIs (dns:///name:port, unix:/path) pass through; anything else must be host:port.
+    const isTargetUri = /^(dns|unix|unix-abstract|ipv4|ipv6):\S+$/.test(address);
+    const isHostPort = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(address) && Number(address.slice(address.lastIndexOf(':') + 1)) <= 65535;
+    if (!isTargetUri && !isHostPort) fail(`${JSON.stringify(address)} is not host:port (or a gRPC target such as dns:///server.example:8081)`);
+    if (!addresses.includes(address)) addresses.push(address);
+  }
+  if (addresses.length === 0) fail('names no server');
+  if (addresses.length > MAX_SERVER_ADDRESSES) fail(`names ${addresses.length} servers; at most ${MAX_SERVER_ADDRESSES}`);
+  return addresses;
 }

@@ -42,14 +42,31 @@ const RPC_TIMEOUT_MS = 30_000; // SPIRE's agent → server timeout
  * `spiffe://<td>/spire/server` under the bundle's authorities; the agent presents its own SVID once
  * it has one. Identity and trust anchors change on rotation, so the channel is rebuilt then.
  */
+export interface ServerClientOptions {
+  /** The trust domain's servers in order of preference (servers sharing one datastore). */
+  addresses: string[];
+  trustDomain: TrustDomain;
+  logger: Logger;
+  insecureBootstrap?: boolean;
+  /** Called when the client leaves an unreachable server for the next one. */
+  onFailover?: (from: string, to: string) => void;
+}
+
 export class ServerClient {
   private client: grpc.Client | undefined;
   private trustPem: string | undefined;
   private identity: { chainPem: string; keyPem: string } | undefined;
+  /** Index into `addresses` of the server in use; it stays there until that server fails. */
+  private current = 0;
 
-  constructor(
-    private readonly opts: { address: string; trustDomain: TrustDomain; logger: Logger; insecureBootstrap?: boolean },
-  ) {}
+  constructor(private readonly opts: ServerClientOptions) {
+    if (opts.addresses.length === 0) throw new SvidscopeError('config-invalid', 'agent: no server address');
+  }
+
+  /** The server the agent talks to now. */
+  get address(): string {
+    return this.opts.addresses[this.current];
+  }
 
   /** The certificate chain (leaf first) the server presented on the last TLS handshake. */
   get serverChain(): X509Certificate[] | undefined {
@@ -123,11 +140,34 @@ export class ServerClient {
     );
     const Node = serverServices().nodeClient;
     // SNI carries the trust domain name rather than an IP address (which TLS forbids as SNI).
-    this.client = new Node(this.opts.address, credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.ssl_target_name_override': this.opts.trustDomain.name });
+    this.client = new Node(this.address, credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.ssl_target_name_override': this.opts.trustDomain.name });
     return this.client;
   }
 
-  private call<Res>(method: string, request: object): Promise<Res> {
+  /**
+   * One RPC. A server that cannot be reached (UNAVAILABLE: refused, reset, TLS failure) is left for
+   * the next address and the call is made there, each address tried once; every server of the
+   * trust domain shares the datastore and trusts the agent's SVID, so nothing is re-attested.
+   * Other failures (including deadlines: the server may have done the work) are returned as is.
+   */
+  private async call<Res>(method: string, request: object): Promise<Res> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.callOnce<Res>(method, request);
+      } catch (err) {
+        const unreachable = err instanceof ServerCallError && err.status === grpc.status.UNAVAILABLE;
+        if (!unreachable || this.opts.addresses.length < 2) throw err;
+        const from = this.address;
+        this.current = (this.current + 1) % this.opts.addresses.length;
+        this.reset();
+        this.opts.logger.warn({ from, to: this.address, method, err: (err as Error).message }, 'server unreachable: moving to the next server');
+        this.opts.onFailover?.(from, this.address);
+        if (attempt >= this.opts.addresses.length) throw err;
+      }
+    }
+  }
+
+  private callOnce<Res>(method: string, request: object): Promise<Res> {
     return new Promise((resolve, reject) => {
       let client: grpc.Client;
       try {

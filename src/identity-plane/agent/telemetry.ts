@@ -9,7 +9,7 @@ import type { AgentManager, ManagerEvents } from './manager/manager.js';
 export const VERSION = '0.1.0';
 
 /** The agent's metric families (names in common/telemetry/names.ts), fed by the manager and handler hooks. */
-export function createAgentTelemetry(registry: Registry, clock: Clock, state: { manager: () => AgentManager | undefined; cache: () => WorkloadCache | undefined }): { managerEvents: ManagerEvents; workloadEvents: WorkloadHandlerEvents } {
+export function createAgentTelemetry(registry: Registry, clock: Clock, state: { manager: () => AgentManager | undefined; cache: () => WorkloadCache | undefined }): { managerEvents: ManagerEvents; workloadEvents: WorkloadHandlerEvents; serverFailover: () => void } {
   registerProcessMetrics(registry);
   gauge(registry, F.buildInfo).set({ version: VERSION, component: 'agent' }, 1);
   const syncDuration = histogram(registry, F.syncDuration);
@@ -32,6 +32,8 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   const limitRefusals = counter(registry, F.limitRefusals);
   const jwtEvictions = counter(registry, F.jwtCacheEvictions);
   jwtEvictions.inc(0);
+  const failovers = counter(registry, F.serverFailovers);
+  failovers.inc(0);
   gauge(registry, F.jwtCacheBytes, function () {
     this.set(state.manager()?.jwtCacheBytes ?? 0);
   });
@@ -88,5 +90,6 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
       streamOpened: (method) => open.inc({ method }),
       streamClosed: (method) => open.dec({ method }),
     },
+    serverFailover: () => failovers.inc(),
   };
 }
