@@ -3,7 +3,7 @@ import { SvidscopeError } from '../../common/errors/catalog.js';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { BundleSet } from '../../identity-plane/spiffe/bundle/index.js';
-import { parseSpiffeId, parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
+import { parseSpiffeId, parseSpiffeIdBounded, parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
 import { certificateFacts, parseCertificates, parsePrivateKey } from '../../identity-plane/spiffe/internal/x509.js';
 import { parseCsr } from '../../identity-plane/spiffe/mint/csr.js';
@@ -86,7 +86,7 @@ export function registerX509SvidCommands(program: Command, io: Io): void {
     .action(withErrors(io, async (f: { caCert: string; caKey: string; spiffeId: string; csr?: string; keyType: string; ttl: string; dnsName?: string[]; out: string; json?: boolean }) => {
       const caCertificate = parseCertificates(readInput(f.caCert, 'CA certificate'))[0];
       const caPrivateKey = parsePrivateKey(readInput(f.caKey, 'CA key'));
-      const id = parseSpiffeId(f.spiffeId);
+      const id = parseSpiffeIdBounded(f.spiffeId);
       const ttlSeconds = parseDurationSeconds(f.ttl, '--ttl');
       let publicKey;
       let privateKeyPem: string | undefined;
