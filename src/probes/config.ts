@@ -9,7 +9,8 @@ import { parseDurationSeconds } from '../common/duration.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
 import { LOG_LEVELS, type LogLevel } from '../common/log.js';
 import { checkHostPort } from '../common/net.js';
-import { parseSpiffeId, parseTrustDomain, type SpiffeId, type TrustDomain } from '../identity-plane/spiffe/id/index.js';
+// IDs in a prober config are held to the standard's size limits, like every ID entering svidscope.
+import { parseSpiffeIdBounded as parseSpiffeId, parseTrustDomainBounded as parseTrustDomain, type SpiffeId, type TrustDomain } from '../identity-plane/spiffe/id/index.js';
 import { MODULE_KINDS, type ModuleKind } from './result.js';
 
 export const DEFAULT_TIMEOUT_SECONDS = 10;

@@ -5,6 +5,7 @@
  * of FAILURE_REASONS, `phase` one of the modules' fixed phase names.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { PATH_LIMIT_NAMES } from '../identity-plane/spiffe/x509svid/index.js';
 import { FAILURE_REASONS, type FailureReason } from './reasons.js';
 import type { ProbeResult } from './result.js';
 
@@ -64,6 +65,8 @@ export function createProberMetrics(registry = new Registry(), opts: { processMe
   const expiry = new Gauge({ name: 'svidscope_prober_svid_expiry_timestamp_seconds', help: 'Earliest expiry of the SVIDs the last probe of the target examined (Unix time).', labelNames: mt, registers });
   const ratio = new Gauge({ name: 'svidscope_prober_svid_ttl_remaining_ratio', help: 'Fraction of the SVID lifetime left at the last probe of the target.', labelNames: mt, registers });
   const carried = new Map(Object.values(CARRIED).map((name) => [name, new Gauge({ name, help: CARRIED_HELP[name], labelNames: mt, registers })]));
+  const limitRefusals = new Counter({ name: 'svidscope_prober_limit_refusals_total', help: 'Probes (scheduled and /probe) whose target was refused by a limit, by the limit\'s name (x509_path_signature_checks, x509_path_visited_certificates, x509_path_chain_length).', labelNames: ['limit'], registers });
+  for (const limit of PATH_LIMIT_NAMES) limitRefusals.inc({ limit }, 0);
   const adhoc = new Counter({ name: 'svidscope_prober_adhoc_probes_total', help: 'Probes run through /probe, by module and result.', labelNames: ['module', 'result'], registers });
   const watchUp = new Gauge({ name: 'svidscope_prober_watch_up', help: '1 while the rotation watch of the target holds an open FetchX509SVID stream.', labelNames: ['target'], registers });
   const watchRestarts = new Counter({ name: 'svidscope_prober_watch_restarts_total', help: 'Rotation watch streams reopened after they ended.', labelNames: ['target'], registers });
@@ -84,6 +87,7 @@ export function createProberMetrics(registry = new Registry(), opts: { processMe
       const l = { module: r.module, target };
       probes.inc({ ...l, result: r.success ? 'success' : 'failure' });
       if (r.reason) failures.inc({ ...l, reason: r.reason });
+      if (r.limit) limitRefusals.inc({ limit: r.limit });
       success.set(l, r.success ? 1 : 0);
       duration.observe(l, r.durationSeconds);
       for (const p of lastPhases.get(target) ?? []) phase.remove({ ...l, phase: p });
@@ -101,6 +105,7 @@ export function createProberMetrics(registry = new Registry(), opts: { processMe
     },
     recordAdhoc(r) {
       adhoc.inc({ module: r.module, result: r.success ? 'success' : 'failure' });
+      if (r.limit) limitRefusals.inc({ limit: r.limit });
     },
     watch: {
       init(target) {

@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { systemClock, type Clock } from '../common/clock.js';
 import { isSvidscopeError } from '../common/errors/catalog.js';
+import { pathLimitOf } from '../identity-plane/spiffe/x509svid/index.js';
 import type { ModuleConfig } from './config.js';
 import { createProbeContext, type ProbeContext } from './context.js';
 import { probeBundleEndpoint } from './modules/bundle-endpoint.js';
@@ -50,6 +51,7 @@ export async function runProbe(module: ModuleConfig, target: string, opts: RunPr
   const startedAt = clock.now();
   const start = performance.now();
   let failure: { reason: ProbeResult['reason']; message: string } | undefined;
+  let limit: string | undefined;
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -66,6 +68,7 @@ export async function runProbe(module: ModuleConfig, target: string, opts: RunPr
       throw err;
     }
     failure = classifyError(err);
+    limit = pathLimitOf(err);
     // A step that failed before recording a check (no socket, a timeout) still shows in the report.
     if (!run.checks.some((c) => !c.ok)) run.checks.push({ name: failure.reason === 'timeout' ? 'timeout' : 'connect', ok: false, detail: failure.message });
   } finally {
@@ -78,6 +81,7 @@ export async function runProbe(module: ModuleConfig, target: string, opts: RunPr
     target,
     success: failure === undefined,
     ...(failure ? { reason: failure.reason, message: failure.message } : {}),
+    ...(limit ? { limit } : {}),
     startedAt,
     durationSeconds: (performance.now() - start) / 1000,
     timeoutSeconds,

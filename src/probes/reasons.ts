@@ -86,7 +86,8 @@ const BUNDLE_RULES = new Set<ErrorCode>([
 export function reasonForCode(code: ErrorCode): FailureReason {
   if (code === 'expired') return 'expired';
   if (code === 'not-yet-valid' || code === 'issued-in-future') return 'not_yet_valid';
-  if (code === 'unknown-authority' || code === 'no-bundle-for-trust-domain' || code === 'bundle-required') return 'untrusted_authority';
+  // A chain path building gave up on is not shown to lead to an authority.
+  if (code === 'unknown-authority' || code === 'no-bundle-for-trust-domain' || code === 'bundle-required' || code === 'x509-path-budget') return 'untrusted_authority';
   if (code === 'audience-mismatch') return 'audience_mismatch';
   if (code === 'permission-denied') return 'permission_denied';
   if (X509_RULES.has(code)) return 'invalid_svid';

@@ -24,7 +24,7 @@ function jsonSafe(facts: Readonly<Record<string, unknown>>): Record<string, unkn
 /** The JSON form (`--json`, `/probe?format=json`): everything but the gauges' help texts. */
 export function reportJson(r: ProbeResult): Record<string, unknown> {
   return {
-    module: r.module, kind: r.kind, target: r.target, success: r.success, reason: r.reason ?? null, message: r.message ?? null,
+    module: r.module, kind: r.kind, target: r.target, success: r.success, reason: r.reason ?? null, message: r.message ?? null, limit: r.limit ?? null,
     startedAt: r.startedAt.toISOString(), durationSeconds: r.durationSeconds, timeoutSeconds: r.timeoutSeconds,
     phases: Object.fromEntries(r.phases), checks: r.checks, facts: jsonSafe(r.facts),
     svidExpiry: r.svidExpiry !== undefined ? new Date(r.svidExpiry * 1000).toISOString() : null, ttlRemainingRatio: r.ttlRemainingRatio ?? null,

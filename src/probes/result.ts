@@ -32,6 +32,8 @@ export interface ProbeResult {
   readonly success: boolean;
   readonly reason?: FailureReason;
   readonly message?: string;
+  /** The limit that refused the target's answer (e.g. `x509_path_signature_checks`), when one did. */
+  readonly limit?: string;
   readonly startedAt: Date;
   readonly durationSeconds: number;
   readonly timeoutSeconds: number;
@@ -89,9 +91,9 @@ export class ProbeRun {
   }
 
   /** Records a failed check and throws: the first failure ends the probe and gives its reason. */
-  fail(name: string, reason: FailureReason, detail: string): never {
+  fail(name: string, reason: FailureReason, detail: string, cause?: unknown): never {
     this.checks.push({ name, ok: false, detail });
-    throw new ProbeFailure(reason, detail);
+    throw new ProbeFailure(reason, detail, cause === undefined ? undefined : { cause });
   }
 
   /** Runs a check that throws on failure; the thrown error is classified by the caller's mapper. */
@@ -101,7 +103,7 @@ export class ProbeRun {
       value = await fn();
     } catch (err) {
       const { reason, message } = classify(err);
-      this.fail(name, reason, message);
+      this.fail(name, reason, message, err);
     }
     this.pass(name, describe(value));
     return value;

@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +39,20 @@ describe('svidscope ca init / x509-svid mint / parse / verify', () => {
     const late = await cli('x509-svid', 'verify', '--chain', f('web.pem'), '--bundle', ca.files.caCert, '--at', '2099-01-01T00:00:00Z', '--json');
     expect(late.code).toBe(1);
     expect(json(late)).toMatchObject({ valid: false, error: 'expired' });
+  });
+
+  it('parses a DER chain with a DER PKCS#8 key, as its help says (PEM or DER)', async () => {
+    await cli('x509-svid', 'mint', '--ca-cert', ca.files.caCert, '--ca-key', ca.files.caKey, '--spiffe-id', 'spiffe://example.org/der', '--out', f('der'));
+    const leaf = new X509Certificate(readFileSync(f('der.pem')));
+    writeFileSync(f('der-chain.der'), Buffer.concat([leaf.raw, new X509Certificate(readFileSync(ca.files.caCert)).raw]));
+    writeFileSync(f('der-key.der'), createPrivateKey(readFileSync(f('der.key.pem'))).export({ type: 'pkcs8', format: 'der' }));
+    const parsed = await cliProcess('x509-svid', 'parse', '--chain', f('der-chain.der'), '--key', f('der-key.der'), '--json');
+    expect(parsed.code, parsed.stdout + parsed.stderr).toBe(0);
+    expect(json(parsed)).toMatchObject({ valid: true, spiffeId: 'spiffe://example.org/der', numCerts: 2 });
+    // Mixed forms work too, and a DER key that is not the leaf's is still refused.
+    expect(json(await cli('x509-svid', 'parse', '--chain', f('der.pem'), '--key', f('der-key.der'), '--json'))).toMatchObject({ valid: true, numCerts: 1 });
+    writeFileSync(f('other-key.der'), createPrivateKey(readFileSync(f('web.key.pem'))).export({ type: 'pkcs8', format: 'der' }));
+    expect(json(await cli('x509-svid', 'parse', '--chain', f('der-chain.der'), '--key', f('other-key.der'), '--json'))).toMatchObject({ valid: false, error: 'key-mismatch' });
   });
 
   it('refuses the SVID against another trust domain\'s bundle', async () => {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { createSpiffeBundle, spiffeBundleToJson } from '../../identity-plane/spiffe/bundle/index.js';
-import { parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
+import { parseTrustDomainBounded } from '../../identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
 import { createSelfSignedCa } from '../../identity-plane/spiffe/mint/ca.js';
 import { generateKeyPair, isKeyType } from '../../identity-plane/spiffe/mint/keys.js';
@@ -21,7 +21,7 @@ export function registerCaCommands(program: Command, io: Io): void {
     .option('--json', 'print one JSON object')
     .action(withErrors(io, async (f: { trustDomain: string; outDir: string; keyType: string; ttl: string; json?: boolean }) => {
       if (!isKeyType(f.keyType)) throw usageError('--key-type must be ec-p256, ec-p384 or rsa-2048');
-      const td = parseTrustDomain(f.trustDomain);
+      const td = parseTrustDomainBounded(f.trustDomain);
       const ttlSeconds = parseDurationSeconds(f.ttl, '--ttl');
       const root = createSelfSignedCa({ trustDomain: td, keyType: f.keyType, ttlSeconds, now: new Date() });
       const jwtKey = generateKeyPair(f.keyType);

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { BundleSet } from '../../identity-plane/spiffe/bundle/index.js';
-import { parseSpiffeId } from '../../identity-plane/spiffe/id/index.js';
+import { parseSpiffeIdBounded } from '../../identity-plane/spiffe/id/index.js';
 import { parsePrivateKey } from '../../identity-plane/spiffe/internal/x509.js';
 import { mintJwtSvid, verifyJwtSvid } from '../../identity-plane/spiffe/jwtsvid/index.js';
 import { loadBundle } from '../bundle/load.js';
@@ -42,7 +42,7 @@ export function registerJwtSvidCommands(program: Command, io: Io): void {
     .option('--json', 'print one JSON object')
     .action(withErrors(io, async (f: { key: string; keyId: string; spiffeId: string; audience: string[]; ttl: string; out?: string; json?: boolean }) => {
       const privateKey = parsePrivateKey(readInput(f.key, 'key'));
-      const token = await mintJwtSvid({ id: parseSpiffeId(f.spiffeId), audience: f.audience, ttlSeconds: parseDurationSeconds(f.ttl, '--ttl'), now: new Date(), key: { keyId: f.keyId, privateKey } });
+      const token = await mintJwtSvid({ id: parseSpiffeIdBounded(f.spiffeId), audience: f.audience, ttlSeconds: parseDurationSeconds(f.ttl, '--ttl'), now: new Date(), key: { keyId: f.keyId, privateKey } });
       // A bearer token: a fresh 0600 file renamed over the target, so a planted symlink is replaced, not followed.
       if (f.out) writeFileAtomic(f.out, token + '\n');
       printResult(io, f, { token, spiffeId: f.spiffeId, file: f.out ?? null }, () => [f.out ? `wrote ${f.out}` : token]);

@@ -3,13 +3,13 @@ import { SvidscopeError } from '../../common/errors/catalog.js';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { BundleSet } from '../../identity-plane/spiffe/bundle/index.js';
-import { parseSpiffeId, parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
+import { parseSpiffeId, parseSpiffeIdBounded, parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
 import { certificateFacts, parseCertificates, parsePrivateKey } from '../../identity-plane/spiffe/internal/x509.js';
 import { parseCsr } from '../../identity-plane/spiffe/mint/csr.js';
 import { generateKeyPair, isKeyType } from '../../identity-plane/spiffe/mint/keys.js';
 import { createX509SvidMinter } from '../../identity-plane/spiffe/mint/x509svid-template.js';
-import { parseX509Svid, verifyX509Svid } from '../../identity-plane/spiffe/x509svid/index.js';
+import { newX509Svid, verifyX509Svid } from '../../identity-plane/spiffe/x509svid/index.js';
 import { loadBundle } from '../bundle/load.js';
 import { parseAt, readInput } from '../files.js';
 import { printResult, usageError, type Io } from '../output.js';
@@ -30,7 +30,9 @@ export function registerX509SvidCommands(program: Command, io: Io): void {
     .requiredOption('--key <file>', 'private key (PEM or DER PKCS#8); may be the chain file itself')
     .option('--json', 'print one JSON object')
     .action(withErrors(io, async (f: { chain: string; key: string; json?: boolean }) => {
-      const svid = parseX509Svid(readInput(f.chain, 'chain'), readInput(f.key, 'key'));
+      // PEM or DER, told apart per file as `verify` does; the SVID rules are the library's.
+      const certificates = parseCertificates(readInput(f.chain, 'chain'), { area: 'x509svid' });
+      const svid = newX509Svid(certificates, parsePrivateKey(readInput(f.key, 'key'), { area: 'x509svid' }));
       const chain = svid.certificates.map(certView);
       printResult(io, f, { spiffeId: svid.id.toString(), trustDomain: svid.id.trustDomain.name, numCerts: chain.length, keyType: svid.privateKey.asymmetricKeyType, chain }, () => [
         `SPIFFE ID : ${svid.id}`,
@@ -84,7 +86,7 @@ export function registerX509SvidCommands(program: Command, io: Io): void {
     .action(withErrors(io, async (f: { caCert: string; caKey: string; spiffeId: string; csr?: string; keyType: string; ttl: string; dnsName?: string[]; out: string; json?: boolean }) => {
       const caCertificate = parseCertificates(readInput(f.caCert, 'CA certificate'))[0];
       const caPrivateKey = parsePrivateKey(readInput(f.caKey, 'CA key'));
-      const id = parseSpiffeId(f.spiffeId);
+      const id = parseSpiffeIdBounded(f.spiffeId);
       const ttlSeconds = parseDurationSeconds(f.ttl, '--ttl');
       let publicKey;
       let privateKeyPem: string | undefined;

@@ -81,6 +81,7 @@ export const errorCatalog = {
   'unknown-authority': invalid('the chain does not lead to an authority of the bundle'),
   'expired': invalid('the SVID or a certificate of its chain has expired'),
   'not-yet-valid': invalid('the SVID or a certificate of its chain is not valid yet'),
+  'x509-path-budget': invalid('path building stopped at a limit (signature checks, certificates visited, chain length): the chain is refused; the message names the limit'),
 
   // JWT-SVID (conformance categories; `expired`/`not-yet-valid` shared with X509 above)
   'malformed': invalid('the token is not a well-formed compact JWS'),

@@ -3,7 +3,7 @@ import { ConfigReader } from '../../common/config/load.js';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
-import { parseTrustDomain, type TrustDomain } from '../spiffe/id/index.js';
+import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js';
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
 
@@ -62,7 +62,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   const r = new ConfigReader(doc);
   let trustDomain: TrustDomain;
   try {
-    trustDomain = parseTrustDomain(flags.trustDomain ?? r.string('trust_domain', 'example.org'));
+    trustDomain = parseTrustDomainBounded(flags.trustDomain ?? r.string('trust_domain', 'example.org'));
   } catch (err) {
     throw new SvidscopeError('config-invalid', `config: trust_domain: ${(err as Error).message}`);
   }

@@ -4,7 +4,7 @@ import { parseDurationSeconds } from '../../common/duration.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { checkHostPort } from '../../common/net.js';
 import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
-import { parseTrustDomain, type TrustDomain } from '../spiffe/id/index.js';
+import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js';
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
 import { readFederationConfig, type FederationConfig } from './federation/config.js';
@@ -61,7 +61,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const tdText = flags.trustDomain ?? r.string('trust_domain', 'example.org');
   let trustDomain: TrustDomain;
   try {
-    trustDomain = parseTrustDomain(tdText);
+    trustDomain = parseTrustDomainBounded(tdText);
   } catch (err) {
     throw new SvidscopeError('config-invalid', `config: trust_domain: ${(err as Error).message}`);
   }

@@ -17,7 +17,7 @@ import { parseCertificates, parsePrivateKey } from '../spiffe/internal/x509.js';
 import { generateKeyPair } from '../spiffe/mint/keys.js';
 import { createAdminService } from './api/admin-service.js';
 import { serverServices } from './api/grpc.js';
-import { createNodeService } from './api/node-service.js';
+import { createNodeService, type NodeServiceEvents } from './api/node-service.js';
 import { BundlePublisher } from './bundle/publisher.js';
 import { CaManager, type UpstreamAuthority } from './ca/manager.js';
 import type { ServerConfig } from './config.js';
@@ -70,7 +70,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   // Telemetry reads live state at scrape time; the references fill in as the parts start.
   const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore } = {};
   const telemetry = deps.withoutMetrics
-    ? { observe: () => undefined, nodeEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
+    ? { observe: () => undefined, nodeEvents: {} as NodeServiceEvents, instrumentDatastore: (ds: Datastore) => ds }
     : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
@@ -141,7 +141,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     // Federation: the bundle endpoint and the refreshers of federated bundles (stopped before the datastore closes).
     const federation = await startFederation({ config: config.federation, trustDomain: td, datastore, ca, bundles, clock, logger: logger.child({ subsystem: 'federation' }),
-      dataDir: config.dataDir, bundleRefreshHintSeconds: config.bundleRefreshHintSeconds });
+      dataDir: config.dataDir, bundleRefreshHintSeconds: config.bundleRefreshHintSeconds, metrics: { limitHit: (limit) => telemetry.nodeEvents.limitHit?.(limit) } });
     cleanups.push(() => federation.stop());
     if (!deps.withoutMetrics) registerFederationMetrics(registry, federation, clock);
 

@@ -5,7 +5,7 @@ import type { Clock } from '../../../common/clock.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { BundleSet, jwtBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
-import { parseSpiffeId } from '../../spiffe/id/index.js';
+import { parseSpiffeIdBounded } from '../../spiffe/id/index.js';
 import { checkJwtAudienceLimits, verifyJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import type { Selector, WorkloadCache, WorkloadIdentities } from '../manager/cache.js';
 import type { EntryMsg } from '../../server-api/messages.js';
@@ -206,7 +206,7 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
       }
       if (req.spiffe_id) {
         try {
-          parseSpiffeId(req.spiffe_id);
+          parseSpiffeIdBounded(req.spiffe_id);
         } catch (err) {
           throw new Refusal(grpc.status.INVALID_ARGUMENT, `invalid requested SPIFFE ID: ${(err as Error).message}`);
         }

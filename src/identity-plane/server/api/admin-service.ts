@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
 import type { Logger } from '../../../common/log.js';
-import { parseSpiffeId, spiffeIdFromPath, type TrustDomain } from '../../spiffe/id/index.js';
+import { parseSpiffeIdBounded, spiffeIdFromPath, type TrustDomain } from '../../spiffe/id/index.js';
 import type { BundlePublisher } from '../bundle/publisher.js';
 import type { CaManager } from '../ca/manager.js';
 import type { KeyKind } from '../ca/journal.js';
@@ -142,7 +142,7 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       const agentIdForToken = spiffeIdFromPath(trustDomain, `/spire/agent/${JOIN_TOKEN_TYPE}/${token}`); // validates the token's charset
       const expiresAt = new Date(clock.nowMs() + req.ttl * 1000);
       if (req.agent_id) {
-        const alias = parseSpiffeId(req.agent_id);
+        const alias = parseSpiffeIdBounded(req.agent_id);
         if (!alias.memberOf(trustDomain)) throw new StatusError(grpc.status.INVALID_ARGUMENT, `agent_id ${alias} is not in trust domain ${trustDomain.name}`);
       }
       await datastore.createJoinToken({ token, expiresAt });

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { ConfigReader } from '../../../common/config/load.js';
 import { parseDurationSeconds } from '../../../common/duration.js';
-import { SvidscopeError } from '../../../common/errors/catalog.js';
+import { isSvidscopeError, SvidscopeError } from '../../../common/errors/catalog.js';
 import { checkHostPort } from '../../../common/net.js';
-import { parseSpiffeId, parseTrustDomain } from '../../spiffe/id/index.js';
+import { parseSpiffeIdBounded, parseTrustDomainBounded } from '../../spiffe/id/index.js';
 
 /** The two profiles of the SPIFFE Federation standard (§5). */
 export type FederationProfile = 'https_web' | 'https_spiffe';
@@ -128,7 +128,7 @@ export function readFederationConfig(r: ConfigReader): FederationConfig {
 function readRelationship(rr: ConfigReader): RelationshipConfig {
   const tdText = rr.optionalString('trust_domain') ?? rr.fail('trust_domain', 'required');
   try {
-    parseTrustDomain(tdText);
+    parseTrustDomainBounded(tdText);
   } catch (err) {
     rr.fail('trust_domain', (err as Error).message);
   }
@@ -154,7 +154,7 @@ function readRelationship(rr: ConfigReader): RelationshipConfig {
 
 function checkSpiffeId(r: ConfigReader, key: string, value: string): void {
   try {
-    parseSpiffeId(value);
+    parseSpiffeIdBounded(value);
   } catch (err) {
     r.fail(key, (err as Error).message);
   }
@@ -178,21 +178,22 @@ export function validateRelationship(rel: RelationshipConfig, ownTrustDomain: st
   const bad = (field: string, reason: string): never => {
     throw new SvidscopeError('config-invalid', `federation: ${field}: ${reason}`);
   };
-  try {
-    parseTrustDomain(rel.trustDomain);
-  } catch (err) {
-    bad('trust_domain', (err as Error).message);
-  }
+  // An ID over the standard's size limits keeps its own code; other problems are config-invalid.
+  const parsed = (field: string, parse: () => unknown): void => {
+    try {
+      parse();
+    } catch (err) {
+      if (isSvidscopeError(err) && err.code === 'id-too-long') throw new SvidscopeError('id-too-long', `federation: ${field}: ${err.message}`);
+      bad(field, (err as Error).message);
+    }
+  };
+  parsed('trust_domain', () => parseTrustDomainBounded(rel.trustDomain));
   if (rel.trustDomain === ownTrustDomain) bad('trust_domain', 'cannot federate with the server\'s own trust domain');
   const urlProblem = checkEndpointUrl(rel.endpointUrl);
   if (urlProblem) bad('bundle_endpoint_url', urlProblem);
   if (!FEDERATION_PROFILES.includes(rel.profile)) bad('bundle_endpoint_profile', `must be one of ${FEDERATION_PROFILES.join(', ')}`);
   if (rel.profile === 'https_spiffe') {
     if (!rel.endpointSpiffeId) bad('endpoint_spiffe_id', 'required with profile https_spiffe');
-    try {
-      parseSpiffeId(rel.endpointSpiffeId!);
-    } catch (err) {
-      bad('endpoint_spiffe_id', (err as Error).message);
-    }
+    parsed('endpoint_spiffe_id', () => parseSpiffeIdBounded(rel.endpointSpiffeId!));
   } else if (rel.endpointSpiffeId) bad('endpoint_spiffe_id', 'only applies to profile https_spiffe');
 }

@@ -4,7 +4,7 @@ import { peerCertificateChain } from '../../../common/tls/peer-chain.js';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
 import { BundleSet, x509BundleToPem, type SpiffeBundle } from '../../spiffe/bundle/index.js';
 import { parseSpiffeId } from '../../spiffe/id/index.js';
-import { verifyX509Svid } from '../../spiffe/x509svid/index.js';
+import { verifyX509Svid, type PathLimits } from '../../spiffe/x509svid/index.js';
 
 /**
  * Why a fetch failed, as a bounded label for `svidscope_federation_bundle_refresh_errors_total`:
@@ -49,6 +49,8 @@ export interface FetchOptions {
   now: Date;
   /** Largest document accepted; bundles are a few KiB, so 1 MiB is generous. */
   maxBytes?: number;
+  /** Path-building limits for the endpoint's X509-SVID (https_spiffe); the library defaults otherwise. */
+  pathLimits?: Partial<PathLimits>;
 }
 
 const DEFAULT_MAX_BYTES = 1 << 20;
@@ -65,7 +67,7 @@ export function fetchBundleDocument(opts: FetchOptions): Promise<Buffer> {
   let authFailure: FederationFetchError | undefined;
   let tlsOptions: ReturnType<typeof tlsOptionsFor>;
   try {
-    tlsOptions = tlsOptionsFor(opts.auth, opts.now, (err) => {
+    tlsOptions = tlsOptionsFor(opts.auth, opts.now, opts.pathLimits, (err) => {
       authFailure = err;
     });
   } catch (err) {
@@ -111,7 +113,7 @@ export function fetchBundleDocument(opts: FetchOptions): Promise<Buffer> {
   });
 }
 
-function tlsOptionsFor(auth: EndpointAuth, now: Date, onAuthFailure: (err: FederationFetchError) => void) {
+function tlsOptionsFor(auth: EndpointAuth, now: Date, limits: Partial<PathLimits> | undefined, onAuthFailure: (err: FederationFetchError) => void) {
   if (auth.profile === 'https_web') {
     // RFC 6125 host name check and chain validation by Node's TLS: the system roots, or the operator's.
     return auth.rootsPem ? { ca: auth.rootsPem } : {};
@@ -129,7 +131,8 @@ function tlsOptionsFor(auth: EndpointAuth, now: Date, onAuthFailure: (err: Feder
     ca: x509BundleToPem(bundle),
     checkServerIdentity: (_host: string, cert: PeerCertificate): Error | undefined => {
       try {
-        const verified = verifyX509Svid(peerCertificateChain(cert), bundles, { now });
+        // Bounded path building: the chain is the peer's to choose, and runs on the event loop.
+        const verified = verifyX509Svid(peerCertificateChain(cert), bundles, { now, limits });
         if (verified.id.toString() !== expected.toString()) {
           throw new Error(`the endpoint presented ${verified.id}, not ${expected}`);
         }

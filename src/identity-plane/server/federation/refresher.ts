@@ -3,6 +3,7 @@ import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeBundle, type SpiffeBundle } from '../../spiffe/bundle/index.js';
 import { parseSpiffeId } from '../../spiffe/id/index.js';
+import { pathLimitOf } from '../../spiffe/x509svid/index.js';
 import type { Datastore } from '../datastore/types.js';
 import { authoritiesDigest, documentWithSequence, latestAuthorityExpiryMs } from './bundle-doc.js';
 import { fetchBundleDocument, FederationFetchError, type EndpointAuth, type FetchFailureReason } from './fetch.js';
@@ -11,6 +12,8 @@ import type { Relationship } from './store.js';
 /** Push-style hook for telemetry; the Prometheus families are read from `status()` at scrape time instead. */
 export interface FederationMetrics {
   refreshed?(trustDomain: string, outcome: 'updated' | 'unchanged' | 'error', reason: FetchFailureReason | undefined, seconds: number): void;
+  /** A refresh refused by a limit (path building of the endpoint's X509-SVID), by the limit's name. */
+  limitHit?(limit: string): void;
 }
 
 export interface RefreshLimits {
@@ -182,8 +185,10 @@ export class BundleRefresher {
       this.lastError = { atMs: clock.nowMs(), reason: failure.reason, message: failure.message };
       this.errors.set(failure.reason, (this.errors.get(failure.reason) ?? 0) + 1);
       this.deps.metrics?.refreshed?.(this.trustDomain, 'error', failure.reason, (clock.nowMs() - started) / 1000);
+      const limit = pathLimitOf(failure);
+      if (limit) this.deps.metrics?.limitHit?.(limit);
       const retryMs = this.backoff();
-      logger.warn({ trustDomain: this.trustDomain, url: relationship.endpointUrl, reason: failure.reason, err: failure.message, failures: this.failures, retryInMs: retryMs },
+      logger.warn({ trustDomain: this.trustDomain, url: relationship.endpointUrl, reason: failure.reason, code: innermostCode(failure), err: failure.message, failures: this.failures, retryInMs: retryMs },
         'federated bundle refresh failed; keeping the stored bundle');
       this.schedule(retryMs);
       throw failure;
@@ -238,4 +243,13 @@ export class BundleRefresher {
       'stored federated bundle');
     return 'updated';
   }
+}
+
+/** The most specific catalogue code behind a failure (e.g. `x509-path-budget` under `unavailable`), for the log. */
+function innermostCode(err: unknown): string | undefined {
+  let code: string | undefined;
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (isSvidscopeError(e)) code = e.code;
+  }
+  return code;
 }

@@ -1,5 +1,5 @@
-import { errorFactory } from '../../../common/errors/catalog.js';
-import { assertGeneratable, parseSpiffeId, parseTrustDomain, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
+import { errorFactory, isSvidscopeError } from '../../../common/errors/catalog.js';
+import { assertGeneratable, MAX_SPIFFE_ID_BYTES, parseSpiffeId, parseTrustDomainBounded, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 
 const fail = errorFactory('entry');
 
@@ -66,8 +66,9 @@ export function validateEntry(e: EntryFields, limits: EntryLimits): { spiffeId: 
   for (const td of e.federatesWith) {
     let parsed: TrustDomain;
     try {
-      parsed = parseTrustDomain(td);
+      parsed = parseTrustDomainBounded(td);
     } catch (err) {
+      if (isSvidscopeError(err) && err.code === 'id-too-long') throw fail('id-too-long', `federates_with: ${err.message}`);
       throw fail('usage', `federates_with "${td}" is not a trust domain: ${(err as Error).message}`);
     }
     if (parsed.equals(limits.trustDomain)) throw fail('usage', `federates_with names the server's own trust domain ${td}`);
@@ -79,6 +80,9 @@ export function validateEntry(e: EntryFields, limits: EntryLimits): { spiffeId: 
 }
 
 function parseId(value: string, field: string): SpiffeId {
+  // Checked before parsing, and never echoed: an oversized value costs nothing and stays out of logs.
+  const bytes = Buffer.byteLength(value);
+  if (bytes > MAX_SPIFFE_ID_BYTES) throw fail('id-too-long', `${field} is ${bytes} bytes; the limit is ${MAX_SPIFFE_ID_BYTES}`);
   try {
     return parseSpiffeId(value);
   } catch (err) {

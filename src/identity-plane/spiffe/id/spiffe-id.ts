@@ -89,3 +89,17 @@ export function assertGeneratable(id: SpiffeId): void {
     throw generationError('id-too-long', `trust domain is ${id.trustDomain.name.length} bytes; the limit is ${MAX_TRUST_DOMAIN_BYTES}`);
   }
 }
+
+/**
+ * Parses an ID that enters svidscope from outside (admin API, config, command line, Workload API
+ * requests) and holds it to the standard's size limits: 2048 bytes, trust domain 255. Readers of
+ * SVIDs and tokens use `parseSpiffeId`, which accepts any length as the standard asks of them.
+ * The length is checked before the characters, so an oversized input costs no parsing.
+ */
+export function parseSpiffeIdBounded(input: string): SpiffeId {
+  const bytes = Buffer.byteLength(input);
+  if (bytes > MAX_SPIFFE_ID_BYTES) throw generationError('id-too-long', `SPIFFE ID is ${bytes} bytes; the limit is ${MAX_SPIFFE_ID_BYTES}`);
+  const id = parseSpiffeId(input);
+  assertGeneratable(id);
+  return id;
+}

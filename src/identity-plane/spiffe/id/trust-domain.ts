@@ -1,6 +1,7 @@
 import { isTrustDomainChar } from './charset.js';
+import { errorFactory } from '../../../common/errors/catalog.js';
 import { messages, spiffeIdError } from './errors.js';
-import { parseSpiffeId } from './spiffe-id.js';
+import { parseSpiffeId, parseSpiffeIdBounded } from './spiffe-id.js';
 
 /** The RFC 3986 host limit the SPIFFE-ID standard applies to trust domain names. */
 export const MAX_TRUST_DOMAIN_BYTES = 255;
@@ -43,5 +44,16 @@ export function validateTrustDomainName(name: string): void {
 
 /** For constants and tests only: throws on an invalid name. */
 export function mustTrustDomain(input: string): TrustDomain {
+  return parseTrustDomain(input);
+}
+
+/**
+ * A trust domain that enters svidscope from outside (config, admin API, command line), held to the
+ * standard's limit of 255 bytes (checked first, so an oversized input costs no parsing).
+ */
+export function parseTrustDomainBounded(input: string): TrustDomain {
+  if (input.includes(':/')) return parseSpiffeIdBounded(input).trustDomain;
+  const bytes = Buffer.byteLength(input);
+  if (bytes > MAX_TRUST_DOMAIN_BYTES) throw errorFactory('spiffeid')('id-too-long', `trust domain is ${bytes} bytes; the limit is ${MAX_TRUST_DOMAIN_BYTES}`);
   return parseTrustDomain(input);
 }

@@ -2,11 +2,52 @@ import type { X509Certificate } from 'node:crypto';
 import type { SpiffeId } from '../id/index.js';
 import { certificateFacts, parseCertificates } from '../internal/x509.js';
 import type { X509Authority, X509BundleSource } from '../bundle/types.js';
+import { SvidscopeError } from '../../../common/errors/catalog.js';
 import { canSignCertificates, checkLeaf, fail } from './leaf.js';
 
 export interface VerifyOptions {
   /** The verification time; there is no implicit clock. Validity bounds are inclusive. */
   readonly now: Date;
+  /** Bounds on the work one verification may do; each unset field takes its default. */
+  readonly limits?: Partial<PathLimits>;
+}
+
+/**
+ * Bounds on path building, per verification. A chain comes from whoever presents it (a federated
+ * peer, a probed endpoint), and the number of candidate paths grows factorially with intermediates
+ * that can sign one another, so the search stops at these limits instead of trying them all.
+ */
+export interface PathLimits {
+  /** Signature verifications (the costly step); Go's crypto/x509 allows 100 per chain build. */
+  readonly maxSignatureChecks: number;
+  /** Certificates placed on a candidate path, counted over the whole search. */
+  readonly maxVisitedCertificates: number;
+  /** Leaf plus intermediates presented (bundle authorities among them not counted). */
+  readonly maxChainLength: number;
+}
+
+export const DEFAULT_PATH_LIMITS: PathLimits = { maxSignatureChecks: 100, maxVisitedCertificates: 256, maxChainLength: 16 };
+
+/** The label (`limit`) a refusal is counted under in the limit-refusal metrics. */
+export const PATH_LIMIT_NAMES = ['x509_path_signature_checks', 'x509_path_visited_certificates', 'x509_path_chain_length'] as const;
+export type PathLimitName = (typeof PATH_LIMIT_NAMES)[number];
+
+/** Verification stopped at a path-building limit; `limit` names it (also in the message). */
+export class PathBudgetError extends SvidscopeError {
+  constructor(
+    readonly limit: PathLimitName,
+    message: string,
+  ) {
+    super('x509-path-budget', `x509svid: could not verify leaf certificate: ${message}`);
+  }
+}
+
+/** The path-building limit behind an error, looking through `cause`s (wrapped by callers). */
+export function pathLimitOf(err: unknown): PathLimitName | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof PathBudgetError) return e.limit;
+  }
+  return undefined;
 }
 
 export interface VerifiedX509Svid {
@@ -15,14 +56,17 @@ export interface VerifiedX509Svid {
   readonly verifiedChain: X509Certificate[];
 }
 
-const MAX_DEPTH = 16;
-// Signature checks dominate verification cost; a parent that verified a child once always will.
+// A parent that verified a child once always will (across verifications of the same objects).
 const verifiedBy = new WeakMap<X509Certificate, WeakSet<X509Certificate>>();
+// Subject and public key, the identity of a CA for loop detection (two certificates with both
+// equal are the same CA as far as any child can tell).
+const caIdentity = new WeakMap<X509Certificate, string>();
 
 /**
  * Verifies an X509-SVID chain (leaf first, then untrusted intermediates in any order) against the
  * bundle of the leaf's trust domain: leaf rules, then RFC 5280-style path building to any bundle
  * authority (an intermediate placed in the bundle is an anchor too, as in Go), then validity dates.
+ * Path building is bounded by `opts.limits` (see PathLimits); hitting a bound is `x509-path-budget`.
  */
 export function verifyX509Svid(chain: readonly X509Certificate[], bundles: X509BundleSource | undefined, opts: VerifyOptions): VerifiedX509Svid {
   if (chain.length === 0) throw fail('empty-chain', 'empty certificates chain');
@@ -30,9 +74,19 @@ export function verifyX509Svid(chain: readonly X509Certificate[], bundles: X509B
   const id = checkLeaf(chain[0]);
   const bundle = bundles.getX509BundleForTrustDomain(id.trustDomain);
   if (bundle === undefined) throw fail('no-bundle-for-trust-domain', `could not get X509 bundle: no X.509 bundle found for trust domain "${id.trustDomain.name}"`);
-  const paths = buildPaths(chain[0], chain.slice(1), bundle.x509Authorities);
+  const limits = { ...DEFAULT_PATH_LIMITS, ...opts.limits };
+  const anchors = bundle.x509Authorities;
+  // Byte-identical copies and the bundle's own authorities add no path: drop them before counting.
+  const intermediates: X509Certificate[] = [];
+  for (const cert of chain.slice(1)) {
+    if (anchors.some((a) => a.der.equals(cert.raw)) || intermediates.some((c) => c.raw.equals(cert.raw))) continue;
+    intermediates.push(cert);
+  }
+  if (intermediates.length + 1 > limits.maxChainLength) {
+    throw new PathBudgetError('x509_path_chain_length', `the chain has ${intermediates.length + 1} certificates, over the limit of ${limits.maxChainLength} (x509_path_chain_length)`);
+  }
   let timeError: Error | undefined;
-  for (const path of paths) {
+  for (const path of buildPaths(chain[0], intermediates, anchors, limits)) {
     const err = validityError(path, opts.now);
     if (err === undefined) return { id, verifiedChain: path };
     timeError ??= err;
@@ -47,22 +101,55 @@ export function parseAndVerifyX509Svid(rawCerts: Buffer | readonly Buffer[], bun
   return verifyX509Svid(chain, bundles, opts);
 }
 
-function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
-  if (!certificateFacts(child).issuer.equals(certificateFacts(parent).subject)) return false;
-  let set = verifiedBy.get(child);
-  if (set?.has(parent)) return true;
-  let ok: boolean;
-  try {
-    ok = child.verify(parent.publicKey);
-  } catch {
-    ok = false; // an unsupported signature algorithm is a parent that cannot be used
+function identityOf(cert: X509Certificate): string {
+  let key = caIdentity.get(cert);
+  if (key === undefined) {
+    key = `${certificateFacts(cert).subject.toString('base64')}/${cert.publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`;
+    caIdentity.set(cert, key);
   }
-  if (ok) {
-    set ??= new WeakSet();
-    set.add(parent);
-    verifiedBy.set(child, set);
+  return key;
+}
+
+/** The per-verification budget; every check and placement is charged before it is done. */
+class Budget {
+  private signatureChecks = 0;
+  private visited = 0;
+  // Results per child and parent key: duplicates of one CA (same subject and key) cost one check.
+  private readonly results = new Map<X509Certificate, Map<string, boolean>>();
+
+  constructor(private readonly limits: PathLimits) {}
+
+  visit(): void {
+    if (++this.visited > this.limits.maxVisitedCertificates) {
+      throw new PathBudgetError('x509_path_visited_certificates', `path building visited more than ${this.limits.maxVisitedCertificates} certificates (x509_path_visited_certificates)`);
+    }
   }
-  return ok;
+
+  issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
+    if (!certificateFacts(child).issuer.equals(certificateFacts(parent).subject)) return false;
+    if (verifiedBy.get(child)?.has(parent)) return true;
+    const key = identityOf(parent);
+    let known = this.results.get(child);
+    const cached = known?.get(key);
+    if (cached !== undefined) return cached;
+    if (++this.signatureChecks > this.limits.maxSignatureChecks) {
+      throw new PathBudgetError('x509_path_signature_checks', `path building needed more than ${this.limits.maxSignatureChecks} signature checks (x509_path_signature_checks)`);
+    }
+    let ok: boolean;
+    try {
+      ok = child.verify(parent.publicKey);
+    } catch {
+      ok = false; // an unsupported signature algorithm is a parent that cannot be used
+    }
+    if (!known) this.results.set(child, (known = new Map()));
+    known.set(key, ok);
+    if (ok) {
+      const set = verifiedBy.get(child) ?? new WeakSet();
+      set.add(parent);
+      verifiedBy.set(child, set);
+    }
+    return ok;
+  }
 }
 
 /** A signer must be a CA with keyCertSign and respect its pathLenConstraint (intermediates below it). */
@@ -72,22 +159,30 @@ function mayIssue(parent: X509Certificate, intermediatesBelow: number): boolean 
   return pathLen === undefined || intermediatesBelow <= pathLen;
 }
 
-/** Every path from the leaf to an anchor, depth first, anchors preferred over further intermediates. */
-function* buildPaths(leaf: X509Certificate, intermediates: readonly X509Certificate[], anchors: readonly X509Authority[]): Generator<X509Certificate[]> {
+/**
+ * Every path from the leaf to an anchor, depth first, anchors preferred over further intermediates.
+ * A candidate with the subject and key of a certificate already on the path is skipped (as Go's
+ * alreadyInChain does): it can only close a loop, and mutual cross-signatures among copies of one
+ * CA would otherwise multiply the paths. Copies still compete as siblings, so a valid copy behind
+ * an expired one is found.
+ */
+function* buildPaths(leaf: X509Certificate, intermediates: readonly X509Certificate[], anchors: readonly X509Authority[], limits: PathLimits): Generator<X509Certificate[]> {
+  const budget = new Budget(limits);
   if (anchors.some((a) => a.der.equals(leaf.raw))) yield [leaf];
-  function* extend(path: X509Certificate[]): Generator<X509Certificate[]> {
+  function* extend(path: X509Certificate[], onPath: ReadonlySet<string>): Generator<X509Certificate[]> {
     const cur = path[path.length - 1];
     const below = path.length - 1;
     for (const a of anchors) {
-      if (mayIssue(a.cert, below) && issuedBy(cur, a.cert)) yield [...path, a.cert];
+      if (mayIssue(a.cert, below) && budget.issuedBy(cur, a.cert)) yield [...path, a.cert];
     }
-    if (path.length >= MAX_DEPTH) return;
     for (const next of intermediates) {
-      if (path.includes(next) || !mayIssue(next, below) || !issuedBy(cur, next)) continue;
-      yield* extend([...path, next]);
+      if (onPath.has(identityOf(next)) || !mayIssue(next, below) || !budget.issuedBy(cur, next)) continue;
+      budget.visit();
+      yield* extend([...path, next], new Set(onPath).add(identityOf(next)));
     }
   }
-  yield* extend([leaf]);
+  budget.visit();
+  yield* extend([leaf], new Set());
 }
 
 function validityError(path: readonly X509Certificate[], now: Date): Error | undefined {
