@@ -72,6 +72,11 @@ export interface WorkloadSocket {
  * this listener (random prefix) and connection (sequence number). The token is set by us on our
  * side of the connection, so a client cannot forge it, and `callerOf` is an exact map lookup.
  * The entry is dropped, and the pinned /proc fd released, when the socket closes.
+ *
+ * Each connection holds two descriptors (socket and /proc directory), so the limits in
+ * `limits.ts` are enforced here, at accept, by closing the socket: per uid, in total, and a
+ * deadline for the first request (lifted by `requestArrived`, which the gRPC server's
+ * interceptor calls for every call).
  */
 export async function listenWorkloadSocket(opts: WorkloadSocketOptions): Promise<WorkloadSocket> {
   const log = opts.logger ?? nullLogger();
