@@ -85,6 +85,8 @@ export interface MonitoringConfig {
     workloadApiErrorRatio: number;
     /** Exporter source errors per 15 minutes. */
     exporterSourceErrors: number;
+    /** Workload API refusals (connection limits, EMFILE, exec after connect) per 5 minutes, per agent and reason. */
+    workloadApiRefusals: number;
   };
   /** `for` of each alert by name; `forOverride` replaces them all (integration tests use seconds). */
   alertFor: Record<string, string>;
@@ -142,6 +144,7 @@ export function defaultConfig(): MonitoringConfig {
       issuanceLatencySeconds: 0.5,
       workloadApiErrorRatio: 0.05,
       exporterSourceErrors: 5,
+      workloadApiRefusals: 0,
     },
     alertFor: {
       SvidscopeServerDown: '2m',
@@ -155,6 +158,7 @@ export function defaultConfig(): MonitoringConfig {
       SvidscopeAttestationFailureSpike: '5m',
       SvidscopeIssuanceLatencyHigh: '15m',
       SvidscopeWorkloadApiErrors: '10m',
+      SvidscopeWorkloadApiRefusals: '10m',
       SvidscopeProbeClockSkew: '5m',
       SvidscopeProberDown: '5m',
       SvidscopeExporterScrapeErrors: '15m',

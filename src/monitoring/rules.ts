@@ -124,6 +124,7 @@ function identityPlaneAlerts(c: MonitoringConfig): AlertRule[] {
   const propagation = `histogram_quantile(0.99, sum by (${by(c, 'le')}) (rate(${m(c, 'agent', 'svidscope_agent_bundle_propagation_seconds_bucket')}[1h])))`;
   const fedAge = `max by (${by(c, c.federatedTrustDomainLabel)}) (${m(c, 'server', 'svidscope_federation_bundle_age_seconds')})`;
   const attestFail = `sum by (${by(c, 'method', 'reason')}) (increase(${m(c, 'server', 'svidscope_server_attestations_total', 'result="failure"')}[10m]))`;
+  const refused = (matcher: string) => `sum by (${by(c, 'instance', 'reason')}) (increase(${m(c, 'agent', 'svidscope_agent_workload_api_refusals_total', matcher)}[5m]))`;
   const issuanceP99 = `histogram_quantile(0.99, sum by (${by(c, 'le')}) (rate(${m(c, 'server', 'svidscope_server_svid_issuance_duration_seconds_bucket', 'svid_type="x509"')}[10m])))`;
   return [
     symptom(c, {
@@ -186,8 +187,20 @@ function identityPlaneAlerts(c: MonitoringConfig): AlertRule[] {
       summary: 'An agent\'s Workload API answers with errors.',
       description: `{{ $value | humanizePercentage }} of Workload API requests at agent {{ $labels.instance }} (trust domain ${td}, cluster ${cl}) failed with ${c.slos.workloadApi.errorCodes.join('/')} over 5 minutes (threshold ${num(t.workloadApiErrorRatio * 100)}%).`,
     }),
+    // Refusals that turn every caller of the node away (the agent at its total connection limit or
+    // out of descriptors) page; those that only hit the offending uid or request go to a ticket.
+    ...([['page', WORKLOAD_API_NODE_WIDE], ['ticket', WORKLOAD_API_PER_CALLER]] as const).map(([severity, reasons]) => symptom(c, {
+      alert: 'SvidscopeWorkloadApiRefusals', severity,
+      expr: `${refused(`reason=~"${reasons.join('|')}"`)} > ${t.workloadApiRefusals}`, signal: refused(''),
+      summary: 'An agent keeps refusing Workload API connections or requests.',
+      description: `Agent {{ $labels.instance }} (trust domain ${td}, cluster ${cl}) refused {{ $value | humanize }} Workload API connections or requests with reason {{ $labels.reason }} in 5 minutes (threshold ${t.workloadApiRefusals}), for ${forText(c, 'SvidscopeWorkloadApiRefusals')}: ${severity === 'page' ? 'every workload on that node is being turned away' : 'one local uid is flooding the socket, holding idle connections, or a caller exec\'d after connecting'}. The agent log names the uids.`,
+    })),
   ];
 }
+
+/** Refusal reasons of svidscope_agent_workload_api_refusals_total that hit every caller of the node, and those that hit one caller. */
+export const WORKLOAD_API_NODE_WIDE = ['total_limit', 'emfile'] as const;
+export const WORKLOAD_API_PER_CALLER = ['per_uid_limit', 'first_request_timeout', 'exec_after_connect'] as const;
 
 function observabilityAlerts(c: MonitoringConfig): AlertRule[] {
   const t = c.thresholds;

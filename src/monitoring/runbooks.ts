@@ -199,6 +199,25 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       verify: ['Error ratio back under the threshold.'],
       experiment: { file: 'experiments/agent-workload-api-errors.yaml', what: 'restart agent-2 with its clock 2 hours ahead: it cannot attest and answers UNAVAILABLE', proves: true },
     },
+    SvidscopeWorkloadApiRefusals: {
+      meaning: `An agent keeps refusing Workload API connections or requests (more than ${t.workloadApiRefusals} per 5 minutes for the alert's \`for\`), by \`reason\`: \`total_limit\` (it holds \`workload_api_max_connections\`), \`emfile\` (it ran out of file descriptors), \`per_uid_limit\` (one uid holds \`workload_api_max_connections_per_uid\`), \`first_request_timeout\` (connections that sent nothing within \`workload_api_first_request_timeout\`), \`exec_after_connect\` (a caller executed another program after connecting, the attack described in docs/security.md). \`total_limit\` and \`emfile\` page; the others open a ticket.`,
+      impact: 'Page: the agent closes new connections of every workload on the node at accept and reports not ready; workloads cannot fetch or rotate SVIDs (those they hold work until notAfter). Ticket: only the offending uid or caller is turned away, everyone else is served, but a local process is flooding the socket or trying to take another program\'s identity.',
+      confirm: [
+        '`sum by (instance, reason) (increase(svidscope_agent_workload_api_refusals_total[5m]))`; `svidscope_agent_workload_api_connections` against `svidscope_agent_workload_api_connection_limit` (On-call dashboard, Workload API connections and refusals).',
+        'Agent log: one line per reason at most every 10 s, with `code` (`workload-api-connection-limit`, `workload-api-fd-exhausted`, `workload-exec-after-connect`), `refused` (how many) and `byUid` (the uids behind most of them).',
+        'On the node: `ss -xp | grep <agent socket>` lists the processes holding connections; `ps -o pid,user,args -u <uid>` for a uid from the log.',
+        '`curl http://<agent ops address>/ready`: the `workload_api` check says "at workload_api_max_connections" or "out of file descriptors".',
+      ],
+      mitigate: [
+        'One uid flooding the socket: stop its processes (with the owner of that uid); the per-uid limit already keeps it from starving the others.',
+        'A node that really has this many callers: raise `workload_api_max_connections` / `workload_api_max_connections_per_uid` and restart the agent. `emfile`: raise the agent\'s open-file limit (`LimitNOFILE=` in its unit, `ulimit -n`); each connection holds 2 descriptors.',
+        '`first_request_timeout` from a known client: it dials ahead without asking; harmless to others, fix the client or raise `workload_api_first_request_timeout`.',
+        '`exec_after_connect`: handle as a security incident: a process of that uid tried to obtain the SVID of a program selected by `unix:path`/`unix:sha256`. Path selectors do not separate processes of one uid; move that workload to a uid of its own.',
+      ],
+      escalate: 'Page: identity-plane owners, and security when one uid causes it. Ticket: security for `exec_after_connect`, the owner of the uid otherwise.',
+      verify: ['Refusals stop increasing; `/ready` answers 200; connections fall below the limits.'],
+      experiment: { file: 'experiments/agent-workload-api-errors.yaml', what: 'agent-2 restarted with a skewed clock answers UNAVAILABLE, which is what its workloads see when their connections are refused', proves: false, why: 'the attack needs processes of other local uids holding connections to the agent socket, which the chaos harness does not start; test/security/workload-api.test.ts performs it against a real agent (per-uid flood, total limit, EMFILE, exec after connect)' },
+    },
     SvidscopeProbeClockSkew: {
       meaning: 'Probes found SVIDs whose notBefore lies in the future beyond the clock-skew tolerance (reason `not_yet_valid`): the prober host\'s clock and the signing server\'s disagree.',
       impact: 'Workloads on skewed hosts reject fresh SVIDs of their peers (or theirs are rejected) right after every rotation.',

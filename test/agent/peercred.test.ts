@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ensureUser } from '../support/users.js';
 import { build as buildScript } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attestUnix, PID_REUSED_MESSAGE, type Selector } from '../../src/identity-plane/agent/attestor-workload/unix.js';
+import { attestUnix, EXEC_AFTER_CONNECT_MESSAGE, PID_REUSED_MESSAGE, type Selector } from '../../src/identity-plane/agent/attestor-workload/unix.js';
 import { CallerTracker, parseStarttime } from '../../src/identity-plane/agent/peercred/caller.js';
 import { listenWorkloadSocket, type WorkloadSocket } from '../../src/identity-plane/agent/peercred/listener.js';
 import { isSvidscopeError } from '../../src/common/errors/catalog.js';
@@ -221,6 +221,29 @@ describe('pid-reuse guard', () => {
     expect((err as Error).message).toBe(PID_REUSED_MESSAGE);
     caller.close();
     expect(await caller.isAlive()).toBe(false);
+  });
+
+  it('sees an exec of the pinned process, which keeps its pid, start time and owner; attestation then refuses it', async () => {
+    // sh waits for a line on stdin, then replaces itself with sleep: same process, another program.
+    const child = spawn('/bin/sh', ['-c', 'read line; exec /bin/sleep 30'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    await new Promise((resolve) => child.once('spawn', resolve));
+    const caller = CallerTracker.track({ pid: child.pid!, ...root });
+    try {
+      expect(await caller.execChanged()).toBe(false);
+      await attestUnix(caller, { discoverWorkloadPath: true, workloadSizeLimit: -1 });
+      child.stdin!.write('go\n');
+      const sleep = fs.realpathSync('/bin/sleep');
+      for (let i = 0; i < 100 && fs.readlinkSync(`/proc/${child.pid}/exe`) !== sleep; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await caller.isAlive()).toBe(true);
+      expect(await caller.execChanged()).toBe(true);
+      const err = await attestUnix(caller, { discoverWorkloadPath: true, workloadSizeLimit: -1 }).catch((e: unknown) => e);
+      expect(isSvidscopeError(err) && err.code).toBe('workload-exec-after-connect');
+      expect(isSvidscopeError(err) && err.grpcStatus).toBe(grpc.status.PERMISSION_DENIED);
+      expect((err as Error).message).toBe(EXEC_AFTER_CONNECT_MESSAGE);
+    } finally {
+      caller.close();
+      child.kill('SIGKILL');
+    }
   });
 
   it('is not alive when /proc ownership differs from the peer credentials', async () => {

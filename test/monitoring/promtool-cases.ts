@@ -73,6 +73,8 @@ export function burnCases(slo: string, alert: string): AlertCase[] {
   ];
 }
 
+const REFUSALS = 'svidscope_agent_workload_api_refusals_total';
+
 export function symptomCases(): AlertCase[] {
   const up = (labels: Labels, v: string) => s('up', labels, v);
   const sc = { cluster: 'c1', trust_domain: 'example.org' };
@@ -98,6 +100,9 @@ export function symptomCases(): AlertCase[] {
     { alert: 'SvidscopeIssuanceLatencyHigh', name: 'fast signings', series: ['0.005', '0.5', '+Inf'].map((le) => s('svidscope_server_svid_issuance_duration_seconds_bucket', { ...L.srv, svid_type: 'x509', result: 'success', le }, '0+1x40')), evalTime: '30m', firing: [] },
     { alert: 'SvidscopeWorkloadApiErrors', name: '10% UNAVAILABLE', series: [s('svidscope_agent_workload_api_requests_total', { ...L.agt, method: 'FetchX509SVID', code: 'OK' }, '0+90x30'), s('svidscope_agent_workload_api_requests_total', { ...L.agt, method: 'FetchX509SVID', code: 'UNAVAILABLE' }, '0+10x30')], evalTime: '20m', firing: [{ labels: { ...sc, instance: L.agt.instance }, value: 0.1 }] },
     { alert: 'SvidscopeWorkloadApiErrors', name: 'PERMISSION_DENIED is not an outage', series: [s('svidscope_agent_workload_api_requests_total', { ...L.agt, method: 'FetchX509SVID', code: 'OK' }, '0+90x30'), s('svidscope_agent_workload_api_requests_total', { ...L.agt, method: 'FetchX509SVID', code: 'PERMISSION_DENIED' }, '0+10x30')], evalTime: '20m', firing: [] },
+    { alert: 'SvidscopeWorkloadApiRefusals', name: 'total limit refusing 10 a minute pages', series: [s(REFUSALS, { ...L.agt, reason: 'total_limit' }, '0+10x30'), s(REFUSALS, { ...L.agt, reason: 'per_uid_limit' }, '0x30')], evalTime: '20m', firing: [{ ruleLabels: { severity: 'page' }, labels: { ...sc, instance: L.agt.instance, reason: 'total_limit' }, value: 50 }] },
+    { alert: 'SvidscopeWorkloadApiRefusals', name: 'one uid over its limit 3 a minute opens a ticket', series: [s(REFUSALS, { ...L.agt, reason: 'per_uid_limit' }, '0+3x30'), s(REFUSALS, { ...L.agt, reason: 'total_limit' }, '0x30')], evalTime: '20m', firing: [{ ruleLabels: { severity: 'ticket' }, labels: { ...sc, instance: L.agt.instance, reason: 'per_uid_limit' }, value: 15 }] },
+    { alert: 'SvidscopeWorkloadApiRefusals', name: 'one refusal long ago, none since', series: [s(REFUSALS, { ...L.agt, reason: 'first_request_timeout' }, '0x5 1x25'), s(REFUSALS, { ...L.agt, reason: 'emfile' }, '0x30')], evalTime: '20m', firing: [] },
     { alert: 'SvidscopeSvidsExpiringSoon', name: 'three SVIDs with 15m or less', series: [s('svidscope_exporter_remaining_lifetime_seconds_bucket', { ...L.exp, source: 'agent-1', kind: 'x509_svid', le: '900' }, '3x20')], evalTime: '10m', firing: [{ labels: { ...sc, source: 'agent-1' }, value: 3 }] },
     { alert: 'SvidscopeSvidsExpiringSoon', name: 'expiring CA certificates are not SVIDs', series: [s('svidscope_exporter_remaining_lifetime_seconds_bucket', { ...L.exp, source: 'agent-1', kind: 'x509_svid', le: '900' }, '0x20'), s('svidscope_exporter_remaining_lifetime_seconds_bucket', { ...L.exp, source: 'agent-1', kind: 'ca', le: '900' }, '1x20')], evalTime: '10m', firing: [] },
     { alert: 'SvidscopeProbeClockSkew', name: 'scheduled probe sees a future notBefore', series: [s('svidscope_prober_probe_failures_total', { ...L.prb, module: 'x509', target: 'agent-1-x509', reason: 'not_yet_valid' }, '0+1x30')], evalTime: '20m', firing: [{ labels: { ...sc, module: 'x509', target: 'agent-1-x509' }, value: 10 }] },

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { connectAdmin } from '../../src/cli/admin/client.js';
 import type { AdminClient } from '../../src/identity-plane/server-api/admin-client.js';
 import { bootstrapAgent } from '../support/agent-bootstrap.js';
-import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
+import { freePort, httpOk, spawnCli, stopAll, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 
 const dir = tempDir('agent-renewal');
@@ -15,10 +15,7 @@ const procs: ReturnType<typeof spawnCli>[] = [];
 let admin: AdminClient | undefined;
 afterAll(async () => {
   admin?.close();
-  for (const p of procs.reverse()) {
-    p.child.kill('SIGTERM');
-    await p.child.catch(() => undefined);
-  }
+  await stopAll(procs);
   removeDir(dir);
 });
 

@@ -19,6 +19,14 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): { ch
   return { child, logs: () => output };
 }
 
+/** Stops CLI children started with spawnCli, last started first, and waits for each to exit. */
+export async function stopAll(procs: ReturnType<typeof spawnCli>[]): Promise<void> {
+  for (const p of [...procs].reverse()) {
+    p.child.kill('SIGTERM');
+    await p.child.catch(() => undefined);
+  }
+}
+
 /** A free loopback port (bound and released); good enough for tests that start servers on it next. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

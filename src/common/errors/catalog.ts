@@ -116,6 +116,11 @@ export const errorCatalog = {
   'unsupported-key': invalid('the key algorithm is not supported for this use'),
   'authority-order': { meaning: 'the authority lifecycle step is out of order (activate needs a prepared key, taint a non-active one, revoke a tainted one)', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
 
+  // Workload API connections (the agent's local socket)
+  'workload-api-connection-limit': { meaning: 'the agent closed a Workload API connection: at accept, before any gRPC exchange, because its uid or the agent was at its connection limit; or because it sent no request within the first-request deadline (the log and the refusal metric name which)', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
+  'workload-api-fd-exhausted': { meaning: 'the agent ran out of file descriptors (EMFILE/ENFILE) accepting or pinning a Workload API caller; the connection was closed and the agent reports not ready until descriptors are free again', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.IO, http: 503 },
+  'workload-exec-after-connect': denied('the process that connected to the Workload API has executed another program since it connected: its path and sha256 selectors would describe a program other than the one that holds the connection, so the request is refused'),
+
   // Chaos ledger (replayed as the caller, so only the caller may have written it)
   'chaos-ledger-untrusted': denied('the chaos dir or ledger is a symlink, owned by another user, or writable by group/others'),
   'chaos-ledger-step-invalid': denied('a ledger step is not one the project writes for this stack'),

@@ -8,6 +8,7 @@ import type { Tracer } from '@opentelemetry/api';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { startOpsServer } from '../../common/http/ops-server.js';
 import { createRegistry } from '../../common/telemetry/registry.js';
+import { isSvidscopeError } from '../../common/errors/catalog.js';
 import { nullLogger, type Logger } from '../../common/log.js';
 import { checkHostPort } from '../../common/net.js';
 import { attestUnix, createUnixAttestorCaches, type Selector } from './attestor-workload/unix.js';
@@ -15,6 +16,7 @@ import type { AgentConfig } from './config.js';
 import { createWorkloadHandler, type WorkloadAttestor, type WorkloadHandlerEvents } from './endpoints/workload-handler.js';
 import { WorkloadCache } from './manager/cache.js';
 import { AgentManager, type ManagerEvents } from './manager/manager.js';
+import { effectiveMaxConnections, openFileLimit } from './peercred/limits.js';
 import { listenWorkloadSocket } from './peercred/listener.js';
 import { ServerClient } from './server-client.js';
 import { AgentSvidStore } from './svid-store.js';
@@ -55,8 +57,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? nullLogger();
   const registry = deps.registry ?? createRegistry();
-  const live: { manager?: AgentManager; cache?: WorkloadCache } = {};
-  const telemetry = createAgentTelemetry(registry, clock, { manager: () => live.manager, cache: () => live.cache });
+  const live: { manager?: AgentManager; cache?: WorkloadCache; socket?: Awaited<ReturnType<typeof listenWorkloadSocket>> } = {};
+  const telemetry = createAgentTelemetry(registry, clock, { manager: () => live.manager, cache: () => live.cache, workloadConnections: () => live.socket?.connections });
   const managerEvents = combine(telemetry.managerEvents, deps.managerEvents);
   const workloadEvents = combine(telemetry.workloadEvents, deps.workloadEvents);
   // The data dir may hold the public socket directory; private material lives in a 0700 subdirectory.
@@ -70,29 +72,43 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   try {
     await manager.start();
 
-    const grpcServer = new grpc.Server();
-    // The attestor needs the listener, and the listener needs the server the attestor serves.
-    const listener: { socket?: Awaited<ReturnType<typeof listenWorkloadSocket>> } = {};
+    // Any call reaching a handler is the connection's first request: its deadline is lifted.
+    const grpcServer = new grpc.Server({
+      interceptors: [(_method, call) => {
+        live.socket?.requestArrived(call);
+        return new grpc.ServerInterceptingCall(call);
+      }],
+    });
     const attestorCaches = createUnixAttestorCaches({ clock });
     // Calls that arrive on one connection while its caller is being attested share that
     // attestation: a workload opening many streams at once costs one attestation, not one each.
-    // A call only joins one still running, whose liveness check comes after the call arrived.
+    // A call only joins one still running, whose liveness and exec checks come after the call arrived.
     const attesting = new WeakMap<object, Promise<Selector[]>>();
     const attestor: WorkloadAttestor = deps.attestor ?? {
       attest: async (call) => {
-        const caller = listener.socket!.callerOf(call);
+        const caller = live.socket!.callerOf(call);
         let pending = attesting.get(caller);
         if (!pending) {
           pending = attestUnix(caller, { discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit, clock, caches: attestorCaches })
             .finally(() => attesting.delete(caller));
           attesting.set(caller, pending);
         }
-        return pending;
+        try {
+          return await pending;
+        } catch (err) {
+          if (isSvidscopeError(err) && err.code === 'workload-exec-after-connect') live.socket?.refused('exec_after_connect', caller.uid);
+          throw err;
+        }
       },
     };
     grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, jwtAudience: config.jwtAudience, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents, tracer: deps.tracer }));
-    const socket = await listenWorkloadSocket({ socketPath: config.socketPath, mode: config.socketMode, server: grpcServer, logger });
-    listener.socket = socket;
+    const nofile = openFileLimit();
+    const total = effectiveMaxConnections(config.workloadApi.maxConnections, nofile);
+    if (total.warning) logger.warn({ openFileLimit: nofile }, total.warning);
+    const limits = { maxConnections: total.value, maxConnectionsPerUid: config.workloadApi.maxConnectionsPerUid, firstRequestTimeoutMs: config.workloadApi.firstRequestTimeoutMs };
+    telemetry.socketEvents.limits(limits);
+    const socket = await listenWorkloadSocket({ socketPath: config.socketPath, mode: config.socketMode, server: grpcServer, logger, clock, limits, onRefused: telemetry.socketEvents.refused });
+    live.socket = socket;
     cleanups.push(async () => {
       await socket.close();
       grpcServer.forceShutdown();
@@ -104,7 +120,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       const ready = async () => {
         const s = manager.status;
         const fresh = s.lastSyncSuccessMs > 0 && clock.nowMs() - s.lastSyncSuccessMs < Math.max(60_000, config.syncIntervalSeconds * 12_000);
-        return { ok: s.attested && fresh, checks: { attested: s.attested ? 'ok' : 'not attested', sync: fresh ? 'ok' : 'no successful sync recently' } };
+        // A Workload API at its connection limit or out of descriptors turns callers away: not ready.
+        const wapi = socket.health();
+        return { ok: s.attested && fresh && wapi.ok, checks: { attested: s.attested ? 'ok' : 'not attested', sync: fresh ? 'ok' : 'no successful sync recently', workload_api: wapi.detail } };
       };
       const opsServer = await startOpsServer({ host: ops.host, port: ops.port, registry, logger, live: async () => ({ ok: true, checks: { process: 'ok' } }), ready });
       opsUrl = opsServer.url;

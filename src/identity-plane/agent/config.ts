@@ -6,6 +6,7 @@ import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
 import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js';
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
+import { DEFAULT_FIRST_REQUEST_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_UID } from './peercred/limits.js';
 
 /** The agent's whole configuration; every field has a default documented in the README. */
 export interface AgentConfig {
@@ -42,6 +43,12 @@ export interface AgentConfig {
   jwtAudience: JwtAudienceLimits;
   /** Byte bound of the JWT-SVID cache (`jwt_cache_max_bytes`). */
   jwtCacheMaxBytes: number;
+  /**
+   * Workload API connection limits: `workload_api_max_connections` (undefined = the default,
+   * lowered to fit the open-file limit), `workload_api_max_connections_per_uid`,
+   * `workload_api_first_request_timeout`.
+   */
+  workloadApi: { maxConnections?: number; maxConnectionsPerUid: number; firstRequestTimeoutMs: number };
 }
 
 export interface AgentFlagOverrides {
@@ -91,13 +98,20 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   };
   // 4 MiB holds thousands of ordinary tokens (about 1 KiB each) and caps what callers can pin.
   const jwtCacheMaxBytes = r.number('jwt_cache_max_bytes', 4 * 1024 * 1024, { min: 0 });
+  const maxConnectionsRaw = r.raw('workload_api_max_connections').value;
+  const workloadApi = {
+    maxConnections: maxConnectionsRaw === undefined || maxConnectionsRaw === null ? undefined : r.number('workload_api_max_connections', DEFAULT_MAX_CONNECTIONS, { min: 1, max: 1_000_000 }),
+    maxConnectionsPerUid: r.number('workload_api_max_connections_per_uid', DEFAULT_MAX_CONNECTIONS_PER_UID, { min: 1, max: 1_000_000 }),
+    firstRequestTimeoutMs: parseDurationSeconds(r.raw('workload_api_first_request_timeout').value ?? DEFAULT_FIRST_REQUEST_TIMEOUT_MS / 1000, 'workload_api_first_request_timeout') * 1000,
+  };
   r.rejectUnknown();
+  if (workloadApi.firstRequestTimeoutMs < 100) r.fail('workload_api_first_request_timeout', 'must be at least 100ms');
   if (syncIntervalSeconds <= 0) r.fail('sync_interval', 'must be positive');
   return {
     trustDomain, serverAddress, serverAddresses, dataDir, socketPath, socketMode: parseInt(modeText, 8), joinToken, joinTokenFile,
     trustBundlePath: trustBundlePath ? path.resolve(trustBundlePath) : undefined, insecureBootstrap, syncIntervalSeconds,
     rotationFraction, workloadKeyType: keyType, discoverWorkloadPath, workloadSizeLimit, healthBind, logLevel,
-    jwtAudience, jwtCacheMaxBytes,
+    jwtAudience, jwtCacheMaxBytes, workloadApi,
   };
 }
 

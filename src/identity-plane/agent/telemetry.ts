@@ -5,11 +5,21 @@ import { counter, gauge, histogram, registerProcessMetrics } from '../../common/
 import type { WorkloadHandlerEvents } from './endpoints/workload-handler.js';
 import type { WorkloadCache } from './manager/cache.js';
 import type { AgentManager, ManagerEvents } from './manager/manager.js';
+import type { RefusalReason, WorkloadSocketLimits } from './peercred/limits.js';
+
+/** Every refusal reason, exposed at zero so a rate() over it works before the first refusal. */
+const REFUSAL_REASONS: readonly RefusalReason[] = ['per_uid_limit', 'total_limit', 'first_request_timeout', 'emfile', 'exec_after_connect'];
+
+/** What the Workload API socket reports: refusals, and its limits once it knows them. */
+export interface WorkloadSocketEvents {
+  refused(reason: RefusalReason): void;
+  limits(limits: WorkloadSocketLimits): void;
+}
 
 export const VERSION = '0.1.0';
 
 /** The agent's metric families (names in common/telemetry/names.ts), fed by the manager and handler hooks. */
-export function createAgentTelemetry(registry: Registry, clock: Clock, state: { manager: () => AgentManager | undefined; cache: () => WorkloadCache | undefined }): { managerEvents: ManagerEvents; workloadEvents: WorkloadHandlerEvents; serverFailover: () => void } {
+export function createAgentTelemetry(registry: Registry, clock: Clock, state: { manager: () => AgentManager | undefined; cache: () => WorkloadCache | undefined; workloadConnections?: () => number | undefined }): { managerEvents: ManagerEvents; workloadEvents: WorkloadHandlerEvents; socketEvents: WorkloadSocketEvents; serverFailover: () => void } {
   registerProcessMetrics(registry);
   gauge(registry, F.buildInfo).set({ version: VERSION, component: 'agent' }, 1);
   const syncDuration = histogram(registry, F.syncDuration);
@@ -30,6 +40,12 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   for (const method of ['FetchX509SVID', 'FetchX509Bundles', 'FetchJWTBundles']) open.set({ method }, 0);
   syncFailures.inc(0);
   const limitRefusals = counter(registry, F.limitRefusals);
+  const socketRefusals = counter(registry, F.workloadRefusals);
+  for (const reason of REFUSAL_REASONS) socketRefusals.inc({ reason }, 0);
+  const connectionLimit = gauge(registry, F.workloadConnectionLimit);
+  gauge(registry, F.workloadConnections, function () {
+    this.set(state.workloadConnections?.() ?? 0);
+  });
   const jwtEvictions = counter(registry, F.jwtCacheEvictions);
   jwtEvictions.inc(0);
   const failovers = counter(registry, F.serverFailovers);
@@ -79,6 +95,13 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
       bundleUpdated: (kind, _td, seq, serverUpdatedAtMs) => {
         if (kind === 'own') sequence.set(Number(seq));
         if (serverUpdatedAtMs > 0) lag.observe({ bundle: kind }, Math.max(0, clock.nowMs() - serverUpdatedAtMs) / 1000);
+      },
+    },
+    socketEvents: {
+      refused: (reason) => socketRefusals.inc({ reason }),
+      limits: (l) => {
+        connectionLimit.set({ limit: 'total' }, l.maxConnections);
+        connectionLimit.set({ limit: 'per_uid' }, l.maxConnectionsPerUid);
       },
     },
     workloadEvents: {

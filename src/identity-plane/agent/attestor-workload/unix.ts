@@ -19,6 +19,8 @@ export interface AttestableCaller {
   readonly pid: number;
   procPath(entry: string): string;
   isAlive(): Promise<boolean>;
+  /** True when the process runs another program than when it connected (see CallerTracker). */
+  execChanged(): Promise<boolean>;
 }
 
 export interface UnixAttestorOptions {
@@ -54,6 +56,7 @@ export function createUnixAttestorCaches(opts: { passwdPath?: string; groupPath?
 }
 
 export const PID_REUSED_MESSAGE = 'workload attestation failed: caller exited or pid reused';
+export const EXEC_AFTER_CONNECT_MESSAGE = 'workload attestation failed: the process that connected has executed another program since (exec after connect)';
 const DEFAULT_TIMEOUT_MS = 5_000;
 
 /**
@@ -77,6 +80,13 @@ export async function attestUnix(caller: AttestableCaller, opts: UnixAttestorOpt
     // since exited and whose PID now belongs to someone else.
     if (!(await Promise.race([caller.isAlive(), timedOut]))) {
       throw new SvidscopeError('unavailable', PID_REUSED_MESSAGE);
+    }
+    // Also last, for the same reason: an exec at any point since connect means the selectors
+    // describe a program that did not open this connection (and may share it with a child).
+    // A changed exe with a dead process is an exit, not an exec.
+    if (await Promise.race([caller.execChanged(), timedOut])) {
+      if (!(await Promise.race([caller.isAlive(), timedOut]))) throw new SvidscopeError('unavailable', PID_REUSED_MESSAGE);
+      throw new SvidscopeError('workload-exec-after-connect', EXEC_AFTER_CONNECT_MESSAGE);
     }
     return selectors;
   } finally {

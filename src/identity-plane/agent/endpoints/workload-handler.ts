@@ -9,6 +9,7 @@ import { parseSpiffeIdBounded } from '../../spiffe/id/index.js';
 import { checkJwtAudienceLimits, verifyJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import type { Selector, WorkloadCache, WorkloadIdentities } from '../manager/cache.js';
 import type { EntryMsg } from '../../server-api/messages.js';
+import { ERROR_CODE_METADATA } from '../../server-api/services.js';
 import { toStruct } from './struct.js';
 
 /** What the handler needs to know about the caller: its selectors, from the kernel, never from the request. */
@@ -68,11 +69,15 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
   const fail = (method: string, start: number, err: unknown): grpc.ServiceError => {
     let code = grpc.status.INTERNAL;
     let details = 'internal error';
+    const metadata = new grpc.Metadata();
     if (err instanceof Refusal) [code, details] = [err.code, err.message];
-    else if (isSvidscopeError(err) && err.code === 'unavailable') [code, details] = [grpc.status.UNAVAILABLE, err.message];
-    else logger.error({ err, method }, 'workload API handler failed');
+    else if (isSvidscopeError(err) && (err.code === 'unavailable' || err.code === 'workload-exec-after-connect')) {
+      [code, details] = [err.grpcStatus, err.message];
+      // The catalogue code travels in a trailer, as from the server, so a refused caller can name it.
+      metadata.set(ERROR_CODE_METADATA, err.code);
+    } else logger.error({ err, method }, 'workload API handler failed');
     events?.request?.(method, code, (clock.nowMs() - start) / 1000);
-    return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+    return Object.assign(new Error(details), { code, details, metadata });
   };
 
   const identify = async (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => {

@@ -35,6 +35,25 @@ export function parseStarttime(stat: string): string {
   return starttime;
 }
 
+/** Out of descriptors is the agent's problem, not the caller's: reported as such, never as "caller exited". */
+function pinFailure(err: unknown): SvidscopeError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EMFILE' || code === 'ENFILE') {
+    return new SvidscopeError('workload-api-fd-exhausted', `workload api: out of file descriptors (${code}) while pinning a caller; connection closed`, { cause: err });
+  }
+  return new SvidscopeError('unavailable', 'workload attestation failed: caller exited before it could be pinned', { cause: err });
+}
+
+/** dev:ino of the pinned process's program, or undefined (another uid's process and no root, or a kernel thread). */
+function exeIdentity(fd: number): string | undefined {
+  try {
+    const st = fs.statSync(`/proc/self/fd/${fd}/exe`);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
 export class CallerTracker implements PeerCredentials {
   readonly pid: number;
   readonly uid: number;
@@ -44,7 +63,11 @@ export class CallerTracker implements PeerCredentials {
   private readonly procRoot: string;
   private fd: number;
 
-  private constructor(creds: PeerCredentials, procRoot: string, fd: number, starttime: string) {
+  /** dev:ino of the program the caller ran when it was pinned; undefined when it could not be read. */
+  private readonly exe: string | undefined;
+
+  private constructor(creds: PeerCredentials, procRoot: string, fd: number, starttime: string, exe: string | undefined) {
+    this.exe = exe;
     this.pid = creds.pid;
     this.uid = creds.uid;
     this.gid = creds.gid;
@@ -67,15 +90,17 @@ export class CallerTracker implements PeerCredentials {
     try {
       fd = fs.openSync(`${procRoot}/${creds.pid}`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     } catch (err) {
-      throw new SvidscopeError('unavailable', 'workload attestation failed: caller exited before it could be pinned', { cause: err });
+      throw pinFailure(err);
     }
     try {
+      // Reading stat opens one more descriptor for a moment: if even that fails with EMFILE, the
+      // agent has no headroom left and the connection is better closed than kept.
       const starttime = parseStarttime(fs.readFileSync(`/proc/self/fd/${fd}/stat`, 'latin1'));
-      return new CallerTracker(creds, procRoot, fd, starttime);
+      return new CallerTracker(creds, procRoot, fd, starttime, exeIdentity(fd));
     } catch (err) {
       fs.closeSync(fd);
       if (err instanceof SvidscopeError) throw err;
-      throw new SvidscopeError('unavailable', 'workload attestation failed: caller exited before it could be pinned', { cause: err });
+      throw pinFailure(err);
     }
   }
 
@@ -113,6 +138,28 @@ export class CallerTracker implements PeerCredentials {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Whether the pinned process runs another program than when it was pinned (it called execve).
+   * exec keeps the pid, the start time, the owner and every descriptor without close-on-exec, so
+   * none of the other checks see it: a process could connect, hand the connection to a child, and
+   * exec the binary a `unix:path` entry selects. The program is compared by the device and inode
+   * the kernel's exe link resolves to (exec of the same file is no change). A process whose exe
+   * became unreadable since (it exited, or exec'd a non-dumpable program) counts as changed; the
+   * attestor tells exit from exec with isAlive.
+   */
+  async execChanged(): Promise<boolean> {
+    const fd = this.fd;
+    if (fd < 0) return true;
+    let now: string | undefined;
+    try {
+      const st = await fs.promises.stat(`/proc/self/fd/${fd}/exe`);
+      now = `${st.dev}:${st.ino}`;
+    } catch {
+      now = undefined;
+    }
+    return this.fd !== fd || now !== this.exe;
   }
 
   /** Releases the pinned descriptor; idempotent so a double close cannot hit a reused fd number. */
