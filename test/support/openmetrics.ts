@@ -257,3 +257,10 @@ export async function expositionProblems(contentType: string | null, body: strin
   if (contentType === CONTENT_TYPE.text) return promtoolCheck(body);
   return `unexpected content-type ${contentType}`;
 }
+
+/** One scrape asking for `format` the way its scrapers do; the answer's Content-Type and body. */
+export async function scrapeAs(url: string, format: ScrapeFormat): Promise<{ contentType: string | null; body: string }> {
+  const res = await fetch(url, { headers: { accept: ACCEPT[format] }, signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`scrape ${url}: ${res.status}`);
+  return { contentType: res.headers.get('content-type'), body: await res.text() };
+}

@@ -12,7 +12,7 @@ import { ChaosMetrics } from '../../src/chaos/index.js';
 import { serveTextfile } from '../../src/monitoring/stack.js';
 import { bootstrapAgent } from '../support/agent-bootstrap.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
-import { ACCEPT, CONTENT_TYPE, expositionProblems, type ScrapeFormat } from '../support/openmetrics.js';
+import { ACCEPT, CONTENT_TYPE, expositionProblems, scrapeAs, type ScrapeFormat } from '../support/openmetrics.js';
 import { removeDir, tempDir } from '../support/server.js';
 
 const TD = 'example.org';
@@ -92,12 +92,6 @@ afterAll(async () => {
   removeDir(dir);
 });
 
-async function scrape(url: string, format: ScrapeFormat): Promise<{ contentType: string | null; body: string }> {
-  const res = await fetch(url, { headers: { accept: ACCEPT[format] }, signal: AbortSignal.timeout(10_000) });
-  expect(res.status, url).toBe(200);
-  return { contentType: res.headers.get('content-type'), body: await res.text() };
-}
-
 describe('exposition formats, whichever scraper came first', () => {
   const endpoints: [string, boolean][] = [
     ['server', true], ['agent', true], ['prober', true], ['probe', true], ['exporter', true],
@@ -108,7 +102,7 @@ describe('exposition formats, whichever scraper came first', () => {
   it.each(endpoints)('%s: OpenMetrics, then text, then OpenMetrics, each valid in its format', async (name, speaksOpenMetrics) => {
     const answers: { format: ScrapeFormat; contentType: string | null; body: string }[] = [];
     for (const format of ['openmetrics', 'text', 'openmetrics'] as const) {
-      const a = await scrape(urls[name], format);
+      const a = await scrapeAs(urls[name], format);
       answers.push({ format, ...a });
       const expected = speaksOpenMetrics ? CONTENT_TYPE[format] : CONTENT_TYPE.text;
       expect(a.contentType, `${name} answer ${answers.length} (${format})`).toBe(expected);
