@@ -141,7 +141,7 @@ describe('exporter state and scrape', () => {
     expect(perSvid.some((k) => k.includes('spiffe_id="spiffe://example.org/weird \\"id\\"\\\\x"'))).toBe(true);
     expect(r.dropped.per_svid_cap).toBe(2);
     expect(sample(parseExposition((await ex.render()).body), METRIC.seriesDropped, { reason: 'per_svid_cap' })).toBe(2);
-    expect(promtoolCheck(r.body)).toEqual({ code: 0, output: '' });
+    expect(await promtoolCheck(r.body)).toEqual({ code: 0, output: '' });
   });
 
   it('stops at the series cap and at the time budget', async () => {
@@ -166,13 +166,13 @@ describe('exporter state and scrape', () => {
     const body = (await ex.render()).body;
     expect(body).toContain('process_cpu_seconds_total');
     expect(body).not.toContain('nodejs_active_handles_total');
-    expect(promtoolCheck(body)).toEqual({ code: 0, output: '' });
+    expect(await promtoolCheck(body)).toEqual({ code: 0, output: '' });
     // OpenMetrics in between leaves the next text scrape as it was (the counters keep their _total).
     const om = (await ex.render(undefined, 'openmetrics')).body;
     expect(openMetricsProblems(om)).toEqual([]);
     expect(om).toMatch(new RegExp(`^# TYPE ${METRIC.sourceUpdates.replace(/_total$/, '')} counter$`, 'm'));
     const again = (await ex.render()).body;
     expect(again).toMatch(new RegExp(`^# TYPE ${METRIC.sourceUpdates} counter$`, 'm'));
-    expect(promtoolCheck(again)).toEqual({ code: 0, output: '' });
+    expect(await promtoolCheck(again)).toEqual({ code: 0, output: '' });
   });
 });
