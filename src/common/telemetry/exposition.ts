@@ -99,7 +99,12 @@ export function formatSampleValue(v: number): string {
   return String(v);
 }
 
-/** `{k="v",…}`, or nothing for no labels. */
+/**
+ * `{k="v",…}`, or nothing for no labels. Numeric values (`le`) are written as the text format
+ * writes them (`1`, not OpenMetrics' canonical `1.0`, which parsers must accept either way):
+ * Prometheus 2.42 keeps label values verbatim, so a canonical form would make a bucket's series
+ * depend on the format it was scraped in and miss rules that match `le="1"`.
+ */
 export function formatLabels(labels: Readonly<Record<string, string | number>> | undefined): string {
   let out = '';
   for (const k in labels) out += `${out ? ',' : ''}${k}="${escapeLabelValue(String(labels[k]))}"`;
