@@ -35,4 +35,15 @@ export default tseslint.config(
   boundary('probes', ['**/identity-plane/agent/**', '**/identity-plane/server/**', '**/cli/**', '**/chaos/**']),
   boundary('exporter', ['**/identity-plane/agent/**', '**/identity-plane/server/**', '**/cli/**', '**/chaos/**']),
   boundary('common', ['**/identity-plane/**', '**/cli/**', '**/probes/**', '**/exporter/**', '**/chaos/**']),
+  {
+    // Scrapes render through common/telemetry/exposition.ts only: prom-client keeps the format as
+    // registry state and renames counters when it renders OpenMetrics, so one scrape leaks into the next.
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': ['error',
+        { selector: "CallExpression[callee.property.name='setContentType']", message: 'negotiate per scrape with common/telemetry/exposition.ts instead of switching a registry' },
+        { selector: "CallExpression[callee.property.name='metrics'][arguments.length=0]", message: 'render registries with common/telemetry/exposition.ts (registry.metrics() renames counters for later scrapes)' },
+      ],
+    },
+  },
 );

@@ -10,7 +10,8 @@ import { checkHostPort } from '../common/net.js';
 import { connectAdmin } from '../identity-plane/server-api/admin-client.js';
 import type { ExporterConfig, SourceConfig } from './config.js';
 import type { CredentialKind, ErrorReason } from './names.js';
-import { CONTENT_TYPE, renderMetrics, type RenderResult } from './render.js';
+import { negotiateExposition, type ExpositionFormat } from '../common/telemetry/exposition.js';
+import { renderMetrics, type RenderResult } from './render.js';
 import { SelfMetrics } from './self-metrics.js';
 import { ExporterState } from './state.js';
 import { createBundleEndpointSource } from './sources/bundle-endpoint.js';
@@ -40,8 +41,8 @@ export interface Exporter {
   readonly sources: readonly Source[];
   start(): void;
   stop(): Promise<void>;
-  /** One scrape's body within `budgetMs` (default: the configured scrape timeout). */
-  render(budgetMs?: number): Promise<RenderResult>;
+  /** One scrape's body within `budgetMs` (default: the configured scrape timeout), in `format` (default text). */
+  render(budgetMs?: number, format?: ExpositionFormat): Promise<RenderResult>;
 }
 
 const KINDS_BY_TYPE: Record<SourceConfig['type'], readonly CredentialKind[]> = {
@@ -92,7 +93,7 @@ export function createExporter(config: ExporterConfig, deps: ExporterDeps = {}):
     stop: async () => {
       await Promise.all(sources.map((s) => s.stop()));
     },
-    render: (budgetMs = config.scrapeTimeoutSeconds * 1000) => renderMetrics(state, metrics, clock, renderOpts, budgetMs),
+    render: (budgetMs = config.scrapeTimeoutSeconds * 1000, format: ExpositionFormat = 'text') => renderMetrics(state, metrics, clock, renderOpts, budgetMs, format),
   };
 }
 
@@ -105,8 +106,9 @@ export async function startExporter(config: ExporterConfig, deps: ExporterDeps =
     // Prometheus says how long it will wait; leave it half a second to receive the body.
     const header = Number(req.headers['x-prometheus-scrape-timeout-seconds']);
     const budgetSeconds = Number.isFinite(header) && header > 0 ? Math.min(config.scrapeTimeoutSeconds, Math.max(0.05, header - 0.5)) : config.scrapeTimeoutSeconds;
-    const result = await exporter.render(budgetSeconds * 1000);
-    return reply.header('content-type', CONTENT_TYPE).send(result.body);
+    const exposition = negotiateExposition(req.headers.accept);
+    const result = await exporter.render(budgetSeconds * 1000, exposition.format);
+    return reply.header('content-type', exposition.contentType).send(result.body);
   });
   const healthy = async () => ({ ok: true, checks: { process: 'ok' } });
   app.get('/healthz', healthy);

@@ -1,15 +1,15 @@
 /**
- * The scrape: renders the cached state as Prometheus text (0.0.4) within a series cap and a time
- * budget, then appends the event/self families of the prom-client registry. Nothing here waits on
- * a source: sources are polled in the background, and a scrape only reads what they left.
+ * The scrape: renders the cached state within a series cap and a time budget, then appends the
+ * event/self families of the prom-client registry, in the format the scrape negotiated (text 0.0.4
+ * or OpenMetrics, common/telemetry/exposition.ts). Nothing here waits on a source: sources are
+ * polled in the background, and a scrape only reads what they left.
  */
 import { performance } from 'node:perf_hooks';
 import type { Clock } from '../common/clock.js';
+import { endExposition, escapeLabelValue, familyHeader, formatSampleValue, renderFamilies, type ExpositionFormat } from '../common/telemetry/exposition.js';
 import { AGENT_STATUSES, LIFETIME_BUCKETS, METRIC, type AgentStatus, type DropReason } from './names.js';
 import type { SelfMetrics } from './self-metrics.js';
 import type { ExporterState, LifetimeGroup, ObservedSvid } from './state.js';
-
-export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export interface RenderOptions {
   readonly maxSeries: number;
@@ -17,22 +17,14 @@ export interface RenderOptions {
   readonly perSvidMaxSeries: number;
 }
 
-export function escapeLabel(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
-
-export function formatValue(v: number | bigint): string {
-  if (typeof v === 'bigint') return v.toString();
-  if (Number.isNaN(v)) return 'NaN';
-  if (v === Infinity) return '+Inf';
-  if (v === -Infinity) return '-Inf';
-  return String(v);
+function formatValue(v: number | bigint): string {
+  return typeof v === 'bigint' ? v.toString() : formatSampleValue(v);
 }
 
 /** Labels as `k="v",…` (no braces), for building series names cheaply. */
 function labels(pairs: Record<string, string>): string {
   let out = '';
-  for (const k in pairs) out += `${out ? ',' : ''}${k}="${escapeLabel(pairs[k])}"`;
+  for (const k in pairs) out += `${out ? ',' : ''}${k}="${escapeLabelValue(pairs[k])}"`;
   return out;
 }
 
@@ -54,10 +46,10 @@ class Writer {
   truncated = false;
   readonly dropped: Record<DropReason, number> = { series_cap: 0, per_svid_cap: 0 };
 
-  constructor(private readonly maxSeries: number, private readonly deadline: number) {}
+  constructor(private readonly maxSeries: number, private readonly deadline: number, private readonly format: ExpositionFormat) {}
 
   family(name: string, type: 'gauge' | 'histogram', help: string): void {
-    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    this.lines.push(familyHeader(name, type, help, this.format).slice(0, -1));
   }
 
   /** Room for `n` more series? Otherwise they are counted as dropped. */
@@ -130,9 +122,9 @@ export interface RenderResult {
  * always appended (they are bounded by the config), and the scrape's own duration is recorded
  * into them for the next scrape.
  */
-export async function renderMetrics(state: ExporterState, metrics: SelfMetrics, clock: Clock, opts: RenderOptions, budgetMs: number): Promise<RenderResult> {
+export async function renderMetrics(state: ExporterState, metrics: SelfMetrics, clock: Clock, opts: RenderOptions, budgetMs: number, format: ExpositionFormat = 'text'): Promise<RenderResult> {
   const started = performance.now();
-  const w = new Writer(opts.maxSeries, started + budgetMs);
+  const w = new Writer(opts.maxSeries, started + budgetMs, format);
   const nowSec = clock.nowMs() / 1000;
   const all = groups(state);
   const sources = [...state.sources()];
@@ -194,8 +186,8 @@ export async function renderMetrics(state: ExporterState, metrics: SelfMetrics, 
   w.family(METRIC.sourceLastSuccess, 'gauge', 'When the source last delivered data, Unix seconds.');
   for (const s of sources) if (s.lastSuccessMs !== undefined) w.sample(METRIC.sourceLastSuccess, labels({ source: s.name }), s.lastSuccessMs / 1000);
 
-  const own = await metrics.registry.metrics();
+  const own = await renderFamilies(metrics.registry, format);
   const seconds = (performance.now() - started) / 1000;
   metrics.scrapeDone(seconds, w.dropped, w.truncated);
-  return { body: `${w.lines.join('\n')}\n${own}`, seconds, series: w.series, truncated: w.truncated, dropped: w.dropped };
+  return { body: endExposition(`${w.lines.join('\n')}\n${own}`, format), seconds, series: w.series, truncated: w.truncated, dropped: w.dropped };
 }

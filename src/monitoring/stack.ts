@@ -12,6 +12,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { Logger } from '../common/log.js';
+import { negotiateExposition } from '../common/telemetry/exposition.js';
 import { alertmanagerConfig } from './alertmanager.js';
 import { resolveConfig, type ConfigOverrides, type MonitoringConfig } from './config.js';
 import { renderAlertingRules, renderRecordingRules } from './rules.js';
@@ -199,16 +200,21 @@ function jobNameOf(c: MonitoringConfig, component: keyof MonitoringConfig['selec
   return m[1].replace(/\.\+$/, '');
 }
 
-/** Serves a Prometheus textfile (read at every scrape; empty until it exists) on a free loopback port. */
-async function serveTextfile(file: string): Promise<{ url: string; server: Server }> {
-  const server = createHttpServer((_req, res) => {
+/**
+ * Serves a Prometheus textfile (read at every scrape; empty until it exists) on a free loopback
+ * port. The file is node_exporter textfile-collector input, i.e. the text format, so that is the
+ * one format offered: a scraper asking for OpenMetrics gets text, as negotiation allows.
+ */
+export async function serveTextfile(file: string): Promise<{ url: string; server: Server }> {
+  const server = createHttpServer((req, res) => {
+    const { contentType } = negotiateExposition(req.headers.accept, { openMetrics: false });
     let body = '';
     try {
       body = readFileSync(file, 'utf8');
     } catch {
       // not written yet: no chaos run so far
     }
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(body);
+    res.writeHead(200, { 'content-type': contentType }).end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const a = server.address();

@@ -1,29 +1,12 @@
 /**
- * The `/probe` answer: one probe's result in the Prometheus text format (0.0.4, the format
- * promtool 2.42 parses), blackbox_exporter's family names first, then the `probe_svid_*`
- * families. Every family has HELP and TYPE; every failure reason is listed (0 or 1), so a query
- * on one reason never meets a missing series.
+ * The `/probe` answer: one probe's result, blackbox_exporter's family names first, then the
+ * `probe_svid_*` families, in the format the scrape negotiated (text 0.0.4, the format promtool
+ * 2.42 parses, unless OpenMetrics is asked for). Every family has HELP and TYPE; every failure
+ * reason is listed (0 or 1), so a query on one reason never meets a missing series.
  */
+import { endExposition, familyHeader, formatLabels, formatSampleValue, type ExpositionFormat } from '../common/telemetry/exposition.js';
 import { FAILURE_REASONS } from './reasons.js';
 import type { ProbeGauge, ProbeResult } from './result.js';
-
-export const PROBE_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
-
-function escapeLabel(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
-
-function num(v: number): string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (v === Infinity) return '+Inf';
-  if (v === -Infinity) return '-Inf';
-  return String(v);
-}
-
-function labels(l: Readonly<Record<string, string>> | undefined): string {
-  if (!l || Object.keys(l).length === 0) return '';
-  return `{${Object.entries(l).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
-}
 
 /** Groups gauges by family (a family may hold several label sets), keeping first-seen order. */
 function families(gauges: readonly ProbeGauge[]): Map<string, ProbeGauge[]> {
@@ -56,12 +39,11 @@ export function probeGauges(result: ProbeResult): ProbeGauge[] {
   return [...g, ...result.gauges];
 }
 
-export function renderProbeMetrics(result: ProbeResult): string {
-  const lines: string[] = [];
+export function renderProbeMetrics(result: ProbeResult, format: ExpositionFormat = 'text'): string {
+  let out = '';
   for (const [name, list] of families(probeGauges(result))) {
-    lines.push(`# HELP ${name} ${list[0].help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`);
-    lines.push(`# TYPE ${name} gauge`);
-    for (const g of list) lines.push(`${name}${labels(g.labels)} ${num(g.value)}`);
+    out += familyHeader(name, 'gauge', list[0].help, format);
+    for (const g of list) out += `${name}${formatLabels(g.labels)} ${formatSampleValue(g.value)}\n`;
   }
-  return lines.join('\n') + '\n';
+  return endExposition(out, format);
 }

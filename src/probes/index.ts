@@ -14,7 +14,7 @@ export {
   type TargetConfig,
   type X509SvidSettings,
 } from './config.js';
-export { renderProbeMetrics, probeGauges, PROBE_CONTENT_TYPE } from './exposition.js';
+export { renderProbeMetrics, probeGauges } from './exposition.js';
 export { createProberMetrics, type ProberMetrics } from './metrics.js';
 export { watchRotations, type RotationRecord, type RotationWatcher, type RotationWatcherEvents } from './modules/rotation-watch.js';
 export { runProbe, type RunProbeOptions } from './probe.js';

@@ -9,8 +9,9 @@ import { systemClock, type Clock, type TimerHandle } from '../common/clock.js';
 import { isSvidscopeError } from '../common/errors/catalog.js';
 import { nullLogger, type Logger } from '../common/log.js';
 import { checkHostPort } from '../common/net.js';
+import { negotiateExposition, renderExposition } from '../common/telemetry/exposition.js';
 import type { ModuleConfig, ProberConfig, TargetConfig } from './config.js';
-import { renderProbeMetrics, PROBE_CONTENT_TYPE } from './exposition.js';
+import { renderProbeMetrics } from './exposition.js';
 import { createProberMetrics } from './metrics.js';
 import { watchRotations, type RotationWatcher } from './modules/rotation-watch.js';
 import { runProbe } from './probe.js';
@@ -46,9 +47,9 @@ export async function startProber(config: ProberConfig, deps: ProberDeps = {}): 
   const app = Fastify({ logger: false });
   app.get('/live', async () => ({ ok: true, checks: {} }));
   app.get('/ready', async () => ({ ok: !stopping, checks: { targets: String(config.targets.length) } }));
-  app.get('/metrics', async (_req, reply) => {
-    metrics.registry.setContentType(PROBE_CONTENT_TYPE as never);
-    return reply.header('content-type', PROBE_CONTENT_TYPE).send(await metrics.registry.metrics());
+  app.get('/metrics', async (req, reply) => {
+    const exposition = negotiateExposition(req.headers.accept);
+    return reply.header('content-type', exposition.contentType).send(await renderExposition(metrics.registry, exposition));
   });
   app.get('/probe', async (req, reply) => {
     const q = req.query as Record<string, string | undefined>;
@@ -69,7 +70,8 @@ export async function startProber(config: ProberConfig, deps: ProberDeps = {}): 
     logger.debug({ module: module.name, target: q.target, success: result.success, reason: result.reason }, 'probe');
     if (q.format === 'json') return reply.send(reportJson(result));
     if (q.debug === 'true') return reply.type('text/plain').send(`${formatReport(result).join('\n')}\n\n${renderProbeMetrics(result)}`);
-    return reply.header('content-type', PROBE_CONTENT_TYPE).send(renderProbeMetrics(result));
+    const exposition = negotiateExposition(req.headers.accept);
+    return reply.header('content-type', exposition.contentType).send(renderProbeMetrics(result, exposition.format));
   });
 
   function track<T>(p: Promise<T>): Promise<T> {

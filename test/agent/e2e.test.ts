@@ -14,6 +14,7 @@ import { removeDir, tempDir } from '../support/server.js';
 import { ensureUser, runNodeAs } from '../support/users.js';
 import { portableScript } from '../support/portable-script.js';
 import { hasFamily, promtoolCheck, scrape, total } from '../support/metrics.js';
+import { CONTENT_TYPE, openMetricsProblems, scrapeAs } from '../support/openmetrics.js';
 import { agentFamilies, serverFamilies } from '../../src/common/telemetry/names.js';
 
 const dir = tempDir('e2e');
@@ -137,9 +138,17 @@ describe('agent and Workload API end to end', () => {
     c.close();
   }, 60_000);
 
-  it('exposes every documented metric family, moved by what happened, and promtool finds nothing', async () => {
-    const server = await scrape(`http://127.0.0.1:${ports.serverHealth}/metrics`);
-    const agentMetrics = await scrape(`http://127.0.0.1:${ports.agentHealth}/metrics`);
+  it('exposes every documented metric family, moved by what happened, valid in both formats whichever is scraped first', async () => {
+    const urls = [`http://127.0.0.1:${ports.serverHealth}/metrics`, `http://127.0.0.1:${ports.agentHealth}/metrics`];
+    // Prometheus prefers OpenMetrics and scrapes first; a text scraper after it must still get clean
+    // text, and OpenMetrics must stay valid after that.
+    const openMetricsFirst = await Promise.all(urls.map((u) => scrapeAs(u, 'openmetrics')));
+    const [server, agentMetrics] = await Promise.all(urls.map((u) => scrape(u)));
+    const openMetricsAfter = await Promise.all(urls.map((u) => scrapeAs(u, 'openmetrics')));
+    for (const om of [...openMetricsFirst, ...openMetricsAfter]) {
+      expect(om.contentType).toBe(CONTENT_TYPE.openmetrics);
+      expect(openMetricsProblems(om.body)).toEqual([]);
+    }
     for (const f of Object.values(serverFamilies)) expect(hasFamily(server.text, f.name), `server ${f.name}`).toBe(true);
     for (const f of Object.values(agentFamilies)) expect(hasFamily(agentMetrics.text, f.name), `agent ${f.name}`).toBe(true);
     expect(await promtoolCheck(server.text)).toBe('');

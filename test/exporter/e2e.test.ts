@@ -167,6 +167,6 @@ describe('exporter against a running identity plane', () => {
     expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'server', kind: 'ca' })).toBe(2);
 
     const { body } = await scrape();
-    expect(promtoolCheck(body)).toEqual({ code: 0, output: '' });
+    expect(await promtoolCheck(body)).toEqual({ code: 0, output: '' });
   }, 60_000);
 });

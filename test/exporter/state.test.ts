@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
 import { buildExporterConfig, createExporter, METRIC, type Exporter, type ObservedBundle, type ObservedSvid } from '../../src/exporter/index.js';
+import { openMetricsProblems } from '../support/openmetrics.js';
 import { parseExposition, promtoolCheck, sample } from './support.js';
 
 const TD = 'example.org';
@@ -140,7 +141,7 @@ describe('exporter state and scrape', () => {
     expect(perSvid.some((k) => k.includes('spiffe_id="spiffe://example.org/weird \\"id\\"\\\\x"'))).toBe(true);
     expect(r.dropped.per_svid_cap).toBe(2);
     expect(sample(parseExposition((await ex.render()).body), METRIC.seriesDropped, { reason: 'per_svid_cap' })).toBe(2);
-    expect(promtoolCheck(r.body)).toEqual({ code: 0, output: '' });
+    expect(await promtoolCheck(r.body)).toEqual({ code: 0, output: '' });
   });
 
   it('stops at the series cap and at the time budget', async () => {
@@ -155,7 +156,7 @@ describe('exporter state and scrape', () => {
     expect(sample(parseExposition((await ex.render()).body), METRIC.scrapeTruncated)).toBe(1);
   });
 
-  it('renders every family in a form promtool check metrics accepts, process metrics included', async () => {
+  it('renders every family in a form promtool check metrics accepts, and as valid OpenMetrics when asked, process metrics included', async () => {
     const clock = new FakeClock();
     const config = buildExporterConfig({ per_svid_series: true, sources: [{ name: 'server', type: 'server_admin', socket: '/x' }, { name: 'wl', type: 'workload_api', address: '/x.sock' }] });
     const ex = createExporter(config, { clock });
@@ -165,6 +166,13 @@ describe('exporter state and scrape', () => {
     const body = (await ex.render()).body;
     expect(body).toContain('process_cpu_seconds_total');
     expect(body).not.toContain('nodejs_active_handles_total');
-    expect(promtoolCheck(body)).toEqual({ code: 0, output: '' });
+    expect(await promtoolCheck(body)).toEqual({ code: 0, output: '' });
+    // OpenMetrics in between leaves the next text scrape as it was (the counters keep their _total).
+    const om = (await ex.render(undefined, 'openmetrics')).body;
+    expect(openMetricsProblems(om)).toEqual([]);
+    expect(om).toMatch(new RegExp(`^# TYPE ${METRIC.sourceUpdates.replace(/_total$/, '')} counter$`, 'm'));
+    const again = (await ex.render()).body;
+    expect(again).toMatch(new RegExp(`^# TYPE ${METRIC.sourceUpdates} counter$`, 'm'));
+    expect(await promtoolCheck(again)).toEqual({ code: 0, output: '' });
   });
 });

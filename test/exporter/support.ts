@@ -1,5 +1,3 @@
-import { execFileSync } from 'node:child_process';
-
 /** Parsed exposition: value of each series line, by the line's name+labels text. */
 export function parseExposition(body: string): Map<string, number> {
   const out = new Map<string, number>();
@@ -25,12 +23,4 @@ export function sample(series: Map<string, number>, name: string, match: Record<
 }
 
 /** `promtool check metrics` on a body: its exit code and whatever it printed. */
-export function promtoolCheck(body: string): { code: number; output: string } {
-  try {
-    const out = execFileSync('promtool', ['check', 'metrics'], { input: body, stdio: ['pipe', 'pipe', 'pipe'] });
-    return { code: 0, output: out.toString() };
-  } catch (err) {
-    const e = err as { status?: number; stdout?: Buffer; stderr?: Buffer };
-    return { code: e.status ?? -1, output: `${e.stdout?.toString() ?? ''}${e.stderr?.toString() ?? ''}` };
-  }
-}
+export { promtoolRun as promtoolCheck } from '../support/metrics.js';

@@ -37,8 +37,14 @@ export function hasFamily(text: string, name: string): boolean {
   return text.split('\n').some((l) => l.startsWith(`# TYPE ${name} `));
 }
 
-/** Runs the real `promtool check metrics` on a text exposition; resolves with its complaints (empty when clean). */
-export async function promtoolCheck(text: string): Promise<string> {
+/** Runs the real `promtool check metrics` on a text exposition: its exit code and all it printed (nothing when clean). */
+export async function promtoolRun(text: string): Promise<{ code: number; output: string }> {
   const r = await execa('promtool', ['check', 'metrics'], { input: text, reject: false });
-  return `${r.stdout}${r.stderr}`.trim() + (r.exitCode === 0 ? '' : `\n(exit ${r.exitCode})`);
+  return { code: r.exitCode ?? -1, output: `${r.stdout}${r.stderr}` };
+}
+
+/** promtoolRun as one string: its complaints, empty when clean. */
+export async function promtoolCheck(text: string): Promise<string> {
+  const r = await promtoolRun(text);
+  return r.output.trim() + (r.code === 0 ? '' : `\n(exit ${r.code})`);
 }

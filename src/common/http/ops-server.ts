@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log.js';
+import { negotiateExposition, renderExposition } from '../telemetry/exposition.js';
 
 export interface HealthReport {
   ok: boolean;
@@ -22,7 +23,7 @@ export interface OpsServerOptions {
 /**
  * The operational HTTP endpoints every long-running svidscope process serves: `/live`,
  * `/ready` (200 or 503 with a JSON report) and `/metrics` (Prometheus text, or OpenMetrics when
- * the scraper asks for it, so exemplars show).
+ * the scraper asks for it, so exemplars show; each scrape in its own format, telemetry/exposition.ts).
  */
 export async function startOpsServer(opts: OpsServerOptions): Promise<{ app: FastifyInstance; url: string; close(): Promise<void> }> {
   const app = Fastify({ logger: false });
@@ -38,12 +39,8 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<{ app: Fas
   app.get('/live', report(opts.live));
   app.get('/ready', report(opts.ready));
   app.get('/metrics', async (req, reply) => {
-    const accept = String(req.headers.accept ?? '');
-    const openMetrics = accept.includes('application/openmetrics-text');
-    if (openMetrics) opts.registry.setContentType('application/openmetrics-text; version=1.0.0; charset=utf-8' as never);
-    else opts.registry.setContentType('text/plain; version=0.0.4; charset=utf-8' as never);
-    const body = await opts.registry.metrics();
-    return reply.header('content-type', opts.registry.contentType).send(body);
+    const exposition = negotiateExposition(req.headers.accept);
+    return reply.header('content-type', exposition.contentType).send(await renderExposition(opts.registry, exposition));
   });
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();

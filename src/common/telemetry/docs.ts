@@ -19,6 +19,7 @@ export function renderMetricsDoc(): string {
     '',
     'Every process serves `/metrics` on its ops address (`health_bind`): the Prometheus text format by',
     'default, OpenMetrics (with exemplars) when the scraper asks for `application/openmetrics-text`.',
+    'Each scrape gets the format it asked for, whoever scraped before (`common/telemetry/exposition.ts`).',
     'All families carry the `svidscope_` prefix and base units; labels come from fixed sets, never',
     'SPIFFE IDs, serials or pids. Code names in `code` are gRPC status names (`OK`, `PERMISSION_DENIED` …).',
     '',

@@ -49,8 +49,11 @@ export function histogram(registry: Registry, family: MetricFamily): ExemplarHis
 }
 
 /**
- * A registry able to carry exemplars (trace ids on histogram observations). It serves OpenMetrics
- * to scrapers that ask for it and the classic text format otherwise (see common/http/ops-server.ts).
+ * A process's registry, able to carry exemplars (prom-client registers exemplar histograms only on
+ * an OpenMetrics-typed registry). That type is never consulted when serving: every scrape renders
+ * in the format it negotiated through telemetry/exposition.ts, which shows exemplars in OpenMetrics
+ * only. Never call `registry.metrics()` on it: prom-client would rename its counters (`x_total`
+ * becomes `x`) for every later reader (lint forbids it in src/).
  */
 export function createRegistry(): Registry {
   // prom-client's typings omit the constructor's content-type parameter; the runtime takes it.

@@ -34,11 +34,4 @@ export async function probeCliAs(user: { uid: number; gid: number }, args: strin
 }
 
 /** `promtool check metrics` on an exposition; resolves with its exit code and output. */
-export function promtoolCheck(text: string): Promise<{ code: number; output: string }> {
-  const child = spawn('promtool', ['check', 'metrics']);
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  child.stdin.end(text);
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code: code ?? -1, output })));
-}
+export { promtoolRun as promtoolCheck } from '../../support/metrics.js';
