@@ -55,8 +55,8 @@ export type ErrorReason = (typeof ERROR_REASONS)[number];
 /** Why series were left out of a scrape. */
 export const DROP_REASONS = ['series_cap', 'per_svid_cap', 'authority_cap'] as const;
 
-/** authority_key_id of SVIDs whose leaf has no authorityKeyIdentifier, and of the key ids past the cap. */
-export const AUTHORITY_NONE = 'none';
+/** authority_key_id of SVIDs whose leaf has no authorityKeyIdentifier, and of the key ids past the cap (the agents' values). */
+export const AUTHORITY_UNKNOWN = 'unknown';
 export const AUTHORITY_OTHER = 'other';
 export type DropReason = (typeof DROP_REASONS)[number];
 

@@ -6,7 +6,7 @@
  * propagation — go to the event families as they are seen. Time comes from the injected Clock.
  */
 import type { Clock } from '../common/clock.js';
-import { AUTHORITY_NONE, AUTHORITY_OTHER, type ErrorReason } from './names.js';
+import { AUTHORITY_UNKNOWN, AUTHORITY_OTHER, type ErrorReason } from './names.js';
 import type { SelfMetrics } from './self-metrics.js';
 
 /** One X509-SVID as a source sees it. `key` is its slot within the source (rotation = same key, new serial). */
@@ -24,7 +24,7 @@ export interface ObservedSvid {
 /** SVIDs of one trust domain signed by one authority, over every source (one per serial). */
 export interface AuthorityView {
   readonly trustDomain: string;
-  /** Hex key id, `none` without an authorityKeyIdentifier, `other` for the ones past the cap. */
+  /** Hex key id, `unknown` without an authorityKeyIdentifier, `other` for the ones past the cap. */
   readonly authorityKeyId: string;
   /** Held and not yet expired. */
   readonly held: number;
@@ -347,7 +347,7 @@ export class ExporterState {
     const groups = new Map<string, Map<string, HeldSvid[]>>();
     for (const s of this.byName.values()) {
       for (const svid of s.svids?.values() ?? []) {
-        const key = svid.authorityKeyId ?? AUTHORITY_NONE;
+        const key = svid.authorityKeyId ?? AUTHORITY_UNKNOWN;
         const id = `${svid.trustDomain}/${key}/${svid.serial}`;
         if (seen.has(id)) continue;
         seen.add(id);

@@ -91,7 +91,7 @@ describe('SVIDs by authority', () => {
     // Under the cap a leaf without an authorityKeyIdentifier has its own series.
     const { ex: ex2 } = setup(two);
     ex2.state.observe('agent-a', { svids: [svid(8, undefined, 5)] });
-    expect(sample(parseExposition((await ex2.render()).body), METRIC.svidsByAuthority, { authority_key_id: 'none' })).toBe(1);
+    expect(sample(parseExposition((await ex2.render()).body), METRIC.svidsByAuthority, { authority_key_id: 'unknown' })).toBe(1);
   });
 
   it('a files source reports the authority of the SVIDs on disk', async () => {

@@ -42,7 +42,7 @@ export function authorityKeyIdOf(leaf: X509Certificate): string | undefined {
   try {
     return readCertificateInfo(leaf.raw).authorityKeyId?.toString('hex');
   } catch {
-    return undefined; // node parsed it, so this is an encoding our walker does not know: counted as "none"
+    return undefined; // node parsed it, so this is an encoding our walker does not know: counted as "unknown"
   }
 }
 
