@@ -69,6 +69,8 @@ export interface ExporterConfig {
   /** Opt-in: one expiry series per observed X509-SVID, with spiffe_id and serial labels. */
   readonly perSvidSeries: boolean;
   readonly perSvidMaxSeries: number;
+  /** Per trust domain, at most this many authority_key_id values in the per-authority families (the rest fold into "other"). */
+  readonly authorityMaxSeries: number;
   /** Sources whose bundle sequence is the reference for propagation lag, in order of preference. */
   readonly propagationReferences: readonly string[];
   readonly sources: readonly SourceConfig[];
@@ -184,6 +186,7 @@ export function buildExporterConfig(doc: Record<string, unknown>, flags: Exporte
   const filePerSvid = r.boolean('per_svid_series', false);
   const perSvidSeries = flags.perSvidSeries ?? filePerSvid;
   const perSvidMaxSeries = r.number('per_svid_max_series', 1000, { min: 1 });
+  const authorityMaxSeries = r.number('authority_max_series', 16, { min: 2, max: 1000 });
   const defaultInterval = seconds(r, 'default_interval', '15s', 0.05);
   const { value: rawSources, path } = r.raw('sources');
   if (rawSources !== undefined && rawSources !== null && !Array.isArray(rawSources)) throw new SvidscopeError('config-invalid', `config: ${path}: expected a list`);
@@ -203,5 +206,5 @@ export function buildExporterConfig(doc: Record<string, unknown>, flags: Exporte
     ? configuredRefs
     : [...sources.filter((s) => s.type === 'server_admin'), ...sources.filter((s) => s.type === 'bundle_endpoint')].map((s) => s.name);
   r.rejectUnknown();
-  return { listen, logLevel, scrapeTimeoutSeconds, maxSeries, perSvidSeries, perSvidMaxSeries, propagationReferences, sources };
+  return { listen, logLevel, scrapeTimeoutSeconds, maxSeries, perSvidSeries, perSvidMaxSeries, authorityMaxSeries, propagationReferences, sources };
 }

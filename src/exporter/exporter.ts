@@ -84,7 +84,7 @@ export function createExporter(config: ExporterConfig, deps: ExporterDeps = {}):
     }
   });
 
-  const renderOpts = { maxSeries: config.maxSeries, perSvidSeries: config.perSvidSeries, perSvidMaxSeries: config.perSvidMaxSeries };
+  const renderOpts = { maxSeries: config.maxSeries, perSvidSeries: config.perSvidSeries, perSvidMaxSeries: config.perSvidMaxSeries, authorityMaxSeries: config.authorityMaxSeries };
   return {
     state,
     metrics,

@@ -11,6 +11,8 @@ export const METRIC = {
   remainingLifetime: `${PREFIX}remaining_lifetime_seconds`,
   earliestExpiry: `${PREFIX}earliest_expiry_timestamp_seconds`,
   svidExpiry: `${PREFIX}svid_expiry_timestamp_seconds`,
+  svidsByAuthority: `${PREFIX}svids_by_authority`,
+  oldestSvidAge: `${PREFIX}oldest_svid_age_seconds`,
   rotations: `${PREFIX}rotations_total`,
   rotationRemainingLifetime: `${PREFIX}rotation_remaining_lifetime_seconds`,
   bundleSequence: `${PREFIX}bundle_sequence`,
@@ -51,7 +53,11 @@ export const ERROR_REASONS = [
 export type ErrorReason = (typeof ERROR_REASONS)[number];
 
 /** Why series were left out of a scrape. */
-export const DROP_REASONS = ['series_cap', 'per_svid_cap'] as const;
+export const DROP_REASONS = ['series_cap', 'per_svid_cap', 'authority_cap'] as const;
+
+/** authority_key_id of SVIDs whose leaf has no authorityKeyIdentifier, and of the key ids past the cap (the agents' values). */
+export const AUTHORITY_UNKNOWN = 'unknown';
+export const AUTHORITY_OTHER = 'other';
 export type DropReason = (typeof DROP_REASONS)[number];
 
 export const AGENT_STATUSES = ['active', 'banned', 'expired'] as const;

@@ -15,6 +15,8 @@ export interface RenderOptions {
   readonly maxSeries: number;
   readonly perSvidSeries: boolean;
   readonly perSvidMaxSeries: number;
+  /** Per trust domain cap of authority_key_id values. */
+  readonly authorityMaxSeries: number;
 }
 
 function formatValue(v: number | bigint): string {
@@ -44,7 +46,7 @@ class Writer {
   readonly lines: string[] = [];
   series = 0;
   truncated = false;
-  readonly dropped: Record<DropReason, number> = { series_cap: 0, per_svid_cap: 0 };
+  readonly dropped: Record<DropReason, number> = { series_cap: 0, per_svid_cap: 0, authority_cap: 0 };
 
   constructor(private readonly maxSeries: number, private readonly deadline: number, private readonly format: ExpositionFormat) {}
 
@@ -145,6 +147,16 @@ export async function renderMetrics(state: ExporterState, metrics: SelfMetrics, 
     for (const { source, svid } of picked) {
       w.sample(METRIC.svidExpiry, labels({ source, trust_domain: svid.trustDomain, spiffe_id: svid.spiffeId, serial: svid.serial }), svid.notAfterMs / 1000);
     }
+  }
+
+  if (!w.overBudget()) {
+    // Key compromise: which authority signed the SVIDs still held, and since when the oldest is held.
+    const { views, folded } = state.svidsByAuthority(nowSec * 1000, opts.authorityMaxSeries);
+    w.dropped.authority_cap += folded;
+    w.family(METRIC.svidsByAuthority, 'gauge', 'Unexpired X509-SVIDs held by any source, by trust domain and issuing authority (the leaf\'s authorityKeyIdentifier, hex); each SVID counted once across sources.');
+    for (const v of views) w.sample(METRIC.svidsByAuthority, labels({ trust_domain: v.trustDomain, authority_key_id: v.authorityKeyId }), v.held);
+    w.family(METRIC.oldestSvidAge, 'gauge', 'Age (now − notBefore) of the oldest unexpired X509-SVID each authority signed that a source holds, seconds.');
+    for (const v of views) if (v.oldestNotBeforeMs !== undefined && Number.isFinite(v.oldestNotBeforeMs)) w.sample(METRIC.oldestSvidAge, labels({ trust_domain: v.trustDomain, authority_key_id: v.authorityKeyId }), nowSec - v.oldestNotBeforeMs / 1000);
   }
 
   if (!w.overBudget()) {

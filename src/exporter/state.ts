@@ -6,7 +6,7 @@
  * propagation — go to the event families as they are seen. Time comes from the injected Clock.
  */
 import type { Clock } from '../common/clock.js';
-import type { ErrorReason } from './names.js';
+import { AUTHORITY_UNKNOWN, AUTHORITY_OTHER, type ErrorReason } from './names.js';
 import type { SelfMetrics } from './self-metrics.js';
 
 /** One X509-SVID as a source sees it. `key` is its slot within the source (rotation = same key, new serial). */
@@ -15,6 +15,26 @@ export interface ObservedSvid {
   readonly spiffeId: string;
   readonly trustDomain: string;
   readonly serial: string;
+  readonly notAfterMs: number;
+  readonly notBeforeMs?: number;
+  /** The leaf's authorityKeyIdentifier, hex: which CA key signed it. */
+  readonly authorityKeyId?: string;
+}
+
+/** SVIDs of one trust domain signed by one authority, over every source (one per serial). */
+export interface AuthorityView {
+  readonly trustDomain: string;
+  /** Hex key id, `unknown` without an authorityKeyIdentifier, `other` for the ones past the cap. */
+  readonly authorityKeyId: string;
+  /** Held and not yet expired. */
+  readonly held: number;
+  /** Earliest notBefore among those (age of the oldest = now − this); undefined when none is unexpired. */
+  readonly oldestNotBeforeMs?: number;
+}
+
+/** Validity of one SVID, deduplicated by authority and serial across sources. */
+interface HeldSvid {
+  readonly notBeforeMs: number;
   readonly notAfterMs: number;
 }
 
@@ -112,6 +132,8 @@ export class ExporterState {
   private readonly byName = new Map<string, SourceState>();
   private readonly refs = new Map<string, Reference>();
   private coverageCache: Map<string, number> | undefined;
+  /** trust domain → authority key id → SVIDs: rebuilt after SVIDs change, read at every scrape. */
+  private authorityCache: Map<string, Map<string, HeldSvid[]>> | undefined;
 
   constructor(private readonly opts: StateOptions) {}
 
@@ -133,7 +155,10 @@ export class ExporterState {
   observe(name: string, snapshot: SourceSnapshot): void {
     const s = this.source(name);
     const now = this.opts.clock.nowMs();
-    if (snapshot.svids) this.observeSvids(s, snapshot.svids, now);
+    if (snapshot.svids) {
+      this.observeSvids(s, snapshot.svids, now);
+      this.authorityCache = undefined;
+    }
     if (snapshot.bundles) this.observeBundles(s, snapshot.bundles, now);
     if (snapshot.coverage) s.coverage = snapshot.coverage;
     if (snapshot.svids || snapshot.coverage) this.coverageCache = undefined;
@@ -282,6 +307,60 @@ export class ExporterState {
     }
     this.coverageCache = result;
     return result;
+  }
+
+  /**
+   * Per trust domain and issuing authority: SVIDs held by any source and not expired at `nowMs`,
+   * and the earliest notBefore among them. The same SVID seen by two sources (a workload's
+   * Workload API and the file it writes) counts once. At most `cap` key ids per trust domain: the
+   * ones holding most SVIDs keep their own series, the rest fold into `other`; `folded` counts them.
+   */
+  svidsByAuthority(nowMs: number, cap: number): { views: AuthorityView[]; folded: number } {
+    const views: AuthorityView[] = [];
+    let folded = 0;
+    for (const [trustDomain, byKey] of this.authorityGroups()) {
+      const rows = [...byKey].map(([authorityKeyId, list]) => {
+        let held = 0;
+        let oldest: number | undefined;
+        for (const h of list) {
+          if (h.notAfterMs <= nowMs) continue;
+          held++;
+          if (oldest === undefined || h.notBeforeMs < oldest) oldest = h.notBeforeMs;
+        }
+        return { trustDomain, authorityKeyId, held, oldestNotBeforeMs: oldest };
+      }).sort((a, b) => b.held - a.held || (a.authorityKeyId < b.authorityKeyId ? -1 : 1));
+      if (rows.length <= cap) {
+        views.push(...rows);
+        continue;
+      }
+      const rest = rows.slice(cap - 1);
+      folded += rest.length;
+      const oldest = rest.reduce<number | undefined>((m, r) => (r.oldestNotBeforeMs !== undefined && (m === undefined || r.oldestNotBeforeMs < m) ? r.oldestNotBeforeMs : m), undefined);
+      views.push(...rows.slice(0, cap - 1), { trustDomain, authorityKeyId: AUTHORITY_OTHER, held: rest.reduce((n, r) => n + r.held, 0), oldestNotBeforeMs: oldest });
+    }
+    return { views, folded };
+  }
+
+  private authorityGroups(): Map<string, Map<string, HeldSvid[]>> {
+    if (this.authorityCache) return this.authorityCache;
+    const seen = new Set<string>();
+    const groups = new Map<string, Map<string, HeldSvid[]>>();
+    for (const s of this.byName.values()) {
+      for (const svid of s.svids?.values() ?? []) {
+        const key = svid.authorityKeyId ?? AUTHORITY_UNKNOWN;
+        const id = `${svid.trustDomain}/${key}/${svid.serial}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        let byKey = groups.get(svid.trustDomain);
+        if (!byKey) groups.set(svid.trustDomain, (byKey = new Map()));
+        let list = byKey.get(key);
+        if (!list) byKey.set(key, (list = []));
+        // Without a notBefore (a source that cannot see it) the SVID's age is unknown: it never counts as the oldest.
+        list.push({ notBeforeMs: svid.notBeforeMs ?? Infinity, notAfterMs: svid.notAfterMs });
+      }
+    }
+    this.authorityCache = groups;
+    return groups;
   }
 
   /** Every source has delivered at least once. */

@@ -34,6 +34,8 @@ export function alertmanagerConfig(c: MonitoringConfig): Record<string, unknown>
       { source_matchers: ['severity="page"', `alertname=~"${slos(c).map((s) => s.alert).join('|')}"`], target_matchers: ['severity="ticket"'], equal: ['alertname', 'slo', ...scope] },
       // No probes, no probe-based alerts worth acting on.
       { source_matchers: ['alertname="SvidscopeProberDown"'], target_matchers: ['alertname=~"SvidscopeProbeBudgetBurn|SvidscopeProbeClockSkew"'], equal: scope },
+      // Key compromise: the upstream authority's page silences its ticket.
+      { source_matchers: ['alertname="SvidscopeUpstreamAuthorityNearExpiry"', 'severity="page"'], target_matchers: ['alertname="SvidscopeUpstreamAuthorityNearExpiry"', 'severity="ticket"'], equal: ['instance', ...scope] },
     ],
     receivers: [
       { name: 'page', webhook_configs: [{ url: a.pageWebhookUrl, send_resolved: true }] },

@@ -5,7 +5,7 @@
  * for their setup by overriding keys instead of editing the output. docs/monitoring.md lists the
  * defaults; `resolveConfig` validates overrides (thresholds that must sit on a bucket boundary).
  */
-import { FRACTION_BUCKETS, LATENCY_BUCKETS } from '../common/telemetry/names.js';
+import { FRACTION_BUCKETS, LATENCY_BUCKETS, PROPAGATION_BUCKETS } from '../common/telemetry/names.js';
 
 export type Severity = 'page' | 'ticket';
 
@@ -65,6 +65,14 @@ export interface MonitoringConfig {
      * bucket boundary of the rotation-ratio histogram.
      */
     rotation: SloConfig & { minRemainingRatio: number };
+    // --- key compromise (issue 15) ---
+    /**
+     * A taint is cleared at an agent when it replaced the last SVID the tainted authority signed;
+     * on time within `thresholdSeconds` of first seeing the taint. Must be a bucket boundary of
+     * `svidscope_agent_taint_clear_seconds` (the propagation buckets). The page for SVIDs still
+     * held waits the same time (its `for`).
+     */
+    taintClear: SloConfig & { thresholdSeconds: number };
   };
   thresholds: {
     /** An agent whose last successful sync is older than this is not syncing. */
@@ -87,6 +95,11 @@ export interface MonitoringConfig {
     exporterSourceErrors: number;
     /** Workload API refusals (connection limits, EMFILE, exec after connect) per 5 minutes, per agent and reason. */
     workloadApiRefusals: number;
+    // --- key compromise (issue 15) ---
+    /** Upstream authority closer than this to expiry: ticket. */
+    upstreamAuthorityExpiryTicketSeconds: number;
+    /** Upstream authority closer than this to expiry: page. */
+    upstreamAuthorityExpiryPageSeconds: number;
   };
   /** `for` of each alert by name; `forOverride` replaces them all (integration tests use seconds). */
   alertFor: Record<string, string>;
@@ -133,6 +146,7 @@ export function defaultConfig(): MonitoringConfig {
       probes: { target: 0.999 },
       issuanceLatency: { target: 0.99, thresholdSeconds: 0.1 },
       rotation: { target: 0.99, minRemainingRatio: 0.2 },
+      taintClear: { target: 0.99, thresholdSeconds: 300 },
     },
     thresholds: {
       agentSyncStaleSeconds: 300,
@@ -145,6 +159,8 @@ export function defaultConfig(): MonitoringConfig {
       workloadApiErrorRatio: 0.05,
       exporterSourceErrors: 5,
       workloadApiRefusals: 0,
+      upstreamAuthorityExpiryTicketSeconds: 30 * 86400,
+      upstreamAuthorityExpiryPageSeconds: 7 * 86400,
     },
     alertFor: {
       SvidscopeServerDown: '2m',
@@ -162,6 +178,9 @@ export function defaultConfig(): MonitoringConfig {
       SvidscopeProbeClockSkew: '5m',
       SvidscopeProberDown: '5m',
       SvidscopeExporterScrapeErrors: '15m',
+      // key compromise; SvidscopeTaintedSvidsHeld waits slos.taintClear.thresholdSeconds (set in resolveConfig)
+      SvidscopeAuthorityActivationOverdue: '10m',
+      SvidscopeUpstreamAuthorityNearExpiry: '15m',
     },
     alertmanager: {
       pageWebhookUrl: 'http://127.0.0.1:9095/page',
@@ -205,13 +224,23 @@ export function resolveConfig(o: ConfigOverrides = {}): MonitoringConfig {
       probes: { ...d.slos.probes, ...o.slos?.probes },
       issuanceLatency: { ...d.slos.issuanceLatency, ...o.slos?.issuanceLatency },
       rotation: { ...d.slos.rotation, ...o.slos?.rotation },
+      taintClear: { ...d.slos.taintClear, ...o.slos?.taintClear },
     },
     thresholds: { ...d.thresholds, ...o.thresholds },
     alertFor: { ...d.alertFor, ...o.alertFor },
     alertmanager: { ...d.alertmanager, ...o.alertmanager },
   };
+  // The page for tainted SVIDs still held fires once they outlive the taint-clear objective.
+  c.alertFor.SvidscopeTaintedSvidsHeld ??= promDuration(c.slos.taintClear.thresholdSeconds);
   validate(c);
   return c;
+}
+
+/** 300 → "5m": a Prometheus duration for a whole number of seconds. */
+function promDuration(seconds: number): string {
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pick<T, K>> {
@@ -226,6 +255,8 @@ function validate(c: MonitoringConfig): void {
   };
   onBoundary('slos.issuanceLatency.thresholdSeconds', c.slos.issuanceLatency.thresholdSeconds, LATENCY_BUCKETS);
   onBoundary('slos.rotation.minRemainingRatio', c.slos.rotation.minRemainingRatio, FRACTION_BUCKETS);
+  onBoundary('slos.taintClear.thresholdSeconds', c.slos.taintClear.thresholdSeconds, PROPAGATION_BUCKETS);
+  if (!Number.isInteger(c.slos.taintClear.thresholdSeconds)) throw new Error(`monitoring config: slos.taintClear.thresholdSeconds must be whole seconds (it is also a rule's \`for\`), got ${c.slos.taintClear.thresholdSeconds}`);
   onBoundary('thresholds.svidExpiringSeconds', c.thresholds.svidExpiringSeconds, EXPORTER_LIFETIME_BUCKETS);
   for (const [name, s] of Object.entries(c.slos)) {
     if (!(s.target > 0 && s.target < 1)) throw new Error(`monitoring config: slos.${name}.target must be a ratio in (0, 1), got ${s.target}`);

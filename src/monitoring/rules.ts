@@ -83,6 +83,7 @@ export function alertGroups(c: MonitoringConfig): RuleGroup<AlertRule>[] {
     })),
     { name: 'svidscope-identity-plane', ...interval(c), rules: identityPlaneAlerts(c) },
     { name: 'svidscope-observability', ...interval(c), rules: observabilityAlerts(c) },
+    { name: 'svidscope-key-compromise', ...interval(c), rules: keyCompromiseAlerts(c) },
   ];
 }
 
@@ -236,6 +237,44 @@ function observabilityAlerts(c: MonitoringConfig): AlertRule[] {
       summary: 'The svidscope exporter fails to collect or serve its data.',
       description: `Exporter {{ $labels.instance }} (trust domain ${td}, cluster ${cl}): source {{ $labels.source }} failed {{ $value | humanize }} time(s) in 15 minutes (threshold ${t.exporterSourceErrors}), or scrapes were truncated, or Prometheus cannot scrape the exporter (value 0): lifecycle panels and expiry alerts go stale.`,
     }),
+  ];
+}
+
+// --- key compromise (issue 15): taint response, activation schedule, upstream authority ---
+function keyCompromiseAlerts(c: MonitoringConfig): AlertRule[] {
+  const t = c.thresholds;
+  const td = `{{ $labels.${c.trustDomainLabel} }}`;
+  const cl = `{{ $labels.${c.clusterLabel} }}`;
+  const objective = humanDuration(c.slos.taintClear.thresholdSeconds);
+  const tainted = `sum by (${by(c, 'instance', 'kind')}) (${m(c, 'agent', 'svidscope_agent_tainted_svids')})`;
+  const overdue = `time() - ${m(c, 'server', 'svidscope_server_authority_activation_due_timestamp_seconds')}`;
+  const upstream = m(c, 'server', 'svidscope_server_upstream_authority_expiry_timestamp_seconds');
+  // 0 = no upstream authority configured.
+  const upstreamLeft = `(${upstream} > 0) - time()`;
+  const upstreamAlert = (severity: Severity, threshold: number): AlertRule => ({
+    ...symptom(c, {
+      alert: 'SvidscopeUpstreamAuthorityNearExpiry', severity,
+      expr: `${upstreamLeft} < ${threshold}`, signal: upstream,
+      summary: 'The upstream authority the server\'s CAs are signed under is close to expiry.',
+      description: `The upstream authority of server {{ $labels.instance }} in trust domain ${td} (cluster ${cl}) expires in {{ $value | humanizeDuration }} (threshold ${humanDuration(threshold)}): new X.509 CAs are cut short to its notAfter, and when it expires no SVID of the trust domain verifies.`,
+    }),
+    labels: { severity },
+  });
+  return [
+    symptom(c, {
+      alert: 'SvidscopeTaintedSvidsHeld', severity: 'page',
+      expr: `${tainted} > 0`, signal: tainted,
+      summary: 'An agent still holds SVIDs signed by a tainted authority.',
+      description: `Agent {{ $labels.instance }} of trust domain ${td} (cluster ${cl}) has held {{ $value }} {{ $labels.kind }}-SVID(s) signed by a tainted authority for ${forText(c, 'SvidscopeTaintedSvidsHeld')} (the taint-clear objective is ${objective}): workloads there still present credentials of a compromised key, and revoking it now would cut them off.`,
+    }),
+    symptom(c, {
+      alert: 'SvidscopeAuthorityActivationOverdue', severity: 'ticket',
+      expr: `${overdue} > 0`, signal: overdue,
+      summary: 'A signing key was not activated when due.',
+      description: `Server {{ $labels.instance }} of trust domain ${td} (cluster ${cl}) should have had a new {{ $labels.kind }} key active {{ $value | humanizeDuration }} ago: a key prepared for a compromise response waits unactivated past the active key's prepare point, or scheduled rotation stalled.`,
+    }),
+    upstreamAlert('ticket', t.upstreamAuthorityExpiryTicketSeconds),
+    upstreamAlert('page', t.upstreamAuthorityExpiryPageSeconds),
   ];
 }
 

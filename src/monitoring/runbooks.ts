@@ -4,6 +4,7 @@
  * runbook cannot describe a different alert than the one that fires.
  */
 import type { MonitoringConfig } from './config.js';
+import { humanDuration } from './promql.js';
 import { allAlerts } from './rules.js';
 import { slos } from './slos.js';
 
@@ -24,6 +25,27 @@ export interface Runbook {
 }
 
 const ADMIN = '--admin-socket <data-dir>/server/admin.sock';
+
+// --- key compromise (issue 15) ---
+/**
+ * The whole key-compromise response, one command per step, for every runbook of the
+ * key-compromise alerts: whichever alert brought the operator here, the way out is the same.
+ */
+function compromiseResponse(c: MonitoringConfig): string[] {
+  const td = c.trustDomainLabel;
+  const ftd = c.federatedTrustDomainLabel;
+  const objective = c.slos.taintClear.thresholdSeconds;
+  return [
+    `**Response 1 — scope.** \`svidscope authority list ${ADMIN}\` names every key (kind, phase, key id, bundle state). Decide which key is compromised (\`<id>\`) and its kind (\`<kind>\`: x509 or jwt). \`sum by (instance) (svidscope_agent_svids_by_authority{authority_key_id="<id>"})\` shows which agents hold SVIDs it signed (for X.509 the key id is the CA's subject key identifier; \`svidscope_exporter_svids_by_authority\` counts the same from the exporter's sources; Key compromise row of the SVID lifecycle dashboard).`,
+    `**Response 2 — prepare.** \`svidscope authority prepare --kind <kind> ${ADMIN}\` publishes a new key without signing with it. Skip this if \`authority list\` already shows a prepared key of that kind you trust.`,
+    `**Response 3 — wait for propagation.** Every agent serves the new bundle when \`svidscope_agent_bundle_sequence\` equals \`svidscope_server_bundle_sequence\` (\`SvidscopeTrustBundleStale\` silent; "Agents behind their server" panel at 0). Federated peers hold it when their \`svidscope_federation_bundle_sequence{${ftd}="<this trust domain>"}\` is at least this server's sequence ("Peers behind this bundle" panel at 0), or ask their operators to run \`svidscope federation refresh ${ADMIN} --trust-domain <this trust domain>\`. \`svidscope bundle show ${ADMIN}\` lists the new authority.`,
+    `**Response 4 — activate.** \`svidscope authority activate --kind <kind> ${ADMIN}\`: new SVIDs are signed by the new key; the compromised one becomes \`old\`.`,
+    `**Response 5 — taint.** \`svidscope authority taint --kind <kind> --key-id <id> ${ADMIN}\`: agents replace every SVID it signed at their next sync.`,
+    `**Response 6 — watch it clear.** \`sum by (${td}, instance) (svidscope_agent_tainted_svids{kind="<kind>"})\` falls to 0 within ${humanDuration(objective)} (the taint-clear objective); an agent that stays above 0 pages with SvidscopeTaintedSvidsHeld. "Time to clear a taint" shows how long agents took.`,
+    `**Response 7 — revoke.** Only once every agent is at 0 — and every agent is syncing: one cut off from its server does not know of the taint and reports 0 (SvidscopeAgentNotSyncing silent) — \`svidscope authority revoke --kind <kind> --key-id <id> ${ADMIN}\` takes the key out of the bundle for good (revoking earlier cuts off workloads still holding its SVIDs).`,
+    `**Response 8 — confirm peers dropped it.** \`svidscope bundle show ${ADMIN}\` no longer lists the key; the "Peers behind this bundle" panel returns to 0 after the revoke's new sequence, i.e. every federated peer fetched the bundle without it (peers refresh at the bundle's refresh hint; ask them to force \`svidscope federation refresh\` and check \`svidscope federation show ${ADMIN} --trust-domain <this trust domain>\` on their side).`,
+  ];
+}
 
 function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
   const td = c.trustDomainLabel;
@@ -244,6 +266,81 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       escalate: 'Ticket to the observability owners.',
       verify: ['Errors stop increasing; every source `up`.'],
       experiment: { file: 'experiments/exporter-source-loss.yaml', what: 'delete the exporter\'s registration entry on agent-2', proves: true },
+    },
+    ...keyCompromiseRunbooks(c, burn),
+  };
+}
+
+// --- key compromise (issue 15) ---
+function keyCompromiseRunbooks(c: MonitoringConfig, burn: (alert: string, extra: Omit<Runbook, 'meaning' | 'impact' | 'verify'> & { impact: string }) => Runbook): Record<string, Runbook> {
+  const t = c.thresholds;
+  const objective = c.slos.taintClear.thresholdSeconds;
+  const response = compromiseResponse(c);
+  const noTaintFault = 'the chaos harness has no step that taints an authority; run `svidscope authority taint` by hand while the experiment holds agent-2 apart to see it';
+  return {
+    SvidscopeTaintClearBudgetBurn: burn('SvidscopeTaintClearBudgetBurn', {
+      impact: `Agents took longer than ${humanDuration(objective)} to replace the SVIDs of a tainted authority: during a compromise, workloads kept presenting credentials signed by the compromised key, and revocation had to wait.`,
+      confirm: [
+        '`histogram_quantile(0.99, sum by (le, instance) (rate(svidscope_agent_taint_clear_seconds_bucket[1h])))` — which agents were slow ("Time to clear a taint" panel).',
+        '`sum by (instance, kind) (svidscope_agent_tainted_svids)` — are any still holding tainted SVIDs now (then follow SvidscopeTaintedSvidsHeld)?',
+        'Agent sync age and rotation failures of the slow agents (On-call dashboard): a taint reaches an agent only through a sync.',
+      ],
+      mitigate: ['Fix the slow agents\' sync (SvidscopeAgentNotSyncing) or the server\'s signing capacity (issuance alerts); a taint makes every agent re-mint at once.', ...response],
+      escalate: 'Identity-plane owners and security: the compromise response is only as fast as its slowest agent.',
+      experiment: { file: 'experiments/agent-partition.yaml', what: 'partition agent-2 from the server: a taint issued meanwhile cannot reach it', proves: false, why: noTaintFault },
+    }),
+    SvidscopeTaintedSvidsHeld: {
+      meaning: `An agent has held SVIDs signed by a tainted authority for ${humanDuration(objective)} (the taint-clear objective): an operator tainted the key, and this agent has not replaced everything it signed.`,
+      impact: 'Workloads behind this agent still present credentials of a compromised key. The key cannot be revoked until they are replaced: revoking now would cut these workloads off from every peer.',
+      confirm: [
+        '`svidscope_agent_tainted_svids` per agent and kind; `svidscope_agent_svids_by_authority{instance="<agent>"}` — which authority signed what it holds.',
+        '`time() - svidscope_agent_last_successful_sync_timestamp_seconds{instance="<agent>"}` — has the agent synced since the taint? `svidscope_agent_svid_rotation_failures_total` — does it fail to re-mint?',
+        `\`svidscope authority list ${ADMIN}\` — is the tainted key really \`old\` (a successor active)?`,
+      ],
+      mitigate: [
+        'Agent not syncing: fix its path to the server or restart it (SvidscopeAgentNotSyncing); it replaces the tainted SVIDs at its first sync.',
+        'Re-mints failing: see the issuance alerts; the server must have an active key that is not tainted.',
+        'A JWT-SVID cached by a workload is replaced only when the workload fetches again; restart workloads that hold tokens for long.',
+        ...response,
+      ],
+      escalate: 'Page identity-plane owners and security: a compromised key stays trusted until this clears.',
+      verify: ['`svidscope_agent_tainted_svids` is 0 on every agent; then revoke (response step 7) and confirm the peers (step 8).'],
+      experiment: { file: 'experiments/agent-partition.yaml', what: 'partition agent-2 from the server: a taint issued meanwhile cannot reach it', proves: false, why: noTaintFault },
+    },
+    SvidscopeAuthorityActivationOverdue: {
+      meaning: 'A server holds a signing key that should be active by now: a successor an operator prepared ahead of the schedule (a compromise response) was not activated before the active key reached its prepare point, or scheduled rotation stalled past the activate point.',
+      impact: 'A compromise response stopped halfway: the key it meant to replace still signs every new SVID. A stalled rotation ends in SvidscopeSigningKeyNearExpiry.',
+      confirm: [
+        `\`svidscope authority list ${ADMIN}\` — is there a \`prepared\` key of that kind, and who prepared it (the audit line \`authority lifecycle step\` in the server log)?`,
+        '`svidscope_server_authority_activation_due_timestamp_seconds - time()` per kind; `svidscope_server_signing_keys` by phase.',
+        'Server log: CA manager prepare/activate errors (a stalled schedule).',
+      ],
+      mitigate: [
+        'Prepared on purpose: finish the response below from step 3 (propagation, activate, taint, revoke).',
+        'Prepared by mistake: activate it anyway once it has propagated — a fresh key harms nothing — or let the schedule activate it at the activate point.',
+        'No prepared key and past the activate point: the rotation loop is stuck; restart the server (it catches up at start) and read its log.',
+        ...response,
+      ],
+      escalate: 'Ticket to identity-plane owners; security if the prepared key belongs to a compromise response.',
+      verify: ['`time() - svidscope_server_authority_activation_due_timestamp_seconds` is negative again (the due time moved to the new key\'s activate point).'],
+      experiment: { file: 'experiments/ca-rotation.yaml', what: 'force a CA rotation and check every agent follows', proves: false, why: 'the active key must pass its prepare point (12 hours with the default 24 h CA TTL) with an operator-prepared successor still waiting' },
+    },
+    SvidscopeUpstreamAuthorityNearExpiry: {
+      meaning: `The upstream authority (\`ca.upstream\`) the server's X.509 CAs are signed under expires in less than ${humanDuration(t.upstreamAuthorityExpiryTicketSeconds)} (ticket) or ${humanDuration(t.upstreamAuthorityExpiryPageSeconds)} (page). No CA outlives it: new CAs are cut short to its notAfter, rotations come ever faster, and at its expiry nothing in the trust domain verifies.`,
+      impact: 'None until it expires; then every X509-SVID of the trust domain fails verification, at every workload and every federated peer.',
+      confirm: [
+        '`svidscope_server_upstream_authority_expiry_timestamp_seconds - time()` per server.',
+        '`openssl x509 -noout -enddate -subject -in <ca.upstream.cert_file>` on the server host.',
+        `\`svidscope bundle show ${ADMIN}\` — the bundle's X.509 authority is the upstream certificate.`,
+      ],
+      mitigate: [
+        'Re-issue the upstream certificate for the same key pair and subject with a later notAfter, replace `ca.upstream.cert_file`, and restart the server: CAs signed under the old certificate still chain (same key and name), and the bundle carries the renewed one.',
+        'A new upstream key (or a compromised one) is a root change: the bundle swaps to the new root at restart and SVIDs under the old root stop verifying. Give agents and peers the new root first, then replace the files and restart, then taint and revoke the old X.509 CAs with the response below.',
+        ...response,
+      ],
+      escalate: 'Ticket (page when close) to the owners of the upstream CA, and identity-plane owners.',
+      verify: ['`svidscope_server_upstream_authority_expiry_timestamp_seconds` jumps to the renewed notAfter; new CAs get their full `ca.ttl` again (`svidscope authority list`).'],
+      experiment: { file: 'experiments/ca-rotation.yaml', what: 'force a CA rotation and check every agent follows', proves: false, why: '`svidscope up` signs without an upstream authority' },
     },
   };
 }

@@ -5,7 +5,7 @@
  * dashboards read the recorded series.
  */
 import type { MonitoringConfig } from './config.js';
-import { by, m, num } from './promql.js';
+import { by, humanDuration, m, num } from './promql.js';
 
 export interface Slo {
   /** Value of the `slo` label on every recorded series. */
@@ -28,6 +28,7 @@ export function slos(c: MonitoringConfig): Slo[] {
   const s = c.slos;
   const latencyLe = num(s.issuanceLatency.thresholdSeconds);
   const rotationLe = num(s.rotation.minRemainingRatio);
+  const taintLe = num(s.taintClear.thresholdSeconds);
   // A counter that only appears with its first error: `or total * 0` keeps the SLI defined (0) until then.
   const orZero = (errors: string, total: string) => `(${errors} or ${total} * 0)`;
   return [
@@ -75,6 +76,16 @@ export function slos(c: MonitoringConfig): Slo[] {
       sli: `agent rotations where the replaced SVID had ${rotationLe} or less of its lifetime left (rotated after ${Math.round((1 - s.rotation.minRemainingRatio) * 100)}% of its TTL), out of all rotations`,
       errors: (w) => rate(m(c, 'agent', 'svidscope_agent_svid_ttl_remaining_ratio_at_rotation_bucket', `le="${rotationLe}"`), w),
       total: (w) => rate(m(c, 'agent', 'svidscope_agent_svid_ttl_remaining_ratio_at_rotation_count'), w),
+    },
+    // --- key compromise (issue 15) ---
+    {
+      name: 'taint-clear',
+      alert: 'SvidscopeTaintClearBudgetBurn',
+      title: `Tainted authorities cleared within ${humanDuration(s.taintClear.thresholdSeconds)}`,
+      target: s.taintClear.target,
+      sli: `agents that took longer than ${taintLe}s from first seeing an authority tainted to replacing the last SVID it signed (histogram bucket le="${taintLe}"), out of all agents that cleared a taint`,
+      errors: (w) => `(${rate(m(c, 'agent', 'svidscope_agent_taint_clear_seconds_count'), w)} - ${rate(m(c, 'agent', 'svidscope_agent_taint_clear_seconds_bucket', `le="${taintLe}"`), w)})`,
+      total: (w) => rate(m(c, 'agent', 'svidscope_agent_taint_clear_seconds_count'), w),
     },
   ];
 }

@@ -5,7 +5,7 @@ describe('exporter config', () => {
   it('fills the documented defaults', () => {
     const c = buildExporterConfig({ sources: [{ name: 'a', type: 'workload_api', address: '/run/agent.sock' }] });
     expect(c).toMatchObject({
-      listen: DEFAULT_LISTEN, logLevel: 'info', scrapeTimeoutSeconds: 5, maxSeries: 10_000, perSvidSeries: false, perSvidMaxSeries: 1000, propagationReferences: [],
+      listen: DEFAULT_LISTEN, logLevel: 'info', scrapeTimeoutSeconds: 5, maxSeries: 10_000, perSvidSeries: false, perSvidMaxSeries: 1000, authorityMaxSeries: 16, propagationReferences: [],
       sources: [{ name: 'a', type: 'workload_api', address: '/run/agent.sock', jwtBundles: true, intervalSeconds: 15 }],
     });
   });

@@ -115,6 +115,10 @@ describe('metric names', () => {
     for (const m of probes.matchAll(/'((?:svidscope_prober|probe)_[a-z0-9_]+)'/g)) for (const x of hist(m[1])) names.add(x);
     // The chaos harness has not landed; these are the names the issue fixes for it (event-only panels).
     for (const n of ['svidscope_chaos_experiment_runs_total', 'svidscope_chaos_experiment_last_run_timestamp_seconds', 'svidscope_chaos_fault_active']) names.add(n);
+    // Key compromise: the agents' taint metrics and the server's authority states, which the
+    // taint work declares in the metric catalogue (names fixed by issue 15).
+    for (const n of ['svidscope_agent_tainted_svids', 'svidscope_agent_svids_by_authority', 'svidscope_server_authorities', 'svidscope_server_authority_lifecycle_total']) names.add(n);
+    for (const n of hist('svidscope_agent_taint_clear_seconds')) names.add(n);
     return names;
   }
 

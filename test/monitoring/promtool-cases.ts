@@ -59,6 +59,11 @@ export function sloSeries(slo: string, errorsPerMin: number, totalPerMin: number
         s('svidscope_agent_svid_ttl_remaining_ratio_at_rotation_count', L.agt, v(totalPerMin)),
         s('svidscope_agent_svid_ttl_remaining_ratio_at_rotation_bucket', { ...L.agt, le: '0.2' }, v(errorsPerMin)),
       ];
+    case 'taint-clear':
+      return [
+        s('svidscope_agent_taint_clear_seconds_count', L.agt, v(totalPerMin)),
+        s('svidscope_agent_taint_clear_seconds_bucket', { ...L.agt, le: '300' }, v(good)),
+      ];
     default:
       throw new Error(`no inputs for SLO ${slo}`);
   }
@@ -113,6 +118,28 @@ export function symptomCases(): AlertCase[] {
     { alert: 'SvidscopeExporterScrapeErrors', name: 'a source fails every minute', series: [s('svidscope_exporter_source_errors_total', { ...L.exp, source: 'agent-1', reason: 'unavailable' }, '0+1x40'), s('svidscope_exporter_scrape_truncated_total', L.exp, '0x40'), up(L.exp, '1x40')], evalTime: '35m', firing: [{ labels: { ...sc, instance: L.exp.instance, source: 'agent-1' }, value: 15 }] },
     { alert: 'SvidscopeExporterScrapeErrors', name: 'exporter unreachable', series: [s('svidscope_exporter_source_errors_total', { ...L.exp, source: 'agent-1', reason: 'unavailable' }, '0x40'), up(L.exp, '0x40')], evalTime: '35m', firing: [{ labels: L.exp, value: 0 }] },
     { alert: 'SvidscopeExporterScrapeErrors', name: 'healthy exporter', series: [s('svidscope_exporter_source_errors_total', { ...L.exp, source: 'agent-1', reason: 'unavailable' }, '0x40'), s('svidscope_exporter_scrape_truncated_total', L.exp, '0x40'), up(L.exp, '1x40')], evalTime: '35m', firing: [] },
+  ];
+}
+
+// --- key compromise (issue 15) ---
+export function keyCompromiseCases(): AlertCase[] {
+  const sc = { cluster: 'c1', trust_domain: 'example.org' };
+  const DAY = 86400;
+  const upstream = (v: string) => s('svidscope_server_upstream_authority_expiry_timestamp_seconds', L.srv, v);
+  return [
+    { alert: 'SvidscopeTaintedSvidsHeld', name: 'two tainted x509-SVIDs held for 10 minutes', series: [s('svidscope_agent_tainted_svids', { ...L.agt, kind: 'x509' }, '0x2 2x20'), s('svidscope_agent_tainted_svids', { ...L.agt, kind: 'jwt' }, '0x22')], evalTime: '15m',
+      firing: [{ labels: { ...sc, instance: L.agt.instance, kind: 'x509' }, value: 2 }] },
+    { alert: 'SvidscopeTaintedSvidsHeld', name: 'replaced within 4 minutes', series: [s('svidscope_agent_tainted_svids', { ...L.agt, kind: 'x509' }, '0x2 3 2 1 1 0x16')], evalTime: '15m', firing: [] },
+    // Due at t=60s (the active key's prepare point, a successor waiting): overdue since 1m, 1140s at t=20m.
+    { alert: 'SvidscopeAuthorityActivationOverdue', name: 'prepared key waits past the prepare point', series: [s('svidscope_server_authority_activation_due_timestamp_seconds', { ...L.srv, kind: 'x509' }, '60x30')], evalTime: '20m',
+      firing: [{ labels: { ...L.srv, kind: 'x509' }, value: 1140 }] },
+    { alert: 'SvidscopeAuthorityActivationOverdue', name: 'activation due in the future', series: [s('svidscope_server_authority_activation_due_timestamp_seconds', { ...L.srv, kind: 'jwt' }, '72000x30')], evalTime: '20m', firing: [] },
+    { alert: 'SvidscopeUpstreamAuthorityNearExpiry', name: 'upstream expires in about 20 days: ticket', series: [upstream(`${20 * DAY}x30`)], evalTime: '20m',
+      firing: [{ ruleLabels: { severity: 'ticket' }, labels: L.srv, value: 20 * DAY - 1200 }] },
+    { alert: 'SvidscopeUpstreamAuthorityNearExpiry', name: 'upstream expires in about 2 days: page and ticket', series: [upstream(`${2 * DAY}x30`)], evalTime: '20m',
+      firing: [{ ruleLabels: { severity: 'ticket' }, labels: L.srv, value: 2 * DAY - 1200 }, { ruleLabels: { severity: 'page' }, labels: L.srv, value: 2 * DAY - 1200 }] },
+    { alert: 'SvidscopeUpstreamAuthorityNearExpiry', name: 'upstream a year away', series: [upstream(`${365 * DAY}x30`)], evalTime: '20m', firing: [] },
+    { alert: 'SvidscopeUpstreamAuthorityNearExpiry', name: 'no upstream authority (0)', series: [upstream('0x30')], evalTime: '20m', firing: [] },
   ];
 }
 

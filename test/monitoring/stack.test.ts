@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Endpoints } from '../../src/cli/up/up.js';
 import { ChaosMetrics } from '../../src/chaos/metrics.js';
+import { agentFamilies, serverFamilies } from '../../src/common/telemetry/names.js';
 import { nullLogger } from '../../src/common/log.js';
 import { createWorkloadApiClient } from '../../src/identity-plane/workload-api/index.js';
 import { resolveConfig, type ConfigOverrides } from '../../src/monitoring/config.js';
@@ -50,6 +51,15 @@ async function listen(handler: (path: string, body: string) => string): Promise<
   return `http://127.0.0.1:${port}`;
 }
 
+// Key compromise: the agents' taint metrics and the server's authority states come with the taint
+// work. Until the metric catalogue declares them, `svidscope up` cannot serve them and their queries
+// are left out; once declared, they are checked like every other.
+const declared = new Set([...Object.values(serverFamilies), ...Object.values(agentFamilies)].map((fam) => fam.name));
+const pendingTaint = ['svidscope_server_authorities', 'svidscope_agent_svids_by_authority', 'svidscope_agent_tainted_svids', 'svidscope_agent_taint_clear_seconds'].filter((n) => !declared.has(n));
+function awaitsTaintMetrics(expr: string): boolean {
+  return pendingTaint.some((n) => expr.includes(n)) || (pendingTaint.includes('svidscope_agent_taint_clear_seconds') && expr.includes('slo="taint-clear"'));
+}
+
 const hasTools = !!findBinaries().prometheus && !!findBinaries().alertmanager;
 
 describe.skipIf(!hasTools)('monitoring stack against svidscope up', () => {
@@ -89,12 +99,13 @@ describe.skipIf(!hasTools)('monitoring stack against svidscope up', () => {
 
     const c = resolveConfig(overrides);
     const panel = dashboards(c).flatMap((d) => panelQueries(d.file, d.dashboard));
-    const queries = [
-      ...panel.filter((q) => !q.eventOnly || !q.expr.startsWith('ALERTS')).map((q) => ({ what: `${q.dashboard} / ${q.panel}`, expr: substitute(q.expr, '30s') })),
+    const queries = ([
+      // `svidscope up` signs without an upstream authority: its expiry panel stays empty (the gauge is 0).
+      ...panel.filter((q) => (!q.eventOnly || !q.expr.startsWith('ALERTS')) && !q.expr.includes('svidscope_server_upstream_authority_expiry_timestamp_seconds')).map((q) => ({ what: `${q.dashboard} / ${q.panel}`, expr: substitute(q.expr, '30s') })),
       ...recordingGroups(c).flatMap((g) => g.rules.map((r) => ({ what: `recording rule ${r.record} (${r.labels!.slo})`, expr: `${r.record}{slo="${r.labels!.slo}"}` }))),
       ...allAlerts(c).map((r) => ({ what: `alert ${r.alert} ${r.labels.long ?? ''}`, expr: r.signal })),
       ...allAlerts(c).map((r) => ({ what: `alert expression of ${r.alert} evaluates`, expr: `count(${r.expr.replace(/\n/g, ' ')}) or vector(0)` })),
-    ];
+    ] as { what: string; expr: string }[]).filter((q) => !awaitsTaintMetrics(q.expr));
     let empty: string[] = [];
     await waitFor('data for every query', async () => {
       empty = [];

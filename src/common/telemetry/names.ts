@@ -37,6 +37,8 @@ export const serverFamilies = {
   attestations: f('svidscope_server_attestations_total', 'counter', 'Node attestation attempts by method, result and bounded reason.', ['method', 'result', 'reason']),
   keyPhase: f('svidscope_server_signing_keys', 'gauge', 'Signing keys this server holds, by kind (x509, jwt) and phase (prepared, active, old).', ['kind', 'phase']),
   keyExpiry: f('svidscope_server_signing_key_expiry_timestamp_seconds', 'gauge', 'Earliest expiry of this server\'s signing keys, by kind and phase (Unix time).', ['kind', 'phase']),
+  activationDue: f('svidscope_server_authority_activation_due_timestamp_seconds', 'gauge', 'When the next signing key of this kind must be active (Unix time): the active key\'s activate point, or its prepare point while a successor an operator prepared ahead of the schedule (a key-compromise response) waits for activation.', ['kind']),
+  upstreamExpiry: f('svidscope_server_upstream_authority_expiry_timestamp_seconds', 'gauge', 'notAfter of the upstream authority this server\'s X.509 CAs are signed under (Unix time); 0 without one. No CA outlives it.', []),
   bundleSequence: f('svidscope_server_bundle_sequence', 'gauge', 'Sequence number of the trust domain bundle as last published or read.', []),
   bundleUpdated: f('svidscope_server_bundle_last_update_timestamp_seconds', 'gauge', 'When the trust domain bundle last changed (Unix time).', []),
   bundleAuthorities: f('svidscope_server_bundle_authorities', 'gauge', 'Authorities in the trust domain bundle, by kind.', ['kind']),

@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { isSvidscopeError } from '../../common/errors/catalog.js';
 import type { SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
 import { isWorkloadApiError } from '../../identity-plane/workload-api/index.js';
+import { readCertificateInfo } from '../../identity-plane/spiffe/mint/cert-parts.js';
 import type { ErrorReason } from '../names.js';
 import type { ObservedBundle, ObservedSvid, ObservedX509Authority } from '../state.js';
 
@@ -26,11 +27,23 @@ export function authorityOf(cert: X509Certificate | { der: Buffer; cert: X509Cer
   return { fingerprint: createHash('sha256').update(c.raw).digest('hex'), notAfterMs: notAfterMs(c) };
 }
 
-/** `leaf` as the leaf of an X509-SVID: its SPIFFE ID, serial and expiry. */
+/** `leaf` as the leaf of an X509-SVID: its SPIFFE ID, serial, validity and issuing authority. */
 export function svidOf(key: string, leaf: X509Certificate, spiffeId?: string): ObservedSvid | undefined {
   const id = spiffeId ?? spiffeIdOf(leaf);
   if (!id) return undefined;
-  return { key, spiffeId: id, trustDomain: trustDomainOf(id), serial: leaf.serialNumber.toLowerCase(), notAfterMs: notAfterMs(leaf) };
+  return {
+    key, spiffeId: id, trustDomain: trustDomainOf(id), serial: leaf.serialNumber.toLowerCase(), notAfterMs: notAfterMs(leaf),
+    notBeforeMs: Date.parse(leaf.validFrom), authorityKeyId: authorityKeyIdOf(leaf),
+  };
+}
+
+/** The leaf's authorityKeyIdentifier (the issuing CA's subjectKeyIdentifier), lowercase hex; a minimal DER walk, not a full decode. */
+export function authorityKeyIdOf(leaf: X509Certificate): string | undefined {
+  try {
+    return readCertificateInfo(leaf.raw).authorityKeyId?.toString('hex');
+  } catch {
+    return undefined; // node parsed it, so this is an encoding our walker does not know: counted as "unknown"
+  }
 }
 
 export function trustDomainOf(spiffeId: string): string {

@@ -58,6 +58,18 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
     }
     for (const e of earliest.values()) this.set({ kind: e.kind, phase: e.phase }, e.notAfter / 1000);
   });
+  gauge(registry, F.activationDue, function () {
+    this.reset();
+    const ca = state.ca();
+    for (const kind of ['x509', 'jwt'] as const) {
+      const due = ca?.activationDue(kind);
+      if (due !== undefined) this.set({ kind }, due / 1000);
+    }
+  });
+  gauge(registry, F.upstreamExpiry, function () {
+    const notAfter = state.ca()?.upstreamNotAfter;
+    if (notAfter !== undefined) this.set(notAfter / 1000);
+  });
   gauge(registry, F.bundleSequence, function () {
     const b = state.bundles();
     if (b) this.set(Number(b.current.sequenceNumber ?? 0n));

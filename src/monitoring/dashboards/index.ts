@@ -7,7 +7,7 @@ import * as units from '@grafana/grafana-foundation-sdk/units';
 import type { MonitoringConfig } from '../config.js';
 import { num } from '../promql.js';
 import { slos } from '../slos.js';
-import { buildDashboard, f, fs, type DashboardSpec, type PanelSpec } from './common.js';
+import { buildDashboard, f, fs, type DashboardSpec, type PanelSpec, type RowSpec } from './common.js';
 
 const RI = '$__rate_interval';
 
@@ -128,7 +128,7 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
   const lifecycle: DashboardSpec = {
     file: 'svidscope-svid-lifecycle.json',
     title: 'svidscope / SVID lifecycle',
-    description: 'Remaining lifetimes, rotation timing against the TTL, rotation failures, and the CA and JWT key phases and expiries.',
+    description: 'Remaining lifetimes, rotation timing against the TTL, rotation failures, the CA and JWT key phases and expiries, and where a key-compromise response stands.',
     rows: [
       {
         title: 'X509-SVIDs',
@@ -167,6 +167,7 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
             queries: [{ expr: `min by (${td}, ${ftd}) (svidscope_federation_bundle_authority_expiry_timestamp_seconds${f(c, 'server')}) - time()`, legend: `{{${td}}} → {{${ftd}}}` }] },
         ],
       },
+      keyCompromiseRow(c),
     ],
   };
 
@@ -310,6 +311,51 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
   };
 
   return [overview, oncall, lifecycle, bundles, probes, gameday];
+}
+
+// --- key compromise (issue 15) ---
+/** The "Key compromise" row of the SVID lifecycle dashboard: where a taint-and-revoke response stands. */
+function keyCompromiseRow(c: MonitoringConfig): RowSpec {
+  const cl = c.clusterLabel;
+  const td = c.trustDomainLabel;
+  const ftd = c.federatedTrustDomainLabel;
+  const objective = c.slos.taintClear.thresholdSeconds;
+  // Peers' stored copy of this trust domain's bundle: their federation series name it in ftd, and their own domain in td.
+  const peerCopies = `max by (${cl}, ${td}, ${ftd}) (svidscope_federation_bundle_sequence{${[c.selectors.server, c.extraSelector, `${cl}=~"$cluster"`, `${ftd}=~"$trust_domain"`].filter((x) => x !== '').join(', ')}})`;
+  const ownSequence = `label_replace(max by (${cl}, ${td}) (svidscope_server_bundle_sequence${f(c, 'server', { instance: false })}), "${ftd}", "$1", "${td}", "(.*)")`;
+  const response = ['SvidscopeTaintedSvidsHeld', 'SvidscopeTaintClearBudgetBurn'];
+  return {
+    title: 'Key compromise',
+    panels: [
+      { kind: 'timeseries', title: 'Authorities by state', unit: units.Short, runbooks: ['SvidscopeAuthorityActivationOverdue', ...response],
+        description: 'Signing keys each trust domain\'s servers hold, by kind and state (prepared, active, old = published previous key, tainted, revoked). A compromise response shows as prepared → active, the old key tainted, then revoked.',
+        queries: [{ expr: `sum by (${td}, kind, state) (svidscope_server_authorities${f(c, 'server')})`, legend: '{{' + td + '}} {{kind}} {{state}}' }] },
+      { kind: 'timeseries', title: 'SVIDs held per authority', unit: units.Short, runbooks: response,
+        description: 'SVIDs cached at the agents, by the key that signed them (authority_key_id) and kind, and those signed by a tainted authority. After a taint the tainted key\'s line must fall to 0 before it is revoked.',
+        queries: [
+          { expr: `sum by (${td}, kind, authority_key_id) (svidscope_agent_svids_by_authority${f(c, 'agent')})`, legend: '{{kind}} {{authority_key_id}}' },
+          { expr: `sum by (${td}, kind) (svidscope_agent_tainted_svids${f(c, 'agent')})`, legend: 'tainted {{kind}} {{' + td + '}}' },
+        ] },
+      { kind: 'timeseries', title: 'SVIDs per authority seen by the exporter', unit: units.Short, runbooks: response,
+        description: 'Unexpired X509-SVIDs the exporter\'s sources hold (each counted once), by issuing authority: the leaf\'s authorityKeyIdentifier, hex ("other" past the exporter\'s authority_max_series).',
+        queries: [{ expr: `max by (${td}, authority_key_id) (svidscope_exporter_svids_by_authority${f(c, 'exporter')})`, legend: '{{' + td + '}} {{authority_key_id}}' }] },
+      { kind: 'timeseries', title: 'Oldest SVID per authority', unit: units.Seconds, runbooks: response,
+        description: 'Age of the oldest unexpired X509-SVID each authority signed that the exporter\'s sources still hold: how long a compromised key\'s credentials have been out.',
+        queries: [{ expr: `max by (${td}, authority_key_id) (svidscope_exporter_oldest_svid_age_seconds${f(c, 'exporter')})`, legend: '{{' + td + '}} {{authority_key_id}}' }] },
+      { kind: 'timeseries', title: 'Time to clear a taint', unit: units.Seconds, runbooks: response, redAbove: objective,
+        description: `p50 and p99 time from an agent first seeing a taint to it replacing the last SVID the tainted authority signed; the objective is ${objective}s for ${num(c.slos.taintClear.target * 100)}% of agents. NaN while no taint cleared in the window.`,
+        queries: [0.5, 0.99].map((q) => ({ expr: `histogram_quantile(${q}, sum by (le, ${td}) (rate(svidscope_agent_taint_clear_seconds_bucket${f(c, 'agent')}[${RI}])))`, legend: `p${q * 100} {{${td}}}` })) },
+      { kind: 'timeseries', title: 'Peers behind this bundle', unit: units.Short,
+        description: 'Bundle sequence numbers each federated peer server is behind this trust domain\'s current bundle (peers scraped by this Prometheus). 0 = the peer acknowledged the latest change: after prepare, it trusts the new key; after revoke, it dropped the old one.',
+        queries: [{ expr: `${ownSequence} - on (${cl}, ${ftd}) group_right () ${peerCopies}`, legend: `{{${td}}} holding {{${ftd}}}` }] },
+      { kind: 'timeseries', title: 'Next key activation due', unit: units.Seconds, runbooks: ['SvidscopeAuthorityActivationOverdue'], redBelow: 0,
+        description: 'Time until the next signing key of each kind must be active: the active key\'s activate point, or its prepare point while a successor prepared for a compromise response waits. Negative = overdue.',
+        queries: [{ expr: `min by (${td}, kind) (svidscope_server_authority_activation_due_timestamp_seconds${f(c, 'server')}) - time()`, legend: '{{' + td + '}} {{kind}}' }] },
+      { kind: 'timeseries', title: 'Upstream authority expiry', unit: units.Seconds, runbooks: ['SvidscopeUpstreamAuthorityNearExpiry'], redBelow: c.thresholds.upstreamAuthorityExpiryPageSeconds,
+        description: 'Time until the upstream authority each server\'s X.509 CAs are signed under expires. Empty for servers without ca.upstream.',
+        queries: [{ expr: `min by (${td}, instance) (svidscope_server_upstream_authority_expiry_timestamp_seconds${f(c, 'server')} > 0) - time()`, legend: '{{' + td + '}} {{instance}}' }] },
+    ],
+  };
 }
 
 /** Job regex for the dashboards' variable queries, from the job selectors. */

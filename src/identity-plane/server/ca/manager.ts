@@ -5,7 +5,7 @@ import type { Logger } from '../../../common/log.js';
 import type { TrustDomain } from '../../spiffe/id/index.js';
 import { createSelfSignedCa, signIntermediateCa } from '../../spiffe/mint/ca.js';
 import { generateKeyPair, type KeyType } from '../../spiffe/mint/keys.js';
-import { createX509SvidMinter, type X509SvidMinter } from '../../spiffe/mint/x509svid-template.js';
+import { createX509SvidMinter, NOT_BEFORE_BACKDATE_SECONDS, type X509SvidMinter } from '../../spiffe/mint/x509svid-template.js';
 import { KeyJournal, type KeyKind, type KeyPhase, type KeySlot } from './journal.js';
 
 export interface RotationConfig {
@@ -235,6 +235,29 @@ export class CaManager {
       this.deps.onChange?.({ kind, phase: slot.phase, id });
     }
     return this.statusOf(slot);
+  }
+
+  /**
+   * When the next key of `kind` must be active (ms), for telemetry; read-only. Normally the active
+   * key's activate point, where the loop switches to the scheduled successor. A successor prepared
+   * before the active key's prepare point was prepared by an operator (a key-compromise response),
+   * and that response is due to finish by the prepare point. Undefined before the first key.
+   */
+  activationDue(kind: KeyKind): number | undefined {
+    const active = this.slot(kind, 'active');
+    if (!active) return undefined;
+    const life = active.notAfter - active.notBefore;
+    const preparePoint = active.notBefore + life * this.deps.config.prepareFraction;
+    const prepared = this.slot(kind, 'prepared');
+    // X.509 notBefore is backdated and floored to the second: a scheduled successor can look up to that much earlier.
+    if (prepared && prepared.notBefore < preparePoint - (NOT_BEFORE_BACKDATE_SECONDS + 1) * 1000) return preparePoint;
+    return active.notBefore + life * this.deps.config.activateFraction;
+  }
+
+  /** notAfter of the upstream authority the X.509 CAs are signed under (ms), if any; read-only, for telemetry. */
+  get upstreamNotAfter(): number | undefined {
+    const u = this.deps.upstream;
+    return u ? new Date(u.certificate.validTo).getTime() : undefined;
   }
 
   private findSlot(kind: KeyKind, id: string): KeySlot | undefined {

@@ -185,6 +185,8 @@ export interface CertificateInfo {
   readonly notAfter: Date;
   /** The subjectKeyIdentifier extension value, if present. */
   readonly subjectKeyId: Buffer | undefined;
+  /** The keyIdentifier of the authorityKeyIdentifier extension (the issuer's subjectKeyIdentifier), if present. */
+  readonly authorityKeyId: Buffer | undefined;
 }
 
 export function readCertificateInfo(der: Buffer): CertificateInfo {
@@ -194,17 +196,22 @@ export function readCertificateInfo(der: Buffer): CertificateInfo {
   const [, , , validity, subject] = fields.slice(i);
   const [nb, na] = children(der, validity);
   let subjectKeyId: Buffer | undefined;
+  let authorityKeyId: Buffer | undefined;
   const exts = fields.find((f) => f.tag === 0xa3);
   if (exts) {
     for (const ext of children(der, children(der, exts)[0])) {
       const parts = children(der, ext);
-      if (raw(der, parts[0]).equals(OID_SUBJECT_KEY_ID)) {
-        const inner = content(der, parts[parts.length - 1]);
+      const extOid = raw(der, parts[0]);
+      const inner = content(der, parts[parts.length - 1]);
+      if (extOid.equals(OID_SUBJECT_KEY_ID)) {
         subjectKeyId = Buffer.from(content(inner, readNode(inner)));
+      } else if (extOid.equals(OID_AUTHORITY_KEY_ID)) {
+        const keyId = children(inner, readNode(inner)).find((n) => n.tag === 0x80); // [0] IMPLICIT keyIdentifier
+        if (keyId) authorityKeyId = Buffer.from(content(inner, keyId));
       }
     }
   }
-  return { subject: Buffer.from(raw(der, subject)), notBefore: parseTime(nb, der), notAfter: parseTime(na, der), subjectKeyId };
+  return { subject: Buffer.from(raw(der, subject)), notBefore: parseTime(nb, der), notAfter: parseTime(na, der), subjectKeyId, authorityKeyId };
 }
 
 // ---- Signing -----------------------------------------------------------------------------------
