@@ -70,7 +70,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   // Telemetry reads live state at scrape time; the references fill in as the parts start.
   const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore } = {};
   const telemetry = deps.withoutMetrics
-    ? { observe: () => undefined, nodeEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
+    ? { observe: () => undefined, nodeEvents: {}, adminEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
     : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
@@ -148,7 +148,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const adminServer = new grpc.Server();
     const adminLogger = logger.child({ subsystem: 'admin' });
     adminServer.addService(admin, {
-      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin') }),
+      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin'), events: telemetry.adminEvents }),
       ...createFederationHandlers({ federation, logger: adminLogger, observe: telemetry.observe('admin') }),
     });
     prepareSocketPath(config.adminSocket);
@@ -165,10 +165,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       await agents.refresh();
       bundleCache.invalidate(); // federated bundles written by other servers sharing the datastore
       await datastore.pruneJoinTokens(clock.now());
-      const published = new Set(ca.status().filter((s) => s.kind === 'x509' && !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
+      const x509 = ca.status().filter((s) => s.kind === 'x509');
+      const published = new Set(x509.filter((s) => !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
+      const tainted = new Set(x509.filter((s) => s.tainted).map((s) => s.id));
       const due = clock.nowMs() >= serverSvidRenewAt || !servingCaId;
-      // Its CA left the bundle and another one signs now (re-minting from the same withheld CA would change nothing).
-      const caGone = servingCaId !== undefined && !published.has(servingCaId) && activeCaId() !== servingCaId;
+      // Its CA left the bundle, or was marked compromised, and another one signs now (re-minting
+      // from the same CA would change nothing; a tainted CA is never the active one).
+      const caGone = servingCaId !== undefined && (!published.has(servingCaId) || tainted.has(servingCaId)) && activeCaId() !== servingCaId;
       if (due || caGone) renewServerSvid();
     };
     let stopped = false;

@@ -13,6 +13,7 @@ import type { AgentCache } from '../registration/agent-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH, validateEntry, type EntryFields } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
+import { ADMIN_CALLER_METADATA } from '../../server-api/services.js';
 import { entryMessage, MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type CaStatusMsg, type EntryMsg, type WithholdAuthorityRequestMsg, type AuthorityLifecycleRequestMsg } from '../../server-api/messages.js';
 
 export interface AdminServiceDeps {
@@ -27,12 +28,36 @@ export interface AdminServiceDeps {
   logger: Logger;
   maxSvidTtlSeconds: number;
   observe?: (method: string, code: grpc.status, seconds: number) => void;
+  events?: AdminServiceEvents;
+}
+
+export type AuthorityStep = 'prepare' | 'activate' | 'taint' | 'revoke';
+const AUTHORITY_STEPS: readonly string[] = ['prepare', 'activate', 'taint', 'revoke'] satisfies AuthorityStep[];
+
+/** Telemetry hooks of the admin API; the service knows nothing of metrics libraries. */
+export interface AdminServiceEvents {
+  /** One key-compromise lifecycle step: ok, refused (wrong order, no such key) or error. */
+  authorityStep?(kind: KeyKind, step: AuthorityStep, result: 'ok' | 'refused' | 'error'): void;
+}
+
+/**
+ * Who asked, for the audit line. The admin socket is 0600, so only its owner (or root) can connect
+ * at all; the uid, pid and user name are what the client reports about itself (ADMIN_CALLER_METADATA),
+ * not read from the kernel, and are logged as such.
+ */
+function callerOf(call: grpc.ServerUnaryCall<unknown, unknown> | undefined): Record<string, string> {
+  const out: Record<string, string> = { via: 'admin-socket', peer: call?.getPeer() ?? '' };
+  for (const [field, key] of Object.entries(ADMIN_CALLER_METADATA)) {
+    const value = call?.metadata.get(key)[0];
+    if (typeof value === 'string' && value) out[`claimed_${field}`] = value.slice(0, 64);
+  }
+  return out;
 }
 
 /** The admin API (local Unix socket): registration entries, join tokens, agents, bundles, CA. */
 export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceImplementation {
   const { trustDomain, datastore, ca, bundles, entries, clock, logger } = deps;
-  const wrap = <Req, Res>(method: string, fn: (req: Req) => Promise<Res>) => unary<Req, Res>(logger, method, fn, deps.observe);
+  const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) => unary<Req, Res>(logger, method, fn, deps.observe);
 
   const fieldsOf = (m: Partial<EntryMsg>): EntryFields => ({
     spiffeId: m.spiffe_id ?? '',
@@ -198,24 +223,29 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       await bundles.sync();
       return caStatus(ca);
     }),
-    AuthorityLifecycle: wrap('AuthorityLifecycle', async (req: Partial<AuthorityLifecycleRequestMsg>) => {
+    AuthorityLifecycle: wrap('AuthorityLifecycle', async (req: Partial<AuthorityLifecycleRequestMsg>, call) => {
       const kind = req.kind;
       if (kind !== 'x509' && kind !== 'jwt') throw new StatusError(grpc.status.INVALID_ARGUMENT, `kind must be x509 or jwt, got "${kind ?? ''}"`);
       const op = req.operation ?? '';
       const keyId = req.key_id || undefined;
-      if ((op === 'taint' || op === 'revoke') && !keyId) throw new StatusError(grpc.status.INVALID_ARGUMENT, `${op} needs key_id: name the compromised key (from CaStatus)`);
-      // Audit line: whoever opened the owner-only admin socket is an administrator.
-      const audit = { audit: true, caller: 'admin-socket', kind, operation: op, keyId };
+      // Only the four steps are counted, so the step label stays a fixed set.
+      const step = AUTHORITY_STEPS.includes(op) ? (op as AuthorityStep) : undefined;
+      // Audit line: who (as far as the socket tells), when, which step on which key, and the outcome.
+      const audit = { audit: true, at: clock.now().toISOString(), caller: callerOf(call), kind, operation: op, keyId };
       try {
+        if ((op === 'taint' || op === 'revoke') && !keyId) throw new StatusError(grpc.status.INVALID_ARGUMENT, `${op} needs key_id: name the compromised key (from CaStatus)`);
         const key = op === 'prepare' ? ca.prepareAuthority(kind)
           : op === 'activate' ? ca.activateAuthority(kind, keyId)
           : op === 'taint' ? ca.taintAuthority(kind, keyId!)
           : op === 'revoke' ? ca.revokeAuthority(kind, keyId!)
           : undefined;
         if (!key) throw new StatusError(grpc.status.INVALID_ARGUMENT, `operation must be prepare, activate, taint or revoke, got "${op}"`);
-        logger.info({ ...audit, keyId: key.id, result: 'ok' }, 'authority lifecycle step');
+        logger.info({ ...audit, keyId: key.id, phase: key.phase, result: 'ok' }, 'authority lifecycle step');
+        if (step) deps.events?.authorityStep?.(kind, step, 'ok');
       } catch (err) {
-        logger.warn({ ...audit, result: 'refused', err }, 'authority lifecycle step refused');
+        const refused = err instanceof StatusError || isSvidscopeError(err);
+        logger.warn({ ...audit, result: refused ? 'refused' : 'error', err }, 'authority lifecycle step refused');
+        if (step) deps.events?.authorityStep?.(kind, step, refused ? 'refused' : 'error');
         throw err;
       }
       await bundles.sync();
