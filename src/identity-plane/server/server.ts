@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Tracer } from '@opentelemetry/api';
@@ -16,6 +16,7 @@ import { encodePem } from '../spiffe/internal/pem.js';
 import { parseCertificates, parsePrivateKey } from '../spiffe/internal/x509.js';
 import { generateKeyPair } from '../spiffe/mint/keys.js';
 import { createAdminService } from './api/admin-service.js';
+import { listenAdminSocket, type AdminSocket } from './api/admin-socket.js';
 import { serverServices } from './api/grpc.js';
 import { createNodeService } from './api/node-service.js';
 import { BundlePublisher } from './bundle/publisher.js';
@@ -147,14 +148,17 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const adminServer = new grpc.Server();
     const adminLogger = logger.child({ subsystem: 'admin' });
+    const adminSocket: { served?: AdminSocket } = {};
     adminServer.addService(admin, {
-      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin'), events: telemetry.adminEvents }),
+      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin'), events: telemetry.adminEvents,
+        peerOf: (call) => adminSocket.served?.peerOf(call) }),
       ...createFederationHandlers({ federation, logger: adminLogger, observe: telemetry.observe('admin') }),
     });
     prepareSocketPath(config.adminSocket);
-    await bindAsync(adminServer, `unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure());
-    chmodSync(config.adminSocket, 0o600);
+    const served = await listenAdminSocket(adminServer, config.adminSocket, adminLogger);
+    adminSocket.served = served;
     cleanups.push(async () => {
+      served.close();
       await shutdown(adminServer);
       rmSync(config.adminSocket, { force: true });
     });

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
 import type { Logger } from '../../../common/log.js';
+import type { PeerCredentials } from '../../../common/peercred.js';
 import { parseSpiffeId, spiffeIdFromPath, type TrustDomain } from '../../spiffe/id/index.js';
 import type { BundlePublisher } from '../bundle/publisher.js';
 import type { CaManager } from '../ca/manager.js';
@@ -29,6 +30,8 @@ export interface AdminServiceDeps {
   maxSvidTtlSeconds: number;
   observe?: (method: string, code: grpc.status, seconds: number) => void;
   events?: AdminServiceEvents;
+  /** The kernel's record of the caller of a call's connection (SO_PEERCRED), where the socket has it. */
+  peerOf?: (call: { getPeer(): string }) => PeerCredentials | undefined;
 }
 
 export type AuthorityStep = 'prepare' | 'activate' | 'taint' | 'revoke';
@@ -41,14 +44,17 @@ export interface AdminServiceEvents {
 }
 
 /**
- * Who asked, for the audit line. The admin socket is 0600, so only its owner (or root) can connect
- * at all; the uid, pid and user name are what the client reports about itself (ADMIN_CALLER_METADATA),
- * not read from the kernel, and are logged as such.
+ * Who asked, for the audit line: uid, gid and pid as the kernel recorded them when the caller
+ * connected (SO_PEERCRED; absent where the platform has none), and beside them, marked `claimed_`,
+ * what the client reports about itself (ADMIN_CALLER_METADATA: uid, pid, user name). The admin
+ * socket is 0600, so only its owner (or root) can connect at all.
  */
-function callerOf(call: grpc.ServerUnaryCall<unknown, unknown> | undefined): Record<string, string> {
-  const out: Record<string, string> = { via: 'admin-socket', peer: call?.getPeer() ?? '' };
+function callerOf(call: grpc.ServerUnaryCall<unknown, unknown>, peerOf: AdminServiceDeps['peerOf']): Record<string, string | number> {
+  const out: Record<string, string | number> = { via: 'admin-socket' };
+  const peer = peerOf?.(call);
+  if (peer) Object.assign(out, { uid: peer.uid, gid: peer.gid, pid: peer.pid });
   for (const [field, key] of Object.entries(ADMIN_CALLER_METADATA)) {
-    const value = call?.metadata.get(key)[0];
+    const value = call.metadata.get(key)[0];
     if (typeof value === 'string' && value) out[`claimed_${field}`] = value.slice(0, 64);
   }
   return out;
@@ -231,7 +237,7 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       // Only the four steps are counted, so the step label stays a fixed set.
       const step = AUTHORITY_STEPS.includes(op) ? (op as AuthorityStep) : undefined;
       // Audit line: who (as far as the socket tells), when, which step on which key, and the outcome.
-      const audit = { audit: true, at: clock.now().toISOString(), caller: callerOf(call), kind, operation: op, keyId };
+      const audit = { audit: true, at: clock.now().toISOString(), caller: callerOf(call, deps.peerOf), kind, operation: op, keyId };
       try {
         if ((op === 'taint' || op === 'revoke') && !keyId) throw new StatusError(grpc.status.INVALID_ARGUMENT, `${op} needs key_id: name the compromised key (from CaStatus)`);
         const key = op === 'prepare' ? ca.prepareAuthority(kind)
