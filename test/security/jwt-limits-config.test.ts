@@ -28,7 +28,7 @@ describe('JWT audience limits and agent renewal grace: config', () => {
 });
 
 describe('JwtSvidCache', () => {
-  const jwt = (n: number) => ({ token: 't'.repeat(n), issuedAt: 0, expiresAt: 1000 });
+  const jwt = (n: number, keyId = '') => ({ token: 't'.repeat(n), issuedAt: 0, expiresAt: 1000, keyId });
 
   it('evicts the oldest tokens to stay within its byte bound, and never stores one larger than the bound', () => {
     let evicted = 0;
@@ -53,5 +53,17 @@ describe('JwtSvidCache', () => {
     expect(cache.size).toBe(3);
     expect(cache.get('a')).toBeUndefined();
     expect(cache.bytes).toBe(3 * one);
+  });
+
+  it('drops every token of a tainted key and gives their bytes back', () => {
+    const cache = new JwtSvidCache({ maxEntries: 100, maxBytes: 1_000_000 });
+    cache.set('a', jwt(100, 'old'));
+    cache.set('b', jwt(100, 'new'));
+    cache.set('c', jwt(100, 'old'));
+    const one = cache.bytes / 3;
+    expect(cache.deleteWhere((v) => v.keyId === 'old')).toBe(2);
+    expect([...cache.values()].map((v) => v.keyId)).toEqual(['new']);
+    expect(cache.get('a')).toBeUndefined();
+    expect(cache.bytes).toBe(one);
   });
 });

@@ -22,7 +22,7 @@ export type FaultSpec =
   /** kill -9; the rollback restarts it with the command line, environment and uid read from /proc. */
   | { fault: 'process-kill'; target: string }
   | { fault: 'process-freeze'; target: string }
-  | { fault: 'ca-rotate'; server: string; kind: 'x509' | 'jwt' }
+  | { fault: 'ca-rotate'; server: string; kind: 'x509' | 'jwt'; propagationTimeoutMs: number }
   | { fault: 'entry-delete'; server: string; spiffeId: string }
   | { fault: 'network'; agent: string; mode: 'partition' | 'latency' | 'reset'; latencyMs: number }
   | { fault: 'clock-skew'; target: string; offset: string }

@@ -135,8 +135,12 @@ function fault(r: Reader, o: Obj): FaultSpec | undefined {
     case 'process-kill':
     case 'process-freeze':
       return { fault: kind, target: r.str(o, 'target') ?? '' };
-    case 'ca-rotate':
-      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', kind: r.oneOf(o, 'kind', ['x509', 'jwt'] as const, 'x509') ?? 'x509' };
+    case 'ca-rotate': {
+      // The bound of the wait between prepare and activate: agents cut off must not stall a game day.
+      const propagationTimeoutMs = r.duration(o, 'propagation_timeout', 30_000);
+      if (propagationTimeoutMs > 600_000) r.fail('propagation_timeout must be at most 10m');
+      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', kind: r.oneOf(o, 'kind', ['x509', 'jwt'] as const, 'x509') ?? 'x509', propagationTimeoutMs };
+    }
     case 'entry-delete':
       return { fault: kind, server: r.str(o, 'server', false) ?? 'server', spiffeId: r.str(o, 'spiffe_id') ?? '' };
     case 'network': {

@@ -1,6 +1,7 @@
 import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import type { MethodStep } from '../experiment/schema.js';
 import { component } from '../stack.js';
+import { waitForBundle } from './propagation.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
 
 type Rotate = Extract<MethodStep, { fault: 'ca-rotate' }>;
@@ -10,21 +11,38 @@ type Withhold = Extract<MethodStep, { fault: 'authority-withhold' }>;
 type Slots = { slots: { kind: string; phase: string; key_id: string; withheld?: boolean }[] };
 const KIND_NAME = { x509: 'X.509 CA', jwt: 'JWT key' } as const;
 
-/** Forced CA/JWT-key rotation through the admin API. Forward-only: the after-hypothesis is the check. */
+/**
+ * Forced CA/JWT-key rotation the way an operator answers a key compromise: AuthorityLifecycle
+ * prepare (the new key is published, not used), wait until every agent of the server's trust
+ * domain serves the bundle that holds it (bounded by propagation_timeout, so an agent cut off by
+ * an earlier step cannot stall the run; it is reported as lagging), then activate that key.
+ * Forward-only: the after-hypothesis is the check.
+ */
 export const caRotate: FaultKindImpl<Rotate> = {
-  plan: (s) => ({ inject: `RotateCa {kind: ${s.kind}} on ${s.server} (prepare and activate a new ${s.kind === 'x509' ? 'X.509 CA' : 'JWT key'} now)`, rollback: 'none (rotation is forward-only; the after-hypothesis checks that SVIDs were re-issued and bundles propagated)' }),
+  plan: (s) => ({
+    inject: `AuthorityLifecycle prepare {kind: ${s.kind}} on ${s.server}, wait until every agent of its trust domain serves the bundle holding the new ${KIND_NAME[s.kind]} (at most ${s.propagationTimeoutMs / 1000}s), then AuthorityLifecycle activate of that key`,
+    rollback: 'none (rotation is forward-only; the after-hypothesis checks that SVIDs were re-issued and bundles propagated)',
+  }),
   async prepare(s: Rotate, ctx: FaultContext): Promise<PreparedFault> {
     const c = component(ctx.stack, s.server);
+    if (!c.adminSocket) throw new Error(`chaos: ${s.server} is not a server (no admin socket in endpoints.json)`);
+    const agents = [...ctx.stack.components.values()].filter((a) => a.kind === 'agent' && a.trustDomain === c.trustDomain);
     return {
       target: c.name,
       rollback: [],
       async apply() {
         const admin = connectAdmin(c.adminSocket!);
         try {
-          const before = await admin.call<{ slots: { kind: string; phase: string; key_id: string }[] }>('CaStatus', {});
-          const after = await admin.call<{ slots: { kind: string; phase: string; key_id: string }[] }>('RotateCa', { kind: s.kind });
-          const active = (r: typeof before) => r.slots.find((x) => x.kind === s.kind && x.phase === 'active')?.key_id;
-          return { kind: s.kind, activeBefore: active(before), activeAfter: active(after) };
+          const active = (r: Slots) => r.slots.find((x) => x.kind === s.kind && x.phase === 'active')?.key_id;
+          const before = await admin.call<Slots>('CaStatus', {});
+          const prepared = await admin.call<Slots>('AuthorityLifecycle', { kind: s.kind, operation: 'prepare' });
+          const keyId = prepared.slots.find((x) => x.kind === s.kind && x.phase === 'prepared')?.key_id;
+          if (!keyId) throw new Error(`chaos: ${s.server} reported no prepared ${KIND_NAME[s.kind]} after prepare`);
+          const bundleSequence = Number((await admin.call<{ sequence_number?: string }>('GetBundle', {})).sequence_number ?? 0);
+          const propagation = await waitForBundle(agents, bundleSequence, s.propagationTimeoutMs);
+          if (propagation.lagging.length) ctx.progress(`activating the new ${KIND_NAME[s.kind]} although ${propagation.lagging.join(', ')} did not serve bundle ${bundleSequence} within ${s.propagationTimeoutMs / 1000}s`);
+          const after = await admin.call<Slots>('AuthorityLifecycle', { kind: s.kind, operation: 'activate', key_id: keyId });
+          return { kind: s.kind, activeBefore: active(before), preparedKeyId: keyId, activeAfter: active(after), bundleSequence, ...propagation };
         } finally {
           admin.close();
         }

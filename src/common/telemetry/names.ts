@@ -48,6 +48,8 @@ export const serverFamilies = {
   agents: f('svidscope_server_attested_agents', 'gauge', 'Attested agents by state (active, banned), from this server\'s agent cache (current as of the last cache_reload_interval).', ['state']),
   entries: f('svidscope_server_registration_entries', 'gauge', 'Registration entries in the server\'s entry view.', []),
   agentAuthorizedEntries: f('svidscope_server_agent_authorized_entries', 'histogram', 'Authorized entries per agent, observed at each entry sync (the fleet\'s distribution, no per-agent label).', [], ENTRY_COUNT_BUCKETS),
+  authorityLifecycle: f('svidscope_server_authority_lifecycle_total', 'counter', 'Key-compromise lifecycle steps asked of this server through the admin API, by key kind (x509, jwt), step (prepare, activate, taint, revoke) and result (ok, refused: out of order or no such key, error).', ['kind', 'step', 'result']),
+  authorities: f('svidscope_server_authorities', 'gauge', 'Signing keys this server holds, by kind (x509, jwt) and lifecycle state: prepared, active, old, or tainted and revoked (which take precedence over the phase: a tainted old key counts as tainted).', ['kind', 'state']),
   entrySyncs: f('svidscope_server_entry_syncs_total', 'counter', 'Entry syncs answered, by kind: unchanged (the agent\'s revision was current) or full (the whole authorized list sent).', ['kind']),
   buildInfo: f('svidscope_build_info', 'gauge', 'Constant 1, labelled with the running version and component.', ['version', 'component']),
 } as const;
@@ -61,7 +63,7 @@ export const agentFamilies = {
   openStreams: f('svidscope_agent_workload_api_open_streams', 'gauge', 'Workload API streams open now, by method.', ['method']),
   svidsCached: f('svidscope_agent_svids_cached', 'gauge', 'X509-SVIDs held in the agent cache.', []),
   entriesAuthorized: f('svidscope_agent_authorized_entries', 'gauge', 'Registration entries this agent is authorized for.', []),
-  rotations: f('svidscope_agent_svid_rotations_total', 'counter', 'X509-SVIDs (re)minted by the agent, by reason (new, scheduled, ca_change, entry_change, forced).', ['reason']),
+  rotations: f('svidscope_agent_svid_rotations_total', 'counter', 'X509-SVIDs (re)minted by the agent, by reason (new, scheduled, ca_change, entry_change, forced, tainted).', ['reason']),
   rotationFailures: f('svidscope_agent_svid_rotation_failures_total', 'counter', 'X509-SVID mint or rotation attempts that failed, by bounded reason.', ['reason']),
   ttlRemainingAtRotation: f('svidscope_agent_svid_ttl_remaining_ratio_at_rotation', 'histogram', 'Fraction of the old SVID\'s lifetime left when it was replaced.', [], FRACTION_BUCKETS),
   bundleLag: f('svidscope_agent_bundle_propagation_seconds', 'histogram', 'Time from a new bundle at the server to this agent serving it, by trust domain kind (own, federated).', ['bundle'], PROPAGATION_BUCKETS),
@@ -75,6 +77,10 @@ export const agentFamilies = {
   jwtCacheBytes: f('svidscope_agent_jwt_cache_bytes', 'gauge', 'Bytes held by the agent\'s JWT-SVID cache (keys and tokens), bounded by jwt_cache_max_bytes.', []),
   jwtCacheEvictions: f('svidscope_agent_jwt_cache_evictions_total', 'counter', 'JWT-SVIDs dropped from the agent cache to stay within jwt_cache_max_bytes or its entry cap.', []),
   serverFailovers: f('svidscope_agent_server_failovers_total', 'counter', 'Times the agent left an unreachable server for the next address of server_address.', []),
+  taintedSvids: f('svidscope_agent_tainted_svids', 'gauge', 'Unexpired SVIDs the agent holds that an authority its server marked tainted signed, by kind: x509 (workload X509-SVIDs and the agent\'s own) and jwt (cached JWT-SVIDs). 0 once the taint response is done; an agent cut off from its server cannot know of a taint and reports 0.', ['kind']),
+  taintClear: f('svidscope_agent_taint_clear_seconds', 'histogram', 'Time from the agent first holding an SVID signed by a tainted authority (the first sync that told it of the taint) to holding none.', [], PROPAGATION_BUCKETS),
+  svidsByAuthority: f('svidscope_agent_svids_by_authority', 'gauge', 'Unexpired SVIDs the agent holds per signing authority: kind x509 (authority_key_id = the signing CA\'s subject key identifier in hex, the key id `svidscope authority` shows) or jwt (the kid). A handful of keys live at a time; beyond 16 per kind the rest count as "other"; "unknown" = no key identifier.', ['kind', 'authority_key_id']),
+  oldestSvidByAuthorityAge: f('svidscope_agent_oldest_svid_by_authority_age_seconds', 'gauge', 'Age of the oldest unexpired SVID the agent holds per signing authority (same labels as svidscope_agent_svids_by_authority).', ['kind', 'authority_key_id']),
   attested: f('svidscope_agent_attested', 'gauge', '1 when the agent holds a valid agent SVID, else 0.', []),
   buildInfo: serverFamilies.buildInfo,
 } as const;

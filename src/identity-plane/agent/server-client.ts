@@ -6,7 +6,7 @@ import { peerCertificateChain } from '../../common/tls/peer-chain.js';
 import { errorCatalog, SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustDomain } from '../spiffe/id/index.js';
-import type { BundleMsg, EntryMsg, X509SvidMsg } from '../server-api/messages.js';
+import type { BundleMsg, EntryMsg, TaintedAuthoritiesMsg, X509SvidMsg } from '../server-api/messages.js';
 import { ERROR_CODE_METADATA, serverServices } from '../server-api/services.js';
 
 export interface JwtSvidMsg {
@@ -109,7 +109,7 @@ export class ServerClient {
   newJwtSvid(entryId: string, audience: string[]): Promise<{ svid: JwtSvidMsg }> {
     return this.call('NewJWTSVID', { entry_id: entryId, audience });
   }
-  getBundles(federated: string[]): Promise<{ bundle: BundleMsg; federated_bundles: BundleMsg[] }> {
+  getBundles(federated: string[]): Promise<{ bundle: BundleMsg; federated_bundles: BundleMsg[]; tainted?: TaintedAuthoritiesMsg | null }> {
     return this.call('GetBundles', { federated_trust_domains: federated });
   }
 

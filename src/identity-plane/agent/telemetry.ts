@@ -4,7 +4,7 @@ import { agentFamilies as F, grpcStatusName } from '../../common/telemetry/names
 import { counter, gauge, histogram, registerProcessMetrics } from '../../common/telemetry/registry.js';
 import type { WorkloadHandlerEvents } from './endpoints/workload-handler.js';
 import type { WorkloadCache } from './manager/cache.js';
-import type { AgentManager, ManagerEvents } from './manager/manager.js';
+import type { AgentManager, AuthorityHolding, ManagerEvents } from './manager/manager.js';
 import type { RefusalReason, WorkloadSocketLimits } from './peercred/limits.js';
 
 /** Every refusal reason, exposed at zero so a rate() over it works before the first refusal. */
@@ -17,6 +17,9 @@ export interface WorkloadSocketEvents {
 }
 
 export const VERSION = '0.1.0';
+
+/** Distinct authority_key_id values per kind before the rest are folded into "other" (a handful live at a time). */
+export const MAX_AUTHORITY_SERIES = 16;
 
 /** The agent's metric families (names in common/telemetry/names.ts), fed by the manager and handler hooks. */
 export function createAgentTelemetry(registry: Registry, clock: Clock, state: { manager: () => AgentManager | undefined; cache: () => WorkloadCache | undefined; workloadConnections?: () => number | undefined }): { managerEvents: ManagerEvents; workloadEvents: WorkloadHandlerEvents; socketEvents: WorkloadSocketEvents; serverFailover: () => void } {
@@ -52,6 +55,26 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   failovers.inc(0);
   gauge(registry, F.jwtCacheBytes, function () {
     this.set(state.manager()?.jwtCacheBytes ?? 0);
+  });
+
+  const taintClear = histogram(registry, F.taintClear);
+  taintClear.zero({});
+  gauge(registry, F.taintedSvids, function () {
+    const held = state.manager()?.taintedSvids() ?? { x509: 0, jwt: 0 };
+    this.set({ kind: 'x509' }, held.x509);
+    this.set({ kind: 'jwt' }, held.jwt);
+  });
+  // Both gauges are rebuilt at every scrape from what is held, so a key no longer held leaves no series behind.
+  gauge(registry, F.svidsByAuthority, function () {
+    this.reset();
+    for (const h of boundedHoldings(state.manager()?.svidsByAuthority() ?? [])) this.set({ kind: h.kind, authority_key_id: h.authorityKeyId }, h.count);
+  });
+  gauge(registry, F.oldestSvidByAuthorityAge, function () {
+    this.reset();
+    const now = clock.nowMs();
+    for (const h of boundedHoldings(state.manager()?.svidsByAuthority() ?? [])) {
+      this.set({ kind: h.kind, authority_key_id: h.authorityKeyId }, Math.max(0, now - h.oldestIssuedAtMs) / 1000);
+    }
   });
 
   gauge(registry, F.svidsCached, function () {
@@ -92,6 +115,7 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
       },
       rotationFailure: (reason) => rotationFailures.inc({ reason }),
       jwtCacheEvicted: () => jwtEvictions.inc(),
+      taintCleared: (seconds) => taintClear.observe({}, seconds),
       bundleUpdated: (kind, _td, seq, serverUpdatedAtMs) => {
         if (kind === 'own') sequence.set(Number(seq));
         if (serverUpdatedAtMs > 0) lag.observe({ bundle: kind }, Math.max(0, clock.nowMs() - serverUpdatedAtMs) / 1000);
@@ -115,4 +139,24 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
     },
     serverFailover: () => failovers.inc(),
   };
+}
+
+/** Holdings with their label values bounded: '' → unknown, past MAX_AUTHORITY_SERIES per kind → other (most SVIDs kept). */
+export function boundedHoldings(list: readonly AuthorityHolding[]): AuthorityHolding[] {
+  const out = new Map<string, AuthorityHolding>();
+  for (const kind of ['x509', 'jwt'] as const) {
+    const ofKind = list.filter((h) => h.kind === kind).sort((a, b) => b.count - a.count);
+    ofKind.forEach((h, i) => {
+      const authorityKeyId = i >= MAX_AUTHORITY_SERIES ? 'other' : h.authorityKeyId || 'unknown';
+      const key = `${kind}/${authorityKeyId}`;
+      const seen = out.get(key);
+      if (seen) {
+        seen.count += h.count;
+        seen.oldestIssuedAtMs = Math.min(seen.oldestIssuedAtMs, h.oldestIssuedAtMs);
+      } else {
+        out.set(key, { ...h, authorityKeyId });
+      }
+    });
+  }
+  return [...out.values()];
 }

@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { errorCatalog, SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
-import { ERROR_CODE_METADATA, serverServices } from './services.js';
+import { userInfo } from 'node:os';
+import { ADMIN_CALLER_METADATA, ERROR_CODE_METADATA, serverServices } from './services.js';
 
 /**
  * The client of the server's admin socket, used by the CLI, the exporter and tests. Errors come
@@ -24,11 +25,12 @@ export interface AdminClient {
 export function connectAdmin(socket: string): AdminClient {
   const Admin = serverServices().adminClient;
   const client = new Admin(`unix://${socket}`, grpc.credentials.createInsecure());
+  const caller = callerMetadata();
   return {
     call<Res>(method: string, request: object): Promise<Res> {
       return new Promise((resolve, reject) => {
-        const fn = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => void>)[method];
-        fn.call(client, request, { deadline: Date.now() + 15_000 }, (err, res) => {
+        const fn = (client as unknown as Record<string, (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => void>)[method];
+        fn.call(client, request, caller.clone(), { deadline: Date.now() + 15_000 }, (err, res) => {
           if (!err) return resolve(res);
           const carried = String(err.metadata?.get(ERROR_CODE_METADATA)?.[0] ?? '');
           const code: ErrorCode = carried in errorCatalog ? (carried as ErrorCode) : (CODE_BY_STATUS[err.code] ?? 'internal');
@@ -44,3 +46,16 @@ export function connectAdmin(socket: string): AdminClient {
   };
 }
 
+
+/** Who this process is, for the server's audit lines (see ADMIN_CALLER_METADATA). */
+function callerMetadata(): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set(ADMIN_CALLER_METADATA.pid, String(process.pid));
+  if (typeof process.getuid === 'function') md.set(ADMIN_CALLER_METADATA.uid, String(process.getuid()));
+  try {
+    md.set(ADMIN_CALLER_METADATA.user, userInfo().username);
+  } catch {
+    // No passwd entry for this uid (a container): the uid says enough.
+  }
+  return md;
+}

@@ -18,6 +18,12 @@ export interface BundleMsg {
   updated_at_ms?: string;
 }
 
+/** node.proto `TaintedAuthorities`: absent from servers that predate it. */
+export interface TaintedAuthoritiesMsg {
+  x509_authorities: Buffer[];
+  jwt_key_ids: string[];
+}
+
 export interface EntryMsg {
   id: string;
   spiffe_id: string;

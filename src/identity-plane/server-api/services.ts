@@ -37,6 +37,12 @@ export function serverServices(): ServerServices {
   return cached;
 }
 
+/**
+ * Request metadata keys an admin client sets about itself (uid, pid, user name), for the server's
+ * audit lines. Self-reported: the 0600 admin socket already limits callers to its owner and root.
+ */
+export const ADMIN_CALLER_METADATA = { uid: 'svidscope-caller-uid', pid: 'svidscope-caller-pid', user: 'svidscope-caller-user' } as const;
+
 /** Trailer metadata key carrying the svidscope error code of a refused call. */
 export const ERROR_CODE_METADATA = 'svidscope-error-code';
 

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Tracer } from '@opentelemetry/api';
@@ -16,6 +16,7 @@ import { encodePem } from '../spiffe/internal/pem.js';
 import { parseCertificates, parsePrivateKey } from '../spiffe/internal/x509.js';
 import { generateKeyPair } from '../spiffe/mint/keys.js';
 import { createAdminService } from './api/admin-service.js';
+import { listenAdminSocket, type AdminSocket } from './api/admin-socket.js';
 import { serverServices } from './api/grpc.js';
 import { createNodeService, type NodeServiceEvents } from './api/node-service.js';
 import { BundlePublisher } from './bundle/publisher.js';
@@ -70,7 +71,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   // Telemetry reads live state at scrape time; the references fill in as the parts start.
   const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore } = {};
   const telemetry = deps.withoutMetrics
-    ? { observe: () => undefined, nodeEvents: {} as NodeServiceEvents, instrumentDatastore: (ds: Datastore) => ds }
+    ? { observe: () => undefined, nodeEvents: {} as NodeServiceEvents, adminEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
     : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
@@ -147,14 +148,17 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const adminServer = new grpc.Server();
     const adminLogger = logger.child({ subsystem: 'admin' });
+    const adminSocket: { served?: AdminSocket } = {};
     adminServer.addService(admin, {
-      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin') }),
+      ...createAdminService({ trustDomain: td, datastore, ca, bundles, entries, agents, clock, logger: adminLogger, maxSvidTtlSeconds: config.ca.ttlSeconds, observe: telemetry.observe('admin'), events: telemetry.adminEvents,
+        peerOf: (call) => adminSocket.served?.peerOf(call) }),
       ...createFederationHandlers({ federation, logger: adminLogger, observe: telemetry.observe('admin') }),
     });
     prepareSocketPath(config.adminSocket);
-    await bindAsync(adminServer, `unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure());
-    chmodSync(config.adminSocket, 0o600);
+    const served = await listenAdminSocket(adminServer, config.adminSocket, adminLogger);
+    adminSocket.served = served;
     cleanups.push(async () => {
+      served.close();
       await shutdown(adminServer);
       rmSync(config.adminSocket, { force: true });
     });
@@ -165,10 +169,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       await agents.refresh();
       bundleCache.invalidate(); // federated bundles written by other servers sharing the datastore
       await datastore.pruneJoinTokens(clock.now());
-      const published = new Set(ca.status().filter((s) => s.kind === 'x509' && !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
+      const x509 = ca.status().filter((s) => s.kind === 'x509');
+      const published = new Set(x509.filter((s) => !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
+      const tainted = new Set(x509.filter((s) => s.tainted).map((s) => s.id));
       const due = clock.nowMs() >= serverSvidRenewAt || !servingCaId;
-      // Its CA left the bundle and another one signs now (re-minting from the same withheld CA would change nothing).
-      const caGone = servingCaId !== undefined && !published.has(servingCaId) && activeCaId() !== servingCaId;
+      // Its CA left the bundle, or was marked compromised, and another one signs now (re-minting
+      // from the same CA would change nothing; a tainted CA is never the active one).
+      const caGone = servingCaId !== undefined && (!published.has(servingCaId) || tainted.has(servingCaId)) && activeCaId() !== servingCaId;
       if (due || caGone) renewServerSvid();
     };
     let stopped = false;

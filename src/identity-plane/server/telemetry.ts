@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import { withSpan } from '../../common/telemetry/tracing.js';
 import { serverFamilies as F, grpcStatusName } from '../../common/telemetry/names.js';
 import { counter, gauge, histogram, registerProcessMetrics } from '../../common/telemetry/registry.js';
+import type { AdminServiceEvents } from './api/admin-service.js';
 import type { NodeServiceEvents } from './api/node-service.js';
 import type { BundlePublisher } from './bundle/publisher.js';
 import type { CaManager } from './ca/manager.js';
@@ -12,10 +13,14 @@ import type { EntryCache } from './registration/entry-cache.js';
 
 export const VERSION = '0.1.0';
 
+/** The `state` values of svidscope_server_authorities: the phases, then the compromise marks that override them. */
+const AUTHORITY_STATES = ['prepared', 'active', 'old', 'tainted', 'revoked'] as const;
+
 export interface ServerTelemetry {
   /** Per-request outcome of a gRPC service (`node` or `admin`). */
   observe(service: 'node' | 'admin'): (method: string, code: number, seconds: number) => void;
   nodeEvents: NodeServiceEvents;
+  adminEvents: AdminServiceEvents;
   /** Wraps a datastore so every operation's latency and result are observed. */
   instrumentDatastore(ds: Datastore): Datastore;
 }
@@ -47,6 +52,21 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   gauge(registry, F.keyPhase, function () {
     this.reset();
     for (const s of state.ca()?.status() ?? []) this.inc({ kind: s.kind, phase: s.phase });
+  });
+  const lifecycle = counter(registry, F.authorityLifecycle);
+  for (const kind of ['x509', 'jwt']) for (const step of ['prepare', 'activate', 'taint', 'revoke']) lifecycle.inc({ kind, step, result: 'ok' }, 0);
+  // Every state is exposed (0 when empty), so "no tainted key any more" is a sample, not an absent series.
+  gauge(registry, F.authorities, function () {
+    const counts = new Map<string, number>();
+    for (const kind of ['x509', 'jwt']) for (const st of AUTHORITY_STATES) counts.set(`${kind}/${st}`, 0);
+    for (const s of state.ca()?.status() ?? []) {
+      const key = `${s.kind}/${s.revoked ? 'revoked' : s.tainted ? 'tainted' : s.phase}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    for (const [key, n] of counts) {
+      const [kind, st] = key.split('/');
+      this.set({ kind, state: st }, n);
+    }
   });
   gauge(registry, F.keyExpiry, function () {
     this.reset();
@@ -119,6 +139,9 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
         entrySyncs.inc({ kind });
         agentEntries.observe({}, entries);
       },
+    },
+    adminEvents: {
+      authorityStep: (kind, step, result) => lifecycle.inc({ kind, step, result }),
     },
     instrumentDatastore: (ds) =>
       new Proxy(ds, {

@@ -26,6 +26,8 @@ export interface CachedX509Svid {
   /** The entry revision this SVID was minted for; a newer revision means re-mint. */
   entryRevision: string;
   hint: string;
+  /** Key identifiers of the chain's authorities, signer first ('' if unnamed); see chainAuthorityIds. */
+  authorityIds: readonly string[];
 }
 
 /** What one workload may see right now. */
@@ -65,6 +67,9 @@ export class WorkloadCache {
   }
   allEntries(): EntryMsg[] {
     return [...this.entries.values()];
+  }
+  allSvids(): IterableIterator<CachedX509Svid> {
+    return this.svids.values();
   }
   svidFor(entryId: string): CachedX509Svid | undefined {
     return this.svids.get(entryId);

@@ -3,6 +3,8 @@ export interface CachedJwt {
   readonly token: string;
   readonly issuedAt: number;
   readonly expiresAt: number;
+  /** The `kid` of the key that signed the token ('' if none): a tainted key's tokens are dropped. */
+  readonly keyId: string;
 }
 
 /**
@@ -28,6 +30,21 @@ export class JwtSvidCache {
 
   get(key: string): CachedJwt | undefined {
     return this.items.get(key);
+  }
+
+  values(): IterableIterator<CachedJwt> {
+    return this.items.values();
+  }
+
+  /** Drops every token `drop` selects; returns how many. */
+  deleteWhere(drop: (value: CachedJwt) => boolean): number {
+    let n = 0;
+    for (const [key, value] of [...this.items]) {
+      if (!drop(value)) continue;
+      this.delete(key);
+      n++;
+    }
+    return n;
   }
 
   /** Stores the token unless it alone exceeds the byte bound; evicts the oldest until both bounds hold. */

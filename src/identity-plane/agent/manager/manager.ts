@@ -1,4 +1,6 @@
+import { decodeProtectedHeader } from 'jose';
 import { JwtSvidCache } from './jwt-cache.js';
+import { chainAuthorityIds, TaintedAuthorities } from './taint.js';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { Clock, TimerHandle } from '../../../common/clock.js';
@@ -19,7 +21,17 @@ import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { SpanAttr, withSpan } from '../../../common/telemetry/tracing.js';
 
-export type RotationReason = 'new' | 'scheduled' | 'ca_change' | 'entry_change' | 'forced';
+export type RotationReason = 'new' | 'scheduled' | 'ca_change' | 'entry_change' | 'forced' | 'tainted';
+
+/** Unexpired SVIDs the agent holds that one authority signed (X.509: its key identifier; JWT: its kid). */
+export interface AuthorityHolding {
+  kind: 'x509' | 'jwt';
+  /** '' when the SVID does not name its signer. */
+  authorityKeyId: string;
+  count: number;
+  /** When the oldest of them was issued (received, for X.509; see CachedX509Svid.notBefore), epoch ms. */
+  oldestIssuedAtMs: number;
+}
 
 /** Telemetry hooks; the manager knows nothing of metrics libraries. */
 export interface ManagerEvents {
@@ -30,6 +42,8 @@ export interface ManagerEvents {
   bundleUpdated?(kind: 'own' | 'federated', trustDomain: string, sequence: bigint, serverUpdatedAtMs: number): void;
   /** A JWT-SVID was dropped from the cache to keep it within its bounds. */
   jwtCacheEvicted?(): void;
+  /** No SVID signed by a tainted authority is held any more, `seconds` after the agent first saw one. */
+  taintCleared?(seconds: number): void;
 }
 
 export interface ManagerDeps {
@@ -68,6 +82,10 @@ export class AgentManager {
   private stopped = false;
   private readonly jwtCache: JwtSvidCache;
   private readonly forced = new Set<string>();
+  /** What the server marked tainted, as of the last sync. */
+  private taint = TaintedAuthorities.none;
+  /** When the agent first held an SVID signed by a tainted authority, until it holds none (epoch ms). */
+  private taintSeenAt: number | undefined;
 
   constructor(private readonly deps: ManagerDeps) {
     this.jwtCache = new JwtSvidCache({ maxEntries: JWT_CACHE_MAX_ENTRIES, maxBytes: deps.config.jwtCacheMaxBytes }, () => deps.events?.jwtCacheEvicted?.());
@@ -146,7 +164,9 @@ export class AgentManager {
         this.federatedSequences.set(msg.trust_domain, b.sequenceNumber);
         this.deps.events?.bundleUpdated?.('federated', msg.trust_domain, b.sequenceNumber ?? 0n, Number(msg.updated_at_ms ?? 0));
       }
+      await this.applyTaint(TaintedAuthorities.fromMessage(bundles.tainted));
       await this.mintStale(own, bundleChanged);
+      this.noteTaintProgress();
       this.lastSyncSuccessMs = clock.nowMs();
       this.failures = 0;
       this.deps.events?.sync?.('ok', (clock.nowMs() - start) / 1000);
@@ -162,11 +182,77 @@ export class AgentManager {
     const key = `${entry.id}\n${[...audience].sort().join('\n')}`;
     const now = this.deps.clock.nowMs();
     const cached = this.jwtCache.get(key);
-    if (cached && now < cached.issuedAt + (cached.expiresAt - cached.issuedAt) / 2) return cached;
+    if (cached && now < cached.issuedAt + (cached.expiresAt - cached.issuedAt) / 2 && !this.taint.jwtKeyIds.has(cached.keyId)) return cached;
     const res = await this.deps.server.newJwtSvid(entry.id, audience);
-    const fresh = { token: res.svid.token, issuedAt: Number(res.svid.issued_at) * 1000, expiresAt: Number(res.svid.expires_at) * 1000 };
+    const fresh = { token: res.svid.token, issuedAt: Number(res.svid.issued_at) * 1000, expiresAt: Number(res.svid.expires_at) * 1000, keyId: keyIdOf(res.svid.token) };
     this.jwtCache.set(key, fresh);
     return fresh;
+  }
+
+  /** SVIDs held now (unexpired) that a tainted authority signed, the agent's own SVID included. */
+  taintedSvids(): { x509: number; jwt: number } {
+    const taint = this.taint;
+    if (taint.empty) return { x509: 0, jwt: 0 };
+    const now = this.deps.clock.nowMs();
+    let x509 = 0;
+    for (const s of this.deps.cache.allSvids()) if (s.notAfter > now && taint.chainIsTainted(s.authorityIds, s.chain)) x509++;
+    if (this.agentChainDer && this.agentNotAfter > now && taint.chainIsTainted(this.agentAuthorityIds, this.agentChainDer)) x509++;
+    let jwt = 0;
+    for (const t of this.jwtCache.values()) if (t.expiresAt > now && taint.jwtKeyIds.has(t.keyId)) jwt++;
+    return { x509, jwt };
+  }
+
+  /** Unexpired SVIDs held per signing authority (workload X.509-SVIDs, the agent's own, cached JWT-SVIDs). */
+  svidsByAuthority(): AuthorityHolding[] {
+    const now = this.deps.clock.nowMs();
+    const out = new Map<string, AuthorityHolding>();
+    const add = (kind: 'x509' | 'jwt', authorityKeyId: string, issuedAt: number) => {
+      const key = `${kind}/${authorityKeyId}`;
+      const h = out.get(key);
+      if (h) {
+        h.count++;
+        h.oldestIssuedAtMs = Math.min(h.oldestIssuedAtMs, issuedAt);
+      } else {
+        out.set(key, { kind, authorityKeyId, count: 1, oldestIssuedAtMs: issuedAt });
+      }
+    };
+    for (const s of this.deps.cache.allSvids()) if (s.notAfter > now) add('x509', s.authorityIds[0] ?? '', s.notBefore);
+    if (this.agentChainDer && this.agentNotAfter > now) add('x509', this.agentAuthorityIds[0] ?? '', this.agentIssuedAt);
+    for (const t of this.jwtCache.values()) if (t.expiresAt > now) add('jwt', t.keyId, t.issuedAt);
+    return [...out.values()];
+  }
+
+  /**
+   * Acts on the server's tainted authorities (every sync, as the mark does not change the bundle):
+   * cached JWT-SVIDs they signed are dropped, and the agent's own SVID is renewed at once if they
+   * signed it. Workload X.509-SVIDs follow in mintStale, through the same batches as any rotation.
+   */
+  private async applyTaint(taint: TaintedAuthorities): Promise<void> {
+    const { logger, clock } = this.deps;
+    if (taint.description !== this.taint.description && !taint.empty) {
+      logger.warn({ tainted: taint.description }, 'the server marked authorities tainted: replacing every SVID they signed');
+    }
+    this.taint = taint;
+    if (taint.empty) return;
+    const held = this.taintedSvids();
+    if (this.taintSeenAt === undefined && held.x509 + held.jwt > 0) this.taintSeenAt = clock.nowMs();
+    const dropped = this.jwtCache.deleteWhere((t) => taint.jwtKeyIds.has(t.keyId));
+    if (dropped > 0) logger.info({ count: dropped }, 'dropped cached JWT-SVIDs signed by a tainted key');
+    if (this.agentChainDer && taint.chainIsTainted(this.agentAuthorityIds, this.agentChainDer)) {
+      logger.warn({ agentId: this.agentId }, 'the agent SVID was signed by a tainted authority; renewing it now');
+      await this.renewAgentSvid();
+    }
+  }
+
+  /** Reports the end of a taint response: nothing signed by a tainted authority is held any more. */
+  private noteTaintProgress(): void {
+    if (this.taintSeenAt === undefined) return;
+    const left = this.taintedSvids();
+    if (left.x509 + left.jwt > 0) return;
+    const seconds = (this.deps.clock.nowMs() - this.taintSeenAt) / 1000;
+    this.taintSeenAt = undefined;
+    this.deps.logger.info({ seconds }, 'replaced every SVID signed by a tainted authority');
+    this.deps.events?.taintCleared?.(seconds);
   }
 
   private schedule(): void {
@@ -257,14 +343,20 @@ export class AgentManager {
   }
 
   private agentChain: X509Certificate[] | undefined;
+  private agentChainDer: Buffer[] | undefined;
+  private agentAuthorityIds: string[] = [];
+  private agentIssuedAt = 0;
 
   private adoptIdentity(chainDer: Buffer[], privateKey: import('node:crypto').KeyObject, leaf: X509Certificate): void {
     this.agentChain = chainDer.map((d, i) => (i === 0 ? leaf : new X509Certificate(d)));
+    this.agentChainDer = chainDer;
+    this.agentAuthorityIds = chainAuthorityIds(this.agentChain);
     const facts = certificateFacts(leaf);
     this.agentId = facts.uriSans[0];
     this.agentNotAfter = facts.notAfter.getTime();
     // Measured from receipt, not the backdated notBefore (see CachedX509Svid.notBefore).
     const start = Math.max(facts.notBefore.getTime(), Math.min(this.deps.clock.nowMs(), this.agentNotAfter));
+    this.agentIssuedAt = start;
     this.agentRenewAt = start + (this.agentNotAfter - start) * this.deps.config.rotationFraction;
     this.deps.server.setIdentity(chainDer.map((d) => encodePem('CERTIFICATE', d)).join(''), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
   }
@@ -299,7 +391,8 @@ export class AgentManager {
     const stale: { entry: EntryMsg; reason: RotationReason; previous?: CachedX509Svid }[] = [];
     for (const entry of cache.allEntries()) {
       const current = cache.svidFor(entry.id);
-      const reason = rotationReason(entry, current, now, config.rotationFraction, trust, this.forced.has(entry.id));
+      const tainted = current !== undefined && this.taint.chainIsTainted(current.authorityIds, current.chain);
+      const reason = rotationReason(entry, current, now, config.rotationFraction, trust, this.forced.has(entry.id), tainted);
       if (reason) stale.push({ entry, reason, previous: current });
     }
     for (let i = 0; i < stale.length; i += BATCH_SIZE) {
@@ -321,8 +414,10 @@ export class AgentManager {
           this.deps.events?.rotationFailure?.(grpc.status[r.status_code]?.toLowerCase() ?? 'unknown');
           return;
         }
-        const facts = certificateFacts(new X509Certificate(r.svid.cert_chain[0]));
+        const chainCerts = r.svid.cert_chain.map((d) => new X509Certificate(d));
+        const facts = certificateFacts(chainCerts[0]);
         minted.push({
+          authorityIds: chainAuthorityIds(chainCerts),
           entryId: entry.id, spiffeId: r.svid.spiffe_id, chain: r.svid.cert_chain, privateKey: keys[j].privateKey,
           keyDer: keys[j].privateKey.export({ type: 'pkcs8', format: 'der' }) as Buffer,
           notBefore: Math.max(facts.notBefore.getTime(), Math.min(now, facts.notAfter.getTime())), notAfter: facts.notAfter.getTime(), entryRevision: entry.revision_number, hint: entry.hint,
@@ -338,8 +433,9 @@ export class AgentManager {
 }
 
 /** Why an entry needs a (new) SVID now, or undefined when its cached one is good. */
-export function rotationReason(entry: EntryMsg, svid: CachedX509Svid | undefined, now: number, fraction: number, trust: BundleSet | undefined, forced: boolean): RotationReason | undefined {
+export function rotationReason(entry: EntryMsg, svid: CachedX509Svid | undefined, now: number, fraction: number, trust: BundleSet | undefined, forced: boolean, tainted = false): RotationReason | undefined {
   if (!svid) return 'new';
+  if (tainted) return 'tainted';
   if (forced) return 'forced';
   if (svid.entryRevision !== entry.revision_number) return 'entry_change';
   if (now >= svid.notBefore + (svid.notAfter - svid.notBefore) * fraction) return 'scheduled';
@@ -351,6 +447,15 @@ export function rotationReason(entry: EntryMsg, svid: CachedX509Svid | undefined
     }
   }
   return undefined;
+}
+
+/** The `kid` of a JWT-SVID's header ('' if absent or unreadable: such a token is never matched as tainted). */
+function keyIdOf(token: string): string {
+  try {
+    return decodeProtectedHeader(token).kid ?? '';
+  } catch {
+    return '';
+  }
 }
 
 function describe(err: unknown): string {

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
 import type { Logger } from '../../../common/log.js';
+import type { PeerCredentials } from '../../../common/peercred.js';
 import { parseSpiffeIdBounded, spiffeIdFromPath, type TrustDomain } from '../../spiffe/id/index.js';
 import type { BundlePublisher } from '../bundle/publisher.js';
 import type { CaManager } from '../ca/manager.js';
@@ -13,6 +14,7 @@ import type { AgentCache } from '../registration/agent-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH, validateEntry, type EntryFields } from '../registration/validate.js';
 import { StatusError, toNumber, unary } from './grpc.js';
+import { ADMIN_CALLER_METADATA } from '../../server-api/services.js';
 import { entryMessage, MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type CaStatusMsg, type EntryMsg, type WithholdAuthorityRequestMsg, type AuthorityLifecycleRequestMsg } from '../../server-api/messages.js';
 
 export interface AdminServiceDeps {
@@ -27,12 +29,41 @@ export interface AdminServiceDeps {
   logger: Logger;
   maxSvidTtlSeconds: number;
   observe?: (method: string, code: grpc.status, seconds: number) => void;
+  events?: AdminServiceEvents;
+  /** The kernel's record of the caller of a call's connection (SO_PEERCRED), where the socket has it. */
+  peerOf?: (call: { getPeer(): string }) => PeerCredentials | undefined;
+}
+
+export type AuthorityStep = 'prepare' | 'activate' | 'taint' | 'revoke';
+const AUTHORITY_STEPS: readonly string[] = ['prepare', 'activate', 'taint', 'revoke'] satisfies AuthorityStep[];
+
+/** Telemetry hooks of the admin API; the service knows nothing of metrics libraries. */
+export interface AdminServiceEvents {
+  /** One key-compromise lifecycle step: ok, refused (wrong order, no such key) or error. */
+  authorityStep?(kind: KeyKind, step: AuthorityStep, result: 'ok' | 'refused' | 'error'): void;
+}
+
+/**
+ * Who asked, for the audit line: uid, gid and pid as the kernel recorded them when the caller
+ * connected (SO_PEERCRED; absent where the platform has none), and beside them, marked `claimed_`,
+ * what the client reports about itself (ADMIN_CALLER_METADATA: uid, pid, user name). The admin
+ * socket is 0600, so only its owner (or root) can connect at all.
+ */
+function callerOf(call: grpc.ServerUnaryCall<unknown, unknown>, peerOf: AdminServiceDeps['peerOf']): Record<string, string | number> {
+  const out: Record<string, string | number> = { via: 'admin-socket' };
+  const peer = peerOf?.(call);
+  if (peer) Object.assign(out, { uid: peer.uid, gid: peer.gid, pid: peer.pid });
+  for (const [field, key] of Object.entries(ADMIN_CALLER_METADATA)) {
+    const value = call.metadata.get(key)[0];
+    if (typeof value === 'string' && value) out[`claimed_${field}`] = value.slice(0, 64);
+  }
+  return out;
 }
 
 /** The admin API (local Unix socket): registration entries, join tokens, agents, bundles, CA. */
 export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceImplementation {
   const { trustDomain, datastore, ca, bundles, entries, clock, logger } = deps;
-  const wrap = <Req, Res>(method: string, fn: (req: Req) => Promise<Res>) => unary<Req, Res>(logger, method, fn, deps.observe);
+  const wrap = <Req, Res>(method: string, fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) => unary<Req, Res>(logger, method, fn, deps.observe);
 
   const fieldsOf = (m: Partial<EntryMsg>): EntryFields => ({
     spiffeId: m.spiffe_id ?? '',
@@ -198,24 +229,29 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       await bundles.sync();
       return caStatus(ca);
     }),
-    AuthorityLifecycle: wrap('AuthorityLifecycle', async (req: Partial<AuthorityLifecycleRequestMsg>) => {
+    AuthorityLifecycle: wrap('AuthorityLifecycle', async (req: Partial<AuthorityLifecycleRequestMsg>, call) => {
       const kind = req.kind;
       if (kind !== 'x509' && kind !== 'jwt') throw new StatusError(grpc.status.INVALID_ARGUMENT, `kind must be x509 or jwt, got "${kind ?? ''}"`);
       const op = req.operation ?? '';
       const keyId = req.key_id || undefined;
-      if ((op === 'taint' || op === 'revoke') && !keyId) throw new StatusError(grpc.status.INVALID_ARGUMENT, `${op} needs key_id: name the compromised key (from CaStatus)`);
-      // Audit line: whoever opened the owner-only admin socket is an administrator.
-      const audit = { audit: true, caller: 'admin-socket', kind, operation: op, keyId };
+      // Only the four steps are counted, so the step label stays a fixed set.
+      const step = AUTHORITY_STEPS.includes(op) ? (op as AuthorityStep) : undefined;
+      // Audit line: who (as far as the socket tells), when, which step on which key, and the outcome.
+      const audit = { audit: true, at: clock.now().toISOString(), caller: callerOf(call, deps.peerOf), kind, operation: op, keyId };
       try {
+        if ((op === 'taint' || op === 'revoke') && !keyId) throw new StatusError(grpc.status.INVALID_ARGUMENT, `${op} needs key_id: name the compromised key (from CaStatus)`);
         const key = op === 'prepare' ? ca.prepareAuthority(kind)
           : op === 'activate' ? ca.activateAuthority(kind, keyId)
           : op === 'taint' ? ca.taintAuthority(kind, keyId!)
           : op === 'revoke' ? ca.revokeAuthority(kind, keyId!)
           : undefined;
         if (!key) throw new StatusError(grpc.status.INVALID_ARGUMENT, `operation must be prepare, activate, taint or revoke, got "${op}"`);
-        logger.info({ ...audit, keyId: key.id, result: 'ok' }, 'authority lifecycle step');
+        logger.info({ ...audit, keyId: key.id, phase: key.phase, result: 'ok' }, 'authority lifecycle step');
+        if (step) deps.events?.authorityStep?.(kind, step, 'ok');
       } catch (err) {
-        logger.warn({ ...audit, result: 'refused', err }, 'authority lifecycle step refused');
+        const refused = err instanceof StatusError || isSvidscopeError(err);
+        logger.warn({ ...audit, result: refused ? 'refused' : 'error', err }, 'authority lifecycle step refused');
+        if (step) deps.events?.authorityStep?.(kind, step, refused ? 'refused' : 'error');
         throw err;
       }
       await bundles.sync();

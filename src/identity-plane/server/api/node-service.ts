@@ -328,7 +328,9 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
           }
         }
       }
-      return { bundle: bundleMessage(bundles.current, bundles.currentDocument, bundles.currentUpdatedAt), federated_bundles: federated };
+      const tainted = ca.taintedAuthorities();
+      return { bundle: bundleMessage(bundles.current, bundles.currentDocument, bundles.currentUpdatedAt), federated_bundles: federated,
+        tainted: { x509_authorities: tainted.x509, jwt_key_ids: tainted.jwt } };
     }),
   };
 }

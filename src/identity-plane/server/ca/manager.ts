@@ -3,6 +3,7 @@ import type { Clock } from '../../../common/clock.js';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import type { TrustDomain } from '../../spiffe/id/index.js';
+import { certificateFacts } from '../../spiffe/internal/x509.js';
 import { createSelfSignedCa, signIntermediateCa } from '../../spiffe/mint/ca.js';
 import { generateKeyPair, type KeyType } from '../../spiffe/mint/keys.js';
 import { createX509SvidMinter, NOT_BEFORE_BACKDATE_SECONDS, type X509SvidMinter } from '../../spiffe/mint/x509svid-template.js';
@@ -145,6 +146,19 @@ export class CaManager {
       jwt: held.filter((s) => s.kind === 'jwt').map((s) => ({ keyId: s.id })),
     };
     return { x509, jwt, withheld };
+  }
+
+  /**
+   * This server's tainted keys not yet expired, revoked ones included: X.509 CAs as their
+   * certificates (DER), JWT keys by key id. Agents replace every SVID these signed.
+   */
+  taintedAuthorities(): { x509: Buffer[]; jwt: string[] } {
+    const now = this.deps.clock.nowMs();
+    const tainted = this.slots.filter((s) => s.tainted && s.notAfter > now);
+    return {
+      x509: tainted.filter((s) => s.kind === 'x509' && s.chain?.length).map((s) => Buffer.from(s.chain![0], 'base64')),
+      jwt: tainted.filter((s) => s.kind === 'jwt').map((s) => s.id),
+    };
   }
 
   status(): KeyStatus[] {
@@ -321,21 +335,25 @@ export class CaManager {
 
   private prepare(kind: KeyKind): KeySlot {
     const now = this.deps.clock.now();
-    const id = randomBytes(16).toString('hex');
     const { caTtlSeconds, keyType, jwtKeyType } = this.deps.config;
     let slot: KeySlot;
     if (kind === 'x509') {
       const { certificate, privateKey, chain } = this.newX509Ca(keyType, caTtlSeconds, now);
+      // The CA's subject key identifier is its id: every SVID it signs names it as authority key
+      // identifier, so the key id an operator taints is the one agents report SVIDs under.
+      const id = certificateFacts(certificate).subjectKeyId ?? randomBytes(16).toString('hex');
       slot = {
         id, kind, phase: 'prepared', privateKey, chain: chain.map((d) => d.toString('base64')),
         notBefore: new Date(certificate.validFrom).getTime(), notAfter: new Date(certificate.validTo).getTime(),
       };
     } else {
+      const id = randomBytes(16).toString('hex');
       const { privateKey, publicKey } = generateKeyPair(jwtKeyType);
       const notAfter = now.getTime() + caTtlSeconds * 1000;
       slot = { id, kind, phase: 'prepared', privateKey, notBefore: now.getTime(), notAfter,
         publicKeySpki: (publicKey.export({ type: 'spki', format: 'der' }) as Buffer).toString('base64') };
     }
+    const id = slot.id;
     this.journal.addKey(id, slot.privateKey);
     this.slots.push(slot);
     this.deps.logger.info({ kind, keyId: id, notAfter: new Date(slot.notAfter).toISOString() }, 'prepared next signing key');

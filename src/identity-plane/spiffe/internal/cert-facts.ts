@@ -1,14 +1,18 @@
 import type { X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
+  AuthorityKeyIdentifier,
   BasicConstraints,
   Certificate,
   KeyUsage,
   KeyUsageFlags,
   SubjectAlternativeName,
+  SubjectKeyIdentifier,
+  id_ce_authorityKeyIdentifier,
   id_ce_basicConstraints,
   id_ce_keyUsage,
   id_ce_subjectAltName,
+  id_ce_subjectKeyIdentifier,
 } from '@peculiar/asn1-x509';
 import { errorFactory } from '../../../common/errors/catalog.js';
 
@@ -42,6 +46,10 @@ export interface CertificateFacts {
   /** Exact DER of the subject and issuer Names, as path building compares them bytewise (as Go does). */
   readonly subject: Buffer;
   readonly issuer: Buffer;
+  /** subjectKeyIdentifier, lower-case hex; undefined when absent. */
+  readonly subjectKeyId?: string;
+  /** The keyIdentifier of authorityKeyIdentifier (the issuer's SKI), lower-case hex; undefined when absent. */
+  readonly authorityKeyId?: string;
 }
 
 const fail = errorFactory('x509');
@@ -72,6 +80,8 @@ function decodeFacts(der: Buffer): CertificateFacts {
   let pathLenConstraint: number | undefined;
   let ku = 0;
   let kuPresent = false;
+  let subjectKeyId: string | undefined;
+  let authorityKeyId: string | undefined;
   for (const ext of tbs.extensions ?? []) {
     try {
       if (ext.extnID === id_ce_subjectAltName) {
@@ -87,6 +97,11 @@ function decodeFacts(der: Buffer): CertificateFacts {
       } else if (ext.extnID === id_ce_keyUsage) {
         kuPresent = true;
         ku = AsnConvert.parse(ext.extnValue, KeyUsage).toNumber();
+      } else if (ext.extnID === id_ce_subjectKeyIdentifier) {
+        subjectKeyId = Buffer.from(AsnConvert.parse(ext.extnValue, SubjectKeyIdentifier).buffer).toString('hex');
+      } else if (ext.extnID === id_ce_authorityKeyIdentifier) {
+        const aki = AsnConvert.parse(ext.extnValue, AuthorityKeyIdentifier).keyIdentifier;
+        if (aki) authorityKeyId = Buffer.from(aki.buffer).toString('hex');
       }
     } catch (err) {
       throw fail('malformed-certificate', `cannot decode certificate extension ${ext.extnID}`, err);
@@ -105,6 +120,8 @@ function decodeFacts(der: Buffer): CertificateFacts {
     notAfter: tbs.validity.notAfter.getTime(),
     subject: names.subject,
     issuer: names.issuer,
+    subjectKeyId,
+    authorityKeyId,
   };
 }
 
