@@ -1,12 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { SpanAttr, withSpan } from '../../../common/telemetry/tracing.js';
-import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
-import { certificateFacts } from '../../spiffe/internal/x509.js';
 import { checkJwtAudienceLimits, mintJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import { parseCsr } from '../../spiffe/mint/csr.js';
 import type { CaManager } from '../ca/manager.js';
@@ -17,6 +15,7 @@ import type { AgentCache } from '../registration/agent-cache.js';
 import type { BundleCache } from '../bundle/bundle-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { StatusError, toNumber, unary } from './grpc.js';
+import { normalSerial, PeerIdentityCache } from './peer-identity.js';
 import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
 
 export interface NodeServiceDeps {
@@ -74,10 +73,6 @@ function reasonOf(err: unknown): string {
   return 'internal';
 }
 
-/** A certificate serial as lowercase hex without leading zeros, however it was written. */
-function normalSerial(hex: string): string {
-  return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(16) : hex.toLowerCase();
-}
 
 /** The three ways an agent is refused at authentication, worded once (agents match "evicted|not attested"). */
 const refusal = {
@@ -105,6 +100,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     unary(logger, method, fn, deps.observe, deps.tracer);
 
   const ev = deps.events ?? {};
+  const peers = new PeerIdentityCache(trustDomain);
   const checkCsr = (csrBytes: Buffer) => {
     try {
       const csr = parseCsr(csrBytes);
@@ -133,20 +129,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
    * Returns the serial presented too (a renewal keeps it acceptable for the grace window).
    */
   const authenticate = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<AttestedAgent & { presentedSerial: string }> => {
-    const peer = call.getAuthContext()?.sslPeerCertificate;
-    if (!peer?.raw) throw new StatusError(grpc.status.UNAUTHENTICATED, 'an agent X.509-SVID signed by this trust domain is required');
-    const cert = new X509Certificate(peer.raw);
-    const uris = certificateFacts(cert).uriSans;
-    let id: SpiffeId;
-    try {
-      id = parseSpiffeId(uris[0] ?? '');
-    } catch {
-      throw new StatusError(grpc.status.UNAUTHENTICATED, 'the client certificate holds no valid SPIFFE ID');
-    }
-    if (uris.length !== 1 || !id.memberOf(trustDomain) || !id.path.startsWith('/spire/agent/')) {
-      throw new StatusError(grpc.status.UNAUTHENTICATED, `${id} is not an agent of trust domain ${trustDomain.name}`);
-    }
-    const presented = normalSerial(cert.serialNumber);
+    const { id, serial: presented } = peers.resolve(call.getAuthContext()?.sslPeerCertificate);
     const accepts = (a: AttestedAgent) => acceptsSerial(a, presented, clock.nowMs());
     // The cached record decides in the steady state. A miss or a serial it does not know may be a
     // change this server has not pulled yet (an attestation or renewal through another server), so
