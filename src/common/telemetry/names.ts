@@ -42,7 +42,7 @@ export const serverFamilies = {
   bundleAuthorities: f('svidscope_server_bundle_authorities', 'gauge', 'Authorities in the trust domain bundle, by kind.', ['kind']),
   datastoreDuration: f('svidscope_server_datastore_operation_duration_seconds', 'histogram', 'Datastore operation latency by operation and result.', ['operation', 'result'], LATENCY_BUCKETS),
   agentAuthRefusals: f('svidscope_server_agent_auth_refusals_total', 'counter', 'Agent API calls refused at authentication, by reason (not_attested, banned, stale_serial: an SVID replaced by renewal or re-attestation).', ['reason']),
-  limitRefusals: f('svidscope_server_limit_refusals_total', 'counter', 'Agent API requests refused by a configured limit, by the limit\'s config key (jwt_audience_max_count, jwt_audience_max_bytes).', ['limit']),
+  limitRefusals: f('svidscope_server_limit_refusals_total', 'counter', 'Agent API requests refused by a configured limit, by the limit\'s config key (jwt_audience_max_count, jwt_audience_max_bytes, signing_queue_max_csrs), or dropped because their deadline had passed (expired_deadline).', ['limit']),
   agents: f('svidscope_server_attested_agents', 'gauge', 'Attested agents by state (active, banned), from this server\'s agent cache (current as of the last cache_reload_interval).', ['state']),
   entries: f('svidscope_server_registration_entries', 'gauge', 'Registration entries in the server\'s entry view.', []),
   agentAuthorizedEntries: f('svidscope_server_agent_authorized_entries', 'histogram', 'Authorized entries per agent, observed at each entry sync (the fleet\'s distribution, no per-agent label).', [], ENTRY_COUNT_BUCKETS),

@@ -131,7 +131,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const nodeServer = new grpc.Server();
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, bundleCache, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
-      agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience,
+      agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience, signingQueueMaxCsrs: config.signingQueueMaxCsrs,
       observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer }));
     const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
     const { host, port } = checkHostPort(config.bind, 'bind');
