@@ -1,7 +1,8 @@
 // Server overload: a flood of X509-SVID batches beyond signing_queue_max_csrs at a real server
 // process is refused early with RESOURCE_EXHAUSTED and the server-overloaded code, counted, while
 // the server stays ready and keeps serving; a batch whose caller's deadline passes mid-way stops
-// being signed (expired_deadline).
+// being signed (expired_deadline); a flood of calls with a stale agent SVID costs a bounded number of
+// agent-feed reads (agent_refresh_min_interval), not one per call.
 import * as grpc from '@grpc/grpc-js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -37,7 +38,9 @@ async function metric(series: string): Promise<number> {
 
 beforeAll(async () => {
   [serverPort, serverHealth] = [await freePort(), await freePort()];
-  writeFileSync(path.join(dir, 'server.yaml'), `signing_queue_max_csrs: ${LIMIT}\n`);
+  // No renewal grace (a renewed agent's old SVID is stale at once) and no periodic reload inside the
+  // test, so every agent-feed read comes from the calls.
+  writeFileSync(path.join(dir, 'server.yaml'), `signing_queue_max_csrs: ${LIMIT}\nagent_renewal_grace: 0s\ncache_reload_interval: 1h\nagent_refresh_min_interval: 1s\n`);
   server = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml'), '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'server'),
     '--bind', `127.0.0.1:${serverPort}`, '--health-bind', `127.0.0.1:${serverHealth}`, '--log-level', 'warn']);
   await waitFor('server ready', () => httpOk(`http://127.0.0.1:${serverHealth}/ready`), 30_000, server.logs);
@@ -118,4 +121,27 @@ describe('admission control at a real server', () => {
       client.close();
     }
   }, 30_000);
+
+  it('answers a flood of stale-serial calls with a bounded number of agent-feed reads', async () => {
+    const token = (await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 })).value;
+    const stale = await attestAgentAt(`127.0.0.1:${serverPort}`, bundlePem, token);
+    const renewer = nodeClient(`127.0.0.1:${serverPort}`, bundlePem, stale);
+    const key = generateKeyPair();
+    await renewer.call('RenewAgent', { csr: createCsr(key.privateKey, key.publicKey) });
+    renewer.close();
+    const reads = () => metric('svidscope_server_datastore_operation_duration_seconds_count{operation="listAgentsChangedSince"');
+    const readsBefore = await reads();
+    const node = nodeClient(`127.0.0.1:${serverPort}`, bundlePem, stale); // still presents the replaced SVID
+    const started = Date.now();
+    try {
+      const outcomes = await Promise.all(Array.from({ length: 300 }, () =>
+        node.call('SyncAuthorizedEntries', { known_revision: '0' }).then(() => 'answered', (err: grpc.ServiceError) => err.code)));
+      expect(outcomes.every((o) => o === grpc.status.PERMISSION_DENIED)).toBe(true);
+    } finally {
+      node.close();
+    }
+    const seconds = (Date.now() - started) / 1000;
+    // One pull per second of flood at most, plus the one in flight when it began; before, one per call.
+    expect((await reads()) - readsBefore).toBeLessThanOrEqual(2 + Math.ceil(seconds));
+  }, 60_000);
 });

@@ -26,6 +26,7 @@ import { BundleCache, observeBundleWrites } from './bundle/bundle-cache.js';
 import { openDatastore } from './datastore/index.js';
 import type { Datastore } from './datastore/types.js';
 import { AgentCache } from './registration/agent-cache.js';
+import { TombstonePruner } from './registration/tombstone-pruner.js';
 import { EntryCache } from './registration/entry-cache.js';
 import { SERVER_ID_PATH } from './registration/validate.js';
 import { createServerTelemetry } from './telemetry.js';
@@ -98,9 +99,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const entries = new EntryCache(datastore, spiffeIdFromPath(td, SERVER_ID_PATH).toString());
     live.entries = entries;
     await entries.refresh();
-    const agents = new AgentCache(datastore);
+    const agents = new AgentCache(datastore, { clock, minUnknownRefreshIntervalMs: config.agentRefreshMinIntervalSeconds * 1000 });
     live.agents = agents;
     await agents.refresh();
+    const tombstones = new TombstonePruner({ datastore, clock, retentionSeconds: config.tombstoneRetentionSeconds,
+      revisions: () => ({ entries: entries.currentRevision, agents: agents.currentRevision }) });
 
     // TLS: the server presents its own X509-SVID and trusts the bundle's authorities for agent certificates.
     const tls = new InMemoryCertificateProvider();
@@ -165,6 +168,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       await agents.refresh();
       bundleCache.invalidate(); // federated bundles written by other servers sharing the datastore
       await datastore.pruneJoinTokens(clock.now());
+      const pruned = await tombstones.run();
+      if (pruned.entries + pruned.agents > 0) logger.info(pruned, 'pruned tombstones older than tombstone_retention');
       const published = new Set(ca.status().filter((s) => s.kind === 'x509' && !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
       const due = clock.nowMs() >= serverSvidRenewAt || !servingCaId;
       // Its CA left the bundle and another one signs now (re-minting from the same withheld CA would change nothing).

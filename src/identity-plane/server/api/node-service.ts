@@ -140,7 +140,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     // pull the feed once before refusing; bans and evictions already cached refuse without a read.
     let agent = agents.get(id.toString());
     if (!agent || (!agent.banned && !accepts(agent))) {
-      await agents.refresh();
+      await agents.refreshForUnknown();
       agent = agents.get(id.toString());
     }
     if (!agent) {
