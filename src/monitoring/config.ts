@@ -85,6 +85,10 @@ export interface MonitoringConfig {
     workloadApiErrorRatio: number;
     /** Exporter source errors per 15 minutes. */
     exporterSourceErrors: number;
+    /** Agent calls a server refuses or drops at admission (signing queue full, deadline passed), per second over 5 minutes. */
+    serverAdmissionRefusalsPerSecond: number;
+    /** p99 of SyncAuthorizedEntries at a server above this (seconds); agents sync every 5 s by default. */
+    serverSyncLatencySeconds: number;
   };
   /** `for` of each alert by name; `forOverride` replaces them all (integration tests use seconds). */
   alertFor: Record<string, string>;
@@ -142,6 +146,8 @@ export function defaultConfig(): MonitoringConfig {
       issuanceLatencySeconds: 0.5,
       workloadApiErrorRatio: 0.05,
       exporterSourceErrors: 5,
+      serverAdmissionRefusalsPerSecond: 0.1,
+      serverSyncLatencySeconds: 1,
     },
     alertFor: {
       SvidscopeServerDown: '2m',
@@ -158,6 +164,7 @@ export function defaultConfig(): MonitoringConfig {
       SvidscopeProbeClockSkew: '5m',
       SvidscopeProberDown: '5m',
       SvidscopeExporterScrapeErrors: '15m',
+      SvidscopeServerSaturated: '10m',
     },
     alertmanager: {
       pageWebhookUrl: 'http://127.0.0.1:9095/page',
