@@ -100,6 +100,10 @@ export interface MonitoringConfig {
     upstreamAuthorityExpiryTicketSeconds: number;
     /** Upstream authority closer than this to expiry: page. */
     upstreamAuthorityExpiryPageSeconds: number;
+    /** Agent calls a server refuses or drops at admission (signing queue full, deadline passed), per second over 5 minutes. */
+    serverAdmissionRefusalsPerSecond: number;
+    /** p99 of SyncAuthorizedEntries at a server above this (seconds); agents sync every 5 s by default. */
+    serverSyncLatencySeconds: number;
   };
   /** `for` of each alert by name; `forOverride` replaces them all (integration tests use seconds). */
   alertFor: Record<string, string>;
@@ -161,6 +165,8 @@ export function defaultConfig(): MonitoringConfig {
       workloadApiRefusals: 0,
       upstreamAuthorityExpiryTicketSeconds: 30 * 86400,
       upstreamAuthorityExpiryPageSeconds: 7 * 86400,
+      serverAdmissionRefusalsPerSecond: 0.1,
+      serverSyncLatencySeconds: 1,
     },
     alertFor: {
       SvidscopeServerDown: '2m',
@@ -181,6 +187,7 @@ export function defaultConfig(): MonitoringConfig {
       // key compromise; SvidscopeTaintedSvidsHeld waits slos.taintClear.thresholdSeconds (set in resolveConfig)
       SvidscopeAuthorityActivationOverdue: '10m',
       SvidscopeUpstreamAuthorityNearExpiry: '15m',
+      SvidscopeServerSaturated: '10m',
     },
     alertmanager: {
       pageWebhookUrl: 'http://127.0.0.1:9095/page',

@@ -9,6 +9,7 @@ import { stringify } from 'yaml';
 import type { MonitoringConfig, Severity } from './config.js';
 import { by, durationSeconds, humanDuration, m, num } from './promql.js';
 import { slos } from './slos.js';
+import { serverLoadAlerts } from './server-load.js';
 
 export interface RecordingRule {
   record: string;
@@ -84,6 +85,7 @@ export function alertGroups(c: MonitoringConfig): RuleGroup<AlertRule>[] {
     { name: 'svidscope-identity-plane', ...interval(c), rules: identityPlaneAlerts(c) },
     { name: 'svidscope-observability', ...interval(c), rules: observabilityAlerts(c) },
     { name: 'svidscope-key-compromise', ...interval(c), rules: keyCompromiseAlerts(c) },
+    { name: 'svidscope-server-load', ...interval(c), rules: serverLoadAlerts(c) },
   ];
 }
 
@@ -104,7 +106,7 @@ interface Symptom {
   description: string;
 }
 
-function symptom(c: MonitoringConfig, s: Symptom): AlertRule {
+export function symptom(c: MonitoringConfig, s: Symptom): AlertRule {
   const f = c.forOverride ?? c.alertFor[s.alert];
   if (!f) throw new Error(`monitoring config: no alertFor.${s.alert}`);
   return { alert: s.alert, expr: s.expr, for: f, labels: { severity: s.severity }, annotations: { summary: s.summary, description: s.description, runbook_url: runbookUrl(c, s.alert) }, signal: s.signal };

@@ -7,6 +7,7 @@ import type { MonitoringConfig } from './config.js';
 import { humanDuration } from './promql.js';
 import { allAlerts } from './rules.js';
 import { slos } from './slos.js';
+import { serverLoadRunbooks } from './server-load.js';
 
 export interface Runbook {
   meaning: string;
@@ -267,6 +268,7 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       verify: ['Errors stop increasing; every source `up`.'],
       experiment: { file: 'experiments/exporter-source-loss.yaml', what: 'delete the exporter\'s registration entry on agent-2', proves: true },
     },
+    ...serverLoadRunbooks(c),
     ...keyCompromiseRunbooks(c, burn),
   };
 }

@@ -5,6 +5,10 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { latestSchemaVersion, type Datastore } from '../../src/identity-plane/server/datastore/index.js';
+import { FakeClock } from '../../src/common/clock.js';
+import { AgentCache } from '../../src/identity-plane/server/registration/agent-cache.js';
+import { EntryCache } from '../../src/identity-plane/server/registration/entry-cache.js';
+import { TombstonePruner } from '../../src/identity-plane/server/registration/tombstone-pruner.js';
 import { at, expectCode, newAgent, newBundle, newCaKey, newEntry, T0 } from './fixtures.js';
 
 export type StoreOpener = () => Promise<Datastore>;
@@ -197,6 +201,39 @@ export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpe
         expect(await ds.listAgentsChangedSince(delta.revision)).toMatchObject({ fullResync: true });
         expect((await ds.listAgentsChangedSince(back.revision + 100)).changed).toHaveLength(2);
         expect((await ds.listAgentsChangedSince(back.revision)).fullResync).toBe(false);
+      });
+
+      it('prunes agent and entry tombstones once older than the retention, on the schedule of the server tick', async () => {
+        const clock = new FakeClock(T0);
+        const agents = new AgentCache(ds, { clock });
+        const entries = new EntryCache(ds, 'spiffe://example.org/spire/server');
+        const pruner = new TombstonePruner({ datastore: ds, clock, retentionSeconds: 3600, revisions: () => ({ entries: entries.currentRevision, agents: agents.currentRevision }) });
+        const tick = async () => {
+          await entries.refresh();
+          await agents.refresh();
+          return pruner.run();
+        };
+        const gone = await ds.createAgent(newAgent({ spiffeId: 'spiffe://example.org/spire/agent/join_token/gone' }), T0);
+        const entry = await ds.createEntry(newEntry(), T0);
+        await ds.deleteAgent(gone.spiffeId);
+        await ds.deleteEntry(entry.id);
+        const before = (await ds.listAgentsChangedSince(gone.revision)).revision;
+        expect(await tick()).toEqual({ entries: 0, agents: 0 }); // seen now, not old enough
+        clock.advance(3599_000);
+        expect(await tick()).toEqual({ entries: 0, agents: 0 });
+        // A reader that pulled just before the deletion still gets them as tombstones.
+        expect((await ds.listAgentsChangedSince(gone.revision)).deletedIds).toEqual([gone.spiffeId]);
+        const later = await ds.createAgent(newAgent({ spiffeId: 'spiffe://example.org/spire/agent/join_token/later' }), at(3599));
+        await ds.deleteAgent(later.spiffeId); // a newer tombstone, not yet due
+        clock.advance(1000);
+        expect(await tick()).toEqual({ entries: 1, agents: 1 });
+        expect(await tick()).toEqual({ entries: 0, agents: 0 }); // nothing twice
+        // That reader is now behind the pruned tombstones: it must reload the full set, and the newer tombstone stays.
+        expect(await ds.listAgentsChangedSince(gone.revision)).toMatchObject({ fullResync: true });
+        expect((await ds.listAgentsChangedSince(before)).deletedIds).toEqual([later.spiffeId]);
+        clock.advance(3600_000);
+        expect((await tick()).agents).toBe(1);
+        expect(await ds.listAgentsChangedSince(before)).toMatchObject({ fullResync: true });
       });
 
       it('keeps the serial a renewal replaced, with its deadline, until the next update clears it', async () => {

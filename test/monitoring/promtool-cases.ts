@@ -215,3 +215,18 @@ export function expectedAlerts(rules: AlertRule[], k: AlertCase): { exp_labels: 
     };
   });
 }
+
+/** SvidscopeServerSaturated: admission refusals or slow syncs at a server (kept apart from symptomCases). */
+export function serverLoadCases(): AlertCase[] {
+  const srv = { cluster: 'c1', trust_domain: 'example.org', instance: L.srv.instance };
+  const refusals = (limit: string, values: string) => s('svidscope_server_limit_refusals_total', { ...L.srv, limit }, values);
+  const syncBuckets = (slowFrom: string) => ['0.1', '1', '2.5', '+Inf'].map((le) =>
+    s('svidscope_server_api_request_duration_seconds_bucket', { ...L.srv, service: 'node', method: 'SyncAuthorizedEntries', le }, Number(le) < Number(slowFrom) ? '0x40' : '0+60x40'));
+  return [
+    { alert: 'SvidscopeServerSaturated', name: 'signing queue full: 1 refusal a second', series: [refusals('signing_queue_max_csrs', '0+60x40'), refusals('expired_deadline', '0x40'), ...syncBuckets('0.1')], evalTime: '30m', firing: [{ labels: srv, value: 1 }] },
+    { alert: 'SvidscopeServerSaturated', name: 'calls dropped past their deadline', series: [refusals('expired_deadline', '0+30x40'), ...syncBuckets('0.1')], evalTime: '30m', firing: [{ labels: srv, value: 0.5 }] },
+    { alert: 'SvidscopeServerSaturated', name: 'every sync between 1 s and 2.5 s', series: [...syncBuckets('2.5')], evalTime: '30m', firing: [{ labels: srv, value: 2.485 }] },
+    { alert: 'SvidscopeServerSaturated', name: 'fast syncs, a few refusals', series: [refusals('signing_queue_max_csrs', '0+1x40'), ...syncBuckets('0.1')], evalTime: '30m', firing: [] },
+    { alert: 'SvidscopeServerSaturated', name: 'JWT audience refusals are not saturation', series: [refusals('jwt_audience_max_count', '0+600x40'), ...syncBuckets('0.1')], evalTime: '30m', firing: [] },
+  ];
+}

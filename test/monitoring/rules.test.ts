@@ -14,7 +14,7 @@ import { loadExperimentFile, loadSuite } from '../../src/chaos/experiment/valida
 import { slos } from '../../src/monitoring/slos.js';
 import { num } from '../../src/monitoring/promql.js';
 import { LIFETIME_BUCKETS } from '../../src/exporter/names.js';
-import { burnCases, expectedAlerts, keyCompromiseCases, symptomCases, sloSeries, ticketCase, type AlertCase } from './promtool-cases.js';
+import { burnCases, expectedAlerts, keyCompromiseCases, serverLoadCases, symptomCases, sloSeries, ticketCase, type AlertCase } from './promtool-cases.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const work = mkdtempSync(path.join(tmpdir(), 'svidscope-promtool-'));
@@ -25,7 +25,7 @@ const rules = allAlerts(c);
 const ruleFiles = [RULE_FILES.recording, RULE_FILES.alerting].map((f) => path.join(root, f));
 
 function alertCases(): AlertCase[] {
-  return [...slos(c).flatMap((s) => [...burnCases(s.name, s.alert), ticketCase(s.name, s.alert, s.target)]), ...symptomCases(), ...keyCompromiseCases()];
+  return [...slos(c).flatMap((s) => [...burnCases(s.name, s.alert), ticketCase(s.name, s.alert, s.target)]), ...symptomCases(), ...keyCompromiseCases(), ...serverLoadCases()];
 }
 
 function promtoolTestFile(cases: AlertCase[], recording: boolean): Record<string, unknown> {

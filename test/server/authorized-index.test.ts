@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { authorizedEntries, type AuthorizableEntry } from '../../src/identity-plane/server/registration/authorized.js';
 import { AuthorizationIndex } from '../../src/identity-plane/server/registration/authorized-index.js';
+import { seededRandom } from '../support/prng.js';
 
 // Property test: the incrementally maintained index must give exactly the set the original
 // full computation (`authorizedEntries`, kept as the oracle) gives, after every change of a
@@ -9,17 +10,7 @@ import { AuthorizationIndex } from '../../src/identity-plane/server/registration
 const SERVER = 'spiffe://example.org/spire/server';
 const NOW = 1_700_000_000_000;
 
-/** Small deterministic PRNG so a failure reproduces from its seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+const rng = seededRandom;
 
 const AGENTS = ['a0', 'a1', 'a2', 'a3'].map((a) => `spiffe://example.org/spire/agent/${a}`);
 const SELECTORS = ['k:1', 'k:2', 'k:3', 'zone:x'].map((s) => ({ type: s.split(':')[0]!, value: s.split(':')[1]! }));

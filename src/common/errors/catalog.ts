@@ -136,6 +136,10 @@ export const errorCatalog = {
   'unavailable': { meaning: 'a dependency is unreachable; retry later', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
   'internal': { meaning: 'an unexpected fault; see the logs', grpc: GrpcStatus.INTERNAL, exit: ExitCode.INTERNAL, http: 500 },
 
+  // Server load (admission control of the agent API)
+  'server-overloaded': { meaning: 'the server has as many CSRs waiting to be signed as signing_queue_max_csrs allows; retry later', grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: ExitCode.REMOTE, http: 503 },
+  'deadline-expired': { meaning: 'the call\'s deadline passed (or it was cancelled) before the server began the work; nothing was done', grpc: GrpcStatus.DEADLINE_EXCEEDED, exit: ExitCode.REMOTE, http: 504 },
+
   // Datastore
   'bundle-sequence-regressed': { meaning: 'the bundle sequence number is lower than the stored one', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
   'entry-revision-conflict': { meaning: 'the entry changed since the revision the update was based on', grpc: GrpcStatus.ABORTED, exit: ExitCode.REMOTE, http: 409 },

@@ -8,6 +8,7 @@ import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
 import { readFederationConfig, type FederationConfig } from './federation/config.js';
+import { DEFAULT_SIGNING_QUEUE_MAX_CSRS } from './api/admission.js';
 
 /** The server's whole configuration; every field has a default documented in the README. */
 export interface ServerConfig {
@@ -39,6 +40,12 @@ export interface ServerConfig {
   agentRenewalGraceSeconds: number;
   /** Limits on the audiences of one NewJWTSVID request (`jwt_audience_max_count`, `jwt_audience_max_bytes`). */
   jwtAudience: JwtAudienceLimits;
+  /** CSRs admitted for signing and not signed yet, across calls (`signing_queue_max_csrs`); more are refused with server-overloaded. */
+  signingQueueMaxCsrs: number;
+  /** How long entry and agent tombstones are kept for servers that lag behind the change feeds (`tombstone_retention`), seconds. */
+  tombstoneRetentionSeconds: number;
+  /** Least time between two agent-feed pulls caused by callers the agent view does not know (`agent_refresh_min_interval`), seconds. */
+  agentRefreshMinIntervalSeconds: number;
   /** `spiffe_refresh_hint` published in the bundle, seconds. */
   bundleRefreshHintSeconds: number;
   /** Bundle endpoint and federation relationships (`federation` section); always set by buildServerConfig. */
@@ -108,9 +115,12 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
     maxCount: r.number('jwt_audience_max_count', DEFAULT_JWT_AUDIENCE_LIMITS.maxCount, { min: 1, max: 1024 }),
     maxBytes: r.number('jwt_audience_max_bytes', DEFAULT_JWT_AUDIENCE_LIMITS.maxBytes, { min: 1, max: 65536 }),
   };
+  const tombstoneRetentionSeconds = duration(r, 'tombstone_retention', '24h');
+  const agentRefreshMinIntervalSeconds = duration(r, 'agent_refresh_min_interval', '1s');
+  const signingQueueMaxCsrs = r.number('signing_queue_max_csrs', DEFAULT_SIGNING_QUEUE_MAX_CSRS, { min: 1, max: 1_000_000 });
   const federation = readFederationConfig(r.section('federation'));
   r.rejectUnknown();
-  for (const [name, value] of [['default_x509_svid_ttl', defaultX509SvidTtlSeconds], ['default_jwt_svid_ttl', defaultJwtSvidTtlSeconds], ['agent_ttl', agentTtlSeconds]] as const) {
+  for (const [name, value] of [['default_x509_svid_ttl', defaultX509SvidTtlSeconds], ['default_jwt_svid_ttl', defaultJwtSvidTtlSeconds], ['agent_ttl', agentTtlSeconds], ['tombstone_retention', tombstoneRetentionSeconds]] as const) {
     if (value <= 0) r.fail(name, 'must be positive');
   }
   return {
@@ -118,7 +128,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
     ca: { keyType, jwtKeyType, ttlSeconds, prepareFraction, activateFraction, checkIntervalSeconds,
       upstream: certFile && keyFile ? { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) } : undefined },
     defaultX509SvidTtlSeconds, defaultJwtSvidTtlSeconds, agentTtlSeconds, cacheReloadSeconds, bundleRefreshHintSeconds, federation,
-    agentRenewalGraceSeconds, jwtAudience,
+    agentRenewalGraceSeconds, jwtAudience, signingQueueMaxCsrs, tombstoneRetentionSeconds, agentRefreshMinIntervalSeconds,
   };
 }
 

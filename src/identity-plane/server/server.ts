@@ -27,6 +27,7 @@ import { BundleCache, observeBundleWrites } from './bundle/bundle-cache.js';
 import { openDatastore } from './datastore/index.js';
 import type { Datastore } from './datastore/types.js';
 import { AgentCache } from './registration/agent-cache.js';
+import { TombstonePruner } from './registration/tombstone-pruner.js';
 import { EntryCache } from './registration/entry-cache.js';
 import { SERVER_ID_PATH } from './registration/validate.js';
 import { createServerTelemetry } from './telemetry.js';
@@ -99,9 +100,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const entries = new EntryCache(datastore, spiffeIdFromPath(td, SERVER_ID_PATH).toString());
     live.entries = entries;
     await entries.refresh();
-    const agents = new AgentCache(datastore);
+    const agents = new AgentCache(datastore, { clock, minUnknownRefreshIntervalMs: config.agentRefreshMinIntervalSeconds * 1000 });
     live.agents = agents;
     await agents.refresh();
+    const tombstones = new TombstonePruner({ datastore, clock, retentionSeconds: config.tombstoneRetentionSeconds,
+      revisions: () => ({ entries: entries.currentRevision, agents: agents.currentRevision }) });
 
     // TLS: the server presents its own X509-SVID and trusts the bundle's authorities for agent certificates.
     const tls = new InMemoryCertificateProvider();
@@ -132,7 +135,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const nodeServer = new grpc.Server();
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, bundleCache, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
-      agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience,
+      agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience, signingQueueMaxCsrs: config.signingQueueMaxCsrs,
       observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer }));
     const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
     const { host, port } = checkHostPort(config.bind, 'bind');
@@ -169,6 +172,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       await agents.refresh();
       bundleCache.invalidate(); // federated bundles written by other servers sharing the datastore
       await datastore.pruneJoinTokens(clock.now());
+      const pruned = await tombstones.run();
+      if (pruned.entries + pruned.agents > 0) logger.info(pruned, 'pruned tombstones older than tombstone_retention');
       const x509 = ca.status().filter((s) => s.kind === 'x509');
       const published = new Set(x509.filter((s) => !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
       const tainted = new Set(x509.filter((s) => s.tainted).map((s) => s.id));

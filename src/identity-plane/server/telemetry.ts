@@ -10,6 +10,7 @@ import type { CaManager } from './ca/manager.js';
 import type { Datastore } from './datastore/types.js';
 import type { AgentCache } from './registration/agent-cache.js';
 import type { EntryCache } from './registration/entry-cache.js';
+import { ADMISSION_LIMITS } from './api/admission.js';
 
 export const VERSION = '0.1.0';
 
@@ -44,6 +45,8 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   const attestations = counter(registry, F.attestations);
   const agentRefusals = counter(registry, F.agentAuthRefusals);
   const limitRefusals = counter(registry, F.limitRefusals);
+  // The admission limits exist from the start, so saturation alerts and panels read 0, not "no data".
+  for (const limit of Object.values(ADMISSION_LIMITS)) limitRefusals.inc({ limit }, 0);
   const dsDuration = histogram(registry, F.datastoreDuration);
   const agentEntries = histogram(registry, F.agentAuthorizedEntries);
   const entrySyncs = counter(registry, F.entrySyncs);

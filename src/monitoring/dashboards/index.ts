@@ -8,6 +8,7 @@ import type { MonitoringConfig } from '../config.js';
 import { num } from '../promql.js';
 import { slos } from '../slos.js';
 import { buildDashboard, f, fs, type DashboardSpec, type PanelSpec, type RowSpec } from './common.js';
+import { serverLoadRow } from '../server-load.js';
 
 const RI = '$__rate_interval';
 
@@ -122,6 +123,7 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
             queries: [{ expr: `min by (${td}) (svidscope_exporter_earliest_expiry_timestamp_seconds${f(c, 'exporter', {}, 'kind="x509_svid"')}) - time()`, legend: '{{' + td + '}}' }] },
         ],
       },
+      serverLoadRow(c),
     ],
   };
 

@@ -1,12 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { SpanAttr, withSpan } from '../../../common/telemetry/tracing.js';
-import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
-import { certificateFacts } from '../../spiffe/internal/x509.js';
 import { checkJwtAudienceLimits, mintJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import { parseCsr } from '../../spiffe/mint/csr.js';
 import type { CaManager } from '../ca/manager.js';
@@ -17,6 +15,8 @@ import type { AgentCache } from '../registration/agent-cache.js';
 import type { BundleCache } from '../bundle/bundle-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { StatusError, toNumber, unary } from './grpc.js';
+import { normalSerial, PeerIdentityCache } from './peer-identity.js';
+import { Admission, DEFAULT_SIGNING_QUEUE_MAX_CSRS, SIGNING_SLICE } from './admission.js';
 import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
 
 export interface NodeServiceDeps {
@@ -36,6 +36,8 @@ export interface NodeServiceDeps {
   agentRenewalGraceSeconds: number;
   /** Limits on the audiences of one NewJWTSVID request. */
   jwtAudience: JwtAudienceLimits;
+  /** Bound on CSRs admitted for signing and not signed yet (`signing_queue_max_csrs`). */
+  signingQueueMaxCsrs?: number;
   /** Called after each request with its outcome (telemetry). */
   observe?: (method: string, code: grpc.status, seconds: number) => void;
   events?: NodeServiceEvents;
@@ -74,10 +76,6 @@ function reasonOf(err: unknown): string {
   return 'internal';
 }
 
-/** A certificate serial as lowercase hex without leading zeros, however it was written. */
-function normalSerial(hex: string): string {
-  return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(16) : hex.toLowerCase();
-}
 
 /** The three ways an agent is refused at authentication, worded once (agents match "evicted|not attested"). */
 const refusal = {
@@ -105,6 +103,8 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     unary(logger, method, fn, deps.observe, deps.tracer);
 
   const ev = deps.events ?? {};
+  const peers = new PeerIdentityCache(trustDomain);
+  const admission = new Admission({ signingQueueMaxCsrs: deps.signingQueueMaxCsrs ?? DEFAULT_SIGNING_QUEUE_MAX_CSRS, limitHit: (l) => ev.limitHit?.(l) });
   const checkCsr = (csrBytes: Buffer) => {
     try {
       const csr = parseCsr(csrBytes);
@@ -133,27 +133,14 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
    * Returns the serial presented too (a renewal keeps it acceptable for the grace window).
    */
   const authenticate = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<AttestedAgent & { presentedSerial: string }> => {
-    const peer = call.getAuthContext()?.sslPeerCertificate;
-    if (!peer?.raw) throw new StatusError(grpc.status.UNAUTHENTICATED, 'an agent X.509-SVID signed by this trust domain is required');
-    const cert = new X509Certificate(peer.raw);
-    const uris = certificateFacts(cert).uriSans;
-    let id: SpiffeId;
-    try {
-      id = parseSpiffeId(uris[0] ?? '');
-    } catch {
-      throw new StatusError(grpc.status.UNAUTHENTICATED, 'the client certificate holds no valid SPIFFE ID');
-    }
-    if (uris.length !== 1 || !id.memberOf(trustDomain) || !id.path.startsWith('/spire/agent/')) {
-      throw new StatusError(grpc.status.UNAUTHENTICATED, `${id} is not an agent of trust domain ${trustDomain.name}`);
-    }
-    const presented = normalSerial(cert.serialNumber);
+    const { id, serial: presented } = peers.resolve(call.getAuthContext()?.sslPeerCertificate);
     const accepts = (a: AttestedAgent) => acceptsSerial(a, presented, clock.nowMs());
     // The cached record decides in the steady state. A miss or a serial it does not know may be a
     // change this server has not pulled yet (an attestation or renewal through another server), so
     // pull the feed once before refusing; bans and evictions already cached refuse without a read.
     let agent = agents.get(id.toString());
     if (!agent || (!agent.banned && !accepts(agent))) {
-      await agents.refresh();
+      await agents.refreshForUnknown();
       agent = agents.get(id.toString());
     }
     if (!agent) {
@@ -199,7 +186,8 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
   };
 
   return {
-    AttestAgent: wrap('AttestAgent', async (req: { attestation_type: string; payload: Buffer; csr: Buffer }) => {
+    AttestAgent: wrap('AttestAgent', async (req: { attestation_type: string; payload: Buffer; csr: Buffer }, call) => {
+      admission.checkDeadline(call);
       try {
         const res = await attest(req);
         ev.attestation?.(req.attestation_type || 'none', 'success', 'none');
@@ -211,6 +199,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     }),
 
     RenewAgent: wrap('RenewAgent', async (req: { csr: Buffer }, call) => {
+      admission.checkDeadline(call);
       const agent = await authenticate(call);
       if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
       // The write starts from the stored record, not the cached one: a ban through another server not
@@ -240,6 +229,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     }),
 
     SyncAuthorizedEntries: wrap('SyncAuthorizedEntries', async (req: { known_revision: string }, call) => {
+      admission.checkDeadline(call);
       const agent = await authenticate(call);
       const list = await authorized(agent);
       const revision = Math.max(0, ...list.map((e) => e.revision));
@@ -255,13 +245,13 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     }),
 
     BatchNewX509SVID: wrap('BatchNewX509SVID', async (req: { params: { entry_id: string; csr: Buffer }[] }, call) => {
+      admission.checkDeadline(call);
       const agent = await authenticate(call);
       if (req.params.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'no CSR in the batch');
       if (req.params.length > MAX_BATCH) throw new StatusError(grpc.status.INVALID_ARGUMENT, `at most ${MAX_BATCH} CSRs per batch`);
       const list = await authorized(agent);
       const byId = new Map(list.map((e) => [e.id, e]));
-      return withSpan(deps.tracer, 'svidscope.server/mint x509-svid batch', { [SpanAttr.svidType]: 'x509', [SpanAttr.count]: req.params.length, [SpanAttr.trustDomain]: trustDomain.name }, async () => {
-      const results = req.params.map((p) => {
+      const signOne = (p: { entry_id: string; csr: Buffer }) => {
         const start = process.hrtime.bigint();
         const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
         const entry = byId.get(p.entry_id);
@@ -283,12 +273,31 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
           if (!isSvidscopeError(err)) logger.error({ err, entryId: entry.id }, 'failed to sign X509-SVID');
           return { status_code: code, status_message: isSvidscopeError(err) ? err.message : 'failed to sign X509-SVID' };
         }
-      });
-      return { results };
-      });
+      };
+      const release = admission.reserve(req.params.length);
+      try {
+        return await withSpan(deps.tracer, 'svidscope.server/mint x509-svid batch', { [SpanAttr.svidType]: 'x509', [SpanAttr.count]: req.params.length, [SpanAttr.trustDomain]: trustDomain.name }, async () => {
+          // Signed in slices with a yield between them, so one large batch does not hold the event
+          // loop (other agents' syncs wait behind it) and a caller that gave up stops the work.
+          const results: ReturnType<typeof signOne>[] = [];
+          for (let at = 0; at < req.params.length; at += SIGNING_SLICE) {
+            if (at > 0) {
+              await new Promise<void>((resolve) => setImmediate(resolve));
+              admission.checkDeadline(call);
+            }
+            const slice = req.params.slice(at, at + SIGNING_SLICE);
+            for (const p of slice) results.push(signOne(p));
+            release(slice.length);
+          }
+          return { results };
+        });
+      } finally {
+        release();
+      }
     }),
 
     NewJWTSVID: wrap('NewJWTSVID', async (req: { entry_id: string; audience: string[] }, call) => {
+      admission.checkDeadline(call);
       const agent = await authenticate(call);
       const audience = (req.audience ?? []).filter((a) => a !== '');
       if (audience.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'at least one audience is required');

@@ -1,4 +1,14 @@
+import { systemClock, type Clock } from '../../../common/clock.js';
 import type { AttestedAgent, Datastore } from '../datastore/types.js';
+
+/** Default of `agent_refresh_min_interval`: pulls an unknown caller can cause, at most one per this many ms. */
+export const DEFAULT_AGENT_REFRESH_MIN_INTERVAL_MS = 1000;
+
+export interface AgentCacheOptions {
+  readonly clock?: Clock;
+  /** Least time between two pulls that callers unknown to the view trigger (refreshForUnknown). */
+  readonly minUnknownRefreshIntervalMs?: number;
+}
 
 /**
  * The server's in-memory view of attested agents, kept current from the datastore's agent change
@@ -13,8 +23,18 @@ export class AgentCache {
   private loaded = false;
   private inflight: Promise<void> | undefined;
   private again = false;
+  private lastPullStartMs = -Infinity;
+  private scheduled: Promise<void> | undefined;
+  private readonly clock: Clock;
+  private readonly minUnknownRefreshIntervalMs: number;
 
-  constructor(private readonly datastore: Datastore) {}
+  constructor(
+    private readonly datastore: Datastore,
+    options: AgentCacheOptions = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.minUnknownRefreshIntervalMs = options.minUnknownRefreshIntervalMs ?? DEFAULT_AGENT_REFRESH_MIN_INTERVAL_MS;
+  }
 
   get currentRevision(): number {
     return this.revision;
@@ -58,7 +78,29 @@ export class AgentCache {
     return this.inflight;
   }
 
+  /**
+   * A refresh for a caller the view does not know (no record, or a serial it has not seen): it may
+   * have attested or renewed through another server since the last pull. Any client with an old
+   * SVID can ask for this, so it is single-flight and rate-limited: callers arriving within
+   * `minUnknownRefreshIntervalMs` of the last pull's start share one pull scheduled at the end of
+   * that interval. A flood of stale-serial calls then costs at most one datastore read per
+   * interval, and a genuinely new agent waits at most that long.
+   */
+  refreshForUnknown(): Promise<void> {
+    if (this.scheduled) return this.scheduled;
+    const wait = this.lastPullStartMs + this.minUnknownRefreshIntervalMs - this.clock.nowMs();
+    if (wait <= 0) return this.refresh();
+    this.scheduled = new Promise<void>((resolve) => {
+      this.clock.setTimeout(resolve, wait);
+    }).then(() => {
+      this.scheduled = undefined;
+      return this.refresh();
+    });
+    return this.scheduled;
+  }
+
   private async pull(): Promise<void> {
+    this.lastPullStartMs = this.clock.nowMs();
     const changes = await this.datastore.listAgentsChangedSince(this.loaded ? this.revision : 0);
     if (changes.fullResync || !this.loaded) this.agents.clear();
     for (const a of changes.changed) this.agents.set(a.spiffeId, a);

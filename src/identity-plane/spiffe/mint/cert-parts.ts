@@ -116,7 +116,7 @@ function ia5(s: string): Buffer {
 // Fixed SPKI heads (RFC 5480 for EC, RFC 3279 for RSA). Node's `export({ type: 'spki' })` goes
 // through OpenSSL 3's generic encoder lookup and costs ~100 µs, five times an ECDSA signature;
 // the JWK and PKCS#1 exports read the key directly (~1-3 µs), and the rest is fixed bytes.
-const EC_P256_HEAD = sequence(oid('1.2.840.10045.2.1'), oid('1.2.840.10045.3.1.7'));
+export const EC_P256_HEAD = sequence(oid('1.2.840.10045.2.1'), oid('1.2.840.10045.3.1.7'));
 const EC_P384_HEAD = sequence(oid('1.2.840.10045.2.1'), oid('1.3.132.0.34'));
 const RSA_HEAD = sequence(oid('1.2.840.113549.1.1.1'), derNull());
 const UNCOMPRESSED = Buffer.from([0x04]);

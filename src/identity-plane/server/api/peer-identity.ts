@@ -1,0 +1,71 @@
+import { X509Certificate } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
+import { certificateFacts } from '../../spiffe/internal/x509.js';
+import { StatusError } from './grpc.js';
+
+/** What an agent call's client certificate says: its agent SPIFFE ID and serial. */
+export interface PeerAgent {
+  readonly id: SpiffeId;
+  /** Lowercase hex without leading zeros. */
+  readonly serial: string;
+}
+
+/** Default bound of PeerIdentityCache: one entry per live agent SVID of a large fleet, plus renewals. */
+export const DEFAULT_PEER_IDENTITY_CACHE_SIZE = 32_768;
+
+/**
+ * The agent identity in a verified client certificate, decoded once per certificate rather than
+ * once per call. An agent keeps one connection and one SVID for many calls, and decoding the
+ * certificate (X509Certificate plus an ASN.1 walk for the SAN) cost as much server CPU as a
+ * signature on every sync and issuance call. Keyed by the certificate's SHA-256 fingerprint,
+ * which TLS already computed; bounded, oldest first out. Only the decoding is cached: whether
+ * the agent is still attested, banned, or on this serial is decided per call from the agent view.
+ */
+export class PeerIdentityCache {
+  private readonly byFingerprint = new Map<string, PeerAgent>();
+
+  constructor(
+    private readonly trustDomain: TrustDomain,
+    private readonly maxSize = DEFAULT_PEER_IDENTITY_CACHE_SIZE,
+  ) {}
+
+  get size(): number {
+    return this.byFingerprint.size;
+  }
+
+  /** The caller's agent identity; UNAUTHENTICATED when the certificate names no agent of this trust domain. */
+  resolve(peer: PeerCertificate | undefined): PeerAgent {
+    if (!peer?.raw) throw new StatusError(grpc.status.UNAUTHENTICATED, 'an agent X.509-SVID signed by this trust domain is required');
+    const key = peer.fingerprint256;
+    const known = key ? this.byFingerprint.get(key) : undefined;
+    if (known) return known;
+    const agent = this.decode(peer.raw);
+    if (key) {
+      if (this.byFingerprint.size >= this.maxSize) this.byFingerprint.delete(this.byFingerprint.keys().next().value as string);
+      this.byFingerprint.set(key, agent);
+    }
+    return agent;
+  }
+
+  private decode(der: Buffer): PeerAgent {
+    const cert = new X509Certificate(der);
+    const uris = certificateFacts(cert).uriSans;
+    let id: SpiffeId;
+    try {
+      id = parseSpiffeId(uris[0] ?? '');
+    } catch {
+      throw new StatusError(grpc.status.UNAUTHENTICATED, 'the client certificate holds no valid SPIFFE ID');
+    }
+    if (uris.length !== 1 || !id.memberOf(this.trustDomain) || !id.path.startsWith('/spire/agent/')) {
+      throw new StatusError(grpc.status.UNAUTHENTICATED, `${id} is not an agent of trust domain ${this.trustDomain.name}`);
+    }
+    return { id, serial: normalSerial(cert.serialNumber) };
+  }
+}
+
+/** A certificate serial as lowercase hex without leading zeros, however it was written. */
+export function normalSerial(hex: string): string {
+  return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(16) : hex.toLowerCase();
+}
