@@ -1,5 +1,7 @@
+import type { Clock } from '../common/clock.js';
 import type { Experiment, ExpectedAlert } from './experiment/schema.js';
 import type { AlertRecord, Journal } from './journal.js';
+import { sleep } from './proc.js';
 import type { AlertmanagerClient, PrometheusClient } from './prometheus.js';
 
 /** Clock slack when telling alerts raised by this run from older ones (Prometheus and the harness share a host). */
@@ -24,6 +26,7 @@ export class AlertWatch {
     private readonly prometheus: PrometheusClient | undefined,
     private readonly alertmanager: AlertmanagerClient | undefined,
     private readonly progress: (line: string) => void,
+    private readonly clock: Clock,
   ) {
     this.alerts = exp.expectedAlerts.map((a) => ({ spec: a, name: a.name, labels: a.labels, within_seconds: a.withinMs / 1000, fired: false, checked_alertmanager: !!alertmanager }));
   }
@@ -58,7 +61,7 @@ export class AlertWatch {
 
   /** Records the first injection (later ones keep it) and starts polling. */
   injected(): void {
-    this.firstInjection ??= Date.now();
+    this.firstInjection ??= this.clock.nowMs();
     this.startPoller();
   }
 
@@ -78,7 +81,7 @@ export class AlertWatch {
 
   /** Every expected alert either fired or had its whole window. */
   settled(): boolean {
-    return this.alerts.every((a) => this.reported(a) || (this.firstInjection !== undefined && Date.now() - this.firstInjection > a.spec.withinMs));
+    return this.alerts.every((a) => this.reported(a) || (this.firstInjection !== undefined && this.clock.nowMs() - this.firstInjection > a.spec.withinMs));
   }
 
   /** Stops the background poller and waits for its last round. */
@@ -111,7 +114,7 @@ export class AlertWatch {
   }
 
   private async pollOnce(injectedAt: number, prometheus: PrometheusClient): Promise<void> {
-    const since = (Date.now() - injectedAt) / 1000;
+    const since = (this.clock.nowMs() - injectedAt) / 1000;
     for (const a of this.alerts) {
       try {
         if (a.prometheus_delay_seconds === undefined && (await prometheus.alerts(a.name, a.labels)).some((x) => x.state === 'firing' && this.raisedByThisRun(x.activeAt))) {
@@ -138,7 +141,7 @@ export class AlertWatch {
     this.poller = (async () => {
       while (!this.pollerDone) {
         await this.poll();
-        await new Promise((r) => setTimeout(r, this.exp.runtime.pollIntervalMs));
+        await sleep(this.exp.runtime.pollIntervalMs, undefined, this.clock);
       }
     })();
   }

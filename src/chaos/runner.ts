@@ -1,12 +1,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import type { Clock } from '../common/clock.js';
 import { AlertWatch } from './alert-watch.js';
 import type { Experiment, MethodStep } from './experiment/schema.js';
 import { faultImpl, type PreparedFault } from './faults/index.js';
+import type { FaultKindImpl } from './faults/types.js';
 import { checkHypothesis, describeTolerance, withinTolerance, type HypothesisRun } from './hypothesis.js';
 import type { Journal, FaultRecord, RollbackRecord } from './journal.js';
-import { chaosDir, Ledger, playRollback, recover } from './ledger.js';
+import { chaosDir, Ledger, playRollback, recover, type RollbackStep } from './ledger.js';
 import { ChaosMetrics, type Verdict } from './metrics.js';
 import { sleep, snapshot } from './proc.js';
 import type { AlertmanagerClient, PrometheusClient } from './prometheus.js';
@@ -18,11 +20,15 @@ export interface RunOptions {
   stack: StackView;
   prometheus?: PrometheusClient;
   alertmanager?: AlertmanagerClient;
+  /** The one source of time for the run and its faults (systemClock from the CLI). */
+  clock: Clock;
   /** Aborting (Ctrl-C, SIGTERM) stops the method; rollbacks still run. */
   signal?: AbortSignal;
   progress?: (line: string) => void;
   /** SLO objective for the error-budget figure (probe success ratio). */
   sloObjective?: number;
+  /** The fault kinds and the rollback player: the built-in kinds and the ledger's player unless a test stands in for them. */
+  faults?: { impl(step: MethodStep): FaultKindImpl; playRollback(steps: RollbackStep[]): Promise<string[]> };
 }
 
 export interface RunResult {
@@ -58,15 +64,25 @@ class Halted extends Error {
 
 /** Runs one experiment: steady state before, the method with its rollbacks, steady state after, verdict. */
 export async function runExperiment(exp: Experiment, o: RunOptions): Promise<RunResult> {
-  const run = await ExperimentRun.begin(exp, o);
+  // The run waits on o.clock's timers, and systemClock's do not hold the process open (a daemon
+  // must be free to exit): the run holds it open itself until its verdict is written.
+  const keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS);
   try {
-    if (await run.steadyStateBefore()) await run.method();
-  } catch (err) {
-    run.recordAbort(err);
+    const run = await ExperimentRun.begin(exp, o);
+    try {
+      if (await run.steadyStateBefore()) await run.method();
+    } catch (err) {
+      run.recordAbort(err);
+    }
+    await run.steadyStateAfter();
+    return await run.verdict();
+  } finally {
+    clearInterval(keepAlive);
   }
-  await run.steadyStateAfter();
-  return run.verdict();
 }
+
+/** Never fires in practice: the interval only keeps the event loop referenced. */
+const KEEP_ALIVE_MS = 2 ** 30;
 
 /** A fault injected by the method, with what it takes to undo it. */
 interface InjectedFault {
@@ -79,6 +95,7 @@ interface InjectedFault {
 /** One run of an experiment: its journal, ledger entry, metrics and expected alerts. */
 class ExperimentRun {
   private readonly progress: (line: string) => void;
+  private readonly clock: Clock;
   private readonly alerts: AlertWatch;
   // A rollback that fails may have been blocked by a fault still in place (admin calls to a server
   // starved of CPU, whose throttle is undone after them): it is tried once more after every other
@@ -100,13 +117,14 @@ class ExperimentRun {
     private readonly journal: Journal,
   ) {
     this.progress = o.progress ?? (() => undefined);
-    this.alerts = new AlertWatch(exp, o.prometheus, o.alertmanager, this.progress);
+    this.clock = o.clock;
+    this.alerts = new AlertWatch(exp, o.prometheus, o.alertmanager, this.progress, o.clock);
   }
 
   /** Names the run, replays faults an earlier harness left behind and records the run in the ledger. */
   static async begin(exp: Experiment, o: RunOptions): Promise<ExperimentRun> {
     const progress = o.progress ?? (() => undefined);
-    const t0 = new Date();
+    const t0 = o.clock.now();
     const runId = `${t0.toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${exp.id}`;
     const dir = chaosDir(o.dataDir);
     const runDir = path.join(dir, 'runs', runId);
@@ -171,21 +189,21 @@ class ExperimentRun {
     const faultId = `${i}-${step.name}`;
     let prepared: PreparedFault | undefined;
     try {
-      prepared = await faultImpl(step).prepare(step, { stack: this.o.stack, backupDir: path.join(this.dir, 'backups', runId), progress: this.progress });
+      prepared = await (this.o.faults?.impl ?? faultImpl)(step).prepare(step, { stack: this.o.stack, backupDir: path.join(this.dir, 'backups', runId), progress: this.progress, clock: this.clock });
       rec.target = prepared.target;
-      ledger.addFault(runId, { id: faultId, step: step.name, kind: step.fault, target: prepared.target, state: 'applying', injectedAt: new Date().toISOString(), rollback: prepared.rollback });
+      ledger.addFault(runId, { id: faultId, step: step.name, kind: step.fault, target: prepared.target, state: 'applying', injectedAt: this.clock.now().toISOString(), rollback: prepared.rollback });
       this.metrics.faultActive(this.exp.id, step.name, true);
       this.progress(`injecting ${step.name} [${step.fault}] on ${prepared.target} for ${step.durationMs / 1000}s${step.background ? ' in the background' : ''}`);
-      rec.injected_at = new Date().toISOString();
+      rec.injected_at = this.clock.now().toISOString();
       this.alerts.injected();
       rec.output = await prepared.apply();
       rec.status = 'succeeded';
       ledger.setFault(runId, faultId, { state: 'active' });
       if (step.background) {
-        this.background.push({ step, prepared, faultId, rec, until: Date.now() + step.durationMs });
+        this.background.push({ step, prepared, faultId, rec, until: this.clock.nowMs() + step.durationMs });
         return true;
       }
-      await this.holdFor(Date.now() + step.durationMs, step.untilAlerts);
+      await this.holdFor(this.clock.nowMs() + step.durationMs, step.untilAlerts);
       if (step.untilAlerts && this.alerts.allFired()) this.progress(`every expected alert fired: ending ${step.name} early`);
     } catch (err) {
       if (!(err instanceof Interrupted) && !(err instanceof Halted)) {
@@ -199,17 +217,17 @@ class ExperimentRun {
       return false;
     }
     await this.rollBack({ step, prepared, faultId, rec });
-    if (step.pauseAfterMs) await sleep(step.pauseAfterMs, this.o.signal);
+    if (step.pauseAfterMs) await sleep(step.pauseAfterMs, this.o.signal, this.clock);
     return true;
   }
 
   /** Holds the injected faults until `until`, or, with `untilAlerts`, until every expected alert has fired. */
   private async holdFor(until: number, untilAlerts = false): Promise<void> {
-    while (Date.now() < until && !(untilAlerts && this.alerts.allFired())) {
+    while (this.clock.nowMs() < until && !(untilAlerts && this.alerts.allFired())) {
       if (this.interrupted()) throw new Interrupted();
       await this.checkHalts();
       await this.alerts.poll();
-      await sleep(Math.min(this.exp.runtime.pollIntervalMs, Math.max(0, until - Date.now())), this.o.signal);
+      await sleep(Math.min(this.exp.runtime.pollIntervalMs, Math.max(0, until - this.clock.nowMs())), this.o.signal, this.clock);
     }
   }
 
@@ -225,9 +243,9 @@ class ExperimentRun {
 
   private async rollBack(f: InjectedFault, retry = false): Promise<void> {
     const { step, prepared, faultId, rec } = f;
-    const at = new Date();
+    const at = this.clock.now();
     try {
-      const notes = await playRollback(prepared.rollback);
+      const notes = await (this.o.faults?.playRollback ?? playRollback)(prepared.rollback);
       await prepared.release?.();
       this.ledger.removeFault(this.runId, faultId);
       this.journal.rollbacks.push({ step: step.name, status: 'succeeded', at: at.toISOString(), notes: retry ? ['second attempt, after the other rollbacks', ...notes] : notes } satisfies RollbackRecord);
@@ -240,7 +258,7 @@ class ExperimentRun {
         this.progress(`rollback of ${step.name} failed (${(err as Error).message}); trying again after the other rollbacks`);
       }
     } finally {
-      rec.rolled_back_at = new Date().toISOString();
+      rec.rolled_back_at = this.clock.now().toISOString();
       this.metrics.faultActive(this.exp.id, step.name, false);
     }
   }
@@ -254,7 +272,7 @@ class ExperimentRun {
     const { journal } = this;
     if (err instanceof Halted) {
       journal.status = 'interrupted';
-      journal.halt = { condition: err.condition, at: new Date().toISOString(), samples: err.samples };
+      journal.halt = { condition: err.condition, at: this.clock.now().toISOString(), samples: err.samples };
       journal.reasons.push(err.message);
       this.progress(`HALT: ${err.message}; aborted and rolled back`);
     } else if (err instanceof Interrupted || this.interrupted()) {
@@ -275,14 +293,14 @@ class ExperimentRun {
       const after = (await this.hypothesisUntil(exp.runtime.recoveryTimeoutMs, 'after')).run;
       journal.steady_states.after = after;
       journal.recovered = after.steady_state_met;
-      if (after.steady_state_met && alerts.firstInjection !== undefined) journal.time_to_recovery_seconds = (Date.now() - alerts.firstInjection) / 1000;
+      if (after.steady_state_met && alerts.firstInjection !== undefined) journal.time_to_recovery_seconds = (this.clock.nowMs() - alerts.firstInjection) / 1000;
       if (!after.steady_state_met) {
         journal.deviated = true;
         journal.reasons.push(`steady state did not return within ${exp.runtime.recoveryTimeoutMs / 1000}s: ${after.probes.filter((p) => !p.tolerance_met).map((p) => p.name).join(', ')}`);
       }
       while (journal.status === 'completed' && !alerts.settled() && !this.interrupted()) {
         await alerts.poll();
-        await sleep(exp.runtime.pollIntervalMs, this.o.signal);
+        await sleep(exp.runtime.pollIntervalMs, this.o.signal, this.clock);
       }
       await alerts.poll();
     }
@@ -291,15 +309,15 @@ class ExperimentRun {
   /** Polls the hypothesis (and, before the method, the quiet of the expected alerts) until it holds or time runs out. */
   private async hypothesisUntil(timeoutMs: number, label: 'before' | 'after'): Promise<{ run: HypothesisRun; noisy: string[] }> {
     const { exp, o } = this;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = this.clock.nowMs() + timeoutMs;
     for (;;) {
-      const h = await checkHypothesis(exp.steadyState.probes, o.prometheus, o.stack);
+      const h = await checkHypothesis(exp.steadyState.probes, o.prometheus, o.stack, this.clock);
       const noisy = label === 'before' ? await this.alerts.noisy() : [];
-      if ((h.steady_state_met && noisy.length === 0) || Date.now() >= deadline || this.interrupted()) return { run: h, noisy };
+      if ((h.steady_state_met && noisy.length === 0) || this.clock.nowMs() >= deadline || this.interrupted()) return { run: h, noisy };
       const waiting = [...h.probes.filter((p) => !p.tolerance_met).map((p) => p.name), ...noisy.map((n) => `${n} still active from before`)];
       this.progress(`${label}: steady state not met yet (${waiting.join(', ')}); retrying`);
       await this.alerts.poll();
-      await sleep(exp.runtime.pollIntervalMs, o.signal);
+      await sleep(exp.runtime.pollIntervalMs, o.signal, this.clock);
     }
   }
 
@@ -309,7 +327,7 @@ class ExperimentRun {
     await this.alerts.stop();
     this.alerts.judge(journal);
     const firstInjection = this.alerts.firstInjection;
-    const end = new Date();
+    const end = this.clock.now();
     if (o.prometheus && firstInjection !== undefined) journal.slo = await errorBudget(o.prometheus, (end.getTime() - firstInjection) / 1000, o.sloObjective ?? 0.999).catch(() => undefined);
     // Every step's last rollback attempt must have succeeded.
     const lastAttempt = new Map(journal.rollbacks.map((r) => [r.step, r.status]));
