@@ -1,3 +1,4 @@
+import type { Clock } from '../common/clock.js';
 import type { Probe, Tolerance } from './experiment/schema.js';
 import type { PrometheusClient } from './prometheus.js';
 import type { StackView } from './stack.js';
@@ -57,8 +58,8 @@ export async function runProbe(p: Probe, prom: PrometheusClient | undefined, sta
   }
 }
 
-export async function checkHypothesis(probes: Probe[], prom: PrometheusClient | undefined, stack: StackView | undefined): Promise<HypothesisRun> {
-  const at = new Date().toISOString();
+export async function checkHypothesis(probes: Probe[], prom: PrometheusClient | undefined, stack: StackView | undefined, clock: Clock): Promise<HypothesisRun> {
+  const at = clock.now().toISOString();
   const runs = await Promise.all(probes.map((p) => runProbe(p, prom, stack)));
   return { at, steady_state_met: runs.every((r) => r.tolerance_met), errored: runs.some((r) => r.status === 'failed'), probes: runs };
 }

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import type { Clock } from '../common/clock.js';
 
 /**
  * Processes of the stack, seen only from /proc: how the harness finds, freezes, kills and restarts
@@ -109,26 +110,42 @@ export function respawn(snap: Pick<ProcessSnapshot, 'argv' | 'env' | 'cwd' | 'ui
   return child.pid;
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
+/**
+ * Polls `cond` every `intervalMs` until it holds or `timeoutMs` passed. `clock`: the run's clock;
+ * without one (the ledger's replay and the cgroup cleanup, which run outside any run) the process timers.
+ */
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 100, clock?: Clock): Promise<boolean> {
+  const now = () => (clock ? clock.nowMs() : Date.now());
+  const deadline = now() + timeoutMs;
   for (;;) {
     if (await cond()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(intervalMs);
+    if (now() >= deadline) return false;
+    await sleep(intervalMs, undefined, clock);
   }
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Waits `ms` on `clock` (the process timers without one), or until `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal, clock?: Clock): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
+    const cancel = clock ? clockTimer(clock, done, ms) : processTimer(done, ms);
     function done() {
-      clearTimeout(t);
+      cancel();
       signal?.removeEventListener('abort', done);
       resolve();
     }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+function clockTimer(clock: Clock, fn: () => void, ms: number): () => void {
+  const handle = clock.setTimeout(fn, ms);
+  return () => clock.clearTimeout(handle);
+}
+
+function processTimer(fn: () => void, ms: number): () => void {
+  const t = setTimeout(fn, ms);
+  return () => clearTimeout(t);
 }
 
 export async function httpOk(url: string, timeoutMs = 1000): Promise<boolean> {

@@ -48,21 +48,42 @@ function compromiseResponse(c: MonitoringConfig): string[] {
   ];
 }
 
-function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
-  const td = c.trustDomainLabel;
-  const t = c.thresholds;
+/** What a runbook of an SLO burn-rate alert says beyond the parts every such runbook shares. */
+type SloBurnRunbookFields = Omit<Runbook, 'meaning' | 'impact' | 'verify'> & { impact: string };
+
+/** A burn-rate alert's runbook: meaning and verification come from the SLO itself. */
+function sloBurnRunbook(c: MonitoringConfig, alert: string, extra: SloBurnRunbookFields): Runbook {
   const byName = Object.fromEntries(slos(c).map((s) => [s.alert, s]));
-  const burn = (alert: string, extra: Omit<Runbook, 'meaning' | 'impact' | 'verify'> & { impact: string }): Runbook => {
-    const s = byName[alert];
-    return {
-      meaning: `The ${s.title} SLO (target ${s.target * 100}% over ${c.sloPeriod}) is spending its error budget faster than the window pair in the alert's \`long\`/\`short\` labels allows. SLI: ${s.sli}. Severity \`page\` = 2% (1h) or 5% (6h) of the budget gone; \`ticket\` = 10% over 1d or 3d.`,
-      verify: [
-        `\`slo:sli_error:ratio_rate5m{slo="${s.name}"}\` is back under the budget (\`slo:error_budget:ratio{slo="${s.name}"}\`) and the \`short\`-window ratio drops first; the alert resolves once the short window is clean.`,
-        `\`slo:period_error_budget_remaining:ratio{slo="${s.name}"}\` has stopped falling (Overview dashboard).`,
-      ],
-      ...extra,
-    };
+  const s = byName[alert];
+  return {
+    meaning: `The ${s.title} SLO (target ${s.target * 100}% over ${c.sloPeriod}) is spending its error budget faster than the window pair in the alert's \`long\`/\`short\` labels allows. SLI: ${s.sli}. Severity \`page\` = 2% (1h) or 5% (6h) of the budget gone; \`ticket\` = 10% over 1d or 3d.`,
+    verify: [
+      `\`slo:sli_error:ratio_rate5m{slo="${s.name}"}\` is back under the budget (\`slo:error_budget:ratio{slo="${s.name}"}\`) and the \`short\`-window ratio drops first; the alert resolves once the short window is clean.`,
+      `\`slo:period_error_budget_remaining:ratio{slo="${s.name}"}\` has stopped falling (Overview dashboard).`,
+    ],
+    ...extra,
   };
+}
+
+/** Every runbook, by alert name, in the order the alerts are listed. */
+function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
+  return {
+    ...sloBurnRunbooks(c),
+    ...componentDownRunbooks(c),
+    ...expiryRunbooks(c),
+    ...trustBundleRunbooks(c),
+    ...attestationAndIssuanceRunbooks(c),
+    ...workloadApiRunbooks(c),
+    ...proberAndExporterRunbooks(c),
+    ...serverLoadRunbooks(c),
+    ...keyCompromiseRunbooks(c, (alert, extra) => sloBurnRunbook(c, alert, extra)),
+  };
+}
+
+/** SLO burn-rate alerts (the key-compromise one is with its response). */
+function sloBurnRunbooks(c: MonitoringConfig): Record<string, Runbook> {
+  const td = c.trustDomainLabel;
+  const burn = (alert: string, extra: SloBurnRunbookFields) => sloBurnRunbook(c, alert, extra);
   return {
     SvidscopeX509IssuanceBudgetBurn: burn('SvidscopeX509IssuanceBudgetBurn', {
       impact: 'Agents fail to get X509-SVIDs signed: new workloads get no identity and rotations fail; existing SVIDs keep working until their notAfter.',
@@ -114,6 +135,13 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       escalate: 'Identity-plane owners.',
       experiment: { file: 'experiments/agent-partition.yaml', what: 'partition agent-2 from the server', proves: false, why: 'agents rotate at half the SVID TTL (30 minutes with the default 1 h), so an agent must stay cut off longer than a game day lasts' },
     }),
+  };
+}
+
+/** A server or agent that is down or cut off from its server. */
+function componentDownRunbooks(c: MonitoringConfig): Record<string, Runbook> {
+  const t = c.thresholds;
+  return {
     SvidscopeServerDown: {
       meaning: 'Prometheus cannot scrape an svidscope server (`up == 0`).',
       impact: 'No SVIDs are signed and agents cannot sync; workloads keep their cached SVIDs until notAfter, then lose their identity. Federation peers cannot refresh this domain\'s bundle.',
@@ -150,6 +178,13 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       verify: ['Sync age falls below the sync interval; `svidscope_agent_attested == 1`.'],
       experiment: { file: 'experiments/agent-partition.yaml', what: 'network partition between agent-2 and the server (experiments/bad-rotation.yaml raises it on every agent at once)', proves: true },
     },
+  };
+}
+
+/** SVIDs and signing keys close to their notAfter. */
+function expiryRunbooks(c: MonitoringConfig): Record<string, Runbook> {
+  const t = c.thresholds;
+  return {
     SvidscopeSvidsExpiringSoon: {
       meaning: `The exporter sees X509-SVIDs with ${t.svidExpiringSeconds}s or less of lifetime left (expired included). Healthy SVIDs are rotated around half their TTL, so such a cohort means rotation is failing for it.`,
       impact: 'When they expire, the workloads holding them fail mTLS with every peer.',
@@ -168,6 +203,13 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       verify: ['A prepared key appears and becomes active; the active key\'s expiry jumps forward.'],
       experiment: { file: 'experiments/ca-rotation.yaml', what: 'force a CA rotation and check every agent follows', proves: false, why: 'the active CA must come within 6 hours of expiry with no successor, i.e. a server stalled for most of its 24 h CA TTL' },
     },
+  };
+}
+
+/** Trust bundles: stale at an agent, slow to propagate, federated refreshes failing. */
+function trustBundleRunbooks(c: MonitoringConfig): Record<string, Runbook> {
+  const t = c.thresholds;
+  return {
     SvidscopeTrustBundleStale: {
       meaning: 'An agent serves a trust bundle with a lower sequence number than its server publishes.',
       impact: 'After the new authority starts signing, workloads behind this agent reject peers\' new SVIDs (and peers reject theirs).',
@@ -195,6 +237,13 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       verify: ['`svidscope_federation_bundle_age_seconds` drops to a few refresh intervals.'],
       experiment: { file: 'experiments/federation-endpoint-down.yaml', what: 'the peer\'s bundle endpoint down, malformed or stale', proves: false, why: 'the alert waits until the federated bundle is 30 minutes old' },
     },
+  };
+}
+
+/** Node attestation failures and slow signing at the server. */
+function attestationAndIssuanceRunbooks(c: MonitoringConfig): Record<string, Runbook> {
+  const t = c.thresholds;
+  return {
     SvidscopeAttestationFailureSpike: {
       meaning: `More than ${t.attestationFailures} node attestations failed within 10 minutes, by method and reason.`,
       impact: 'New and restarted agents cannot join: their nodes get no identities. A spike can also be an attack (token guessing).',
@@ -213,6 +262,13 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       verify: ['p99 under the threshold for 15 minutes.'],
       experiment: { file: 'experiments/server-cpu-starvation.yaml', what: 'starve the server of CPU (cgroup quota) while 20 workloads start on agent-1; it expects this alert, outside the CI game day', proves: false, why: 'a signing costs about 0.3 ms of CPU, so starving the server stretches only the signings that straddle a throttled period; the experiment fired this alert in each of three trials on one machine, after 64 to 137 s, but that remains a matter of chance and takes two minutes, so the CI game day leaves it out' },
     },
+  };
+}
+
+/** Agents failing or refusing Workload API callers. */
+function workloadApiRunbooks(c: MonitoringConfig): Record<string, Runbook> {
+  const t = c.thresholds;
+  return {
     SvidscopeWorkloadApiErrors: {
       meaning: `More than ${t.workloadApiErrorRatio * 100}% of an agent's Workload API requests fail with ${c.slos.workloadApi.errorCodes.join(', ')}.`,
       impact: 'Workloads on that node cannot fetch or refresh SVIDs and bundles.',
@@ -241,6 +297,13 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       verify: ['Refusals stop increasing; `/ready` answers 200; connections fall below the limits.'],
       experiment: { file: 'experiments/agent-workload-api-errors.yaml', what: 'agent-2 restarted with a skewed clock answers UNAVAILABLE, which is what its workloads see when their connections are refused', proves: false, why: 'the attack needs processes of other local uids holding connections to the agent socket, which the chaos harness does not start; test/security/workload-api.test.ts performs it against a real agent (per-uid flood, total limit, EMFILE, exec after connect)' },
     },
+  };
+}
+
+/** The observability suite itself: the prober and the exporter. */
+function proberAndExporterRunbooks(c: MonitoringConfig): Record<string, Runbook> {
+  const t = c.thresholds;
+  return {
     SvidscopeProbeClockSkew: {
       meaning: 'Probes found SVIDs whose notBefore lies in the future beyond the clock-skew tolerance (reason `not_yet_valid`): the prober host\'s clock and the signing server\'s disagree.',
       impact: 'Workloads on skewed hosts reject fresh SVIDs of their peers (or theirs are rejected) right after every rotation.',
@@ -268,8 +331,6 @@ function runbookContent(c: MonitoringConfig): Record<string, Runbook> {
       verify: ['Errors stop increasing; every source `up`.'],
       experiment: { file: 'experiments/exporter-source-loss.yaml', what: 'delete the exporter\'s registration entry on agent-2', proves: true },
     },
-    ...serverLoadRunbooks(c),
-    ...keyCompromiseRunbooks(c, burn),
   };
 }
 

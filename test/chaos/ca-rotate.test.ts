@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseExperimentText, planExperiment } from '../../src/chaos/index.js';
+import { systemClock } from '../../src/common/clock.js';
 import { faultImpl } from '../../src/chaos/faults/index.js';
 import type { EndpointsFile, StackComponent, StackView } from '../../src/chaos/stack.js';
 import { removeDir, startTestServer, type TestServer } from '../support/server.js';
@@ -72,7 +73,7 @@ describe('ca-rotate: prepare → propagation → activate', () => {
       const other = await fakeAgent();
       try {
         const step = steps(`  - { name: r, fault: ca-rotate, kind: ${kind}, propagation_timeout: 20s, duration: 1s }\n`).method[0];
-        const prepared = await faultImpl(step).prepare(step, { stack: stackWith([{ name: 'agent-1', url: agent.url }, { name: 'peer-agent-1', url: other.url, trustDomain: 'peer.example' }]), backupDir: t.dir, progress: () => undefined });
+        const prepared = await faultImpl(step).prepare(step, { stack: stackWith([{ name: 'agent-1', url: agent.url }, { name: 'peer-agent-1', url: other.url, trustDomain: 'peer.example' }]), backupDir: t.dir, progress: () => undefined, clock: systemClock });
         expect(prepared.rollback).toEqual([]);
         const applying = prepared.apply();
         await new Promise((r) => setTimeout(r, 1500));
@@ -97,7 +98,7 @@ describe('ca-rotate: prepare → propagation → activate', () => {
     const lines: string[] = [];
     try {
       const step = steps('  - { name: r, fault: ca-rotate, propagation_timeout: 1s, duration: 1s }\n').method[0];
-      const prepared = await faultImpl(step).prepare(step, { stack: stackWith([{ name: 'agent-2', url: cutOff.url }, { name: 'agent-3', url: 'http://127.0.0.1:1' }]), backupDir: t.dir, progress: (l) => lines.push(l) });
+      const prepared = await faultImpl(step).prepare(step, { stack: stackWith([{ name: 'agent-2', url: cutOff.url }, { name: 'agent-3', url: 'http://127.0.0.1:1' }]), backupDir: t.dir, progress: (l) => lines.push(l), clock: systemClock });
       const out = await prepared.apply();
       expect(out).toMatchObject({ propagated: [], lagging: ['agent-2', 'agent-3'] });
       expect(out.activeAfter).toBe(out.preparedKeyId);

@@ -15,6 +15,7 @@ import { parseSpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.
 import { scrape, total } from '../support/metrics.js';
 import { attestAgent, bundlePemOf, removeDir, startTestServer, tempDir, type TestServer } from '../support/server.js';
 import { problems } from './support.js';
+import { systemClock } from '../../src/common/clock.js';
 
 
 const head = 'title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { servers: [server], agents: [agent-1] }\n';
@@ -155,7 +156,7 @@ describe.skipIf(!canThrottle)('cpu-throttle on a real busy process', () => {
     return c.pid!;
   };
   const stack = fakeStack(dir, [{ name: 'busy', kind: 'workload', config }]);
-  const ctx = (run: string) => ({ stack, backupDir: path.join(dir, 'chaos', 'backups', run), progress: () => undefined });
+  const ctx = (run: string) => ({ stack, backupDir: path.join(dir, 'chaos', 'backups', run), progress: () => undefined, clock: systemClock });
   const step = (run: string) => parseExperimentText(`title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { workloads: [busy] }\nmethod:\n  - { name: starve ${run}, fault: cpu-throttle, target: busy, quota: 5, period: 100ms, duration: 1s }\n`, 't').method[0];
 
   // Each test starts its own busy processes; one that fails half-way must not leave them to the next.
@@ -284,7 +285,7 @@ describe('attestation-flood and authority-withhold against a real server', () =>
     if (dir) removeDir(dir);
   });
 
-  const ctx = () => ({ stack, backupDir: path.join(dir, 'chaos', 'backups', 'test'), progress: () => undefined });
+  const ctx = () => ({ stack, backupDir: path.join(dir, 'chaos', 'backups', 'test'), progress: () => undefined, clock: systemClock });
   const steps = (method: string) => parseExperimentText(`title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { servers: [server] }\nmethod:\n${method}`, 't');
   const failures = async () => total((await scrape(`${t.server.opsUrl!}/metrics`)).samples, 'svidscope_server_attestations_total', { result: 'failure' });
 
@@ -371,7 +372,7 @@ describe('attestation-flood and authority-withhold against a real server', () =>
   it('through the runner: the journal records the flood counts and both rollbacks', async () => {
     const exp = steps('  - { name: bad rotation, fault: authority-withhold, duration: 1s }\n  - { name: flood, fault: attestation-flood, count: 10, rate: 20, duration: 2s }\n');
     const before = await failures();
-    const r = await runExperiment(exp, { dataDir: dir, stack, progress: () => undefined });
+    const r = await runExperiment(exp, { dataDir: dir, stack, progress: () => undefined, clock: systemClock });
     expect(r.journal.reasons).toEqual([]);
     expect(r.journal.verdict).toBe('passed');
     expect(r.journal.rollbacks.map((x) => x.status)).toEqual(['succeeded', 'succeeded']);
@@ -460,7 +461,7 @@ describe('bad-csr against a real server, as a really attested agent', () => {
     if (dir) removeDir(dir);
   });
 
-  const ctx = (s = stack) => ({ stack: s, backupDir: path.join(dir, 'chaos', 'backups', 'test'), progress: () => undefined });
+  const ctx = (s = stack) => ({ stack: s, backupDir: path.join(dir, 'chaos', 'backups', 'test'), progress: () => undefined, clock: systemClock });
   const steps = (method: string) => parseExperimentText(`title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { agents: [agent-1, agent-2, agent-3] }\nmethod:\n${method}`, 't');
   /** The x509-issuance SLI's inputs: errors (failures other than permission_denied), total (issuance count), and SVIDs signed. */
   const sli = async () => {
@@ -541,7 +542,7 @@ describe('bad-csr against a real server, as a really attested agent', () => {
   it('through the runner: the journal records the counts, the rollback only stops the loop', async () => {
     const before = await sli();
     const exp = steps('  - { name: garbage, fault: bad-csr, agent: agent-1, rate: 20, batch: 2, duration: 1s }\n');
-    const r = await runExperiment(exp, { dataDir: dir, stack, progress: () => undefined });
+    const r = await runExperiment(exp, { dataDir: dir, stack, progress: () => undefined, clock: systemClock });
     expect(r.journal.reasons).toEqual([]);
     expect(r.journal.verdict).toBe('passed');
     expect(r.journal.rollbacks.map((x) => x.status)).toEqual(['succeeded']);

@@ -7,6 +7,7 @@ import { httpOk } from '../../src/chaos/proc.js';
 import { relayMode } from '../../src/chaos/relay.js';
 import { connectAdmin } from '../../src/identity-plane/server-api/admin-client.js';
 import { root, stackProcesses, startUp } from './support.js';
+import { systemClock } from '../../src/common/clock.js';
 
 const experimentsDir = path.join(root, 'experiments');
 
@@ -36,7 +37,7 @@ describe('game day against svidscope up with Prometheus and Alertmanager', () =>
     const entriesBefore = (await admin.call<{ entries: { spiffe_id: string }[] }>('ListEntries', {})).entries.map((e) => e.spiffe_id).sort();
 
     const suite = loadSuite('gameday', experimentsDir);
-    const r = await runGameday('gameday', experimentsDir, { dataDir: up.dataDir, stack, prometheus: prom, alertmanager: am, progress: (l) => process.stderr.write(`${l}\n`) });
+    const r = await runGameday('gameday', experimentsDir, { dataDir: up.dataDir, stack, prometheus: prom, alertmanager: am, progress: (l) => process.stderr.write(`${l}\n`), clock: systemClock });
 
     expect(r.results.map((x) => x.experiment)).toEqual(suite.experiments);
     expect(r.results.filter((x) => x.verdict !== 'passed'), JSON.stringify(r.results, null, 2)).toEqual([]);
@@ -80,7 +81,7 @@ describe('game day against svidscope up with Prometheus and Alertmanager', () =>
     expect(monitoring.prometheus).toBeDefined();
     const stack = loadStack(up.dataDir);
     const suite = loadSuite('identity-faults', experimentsDir);
-    const r = await runGameday('identity-faults', experimentsDir, { dataDir: up.dataDir, stack, prometheus: new PrometheusClient(monitoring.prometheus!), alertmanager: new AlertmanagerClient(monitoring.alertmanager!), progress: (l) => process.stderr.write(`${l}\n`) });
+    const r = await runGameday('identity-faults', experimentsDir, { dataDir: up.dataDir, stack, prometheus: new PrometheusClient(monitoring.prometheus!), alertmanager: new AlertmanagerClient(monitoring.alertmanager!), progress: (l) => process.stderr.write(`${l}\n`), clock: systemClock });
     expect(r.results.map((x) => x.experiment)).toEqual(suite.experiments);
     expect(r.results.filter((x) => x.verdict !== 'passed'), JSON.stringify(r.results, null, 2)).toEqual([]);
     expect(new Ledger(up.dataDir).read().runs).toEqual([]);

@@ -7,6 +7,7 @@ import { componentPids } from '../../src/chaos/stack.js';
 import { signal, waitFor } from '../../src/chaos/proc.js';
 import { relayMode } from '../../src/chaos/relay.js';
 import { cli, root, stackProcesses, startUp } from './support.js';
+import { systemClock } from '../../src/common/clock.js';
 
 /** Real stack, no Prometheus: hypotheses use probe-module checks only. */
 describe('chaos harness against svidscope up', () => {
@@ -39,7 +40,7 @@ ${hypothesis}`, 'inline');
     const s = loadStack(stack.dataDir);
     const agentConfig = readFileSync(path.join(stack.dataDir, 'agent-2.yaml'), 'utf8');
     const lines: string[] = [];
-    const r = await runExperiment(exp, { dataDir: stack.dataDir, stack: s, progress: (l) => lines.push(l) });
+    const r = await runExperiment(exp, { dataDir: stack.dataDir, stack: s, progress: (l) => lines.push(l), clock: systemClock });
     expect(r.journal.reasons).toEqual([]);
     expect(r.journal.verdict).toBe('passed');
     expect(r.journal.run.map((f) => f.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);

@@ -10,6 +10,7 @@ import { findPids, signal, sleep, waitFor } from '../../src/chaos/proc.js';
 import type { StackView } from '../../src/chaos/stack.js';
 import { connectAdmin } from '../../src/identity-plane/server-api/admin-client.js';
 import { root } from './support.js';
+import { systemClock } from '../../src/common/clock.js';
 
 /** `svidscope up` WITH federation (support.startUp runs --no-federation), and a teardown that kills every process of its data dir. */
 /**
@@ -72,7 +73,7 @@ describe('bundle-endpoint and issuance-storm against svidscope up (federated)', 
     await up?.stop();
   }, 30_000);
 
-  const ctx = () => ({ stack, backupDir: path.join(up.dataDir, 'chaos', 'backups', 'test'), progress: () => undefined });
+  const ctx = () => ({ stack, backupDir: path.join(up.dataDir, 'chaos', 'backups', 'test'), progress: () => undefined, clock: systemClock });
   const exp = (method: string) => parseExperimentText(`title: t\ndescription: d\nblast-radius: { servers: [server], agents: [agent-1] }\nsteady-state-hypothesis: { probes: [] }\nmethod:\n${method}`, 't');
 
   it('re-points the federation at a harness endpoint (503, malformed, stale); a crashed harness is undone by recover', async () => {
@@ -116,7 +117,7 @@ describe('bundle-endpoint and issuance-storm against svidscope up (federated)', 
 
   it('issuance storm: N clients at once all get an SVID; the run records the time; rollback leaves nothing', async () => {
     const socket = stack.components.get('server')!.adminSocket!;
-    const r = await runExperiment(exp(`  - { name: storm, fault: issuance-storm, agent: agent-1, count: 12, timeout: 40s, duration: 1s }\n`), { dataDir: up.dataDir, stack, progress: () => undefined });
+    const r = await runExperiment(exp(`  - { name: storm, fault: issuance-storm, agent: agent-1, count: 12, timeout: 40s, duration: 1s }\n`), { dataDir: up.dataDir, stack, progress: () => undefined, clock: systemClock });
     expect(r.journal.reasons).toEqual([]);
     expect(r.journal.verdict).toBe('passed');
     const out = r.journal.run[0].output as { issued: number; failed: number; allIssuedMs: number | null; errors: string[] };

@@ -120,7 +120,7 @@ export const attestationFlood: FaultKindImpl<Flood> = {
       target: c.name,
       rollback: [],
       async apply() {
-        const t0 = Date.now();
+        const t0 = ctx.clock.nowMs();
         out.startedAt = new Date(t0).toISOString();
         const deadline = t0 + s.durationMs;
         // The first attempt decides whether the fault is injected at all: a server that does not
@@ -130,17 +130,17 @@ export const attestationFlood: FaultKindImpl<Flood> = {
         if (!first.answered) {
           settled = true;
           out.stoppedBy = 'unreachable';
-          out.stoppedAt = new Date().toISOString();
+          out.stoppedAt = ctx.clock.now().toISOString();
           throw new Error(`chaos: attestation-flood could not reach ${s.server}'s node API at ${address}: ${first.error ?? first.status}`);
         }
         loop = new PacedCalls({
-          startedAt: t0, intervalMs: 1000 / s.ratePerSecond, deadline, maxCalls: s.count,
+          startedAt: t0, clock: ctx.clock, intervalMs: 1000 / s.ratePerSecond, deadline, maxCalls: s.count,
           call: () => attempt().then((r) => record(r.status, r.error)),
           onEnd: (why) => {
             if (out.stoppedBy === 'running') out.stoppedBy = why;
           },
         });
-        void loop.finished.then(() => (out.stoppedAt ??= new Date().toISOString()));
+        void loop.finished.then(() => (out.stoppedAt ??= ctx.clock.now().toISOString()));
         return out;
       },
       async release() {
@@ -148,7 +148,7 @@ export const attestationFlood: FaultKindImpl<Flood> = {
         if (out.stoppedBy === 'running') out.stoppedBy = 'release';
         out.unanswered = await loop.release();
         settled = true;
-        out.stoppedAt ??= new Date().toISOString();
+        out.stoppedAt ??= ctx.clock.now().toISOString();
       },
     };
   },

@@ -178,7 +178,7 @@ export const badCsr: FaultKindImpl<BadCsr> = {
     const fail = (message: string): never => {
       settled = true;
       out.stoppedBy = 'unreachable';
-      out.stoppedAt = new Date().toISOString();
+      out.stoppedAt = ctx.clock.now().toISOString();
       client.close();
       throw new Error(message);
     };
@@ -197,7 +197,7 @@ export const badCsr: FaultKindImpl<BadCsr> = {
         } finally {
           admin.close();
         }
-        const nowS = Date.now() / 1000;
+        const nowS = ctx.clock.nowMs() / 1000;
         const entry = entries.filter((e) => Number(e.expires_at || 0) === 0 || Number(e.expires_at) > nowS).sort((a, b) => a.spiffe_id.localeCompare(b.spiffe_id) || a.id.localeCompare(b.id))[0];
         if (!entry) throw new Error(`chaos: bad-csr needs an entry ${s.agent} may sign for, and ${server.name} has none with parent_id ${identity.spiffeId} (register one under the agent)`);
         out.entryId = entry.id;
@@ -205,7 +205,7 @@ export const badCsr: FaultKindImpl<BadCsr> = {
         const csr = truncatedCsr();
         params = Array.from({ length: s.batch }, () => ({ entry_id: entry.id, csr }));
 
-        const t0 = Date.now();
+        const t0 = ctx.clock.nowMs();
         out.startedAt = new Date(t0).toISOString();
         const deadline = t0 + s.durationMs;
         // The first call decides whether the fault is injected at all: a server that does not
@@ -218,13 +218,13 @@ export const badCsr: FaultKindImpl<BadCsr> = {
           fail(`chaos: ${server.name} does not authorize ${s.agent} for entry ${entry.id} (${entry.spiffe_id}): ${first.results[0].status_message}; the CSRs never reached the signing path`);
         }
         loop = new PacedCalls({
-          startedAt: t0, intervalMs, deadline, maxCalls: Infinity,
+          startedAt: t0, clock: ctx.clock, intervalMs, deadline, maxCalls: Infinity,
           call: () => call().then(record),
           onEnd: () => { // no call limit: only the step's duration ends it
             if (out.stoppedBy === 'running') out.stoppedBy = 'duration';
           },
         });
-        void loop.finished.then(() => (out.stoppedAt ??= new Date().toISOString()));
+        void loop.finished.then(() => (out.stoppedAt ??= ctx.clock.now().toISOString()));
         return out;
       },
       async release() {
@@ -235,7 +235,7 @@ export const badCsr: FaultKindImpl<BadCsr> = {
         if (out.stoppedBy === 'running') out.stoppedBy = 'release';
         out.unanswered = await loop.release();
         settled = true;
-        out.stoppedAt ??= new Date().toISOString();
+        out.stoppedAt ??= ctx.clock.now().toISOString();
         client.close();
       },
     };

@@ -38,9 +38,9 @@ export const datastore: FaultKindImpl<Ds> = {
       rollback,
       async apply() {
         signal(pid, 'SIGTERM');
-        if (!(await waitFor(() => !isAlive(pid), 15_000))) {
+        if (!(await waitFor(() => !isAlive(pid), 15_000, undefined, ctx.clock))) {
           signal(pid, 'SIGKILL');
-          await waitFor(() => !isAlive(pid), 5_000);
+          await waitFor(() => !isAlive(pid), 5_000, undefined, ctx.clock);
         }
         for (const f of files) {
           if (!existsSync(f)) continue;

@@ -1,3 +1,4 @@
+import type { Clock } from '../../common/clock.js';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
@@ -43,8 +44,8 @@ export class HarnessBundleEndpoint {
   private server: Server | undefined;
   private port = 0;
 
-  constructor(private readonly body: { status: number; document: string }) {
-    const now = new Date(Date.now() - 60_000);
+  constructor(private readonly body: { status: number; document: string }, clock: Clock) {
+    const now = new Date(clock.nowMs() - 60_000);
     const ca = createSelfSignedCa({ trustDomain: 'chaos.invalid', ttlSeconds: 86_400, now });
     const key = generateKeyPair('ec-p256');
     const leaf = createX509SvidMinter({ caCertificate: ca.certificate, caPrivateKey: ca.privateKey })
@@ -124,7 +125,7 @@ export const bundleEndpoint: FaultKindImpl<Bep> = {
     const r = fed.relationship;
     const original: FederationRelationshipCopy = { trust_domain: r.trust_domain, bundle_endpoint_url: r.bundle_endpoint_url, bundle_endpoint_profile: r.bundle_endpoint_profile, endpoint_spiffe_id: r.endpoint_spiffe_id, web_ca_bundle: r.web_ca_bundle };
     const document = bundle?.document?.length ? Buffer.from(bundle.document).toString('utf8') : undefined;
-    const endpoint = new HarnessBundleEndpoint(harnessBody(s.mode, document));
+    const endpoint = new HarnessBundleEndpoint(harnessBody(s.mode, document), ctx.clock);
     return {
       target: `${c.name}:${td}`,
       rollback: [{ op: 'restore-federation', adminSocket: c.adminSocket!, relationship: original, bundle: document ?? null }],

@@ -54,7 +54,7 @@ async function runDrill(s: Drill, server: StackComponent, agents: StackComponent
     const before = await admin.call<Slots>('CaStatus', {});
     const compromised = before.slots.find((x) => x.kind === s.kind && x.phase === 'active');
     if (!compromised) throw new Error(`chaos: ${server.name} has no active ${KIND_NAME[s.kind]} to treat as compromised`);
-    const started = Date.now();
+    const started = ctx.clock.nowMs();
 
     const prepared = (await lifecycle('prepare')).slots.find((x) => x.kind === s.kind && x.phase === 'prepared');
     if (!prepared) throw new Error(`chaos: prepare on ${server.name} left no prepared ${KIND_NAME[s.kind]}`);
@@ -91,7 +91,7 @@ async function runDrill(s: Drill, server: StackComponent, agents: StackComponent
       timeToClearSeconds: seconds(timeToClearMs),
       revokeToAgentsSeconds: seconds(revokeToAgentsMs),
       ...(revokeToPeerMs !== undefined ? { revokeToPeerSeconds: seconds(revokeToPeerMs), peer: peer!.name } : {}),
-      totalSeconds: seconds(Date.now() - started),
+      totalSeconds: seconds(ctx.clock.nowMs() - started),
     };
     ctx.progress(`drill done: cleared in ${report.timeToClearSeconds}s, revoke reached the agents in ${report.revokeToAgentsSeconds}s${revokeToPeerMs !== undefined ? ` and ${peer!.name} in ${report.revokeToPeerSeconds}s` : ''}`);
     return report;
@@ -102,22 +102,22 @@ async function runDrill(s: Drill, server: StackComponent, agents: StackComponent
 
 /** Polls `done` until it holds; returns the time it took, or fails naming what was awaited. */
 async function waitUntil(what: string, done: () => Promise<boolean>, timeoutMs: number, ctx: FaultContext): Promise<number> {
-  const start = Date.now();
+  const start = ctx.clock.nowMs();
   let lastError = '';
   let nextProgress = start + 10_000;
   for (;;) {
     try {
-      if (await done()) return Date.now() - start;
+      if (await done()) return ctx.clock.nowMs() - start;
     } catch (err) {
       lastError = (err as Error).message; // a component briefly unreachable: keep waiting
     }
-    const now = Date.now();
+    const now = ctx.clock.nowMs();
     if (now - start >= timeoutMs) throw new Error(`chaos: key-compromise drill: not reached within ${timeoutMs / 1000}s: ${what}${lastError ? ` (last error: ${lastError})` : ''}`);
     if (now >= nextProgress) {
       ctx.progress(`waiting ${Math.round((now - start) / 1000)}s: ${what}`);
       nextProgress = now + 10_000;
     }
-    await sleep(POLL_MS);
+    await sleep(POLL_MS, undefined, ctx.clock);
   }
 }
 

@@ -77,10 +77,10 @@ async function proxiedWithRestart(s: Net, c: StackComponent, mode: ProxyMode, ct
         // Runs as root in the stack's data dir: an exclusive temp file, never a planted symlink.
         writeFileAtomic(config, stringify({ ...doc, server_address: proxy.address }), 0o644);
         signal(pid, 'SIGKILL');
-        await waitFor(() => !isAlive(pid), 5_000);
+        await waitFor(() => !isAlive(pid), 5_000, undefined, ctx.clock);
         const newPid = respawn(snap, c.log);
         // Liveness, not readiness: behind a partition the agent cannot complete the sync /ready waits for.
-        if (c.live) await waitFor(() => httpOk(c.live!), 30_000, 250);
+        if (c.live) await waitFor(() => httpOk(c.live!), 30_000, 250, ctx.clock);
         proxy.setMode(mode);
         return { proxy: proxy.address, upstream: `${upstream.host}:${upstream.port}`, mode: s.mode, agentPid: newPid };
       },

@@ -1,3 +1,4 @@
+import type { Clock } from '../../common/clock.js';
 import { sleep } from '../proc.js';
 
 /** At most this many calls in flight at once (a slow server must not pile up calls). */
@@ -17,7 +18,7 @@ export class PacedCalls {
   private readonly inFlight = new Set<Promise<void>>();
   readonly finished: Promise<void>;
 
-  constructor(opts: { startedAt: number; intervalMs: number; deadline: number; maxCalls: number; call: () => Promise<void>; onEnd: (why: 'count' | 'duration') => void }) {
+  constructor(private readonly opts: { startedAt: number; clock: Clock; intervalMs: number; deadline: number; maxCalls: number; call: () => Promise<void>; onEnd: (why: 'count' | 'duration') => void }) {
     this.finished = (async () => {
       let i = 1;
       for (; i < opts.maxCalls; i++) {
@@ -26,7 +27,7 @@ export class PacedCalls {
           opts.onEnd('duration');
           break;
         }
-        await sleep(Math.max(0, at - Date.now()), this.stop.signal);
+        await sleep(Math.max(0, at - opts.clock.nowMs()), this.stop.signal, opts.clock);
         while (this.inFlight.size >= MAX_IN_FLIGHT && !this.stop.signal.aborted) await Promise.race(this.inFlight);
         if (this.stop.signal.aborted) break;
         const p = opts.call().finally(() => this.inFlight.delete(p));
@@ -40,7 +41,7 @@ export class PacedCalls {
   /** Stops launching and waits (at most RELEASE_WAIT_MS) for the calls in flight; returns how many never answered. */
   async release(): Promise<number> {
     this.stop.abort();
-    await Promise.race([this.finished, sleep(RELEASE_WAIT_MS)]);
+    await Promise.race([this.finished, sleep(RELEASE_WAIT_MS, undefined, this.opts.clock)]);
     return this.inFlight.size;
   }
 }

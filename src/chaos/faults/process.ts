@@ -26,7 +26,7 @@ export const processKill: FaultKindImpl<Kill> = {
       rollback: [startStep(c, snap, false)],
       async apply() {
         signal(pid, 'SIGKILL');
-        await waitFor(() => !isAlive(pid), 5_000);
+        await waitFor(() => !isAlive(pid), 5_000, undefined, ctx.clock);
         return { pid, signal: 'SIGKILL' };
       },
     };
@@ -74,11 +74,11 @@ export const clockSkew: FaultKindImpl<Skew> = {
       rollback: [startStep(c, snap, true)],
       async apply() {
         signal(pid, 'SIGKILL');
-        await waitFor(() => !isAlive(pid), 5_000);
+        await waitFor(() => !isAlive(pid), 5_000, undefined, ctx.clock);
         const env = { ...snap.env, LD_PRELOAD: libfaketime, FAKETIME: s.offset, FAKETIME_DONT_FAKE_MONOTONIC: '1', FAKETIME_DISABLE_SHM: '1' };
         const newPid = respawn({ ...snap, env }, c.log);
         // Liveness, not readiness: an agent that cannot attest with its skewed clock never gets ready.
-        if (c.live) await waitFor(() => httpOk(c.live!), 30_000, 250);
+        if (c.live) await waitFor(() => httpOk(c.live!), 30_000, 250, ctx.clock);
         return { pid: newPid, offset: s.offset };
       },
     };

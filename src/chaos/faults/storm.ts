@@ -105,14 +105,15 @@ export const issuanceStorm: FaultKindImpl<Storm> = {
         for (const l of links) if (!existsSync(l)) linkSync(node, l);
         const script = path.join(dir, 'client.mjs');
         writeFileSync(script, CLIENT);
-        const t0 = Date.now();
+        const t0 = ctx.clock.nowMs();
         const admin = connectAdmin(server.adminSocket!);
         try {
           await Promise.all(links.map((l, i) => admin.call('CreateEntry', { entry: { spiffe_id: ids[i], parent_id: agentId, selectors: [{ type: 'unix', value: `uid:${uid}` }, { type: 'unix', value: `path:${l}` }] } })));
         } finally {
           admin.close();
         }
-        const registeredMs = Date.now() - t0;
+        const registeredMs = ctx.clock.nowMs() - t0;
+        // The clients stamp their results with the wall clock of their own process: the start is read from it too.
         const started = Date.now();
         const results = await Promise.all(links.map((l) => new Promise<ClientResult>((resolve) => {
           const child = spawn(l, [script, marker, agent.socketPath!, grpcPath, loaderPath, workloadProto, String(s.timeoutMs)], { stdio: ['ignore', 'pipe', 'pipe'] });

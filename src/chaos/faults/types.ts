@@ -1,3 +1,4 @@
+import type { Clock } from '../../common/clock.js';
 import type { MethodStep } from '../experiment/schema.js';
 import type { RollbackStep } from '../ledger.js';
 import type { StackComponent, StackView } from '../stack.js';
@@ -7,6 +8,8 @@ export interface FaultContext {
   /** Where backups go (`<dataDir>/chaos/backups/<runId>`). */
   backupDir: string;
   progress(line: string): void;
+  /** The run's clock: every wait and timestamp of a fault reads it. */
+  clock: Clock;
 }
 
 /**

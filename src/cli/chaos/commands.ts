@@ -8,6 +8,7 @@ import {
 import { projectRoot } from '../up/children.js';
 import { CommandExit, printResult, type Io } from '../output.js';
 import { withErrors } from '../run.js';
+import { systemClock } from '../../common/clock.js';
 
 interface Common {
   dataDir: string;
@@ -63,10 +64,10 @@ function runOptions(f: Common & { quiet?: boolean }, io: Io, signal: AbortSignal
   const prometheusUrl = f.prometheusUrl ?? up.prometheus;
   const alertmanagerUrl = f.alertmanagerUrl ?? up.alertmanager;
   return {
-    dataDir, stack: loadStack(dataDir), signal,
+    dataDir, stack: loadStack(dataDir), signal, clock: systemClock,
     prometheus: prometheusUrl ? new PrometheusClient(prometheusUrl) : undefined,
     alertmanager: alertmanagerUrl ? new AlertmanagerClient(alertmanagerUrl) : undefined,
-    progress: f.json ? undefined : (line) => io.err(`${new Date().toISOString().slice(11, 19)} ${line}`),
+    progress: f.json ? undefined : (line) => io.err(`${systemClock.now().toISOString().slice(11, 19)} ${line}`),
   };
 }
 

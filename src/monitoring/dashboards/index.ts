@@ -12,16 +12,35 @@ import { serverLoadRow } from '../server-load.js';
 
 const RI = '$__rate_interval';
 
+/** The six dashboards, in the order the generator writes them. */
 export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
-  const burnAlerts = slos(c).map((s) => s.alert);
+  return [overviewDashboard(c), onCallDashboard(c), svidLifecycleDashboard(c), trustBundlesDashboard(c), probesDashboard(c), gameDayDashboard(c)];
+}
+
+/** Alert names of every SLO's burn-rate alert: the runbooks linked from the SLO panels. */
+function sloAlertNames(c: MonitoringConfig): string[] {
+  return slos(c).map((s) => s.alert);
+}
+
+/** Burn rate of every SLO over `window`: the error ratio divided by the error budget. */
+function sloBurnRate(c: MonitoringConfig, window: string): string {
+  return `slo:sli_error:ratio_rate${window}${fs(c)} / on (slo) group_left () slo:error_budget:ratio`;
+}
+
+/** Bundle sequence numbers each agent is behind its server. */
+function agentsBundleSequencesBehind(c: MonitoringConfig): string {
   const cl = c.clusterLabel;
   const td = c.trustDomainLabel;
-  const ftd = c.federatedTrustDomainLabel;
-  const expLe = String(c.thresholds.svidExpiringSeconds);
-  const burnRate = (window: string) => `slo:sli_error:ratio_rate${window}${fs(c)} / on (slo) group_left () slo:error_budget:ratio`;
-  const bundleBehind = `max by (${cl}, ${td}) (svidscope_server_bundle_sequence${f(c, 'server', { instance: false })}) - on (${cl}, ${td}) group_right () svidscope_agent_bundle_sequence${f(c, 'agent')}`;
+  return `max by (${cl}, ${td}) (svidscope_server_bundle_sequence${f(c, 'server', { instance: false })}) - on (${cl}, ${td}) group_right () svidscope_agent_bundle_sequence${f(c, 'agent')}`;
+}
 
-  const overview: DashboardSpec = {
+/** Overview: SLO attainment and budget, issuance, fleet availability, active incidents. */
+function overviewDashboard(c: MonitoringConfig): DashboardSpec {
+  const burnAlerts = sloAlertNames(c);
+  const cl = c.clusterLabel;
+  const td = c.trustDomainLabel;
+  const burnRate = (window: string) => sloBurnRate(c, window);
+  return {
     file: 'svidscope-overview.json',
     title: 'svidscope / Overview',
     description: 'SLO attainment and error budget per SLO, issuance, fleet agent availability and active incidents.',
@@ -63,8 +82,14 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
       },
     ],
   };
+}
 
-  const oncall: DashboardSpec = {
+/** On-call: what to check first when paged. */
+function onCallDashboard(c: MonitoringConfig): DashboardSpec {
+  const td = c.trustDomainLabel;
+  const expLe = String(c.thresholds.svidExpiringSeconds);
+  const bundleBehind = agentsBundleSequencesBehind(c);
+  return {
     file: 'svidscope-on-call.json',
     title: 'svidscope / On-call',
     description: 'What an on-call engineer checks first: issuance, Workload API, agent sync, probes, bundles, expiring SVIDs.',
@@ -126,8 +151,13 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
       serverLoadRow(c),
     ],
   };
+}
 
-  const lifecycle: DashboardSpec = {
+/** SVID lifecycle: lifetimes, rotation, signing keys and the key-compromise response. */
+function svidLifecycleDashboard(c: MonitoringConfig): DashboardSpec {
+  const td = c.trustDomainLabel;
+  const ftd = c.federatedTrustDomainLabel;
+  return {
     file: 'svidscope-svid-lifecycle.json',
     title: 'svidscope / SVID lifecycle',
     description: 'Remaining lifetimes, rotation timing against the TTL, rotation failures, the CA and JWT key phases and expiries, and where a key-compromise response stands.',
@@ -172,8 +202,14 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
       keyCompromiseRow(c),
     ],
   };
+}
 
-  const bundles: DashboardSpec = {
+/** Trust bundles and federation: propagation and federated endpoint freshness. */
+function trustBundlesDashboard(c: MonitoringConfig): DashboardSpec {
+  const td = c.trustDomainLabel;
+  const ftd = c.federatedTrustDomainLabel;
+  const bundleBehind = agentsBundleSequencesBehind(c);
+  return {
     file: 'svidscope-trust-bundles.json',
     title: 'svidscope / Trust bundles and federation',
     description: 'Bundle sequence at every component, propagation lag, and freshness of every federated bundle endpoint.',
@@ -222,8 +258,11 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
       },
     ],
   };
+}
 
-  const probePanels: PanelSpec[] = [
+/** Panels of the prober's own scheduled targets (its /metrics). */
+function scheduledProbePanels(c: MonitoringConfig): PanelSpec[] {
+  return [
     { kind: 'timeseries', title: 'Scheduled probe success', unit: units.Short, runbooks: ['SvidscopeProbeBudgetBurn'], min: 0, max: 1,
       description: 'Result of the last scheduled probe of each target (1 success, 0 failure), by module and target.',
       queries: [{ expr: `svidscope_prober_probe_success${f(c, 'prober')}`, legend: '{{module}} {{target}}' }] },
@@ -252,12 +291,16 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
       description: 'Scrape status of the prober (1 up, 0 down).',
       queries: [{ expr: `up${f(c, 'prober')}`, legend: '{{instance}}' }] },
   ];
-  const probes: DashboardSpec = {
+}
+
+/** Probes: scheduled and Prometheus-driven (/probe) targets. */
+function probesDashboard(c: MonitoringConfig): DashboardSpec {
+  return {
     file: 'svidscope-probes.json',
     title: 'svidscope / Probes',
     description: 'Blackbox view: every scheduled probe target and every Prometheus-driven /probe target, by module, with phase timings.',
     rows: [
-      { title: 'Scheduled probes (prober /metrics)', panels: probePanels },
+      { title: 'Scheduled probes (prober /metrics)', panels: scheduledProbePanels(c) },
       {
         title: 'Multi-target probes (/probe)',
         panels: [
@@ -277,9 +320,15 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
       },
     ],
   };
+}
 
+/** Game day: chaos runs, verdicts, active faults and the SLO burn they cause. */
+function gameDayDashboard(c: MonitoringConfig): DashboardSpec {
+  const burnAlerts = sloAlertNames(c);
+  const td = c.trustDomainLabel;
+  const burnRate = (window: string) => sloBurnRate(c, window);
   const chaosNote = 'the chaos harness (svidscope chaos) writes these series to <data-dir>/chaos/metrics.prom when experiments run (scraped through startPrometheusStack, or node_exporter\'s textfile collector); empty before the first run.';
-  const gameday: DashboardSpec = {
+  return {
     file: 'svidscope-game-day.json',
     title: 'svidscope / Game day',
     description: 'Chaos experiment runs, their verdicts, active faults, and the SLO burn during each run.',
@@ -311,8 +360,6 @@ export function dashboardSpecs(c: MonitoringConfig): DashboardSpec[] {
       },
     ],
   };
-
-  return [overview, oncall, lifecycle, bundles, probes, gameday];
 }
 
 // --- key compromise (issue 15) ---

@@ -58,200 +58,226 @@ function checkHeader(metadata: grpc.Metadata): void {
 const concat = (ders: readonly Buffer[]) => Buffer.concat(ders);
 const x509Der = (b: SpiffeBundle) => concat(b.x509Authorities.map((a) => a.der));
 
+type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
+/** What a stream sends for the caller's current identities: a message with a change key, or nothing yet. */
+type Rendering = { key: string; message: object } | 'wait';
+
 /**
  * The SPIFFE Workload API (service `SpiffeWorkloadAPI`, no package). Every request must carry the
  * security header; the caller is attested from the kernel; streams send the full state first and
  * again on every change that alters what this caller sees.
  */
 export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedServiceImplementation {
-  const { cache, attestor, clock, logger, events } = deps;
-
-  const fail = (method: string, start: number, err: unknown): grpc.ServiceError => {
-    let code = grpc.status.INTERNAL;
-    let details = 'internal error';
-    const metadata = new grpc.Metadata();
-    if (err instanceof Refusal) [code, details] = [err.code, err.message];
-    else if (isSvidscopeError(err) && (err.code === 'unavailable' || err.code === 'workload-exec-after-connect')) {
-      [code, details] = [err.grpcStatus, err.message];
-      // The catalogue code travels in a trailer, as from the server, so a refused caller can name it.
-      metadata.set(ERROR_CODE_METADATA, err.code);
-    } else logger.error({ err, method }, 'workload API handler failed');
-    events?.request?.(method, code, (clock.nowMs() - start) / 1000);
-    return Object.assign(new Error(details), { code, details, metadata });
+  const { cache } = deps;
+  return {
+    FetchX509SVID: streamRpc(deps, 'FetchX509SVID', (ids) => renderX509Svids(cache, ids)),
+    FetchX509Bundles: streamRpc(deps, 'FetchX509Bundles', (ids) => renderX509Bundles(cache, ids)),
+    FetchJWTBundles: streamRpc(deps, 'FetchJWTBundles', (ids) => renderJwtBundles(cache, ids)),
+    FetchJWTSVID: unaryRpc(deps, 'FetchJWTSVID', (req: { audience: string[]; spiffe_id: string }, selectors, span) => fetchJwtSvids(deps, req, selectors, span)),
+    ValidateJWTSVID: unaryRpc(deps, 'ValidateJWTSVID', (req: { audience: string; svid: string }) => validateJwtSvid(deps, req)),
+    FetchWITSVID: unimplemented('WIT-SVIDs are not implemented'),
+    FetchWITBundles: unimplemented('WIT bundles are not implemented'),
   };
+}
 
-  const identify = async (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => {
-    checkHeader(call.metadata);
-    return attestor.attest(call);
-  };
+/** The gRPC error for a failed request (refusals keep their code; anything unexpected is logged and INTERNAL), counted. */
+function failure(deps: WorkloadHandlerDeps, method: string, start: number, err: unknown): grpc.ServiceError {
+  let code = grpc.status.INTERNAL;
+  let details = 'internal error';
+  const metadata = new grpc.Metadata();
+  if (err instanceof Refusal) [code, details] = [err.code, err.message];
+  else if (isSvidscopeError(err) && (err.code === 'unavailable' || err.code === 'workload-exec-after-connect')) {
+    [code, details] = [err.grpcStatus, err.message];
+    // The catalogue code travels in a trailer, as from the server, so a refused caller can name it.
+    metadata.set(ERROR_CODE_METADATA, err.code);
+  } else deps.logger.error({ err, method }, 'workload API handler failed');
+  deps.events?.request?.(method, code, (deps.clock.nowMs() - start) / 1000);
+  return Object.assign(new Error(details), { code, details, metadata });
+}
 
-  /** Opens a server stream that re-renders on each cache change and only writes when the rendering changed. */
-  const stream = (method: string, render: (ids: WorkloadIdentities) => { key: string; message: object } | 'wait') =>
-    (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      const start = clock.nowMs();
-      let lastKey: string | undefined;
-      let unsubscribe: (() => void) | undefined;
-      let done = false;
-      const finish = (err?: grpc.ServiceError) => {
-        if (done) return;
-        done = true;
-        unsubscribe?.();
-        events?.streamClosed?.(method);
-        if (err) call.emit('error', err);
-        else call.end();
-      };
-      call.on('cancelled', () => finish());
-      call.on('close', () => finish());
-      identify(call).then(
-        (selectors) => {
-          if (done) return;
-          events?.streamOpened?.(method);
-          const push = () => {
-            if (done) return;
-            try {
-              const out = render(cache.identitiesFor(selectors));
-              if (out === 'wait' || out.key === lastKey) return;
-              if (lastKey === undefined) {
-                events?.firstMessage?.(method, (clock.nowMs() - start) / 1000);
-                events?.request?.(method, grpc.status.OK, (clock.nowMs() - start) / 1000);
-              }
-              lastKey = out.key;
-              call.write(out.message);
-            } catch (err) {
-              finish(fail(method, start, err));
-            }
-          };
-          unsubscribe = cache.subscribe(push);
-          push();
-        },
-        (err: unknown) => finish(fail(method, start, err)),
-      );
+async function identify(attestor: WorkloadAttestor, call: Call): Promise<Selector[]> {
+  checkHeader(call.metadata);
+  return attestor.attest(call);
+}
+
+/** A server stream that re-renders on each cache change and only writes when the rendering changed. */
+function streamRpc(deps: WorkloadHandlerDeps, method: string, render: (ids: WorkloadIdentities) => Rendering) {
+  const { cache, clock, events } = deps;
+  return (call: grpc.ServerWritableStream<unknown, unknown>) => {
+    const start = clock.nowMs();
+    let lastKey: string | undefined;
+    let unsubscribe: (() => void) | undefined;
+    let done = false;
+    const finish = (err?: grpc.ServiceError) => {
+      if (done) return;
+      done = true;
+      unsubscribe?.();
+      events?.streamClosed?.(method);
+      if (err) call.emit('error', err);
+      else call.end();
     };
+    call.on('cancelled', () => finish());
+    call.on('close', () => finish());
+    identify(deps.attestor, call).then(
+      (selectors) => {
+        if (done) return;
+        events?.streamOpened?.(method);
+        const push = () => {
+          if (done) return;
+          try {
+            const out = render(cache.identitiesFor(selectors));
+            if (out === 'wait' || out.key === lastKey) return;
+            if (lastKey === undefined) {
+              events?.firstMessage?.(method, (clock.nowMs() - start) / 1000);
+              events?.request?.(method, grpc.status.OK, (clock.nowMs() - start) / 1000);
+            }
+            lastKey = out.key;
+            call.write(out.message);
+          } catch (err) {
+            finish(failure(deps, method, start, err));
+          }
+        };
+        unsubscribe = cache.subscribe(push);
+        push();
+      },
+      (err: unknown) => finish(failure(deps, method, start, err)),
+    );
+  };
+}
 
-  // Before its first sync the agent cannot tell "no identity" from "not known yet": answering
-  // PermissionDenied then would send on-call after registration entries during a server outage,
-  // and hide the outage from the Workload API SLO. Unavailable is retried by every client.
-  const noIdentity = () => cache.entriesKnown
+/** A unary call: the caller attested, `fn` run in a server span (when tracing is on), the outcome counted. */
+function unaryRpc<Req, Res>(deps: WorkloadHandlerDeps, method: string, fn: (req: Req, selectors: Selector[], span: Span | undefined) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  const { clock, events } = deps;
+  return (call, callback) => {
+    const start = clock.nowMs();
+    // A server span per call when tracing is on; everything below (server calls too) runs in it.
+    const span = deps.tracer?.startSpan(`svidscope.agent/${method}`, { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.method': method } });
+    const ctx = span ? trace.setSpan(context.active(), span) : context.active();
+    context.with(ctx, () => {
+      identify(deps.attestor, call as grpc.ServerUnaryCall<unknown, unknown>)
+        .then((selectors) => fn(call.request, selectors, span))
+        .then(
+          (res) => {
+            events?.request?.(method, grpc.status.OK, (clock.nowMs() - start) / 1000);
+            span?.end();
+            callback(null, res);
+          },
+          (err: unknown) => {
+            const e = failure(deps, method, start, err);
+            span?.setAttribute('rpc.grpc.status_code', e.code);
+            span?.end();
+            callback(e, null);
+          },
+        );
+    });
+  };
+}
+
+// Before its first sync the agent cannot tell "no identity" from "not known yet": answering
+// PermissionDenied then would send on-call after registration entries during a server outage,
+// and hide the outage from the Workload API SLO. Unavailable is retried by every client.
+function noIdentity(cache: WorkloadCache): Refusal {
+  return cache.entriesKnown
     ? new Refusal(grpc.status.PERMISSION_DENIED, 'no identity issued')
     : new Refusal(grpc.status.UNAVAILABLE, 'the agent has not completed a sync with its server yet');
+}
 
-  const unary = <Req, Res>(method: string, fn: (req: Req, selectors: Selector[], span: Span | undefined) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
-    (call, callback) => {
-      const start = clock.nowMs();
-      // A server span per call when tracing is on; everything below (server calls too) runs in it.
-      const span = deps.tracer?.startSpan(`svidscope.agent/${method}`, { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.method': method } });
-      const ctx = span ? trace.setSpan(context.active(), span) : context.active();
-      context.with(ctx, () => {
-        identify(call as grpc.ServerUnaryCall<unknown, unknown>)
-          .then((selectors) => fn(call.request, selectors, span))
-          .then(
-            (res) => {
-              events?.request?.(method, grpc.status.OK, (clock.nowMs() - start) / 1000);
-              span?.end();
-              callback(null, res);
-            },
-            (err: unknown) => {
-              const e = fail(method, start, err);
-              span?.setAttribute('rpc.grpc.status_code', e.code);
-              span?.end();
-              callback(e, null);
-            },
-          );
-      });
-    };
-
+/** FetchX509SVID: the caller's X509-SVIDs (one per hint), its trust bundle and the federated ones. */
+function renderX509Svids(cache: WorkloadCache, ids: WorkloadIdentities): Rendering {
+  if (ids.entries.length === 0) throw noIdentity(cache);
+  if (ids.svids.length === 0 || !ids.bundle) {
+    // Entries match but nothing valid is cached: either minting is under way (wait), or every
+    // SVID expired while the server was away — then say so rather than serve an expired one.
+    const everMinted = ids.entries.some((e) => cache.svidFor(e.id));
+    if (everMinted) throw new Refusal(grpc.status.UNAVAILABLE, 'no valid X509-SVID: cached SVIDs expired and the server is unreachable');
+    return 'wait';
+  }
+  const bundleDer = x509Der(ids.bundle);
+  const seenHints = new Set<string>();
+  const svids = ids.svids.filter((s) => !s.hint || (!seenHints.has(s.hint) && seenHints.add(s.hint)));
+  const federated: Record<string, Buffer> = {};
+  for (const [td, b] of ids.federated) federated[`spiffe://${td}`] = x509Der(b);
   return {
-    FetchX509SVID: stream('FetchX509SVID', (ids) => {
-      if (ids.entries.length === 0) throw noIdentity();
-      if (ids.svids.length === 0 || !ids.bundle) {
-        // Entries match but nothing valid is cached: either minting is under way (wait), or every
-        // SVID expired while the server was away — then say so rather than serve an expired one.
-        const everMinted = ids.entries.some((e) => cache.svidFor(e.id));
-        if (everMinted) throw new Refusal(grpc.status.UNAVAILABLE, 'no valid X509-SVID: cached SVIDs expired and the server is unreachable');
-        return 'wait';
-      }
-      const bundleDer = x509Der(ids.bundle);
-      const seenHints = new Set<string>();
-      const svids = ids.svids.filter((s) => !s.hint || (!seenHints.has(s.hint) && seenHints.add(s.hint)));
-      const federated: Record<string, Buffer> = {};
-      for (const [td, b] of ids.federated) federated[`spiffe://${td}`] = x509Der(b);
-      return {
-        key: [...svids.map((s) => `${s.entryId}:${s.notAfter}:${s.chain[0].length}:${s.chain[0].subarray(-16).toString('hex')}`), ids.bundle.sequenceNumber, ...[...ids.federated].map(([td, b]) => `${td}:${b.sequenceNumber}`)].join('|'),
-        message: {
-          svids: svids.map((s) => ({ spiffe_id: s.spiffeId, x509_svid: concat(s.chain), x509_svid_key: s.keyDer, bundle: bundleDer, hint: s.hint })),
-          crl: [],
-          federated_bundles: federated,
-        },
-      };
-    }),
-
-    FetchX509Bundles: stream('FetchX509Bundles', (ids) => {
-      if (ids.entries.length === 0) throw noIdentity();
-      if (!ids.bundle) return 'wait';
-      const bundles: Record<string, Buffer> = { [ids.bundle.trustDomain.idString]: x509Der(ids.bundle) };
-      for (const [td, b] of ids.federated) bundles[`spiffe://${td}`] = x509Der(b);
-      return { key: JSON.stringify(Object.entries(bundles).map(([k, v]) => [k, v.length, v.subarray(-16).toString('hex')])), message: { crl: [], bundles } };
-    }),
-
-    FetchJWTBundles: stream('FetchJWTBundles', (ids) => {
-      if (ids.entries.length === 0) throw noIdentity();
-      if (!ids.bundle) return 'wait';
-      const bundles: Record<string, Buffer> = { [ids.bundle.trustDomain.idString]: Buffer.from(jwtBundleToJson(ids.bundle)) };
-      for (const [td, b] of ids.federated) bundles[`spiffe://${td}`] = Buffer.from(jwtBundleToJson(b));
-      return { key: JSON.stringify(Object.entries(bundles).map(([k, v]) => [k, v.toString('base64')])), message: { bundles } };
-    }),
-
-    FetchJWTSVID: unary('FetchJWTSVID', async (req: { audience: string[]; spiffe_id: string }, selectors, span) => {
-      const audience = (req.audience ?? []).filter((a) => a !== '');
-      if (audience.length === 0) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
-      const hit = checkJwtAudienceLimits(audience, deps.jwtAudience);
-      if (hit) {
-        events?.limitHit?.(hit.limit);
-        throw new Refusal(grpc.status.INVALID_ARGUMENT, hit.message);
-      }
-      if (req.spiffe_id) {
-        try {
-          parseSpiffeIdBounded(req.spiffe_id);
-        } catch (err) {
-          throw new Refusal(grpc.status.INVALID_ARGUMENT, `invalid requested SPIFFE ID: ${(err as Error).message}`);
-        }
-      }
-      const ids = cache.identitiesFor(selectors);
-      const entries = ids.entries.filter((e) => !req.spiffe_id || e.spiffe_id === req.spiffe_id);
-      if (entries.length === 0) throw noIdentity();
-      span?.setAttributes({ [SpanAttr.svidType]: 'jwt', [SpanAttr.spiffeId]: entries[0].spiffe_id, [SpanAttr.entryId]: entries[0].id, [SpanAttr.count]: entries.length });
-      const svids = [];
-      for (const entry of entries) {
-        try {
-          const { token } = await deps.jwt.fetchJwtSvid(entry, audience);
-          svids.push({ spiffe_id: entry.spiffe_id, svid: token, hint: entry.hint });
-        } catch (err) {
-          logger.warn({ err: (err as Error).message, entryId: entry.id }, 'could not fetch a JWT-SVID from the server');
-          throw new Refusal(grpc.status.UNAVAILABLE, 'could not fetch JWT-SVID');
-        }
-      }
-      return { svids };
-    }),
-
-    ValidateJWTSVID: unary('ValidateJWTSVID', async (req: { audience: string; svid: string }) => {
-      if (!req.audience) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
-      if (!req.svid) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'svid must be specified');
-      const own = cache.ownBundle;
-      if (!own) throw new Refusal(grpc.status.UNAVAILABLE, 'the agent has no bundle yet');
-      const set = new BundleSet([own, ...cache.federatedBundles().values()]);
-      try {
-        const svid = await verifyJwtSvid(req.svid, set, { audience: [req.audience], now: clock.now(), leewaySeconds: 0 });
-        return { spiffe_id: svid.id.toString(), claims: toStruct(svid.claims) };
-      } catch (err) {
-        throw new Refusal(grpc.status.INVALID_ARGUMENT, isSvidscopeError(err) ? err.message : 'token is invalid');
-      }
-    }),
-
-    FetchWITSVID: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      call.emit('error', Object.assign(new Error('WIT-SVIDs are not implemented'), { code: grpc.status.UNIMPLEMENTED, details: 'WIT-SVIDs are not implemented' }));
+    key: [...svids.map((s) => `${s.entryId}:${s.notAfter}:${s.chain[0].length}:${s.chain[0].subarray(-16).toString('hex')}`), ids.bundle.sequenceNumber, ...[...ids.federated].map(([td, b]) => `${td}:${b.sequenceNumber}`)].join('|'),
+    message: {
+      svids: svids.map((s) => ({ spiffe_id: s.spiffeId, x509_svid: concat(s.chain), x509_svid_key: s.keyDer, bundle: bundleDer, hint: s.hint })),
+      crl: [],
+      federated_bundles: federated,
     },
-    FetchWITBundles: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      call.emit('error', Object.assign(new Error('WIT bundles are not implemented'), { code: grpc.status.UNIMPLEMENTED, details: 'WIT bundles are not implemented' }));
-    },
+  };
+}
+
+/** FetchX509Bundles: the X.509 authorities of the caller's trust domain and of the federated ones. */
+function renderX509Bundles(cache: WorkloadCache, ids: WorkloadIdentities): Rendering {
+  if (ids.entries.length === 0) throw noIdentity(cache);
+  if (!ids.bundle) return 'wait';
+  const bundles: Record<string, Buffer> = { [ids.bundle.trustDomain.idString]: x509Der(ids.bundle) };
+  for (const [td, b] of ids.federated) bundles[`spiffe://${td}`] = x509Der(b);
+  return { key: JSON.stringify(Object.entries(bundles).map(([k, v]) => [k, v.length, v.subarray(-16).toString('hex')])), message: { crl: [], bundles } };
+}
+
+/** FetchJWTBundles: the JWT authorities (JWKS) of the caller's trust domain and of the federated ones. */
+function renderJwtBundles(cache: WorkloadCache, ids: WorkloadIdentities): Rendering {
+  if (ids.entries.length === 0) throw noIdentity(cache);
+  if (!ids.bundle) return 'wait';
+  const bundles: Record<string, Buffer> = { [ids.bundle.trustDomain.idString]: Buffer.from(jwtBundleToJson(ids.bundle)) };
+  for (const [td, b] of ids.federated) bundles[`spiffe://${td}`] = Buffer.from(jwtBundleToJson(b));
+  return { key: JSON.stringify(Object.entries(bundles).map(([k, v]) => [k, v.toString('base64')])), message: { bundles } };
+}
+
+/** FetchJWTSVID: a JWT-SVID for each of the caller's entries (or the one asked for), minted by the server. */
+async function fetchJwtSvids(deps: WorkloadHandlerDeps, req: { audience: string[]; spiffe_id: string }, selectors: Selector[], span: Span | undefined) {
+  const { cache, events, logger } = deps;
+  const audience = (req.audience ?? []).filter((a) => a !== '');
+  if (audience.length === 0) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+  const hit = checkJwtAudienceLimits(audience, deps.jwtAudience);
+  if (hit) {
+    events?.limitHit?.(hit.limit);
+    throw new Refusal(grpc.status.INVALID_ARGUMENT, hit.message);
+  }
+  if (req.spiffe_id) {
+    try {
+      parseSpiffeIdBounded(req.spiffe_id);
+    } catch (err) {
+      throw new Refusal(grpc.status.INVALID_ARGUMENT, `invalid requested SPIFFE ID: ${(err as Error).message}`);
+    }
+  }
+  const ids = cache.identitiesFor(selectors);
+  const entries = ids.entries.filter((e) => !req.spiffe_id || e.spiffe_id === req.spiffe_id);
+  if (entries.length === 0) throw noIdentity(cache);
+  span?.setAttributes({ [SpanAttr.svidType]: 'jwt', [SpanAttr.spiffeId]: entries[0].spiffe_id, [SpanAttr.entryId]: entries[0].id, [SpanAttr.count]: entries.length });
+  const svids = [];
+  for (const entry of entries) {
+    try {
+      const { token } = await deps.jwt.fetchJwtSvid(entry, audience);
+      svids.push({ spiffe_id: entry.spiffe_id, svid: token, hint: entry.hint });
+    } catch (err) {
+      logger.warn({ err: (err as Error).message, entryId: entry.id }, 'could not fetch a JWT-SVID from the server');
+      throw new Refusal(grpc.status.UNAVAILABLE, 'could not fetch JWT-SVID');
+    }
+  }
+  return { svids };
+}
+
+/** ValidateJWTSVID: verifies a token against the agent's own and federated bundles, now, without leeway. */
+async function validateJwtSvid(deps: WorkloadHandlerDeps, req: { audience: string; svid: string }) {
+  const { cache, clock } = deps;
+  if (!req.audience) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+  if (!req.svid) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'svid must be specified');
+  const own = cache.ownBundle;
+  if (!own) throw new Refusal(grpc.status.UNAVAILABLE, 'the agent has no bundle yet');
+  const set = new BundleSet([own, ...cache.federatedBundles().values()]);
+  try {
+    const svid = await verifyJwtSvid(req.svid, set, { audience: [req.audience], now: clock.now(), leewaySeconds: 0 });
+    return { spiffe_id: svid.id.toString(), claims: toStruct(svid.claims) };
+  } catch (err) {
+    throw new Refusal(grpc.status.INVALID_ARGUMENT, isSvidscopeError(err) ? err.message : 'token is invalid');
+  }
+}
+
+/** WIT-SVID RPCs of newer Workload API versions: answered UNIMPLEMENTED. */
+function unimplemented(message: string) {
+  return (call: grpc.ServerWritableStream<unknown, unknown>) => {
+    call.emit('error', Object.assign(new Error(message), { code: grpc.status.UNIMPLEMENTED, details: message }));
   };
 }
