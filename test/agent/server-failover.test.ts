@@ -11,6 +11,7 @@ import { buildAgentConfig } from '../../src/identity-plane/agent/config.js';
 import { connectAdmin, type AdminClient } from '../../src/identity-plane/server-api/admin-client.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { createWorkloadApiClient } from '../../src/identity-plane/workload-api/index.js';
+import { scrapeSeries } from '../support/metrics.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 
@@ -48,12 +49,6 @@ async function startServer(name: string) {
   const admin = connectAdmin(path.join(data, 'admin.sock'));
   admins.push(admin);
   return { proc, address: `127.0.0.1:${port}`, admin };
-}
-
-async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(url)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : NaN;
 }
 
 describe('agent failover between servers on one datastore', () => {
@@ -95,7 +90,7 @@ describe('agent failover between servers on one datastore', () => {
     try {
       const before = await waitFor('the workload SVID', () => client.fetchX509Context().catch(() => undefined), 20_000, agent.logs);
       expect(before.svids.map((s) => s.id.toString())).toEqual([`spiffe://${TD}/before`]);
-      expect(await metric(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_server_failovers_total')).toBe(0);
+      expect(await scrapeSeries(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_server_failovers_total')).toBe(0);
 
       first.proc.child.kill('SIGKILL');
       await first.proc.child.catch(() => undefined);
@@ -106,8 +101,8 @@ describe('agent failover between servers on one datastore', () => {
         return ctx && ctx.svids.length === 2 ? ctx : undefined;
       }, 30_000, agent.logs);
       expect(after.svids.map((s) => s.id.toString()).sort()).toEqual([`spiffe://${TD}/after`, `spiffe://${TD}/before`]);
-      expect(await metric(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_server_failovers_total')).toBeGreaterThanOrEqual(1);
-      expect(await metric(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_attested')).toBe(1);
+      expect(await scrapeSeries(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_server_failovers_total')).toBeGreaterThanOrEqual(1);
+      expect(await scrapeSeries(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_attested')).toBe(1);
       expect(await httpOk(`http://127.0.0.1:${ops}/ready`)).toBe(true);
       // Still the one agent from the one join token: nothing was re-attested (the token is spent anyway).
       const agents = await second.admin.call<{ agents: { id: string }[] }>('ListAgents', {});
