@@ -11,7 +11,7 @@ import { authorizedEntries, type AuthorizableEntry } from '../../src/identity-pl
 import { EntryCache } from '../../src/identity-plane/server/registration/entry-cache.js';
 import { MAX_HINT_BYTES, parseSelector, validateEntry, type EntryFields } from '../../src/identity-plane/server/registration/validate.js';
 import { MAX_SPIFFE_ID_BYTES, mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
-import { codeOf } from '../support/conformance.js';
+import { codeOf } from '../support/errors.js';
 import { newAgent, newEntry } from '../datastore/fixtures.js';
 import { removeDir, tempDir } from '../support/server.js';
 
