@@ -1,10 +1,8 @@
 // Two real `svidscope server run` processes on one PostgreSQL datastore and a real agent that
 // knows both: when its server is killed, the agent moves to the survivor with the SVID it holds
 // (no re-attestation), its workloads keep their SVIDs, and new entries reach them through the survivor.
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildAgentConfig } from '../../src/identity-plane/agent/config.js';
@@ -12,13 +10,14 @@ import { connectAdmin, type AdminClient } from '../../src/identity-plane/server-
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { createWorkloadApiClient } from '../../src/identity-plane/workload-api/index.js';
 import { scrapeSeries } from '../support/metrics.js';
+import { dropSchemas, newSchemaName, postgresUrl } from '../support/postgres.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 
-const url = process.env.SVIDSCOPE_TEST_POSTGRES_URL;
+const url = postgresUrl('agent failover between servers');
 const TD = 'example.org';
 const dir = tempDir('failover');
-const schema = `svidscope_failover_${randomBytes(5).toString('hex')}`;
+const schema = newSchemaName('failover');
 const children: ReturnType<typeof spawnCli>[] = [];
 const admins: AdminClient[] = [];
 
@@ -26,11 +25,7 @@ afterAll(async () => {
   for (const a of admins) a.close();
   for (const c of children) c.child.kill('SIGKILL');
   await Promise.all(children.map((c) => c.child.catch(() => undefined)));
-  if (url) {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => client.end());
-  }
+  if (url) await dropSchemas(url, [schema]);
   removeDir(dir);
 });
 
@@ -52,13 +47,7 @@ async function startServer(name: string) {
 }
 
 describe('agent failover between servers on one datastore', () => {
-  if (!url) {
-    // Never a silent pass (`npm test` starts PostgreSQL and sets the variable itself).
-    it('needs SVIDSCOPE_TEST_POSTGRES_URL', () => {
-      throw new Error('SVIDSCOPE_TEST_POSTGRES_URL is unset; run: export SVIDSCOPE_TEST_POSTGRES_URL=$(bash scripts/postgres.sh)');
-    });
-    return;
-  }
+  if (!url) return;
 
   it('moves to the surviving server without re-attesting, and workloads keep and gain SVIDs', async () => {
     // One after the other: the first migrates the schema, the second finds it ready.
