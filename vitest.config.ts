@@ -1,13 +1,19 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
+import { TIER_NAMES, tierGlobs } from './test/tiers.js';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Integration tests start real processes and servers; two cores do not gain from many forks.
     maxWorkers: 2,
     // Several `svidscope up` stacks run at once in the suite: no racing for the default ports.
     env: { SVIDSCOPE_UP_EPHEMERAL_PORTS: '1' },
+    // One project per tier (test/tiers.ts): `vitest run --project unit` runs one, `vitest run` all,
+    // each file exactly once.
+    projects: TIER_NAMES.map((name) => {
+      const globs = tierGlobs(name);
+      return { extends: true, test: { name, include: globs.include, exclude: [...configDefaults.exclude, ...globs.exclude] } };
+    }),
   },
 });

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need (system packages when run as root),
-# then lints, builds and runs every test tier. Ends with one "N passed, N failed" line.
+# then lints, builds and runs every test tier (unit, integration, e2e: the vitest projects of
+# test/tiers.ts, each file once). Ends with one "N passed, N failed" line.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 

@@ -1,23 +1,23 @@
 // Two real `svidscope server run` processes on one PostgreSQL datastore and a real agent that
 // knows both: when its server is killed, the agent moves to the survivor with the SVID it holds
 // (no re-attestation), its workloads keep their SVIDs, and new entries reach them through the survivor.
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildAgentConfig } from '../../src/identity-plane/agent/config.js';
 import { connectAdmin, type AdminClient } from '../../src/identity-plane/server-api/admin-client.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { createWorkloadApiClient } from '../../src/identity-plane/workload-api/index.js';
+import { scrapeSeries } from '../support/metrics.js';
+import { dropSchemas, newSchemaName, postgresUrl } from '../support/postgres.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 
-const url = process.env.SVIDSCOPE_TEST_POSTGRES_URL;
+const url = postgresUrl('agent failover between servers');
 const TD = 'example.org';
 const dir = tempDir('failover');
-const schema = `svidscope_failover_${randomBytes(5).toString('hex')}`;
+const schema = newSchemaName('failover');
 const children: ReturnType<typeof spawnCli>[] = [];
 const admins: AdminClient[] = [];
 
@@ -25,11 +25,7 @@ afterAll(async () => {
   for (const a of admins) a.close();
   for (const c of children) c.child.kill('SIGKILL');
   await Promise.all(children.map((c) => c.child.catch(() => undefined)));
-  if (url) {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => client.end());
-  }
+  if (url) await dropSchemas(url, [schema]);
   removeDir(dir);
 });
 
@@ -50,20 +46,8 @@ async function startServer(name: string) {
   return { proc, address: `127.0.0.1:${port}`, admin };
 }
 
-async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(url)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : NaN;
-}
-
 describe('agent failover between servers on one datastore', () => {
-  if (!url) {
-    // Never a silent pass (`npm test` starts PostgreSQL and sets the variable itself).
-    it('needs SVIDSCOPE_TEST_POSTGRES_URL', () => {
-      throw new Error('SVIDSCOPE_TEST_POSTGRES_URL is unset; run: export SVIDSCOPE_TEST_POSTGRES_URL=$(bash scripts/postgres.sh)');
-    });
-    return;
-  }
+  if (!url) return;
 
   it('moves to the surviving server without re-attesting, and workloads keep and gain SVIDs', async () => {
     // One after the other: the first migrates the schema, the second finds it ready.
@@ -95,7 +79,7 @@ describe('agent failover between servers on one datastore', () => {
     try {
       const before = await waitFor('the workload SVID', () => client.fetchX509Context().catch(() => undefined), 20_000, agent.logs);
       expect(before.svids.map((s) => s.id.toString())).toEqual([`spiffe://${TD}/before`]);
-      expect(await metric(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_server_failovers_total')).toBe(0);
+      expect(await scrapeSeries(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_server_failovers_total')).toBe(0);
 
       first.proc.child.kill('SIGKILL');
       await first.proc.child.catch(() => undefined);
@@ -106,8 +90,8 @@ describe('agent failover between servers on one datastore', () => {
         return ctx && ctx.svids.length === 2 ? ctx : undefined;
       }, 30_000, agent.logs);
       expect(after.svids.map((s) => s.id.toString()).sort()).toEqual([`spiffe://${TD}/after`, `spiffe://${TD}/before`]);
-      expect(await metric(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_server_failovers_total')).toBeGreaterThanOrEqual(1);
-      expect(await metric(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_attested')).toBe(1);
+      expect(await scrapeSeries(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_server_failovers_total')).toBeGreaterThanOrEqual(1);
+      expect(await scrapeSeries(`http://127.0.0.1:${ops}/metrics`, 'svidscope_agent_attested')).toBe(1);
       expect(await httpOk(`http://127.0.0.1:${ops}/ready`)).toBe(true);
       // Still the one agent from the one join token: nothing was re-attested (the token is spent anyway).
       const agents = await second.admin.call<{ agents: { id: string }[] }>('ListAgents', {});

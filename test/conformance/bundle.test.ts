@@ -7,7 +7,8 @@ import {
   type JwtBundle,
   type X509Bundle,
 } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { codeOf, loadCases, readFixture } from '../support/conformance.js';
+import { loadCases, readFixture } from '../support/conformance.js';
+import { codeOf } from '../support/errors.js';
 
 interface BundleCase {
   id: string;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { joinPathSegments, parseSpiffeId, parseTrustDomain, validatePath } from '../../src/identity-plane/spiffe/id/index.js';
-import { codeOf, loadCases } from '../support/conformance.js';
+import { loadCases } from '../support/conformance.js';
+import { codeOf } from '../support/errors.js';
 
 interface IdCase { input: string; valid: boolean; error: string | null; trustDomain?: string | null; path?: string | null }
 interface PathCase { kind: 'path' | 'segments'; input: string | string[]; valid: boolean; error: string | null; path?: string | null }

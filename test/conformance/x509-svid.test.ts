@@ -9,7 +9,8 @@ import {
   parseX509SvidRaw,
   verifyX509Svid,
 } from '../../src/identity-plane/spiffe/x509svid/index.js';
-import { codeOf, loadCases, readFixture } from '../support/conformance.js';
+import { loadCases, readFixture } from '../support/conformance.js';
+import { codeOf } from '../support/errors.js';
 
 interface X509Case {
   id: string;

@@ -3,41 +3,26 @@
  * independent. Without SVIDSCOPE_TEST_POSTGRES_URL the file fails in CI and reports a named skip locally;
  * it never passes silently. Start one with: export SVIDSCOPE_TEST_POSTGRES_URL=$(bash scripts/postgres.sh)
  */
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { latestSchemaVersion, openDatastore } from '../../src/identity-plane/server/datastore/index.js';
+import { dropSchemas, newSchemaName, postgresUrl } from '../support/postgres.js';
 import { expectCode, newEntry, T0 } from './fixtures.js';
 import { runDatastoreSuite } from './suite.js';
 
-const url = process.env.SVIDSCOPE_TEST_POSTGRES_URL;
-const MISSING = 'SVIDSCOPE_TEST_POSTGRES_URL is unset; run: export SVIDSCOPE_TEST_POSTGRES_URL=$(bash scripts/postgres.sh)';
+const url = postgresUrl('the postgres datastore suite');
 
-if (!url) {
-  // Never a silent pass: without PostgreSQL this suite fails and says how to provide it
-  // (`npm test` starts PostgreSQL and sets the variable itself).
-  it('postgres datastore suite needs SVIDSCOPE_TEST_POSTGRES_URL', () => {
-    throw new Error(MISSING);
-  });
-} else {
+if (url) {
   const connectionString = url;
   const schemas: string[] = [];
   const newSchema = () => {
-    const schema = `svidscope_t_${randomBytes(6).toString('hex')}`;
+    const schema = newSchemaName('t');
     schemas.push(schema);
     return schema;
   };
   const openIn = (schema: string) => openDatastore({ kind: 'postgres', connectionString, schema, maxConnections: 4 });
 
-  afterAll(async () => {
-    const client = new pg.Client({ connectionString });
-    await client.connect();
-    try {
-      for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    } finally {
-      await client.end();
-    }
-  });
+  afterAll(() => dropSchemas(connectionString, schemas));
 
   runDatastoreSuite('postgres', async () => {
     const schema = newSchema();

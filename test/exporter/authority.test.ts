@@ -14,7 +14,7 @@ import { readCertificateInfo } from '../../src/identity-plane/spiffe/mint/cert-p
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../../src/identity-plane/spiffe/mint/index.js';
 import { waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
-import { parseExposition, promtoolCheck, sample } from './support.js';
+import { parseSamples, promtoolRun, valueOf } from '../support/metrics.js';
 
 const TD = 'example.org';
 const MIN = 60_000;
@@ -52,9 +52,9 @@ describe('SVIDs by authority', () => {
     ex.state.observe('agent-a', { svids: observed });
     ex.state.observe('svid-files', { svids: [svidOf('/run/web.pem', web)!] }); // the same SVID, written to disk by the workload
 
-    let series = parseExposition((await ex.render()).body);
-    const held = (i: number) => sample(series, METRIC.svidsByAuthority, { trust_domain: TD, authority_key_id: skiHex(i) });
-    const age = (i: number) => sample(series, METRIC.oldestSvidAge, { trust_domain: TD, authority_key_id: skiHex(i) });
+    let series = parseSamples((await ex.render()).body);
+    const held = (i: number) => valueOf(series, METRIC.svidsByAuthority, { trust_domain: TD, authority_key_id: skiHex(i) });
+    const age = (i: number) => valueOf(series, METRIC.oldestSvidAge, { trust_domain: TD, authority_key_id: skiHex(i) });
     expect([held(0), held(1)]).toEqual([2, 1]);
     // notBefore is backdated by the minter; web is the oldest of the first CA.
     expect(age(0)).toBe((start - Date.parse(web.validFrom)) / 1000);
@@ -62,13 +62,13 @@ describe('SVIDs by authority', () => {
 
     // db expires after 5 more minutes: web is left; then everything of the first CA is gone but the series stays, at 0.
     clock.advance(6 * MIN);
-    series = parseExposition((await ex.render()).body);
+    series = parseSamples((await ex.render()).body);
     expect(held(0)).toBe(1);
     clock.advance(60 * MIN);
-    series = parseExposition((await ex.render()).body);
+    series = parseSamples((await ex.render()).body);
     expect([held(0), held(1)]).toEqual([0, 0]);
     expect(age(0)).toBeUndefined();
-    expect(promtoolCheck((await ex.render()).body)).toMatchObject({ code: 0 });
+    expect(await promtoolRun((await ex.render()).body)).toEqual({ code: 0, output: '' });
   });
 
   it('keeps at most authority_max_series key ids per trust domain: the busiest, then "other"; counts the folded ones', async () => {
@@ -80,18 +80,18 @@ describe('SVIDs by authority', () => {
     // aa: 3 SVIDs, bb: 2, cc, dd and no AKI: 1 each.
     ex.state.observe('agent-a', { svids: [svid(1, 'aa', 1), svid(2, 'aa', 1), svid(3, 'aa', 1), svid(4, 'bb', 2), svid(5, 'bb', 2), svid(6, 'cc', 9), svid(7, 'dd', 4), svid(8, undefined, 5)] });
     const r = await ex.render();
-    const series = parseExposition(r.body);
-    const ids = [...series.keys()].filter((k) => k.startsWith(`${METRIC.svidsByAuthority}{`)).map((k) => /authority_key_id="([^"]+)"/.exec(k)![1]);
+    const series = parseSamples(r.body);
+    const ids = series.filter((x) => x.name === METRIC.svidsByAuthority).map((x) => x.labels.authority_key_id);
     expect(ids).toEqual(['aa', 'bb', 'other']);
-    expect(sample(series, METRIC.svidsByAuthority, { authority_key_id: 'other' })).toBe(3); // cc, dd, none
-    expect(sample(series, METRIC.oldestSvidAge, { authority_key_id: 'other' })).toBe(9 * 60);
+    expect(valueOf(series, METRIC.svidsByAuthority, { authority_key_id: 'other' })).toBe(3); // cc, dd, none
+    expect(valueOf(series, METRIC.oldestSvidAge, { authority_key_id: 'other' })).toBe(9 * 60);
     expect(r.dropped.authority_cap).toBe(3);
-    expect(sample(parseExposition((await ex.render()).body), METRIC.seriesDropped, { reason: 'authority_cap' })).toBe(3); // the counter a scrape serves holds the scrapes before it
+    expect(valueOf(parseSamples((await ex.render()).body), METRIC.seriesDropped, { reason: 'authority_cap' })).toBe(3); // the counter a scrape serves holds the scrapes before it
 
     // Under the cap a leaf without an authorityKeyIdentifier has its own series.
     const { ex: ex2 } = setup(two);
     ex2.state.observe('agent-a', { svids: [svid(8, undefined, 5)] });
-    expect(sample(parseExposition((await ex2.render()).body), METRIC.svidsByAuthority, { authority_key_id: 'unknown' })).toBe(1);
+    expect(valueOf(parseSamples((await ex2.render()).body), METRIC.svidsByAuthority, { authority_key_id: 'unknown' })).toBe(1);
   });
 
   it('a files source reports the authority of the SVIDs on disk', async () => {
@@ -105,10 +105,10 @@ describe('SVIDs by authority', () => {
     ex.start();
     cleanups.push(() => ex.stop());
     const series = await waitFor('the files source', async () => {
-      const s = parseExposition((await ex.render()).body);
-      return sample(s, METRIC.svidsByAuthority) === 3 ? s : undefined;
+      const s = parseSamples((await ex.render()).body);
+      return valueOf(s, METRIC.svidsByAuthority) === 3 ? s : undefined;
     }, 10_000);
-    expect(sample(series, METRIC.svidsByAuthority, { authority_key_id: skiHex(0) })).toBe(1);
-    expect(sample(series, METRIC.svidsByAuthority, { authority_key_id: skiHex(1) })).toBe(2);
+    expect(valueOf(series, METRIC.svidsByAuthority, { authority_key_id: skiHex(0) })).toBe(1);
+    expect(valueOf(series, METRIC.svidsByAuthority, { authority_key_id: skiHex(1) })).toBe(2);
   });
 });

@@ -13,7 +13,7 @@ import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../../src/identity-plane/spiffe/mint/index.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
-import { parseExposition, promtoolCheck, sample } from './support.js';
+import { promtoolRun, scrape as scrapeUrl, valueOf, type Sample } from '../support/metrics.js';
 
 const dir = tempDir('exporter-e2e');
 const socketPath = path.join(dir, 'agent', 'public', 'api.sock');
@@ -33,14 +33,13 @@ function spawnExporter(config: string): Proc {
 }
 
 async function scrape() {
-  const res = await fetch(`${exporterUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
-  expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
-  const body = await res.text();
-  return { body, series: parseExposition(body) };
+  const { text, samples, contentType } = await scrapeUrl(`${exporterUrl}/metrics`);
+  expect(contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
+  return { body: text, series: samples };
 }
 
 /** Scrapes until `check` holds; returns that scrape. */
-function scrapeUntil(what: string, check: (s: Map<string, number>) => boolean, timeoutMs = 25_000) {
+function scrapeUntil(what: string, check: (s: Sample[]) => boolean, timeoutMs = 25_000) {
   return waitFor(what, async () => {
     const s = await scrape();
     return check(s.series) && s;
@@ -121,52 +120,52 @@ describe('exporter against a running identity plane', () => {
     expect(await httpOk(`${exporterUrl}/healthz`)).toBe(true);
     // Issuance: both uid-0 SVIDs through the Workload API, the workload's file, the agent's SVID at the server.
     let { series } = await scrapeUntil('SVIDs and coverage', (s) =>
-      sample(s, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }) === 2
-      && sample(s, `${METRIC.remainingLifetime}_count`, { source: 'svid-files', kind: 'x509_svid' }) === 1
-      && sample(s, METRIC.entriesWithoutSvid, { source: 'server' }) === 1);
-    const bucket = (source: string, le: string) => sample(series, `${METRIC.remainingLifetime}_bucket`, { source, kind: 'x509_svid', le });
+      valueOf(s, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }) === 2
+      && valueOf(s, `${METRIC.remainingLifetime}_count`, { source: 'svid-files', kind: 'x509_svid' }) === 1
+      && valueOf(s, METRIC.entriesWithoutSvid, { source: 'server' }) === 1);
+    const bucket = (source: string, le: string) => valueOf(series, `${METRIC.remainingLifetime}_bucket`, { source, kind: 'x509_svid', le });
     expect(bucket('agent', '0')).toBe(0); // nothing expired is held
     expect(bucket('agent', '5')).toBeUndefined(); // not a bucket boundary: minutes to days
     expect(bucket('agent', '60')).toBe(2); // /web 10 s, /db 20 s
-    expect(sample(series, `${METRIC.remainingLifetime}_bucket`, { source: 'server', kind: 'x509_svid', le: '60' })).toBe(0); // the agent's SVID: 1 h
-    expect(sample(series, `${METRIC.remainingLifetime}_bucket`, { source: 'server', kind: 'x509_svid', le: '3600' })).toBe(1);
-    expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'server', kind: 'x509_svid' })).toBe(1); // the agent's own SVID
-    expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'ca', trust_domain: TD })).toBe(1);
-    expect(sample(series, METRIC.earliestExpiry, { source: 'agent', kind: 'x509_svid' })).toBeLessThan(Date.now() / 1000 + SHORT_TTL + 1);
-    expect(sample(series, METRIC.registrationEntries, { source: 'server' })).toBe(3);
-    expect(sample(series, METRIC.agents, { source: 'server', status: 'active' })).toBe(1);
-    expect(sample(series, METRIC.bundleAuthorities, { source: 'agent', kind: 'jwt_authority' })).toBe(1);
-    expect(sample(series, METRIC.bundleRefreshHint, { source: 'endpoint' })).toBe(300);
-    for (const source of ['server', 'agent', 'svid-files', 'endpoint']) expect(sample(series, METRIC.sourceUp, { source })).toBe(1);
-    const seq0 = sample(series, METRIC.bundleSequence, { source: 'server', trust_domain: TD })!;
-    expect(sample(series, METRIC.bundleSequence, { source: 'agent', trust_domain: TD })).toBe(seq0);
-    expect(sample(series, METRIC.bundleSequence, { source: 'svid-files', trust_domain: TD })).toBe(seq0);
-    const updates0 = sample(series, METRIC.sourceUpdates, { source: 'agent' })!;
+    expect(valueOf(series, `${METRIC.remainingLifetime}_bucket`, { source: 'server', kind: 'x509_svid', le: '60' })).toBe(0); // the agent's SVID: 1 h
+    expect(valueOf(series, `${METRIC.remainingLifetime}_bucket`, { source: 'server', kind: 'x509_svid', le: '3600' })).toBe(1);
+    expect(valueOf(series, `${METRIC.remainingLifetime}_count`, { source: 'server', kind: 'x509_svid' })).toBe(1); // the agent's own SVID
+    expect(valueOf(series, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'ca', trust_domain: TD })).toBe(1);
+    expect(valueOf(series, METRIC.earliestExpiry, { source: 'agent', kind: 'x509_svid' })).toBeLessThan(Date.now() / 1000 + SHORT_TTL + 1);
+    expect(valueOf(series, METRIC.registrationEntries, { source: 'server' })).toBe(3);
+    expect(valueOf(series, METRIC.agents, { source: 'server', status: 'active' })).toBe(1);
+    expect(valueOf(series, METRIC.bundleAuthorities, { source: 'agent', kind: 'jwt_authority' })).toBe(1);
+    expect(valueOf(series, METRIC.bundleRefreshHint, { source: 'endpoint' })).toBe(300);
+    for (const source of ['server', 'agent', 'svid-files', 'endpoint']) expect(valueOf(series, METRIC.sourceUp, { source })).toBe(1);
+    const seq0 = valueOf(series, METRIC.bundleSequence, { source: 'server', trust_domain: TD })!;
+    expect(valueOf(series, METRIC.bundleSequence, { source: 'agent', trust_domain: TD })).toBe(seq0);
+    expect(valueOf(series, METRIC.bundleSequence, { source: 'svid-files', trust_domain: TD })).toBe(seq0);
+    const updates0 = valueOf(series, METRIC.sourceUpdates, { source: 'agent' })!;
 
     // SVID rotation at half of the 10 s TTL, seen on the stream and in the workload's file.
     ({ series } = await scrapeUntil('SVID rotations', (s) =>
-      sample(s, METRIC.rotations, { source: 'agent', kind: 'x509_svid' })! >= 1 && sample(s, METRIC.rotations, { source: 'svid-files', kind: 'x509_svid' })! >= 1));
-    expect(sample(series, `${METRIC.rotationRemainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' })).toBeGreaterThanOrEqual(1);
-    expect(sample(series, `${METRIC.rotationRemainingLifetime}_bucket`, { source: 'agent', kind: 'x509_svid', le: '60' }))
-      .toBe(sample(series, `${METRIC.rotationRemainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }));
-    expect(sample(series, METRIC.sourceUpdates, { source: 'agent' })).toBeGreaterThan(updates0);
-    expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' })).toBe(2); // rotated, not added
+      valueOf(s, METRIC.rotations, { source: 'agent', kind: 'x509_svid' })! >= 1 && valueOf(s, METRIC.rotations, { source: 'svid-files', kind: 'x509_svid' })! >= 1));
+    expect(valueOf(series, `${METRIC.rotationRemainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(series, `${METRIC.rotationRemainingLifetime}_bucket`, { source: 'agent', kind: 'x509_svid', le: '60' }))
+      .toBe(valueOf(series, `${METRIC.rotationRemainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }));
+    expect(valueOf(series, METRIC.sourceUpdates, { source: 'agent' })).toBeGreaterThan(updates0);
+    expect(valueOf(series, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' })).toBe(2); // rotated, not added
 
     // CA rotation: the server's sequence moves, and each downstream source shows it after a measured lag.
     await admin.call('RotateCa', { kind: 'x509' });
     ({ series } = await scrapeUntil('CA rotation propagated', (s) =>
-      ['agent', 'svid-files', 'endpoint'].every((source) => sample(s, `${METRIC.propagationLag}_count`, { source })! >= 1)));
-    const seq1 = sample(series, METRIC.bundleSequence, { source: 'server', trust_domain: TD })!;
+      ['agent', 'svid-files', 'endpoint'].every((source) => valueOf(s, `${METRIC.propagationLag}_count`, { source })! >= 1)));
+    const seq1 = valueOf(series, METRIC.bundleSequence, { source: 'server', trust_domain: TD })!;
     expect(seq1).toBeGreaterThan(seq0);
     for (const source of ['agent', 'svid-files', 'endpoint']) {
-      expect(sample(series, METRIC.bundleSequence, { source, trust_domain: TD })).toBe(seq1);
-      expect(sample(series, `${METRIC.propagationLag}_sum`, { source })).toBeLessThan(20);
+      expect(valueOf(series, METRIC.bundleSequence, { source, trust_domain: TD })).toBe(seq1);
+      expect(valueOf(series, `${METRIC.propagationLag}_sum`, { source })).toBeLessThan(20);
     }
-    expect(sample(series, METRIC.rotations, { source: 'agent', kind: 'ca' })).toBeGreaterThanOrEqual(1);
-    expect(sample(series, METRIC.rotations, { source: 'server', kind: 'ca' })).toBeGreaterThanOrEqual(1);
-    expect(sample(series, `${METRIC.remainingLifetime}_count`, { source: 'server', kind: 'ca' })).toBe(2);
+    expect(valueOf(series, METRIC.rotations, { source: 'agent', kind: 'ca' })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(series, METRIC.rotations, { source: 'server', kind: 'ca' })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(series, `${METRIC.remainingLifetime}_count`, { source: 'server', kind: 'ca' })).toBe(2);
 
     const { body } = await scrape();
-    expect(await promtoolCheck(body)).toEqual({ code: 0, output: '' });
+    expect(await promtoolRun(body)).toEqual({ code: 0, output: '' });
   }, 60_000);
 });

@@ -15,7 +15,8 @@ import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../..
 import { startFakeWorkloadApi, type FakeWorkloadApi } from '../support/fake-workload-api.js';
 import { waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
-import { parseExposition, sample } from './support.js';
+import { valueOf } from '../support/metrics.js';
+import { renderSamples } from './support.js';
 
 const TD = 'example.org';
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -39,7 +40,6 @@ function start(sources: object[], clock: FakeClock): Exporter {
   return ex;
 }
 
-const scrape = async (ex: Exporter) => parseExposition((await ex.render()).body);
 const until = <T>(what: string, fn: () => Promise<T | undefined | false>) => waitFor(what, fn, 10_000);
 
 describe('files source', () => {
@@ -58,31 +58,31 @@ describe('files source', () => {
     const clock = new FakeClock(Date.now());
     const ex = start([{ name: 'disk', type: 'files', paths: [dir], interval: '10s' }], clock);
 
-    let s = await until('first poll', async () => ex.state.ready().ok && scrape(ex));
-    expect(sample(s, `${METRIC.remainingLifetime}_count`, { source: 'disk', kind: 'x509_svid', trust_domain: TD })).toBe(2);
-    expect(sample(s, `${METRIC.remainingLifetime}_bucket`, { source: 'disk', kind: 'x509_svid', le: '900' })).toBe(1);
-    expect(sample(s, METRIC.bundleAuthorities, { source: 'disk', trust_domain: TD, kind: 'ca' })).toBe(1);
-    expect(sample(s, METRIC.bundleSequence, { source: 'disk', trust_domain: 'other.org' })).toBe(4);
-    expect(sample(s, METRIC.sourceErrors, { source: 'disk', reason: 'parse' })).toBe(1);
+    let s = await until('first poll', async () => ex.state.ready().ok && (await renderSamples(ex)).series);
+    expect(valueOf(s, `${METRIC.remainingLifetime}_count`, { source: 'disk', kind: 'x509_svid', trust_domain: TD })).toBe(2);
+    expect(valueOf(s, `${METRIC.remainingLifetime}_bucket`, { source: 'disk', kind: 'x509_svid', le: '900' })).toBe(1);
+    expect(valueOf(s, METRIC.bundleAuthorities, { source: 'disk', trust_domain: TD, kind: 'ca' })).toBe(1);
+    expect(valueOf(s, METRIC.bundleSequence, { source: 'disk', trust_domain: 'other.org' })).toBe(4);
+    expect(valueOf(s, METRIC.sourceErrors, { source: 'disk', reason: 'parse' })).toBe(1);
 
     writeFileSync(path.join(dir, 'web', 'svid.pem'), mintPem(`spiffe://${TD}/web`, 600).cert);
     clock.advance(10_000);
     s = await until('rotation seen', async () => {
-      const x = await scrape(ex);
-      return sample(x, METRIC.rotations, { source: 'disk', kind: 'x509_svid' }) === 1 && x;
+      const x = (await renderSamples(ex)).series;
+      return valueOf(x, METRIC.rotations, { source: 'disk', kind: 'x509_svid' }) === 1 && x;
     });
-    expect(sample(s, METRIC.sourceErrors, { source: 'disk', reason: 'parse' })).toBe(1); // the broken file did not change
-    expect(sample(s, `${METRIC.remainingLifetime}_count`, { source: 'disk', kind: 'x509_svid' })).toBe(2);
+    expect(valueOf(s, METRIC.sourceErrors, { source: 'disk', reason: 'parse' })).toBe(1); // the broken file did not change
+    expect(valueOf(s, `${METRIC.remainingLifetime}_count`, { source: 'disk', kind: 'x509_svid' })).toBe(2);
   });
 
   it('is down with reason io when its path does not exist', async () => {
     const clock = new FakeClock(Date.now());
     const ex = start([{ name: 'disk', type: 'files', paths: ['/nonexistent/svids'] }], clock);
     const s = await until('error counted', async () => {
-      const x = await scrape(ex);
-      return (sample(x, METRIC.sourceErrors, { source: 'disk', reason: 'io' }) ?? 0) > 0 && x;
+      const x = (await renderSamples(ex)).series;
+      return (valueOf(x, METRIC.sourceErrors, { source: 'disk', reason: 'io' }) ?? 0) > 0 && x;
     });
-    expect(sample(s, METRIC.sourceUp, { source: 'disk' })).toBe(0);
+    expect(valueOf(s, METRIC.sourceUp, { source: 'disk' })).toBe(0);
   });
 });
 
@@ -115,28 +115,28 @@ describe('bundle endpoint source', () => {
       endpoint_spiffe_id: `spiffe://${TD}/someone-else`, bundle_file: path.join(dir, 'bootstrap.pem'),
     }], clock);
     let s = await until('first fetch', async () => {
-      const x = await scrape(ex);
-      return sample(x, METRIC.bundleSequence, { source: 'own' }) === 1 && (sample(x, METRIC.sourceErrors, { source: 'wrong-id', reason: 'tls' }) ?? 0) > 0 && x;
+      const x = (await renderSamples(ex)).series;
+      return valueOf(x, METRIC.bundleSequence, { source: 'own' }) === 1 && (valueOf(x, METRIC.sourceErrors, { source: 'wrong-id', reason: 'tls' }) ?? 0) > 0 && x;
     });
-    expect(sample(s, METRIC.bundleRefreshHint, { source: 'own', trust_domain: TD })).toBe(300);
-    expect(sample(s, METRIC.sourceUp, { source: 'wrong-id' })).toBe(0);
-    const firstChange = sample(s, METRIC.bundleLastChange, { source: 'own' });
+    expect(valueOf(s, METRIC.bundleRefreshHint, { source: 'own', trust_domain: TD })).toBe(300);
+    expect(valueOf(s, METRIC.sourceUp, { source: 'wrong-id' })).toBe(0);
+    const firstChange = valueOf(s, METRIC.bundleLastChange, { source: 'own' });
 
     ep.setStatus(503);
     clock.advance(5_000);
     s = await until('http error', async () => {
-      const x = await scrape(ex);
-      return sample(x, METRIC.sourceErrors, { source: 'own', reason: 'http_status' }) === 1 && x;
+      const x = (await renderSamples(ex)).series;
+      return valueOf(x, METRIC.sourceErrors, { source: 'own', reason: 'http_status' }) === 1 && x;
     });
-    expect(sample(s, METRIC.sourceUp, { source: 'own' })).toBe(0);
+    expect(valueOf(s, METRIC.sourceUp, { source: 'own' })).toBe(0);
     ep.setStatus(200);
     ep.setSequence(2);
     clock.advance(5_000);
     s = await until('new sequence', async () => {
-      const x = await scrape(ex);
-      return sample(x, METRIC.bundleSequence, { source: 'own' }) === 2 && x;
+      const x = (await renderSamples(ex)).series;
+      return valueOf(x, METRIC.bundleSequence, { source: 'own' }) === 2 && x;
     });
-    expect(sample(s, METRIC.bundleLastChange, { source: 'own' })).toBe(firstChange! + 10);
+    expect(valueOf(s, METRIC.bundleLastChange, { source: 'own' })).toBe(firstChange! + 10);
   });
 
   it('fetches with https_web against a private CA file, and fails without it', async () => {
@@ -150,10 +150,10 @@ describe('bundle endpoint source', () => {
       { name: 'untrusted', type: 'bundle_endpoint', url: ep.url('localhost'), trust_domain: TD },
     ], clock);
     const s = await until('fetches', async () => {
-      const x = await scrape(ex);
-      return sample(x, METRIC.bundleSequence, { source: 'web' }) === 1 && (sample(x, METRIC.sourceErrors, { source: 'untrusted', reason: 'tls' }) ?? 0) > 0 && x;
+      const x = (await renderSamples(ex)).series;
+      return valueOf(x, METRIC.bundleSequence, { source: 'web' }) === 1 && (valueOf(x, METRIC.sourceErrors, { source: 'untrusted', reason: 'tls' }) ?? 0) > 0 && x;
     });
-    expect(sample(s, METRIC.bundleAuthorities, { source: 'web', kind: 'ca' })).toBe(1);
+    expect(valueOf(s, METRIC.bundleAuthorities, { source: 'web', kind: 'ca' })).toBe(1);
   });
 });
 
@@ -170,35 +170,35 @@ describe('workload API source', () => {
     const clock = new FakeClock(Date.now());
     const ex = start([{ name: 'agent', type: 'workload_api', address: fake.address }], clock);
     let s = await until('first messages', async () => {
-      const x = await scrape(ex);
-      return sample(x, METRIC.bundleAuthorities, { source: 'agent', trust_domain: TD, kind: 'jwt_authority' }) === 1 && x;
+      const x = (await renderSamples(ex)).series;
+      return valueOf(x, METRIC.bundleAuthorities, { source: 'agent', trust_domain: TD, kind: 'jwt_authority' }) === 1 && x;
     });
-    expect(sample(s, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid', trust_domain: TD })).toBe(2);
-    expect(sample(s, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'ca', trust_domain: 'other.org' })).toBe(1);
+    expect(valueOf(s, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid', trust_domain: TD })).toBe(2);
+    expect(valueOf(s, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'ca', trust_domain: 'other.org' })).toBe(1);
 
     fake.pushX509Update();
     s = await until('rotation', async () => {
-      const x = await scrape(ex);
-      return sample(x, METRIC.rotations, { source: 'agent', kind: 'x509_svid' }) === 2 && x;
+      const x = (await renderSamples(ex)).series;
+      return valueOf(x, METRIC.rotations, { source: 'agent', kind: 'x509_svid' }) === 2 && x;
     });
-    expect(sample(s, `${METRIC.rotationRemainingLifetime}_bucket`, { source: 'agent', kind: 'x509_svid', le: '3600' })).toBe(2);
+    expect(valueOf(s, `${METRIC.rotationRemainingLifetime}_bucket`, { source: 'agent', kind: 'x509_svid', le: '3600' })).toBe(2);
 
     fake.refuse(grpc.status.PERMISSION_DENIED, 'no identity issued');
     fake.failStreams(grpc.status.PERMISSION_DENIED, 'no identity issued');
     s = await until('redacted', async () => {
-      const x = await scrape(ex);
-      return sample(x, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }) === undefined && x;
+      const x = (await renderSamples(ex)).series;
+      return valueOf(x, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }) === undefined && x;
     });
-    expect(sample(s, METRIC.sourceUp, { source: 'agent' })).toBe(0);
-    expect(sample(s, METRIC.sourceErrors, { source: 'agent', reason: 'permission_denied' })).toBeGreaterThan(0);
+    expect(valueOf(s, METRIC.sourceUp, { source: 'agent' })).toBe(0);
+    expect(valueOf(s, METRIC.sourceErrors, { source: 'agent', reason: 'permission_denied' })).toBeGreaterThan(0);
 
     fake.clearRefusals();
     clock.advance(3_000); // the retry backoff runs on the injected clock
     s = await until('back', async () => {
       clock.advance(1_000);
-      const x = await scrape(ex);
-      return sample(x, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }) === 2 && x;
+      const x = (await renderSamples(ex)).series;
+      return valueOf(x, `${METRIC.remainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }) === 2 && x;
     });
-    expect(sample(s, METRIC.sourceUp, { source: 'agent' })).toBe(1);
+    expect(valueOf(s, METRIC.sourceUp, { source: 'agent' })).toBe(1);
   });
 });

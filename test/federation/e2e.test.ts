@@ -11,6 +11,7 @@ import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { createWorkloadApiClient, type WatchHandle, type WorkloadApiClient, type X509Context } from '../../src/identity-plane/workload-api/index.js';
+import { scrapeSeries } from '../support/metrics.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { cliJson, federationCli } from './support/cli.js';
@@ -109,11 +110,7 @@ async function exchange() {
   );
 }
 
-async function metric(d: Domain, name: string, labels: string): Promise<number | undefined> {
-  const text = await (await fetch(`http://127.0.0.1:${d.ports.health}/metrics`)).text();
-  const m = new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : undefined;
-}
+const metric = (d: Domain, name: string, labels: string) => scrapeSeries(`http://127.0.0.1:${d.ports.health}/metrics`, `${name}{${labels}}`);
 
 beforeAll(async () => {
   domains.a = await newDomain('a.test');

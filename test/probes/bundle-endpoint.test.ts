@@ -12,7 +12,8 @@ import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, type SelfSig
 import { buildModule, buildProberConfig, runProbe, startProber, type ProbeResult } from '../../src/probes/index.js';
 import { freePort } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
-import { probeCli, promtoolCheck } from './support/cli.js';
+import { promtoolRun } from '../support/metrics.js';
+import { probeCli } from './support/cli.js';
 
 const dir = tempDir('bundle-endpoint');
 const ENDPOINT_ID = 'spiffe://example.org/spire/server';
@@ -138,7 +139,7 @@ describe('bundle_endpoint', () => {
       for (const route of ['bundle', 'stale', 'malformed']) {
         const body = await (await fetch(`${prober.url}/probe?module=federation&target=${encodeURIComponent(`${base}/${route}`)}`)).text();
         expect(body).toMatch(route === 'bundle' ? /^probe_success 1$/m : /^probe_success 0$/m);
-        expect(await promtoolCheck(body)).toEqual({ code: 0, output: '' });
+        expect(await promtoolRun(body)).toEqual({ code: 0, output: '' });
       }
       const json = await (await fetch(`${prober.url}/probe?module=federation&format=json&target=${encodeURIComponent(`${base}/bundle`)}`)).json() as Record<string, unknown>;
       expect(json).toMatchObject({ success: true, facts: { sequence: 7, refreshHintSeconds: 300 } });
@@ -147,7 +148,7 @@ describe('bundle_endpoint', () => {
       await new Promise((r) => setTimeout(r, 300));
       const metrics = await (await fetch(`${prober.url}/metrics`)).text();
       expect(metrics).toMatch(/^svidscope_prober_bundle_sequence\{module="federation",target="example-org"\} 7$/m);
-      expect(await promtoolCheck(metrics)).toEqual({ code: 0, output: '' });
+      expect(await promtoolRun(metrics)).toEqual({ code: 0, output: '' });
     } finally {
       await prober.stop();
     }

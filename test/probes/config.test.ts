@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { SvidscopeError } from '../../src/common/errors/catalog.js';
 import { WorkloadApiError } from '../../src/identity-plane/workload-api/index.js';
 import { buildProberConfig, classifyError, defaultModules, FAILURE_REASONS, REASON_MEANING, renderProbeMetrics, type ProbeResult } from '../../src/probes/index.js';
-import { promtoolCheck } from './support/cli.js';
+import { promtoolRun } from '../support/metrics.js';
 
 describe('prober config', () => {
   it('has a default module per kind, with documented defaults', () => {
@@ -76,6 +76,6 @@ describe('/probe exposition', () => {
     expect(text.match(/^probe_svid_failure_reason\{/gm)).toHaveLength(FAILURE_REASONS.length);
     expect(text).toMatch(/^probe_phase_duration_seconds\{phase="validate"\} 0\.002$/m);
     expect(text).toMatch(/^probe_tls_version_info\{version="TLS 1\.3 \\"x\\"\\\\"\} 1$/m);
-    expect(await promtoolCheck(text)).toEqual({ code: 0, output: '' });
+    expect(await promtoolRun(text)).toEqual({ code: 0, output: '' });
   });
 });

@@ -7,7 +7,8 @@ import { buildModule, buildProberConfig, runProbe, startProber, type ModuleConfi
 import { startFakeWorkloadApi, type FakeWorkloadApi } from '../support/fake-workload-api.js';
 import { waitFor } from '../support/process.js';
 import { ensureUser } from '../support/users.js';
-import { probeCli, probeCliAs, promtoolCheck } from './support/cli.js';
+import { promtoolRun } from '../support/metrics.js';
+import { probeCli, probeCliAs } from './support/cli.js';
 import { startStack, TD, type Stack } from './support/stack.js';
 
 const CLIENT = `spiffe://${TD}/probe/client`;
@@ -98,7 +99,7 @@ describe('probes on a healthy stack', () => {
       expect(body).toMatch(/^probe_phase_duration_seconds\{phase="first_message"\} /m);
       expect(body).toMatch(/^probe_svid_ttl_remaining_ratio 0\.\d+/m);
       expect(body).toMatch(/^probe_svid_failure_reason\{reason="expired"\} 0$/m);
-      expect(await promtoolCheck(body)).toEqual({ code: 0, output: '' });
+      expect(await promtoolRun(body)).toEqual({ code: 0, output: '' });
       const bad = await fetch(`${prober.url}/probe?module=nope&target=x`);
       expect(bad.status).toBe(400);
       const badTarget = await fetch(q('x509_svid', 'http://not-a-socket'));
@@ -107,7 +108,7 @@ describe('probes on a healthy stack', () => {
       const watched = await watching;
       expect(watched, watched).toMatch(/^probe_success 1$/m);
       expect(watched).toMatch(/^probe_svid_rotations [1-9]/m);
-      expect(await promtoolCheck(watched)).toEqual({ code: 0, output: '' });
+      expect(await promtoolRun(watched)).toEqual({ code: 0, output: '' });
 
       const metrics = await waitFor('scheduled results', async () => {
         const text = await (await fetch(`${prober.url}/metrics`)).text();
@@ -120,7 +121,7 @@ describe('probes on a healthy stack', () => {
       expect(metrics).toMatch(/^svidscope_prober_rotation_ttl_remaining_ratio_bucket\{le="0\.5",target="agent-rotation"\} [1-9]/m);
       expect(metrics).not.toMatch(/nodejs_active_handles_total/);
       expect(metrics).not.toMatch(/unix:\/\//); // addresses never become labels
-      expect(await promtoolCheck(metrics)).toEqual({ code: 0, output: '' });
+      expect(await promtoolRun(metrics)).toEqual({ code: 0, output: '' });
     } finally {
       await prober.stop();
     }

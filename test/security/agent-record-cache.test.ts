@@ -2,13 +2,12 @@
 // state, yet ban, evict and renew take effect at once on the server that made them and, through the
 // datastore's agent change feed, on another server sharing PostgreSQL at its next reload.
 import * as grpc from '@grpc/grpc-js';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import type { Registry } from 'prom-client';
 import { createRegistry } from '../../src/common/telemetry/registry.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
+import { dropSchemas, newSchemaName, postgresUrl } from '../support/postgres.js';
 import { attestAgent, bundlePemOf, nodeClient, removeDir, startTestServer, type AgentIdentity, type TestServer } from '../support/server.js';
 
 const servers: TestServer[] = [];
@@ -63,20 +62,10 @@ describe('agent record cache on one server', () => {
   });
 });
 
-const url = process.env.SVIDSCOPE_TEST_POSTGRES_URL;
-if (!url) {
-  // Never a silent pass: `npm test` starts PostgreSQL and sets the variable itself.
-  it('agent cache across servers needs SVIDSCOPE_TEST_POSTGRES_URL', () => {
-    throw new Error('SVIDSCOPE_TEST_POSTGRES_URL is unset; run: export SVIDSCOPE_TEST_POSTGRES_URL=$(bash scripts/postgres.sh)');
-  });
-} else {
-  const schema = `svidscope_agents_${randomBytes(5).toString('hex')}`;
-  afterAll(async () => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await client.end();
-  });
+const url = postgresUrl('agent cache across servers');
+if (url) {
+  const schema = newSchemaName('agents');
+  afterAll(() => dropSchemas(url, [schema]));
 
   describe('agent record cache across two servers sharing PostgreSQL', () => {
     it('sees the other server\'s attestations and renewals at once, its bans and evictions at the next reload', async () => {

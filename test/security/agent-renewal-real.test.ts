@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { connectAdmin } from '../../src/cli/admin/client.js';
 import type { AdminClient } from '../../src/identity-plane/server-api/admin-client.js';
 import { bootstrapAgent } from '../support/agent-bootstrap.js';
+import { scrapeSeries } from '../support/metrics.js';
 import { freePort, httpOk, spawnCli, stopAll, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 
@@ -19,11 +20,7 @@ afterAll(async () => {
   removeDir(dir);
 });
 
-const metric = async (port: number, series: string) => {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : 0;
-};
+const metric = async (port: number, series: string) => (await scrapeSeries(`http://127.0.0.1:${port}/metrics`, series)) ?? 0;
 
 describe('a real agent renewing against the serial check', () => {
   it('renews several times and keeps syncing as the same agent, with no stale-serial refusal', async () => {

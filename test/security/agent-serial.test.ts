@@ -11,6 +11,7 @@ import type { AdminClient } from '../../src/identity-plane/server-api/admin-clie
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
+import { scrape } from '../support/metrics.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { attestAgentAt, nodeClient, removeDir, tempDir, type AgentIdentity } from '../support/server.js';
 
@@ -64,8 +65,8 @@ const token = async (value: string) => (await admin.call<{ value: string }>('Cre
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function refusalsByReason(): Promise<Record<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
-  return Object.fromEntries([...text.matchAll(/^svidscope_server_agent_auth_refusals_total\{reason="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+  const { samples } = await scrape(`http://127.0.0.1:${healthPort}/metrics`);
+  return Object.fromEntries(samples.filter((s) => s.name === 'svidscope_server_agent_auth_refusals_total').map((s) => [s.labels.reason, s.value]));
 }
 
 describe('agent SVID serials against a real server process', () => {

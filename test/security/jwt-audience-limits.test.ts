@@ -10,6 +10,7 @@ import { ERROR_CODE_METADATA } from '../../src/identity-plane/server-api/service
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { createWorkloadApiClient, type WorkloadApiClient } from '../../src/identity-plane/workload-api/index.js';
 import { bootstrapAgent } from '../support/agent-bootstrap.js';
+import { scrape, seriesValue } from '../support/metrics.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { attestAgentAt, nodeClient, removeDir, tempDir } from '../support/server.js';
 
@@ -22,13 +23,8 @@ let serverPort: number;
 let serverHealth: number;
 let agentHealth: number;
 
-async function metrics(port: number): Promise<string> {
-  return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-}
-function sample(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : NaN;
-}
+const metrics = async (port: number) => (await scrape(`http://127.0.0.1:${port}/metrics`)).text;
+const sample = (text: string, series: string) => seriesValue(text, series) ?? NaN;
 
 beforeAll(async () => {
   [serverPort, serverHealth, agentHealth] = [await freePort(), await freePort(), await freePort()];

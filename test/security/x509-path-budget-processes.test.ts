@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seriesValue } from '../support/metrics.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { loopChain, signatureBudgetChain, type HostileChain } from './support/hostile-chain.js';
@@ -53,7 +54,7 @@ async function timedFetch(url: string): Promise<{ ms: number; status: number; bo
 }
 
 const log = (label: string, ms: number) => console.log(`[x509-path-budget] ${label}: ${ms.toFixed(1)} ms`);
-const counter = (text: string, name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+const counter = (text: string, name: string, labels: string) => seriesValue(text, `${name}{${labels}}`) ?? NaN;
 
 beforeAll(async () => {
   const now = new Date();

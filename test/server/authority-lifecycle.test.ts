@@ -2,23 +2,14 @@
 // order refused with `authority-order`, the flags persisted in the journal across a restart.
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
-import { SvidscopeError } from '../../src/common/errors/catalog.js';
 import { nullLogger } from '../../src/common/log.js';
 import { CaManager, type RotationConfig } from '../../src/identity-plane/server/ca/manager.js';
 import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { removeDir, tempDir } from '../support/server.js';
+import { codeOf } from '../support/errors.js';
 
 const td = mustTrustDomain('example.org');
 const config: RotationConfig = { caTtlSeconds: 24 * 3600, prepareFraction: 1 / 2, activateFraction: 5 / 6, checkIntervalSeconds: 10, keyType: 'ec-p256', jwtKeyType: 'ec-p256' };
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof SvidscopeError ? err.code : 'not-a-svidscope-error';
-  }
-  return undefined;
-}
 
 describe('CaManager authority lifecycle', () => {
   const dirs: string[] = [];

@@ -1,30 +1,23 @@
-import { X509Certificate, randomBytes } from 'node:crypto';
-import pg from 'pg';
+import { X509Certificate } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BundleSet } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
 import { verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.js';
+import { dropSchemas, newSchemaName, postgresUrl } from '../support/postgres.js';
 import { attestAgent, bundlePemOf, nodeClient, removeDir, startTestServer, type TestServer } from '../support/server.js';
 
-const url = process.env.SVIDSCOPE_TEST_POSTGRES_URL;
-const MISSING = 'SVIDSCOPE_TEST_POSTGRES_URL is unset; run: export SVIDSCOPE_TEST_POSTGRES_URL=$(bash scripts/postgres.sh)';
+const url = postgresUrl('one PostgreSQL datastore shared by two servers');
 
-if (!url) {
-  // Never a silent pass: `npm test` starts PostgreSQL and sets the variable itself.
-  it('two servers on one PostgreSQL need SVIDSCOPE_TEST_POSTGRES_URL', () => { throw new Error(MISSING); });
-} else {
-  const schema = `svidscope_two_${randomBytes(5).toString('hex')}`;
+if (url) {
+  const schema = newSchemaName('two');
   const servers: TestServer[] = [];
   afterAll(async () => {
     for (const s of servers) {
       await s.stop();
       removeDir(s.dir);
     }
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await client.end();
+    await dropSchemas(url, [schema]);
   });
 
   describe('two servers sharing one PostgreSQL datastore', () => {

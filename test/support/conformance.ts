@@ -20,15 +20,3 @@ export function fixturePath(relative: string): string {
 export function readFixture(relative: string): Buffer {
   return readFileSync(fixturePath(relative));
 }
-
-/** Runs `fn` and returns its error code, or undefined when it did not throw. */
-export function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code !== 'string') throw err;
-    return code;
-  }
-}

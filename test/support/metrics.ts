@@ -7,11 +7,23 @@ export interface Sample {
   value: number;
 }
 
-export async function scrape(url: string): Promise<{ text: string; samples: Sample[] }> {
-  const res = await fetch(url, { headers: { accept: 'text/plain' } });
+/** One text-format scrape of a /metrics URL: the body, its samples and the answer's Content-Type. */
+export async function scrape(url: string): Promise<{ text: string; samples: Sample[]; contentType: string | null }> {
+  const res = await fetch(url, { headers: { accept: 'text/plain' }, signal: AbortSignal.timeout(10_000) });
   if (!res.ok) throw new Error(`scrape ${url}: ${res.status}`);
   const text = await res.text();
-  return { text, samples: parseSamples(text) };
+  return { text, samples: parseSamples(text), contentType: res.headers.get('content-type') };
+}
+
+/** The value of one series of a scrape of `url`, named as exposed (see seriesValue). */
+export async function scrapeSeries(url: string, series: string): Promise<number | undefined> {
+  return seriesValue((await scrape(url)).text, series);
+}
+
+/** The value of one series, named as exposed (`name`, or `name{a="b",…}` in exposition order); undefined when absent. */
+export function seriesValue(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1).split(' ')[0]);
 }
 
 export function parseSamples(text: string): Sample[] {
@@ -30,6 +42,12 @@ export function parseSamples(text: string): Sample[] {
 /** Sum of a family's samples whose labels include `match` (histograms: pass the `_count`/`_sum` name). */
 export function total(samples: Sample[], name: string, match: Record<string, string> = {}): number {
   return samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
+}
+
+/** Like total, but undefined when no sample matches: an absent series is not a zero. */
+export function valueOf(samples: Sample[], name: string, match: Record<string, string> = {}): number | undefined {
+  const hits = samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v));
+  return hits.length === 0 ? undefined : hits.reduce((a, s) => a + s.value, 0);
 }
 
 /** Whether a family is exposed: declared with its TYPE (a labelled counter has no series until its first event). */

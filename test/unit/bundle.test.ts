@@ -21,7 +21,8 @@ import {
 } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { decodePem, encodePem, isPem } from '../../src/identity-plane/spiffe/internal/pem.js';
-import { codeOf, loadCases, readFixture } from '../support/conformance.js';
+import { loadCases, readFixture } from '../support/conformance.js';
+import { codeOf } from '../support/errors.js';
 
 const MAX_UINT64 = 18446744073709551615n;
 const fx = (p: string) => readFixture(`fixtures/bundle/${p}`);

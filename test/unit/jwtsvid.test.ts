@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { JwtBundle, JwtBundleSource } from '../../src/identity-plane/spiffe/bundle/types.js';
 import { parseSpiffeId, type TrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { mintJwtSvid, parseJwtSvidInsecure, verifyJwtSvid, type JwtSvidAlgorithm } from '../../src/identity-plane/spiffe/jwtsvid/index.js';
+import { codeOf, codeOfAsync } from '../support/errors.js';
 
 const id = parseSpiffeId('spiffe://example.org/workload');
 const now = new Date('2030-01-01T00:00:00Z');
@@ -24,28 +25,6 @@ function source(td: string, keys: Record<string, KeyObject>): JwtBundleSource {
     jwtAuthorities: new Map(Object.entries(keys).map(([keyId, publicKey]) => [keyId, { keyId, publicKey }])),
   };
   return { getJwtBundleForTrustDomain: (t) => (t.name === td ? bundle : undefined) };
-}
-
-async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code !== 'string') throw err;
-    return code;
-  }
-}
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code !== 'string') throw err;
-    return code;
-  }
 }
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');

@@ -1,6 +1,5 @@
 import { createECDH, createPublicKey, generateKeyPairSync, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SvidscopeError } from '../../src/common/errors/catalog.js';
 import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
 import {
   createSelfSignedCa,
@@ -13,23 +12,13 @@ import {
   type SelfSignedCa,
 } from '../../src/identity-plane/spiffe/mint/index.js';
 import { rememberSpki, spkiOf as mintSpkiOf } from '../../src/identity-plane/spiffe/mint/cert-parts.js';
+import { codeOf } from '../support/errors.js';
 
 await import('reflect-metadata'); // @peculiar/x509 2.x needs the Reflect metadata polyfill
 const x509 = await import('@peculiar/x509');
 
 const NOW = new Date('2030-03-01T12:00:00.250Z');
 const ID = parseSpiffeId('spiffe://example.org/ns/prod/sa/web');
-
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SvidscopeError);
-    expect((err as SvidscopeError).code).toBe(code);
-    return;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
-}
 
 function mintWith(ca: SelfSignedCa, over: Partial<MintRequest> & { keyType?: KeyType } = {}) {
   const publicKey = over.publicKey ?? generateKeyPair(over.keyType ?? 'ec-p256').publicKey;
@@ -95,8 +84,8 @@ describe('X509-SVID minting', () => {
     }
     expect(serials.size).toBe(500);
     expect(minter.mint({ id: ID, publicKey, ttlSeconds: 60, now: NOW, serial: 0xff01n }).serial).toBe(0xff01n);
-    expectCode(() => minter.mint({ id: ID, publicKey, ttlSeconds: 60, now: NOW, serial: 0n }), 'config-invalid');
-    expectCode(() => minter.mint({ id: ID, publicKey, ttlSeconds: 60, now: NOW, serial: 2n ** 160n }), 'config-invalid');
+    expect(codeOf(() => minter.mint({ id: ID, publicKey, ttlSeconds: 60, now: NOW, serial: 0n }))).toBe('config-invalid');
+    expect(codeOf(() => minter.mint({ id: ID, publicKey, ttlSeconds: 60, now: NOW, serial: 2n ** 160n }))).toBe('config-invalid');
   });
 
   it('adds DNS SANs after the one URI SAN, with the first as CN, and makes the SAN critical for an empty subject', () => {
@@ -149,19 +138,19 @@ describe('X509-SVID minting', () => {
     const minter = createX509SvidMinter({ caCertificate: ca.certificate, caPrivateKey: ca.privateKey });
     const { publicKey } = generateKeyPair();
     const req = { id: ID, publicKey, ttlSeconds: 60, now: NOW };
-    expectCode(() => minter.mint({ ...req, ttlSeconds: 0 }), 'ttl-invalid');
-    expectCode(() => minter.mint({ ...req, ttlSeconds: -5 }), 'ttl-invalid');
-    expectCode(() => minter.mint({ ...req, ttlSeconds: Number.NaN }), 'ttl-invalid');
-    expectCode(() => minter.mint({ ...req, id: parseSpiffeId('spiffe://example.org') }), 'leaf-root-path');
-    expectCode(() => minter.mint({ ...req, id: parseSpiffeId('spiffe://other.org/web') }), 'invalid-spiffe-id');
-    expectCode(() => minter.mint({ ...req, publicKey: generateKeyPairSync('ed25519').publicKey }), 'unsupported-key');
-    expectCode(() => minter.mint({ ...req, publicKey: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey }), 'unsupported-key');
-    expectCode(() => minter.mint({ ...req, dnsNames: ['bad name'] }), 'config-invalid');
-    expectCode(() => minter.mint({ ...req, now: new Date('2030-03-03T00:00:00Z') }), 'expired');
-    expectCode(() => createX509SvidMinter({ caCertificate: ca.certificate, caPrivateKey: generateKeyPair().privateKey }), 'ca-key-mismatch');
+    expect(codeOf(() => minter.mint({ ...req, ttlSeconds: 0 }))).toBe('ttl-invalid');
+    expect(codeOf(() => minter.mint({ ...req, ttlSeconds: -5 }))).toBe('ttl-invalid');
+    expect(codeOf(() => minter.mint({ ...req, ttlSeconds: Number.NaN }))).toBe('ttl-invalid');
+    expect(codeOf(() => minter.mint({ ...req, id: parseSpiffeId('spiffe://example.org') }))).toBe('leaf-root-path');
+    expect(codeOf(() => minter.mint({ ...req, id: parseSpiffeId('spiffe://other.org/web') }))).toBe('invalid-spiffe-id');
+    expect(codeOf(() => minter.mint({ ...req, publicKey: generateKeyPairSync('ed25519').publicKey }))).toBe('unsupported-key');
+    expect(codeOf(() => minter.mint({ ...req, publicKey: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey }))).toBe('unsupported-key');
+    expect(codeOf(() => minter.mint({ ...req, dnsNames: ['bad name'] }))).toBe('config-invalid');
+    expect(codeOf(() => minter.mint({ ...req, now: new Date('2030-03-03T00:00:00Z') }))).toBe('expired');
+    expect(codeOf(() => createX509SvidMinter({ caCertificate: ca.certificate, caPrivateKey: generateKeyPair().privateKey }))).toBe('ca-key-mismatch');
     const leaf = mintWith(ca);
-    expectCode(() => createX509SvidMinter({ caCertificate: leaf.node, caPrivateKey: ca.privateKey }), 'signing-cert-not-ca');
-    expectCode(() => createSelfSignedCa({ trustDomain: 'example.org', ttlSeconds: 0, now: NOW }), 'ttl-invalid');
+    expect(codeOf(() => createX509SvidMinter({ caCertificate: leaf.node, caPrivateKey: ca.privateKey }))).toBe('signing-cert-not-ca');
+    expect(codeOf(() => createSelfSignedCa({ trustDomain: 'example.org', ttlSeconds: 0, now: NOW }))).toBe('ttl-invalid');
   });
 });
 
@@ -201,14 +190,14 @@ describe('CSR parsing', () => {
     const { der } = await makeCsr([{ type: 'url', value: 'spiffe://example.org/agent' }]);
     const badSig = Buffer.from(der);
     badSig[badSig.length - 5] ^= 0x01;
-    expectCode(() => parseCsr(badSig), 'csr-invalid');
+    expect(codeOf(() => parseCsr(badSig))).toBe('csr-invalid');
     const badInfo = Buffer.from(der);
     const at = badInfo.indexOf(Buffer.from('spiffe://example.org/agent'));
     badInfo[at + 'spiffe://example.org/'.length] = 'b'.charCodeAt(0); // agent -> bgent
-    expectCode(() => parseCsr(badInfo), 'csr-invalid');
-    expectCode(() => parseCsr(der.subarray(0, der.length - 10)), 'csr-invalid');
-    expectCode(() => parseCsr(Buffer.from('not a csr')), 'csr-invalid');
-    expectCode(() => parseCsr(Buffer.from([0x30, 0x03, 0x02, 0x01, 0x00])), 'csr-invalid');
+    expect(codeOf(() => parseCsr(badInfo))).toBe('csr-invalid');
+    expect(codeOf(() => parseCsr(der.subarray(0, der.length - 10)))).toBe('csr-invalid');
+    expect(codeOf(() => parseCsr(Buffer.from('not a csr')))).toBe('csr-invalid');
+    expect(codeOf(() => parseCsr(Buffer.from([0x30, 0x03, 0x02, 0x01, 0x00])))).toBe('csr-invalid');
   });
 
   it('reuses CSR SPKI bytes only in canonical form (a compressed point is re-encoded)', () => {

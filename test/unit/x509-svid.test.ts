@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { BundleSet, createX509Bundle } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { certificateFacts, parseCertificates, parsePrivateKey } from '../../src/identity-plane/spiffe/internal/x509.js';
 import { parseAndVerifyX509Svid, parseX509Svid, verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.js';
-import { codeOf, readFixture } from '../support/conformance.js';
+import { readFixture } from '../support/conformance.js';
+import { codeOf } from '../support/errors.js';
 
 const gen = (f: string) => readFixture(`fixtures/x509svid/generated/${f}`);
 const certs = (f: string) => parseCertificates(gen(f));

@@ -33,5 +33,3 @@ export async function probeCliAs(user: { uid: number; gid: number }, args: strin
   return new Promise((resolve) => child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr })));
 }
 
-/** `promtool check metrics` on an exposition; resolves with its exit code and output. */
-export { promtoolRun as promtoolCheck } from '../../support/metrics.js';
