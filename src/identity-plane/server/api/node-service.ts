@@ -6,7 +6,7 @@ import type { Clock } from '../../../common/clock.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
-import { certificateFacts } from '../../spiffe/internal/x509.js';
+import { certificateFacts } from '../../spiffe/x509/index.js';
 import { checkJwtAudienceLimits, mintJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import { parseCsr } from '../../spiffe/mint/csr.js';
 import type { CaManager } from '../ca/manager.js';
