@@ -17,7 +17,7 @@ import { runInNewContext } from 'node:vm';
 import { FakeClock } from '../src/common/clock.js';
 import { buildExporterConfig, createExporter, type Exporter, type ObservedSvid } from '../src/exporter/index.js';
 import { parseSpiffeId } from '../src/identity-plane/spiffe/id/index.js';
-import { encodePem } from '../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../src/identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../src/identity-plane/spiffe/mint/index.js';
 import type { BenchContext, BenchFigures } from './run.js';
 

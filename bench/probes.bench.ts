@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createSpiffeBundle, spiffeBundleToJson } from '../src/identity-plane/spiffe/bundle/index.js';
-import { encodePem } from '../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../src/identity-plane/spiffe/x509/index.js';
 import { parseSpiffeId } from '../src/identity-plane/spiffe/id/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../src/identity-plane/spiffe/mint/index.js';
 import { verifyX509Svid } from '../src/identity-plane/spiffe/x509svid/index.js';

@@ -17,14 +17,12 @@ import { startAgent } from '../src/identity-plane/agent/agent.js';
 import { buildServerConfig } from '../src/identity-plane/server/config.js';
 import { startServer } from '../src/identity-plane/server/server.js';
 import { x509BundleToPem } from '../src/identity-plane/spiffe/bundle/index.js';
-import { createWorkloadApiClient } from '../src/identity-plane/workload-api/index.js';
+import { bareClientArgs, createWorkloadApiClient } from '../src/identity-plane/workload-api/index.js';
 import { connectAdmin } from '../src/cli/admin/client.js';
 import { writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import type { BenchContext, BenchFigures } from './run.js';
 
-const projectRoot = path.resolve(import.meta.dirname, '..');
-const streamClient = path.join(import.meta.dirname, 'support', 'stream-client.mjs');
 
 const ENTRIES = 10_000;
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
@@ -80,7 +78,7 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
       ctx.log(`forced rotation of ${agent.cache.svidCount} cached SVIDs: ${rotation.toFixed(2)} s (${(agent.cache.svidCount / rotation).toFixed(0)} SVIDs/s)`);
       figures.rotate10kSeconds = +rotation.toFixed(2);
 
-      // The client is a separate process with a bare proto client, so only the agent's work is timed.
+      // The client is a separate process, the bare client script, so only the agent's work is timed.
       const sanity = createWorkloadApiClient({ address: `unix://${agentConfig.socketPath}`, deadlineMs: 10_000 });
       if ((await sanity.fetchX509Context()).svids.length !== 1) throw new Error('the bench process did not get its SVID');
       sanity.close();
@@ -88,9 +86,10 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
       // 1,000 channels: as many connections as streams, each attested on its own, as 1,000
       // separate workload processes would be. Agent CPU per stream is reported beside the
       // latencies because it holds on a busy machine, where wall-clock latency does not.
+      const bareClient = await bareClientArgs(dir, []);
       for (const [streams, channels] of [[1, 1], [100, 10], [1000, 10], [1000, 1000]]) {
         const cpuBefore = process.cpuUsage();
-        const out = await execa(process.execPath, [streamClient, agentConfig.socketPath, projectRoot, String(streams), String(channels)]);
+        const out = await execa(process.execPath, [...bareClient, 'streams', agentConfig.socketPath, String(streams), String(channels)]);
         const cpu = process.cpuUsage(cpuBefore);
         const { latencies, errors } = JSON.parse(String(out.stdout)) as { latencies: number[]; errors: number };
         if (errors > 0 || latencies.length !== streams) throw new Error(`${errors} of ${streams} streams failed`);

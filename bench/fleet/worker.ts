@@ -16,7 +16,7 @@ import { nullLogger } from '../../src/common/log.js';
 import { ServerClient } from '../../src/identity-plane/agent/server-client.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
-import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
 import { wallMs, type FromWorker, type ToWorker, type WorkerInit, type WorkerStats } from './protocol.js';

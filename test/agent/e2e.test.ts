@@ -28,7 +28,6 @@ let server: ReturnType<typeof spawnCli>;
 let agent: ReturnType<typeof spawnCli>;
 let admin: AdminClient;
 let fetchScript: string;
-let protoPath: string;
 let agentId: string;
 const users = { a: ensureUser('svidscope-test-a'), b: ensureUser('svidscope-test-b') };
 
@@ -45,7 +44,7 @@ const createEntry = (spiffeId: string, uid: number, extra: object = {}) =>
   admin.call<{ id: string }>('CreateEntry', { entry: { spiffe_id: `spiffe://${TD}${spiffeId}`, parent_id: agentId, selectors: [{ type: 'unix', value: `uid:${uid}` }], ...extra } });
 
 beforeAll(async () => {
-  ({ script: fetchScript, proto: protoPath } = await portableScript(path.join(import.meta.dirname, 'fixtures', 'fetch-x509.mjs'), path.join(dir, 'scripts')));
+  ({ script: fetchScript } = await portableScript(path.join(import.meta.dirname, 'fixtures', 'fetch-x509.mjs'), path.join(dir, 'scripts')));
   ports = { server: await freePort(), serverHealth: await freePort(), agentHealth: await freePort() };
   writeFileSync(path.join(dir, 'server.yaml'), [
     `trust_domain: ${TD}`, `data_dir: ${path.join(dir, 'server')}`, `bind: 127.0.0.1:${ports.server}`,
@@ -76,17 +75,17 @@ afterAll(async () => {
 describe('agent and Workload API end to end', () => {
   it('serves each uid its own SVID and no one else\'s', async () => {
     await waitFor('entries synced', async () => {
-      const r = await runNodeAs(users.a, fetchScript, [socketPath, protoPath], dir);
+      const r = await runNodeAs(users.a, fetchScript, [socketPath], dir);
       return r.stdout.includes('spiffeIds');
     }, 20_000, agent.logs);
-    const [a, b] = await Promise.all([users.a, users.b].map((u) => runNodeAs(u, fetchScript, [socketPath, protoPath], dir)));
+    const [a, b] = await Promise.all([users.a, users.b].map((u) => runNodeAs(u, fetchScript, [socketPath], dir)));
     expect(JSON.parse(a.stdout)).toEqual({ spiffeIds: [`spiffe://${TD}/a`] });
     expect(JSON.parse(b.stdout)).toEqual({ spiffeIds: [`spiffe://${TD}/b`] });
   });
 
   it('answers PermissionDenied to a caller with no entry', async () => {
     const nobody = ensureUser('svidscope-test-none');
-    const r = await runNodeAs(nobody, fetchScript, [socketPath, protoPath], dir);
+    const r = await runNodeAs(nobody, fetchScript, [socketPath], dir);
     expect(JSON.parse(r.stdout)).toMatchObject({ error: 'PERMISSION_DENIED', details: 'no identity issued' });
   });
 
@@ -240,7 +239,7 @@ describe('agent and Workload API end to end', () => {
     expect(grpc.status[err!.status]).toBe('UNAVAILABLE');
     expect(err!.message).toMatch(/not completed a sync/);
     // Even a caller with no entry cannot be told "no identity" before the entries are known.
-    const r = await runNodeAs(ensureUser('svidscope-test-none'), fetchScript, [socketPath, protoPath], dir);
+    const r = await runNodeAs(ensureUser('svidscope-test-none'), fetchScript, [socketPath], dir);
     expect(JSON.parse(r.stdout)).toMatchObject({ error: 'UNAVAILABLE' });
     c.close();
   }, 60_000);

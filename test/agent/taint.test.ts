@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { chainAuthorityIds, TaintedAuthorities } from '../../src/identity-plane/agent/manager/taint.js';
 import { boundedHoldings, MAX_AUTHORITY_SERIES } from '../../src/identity-plane/agent/telemetry.js';
 import { mustSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
-import { certificateFacts } from '../../src/identity-plane/spiffe/internal/x509.js';
+import { certificateFacts } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, signIntermediateCa } from '../../src/identity-plane/spiffe/mint/index.js';
 import { removeDir, tempDir } from '../support/server.js';
 

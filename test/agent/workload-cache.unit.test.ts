@@ -18,7 +18,7 @@ function entry(id: string, selectors: string[], createdAt = 1, extra: Partial<En
 }
 
 function svid(entryId: string, clock: FakeClock, lifetimeMs: number): CachedX509Svid {
-  return { entryId, spiffeId: `spiffe://example.org/${entryId}`, chain: [Buffer.from(entryId)], privateKey, keyDer: Buffer.alloc(0), notBefore: clock.nowMs(), notAfter: clock.nowMs() + lifetimeMs, entryRevision: '1', hint: '' };
+  return { entryId, spiffeId: `spiffe://example.org/${entryId}`, chain: [Buffer.from(entryId)], privateKey, keyDer: Buffer.alloc(0), notBefore: clock.nowMs(), notAfter: clock.nowMs() + lifetimeMs, entryRevision: '1', hint: '', authorityIds: [] };
 }
 
 const sel = (...s: string[]) => s.map((x) => ({ type: x.split(':')[0], value: x.slice(x.indexOf(':') + 1) }));

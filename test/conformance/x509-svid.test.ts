@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BundleSet, createX509Bundle } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { parseCertificates } from '../../src/identity-plane/spiffe/internal/x509.js';
-import { scanPem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { parseCertificates, scanPem } from '../../src/identity-plane/spiffe/x509/index.js';
 import {
   idFromCertificate,
   parseAndVerifyX509Svid,

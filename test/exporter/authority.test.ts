@@ -9,7 +9,7 @@ import { FakeClock } from '../../src/common/clock.js';
 import { buildExporterConfig, createExporter, METRIC, type Exporter, type ObservedSvid } from '../../src/exporter/index.js';
 import { svidOf } from '../../src/exporter/sources/convert.js';
 import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
-import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { readCertificateInfo } from '../../src/identity-plane/spiffe/mint/cert-parts.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../../src/identity-plane/spiffe/mint/index.js';
 import { waitFor } from '../support/process.js';

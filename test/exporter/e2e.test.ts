@@ -9,7 +9,7 @@ import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';
 import { METRIC } from '../../src/exporter/index.js';
 import { bootstrapAgent } from '../support/agent-bootstrap.js';
 import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
-import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../../src/identity-plane/spiffe/mint/index.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';

@@ -10,7 +10,7 @@ import { FakeClock } from '../../src/common/clock.js';
 import { buildExporterConfig, createExporter, METRIC, type Exporter } from '../../src/exporter/index.js';
 import { createSpiffeBundle, spiffeBundleToJson } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
-import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../../src/identity-plane/spiffe/mint/index.js';
 import { startFakeWorkloadApi, type FakeWorkloadApi } from '../support/fake-workload-api.js';
 import { waitFor } from '../support/process.js';

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSpiffeBundle, jwtAuthority, spiffeBundleToJson, x509BundleToPem, createX509Bundle } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, type SelfSignedCa } from '../../src/identity-plane/spiffe/mint/index.js';
 import { buildModule, buildProberConfig, runProbe, startProber, type ProbeResult } from '../../src/probes/index.js';

@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';
 import { startFaultRelay, relayMode, type FaultRelay } from '../../src/chaos/relay.js';
-import { certificateFacts } from '../../src/identity-plane/spiffe/internal/x509.js';
+import { certificateFacts } from '../../src/identity-plane/spiffe/x509/index.js';
 import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { createWorkloadApiClient, type WorkloadApiClient, type X509Context } from '../../src/identity-plane/workload-api/index.js';
 import { bootstrapAgent } from '../support/agent-bootstrap.js';

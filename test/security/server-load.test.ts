@@ -11,7 +11,7 @@ import { connectAdmin } from '../../src/cli/admin/client.js';
 import type { AdminClient } from '../../src/identity-plane/server-api/admin-client.js';
 import { ERROR_CODE_METADATA, serverServices } from '../../src/identity-plane/server-api/services.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';

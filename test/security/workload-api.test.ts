@@ -29,7 +29,7 @@ const procs: ReturnType<typeof spawnCli>[] = [];
 let agent: ReturnType<typeof spawnCli>;
 let admin: AdminClient;
 let agentHealth: number;
-let scripts: { flood: string; execClient: string; execAttack: string; fetch: string; proto: string };
+let scripts: { flood: string; execClient: string; execAttack: string; fetch: string };
 const users = isRoot ? { a: ensureUser('svidscope-test-a'), b: ensureUser('svidscope-test-b') } : undefined;
 
 // Opens <count> connections and never sends a byte. Prints {"phase":"early",...} 500 ms after the
@@ -154,7 +154,7 @@ beforeAll(async () => {
   copyFileSync(process.execPath, selected);
   chmodSync(selected, 0o755);
   const fetch = await portableScript(path.join(import.meta.dirname, '..', 'agent', 'fixtures', 'fetch-x509.mjs'), path.join(dir, 'scripts'));
-  scripts = { flood: writeScript('flood.cjs', FLOOD), execClient: writeScript('exec-client.cjs', EXEC_CLIENT), execAttack: writeScript('exec-attack.pl', EXEC_ATTACK), fetch: fetch.script, proto: fetch.proto };
+  scripts = { flood: writeScript('flood.cjs', FLOOD), execClient: writeScript('exec-client.cjs', EXEC_CLIENT), execAttack: writeScript('exec-attack.pl', EXEC_ATTACK), fetch: fetch.script };
 
   const [serverPort, serverHealth] = [await freePort(), await freePort()];
   agentHealth = await freePort();
@@ -264,9 +264,9 @@ describe.runIf(isRoot)('item 6: exec after connect does not inherit the selected
   });
 
   it('the selected binary, started normally, gets its SVID', async () => {
-    const r = await runNodeAs(users!.a, scripts.fetch, [socketPath, scripts.proto], dir);
+    const r = await runNodeAs(users!.a, scripts.fetch, [socketPath], dir);
     expect(r.code).toBe(0);
-    const viaSelected = await execa('setpriv', [`--reuid=${users!.a.uid}`, `--regid=${users!.a.gid}`, '--clear-groups', selected, scripts.fetch, socketPath, scripts.proto], { cwd: dir, reject: false });
+    const viaSelected = await execa('setpriv', [`--reuid=${users!.a.uid}`, `--regid=${users!.a.gid}`, '--clear-groups', selected, scripts.fetch, socketPath], { cwd: dir, reject: false });
     expect(JSON.parse(viaSelected.stdout)).toEqual({ spiffeIds: [`spiffe://${TD}/selected`] });
     // node at its usual path is not selected: same uid, other binary.
     expect(JSON.parse(r.stdout)).toMatchObject({ error: 'PERMISSION_DENIED' });

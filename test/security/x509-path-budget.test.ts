@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleSet, createSpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
-import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, signIntermediateCa } from '../../src/identity-plane/spiffe/mint/index.js';
 import { PathBudgetError, verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.js';
 import { cliProcess } from '../support/cli.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BundleSet } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa } from '../../src/identity-plane/spiffe/mint/ca.js';
 import { verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.js';
 import { attestAgent, removeDir, startTestServer, tempDir, type TestServer } from '../support/server.js';

@@ -6,7 +6,7 @@ import { buildServerConfig } from '../../src/identity-plane/server/config.js';
 import { startServer, type RunningServer, type ServerDeps } from '../../src/identity-plane/server/server.js';
 import { serverServices } from '../../src/identity-plane/server-api/services.js';
 import { x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { encodePem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair, type KeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
 import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';

@@ -20,7 +20,7 @@ import {
   type SpiffeBundle,
 } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
-import { decodePem, encodePem, isPem } from '../../src/identity-plane/spiffe/internal/pem.js';
+import { decodePem, encodePem, isPem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { loadCases, readFixture } from '../support/conformance.js';
 import { codeOf } from '../support/errors.js';
 

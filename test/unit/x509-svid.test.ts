@@ -1,7 +1,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { BundleSet, createX509Bundle } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { certificateFacts, parseCertificates, parsePrivateKey } from '../../src/identity-plane/spiffe/internal/x509.js';
+import { certificateFacts, parseCertificates, parsePrivateKey } from '../../src/identity-plane/spiffe/x509/index.js';
 import { parseAndVerifyX509Svid, parseX509Svid, verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.js';
 import { readFixture } from '../support/conformance.js';
 import { codeOf } from '../support/errors.js';

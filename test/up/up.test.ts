@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Endpoints } from '../../src/cli/up/up.js';
 import { parseX509Bundle } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { BundleSet } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { parseCertificates } from '../../src/identity-plane/spiffe/internal/x509.js';
+import { parseCertificates } from '../../src/identity-plane/spiffe/x509/index.js';
 import { verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.js';
 import { createWorkloadApiClient } from '../../src/identity-plane/workload-api/index.js';
 import { httpOk, spawnCli, waitFor } from '../support/process.js';

@@ -7,7 +7,7 @@ import { ServerClient, type BatchResult } from '../../identity-plane/agent/serve
 import type { EntryMsg } from '../../identity-plane/server-api/messages.js';
 import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import { parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
-import { certificateFacts, parseCertificates } from '../../identity-plane/spiffe/internal/x509.js';
+import { certificateFacts, parseCertificates } from '../../identity-plane/spiffe/x509/index.js';
 import { createCsr } from '../../identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../identity-plane/spiffe/mint/keys.js';
 import type { MethodStep } from '../experiment/schema.js';

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import { parseSpiffeId } from '../../identity-plane/spiffe/id/index.js';
-import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../../identity-plane/spiffe/mint/index.js';
 import type { MethodStep } from '../experiment/schema.js';
 import type { FederationRelationshipCopy } from '../ledger.js';

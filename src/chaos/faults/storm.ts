@@ -1,51 +1,13 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
+import { bareClientArgs } from '../../identity-plane/workload-api/index.js';
 import type { MethodStep } from '../experiment/schema.js';
 import { component, type StackComponent, type StackView } from '../stack.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
 
 type Storm = Extract<MethodStep, { fault: 'issuance-storm' }>;
-
-const workloadProto = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'identity-plane', 'workload-api', 'proto', 'workload.proto');
-
-/**
- * A bare Workload API client (no parsing of the SVID, like bench/support/stream-client.mjs):
- * retries FetchX509SVID until the first message or the deadline, prints one JSON line, exits.
- * It exits by itself at the deadline, so a crashed harness cannot leave it behind for long.
- */
-const CLIENT = `import { createRequire } from 'node:module';
-const [, socketPath, grpcPath, loaderPath, protoPath, timeoutText] = process.argv.slice(2);
-const require = createRequire(import.meta.url);
-const grpc = require(grpcPath);
-const protoLoader = require(loaderPath);
-const deadline = Date.now() + Number(timeoutText);
-const out = (o) => { process.stdout.write(JSON.stringify({ ...o, at: Date.now() }) + '\\n', () => process.exit(0)); };
-setTimeout(() => out({ ok: false, error: 'deadline' }), Number(timeoutText) + 2000);
-const def = grpc.loadPackageDefinition(protoLoader.loadSync(protoPath, { keepCase: true }));
-const client = new def.SpiffeWorkloadAPI('unix://' + socketPath, grpc.credentials.createInsecure());
-const md = new grpc.Metadata();
-md.set('workload.spiffe.io', 'true');
-let attempts = 0;
-let lastError = '';
-const once = () => new Promise((resolve) => {
-  attempts++;
-  const call = client.FetchX509SVID({}, md, { deadline: Math.max(Date.now() + 500, deadline) });
-  call.once('data', (m) => { resolve({ ok: true, id: m.svids && m.svids[0] ? m.svids[0].spiffe_id : '' }); call.cancel(); });
-  call.on('error', (e) => resolve({ ok: false, error: e.details || e.message }));
-  call.on('end', () => resolve({ ok: false, error: 'stream ended' }));
-});
-while (Date.now() < deadline) {
-  const r = await once();
-  if (r.ok) { out({ ok: true, id: r.id, attempts }); await new Promise(() => {}); }
-  lastError = r.error;
-  await new Promise((res) => setTimeout(res, 200));
-}
-out({ ok: false, error: lastError, attempts });
-`;
 
 interface ClientResult { ok: boolean; at: number; id?: string; error?: string; attempts?: number }
 
@@ -68,7 +30,7 @@ const percentile = (xs: number[], p: number) => xs.length ? [...xs].sort((a, b) 
 /**
  * Issuance storm: N workloads start at once on one agent. N entries are registered under the
  * agent, each for `unix:uid:<harness uid>` + `unix:path:<hard link of a node binary>` (agents of
- * `svidscope up` discover workload paths), then N bare Workload API clients start at the same
+ * `svidscope up` discover workload paths), then N bare Workload API clients (workload-api/bare-client.ts) start at the same
  * moment, each exec'd through its own hard link. The run output records how long until every
  * client held an SVID. Rollback: kill the clients (matched by an exact argv marker), delete the
  * entries, remove the links; each step is idempotent.
@@ -88,9 +50,6 @@ export const issuanceStorm: FaultKindImpl<Storm> = {
     const uid = process.getuid?.() ?? 0;
     const links = Array.from({ length: s.count }, (_, i) => path.join(dir, `node-${i}`));
     const ids = links.map((_, i) => `spiffe://${trustDomain}/chaos/storm/${tag}/${i}`);
-    const req = createRequire(import.meta.url);
-    const grpcPath = req.resolve('@grpc/grpc-js');
-    const loaderPath = req.resolve('@grpc/proto-loader');
     const pids: number[] = [];
     return {
       target: agent.name,
@@ -103,8 +62,7 @@ export const issuanceStorm: FaultKindImpl<Storm> = {
           chmodSync(node, 0o755);
         }
         for (const l of links) if (!existsSync(l)) linkSync(node, l);
-        const script = path.join(dir, 'client.mjs');
-        writeFileSync(script, CLIENT);
+        const clientArgs = await bareClientArgs(dir, ['first-svid', agent.socketPath!, String(s.timeoutMs), marker]);
         const t0 = ctx.clock.nowMs();
         const admin = connectAdmin(server.adminSocket!);
         try {
@@ -116,7 +74,7 @@ export const issuanceStorm: FaultKindImpl<Storm> = {
         // The clients stamp their results with the wall clock of their own process: the start is read from it too.
         const started = Date.now();
         const results = await Promise.all(links.map((l) => new Promise<ClientResult>((resolve) => {
-          const child = spawn(l, [script, marker, agent.socketPath!, grpcPath, loaderPath, workloadProto, String(s.timeoutMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+          const child = spawn(l, clientArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
           if (child.pid) pids.push(child.pid);
           let out = '';
           let err = '';

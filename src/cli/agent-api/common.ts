@@ -9,7 +9,7 @@ import path from 'node:path';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { x509BundleToPem, type SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
-import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../identity-plane/spiffe/x509/index.js';
 import {
   createWorkloadApiClient,
   parseWorkloadApiAddress,

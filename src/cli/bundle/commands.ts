@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { spiffeBundleToJson, x509BundleToPem, parseSpiffeBundle, type SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
-import { certificateFacts } from '../../identity-plane/spiffe/internal/x509.js';
+import { certificateFacts } from '../../identity-plane/spiffe/x509/index.js';
 import { printResult, type Io } from '../output.js';
 import { withErrors } from '../run.js';
 import { withAdmin } from '../admin/client.js';

@@ -1,8 +1,7 @@
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { createSpiffeBundle, parseJwtBundle, parseSpiffeBundle, parseX509Bundle, parseX509BundleRaw, type SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain, type TrustDomain } from '../../identity-plane/spiffe/id/index.js';
-import { certificateFacts, parseCertificates } from '../../identity-plane/spiffe/internal/x509.js';
-import { isPem } from '../../identity-plane/spiffe/internal/pem.js';
+import { certificateFacts, isPem, parseCertificates } from '../../identity-plane/spiffe/x509/index.js';
 
 export type BundleFormat = 'spiffe' | 'jwks' | 'pem' | 'der';
 export const BUNDLE_FORMATS: readonly BundleFormat[] = ['spiffe', 'jwks', 'pem', 'der'];

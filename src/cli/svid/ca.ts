@@ -4,7 +4,7 @@ import { parseDurationSeconds } from '../../common/duration.js';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { createSpiffeBundle, spiffeBundleToJson } from '../../identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomainBounded } from '../../identity-plane/spiffe/id/index.js';
-import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa } from '../../identity-plane/spiffe/mint/ca.js';
 import { generateKeyPair, isKeyType } from '../../identity-plane/spiffe/mint/keys.js';
 import { randomBytes } from 'node:crypto';

@@ -3,7 +3,7 @@ import { parseDurationSeconds } from '../../common/duration.js';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { BundleSet } from '../../identity-plane/spiffe/bundle/index.js';
 import { parseSpiffeIdBounded } from '../../identity-plane/spiffe/id/index.js';
-import { parsePrivateKey } from '../../identity-plane/spiffe/internal/x509.js';
+import { parsePrivateKey } from '../../identity-plane/spiffe/x509/index.js';
 import { mintJwtSvid, verifyJwtSvid } from '../../identity-plane/spiffe/jwtsvid/index.js';
 import { loadBundle } from '../bundle/load.js';
 import { parseAt, readInput } from '../files.js';

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { createLogger } from '../../common/log.js';
-import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../identity-plane/spiffe/x509/index.js';
 import { createWorkloadApiClient, watchWithRetry, type X509Context } from '../../identity-plane/workload-api/index.js';
 import type { Io } from '../output.js';
 import { withErrors } from '../run.js';

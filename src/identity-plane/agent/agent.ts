@@ -1,8 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Registry } from 'prom-client';
 import type { Tracer } from '@opentelemetry/api';
 import { systemClock, type Clock } from '../../common/clock.js';
@@ -21,6 +19,7 @@ import { listenWorkloadSocket } from './peercred/listener.js';
 import { ServerClient } from './server-client.js';
 import { AgentSvidStore } from './svid-store.js';
 import { createAgentTelemetry } from './telemetry.js';
+import { workloadApiService } from '../workload-api/index.js';
 
 export interface AgentDeps {
   clock?: Clock;
@@ -40,13 +39,6 @@ export interface RunningAgent {
   readonly manager: AgentManager;
   readonly cache: WorkloadCache;
   stop(): Promise<void>;
-}
-
-const workloadProto = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'workload-api', 'proto', 'workload.proto');
-
-export function workloadServiceDefinition(): grpc.ServiceDefinition {
-  const def = grpc.loadPackageDefinition(protoLoader.loadSync(workloadProto, { keepCase: true, longs: String, defaults: true }));
-  return (def.SpiffeWorkloadAPI as grpc.ServiceClientConstructor).service;
 }
 
 /**
@@ -101,7 +93,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         }
       },
     };
-    grpcServer.addService(workloadServiceDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, jwtAudience: config.jwtAudience, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents, tracer: deps.tracer }));
+    grpcServer.addService(workloadApiService().service, createWorkloadHandler({ cache, attestor, jwt: manager, jwtAudience: config.jwtAudience, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents, tracer: deps.tracer }));
     const nofile = openFileLimit();
     const total = effectiveMaxConnections(config.workloadApi.maxConnections, nofile);
     if (total.warning) logger.warn({ openFileLimit: nofile }, total.warning);

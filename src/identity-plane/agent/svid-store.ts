@@ -2,8 +2,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
-import { encodePem } from '../spiffe/internal/pem.js';
-import { parseCertificates } from '../spiffe/internal/x509.js';
+import { encodePem, parseCertificates } from '../spiffe/x509/index.js';
 
 export interface StoredAgentSvid {
   chainDer: Buffer[];

@@ -1,3 +1,4 @@
+export { bareClientArgs } from './bare-client-args.js';
 export { parseWorkloadApiAddress, resolveWorkloadApiAddress, SPIFFE_ENDPOINT_SOCKET, type WorkloadApiAddress } from './address.js';
 export {
   createWorkloadApiClient,

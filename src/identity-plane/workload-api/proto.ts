@@ -1,7 +1,8 @@
 /**
  * The standard Workload API service (`proto/workload.proto`, no package: the service is
- * `SpiffeWorkloadAPI`) as grpc-js sees it, plus the wire shapes proto-loader produces. Both the
- * client and any server (the agent, the test fake) load it from here so they agree on options.
+ * `SpiffeWorkloadAPI`) as grpc-js sees it, plus the wire shapes proto-loader produces. This is the
+ * only place the proto is loaded: the client, the agent's server, the bare client script of the
+ * storm fault and the benchmark, and the test fakes all take it from here so they agree on options.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -16,6 +17,8 @@ const protoFile = path.join(path.dirname(fileURLToPath(import.meta.url)), 'proto
 
 // keepCase: field names as in the standard; defaults: absent fields read as '' / [] / {} rather
 // than undefined, which is exactly the standard's "default value means cleared" semantics.
+// enums and oneofs only shape decoded Struct values (ValidateJWTSVID's claims, read by clients);
+// a server decodes requests made of strings alone, and encoding ignores these options.
 const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
 
 let cached: grpc.ServiceClientConstructor | undefined;

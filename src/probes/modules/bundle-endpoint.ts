@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { BundleSet, parseSpiffeBundle, parseX509Bundle, type SpiffeBundle, type X509Bundle } from '../../identity-plane/spiffe/bundle/index.js';
 import type { TrustDomain } from '../../identity-plane/spiffe/id/index.js';
-import { certificateFacts } from '../../identity-plane/spiffe/internal/x509.js';
+import { certificateFacts } from '../../identity-plane/spiffe/x509/index.js';
 import { verifyX509Svid } from '../../identity-plane/spiffe/x509svid/index.js';
 import type { BundleEndpointSettings } from '../config.js';
 import { workloadClient, type ProbeContext } from '../context.js';

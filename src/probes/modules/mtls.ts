@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { peerCertificateChain } from '../../common/tls/peer-chain.js';
 import type { BundleSet } from '../../identity-plane/spiffe/bundle/index.js';
-import { encodePem } from '../../identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../identity-plane/spiffe/x509/index.js';
 import type { TrustDomain } from '../../identity-plane/spiffe/id/index.js';
 import { verifyX509Svid } from '../../identity-plane/spiffe/x509svid/index.js';
 import type { WorkloadX509Svid, X509Context } from '../../identity-plane/workload-api/index.js';

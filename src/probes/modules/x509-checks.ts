@@ -6,7 +6,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { X509BundleSource } from '../../identity-plane/spiffe/bundle/index.js';
 import type { SpiffeId, TrustDomain } from '../../identity-plane/spiffe/id/index.js';
-import { certificateFacts } from '../../identity-plane/spiffe/internal/x509.js';
+import { certificateFacts } from '../../identity-plane/spiffe/x509/index.js';
 import { verifyX509Svid, type VerifiedX509Svid } from '../../identity-plane/spiffe/x509svid/index.js';
 import type { WorkloadX509Svid, X509Context } from '../../identity-plane/workload-api/index.js';
 import { classifyError, ProbeFailure } from '../reasons.js';

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { connect, createServer, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { X509BundleSource } from '../../../src/identity-plane/spiffe/bundle/index.js';
-import { encodePem } from '../../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../../src/identity-plane/spiffe/x509/index.js';
 import { verifyX509Svid, type X509Svid } from '../../../src/identity-plane/spiffe/x509svid/index.js';
 
 export interface MtlsParty {

@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { createSpiffeBundle, spiffeBundleToJson, type SpiffeBundle } from '../../../src/identity-plane/spiffe/bundle/index.js';
 import { parseSpiffeId } from '../../../src/identity-plane/spiffe/id/index.js';
-import { encodePem } from '../../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../../src/identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, type SelfSignedCa, type X509SvidMinter } from '../../../src/identity-plane/spiffe/mint/index.js';
 
 /** A throwaway CA of trust domain `td` and a minter for leaf certificates under it. */

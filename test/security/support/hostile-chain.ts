@@ -5,7 +5,7 @@
  */
 import { KeyObject, webcrypto, X509Certificate } from 'node:crypto';
 import { createSpiffeBundle, spiffeBundleToJson } from '../../../src/identity-plane/spiffe/bundle/index.js';
-import { encodePem } from '../../../src/identity-plane/spiffe/internal/pem.js';
+import { encodePem } from '../../../src/identity-plane/spiffe/x509/index.js';
 
 await import('reflect-metadata'); // @peculiar/x509 2.x needs the Reflect metadata polyfill
 const x509 = await import('@peculiar/x509');

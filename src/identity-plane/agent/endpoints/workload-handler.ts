@@ -10,7 +10,7 @@ import { checkJwtAudienceLimits, verifyJwtSvid, type JwtAudienceLimits } from '.
 import type { Selector, WorkloadCache, WorkloadIdentities } from '../manager/cache.js';
 import type { EntryMsg } from '../../server-api/messages.js';
 import { ERROR_CODE_METADATA } from '../../server-api/services.js';
-import { toStruct } from './struct.js';
+import { jsonToStruct, SECURITY_HEADER, SECURITY_HEADER_VALUE } from '../../workload-api/index.js';
 
 /** What the handler needs to know about the caller: its selectors, from the kernel, never from the request. */
 export interface WorkloadAttestor {
@@ -42,8 +42,6 @@ export interface WorkloadHandlerDeps {
   tracer?: Tracer;
 }
 
-const HEADER = 'workload.spiffe.io';
-
 class Refusal extends Error {
   constructor(readonly code: grpc.status, message: string) {
     super(message);
@@ -51,8 +49,8 @@ class Refusal extends Error {
 }
 
 function checkHeader(metadata: grpc.Metadata): void {
-  const values = metadata.get(HEADER);
-  if (values.length !== 1 || values[0] !== 'true') throw new Refusal(grpc.status.INVALID_ARGUMENT, 'security header missing from request');
+  const values = metadata.get(SECURITY_HEADER);
+  if (values.length !== 1 || values[0] !== SECURITY_HEADER_VALUE) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'security header missing from request');
 }
 
 const concat = (ders: readonly Buffer[]) => Buffer.concat(ders);
@@ -269,7 +267,7 @@ async function validateJwtSvid(deps: WorkloadHandlerDeps, req: { audience: strin
   const set = new BundleSet([own, ...cache.federatedBundles().values()]);
   try {
     const svid = await verifyJwtSvid(req.svid, set, { audience: [req.audience], now: clock.now(), leewaySeconds: 0 });
-    return { spiffe_id: svid.id.toString(), claims: toStruct(svid.claims) };
+    return { spiffe_id: svid.id.toString(), claims: jsonToStruct(svid.claims) };
   } catch (err) {
     throw new Refusal(grpc.status.INVALID_ARGUMENT, isSvidscopeError(err) ? err.message : 'token is invalid');
   }

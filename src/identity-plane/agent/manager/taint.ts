@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { certificateFacts } from '../../spiffe/internal/x509.js';
+import { certificateFacts } from '../../spiffe/x509/index.js';
 import type { TaintedAuthoritiesMsg } from '../../server-api/messages.js';
 
 /**

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
-import { certificateFacts } from '../../spiffe/internal/x509.js';
+import { certificateFacts } from '../../spiffe/x509/index.js';
 import { StatusError } from './grpc.js';
 
 /** What an agent call's client certificate says: its agent SPIFFE ID and serial. */

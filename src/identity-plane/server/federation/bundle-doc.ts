@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
 import { createSpiffeBundle, parseSpiffeBundle, parseX509Bundle, publicKeyToJwk, spiffeBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
-import { isPem } from '../../spiffe/internal/pem.js';
+import { isPem } from '../../spiffe/x509/index.js';
 
 /**
  * A bundle of a foreign trust domain given by the operator (config `bundle_file` or the admin API):

@@ -1,7 +1,7 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { errorFactory } from '../../../common/errors/catalog.js';
 
-export { samePublicKey } from '../internal/x509.js';
+export { samePublicKey } from '../x509/index.js';
 
 const fail = errorFactory('jwk');
 

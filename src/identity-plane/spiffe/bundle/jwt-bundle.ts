@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { errorFactory, isSvidscopeError, SvidscopeError } from '../../../common/errors/catalog.js';
 import { parseTrustDomain, TrustDomain } from '../id/index.js';
-import { parseJsonObject } from '../internal/json-doc.js';
+import { parseJsonObject } from './json-doc.js';
 import { jwkToPublicKey, publicKeyToJwk } from './jwk.js';
 import type { JwtAuthority, JwtBundle } from './types.js';
 

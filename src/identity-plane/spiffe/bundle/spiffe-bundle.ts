@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { errorFactory } from '../../../common/errors/catalog.js';
 import type { TrustDomain } from '../id/index.js';
-import { parseJsonObject, type JsonDoc } from '../internal/json-doc.js';
+import { parseJsonObject, type JsonDoc } from './json-doc.js';
 import { jwkToPublicKey, publicKeyToJwk, samePublicKey } from './jwk.js';
 import { createJwtBundle, jwtAuthority, rewrap, toTrustDomain } from './jwt-bundle.js';
 import type { JwtAuthority, SpiffeBundle, X509Authority } from './types.js';

@@ -1,7 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import { TrustDomain } from '../id/index.js';
-import { encodePem } from '../internal/pem.js';
-import { parseCertificates } from '../internal/x509.js';
+import { encodePem, parseCertificates } from '../x509/index.js';
 import { toTrustDomain } from './jwt-bundle.js';
 import type { X509Authority, X509Bundle } from './types.js';
 

@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { errorFactory } from '../../../common/errors/catalog.js';
 import { parseSpiffeId, type SpiffeId } from '../id/index.js';
-import { certificateFacts } from '../internal/x509.js';
+import { certificateFacts } from '../x509/index.js';
 
 export const fail = errorFactory('x509svid');
 

@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import type { SpiffeId } from '../id/index.js';
-import { parseCertificates, parsePrivateKey, samePublicKey } from '../internal/x509.js';
+import { parseCertificates, parsePrivateKey, samePublicKey } from '../x509/index.js';
 import { checkLeaf, checkSigningCertificates, fail } from './leaf.js';
 
 /** An X509-SVID with its private key: the leaf first, then the intermediates up to (not including) the bundle. */
