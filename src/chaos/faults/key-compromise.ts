@@ -17,6 +17,7 @@ import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import type { MethodStep } from '../experiment/schema.js';
 import { sleep } from '../proc.js';
 import { component, type StackComponent, type StackView } from '../stack.js';
+import { agentBundleSequence } from './propagation.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
 
 type Drill = Extract<MethodStep, { fault: 'key-compromise' }>;
@@ -133,8 +134,8 @@ function peerOf(stack: StackView | undefined, serverName: string): StackComponen
 }
 
 async function everyAgentAt(agents: StackComponent[], sequence: number): Promise<boolean> {
-  const seqs = await Promise.all(agents.map(async (a) => sampleSum(await scrape(a), 'svidscope_agent_bundle_sequence')));
-  return seqs.every((x) => x >= sequence);
+  const seqs = await Promise.all(agents.map((a) => agentBundleSequence(a)));
+  return seqs.every((x) => x !== undefined && x >= sequence);
 }
 
 async function heldBy(agents: StackComponent[], kind: string, keyId: string): Promise<number> {
