@@ -258,6 +258,16 @@ describe('schedule', () => {
     expect(r.status().nextRefreshMs).toBe(clock.nowMs() + 30_000);
   });
 
+  it('follows the hint the endpoint serves even when the bundle itself is unchanged (not stored again)', async () => {
+    // The stored document (bootstrap, or a peer that only changed its hint) says 40 s; the endpoint says 5 s.
+    await datastore.setBundle({ trustDomain: TD, document: Buffer.from(bundleJson(TD, [caB1], 1n, 40)), sequence: 1n, updatedAt: clock.now() });
+    endpoint.body = bundleJson(TD, [caB1], 1n, 5);
+    const { r } = refresher();
+    await r.start();
+    expect(await r.refreshNow()).toBe('unchanged');
+    expect(r.status().nextRefreshMs).toBe(clock.nowMs() + 5_000);
+  });
+
   it('backs off exponentially while the endpoint is down, never past the interval, and recovers when it returns', async () => {
     await bootstrap([caB1]);
     endpoint.body = bundleJson(TD, [caB1], 1n, 20);

@@ -216,7 +216,9 @@ async function startServer(ctx: StackContext, name: string, trustDomain: string,
   const config = path.join(ctx.dataDir, `${name}.yaml`);
   writeFileSync(config, stringify({
     trust_domain: trustDomain, data_dir: dir, bind: `127.0.0.1:${ports.server}`, health_bind: `127.0.0.1:${ports.health}`,
-    federation: { bundle_endpoint: { bind: `127.0.0.1:${ports.endpoint}`, profile: 'https_spiffe' }, refresh_max: '5m' },
+    // Peers are told to refresh every 30 s, so on this stack a key prepared or revoked on one side
+    // reaches the other within a game-day step (the key-compromise drill times it).
+    federation: { bundle_endpoint: { bind: `127.0.0.1:${ports.endpoint}`, profile: 'https_spiffe', refresh_hint: '30s' }, refresh_max: '5m' },
   }));
   const child = startChild({ name, args: ['server', 'run', '--config', config], logDir: ctx.logDir, logger: ctx.logger });
   ctx.children.push(child);

@@ -81,6 +81,12 @@ export class BundleRefresher {
   private lastError: RelationshipStatus['lastError'];
   private failures = 0;
   private nextRefreshMs: number | undefined;
+  /**
+   * The refresh hint of the last document the endpoint served. An unchanged bundle is not stored
+   * again, so without this a peer that shortened its hint (or a bootstrap bundle carrying another
+   * hint) would keep us on the stored document's schedule.
+   */
+  private servedHintSeconds: number | undefined;
   private readonly errors = new Map<FetchFailureReason, number>();
 
   constructor(private readonly deps: RefresherDeps) {}
@@ -145,7 +151,7 @@ export class BundleRefresher {
 
   private interval(): number {
     const { minRefreshSeconds, maxRefreshSeconds, defaultRefreshSeconds } = this.deps.limits;
-    const hint = this.stored?.bundle.refreshHintSeconds;
+    const hint = this.servedHintSeconds ?? this.stored?.bundle.refreshHintSeconds;
     const seconds = hint !== undefined && hint > 0 ? hint : defaultRefreshSeconds;
     return Math.min(maxRefreshSeconds, Math.max(minRefreshSeconds, seconds)) * 1000;
   }
@@ -216,6 +222,7 @@ export class BundleRefresher {
     } catch (err) {
       throw new FederationFetchError('malformed', `the bundle endpoint of ${this.trustDomain} served a document that is not a SPIFFE bundle: ${(err as Error).message}`, { cause: err });
     }
+    this.servedHintSeconds = fetched.refreshHintSeconds;
     const stored = this.stored;
     const sequence = fetched.sequenceNumber;
     if (stored && sequence !== undefined && sequence < stored.sequence) {
