@@ -94,6 +94,11 @@ export class ServerClient {
     this.reset();
   }
 
+  /** Drops the connection; the next call handshakes again (and sees the server's current SVID). */
+  reconnect(): void {
+    this.reset();
+  }
+
   attest(token: string, csr: Buffer): Promise<{ svid: X509SvidMsg; bundle: BundleMsg }> {
     return this.call('AttestAgent', { attestation_type: 'join_token', payload: Buffer.from(token), csr });
   }
