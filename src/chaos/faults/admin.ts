@@ -2,6 +2,7 @@ import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import type { MethodStep } from '../experiment/schema.js';
 import { component } from '../stack.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
 
 type Rotate = Extract<MethodStep, { fault: 'ca-rotate' }>;
 type Delete = Extract<MethodStep, { fault: 'entry-delete' }>;
@@ -47,7 +48,7 @@ export const entryDelete: FaultKindImpl<Delete> = {
     } finally {
       admin.close();
     }
-    if (entries.length === 0) throw new Error(`chaos: no registration entry for ${s.spiffeId} on ${s.server}`);
+    if (entries.length === 0) throw new SvidscopeError('chaos-target-invalid', `chaos: no registration entry for ${s.spiffeId} on ${s.server}`);
     const copies = entries.map((e) => Object.fromEntries(Object.entries(e).filter(([k]) => !STRIP.includes(k))));
     return {
       target: s.spiffeId,
@@ -79,7 +80,7 @@ export const authorityWithhold: FaultKindImpl<Withhold> = {
   }),
   async prepare(s: Withhold, ctx: FaultContext): Promise<PreparedFault> {
     const c = component(ctx.stack, s.server);
-    if (!c.adminSocket) throw new Error(`chaos: ${s.server} is not a server (no admin socket in endpoints.json)`);
+    if (!c.adminSocket) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server} is not a server (no admin socket in endpoints.json)`);
     const admin = connectAdmin(c.adminSocket);
     let status: Slots;
     try {
@@ -88,8 +89,8 @@ export const authorityWithhold: FaultKindImpl<Withhold> = {
       admin.close();
     }
     const active = status.slots.find((x) => x.kind === s.kind && x.phase === 'active');
-    if (!active) throw new Error(`chaos: ${s.server} has no active ${KIND_NAME[s.kind]} (CaStatus: ${status.slots.map((x) => `${x.kind}/${x.phase}`).join(', ') || 'no keys'})`);
-    if (active.withheld) throw new Error(`chaos: ${s.server}'s active ${KIND_NAME[s.kind]} ${active.key_id} is already withheld from the bundle; publish it first (a rollback would undo a change this run did not make)`);
+    if (!active) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server} has no active ${KIND_NAME[s.kind]} (CaStatus: ${status.slots.map((x) => `${x.kind}/${x.phase}`).join(', ') || 'no keys'})`);
+    if (active.withheld) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server}'s active ${KIND_NAME[s.kind]} ${active.key_id} is already withheld from the bundle; publish it first (a rollback would undo a change this run did not make)`);
     const keyId = active.key_id;
     return {
       target: c.name,

@@ -124,6 +124,9 @@ export const errorCatalog = {
   // Chaos ledger (replayed as the caller, so only the caller may have written it)
   'chaos-ledger-untrusted': denied('the chaos dir or ledger is a symlink, owned by another user, or writable by group/others'),
   'chaos-ledger-step-invalid': denied('a ledger step is not one the project writes for this stack'),
+  'chaos-target-invalid': { meaning: 'the experiment names a target this stack cannot serve for the fault (not a server or agent, not running, no socket, entry, key or peer for it in endpoints.json or the server); fix the experiment or the stack', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.USAGE, http: 409 },
+  'chaos-fault-failed': { meaning: 'a fault, drill or rollback did not take effect (a process did not die or come back, a cgroup or fault relay refused, a drill did not reach its state within its bound); the message names the step', grpc: GrpcStatus.ABORTED, exit: ExitCode.REMOTE, http: 500 },
+  'prometheus-query-failed': { meaning: 'Prometheus or Alertmanager refused or failed a query the chaos runner needs (the message names the query)', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 502 },
 
   // General
   'config-invalid': { meaning: 'the configuration is invalid', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },

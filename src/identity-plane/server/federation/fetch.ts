@@ -134,7 +134,7 @@ function tlsOptionsFor(auth: EndpointAuth, now: Date, limits: Partial<PathLimits
         // Bounded path building: the chain is the peer's to choose, and runs on the event loop.
         const verified = verifyX509Svid(peerCertificateChain(cert), bundles, { now, limits });
         if (verified.id.toString() !== expected.toString()) {
-          throw new Error(`the endpoint presented ${verified.id}, not ${expected}`);
+          throw new SvidscopeError('unauthenticated', `the endpoint presented ${verified.id}, not ${expected}`);
         }
         return undefined;
       } catch (cause) {
