@@ -2,14 +2,14 @@ import * as grpc from '@grpc/grpc-js';
 import { context, trace, type Span, type Tracer } from '@opentelemetry/api';
 import { SpanAttr, SpanKind } from '../../../common/telemetry/tracing.js';
 import type { Clock } from '../../../common/clock.js';
-import { isSvidscopeError } from '../../../common/errors/catalog.js';
+import { errorCatalog, GrpcStatus, isSvidscopeError, SvidscopeError, type ErrorCode } from '../../../common/errors/catalog.js';
+import { toServiceError } from '../../../common/errors/grpc.js';
 import type { Logger } from '../../../common/log.js';
 import { BundleSet, jwtBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
 import { parseSpiffeIdBounded } from '../../spiffe/id/index.js';
 import { checkJwtAudienceLimits, verifyJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import type { Selector, WorkloadCache, WorkloadIdentities } from '../manager/cache.js';
 import type { EntryMsg } from '../../server-api/messages.js';
-import { ERROR_CODE_METADATA } from '../../server-api/services.js';
 import { toStruct } from './struct.js';
 
 /** What the handler needs to know about the caller: its selectors, from the kernel, never from the request. */
@@ -44,15 +44,25 @@ export interface WorkloadHandlerDeps {
 
 const HEADER = 'workload.spiffe.io';
 
-class Refusal extends Error {
-  constructor(readonly code: grpc.status, message: string) {
-    super(message);
-  }
+/**
+ * A deliberate answer of this handler. Its status and message are what SPIFFE clients (go-spiffe)
+ * see; other SvidscopeErrors from below stay hidden behind INTERNAL unless they are listed in
+ * EXPOSED. Every answer carries the catalogue code trailer.
+ */
+class Refusal extends SvidscopeError {}
+
+/** Errors from the attestor and cache that the Workload API answers with as they are. */
+const EXPOSED = new Set<ErrorCode>(['unavailable', 'workload-exec-after-connect']);
+
+/** A token ValidateJWTSVID refused: always InvalidArgument, with the rule's code when it has one of that status. */
+function invalidToken(err: unknown): Refusal {
+  if (isSvidscopeError(err) && errorCatalog[err.code].grpc === GrpcStatus.INVALID_ARGUMENT) return new Refusal(err.code, err.message);
+  return new Refusal('malformed', isSvidscopeError(err) ? err.message : 'token is invalid');
 }
 
 function checkHeader(metadata: grpc.Metadata): void {
   const values = metadata.get(HEADER);
-  if (values.length !== 1 || values[0] !== 'true') throw new Refusal(grpc.status.INVALID_ARGUMENT, 'security header missing from request');
+  if (values.length !== 1 || values[0] !== 'true') throw new Refusal('workload-header-missing', 'security header missing from request');
 }
 
 const concat = (ders: readonly Buffer[]) => Buffer.concat(ders);
@@ -67,17 +77,11 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
   const { cache, attestor, clock, logger, events } = deps;
 
   const fail = (method: string, start: number, err: unknown): grpc.ServiceError => {
-    let code = grpc.status.INTERNAL;
-    let details = 'internal error';
-    const metadata = new grpc.Metadata();
-    if (err instanceof Refusal) [code, details] = [err.code, err.message];
-    else if (isSvidscopeError(err) && (err.code === 'unavailable' || err.code === 'workload-exec-after-connect')) {
-      [code, details] = [err.grpcStatus, err.message];
-      // The catalogue code travels in a trailer, as from the server, so a refused caller can name it.
-      metadata.set(ERROR_CODE_METADATA, err.code);
-    } else logger.error({ err, method }, 'workload API handler failed');
-    events?.request?.(method, code, (clock.nowMs() - start) / 1000);
-    return Object.assign(new Error(details), { code, details, metadata });
+    // The project's one mapping; the catalogue code travels in a trailer, as from the server.
+    const exposed = err instanceof Refusal || (isSvidscopeError(err) && EXPOSED.has(err.code));
+    const e = toServiceError(exposed ? err : new SvidscopeError('internal', 'internal error', { cause: err }), () => logger.error({ err, method }, 'workload API handler failed'));
+    events?.request?.(method, e.code, (clock.nowMs() - start) / 1000);
+    return e;
   };
 
   const identify = async (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => {
@@ -132,8 +136,8 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
   // PermissionDenied then would send on-call after registration entries during a server outage,
   // and hide the outage from the Workload API SLO. Unavailable is retried by every client.
   const noIdentity = () => cache.entriesKnown
-    ? new Refusal(grpc.status.PERMISSION_DENIED, 'no identity issued')
-    : new Refusal(grpc.status.UNAVAILABLE, 'the agent has not completed a sync with its server yet');
+    ? new Refusal('workload-no-identity', 'no identity issued')
+    : new Refusal('unavailable', 'the agent has not completed a sync with its server yet');
 
   const unary = <Req, Res>(method: string, fn: (req: Req, selectors: Selector[], span: Span | undefined) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
     (call, callback) => {
@@ -167,7 +171,7 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
         // Entries match but nothing valid is cached: either minting is under way (wait), or every
         // SVID expired while the server was away — then say so rather than serve an expired one.
         const everMinted = ids.entries.some((e) => cache.svidFor(e.id));
-        if (everMinted) throw new Refusal(grpc.status.UNAVAILABLE, 'no valid X509-SVID: cached SVIDs expired and the server is unreachable');
+        if (everMinted) throw new Refusal('workload-svid-expired', 'no valid X509-SVID: cached SVIDs expired and the server is unreachable');
         return 'wait';
       }
       const bundleDer = x509Der(ids.bundle);
@@ -203,17 +207,17 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
 
     FetchJWTSVID: unary('FetchJWTSVID', async (req: { audience: string[]; spiffe_id: string }, selectors, span) => {
       const audience = (req.audience ?? []).filter((a) => a !== '');
-      if (audience.length === 0) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+      if (audience.length === 0) throw new Refusal('usage', 'audience must be specified');
       const hit = checkJwtAudienceLimits(audience, deps.jwtAudience);
       if (hit) {
         events?.limitHit?.(hit.limit);
-        throw new Refusal(grpc.status.INVALID_ARGUMENT, hit.message);
+        throw new Refusal(hit.code, hit.message);
       }
       if (req.spiffe_id) {
         try {
           parseSpiffeIdBounded(req.spiffe_id);
         } catch (err) {
-          throw new Refusal(grpc.status.INVALID_ARGUMENT, `invalid requested SPIFFE ID: ${(err as Error).message}`);
+          throw new Refusal('invalid-spiffe-id', `invalid requested SPIFFE ID: ${(err as Error).message}`);
         }
       }
       const ids = cache.identitiesFor(selectors);
@@ -227,31 +231,31 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
           svids.push({ spiffe_id: entry.spiffe_id, svid: token, hint: entry.hint });
         } catch (err) {
           logger.warn({ err: (err as Error).message, entryId: entry.id }, 'could not fetch a JWT-SVID from the server');
-          throw new Refusal(grpc.status.UNAVAILABLE, 'could not fetch JWT-SVID');
+          throw new Refusal('unavailable', 'could not fetch JWT-SVID');
         }
       }
       return { svids };
     }),
 
     ValidateJWTSVID: unary('ValidateJWTSVID', async (req: { audience: string; svid: string }) => {
-      if (!req.audience) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
-      if (!req.svid) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'svid must be specified');
+      if (!req.audience) throw new Refusal('usage', 'audience must be specified');
+      if (!req.svid) throw new Refusal('usage', 'svid must be specified');
       const own = cache.ownBundle;
-      if (!own) throw new Refusal(grpc.status.UNAVAILABLE, 'the agent has no bundle yet');
+      if (!own) throw new Refusal('unavailable', 'the agent has no bundle yet');
       const set = new BundleSet([own, ...cache.federatedBundles().values()]);
       try {
         const svid = await verifyJwtSvid(req.svid, set, { audience: [req.audience], now: clock.now(), leewaySeconds: 0 });
         return { spiffe_id: svid.id.toString(), claims: toStruct(svid.claims) };
       } catch (err) {
-        throw new Refusal(grpc.status.INVALID_ARGUMENT, isSvidscopeError(err) ? err.message : 'token is invalid');
+        throw invalidToken(err);
       }
     }),
 
     FetchWITSVID: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      call.emit('error', Object.assign(new Error('WIT-SVIDs are not implemented'), { code: grpc.status.UNIMPLEMENTED, details: 'WIT-SVIDs are not implemented' }));
+      call.emit('error', toServiceError(new Refusal('unimplemented', 'WIT-SVIDs are not implemented'), () => {}));
     },
     FetchWITBundles: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      call.emit('error', Object.assign(new Error('WIT bundles are not implemented'), { code: grpc.status.UNIMPLEMENTED, details: 'WIT bundles are not implemented' }));
+      call.emit('error', toServiceError(new Refusal('unimplemented', 'WIT bundles are not implemented'), () => {}));
     },
   };
 }

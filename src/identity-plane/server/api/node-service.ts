@@ -3,7 +3,7 @@ import type { Tracer } from '@opentelemetry/api';
 import { SpanAttr, withSpan } from '../../../common/telemetry/tracing.js';
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
-import { isSvidscopeError } from '../../../common/errors/catalog.js';
+import { isSvidscopeError, SvidscopeError, type ErrorCode } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { certificateFacts } from '../../spiffe/internal/x509.js';
@@ -16,7 +16,7 @@ import { attestJoinToken } from '../attestor-node/join-token.js';
 import type { AgentCache } from '../registration/agent-cache.js';
 import type { BundleCache } from '../bundle/bundle-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
-import { StatusError, toNumber, unary } from './grpc.js';
+import { toNumber, unary } from './grpc.js';
 import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
 
 export interface NodeServiceDeps {
@@ -56,22 +56,26 @@ export interface NodeServiceEvents {
   entrySync?(kind: 'unchanged' | 'full', entries: number): void;
 }
 
-/** A bounded reason label from an error: its catalogue code, or the gRPC status name. */
-/** Attestation failure reasons: a fixed set, so the label stays bounded. */
+/** Attestation failure reasons by catalogue code: a fixed set, so the label stays bounded. */
+const ATTESTATION_REASON: Partial<Record<ErrorCode, string>> = {
+  'join-token-unknown': 'token_unknown',
+  'join-token-expired': 'token_expired',
+  'agent-banned': 'banned',
+  'csr-invalid': 'csr_invalid',
+  'node-attestation-unsupported': 'unsupported_method',
+};
+
 function attestationReason(err: unknown): string {
-  const message = err instanceof Error ? err.message : '';
-  if (/already been used|does not exist/.test(message)) return 'token_unknown';
-  if (/expired/.test(message)) return 'token_expired';
-  if (/banned/.test(message)) return 'banned';
-  if (/CSR/.test(message) || (isSvidscopeError(err) && err.code === 'csr-invalid')) return 'csr_invalid';
-  if (/not supported/.test(message)) return 'unsupported_method';
-  return err instanceof StatusError || isSvidscopeError(err) ? 'invalid_request' : 'internal';
+  if (!isSvidscopeError(err) || err.code === 'internal') return 'internal';
+  return ATTESTATION_REASON[err.code] ?? 'invalid_request';
 }
 
+/** A bounded reason label for a refused signing: the catalogue code, except the one the SLOs leave out. */
 function reasonOf(err: unknown): string {
-  if (err instanceof StatusError) return grpc.status[err.code]?.toLowerCase() ?? 'unknown';
-  if (isSvidscopeError(err)) return err.code;
-  return 'internal';
+  if (!isSvidscopeError(err)) return 'internal';
+  // A caller not authorized for the entry is not a signing failure; the SLO excludes it by this
+  // label value (the gRPC status name, as the batch path reports it too).
+  return err.code === 'permission-denied' ? 'permission_denied' : err.code;
 }
 
 /** A certificate serial as lowercase hex without leading zeros, however it was written. */
@@ -79,11 +83,11 @@ function normalSerial(hex: string): string {
   return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(16) : hex.toLowerCase();
 }
 
-/** The three ways an agent is refused at authentication, worded once (agents match "evicted|not attested"). */
+/** The three ways an agent is refused at authentication, worded once; agents tell them apart by code. */
 const refusal = {
-  notAttested: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`),
-  banned: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is banned`),
-  staleSerial: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} presented an SVID that is no longer its current one (renewed, re-attested or evicted since); use the latest SVID or attest again`),
+  notAttested: (id: string) => new SvidscopeError('agent-not-attested', `agent ${id} is not attested or was evicted; attest again`),
+  banned: (id: string) => new SvidscopeError('agent-banned', `agent ${id} is banned`),
+  staleSerial: (id: string) => new SvidscopeError('agent-svid-stale', `agent ${id} presented an SVID that is no longer its current one (renewed, re-attested or evicted since); use the latest SVID or attest again`),
 };
 
 /** Whether the record takes this serial: its current one, or the one a renewal replaced while in grace. */
@@ -134,17 +138,17 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
    */
   const authenticate = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<AttestedAgent & { presentedSerial: string }> => {
     const peer = call.getAuthContext()?.sslPeerCertificate;
-    if (!peer?.raw) throw new StatusError(grpc.status.UNAUTHENTICATED, 'an agent X.509-SVID signed by this trust domain is required');
+    if (!peer?.raw) throw new SvidscopeError('unauthenticated', 'an agent X.509-SVID signed by this trust domain is required');
     const cert = new X509Certificate(peer.raw);
     const uris = certificateFacts(cert).uriSans;
     let id: SpiffeId;
     try {
       id = parseSpiffeId(uris[0] ?? '');
     } catch {
-      throw new StatusError(grpc.status.UNAUTHENTICATED, 'the client certificate holds no valid SPIFFE ID');
+      throw new SvidscopeError('unauthenticated', 'the client certificate holds no valid SPIFFE ID');
     }
     if (uris.length !== 1 || !id.memberOf(trustDomain) || !id.path.startsWith('/spire/agent/')) {
-      throw new StatusError(grpc.status.UNAUTHENTICATED, `${id} is not an agent of trust domain ${trustDomain.name}`);
+      throw new SvidscopeError('unauthenticated', `${id} is not an agent of trust domain ${trustDomain.name}`);
     }
     const presented = normalSerial(cert.serialNumber);
     const accepts = (a: AttestedAgent) => acceptsSerial(a, presented, clock.nowMs());
@@ -178,13 +182,13 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
   };
   const findAuthorized = async (agent: AttestedAgent, entryId: string): Promise<RegistrationEntry> => {
     const entry = (await authorized(agent)).find((e) => e.id === entryId);
-    if (!entry) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent is not authorized for entry ${JSON.stringify(entryId)}`);
+    if (!entry) throw new SvidscopeError('permission-denied', `agent is not authorized for entry ${JSON.stringify(entryId)}`);
     return entry;
   };
 
   const attest = async (req: { attestation_type: string; payload: Buffer; csr: Buffer }) => {
-    if (req.attestation_type !== 'join_token') throw new StatusError(grpc.status.INVALID_ARGUMENT, `attestation type ${JSON.stringify(req.attestation_type)} is not supported (use join_token)`);
-    if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
+    if (req.attestation_type !== 'join_token') throw new SvidscopeError('node-attestation-unsupported', `attestation type ${JSON.stringify(req.attestation_type)} is not supported (use join_token)`);
+    if (!req.csr?.length) throw new SvidscopeError('csr-invalid', 'a CSR is required');
     checkCsr(req.csr); // refuse a bad CSR before the one-time token is burnt
     const { agentId, selectors } = await attestJoinToken(datastore, trustDomain, req.payload.toString('utf8'), clock.now());
     const existing = await datastore.getAgent(agentId.toString()).catch(() => undefined);
@@ -212,7 +216,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
 
     RenewAgent: wrap('RenewAgent', async (req: { csr: Buffer }, call) => {
       const agent = await authenticate(call);
-      if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
+      if (!req.csr?.length) throw new SvidscopeError('csr-invalid', 'a CSR is required');
       // The write starts from the stored record, not the cached one: a ban through another server not
       // pulled yet must neither be lost by this write nor let the renewal through.
       let stored: AttestedAgent;
@@ -256,8 +260,8 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
 
     BatchNewX509SVID: wrap('BatchNewX509SVID', async (req: { params: { entry_id: string; csr: Buffer }[] }, call) => {
       const agent = await authenticate(call);
-      if (req.params.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'no CSR in the batch');
-      if (req.params.length > MAX_BATCH) throw new StatusError(grpc.status.INVALID_ARGUMENT, `at most ${MAX_BATCH} CSRs per batch`);
+      if (req.params.length === 0) throw new SvidscopeError('usage', 'no CSR in the batch');
+      if (req.params.length > MAX_BATCH) throw new SvidscopeError('usage', `at most ${MAX_BATCH} CSRs per batch`);
       const list = await authorized(agent);
       const byId = new Map(list.map((e) => [e.id, e]));
       return withSpan(deps.tracer, 'svidscope.server/mint x509-svid batch', { [SpanAttr.svidType]: 'x509', [SpanAttr.count]: req.params.length, [SpanAttr.trustDomain]: trustDomain.name }, async () => {
@@ -291,7 +295,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     NewJWTSVID: wrap('NewJWTSVID', async (req: { entry_id: string; audience: string[] }, call) => {
       const agent = await authenticate(call);
       const audience = (req.audience ?? []).filter((a) => a !== '');
-      if (audience.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'at least one audience is required');
+      if (audience.length === 0) throw new SvidscopeError('usage', 'at least one audience is required');
       const hit = checkJwtAudienceLimits(audience, deps.jwtAudience);
       if (hit) {
         ev.limitHit?.(hit.limit);
