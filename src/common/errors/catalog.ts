@@ -44,6 +44,10 @@ export interface CatalogRow {
 
 const invalid = (meaning: string): CatalogRow => ({ meaning, grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.INVALID, http: 400 });
 const denied = (meaning: string): CatalogRow => ({ meaning, grpc: GrpcStatus.PERMISSION_DENIED, exit: ExitCode.INVALID, http: 403 });
+/** A request the caller must change (its configuration, flags or token): not a rule of the checked input. */
+const badRequest = (meaning: string): CatalogRow => ({ meaning, grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 });
+/** A remote that cannot serve now; clients retry. */
+const retryLater = (meaning: string): CatalogRow => ({ meaning, grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 });
 
 export const errorCatalog = {
   // SPIFFE ID, trust domain and path (conformance categories)
@@ -117,21 +121,21 @@ export const errorCatalog = {
   'authority-order': { meaning: 'the authority lifecycle step is out of order (activate needs a prepared key, taint a non-active one, revoke a tainted one)', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
 
   // Workload API connections (the agent's local socket)
-  'workload-api-connection-limit': { meaning: 'the agent closed a Workload API connection: at accept, before any gRPC exchange, because its uid or the agent was at its connection limit; or because it sent no request within the first-request deadline (the log and the refusal metric name which)', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
+  'workload-api-connection-limit': retryLater('the agent closed a Workload API connection: at accept, before any gRPC exchange, because its uid or the agent was at its connection limit; or because it sent no request within the first-request deadline (the log and the refusal metric name which)'),
   'workload-api-fd-exhausted': { meaning: 'the agent ran out of file descriptors (EMFILE/ENFILE) accepting or pinning a Workload API caller; the connection was closed and the agent reports not ready until descriptors are free again', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.IO, http: 503 },
-  'workload-header-missing': { meaning: 'a Workload API request lacks the workload.spiffe.io security header', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
+  'workload-header-missing': badRequest('a Workload API request lacks the workload.spiffe.io security header'),
   'workload-no-identity': denied('no registration entry matches the Workload API caller ("no identity issued")'),
-  'workload-svid-expired': { meaning: 'every cached X509-SVID for the caller expired while the agent could not reach its server', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
-  'workload-api-socket-missing': { meaning: 'no socket at the Workload API address (is the agent running?)', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
-  'workload-api-response-invalid': { meaning: 'the Workload API answered with a message that breaks the protocol (no SVID or bundle in it, or a part that does not parse); the client discarded it and retries', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
-  'workload-api-stream-ended': { meaning: 'a Workload API stream ended without an error status; clients reconnect', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
+  'workload-svid-expired': retryLater('every cached X509-SVID for the caller expired while the agent could not reach its server'),
+  'workload-api-socket-missing': retryLater('no socket at the Workload API address (is the agent running?)'),
+  'workload-api-response-invalid': retryLater('the Workload API answered with a message that breaks the protocol (no SVID or bundle in it, or a part that does not parse); the client discarded it and retries'),
+  'workload-api-stream-ended': retryLater('a Workload API stream ended without an error status; clients reconnect'),
   'workload-exec-after-connect': denied('the process that connected to the Workload API has executed another program since it connected: its path and sha256 selectors would describe a program other than the one that holds the connection, so the request is refused'),
 
   // Node attestation and agent authentication (the server's node API)
-  'join-token-invalid': { meaning: 'the join token is empty or holds characters a SPIFFE ID path cannot carry', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
-  'join-token-unknown': { meaning: 'the join token does not exist or has already been used', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
-  'join-token-expired': { meaning: 'the join token expired before it was used', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
-  'node-attestation-unsupported': { meaning: 'the node attestation type is not supported (use join_token)', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
+  'join-token-invalid': badRequest('the join token is empty or holds characters a SPIFFE ID path cannot carry'),
+  'join-token-unknown': badRequest('the join token does not exist or has already been used'),
+  'join-token-expired': badRequest('the join token expired before it was used'),
+  'node-attestation-unsupported': badRequest('the node attestation type is not supported (use join_token)'),
   'agent-not-attested': denied('the agent has no attestation record (never attested, or evicted): it must attest again'),
   'agent-banned': denied('the agent is banned'),
   'agent-svid-stale': denied('the agent presented an SVID that is no longer its current one (renewed, re-attested or evicted since): it must use the latest SVID or attest again'),
@@ -144,14 +148,14 @@ export const errorCatalog = {
   'prometheus-query-failed': { meaning: 'Prometheus or Alertmanager refused or failed a query the chaos runner needs (the message names the query)', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 502 },
 
   // General
-  'config-invalid': { meaning: 'the configuration is invalid', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
-  'usage': { meaning: 'the command line is invalid', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
+  'config-invalid': badRequest('the configuration is invalid'),
+  'usage': badRequest('the command line is invalid'),
   'io-error': { meaning: 'a file or socket cannot be read or written', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.IO, http: 503 },
   'not-found': { meaning: 'the record does not exist', grpc: GrpcStatus.NOT_FOUND, exit: ExitCode.REMOTE, http: 404 },
   'already-exists': { meaning: 'the record exists already', grpc: GrpcStatus.ALREADY_EXISTS, exit: ExitCode.REMOTE, http: 409 },
   'permission-denied': denied('the caller is not authorized for this request'),
   'unauthenticated': { meaning: 'the caller presented no valid credential', grpc: GrpcStatus.UNAUTHENTICATED, exit: ExitCode.REMOTE, http: 401 },
-  'unavailable': { meaning: 'a dependency is unreachable; retry later', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
+  'unavailable': retryLater('a dependency is unreachable; retry later'),
   'failed-precondition': { meaning: 'the request cannot be served in the current state of the record or service (the message says which)', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
   'aborted': { meaning: 'the request lost a race with a concurrent change; retry', grpc: GrpcStatus.ABORTED, exit: ExitCode.REMOTE, http: 409 },
   'input-too-large': { meaning: 'an input (file, document, response) is larger than its limit; the message names the limit', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.INVALID, http: 413 },
