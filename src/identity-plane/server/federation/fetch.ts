@@ -150,6 +150,7 @@ function classifyError(err: Error & { code?: string }, url: string, profile: End
   if (authFailure) return authFailure;
   if (err instanceof FederationFetchError) return err;
   const code = err.code ?? '';
+  // Node's TLS and socket errors (foreign: ours return above); some handshake failures carry only text.
   if (/CERT|SSL|TLS|ALT_NAME|SELF_SIGNED|UNABLE_TO|ERR_OSSL|HOSTNAME|DEPTH_ZERO/.test(code) || /certificate|handshake|alert/i.test(err.message)) {
     // With https_spiffe the chain is checked against the trust bundle: a failure is an authentication failure.
     if (profile === 'https_spiffe') return new FederationFetchError('authentication', `bundle endpoint ${url} X509-SVID refused: ${err.message}`, { cause: err });
