@@ -1,6 +1,7 @@
 import { accessSync, constants, existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isAlive, sameProcess, sleep } from './proc.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 /**
  * The CPU controller's cgroup hierarchy, seen from /proc only (like proc.ts): cgroup v1 (a
@@ -55,10 +56,10 @@ export function cgroupDirOf(h: CpuHierarchy, pid: number): string | undefined {
     if (!mine) continue;
     const cg = m[3];
     const rel = h.root === '/' ? cg : cg === h.root ? '/' : cg.startsWith(`${h.root}/`) ? cg.slice(h.root.length) : undefined;
-    if (rel === undefined || rel.split('/').includes('..')) throw new Error(`chaos: process ${pid}'s cpu cgroup ${cg} is outside the hierarchy mounted at ${h.mount} (root ${h.root})`);
+    if (rel === undefined || rel.split('/').includes('..')) throw new SvidscopeError('chaos-target-invalid', `chaos: process ${pid}'s cpu cgroup ${cg} is outside the hierarchy mounted at ${h.mount} (root ${h.root})`);
     return path.join(h.mount, rel).replace(/(.)\/+$/, '$1');
   }
-  throw new Error(`chaos: process ${pid} has no cgroup in the ${h.version === 1 ? 'cgroup v1 cpu' : 'cgroup v2'} hierarchy (${h.mount})`);
+  throw new SvidscopeError('chaos-target-invalid', `chaos: process ${pid} has no cgroup in the ${h.version === 1 ? 'cgroup v1 cpu' : 'cgroup v2'} hierarchy (${h.mount})`);
 }
 
 /**
@@ -175,7 +176,7 @@ export async function removeCgroup(s: { hierarchy: CpuHierarchy; cgroup: string;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return `${s.cgroup} already gone`;
-      if (code !== 'EBUSY' || Date.now() >= deadline) throw new Error(`chaos: cannot remove ${s.cgroup}: ${(err as Error).message} (still holds pids ${cgroupProcs(s.cgroup).join(', ') || 'none'})`, { cause: err });
+      if (code !== 'EBUSY' || Date.now() >= deadline) throw new SvidscopeError('chaos-fault-failed', `chaos: cannot remove ${s.cgroup}: ${(err as Error).message} (still holds pids ${cgroupProcs(s.cgroup).join(', ') || 'none'})`, { cause: err });
     }
     await sleep(100);
   }

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 /**
  * An in-process TCP fault proxy (toxiproxy's model, no binary needed): listens on 127.0.0.1,
@@ -15,7 +16,7 @@ export class FaultProxy {
   port = 0;
 
   constructor(readonly upstream: { host: string; port: number }) {
-    if (!['127.0.0.1', 'localhost', '::1'].includes(upstream.host)) throw new Error(`fault proxy: upstream ${upstream.host} is not loopback`);
+    if (!['127.0.0.1', 'localhost', '::1'].includes(upstream.host)) throw new SvidscopeError('config-invalid', `fault proxy: upstream ${upstream.host} is not loopback`);
   }
 
   get address(): string {

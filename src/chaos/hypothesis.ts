@@ -2,6 +2,7 @@ import type { Clock } from '../common/clock.js';
 import type { Probe, Tolerance } from './experiment/schema.js';
 import type { PrometheusClient } from './prometheus.js';
 import type { StackView } from './stack.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 export interface ProbeRun {
   name: string;
@@ -40,11 +41,11 @@ function probeTarget(stack: StackView | undefined, target: string): string {
 export async function runProbe(p: Probe, prom: PrometheusClient | undefined, stack: StackView | undefined): Promise<ProbeRun> {
   try {
     if (p.type === 'promql') {
-      if (!prom) throw new Error('no Prometheus URL (--prometheus-url)');
+      if (!prom) throw new SvidscopeError('usage', 'no Prometheus URL (--prometheus-url)');
       const samples = await prom.query(p.query);
       return { name: p.name, type: p.type, status: 'succeeded', tolerance_met: withinTolerance(samples, p.tolerance), output: samples.map((s) => ({ labels: s.labels, value: s.value })) };
     }
-    if (!stack) throw new Error('probe-module checks need the stack (endpoints.json)');
+    if (!stack) throw new SvidscopeError('usage', 'probe-module checks need the stack (endpoints.json)');
     const u = new URL('/probe', stack.endpoints.prober.url);
     u.searchParams.set('module', p.module);
     u.searchParams.set('target', probeTarget(stack, p.target));

@@ -7,6 +7,7 @@ import { assertPrivate, assertSteps } from './ledger-trust.js';
 import { writeFileAtomic } from '../common/fs/atomic.js';
 import { findPids, isAlive, respawn, sameProcess, signal, waitFor, httpOk } from './proc.js';
 import { deleteEntries, killMarked, publishAuthority, relayPass, removePath, restoreFederation } from './faults/rollback-ops.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 /**
  * The write-ahead ledger (chaosd's pattern): before a fault is applied, its inverse is written to
@@ -158,7 +159,7 @@ async function playStep(s: RollbackStep): Promise<string> {
       const pids = findPids(argvMatcher(s.match));
       for (const pid of pids) signal(pid, 'SIGKILL');
       const gone = await waitFor(() => pids.every((p) => !isAlive(p)), 10_000);
-      if (!gone) throw new Error(`${s.component} (pids ${pids.join(', ')}) did not die`);
+      if (!gone) throw new SvidscopeError('chaos-fault-failed', `${s.component} (pids ${pids.join(', ')}) did not die`);
       return pids.length ? `stopped ${s.component} (pid ${pids.join(', ')})` : `${s.component} was not running`;
     }
     case 'restore-file': {
@@ -190,7 +191,7 @@ async function playStep(s: RollbackStep): Promise<string> {
       if (running.length > 0) return `${s.component} already running (pid ${running.join(', ')})`;
       const pid = respawn(s, s.log);
       const ready = await waitFor(async () => !isAlive(pid) ? true : s.health ? httpOk(s.health) : true, 60_000, 250);
-      if (!ready || !isAlive(pid)) throw new Error(`${s.component} did not come back (pid ${pid}; see ${s.log ?? 'its log'})`);
+      if (!ready || !isAlive(pid)) throw new SvidscopeError('chaos-fault-failed', `${s.component} did not come back (pid ${pid}; see ${s.log ?? 'its log'})`);
       return `restarted ${s.component} (pid ${pid})`;
     }
     case 'recreate-entries': {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import type { Clock } from '../common/clock.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 /**
  * Processes of the stack, seen only from /proc: how the harness finds, freezes, kills and restarts
@@ -67,7 +68,7 @@ export function findPids(match: (argv: string[]) => boolean): number[] {
 
 export function snapshot(pid: number): ProcessSnapshot {
   const argv = readArgv(pid);
-  if (!argv) throw new Error(`process ${pid} is gone`);
+  if (!argv) throw new SvidscopeError('not-found', `process ${pid} is gone`);
   const env: Record<string, string> = {};
   for (const kv of readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')) {
     const i = kv.indexOf('=');
@@ -106,7 +107,7 @@ export function respawn(snap: Pick<ProcessSnapshot, 'argv' | 'env' | 'cwd' | 'ui
   });
   child.unref();
   if (typeof fd === 'number') closeSync(fd);
-  if (!child.pid) throw new Error(`could not start ${snap.argv.join(' ')}`);
+  if (!child.pid) throw new SvidscopeError('io-error', `could not start ${snap.argv.join(' ')}`);
   return child.pid;
 }
 

@@ -3,6 +3,8 @@
  * `/api/v1/alerts` with each alert's activeAt, `/api/v1/rules` for the loaded `for` durations,
  * Alertmanager `/api/v2/alerts`).
  */
+import { SvidscopeError } from '../common/errors/catalog.js';
+
 export interface Sample {
   labels: Record<string, string>;
   value: number;
@@ -17,11 +19,11 @@ export class PrometheusClient {
     if (time) u.searchParams.set('time', String(time.getTime() / 1000));
     const res = await fetch(u, { signal: AbortSignal.timeout(10_000) });
     const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: unknown } };
-    if (body.status !== 'success') throw new Error(`prometheus: ${q}: ${body.error ?? res.status}`);
+    if (body.status !== 'success') throw new SvidscopeError('prometheus-query-failed', `prometheus: ${q}: ${body.error ?? res.status}`);
     const { resultType, result } = body.data!;
     if (resultType === 'scalar') return [{ labels: {}, value: Number((result as [number, string])[1]) }];
     if (resultType === 'vector') return (result as { metric: Record<string, string>; value: [number, string] }[]).map((r) => ({ labels: r.metric, value: Number(r.value[1]) }));
-    throw new Error(`prometheus: ${q}: unsupported result type ${resultType}`);
+    throw new SvidscopeError('prometheus-query-failed', `prometheus: ${q}: unsupported result type ${resultType}`);
   }
 
   /**
@@ -31,7 +33,7 @@ export class PrometheusClient {
   async alerts(name: string, labels: Record<string, string> = {}): Promise<{ labels: Record<string, string>; state: string; activeAt: Date }[]> {
     const res = await fetch(new URL('/api/v1/alerts', this.url), { signal: AbortSignal.timeout(10_000) });
     const body = (await res.json()) as { status: string; error?: string; data?: { alerts: { labels: Record<string, string>; state: string; activeAt: string }[] } };
-    if (body.status !== 'success') throw new Error(`prometheus: /api/v1/alerts: ${body.error ?? res.status}`);
+    if (body.status !== 'success') throw new SvidscopeError('prometheus-query-failed', `prometheus: /api/v1/alerts: ${body.error ?? res.status}`);
     return body.data!.alerts
       .filter((a) => a.labels.alertname === name && Object.entries(labels).every(([k, v]) => a.labels[k] === v))
       .map((a) => ({ labels: a.labels, state: a.state, activeAt: new Date(a.activeAt) }));
@@ -46,7 +48,7 @@ export class PrometheusClient {
     u.searchParams.set('type', 'alert');
     const res = await fetch(u, { signal: AbortSignal.timeout(10_000) });
     const body = (await res.json()) as { status: string; error?: string; data?: { groups: { rules: { name: string; duration?: number }[] }[] } };
-    if (body.status !== 'success') throw new Error(`prometheus: /api/v1/rules: ${body.error ?? res.status}`);
+    if (body.status !== 'success') throw new SvidscopeError('prometheus-query-failed', `prometheus: /api/v1/rules: ${body.error ?? res.status}`);
     const rules = new Map<string, { forSeconds: number }>();
     for (const g of body.data!.groups) for (const r of g.rules) rules.set(r.name, { forSeconds: Math.min(rules.get(r.name)?.forSeconds ?? Infinity, r.duration ?? 0) });
     return rules;
@@ -66,7 +68,7 @@ export class AlertmanagerClient {
     const u = new URL('/api/v2/alerts', this.url);
     if (name) u.searchParams.append('filter', `alertname="${name}"`);
     const res = await fetch(u, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) throw new Error(`alertmanager: ${res.status}`);
+    if (!res.ok) throw new SvidscopeError('prometheus-query-failed', `alertmanager: ${res.status}`);
     return (await res.json()) as AmAlert[];
   }
 }

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { FaultProxy, parseHostPort, type ProxyMode } from './fault-proxy.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 /**
  * A fault relay: a FaultProxy that passes traffic through until told otherwise, plus a loopback
@@ -74,6 +75,6 @@ export function parseMode(text: string): ProxyMode | string {
 export async function relayMode(control: string, mode?: ProxyMode): Promise<ProxyMode> {
   const res = await fetch(`${control}/mode`, { method: mode ? 'PUT' : 'GET', body: mode ? JSON.stringify(mode) : undefined, signal: AbortSignal.timeout(5000) });
   const body = (await res.json()) as ProxyMode & { error?: string };
-  if (!res.ok) throw new Error(`fault relay ${control}: ${body.error ?? res.status}`);
+  if (!res.ok) throw new SvidscopeError('chaos-fault-failed', `fault relay ${control}: ${body.error ?? res.status}`);
   return body;
 }

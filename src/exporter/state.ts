@@ -8,6 +8,7 @@
 import type { Clock } from '../common/clock.js';
 import { AUTHORITY_UNKNOWN, AUTHORITY_OTHER, type ErrorReason } from './names.js';
 import type { SelfMetrics } from './self-metrics.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 /** One X509-SVID as a source sees it. `key` is its slot within the source (rotation = same key, new serial). */
 export interface ObservedSvid {
@@ -147,7 +148,7 @@ export class ExporterState {
 
   source(name: string): SourceState {
     const s = this.byName.get(name);
-    if (!s) throw new Error(`exporter: unknown source ${name}`);
+    if (!s) throw new SvidscopeError('not-found', `exporter: unknown source ${name}`);
     return s;
   }
 

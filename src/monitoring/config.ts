@@ -6,6 +6,7 @@
  * defaults; `resolveConfig` validates overrides (thresholds that must sit on a bucket boundary).
  */
 import { FRACTION_BUCKETS, LATENCY_BUCKETS, PROPAGATION_BUCKETS } from '../common/telemetry/names.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 export type Severity = 'page' | 'ticket';
 
@@ -258,15 +259,15 @@ function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pic
 
 function validate(c: MonitoringConfig): void {
   const onBoundary = (what: string, v: number, buckets: readonly number[]) => {
-    if (!buckets.includes(v)) throw new Error(`monitoring config: ${what} = ${v} is not a histogram bucket boundary (${buckets.join(', ')}); classic-histogram SLIs need an exact boundary`);
+    if (!buckets.includes(v)) throw new SvidscopeError('config-invalid', `monitoring config: ${what} = ${v} is not a histogram bucket boundary (${buckets.join(', ')}); classic-histogram SLIs need an exact boundary`);
   };
   onBoundary('slos.issuanceLatency.thresholdSeconds', c.slos.issuanceLatency.thresholdSeconds, LATENCY_BUCKETS);
   onBoundary('slos.rotation.minRemainingRatio', c.slos.rotation.minRemainingRatio, FRACTION_BUCKETS);
   onBoundary('slos.taintClear.thresholdSeconds', c.slos.taintClear.thresholdSeconds, PROPAGATION_BUCKETS);
-  if (!Number.isInteger(c.slos.taintClear.thresholdSeconds)) throw new Error(`monitoring config: slos.taintClear.thresholdSeconds must be whole seconds (it is also a rule's \`for\`), got ${c.slos.taintClear.thresholdSeconds}`);
+  if (!Number.isInteger(c.slos.taintClear.thresholdSeconds)) throw new SvidscopeError('config-invalid', `monitoring config: slos.taintClear.thresholdSeconds must be whole seconds (it is also a rule's \`for\`), got ${c.slos.taintClear.thresholdSeconds}`);
   onBoundary('thresholds.svidExpiringSeconds', c.thresholds.svidExpiringSeconds, EXPORTER_LIFETIME_BUCKETS);
   for (const [name, s] of Object.entries(c.slos)) {
-    if (!(s.target > 0 && s.target < 1)) throw new Error(`monitoring config: slos.${name}.target must be a ratio in (0, 1), got ${s.target}`);
+    if (!(s.target > 0 && s.target < 1)) throw new SvidscopeError('config-invalid', `monitoring config: slos.${name}.target must be a ratio in (0, 1), got ${s.target}`);
   }
 }
 

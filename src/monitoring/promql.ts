@@ -1,5 +1,6 @@
 /** Small PromQL builders shared by rules and dashboards: selectors from the config, durations. */
 import type { MonitoringConfig } from './config.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 export type Component = keyof MonitoringConfig['selectors'];
 
@@ -23,7 +24,7 @@ const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w
 /** Seconds of a simple Prometheus duration ("5m", "1d", "30d"). */
 export function durationSeconds(d: string): number {
   const match = /^(\d+)([smhdw])$/.exec(d);
-  if (!match) throw new Error(`not a simple Prometheus duration: ${d}`);
+  if (!match) throw new SvidscopeError('config-invalid', `not a simple Prometheus duration: ${d}`);
   return Number(match[1]) * UNIT_SECONDS[match[2]];
 }
 

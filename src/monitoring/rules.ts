@@ -10,6 +10,7 @@ import type { MonitoringConfig, Severity } from './config.js';
 import { by, durationSeconds, humanDuration, m, num } from './promql.js';
 import { slos } from './slos.js';
 import { serverLoadAlerts } from './server-load.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 export interface RecordingRule {
   record: string;
@@ -108,7 +109,7 @@ interface Symptom {
 
 export function symptom(c: MonitoringConfig, s: Symptom): AlertRule {
   const f = c.forOverride ?? c.alertFor[s.alert];
-  if (!f) throw new Error(`monitoring config: no alertFor.${s.alert}`);
+  if (!f) throw new SvidscopeError('config-invalid', `monitoring config: no alertFor.${s.alert}`);
   return { alert: s.alert, expr: s.expr, for: f, labels: { severity: s.severity }, annotations: { summary: s.summary, description: s.description, runbook_url: runbookUrl(c, s.alert) }, signal: s.signal };
 }
 

@@ -8,6 +8,7 @@ import { humanDuration } from './promql.js';
 import { allAlerts } from './rules.js';
 import { slos } from './slos.js';
 import { serverLoadRunbooks } from './server-load.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 export interface Runbook {
   meaning: string;
@@ -410,7 +411,7 @@ function keyCompromiseRunbooks(c: MonitoringConfig, burn: (alert: string, extra:
 
 export function renderRunbook(c: MonitoringConfig, alert: string): string {
   const rb = runbookContent(c)[alert];
-  if (!rb) throw new Error(`no runbook for ${alert}`);
+  if (!rb) throw new SvidscopeError('not-found', `no runbook for ${alert}`);
   const rules = allAlerts(c).filter((r) => r.alert === alert);
   const list = (items: string[]) => items.map((i) => `- ${i}`).join('\n');
   const ruleRows = rules.map((r) => `| \`${r.labels.severity}\` | ${r.for} | ${r.labels.long ? `${r.labels.long} / ${r.labels.short}` : '—'} |`).join('\n');

@@ -16,6 +16,7 @@ import { negotiateExposition } from '../common/telemetry/exposition.js';
 import { alertmanagerConfig } from './alertmanager.js';
 import { resolveConfig, type ConfigOverrides, type MonitoringConfig } from './config.js';
 import { renderAlertingRules, renderRecordingRules } from './rules.js';
+import { SvidscopeError } from '../common/errors/catalog.js';
 
 /** The parts of `svidscope up`'s Endpoints (src/cli/up/up.ts) that are scraped. */
 export interface StackDomain {
@@ -196,7 +197,7 @@ export function prometheusConfig(c: MonitoringConfig, opts: Pick<PrometheusStack
 /** The scrape job name a component's selector selects (`job="x"`, or the prefix of `job=~"x.+"`). */
 function jobNameOf(c: MonitoringConfig, component: keyof MonitoringConfig['selectors']): string {
   const m = /job=~?"([^"]+)"/.exec(c.selectors[component]);
-  if (!m || /[|*+?()[\]]/.test(m[1].replace(/\.\+$/, ''))) throw new Error(`cannot derive a job name from selector ${c.selectors[component]}`);
+  if (!m || /[|*+?()[\]]/.test(m[1].replace(/\.\+$/, ''))) throw new SvidscopeError('config-invalid', `cannot derive a job name from selector ${c.selectors[component]}`);
   return m[1].replace(/\.\+$/, '');
 }
 
@@ -237,14 +238,14 @@ function proberBundleModules(configFile: string): Map<string, string> {
 
 function seconds(d: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
-  if (!m) throw new Error(`not a duration: ${d}`);
+  if (!m) throw new SvidscopeError('config-invalid', `not a duration: ${d}`);
   return Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
 }
 
 async function waitReady(url: string, proc: ResultPromise, what: string, log: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`${what} exited during start; see ${log}`);
+    if (proc.exitCode !== null) throw new SvidscopeError('unavailable', `${what} exited during start; see ${log}`);
     try {
       if ((await fetch(url, { signal: AbortSignal.timeout(1000) })).ok) return;
     } catch {
@@ -252,5 +253,5 @@ async function waitReady(url: string, proc: ResultPromise, what: string, log: st
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`${what} was not ready within ${timeoutMs / 1000}s; see ${log}`);
+  throw new SvidscopeError('unavailable', `${what} was not ready within ${timeoutMs / 1000}s; see ${log}`);
 }

@@ -4,7 +4,7 @@
  * set is fixed and documented in docs/probes.md; anything unforeseen is `internal`.
  */
 import * as grpc from '@grpc/grpc-js';
-import { isSvidscopeError, type ErrorCode } from '../common/errors/catalog.js';
+import { errorCatalog, GrpcStatus, isSvidscopeError, type ErrorCode } from '../common/errors/catalog.js';
 import { isWorkloadApiError } from '../identity-plane/workload-api/index.js';
 
 export const FAILURE_REASONS = [
@@ -89,19 +89,19 @@ export function reasonForCode(code: ErrorCode): FailureReason {
   // A chain path building gave up on is not shown to lead to an authority.
   if (code === 'unknown-authority' || code === 'no-bundle-for-trust-domain' || code === 'bundle-required' || code === 'x509-path-budget') return 'untrusted_authority';
   if (code === 'audience-mismatch') return 'audience_mismatch';
-  if (code === 'permission-denied') return 'permission_denied';
+  if (code === 'permission-denied' || code === 'workload-no-identity') return 'permission_denied';
   if (X509_RULES.has(code)) return 'invalid_svid';
   if (JWT_RULES.has(code)) return 'jwt_invalid';
   if (BUNDLE_RULES.has(code)) return 'malformed_bundle';
-  if (code === 'unavailable' || code === 'io-error') return 'unavailable';
+  if (code === 'io-error' || errorCatalog[code].grpc === GrpcStatus.UNAVAILABLE) return 'unavailable';
   return 'internal';
 }
 
 /**
  * Maps any error a probe step threw to a reason. Workload API errors go by gRPC status (the
- * standard's error table); a message the client discarded because it broke an SVID rule goes by
- * the rule. The one textual rule: an Unavailable whose message says the cached SVIDs expired
- * (svidscope's agent, when the server has been away past the SVID's notAfter) is `expired`.
+ * standard's error table, so any SPIFFE agent is read alike); within Unavailable, the code says
+ * more: no socket, svidscope's agent's cached SVIDs expired while its server was away (its code
+ * trailer), or a message the client discarded because it broke an SVID rule (the rule's code).
  */
 export function classifyError(err: unknown): { reason: FailureReason; message: string } {
   if (err instanceof ProbeFailure) return { reason: err.reason, message: err.message };
@@ -114,11 +114,9 @@ export function classifyError(err: unknown): { reason: FailureReason; message: s
         return { reason: 'timeout', message };
       case grpc.status.UNAVAILABLE:
       case grpc.status.CANCELLED: {
-        if (/no socket at that path|ENOENT/.test(message)) return { reason: 'socket_missing', message };
-        if (/expired/i.test(message)) return { reason: 'expired', message };
-        // A message discarded by the client because its content broke a rule carries the rule's code.
-        if (err.code !== 'unavailable') return { reason: reasonForCode(err.code), message };
-        return { reason: 'unavailable', message };
+        if (err.code === 'workload-api-socket-missing') return { reason: 'socket_missing', message };
+        if (err.code === 'workload-svid-expired') return { reason: 'expired', message };
+        return { reason: reasonForCode(err.code), message };
       }
       default:
         return { reason: 'api_error', message };

@@ -91,9 +91,13 @@ describe('agent and Workload API end to end', () => {
 
   it('answers InvalidArgument to a request without the security header', async () => {
     const c = workload({ rawMetadata: new grpc.Metadata() });
-    await expect(c.fetchX509Context()).rejects.toMatchObject({ status: grpc.status.INVALID_ARGUMENT });
-    await expect(c.validateJwtSvid('x', 'y')).rejects.toMatchObject({ status: grpc.status.INVALID_ARGUMENT });
+    // The status and text go-spiffe sees are unchanged; the catalogue code rides in the trailer.
+    await expect(c.fetchX509Context()).rejects.toMatchObject({ status: grpc.status.INVALID_ARGUMENT, code: 'workload-header-missing', message: 'workloadapi: FetchX509SVID: security header missing from request' });
+    await expect(c.validateJwtSvid('x', 'y')).rejects.toMatchObject({ status: grpc.status.INVALID_ARGUMENT, code: 'workload-header-missing' });
     c.close();
+    const ok = workload();
+    await expect(ok.validateJwtSvid('x', 'y')).rejects.toMatchObject({ status: grpc.status.INVALID_ARGUMENT, code: 'malformed' });
+    ok.close();
   });
 
   it('keeps the socket world-accessible (the kernel says who the caller is)', () => {

@@ -139,8 +139,8 @@ describe('agent api errors and addressing', () => {
     const missing = path.join(dir, 'none.sock');
     const r = await run({}, 'fetch', 'x509', '--socket-path', missing);
     expect(r.code).toBe(4);
-    expect(r.stderr).toBe(`error: workloadapi: cannot reach the workload API at unix://${missing}: no socket at that path (is the agent running?) [unavailable]`);
-    expect(json(await run({}, 'fetch', 'x509', '--socket-path', missing, '--json'))).toMatchObject({ valid: false, error: 'unavailable' });
+    expect(r.stderr).toBe(`error: workloadapi: cannot reach the workload API at unix://${missing}: no socket at that path (is the agent running?) [workload-api-socket-missing]`);
+    expect(json(await run({}, 'fetch', 'x509', '--socket-path', missing, '--json'))).toMatchObject({ valid: false, error: 'workload-api-socket-missing' });
   });
 
   it('reports PermissionDenied with its catalogue code', async () => {
@@ -155,7 +155,7 @@ describe('agent api errors and addressing', () => {
     const bad = await run({ SPIFFE_ENDPOINT_SOCKET: 'tcp://localhost:1' }, 'fetch', 'x509');
     expect([bad.code, bad.stderr]).toEqual([2, 'error: workloadapi: SPIFFE_ENDPOINT_SOCKET: workload endpoint tcp socket URI host component must be an IP:port [config-invalid]']);
     const dflt = await run({}, 'fetch', 'bundles', '--json');
-    expect(json(dflt)).toMatchObject({ valid: false, error: 'unavailable' });
+    expect(json(dflt)).toMatchObject({ valid: false, error: 'workload-api-socket-missing' });
     expect(String(json(dflt).message)).toContain(`unix://${path.resolve('.svidscope/agent/public/api.sock')}`);
   });
 

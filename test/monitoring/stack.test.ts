@@ -94,7 +94,7 @@ describe.skipIf(!hasTools)('monitoring stack against svidscope up', () => {
 
     // Traffic beyond what the stack makes itself: a caller without an entry (PERMISSION_DENIED at the Workload API).
     const client = createWorkloadApiClient({ address: `unix://${endpoints.agents[0].socketPath}`, deadlineMs: 10_000 });
-    await expect(client.fetchX509Context()).rejects.toMatchObject({ code: 'permission-denied' });
+    await expect(client.fetchX509Context()).rejects.toMatchObject({ code: 'workload-no-identity' });
     client.close();
 
     const c = resolveConfig(overrides);

@@ -49,8 +49,9 @@ describe('failure reasons', () => {
     const cases: Array<[unknown, string]> = [
       [wl(grpc.status.PERMISSION_DENIED, 'no identity issued', 'permission-denied'), 'permission_denied'],
       [wl(grpc.status.DEADLINE_EXCEEDED, 'late'), 'timeout'],
-      [wl(grpc.status.UNAVAILABLE, 'workloadapi: cannot reach the workload API at unix:///x: no socket at that path (is the agent running?)'), 'socket_missing'],
-      [wl(grpc.status.UNAVAILABLE, 'no valid X509-SVID: cached SVIDs expired and the server is unreachable'), 'expired'],
+      [wl(grpc.status.UNAVAILABLE, 'workloadapi: cannot reach the workload API at unix:///x: no socket at that path (is the agent running?)', 'workload-api-socket-missing'), 'socket_missing'],
+      [wl(grpc.status.UNAVAILABLE, 'no valid X509-SVID: cached SVIDs expired and the server is unreachable', 'workload-svid-expired'), 'expired'],
+      [wl(grpc.status.UNAVAILABLE, 'workloadapi: FetchX509SVID: stream ended by the server', 'workload-api-stream-ended'), 'unavailable'],
       [wl(grpc.status.UNAVAILABLE, 'svid 0 is invalid', 'leaf-is-ca'), 'invalid_svid'],
       [wl(grpc.status.UNAVAILABLE, 'connection refused'), 'unavailable'],
       [wl(grpc.status.INVALID_ARGUMENT, 'security header missing', 'usage'), 'api_error'],

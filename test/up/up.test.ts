@@ -39,7 +39,7 @@ describe('svidscope up', () => {
       }
       // This process matches no entry; the agents say so rather than hand out someone else's SVID.
       const client = createWorkloadApiClient({ address: `unix://${e.agents[0].socketPath}`, deadlineMs: 10_000 });
-      await expect(client.fetchX509Context()).rejects.toMatchObject({ code: 'permission-denied' });
+      await expect(client.fetchX509Context()).rejects.toMatchObject({ code: 'workload-no-identity' });
       client.close();
       // The prober's scheduled probes and the exporter both report on the stack.
       const probed = await waitFor('prober results for every target', async () => {

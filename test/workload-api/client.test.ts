@@ -105,7 +105,7 @@ describe('failures', () => {
   it('says which socket could not be reached', async () => {
     const missing = path.join(fake.dir, 'nope.sock');
     const err = await rejection(client({ address: missing }).fetchX509Context({ deadlineMs: 5000 }));
-    expect([err.code, err.statusName]).toEqual(['unavailable', 'UNAVAILABLE']);
+    expect([err.code, err.statusName]).toEqual(['workload-api-socket-missing', 'UNAVAILABLE']);
     expect(err.message).toBe(`workloadapi: cannot reach the workload API at unix://${missing}: no socket at that path (is the agent running?)`);
   });
 
@@ -161,7 +161,7 @@ describe('watches', () => {
     await expect.poll(() => got).toBe(1);
     fake.endStreams();
     const ended = await handle.done;
-    expect([ended?.code, ended?.statusName, ended?.message]).toEqual(['unavailable', 'UNAVAILABLE', 'workloadapi: FetchX509SVID: stream ended by the server']);
+    expect([ended?.code, ended?.statusName, ended?.message]).toEqual(['workload-api-stream-ended', 'UNAVAILABLE', 'workloadapi: FetchX509SVID: stream ended by the server']);
   });
 
   it('ends open watches without errors when the client closes', async () => {

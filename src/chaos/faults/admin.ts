@@ -3,6 +3,7 @@ import type { MethodStep } from '../experiment/schema.js';
 import { component } from '../stack.js';
 import { waitForBundle } from './propagation.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
 
 type Rotate = Extract<MethodStep, { fault: 'ca-rotate' }>;
 type Delete = Extract<MethodStep, { fault: 'entry-delete' }>;
@@ -25,7 +26,7 @@ export const caRotate: FaultKindImpl<Rotate> = {
   }),
   async prepare(s: Rotate, ctx: FaultContext): Promise<PreparedFault> {
     const c = component(ctx.stack, s.server);
-    if (!c.adminSocket) throw new Error(`chaos: ${s.server} is not a server (no admin socket in endpoints.json)`);
+    if (!c.adminSocket) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server} is not a server (no admin socket in endpoints.json)`);
     const agents = [...ctx.stack.components.values()].filter((a) => a.kind === 'agent' && a.trustDomain === c.trustDomain);
     return {
       target: c.name,
@@ -37,7 +38,7 @@ export const caRotate: FaultKindImpl<Rotate> = {
           const before = await admin.call<Slots>('CaStatus', {});
           const prepared = await admin.call<Slots>('AuthorityLifecycle', { kind: s.kind, operation: 'prepare' });
           const keyId = prepared.slots.find((x) => x.kind === s.kind && x.phase === 'prepared')?.key_id;
-          if (!keyId) throw new Error(`chaos: ${s.server} reported no prepared ${KIND_NAME[s.kind]} after prepare`);
+          if (!keyId) throw new SvidscopeError('chaos-fault-failed', `chaos: ${s.server} reported no prepared ${KIND_NAME[s.kind]} after prepare`);
           const bundleSequence = Number((await admin.call<{ sequence_number?: string }>('GetBundle', {})).sequence_number ?? 0);
           const propagation = await waitForBundle(agents, bundleSequence, s.propagationTimeoutMs);
           if (propagation.lagging.length) ctx.progress(`activating the new ${KIND_NAME[s.kind]} although ${propagation.lagging.join(', ')} did not serve bundle ${bundleSequence} within ${s.propagationTimeoutMs / 1000}s`);
@@ -65,7 +66,7 @@ export const entryDelete: FaultKindImpl<Delete> = {
     } finally {
       admin.close();
     }
-    if (entries.length === 0) throw new Error(`chaos: no registration entry for ${s.spiffeId} on ${s.server}`);
+    if (entries.length === 0) throw new SvidscopeError('chaos-target-invalid', `chaos: no registration entry for ${s.spiffeId} on ${s.server}`);
     const copies = entries.map((e) => Object.fromEntries(Object.entries(e).filter(([k]) => !STRIP.includes(k))));
     return {
       target: s.spiffeId,
@@ -97,7 +98,7 @@ export const authorityWithhold: FaultKindImpl<Withhold> = {
   }),
   async prepare(s: Withhold, ctx: FaultContext): Promise<PreparedFault> {
     const c = component(ctx.stack, s.server);
-    if (!c.adminSocket) throw new Error(`chaos: ${s.server} is not a server (no admin socket in endpoints.json)`);
+    if (!c.adminSocket) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server} is not a server (no admin socket in endpoints.json)`);
     const admin = connectAdmin(c.adminSocket);
     let status: Slots;
     try {
@@ -106,8 +107,8 @@ export const authorityWithhold: FaultKindImpl<Withhold> = {
       admin.close();
     }
     const active = status.slots.find((x) => x.kind === s.kind && x.phase === 'active');
-    if (!active) throw new Error(`chaos: ${s.server} has no active ${KIND_NAME[s.kind]} (CaStatus: ${status.slots.map((x) => `${x.kind}/${x.phase}`).join(', ') || 'no keys'})`);
-    if (active.withheld) throw new Error(`chaos: ${s.server}'s active ${KIND_NAME[s.kind]} ${active.key_id} is already withheld from the bundle; publish it first (a rollback would undo a change this run did not make)`);
+    if (!active) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server} has no active ${KIND_NAME[s.kind]} (CaStatus: ${status.slots.map((x) => `${x.kind}/${x.phase}`).join(', ') || 'no keys'})`);
+    if (active.withheld) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server}'s active ${KIND_NAME[s.kind]} ${active.key_id} is already withheld from the bundle; publish it first (a rollback would undo a change this run did not make)`);
     const keyId = active.key_id;
     return {
       target: c.name,

@@ -12,6 +12,7 @@ import type { MethodStep } from '../experiment/schema.js';
 import { component, type StackComponent } from '../stack.js';
 import { PacedCalls } from './paced.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
 
 type Flood = Extract<MethodStep, { fault: 'attestation-flood' }>;
 
@@ -55,7 +56,7 @@ export async function serverTrust(c: StackComponent): Promise<string> {
       admin.close();
     }
   }
-  if (parts.length === 0) throw new Error(`chaos: no trust bundle for ${c.name}'s TLS: ${c.bundlePem ?? '<dataDir>/<server>-bundle.pem'} not found${liveError ? ` and GetBundle failed (${liveError})` : ''}`);
+  if (parts.length === 0) throw new SvidscopeError('chaos-target-invalid', `chaos: no trust bundle for ${c.name}'s TLS: ${c.bundlePem ?? '<dataDir>/<server>-bundle.pem'} not found${liveError ? ` and GetBundle failed (${liveError})` : ''}`);
   return parts.join('\n');
 }
 
@@ -84,8 +85,8 @@ export const attestationFlood: FaultKindImpl<Flood> = {
   }),
   async prepare(s: Flood, ctx: FaultContext): Promise<PreparedFault> {
     const c = component(ctx.stack, s.server);
-    if (c.kind !== 'server' || !c.serverAddress) throw new Error(`chaos: ${s.server} is not a server (attestation-flood targets a server's node API)`);
-    if (!c.trustDomain) throw new Error(`chaos: endpoints.json gives no trust domain for ${s.server}`);
+    if (c.kind !== 'server' || !c.serverAddress) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server} is not a server (attestation-flood targets a server's node API)`);
+    if (!c.trustDomain) throw new SvidscopeError('chaos-target-invalid', `chaos: endpoints.json gives no trust domain for ${s.server}`);
     const td = parseTrustDomain(c.trustDomain);
     const trust = await serverTrust(c);
     const address = c.serverAddress;
@@ -131,7 +132,7 @@ export const attestationFlood: FaultKindImpl<Flood> = {
           settled = true;
           out.stoppedBy = 'unreachable';
           out.stoppedAt = ctx.clock.now().toISOString();
-          throw new Error(`chaos: attestation-flood could not reach ${s.server}'s node API at ${address}: ${first.error ?? first.status}`);
+          throw new SvidscopeError('unavailable', `chaos: attestation-flood could not reach ${s.server}'s node API at ${address}: ${first.error ?? first.status}`);
         }
         loop = new PacedCalls({
           startedAt: t0, clock: ctx.clock, intervalMs: 1000 / s.ratePerSecond, deadline, maxCalls: s.count,

@@ -15,6 +15,7 @@ import { component, type StackComponent, type StackView } from '../stack.js';
 import { classify, serverTrust } from './attestation.js';
 import { PacedCalls } from './paced.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
 
 type BadCsr = Extract<MethodStep, { fault: 'bad-csr' }>;
 
@@ -57,7 +58,7 @@ export type BadCsrOutput = {
 /** The server the agent belongs to: the stack's server of the agent's trust domain. */
 function agentServer(stack: StackView, agent: StackComponent): StackComponent {
   const server = [...stack.components.values()].find((c) => c.kind === 'server' && c.trustDomain === agent.trustDomain);
-  if (!server?.serverAddress || !server.adminSocket) throw new Error(`chaos: no server of trust domain ${agent.trustDomain} with an address and admin socket in endpoints.json (for ${agent.name})`);
+  if (!server?.serverAddress || !server.adminSocket) throw new SvidscopeError('chaos-target-invalid', `chaos: no server of trust domain ${agent.trustDomain} with an address and admin socket in endpoints.json (for ${agent.name})`);
   return server;
 }
 
@@ -75,16 +76,16 @@ interface AgentIdentity {
 function readAgentIdentity(agent: StackComponent): AgentIdentity {
   const dir = path.join(agent.dataDir!, 'private');
   const [svidFile, keyFile] = [path.join(dir, 'agent_svid.pem'), path.join(dir, 'agent_svid.key')];
-  for (const f of [svidFile, keyFile]) if (!existsSync(f)) throw new Error(`chaos: bad-csr calls the server as ${agent.name} and needs its SVID and key: ${f} not found (has ${agent.name} attested?)`);
+  for (const f of [svidFile, keyFile]) if (!existsSync(f)) throw new SvidscopeError('chaos-target-invalid', `chaos: bad-csr calls the server as ${agent.name} and needs its SVID and key: ${f} not found (has ${agent.name} attested?)`);
   const chainPem = readFileSync(svidFile, 'utf8');
   const keyPem = readFileSync(keyFile, 'utf8');
   const leaf = parseCertificates(Buffer.from(chainPem))[0];
   const key = createPrivateKey(keyPem);
   if (!createPublicKey(key).export({ type: 'spki', format: 'der' }).equals(new X509Certificate(leaf.raw).publicKey.export({ type: 'spki', format: 'der' }))) {
-    throw new Error(`chaos: ${keyFile} does not match the certificate in ${svidFile} (is ${agent.name} rotating its SVID?)`);
+    throw new SvidscopeError('chaos-target-invalid', `chaos: ${keyFile} does not match the certificate in ${svidFile} (is ${agent.name} rotating its SVID?)`);
   }
   const spiffeId = certificateFacts(new X509Certificate(leaf.raw)).uriSans[0];
-  if (!spiffeId) throw new Error(`chaos: ${svidFile} holds no SPIFFE ID (URI SAN)`);
+  if (!spiffeId) throw new SvidscopeError('chaos-target-invalid', `chaos: ${svidFile} holds no SPIFFE ID (URI SAN)`);
   return { chainPem, keyPem, spiffeId };
 }
 
@@ -114,8 +115,8 @@ export const badCsr: FaultKindImpl<BadCsr> = {
   }),
   async prepare(s: BadCsr, ctx: FaultContext): Promise<PreparedFault> {
     const agent = component(ctx.stack, s.agent);
-    if (agent.kind !== 'agent' || !agent.dataDir) throw new Error(`chaos: ${s.agent} is not an agent with a data dir (bad-csr calls the server as an agent)`);
-    if (!agent.trustDomain) throw new Error(`chaos: endpoints.json gives no trust domain for ${s.agent}`);
+    if (agent.kind !== 'agent' || !agent.dataDir) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.agent} is not an agent with a data dir (bad-csr calls the server as an agent)`);
+    if (!agent.trustDomain) throw new SvidscopeError('chaos-target-invalid', `chaos: endpoints.json gives no trust domain for ${s.agent}`);
     const server = agentServer(ctx.stack, agent);
     const td = parseTrustDomain(agent.trustDomain);
     const trust = await serverTrust(server);
@@ -180,7 +181,7 @@ export const badCsr: FaultKindImpl<BadCsr> = {
       out.stoppedBy = 'unreachable';
       out.stoppedAt = ctx.clock.now().toISOString();
       client.close();
-      throw new Error(message);
+      throw new SvidscopeError('unavailable', message);
     };
 
     return {
@@ -199,7 +200,7 @@ export const badCsr: FaultKindImpl<BadCsr> = {
         }
         const nowS = ctx.clock.nowMs() / 1000;
         const entry = entries.filter((e) => Number(e.expires_at || 0) === 0 || Number(e.expires_at) > nowS).sort((a, b) => a.spiffe_id.localeCompare(b.spiffe_id) || a.id.localeCompare(b.id))[0];
-        if (!entry) throw new Error(`chaos: bad-csr needs an entry ${s.agent} may sign for, and ${server.name} has none with parent_id ${identity.spiffeId} (register one under the agent)`);
+        if (!entry) throw new SvidscopeError('chaos-target-invalid', `chaos: bad-csr needs an entry ${s.agent} may sign for, and ${server.name} has none with parent_id ${identity.spiffeId} (register one under the agent)`);
         out.entryId = entry.id;
         out.entrySpiffeId = entry.spiffe_id;
         const csr = truncatedCsr();

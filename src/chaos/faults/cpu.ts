@@ -5,6 +5,7 @@ import type { MethodStep } from '../experiment/schema.js';
 import { sameProcess, startTime } from '../proc.js';
 import { component, componentPids } from '../stack.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
 
 type Throttle = Extract<MethodStep, { fault: 'cpu-throttle' }>;
 
@@ -35,19 +36,19 @@ export const cpuThrottle: FaultKindImpl<Throttle> = {
     const c = component(ctx.stack, s.target);
     const h = cpuHierarchy();
     const missing = throttleUnavailable(h);
-    if (missing || !h) throw new Error(`chaos: ${missing ?? 'no cpu cgroup'}`);
+    if (missing || !h) throw new SvidscopeError('chaos-target-invalid', `chaos: ${missing ?? 'no cpu cgroup'}`);
     const pids = componentPids(c);
-    if (pids.length === 0) throw new Error(`chaos: ${s.target} is not running (no process to throttle)`);
+    if (pids.length === 0) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.target} is not running (no process to throttle)`);
     const procs: ThrottledProc[] = [];
     for (const pid of pids) {
       const st = startTime(pid);
       const cgroup = cgroupDirOf(h, pid);
-      if (st === undefined || cgroup === undefined) throw new Error(`chaos: ${s.target}'s process ${pid} exited while being inspected`);
+      if (st === undefined || cgroup === undefined) throw new SvidscopeError('chaos-fault-failed', `chaos: ${s.target}'s process ${pid} exited while being inspected`);
       procs.push({ pid, startTime: st, cgroup });
     }
     const tag = `${path.basename(ctx.backupDir)}-${s.name}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 200);
     const dir = path.join(h.mount, `svidscope-chaos-${tag}`);
-    if (procs.some((p) => p.cgroup === dir)) throw new Error(`chaos: ${s.target} already is in ${dir}`);
+    if (procs.some((p) => p.cgroup === dir)) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.target} already is in ${dir}`);
     const { quotaUs, periodUs } = cfsOf(s);
     return {
       target: c.name,
@@ -60,7 +61,7 @@ export const cpuThrottle: FaultKindImpl<Throttle> = {
         setCpuMax(h, dir, quotaUs, periodUs);
         const moved: number[] = [];
         for (const p of procs) if (sameProcess(p) && moveProcess(dir, p.pid)) moved.push(p.pid);
-        if (moved.length === 0) throw new Error(`chaos: ${s.target}'s processes (${pids.join(', ')}) exited before they could be throttled`);
+        if (moved.length === 0) throw new SvidscopeError('chaos-fault-failed', `chaos: ${s.target}'s processes (${pids.join(', ')}) exited before they could be throttled`);
         return { cgroup: dir, cgroupVersion: h.version, quotaPercent: s.quotaPercent, periodMs: s.periodMs, quotaUs, periodUs, pids: moved, from: [...new Set(procs.map((p) => p.cgroup))] };
       },
     };

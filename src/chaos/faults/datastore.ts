@@ -7,6 +7,7 @@ import { isAlive, respawn, signal, snapshot, waitFor } from '../proc.js';
 import { component } from '../stack.js';
 import { onePid } from './process.js';
 import { startStep, type FaultContext, type FaultKindImpl, type PreparedFault } from './types.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
 
 type Ds = Extract<MethodStep, { fault: 'datastore' }>;
 
@@ -22,7 +23,7 @@ export const datastore: FaultKindImpl<Ds> = {
     const pid = onePid(c);
     const snap = snapshot(pid);
     const cfg = parse(readFileSync(c.config!, 'utf8')) as { data_dir?: string; datastore?: { kind?: string; path?: string } };
-    if (cfg.datastore?.kind && cfg.datastore.kind !== 'sqlite') throw new Error('chaos: the datastore fault supports SQLite only');
+    if (cfg.datastore?.kind && cfg.datastore.kind !== 'sqlite') throw new SvidscopeError('chaos-target-invalid', 'chaos: the datastore fault supports SQLite only');
     const db = path.resolve(cfg.data_dir ?? c.dataDir!, cfg.datastore?.path ?? 'datastore.sqlite3');
     const files = [db, `${db}-wal`, `${db}-shm`];
     mkdirSync(ctx.backupDir, { recursive: true });

@@ -9,6 +9,7 @@ import type { MethodStep } from '../experiment/schema.js';
 import type { FederationRelationshipCopy } from '../ledger.js';
 import { component, type StackView } from '../stack.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
 
 type Bep = Extract<MethodStep, { fault: 'bundle-endpoint' }>;
 
@@ -85,7 +86,7 @@ export class HarnessBundleEndpoint {
 export function harnessBody(mode: Bep['mode'], realDocument: string | undefined): { status: number; document: string } {
   if (mode === 'unavailable') return { status: 503, document: '{"error":"chaos: bundle endpoint unavailable"}' };
   if (mode === 'malformed') return { status: 200, document: '{"keys": [{"kty": "EC", "use": "x509-svid", "x5c": ["not base64!"' };
-  if (!realDocument) throw new Error('chaos: bundle-endpoint stale needs the stored bundle of the trust domain (GetBundle found none)');
+  if (!realDocument) throw new SvidscopeError('chaos-target-invalid', 'chaos: bundle-endpoint stale needs the stored bundle of the trust domain (GetBundle found none)');
   const doc = JSON.parse(realDocument) as Record<string, unknown>;
   const seq = Number(doc.spiffe_sequence ?? 0);
   return { status: 200, document: JSON.stringify({ ...doc, spiffe_sequence: Math.max(0, seq - 1) }) };
@@ -111,7 +112,7 @@ export const bundleEndpoint: FaultKindImpl<Bep> = {
   async prepare(s: Bep, ctx: FaultContext): Promise<PreparedFault> {
     const c = component(ctx.stack, s.server);
     const td = s.trustDomain ?? otherTrustDomain(ctx.stack, s.server);
-    if (!td) throw new Error(`chaos: ${s.server} has no peer trust domain in endpoints.json (is the stack federated? set trust_domain)`);
+    if (!td) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server} has no peer trust domain in endpoints.json (is the stack federated? set trust_domain)`);
     const admin = connectAdmin(c.adminSocket!);
     let fed: FederationMsg;
     let bundle: { document: Buffer } | undefined;
@@ -121,7 +122,7 @@ export const bundleEndpoint: FaultKindImpl<Bep> = {
     } finally {
       admin.close();
     }
-    if (fed.relationship.source === 'config') throw new Error(`chaos: ${s.server}'s relationship with ${td} comes from its config file; only API relationships can be re-pointed`);
+    if (fed.relationship.source === 'config') throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server}'s relationship with ${td} comes from its config file; only API relationships can be re-pointed`);
     const r = fed.relationship;
     const original: FederationRelationshipCopy = { trust_domain: r.trust_domain, bundle_endpoint_url: r.bundle_endpoint_url, bundle_endpoint_profile: r.bundle_endpoint_profile, endpoint_spiffe_id: r.endpoint_spiffe_id, web_ca_bundle: r.web_ca_bundle };
     const document = bundle?.document?.length ? Buffer.from(bundle.document).toString('utf8') : undefined;

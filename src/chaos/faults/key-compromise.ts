@@ -19,6 +19,7 @@ import { sleep } from '../proc.js';
 import { component, type StackComponent, type StackView } from '../stack.js';
 import { agentBundleSequence } from './propagation.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
 
 type Drill = Extract<MethodStep, { fault: 'key-compromise' }>;
 type Slot = { kind: string; phase: string; key_id: string; tainted?: boolean; revoked?: boolean };
@@ -34,9 +35,9 @@ export const keyCompromise: FaultKindImpl<Drill> = {
   }),
   async prepare(s: Drill, ctx: FaultContext): Promise<PreparedFault> {
     const server = component(ctx.stack, s.server);
-    if (!server.adminSocket) throw new Error(`chaos: ${s.server} is not a server (no admin socket in endpoints.json)`);
+    if (!server.adminSocket) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server} is not a server (no admin socket in endpoints.json)`);
     const agents = agentsOf(ctx.stack, s.server);
-    if (agents.length === 0) throw new Error(`chaos: ${s.server} has no agents in endpoints.json to watch`);
+    if (agents.length === 0) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.server} has no agents in endpoints.json to watch`);
     const peer = peerOf(ctx.stack, s.server);
     return {
       target: server.name,
@@ -54,11 +55,11 @@ async function runDrill(s: Drill, server: StackComponent, agents: StackComponent
   try {
     const before = await admin.call<Slots>('CaStatus', {});
     const compromised = before.slots.find((x) => x.kind === s.kind && x.phase === 'active');
-    if (!compromised) throw new Error(`chaos: ${server.name} has no active ${KIND_NAME[s.kind]} to treat as compromised`);
+    if (!compromised) throw new SvidscopeError('chaos-target-invalid', `chaos: ${server.name} has no active ${KIND_NAME[s.kind]} to treat as compromised`);
     const started = ctx.clock.nowMs();
 
     const prepared = (await lifecycle('prepare')).slots.find((x) => x.kind === s.kind && x.phase === 'prepared');
-    if (!prepared) throw new Error(`chaos: prepare on ${server.name} left no prepared ${KIND_NAME[s.kind]}`);
+    if (!prepared) throw new SvidscopeError('chaos-fault-failed', `chaos: prepare on ${server.name} left no prepared ${KIND_NAME[s.kind]}`);
     ctx.progress(`prepared ${KIND_NAME[s.kind]} ${prepared.key_id} to replace ${compromised.key_id}`);
     const preparedSequence = await sequence();
     const prepareToAgentsMs = await wait(`every agent holds the bundle with ${prepared.key_id} (sequence ${preparedSequence})`, () => everyAgentAt(agents, preparedSequence));
@@ -82,7 +83,7 @@ async function runDrill(s: Drill, server: StackComponent, agents: StackComponent
 
     const after = await admin.call<Slots>('CaStatus', {});
     const old = after.slots.find((x) => x.key_id === compromised.key_id);
-    if (old && !old.revoked) throw new Error(`chaos: ${compromised.key_id} is not revoked after the drill (CaStatus: ${old.phase})`);
+    if (old && !old.revoked) throw new SvidscopeError('chaos-fault-failed', `chaos: ${compromised.key_id} is not revoked after the drill (CaStatus: ${old.phase})`);
     const report = {
       kind: s.kind,
       compromisedKeyId: compromised.key_id,
@@ -113,7 +114,7 @@ async function waitUntil(what: string, done: () => Promise<boolean>, timeoutMs: 
       lastError = (err as Error).message; // a component briefly unreachable: keep waiting
     }
     const now = ctx.clock.nowMs();
-    if (now - start >= timeoutMs) throw new Error(`chaos: key-compromise drill: not reached within ${timeoutMs / 1000}s: ${what}${lastError ? ` (last error: ${lastError})` : ''}`);
+    if (now - start >= timeoutMs) throw new SvidscopeError('chaos-fault-failed', `chaos: key-compromise drill: not reached within ${timeoutMs / 1000}s: ${what}${lastError ? ` (last error: ${lastError})` : ''}`);
     if (now >= nextProgress) {
       ctx.progress(`waiting ${Math.round((now - start) / 1000)}s: ${what}`);
       nextProgress = now + 10_000;
@@ -149,10 +150,10 @@ async function federatedSequence(peer: StackComponent, trustDomain: string): Pro
 
 /** Servers and agents serve /metrics beside /ready on their ops address. */
 async function scrape(c: StackComponent): Promise<string> {
-  if (!c.health) throw new Error(`chaos: ${c.name} has no ops address in endpoints.json`);
+  if (!c.health) throw new SvidscopeError('chaos-target-invalid', `chaos: ${c.name} has no ops address in endpoints.json`);
   const url = c.health.replace(/\/ready$/, '/metrics');
   const res = await fetch(url, { headers: { accept: 'text/plain; version=0.0.4' }, signal: AbortSignal.timeout(5_000) });
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+  if (!res.ok) throw new SvidscopeError('unavailable', `${url}: HTTP ${res.status}`);
   return res.text();
 }
 

@@ -9,6 +9,7 @@ import { httpOk, isAlive, respawn, signal, snapshot, waitFor } from '../proc.js'
 import { component, type StackComponent } from '../stack.js';
 import { onePid } from './process.js';
 import { startStep, type FaultContext, type FaultKindImpl, type PreparedFault } from './types.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
 
 type Net = Extract<MethodStep, { fault: 'network' }>;
 
@@ -38,7 +39,7 @@ export const network: FaultKindImpl<Net> = {
       const control = c.relayControl;
       const current = await relayMode(control);
       // A fault already set (by hand, or by a harness whose ledger is gone) is not ours to undo.
-      if (current.kind !== 'pass') throw new Error(`chaos: ${c.name}'s fault relay is already in mode ${current.kind}; clear it first (PUT ${control}/mode {"kind":"pass"})`);
+      if (current.kind !== 'pass') throw new SvidscopeError('chaos-target-invalid', `chaos: ${c.name}'s fault relay is already in mode ${current.kind}; clear it first (PUT ${control}/mode {"kind":"pass"})`);
       return {
         target: c.name,
         rollback: [{ op: 'relay-pass', control, agent: c.name }],

@@ -1,5 +1,5 @@
 import { existsSync, rmSync } from 'node:fs';
-import { isSvidscopeError } from '../../common/errors/catalog.js';
+import { isSvidscopeError, SvidscopeError } from '../../common/errors/catalog.js';
 import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import type { FederationRelationshipCopy } from '../ledger.js';
 import { findPids, isAlive, signal, waitFor } from '../proc.js';
@@ -57,7 +57,7 @@ export async function deleteEntries(s: { adminSocket: string; spiffeIds: string[
 export async function killMarked(s: { marker: string }): Promise<string> {
   const pids = findPids((argv) => argv.includes(s.marker));
   for (const pid of pids) signal(pid, 'SIGKILL');
-  if (!(await waitFor(() => pids.every((p) => !isAlive(p)), 10_000))) throw new Error(`processes ${pids.join(', ')} (${s.marker}) did not die`);
+  if (!(await waitFor(() => pids.every((p) => !isAlive(p)), 10_000))) throw new SvidscopeError('chaos-fault-failed', `processes ${pids.join(', ')} (${s.marker}) did not die`);
   return pids.length ? `killed ${pids.length} processes (${s.marker})` : `no process left with ${s.marker}`;
 }
 

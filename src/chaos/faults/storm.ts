@@ -6,6 +6,7 @@ import { bareClientArgs } from '../../identity-plane/workload-api/index.js';
 import type { MethodStep } from '../experiment/schema.js';
 import { component, type StackComponent, type StackView } from '../stack.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
 
 type Storm = Extract<MethodStep, { fault: 'issuance-storm' }>;
 
@@ -19,10 +20,10 @@ function agentDomain(stack: StackView, agent: StackComponent): { agentId: string
   for (const [serverName, d] of domains) {
     const a = d.agents.find((x) => x.name === agent.name);
     if (!a) continue;
-    if (!a.spiffeId) throw new Error(`chaos: endpoints.json has no spiffeId for ${agent.name}`);
+    if (!a.spiffeId) throw new SvidscopeError('chaos-target-invalid', `chaos: endpoints.json has no spiffeId for ${agent.name}`);
     return { agentId: a.spiffeId, server: component(stack, serverName), trustDomain: d.trustDomain };
   }
-  throw new Error(`chaos: ${agent.name} is not an agent of this stack`);
+  throw new SvidscopeError('chaos-target-invalid', `chaos: ${agent.name} is not an agent of this stack`);
 }
 
 const percentile = (xs: number[], p: number) => xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))] : null;
@@ -42,7 +43,7 @@ export const issuanceStorm: FaultKindImpl<Storm> = {
   }),
   async prepare(s: Storm, ctx: FaultContext): Promise<PreparedFault> {
     const agent = component(ctx.stack, s.agent);
-    if (!agent.socketPath) throw new Error(`chaos: ${s.agent} has no Workload API socket in endpoints.json`);
+    if (!agent.socketPath) throw new SvidscopeError('chaos-target-invalid', `chaos: ${s.agent} has no Workload API socket in endpoints.json`);
     const { agentId, server, trustDomain } = agentDomain(ctx.stack, agent);
     const tag = `${path.basename(ctx.backupDir)}-${s.name}`.replace(/[^A-Za-z0-9._-]/g, '-');
     const dir = path.join(ctx.backupDir, `storm-${tag}`);

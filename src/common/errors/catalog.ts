@@ -44,6 +44,10 @@ export interface CatalogRow {
 
 const invalid = (meaning: string): CatalogRow => ({ meaning, grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.INVALID, http: 400 });
 const denied = (meaning: string): CatalogRow => ({ meaning, grpc: GrpcStatus.PERMISSION_DENIED, exit: ExitCode.INVALID, http: 403 });
+/** A request the caller must change (its configuration, flags or token): not a rule of the checked input. */
+const badRequest = (meaning: string): CatalogRow => ({ meaning, grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 });
+/** A remote that cannot serve now; clients retry. */
+const retryLater = (meaning: string): CatalogRow => ({ meaning, grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 });
 
 export const errorCatalog = {
   // SPIFFE ID, trust domain and path (conformance categories)
@@ -109,7 +113,7 @@ export const errorCatalog = {
   'bundle-trust-domain-mismatch': invalid('the bundle belongs to another trust domain'),
 
   // Minting and CA
-  'csr-invalid': invalid('the CSR cannot be decoded or its signature does not verify'),
+  'csr-invalid': invalid('the CSR is missing, cannot be decoded or its signature does not verify'),
   'ttl-invalid': invalid('the requested TTL is out of bounds'),
   'jwt-audience-limit': invalid('a JWT-SVID request has more audiences, or a longer audience, than the configured limit (the message names it)'),
   'ca-key-mismatch': invalid('the CA key does not match the CA certificate'),
@@ -117,23 +121,45 @@ export const errorCatalog = {
   'authority-order': { meaning: 'the authority lifecycle step is out of order (activate needs a prepared key, taint a non-active one, revoke a tainted one)', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
 
   // Workload API connections (the agent's local socket)
-  'workload-api-connection-limit': { meaning: 'the agent closed a Workload API connection: at accept, before any gRPC exchange, because its uid or the agent was at its connection limit; or because it sent no request within the first-request deadline (the log and the refusal metric name which)', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
+  'workload-api-connection-limit': retryLater('the agent closed a Workload API connection: at accept, before any gRPC exchange, because its uid or the agent was at its connection limit; or because it sent no request within the first-request deadline (the log and the refusal metric name which)'),
   'workload-api-fd-exhausted': { meaning: 'the agent ran out of file descriptors (EMFILE/ENFILE) accepting or pinning a Workload API caller; the connection was closed and the agent reports not ready until descriptors are free again', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.IO, http: 503 },
+  'workload-header-missing': badRequest('a Workload API request lacks the workload.spiffe.io security header'),
+  'workload-no-identity': denied('no registration entry matches the Workload API caller ("no identity issued")'),
+  'workload-svid-expired': retryLater('every cached X509-SVID for the caller expired while the agent could not reach its server'),
+  'workload-api-socket-missing': retryLater('no socket at the Workload API address (is the agent running?)'),
+  'workload-api-response-invalid': retryLater('the Workload API answered with a message that breaks the protocol (no SVID or bundle in it, or a part that does not parse); the client discarded it and retries'),
+  'workload-api-stream-ended': retryLater('a Workload API stream ended without an error status; clients reconnect'),
   'workload-exec-after-connect': denied('the process that connected to the Workload API has executed another program since it connected: its path and sha256 selectors would describe a program other than the one that holds the connection, so the request is refused'),
+
+  // Node attestation and agent authentication (the server's node API)
+  'join-token-invalid': badRequest('the join token is empty or holds characters a SPIFFE ID path cannot carry'),
+  'join-token-unknown': badRequest('the join token does not exist or has already been used'),
+  'join-token-expired': badRequest('the join token expired before it was used'),
+  'node-attestation-unsupported': badRequest('the node attestation type is not supported (use join_token)'),
+  'agent-not-attested': denied('the agent has no attestation record (never attested, or evicted): it must attest again'),
+  'agent-banned': denied('the agent is banned'),
+  'agent-svid-stale': denied('the agent presented an SVID that is no longer its current one (renewed, re-attested or evicted since): it must use the latest SVID or attest again'),
 
   // Chaos ledger (replayed as the caller, so only the caller may have written it)
   'chaos-ledger-untrusted': denied('the chaos dir or ledger is a symlink, owned by another user, or writable by group/others'),
   'chaos-ledger-step-invalid': denied('a ledger step is not one the project writes for this stack'),
+  'chaos-target-invalid': { meaning: 'the experiment names a target this stack cannot serve for the fault (not a server or agent, not running, no socket, entry, key or peer for it in endpoints.json or the server); fix the experiment or the stack', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.USAGE, http: 409 },
+  'chaos-fault-failed': { meaning: 'a fault, drill or rollback did not take effect (a process did not die or come back, a cgroup or fault relay refused, a drill did not reach its state within its bound); the message names the step', grpc: GrpcStatus.ABORTED, exit: ExitCode.REMOTE, http: 500 },
+  'prometheus-query-failed': { meaning: 'Prometheus or Alertmanager refused or failed a query the chaos runner needs (the message names the query)', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 502 },
 
   // General
-  'config-invalid': { meaning: 'the configuration is invalid', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
-  'usage': { meaning: 'the command line is invalid', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.USAGE, http: 400 },
+  'config-invalid': badRequest('the configuration is invalid'),
+  'usage': badRequest('the command line is invalid'),
   'io-error': { meaning: 'a file or socket cannot be read or written', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.IO, http: 503 },
   'not-found': { meaning: 'the record does not exist', grpc: GrpcStatus.NOT_FOUND, exit: ExitCode.REMOTE, http: 404 },
   'already-exists': { meaning: 'the record exists already', grpc: GrpcStatus.ALREADY_EXISTS, exit: ExitCode.REMOTE, http: 409 },
   'permission-denied': denied('the caller is not authorized for this request'),
   'unauthenticated': { meaning: 'the caller presented no valid credential', grpc: GrpcStatus.UNAUTHENTICATED, exit: ExitCode.REMOTE, http: 401 },
-  'unavailable': { meaning: 'a dependency is unreachable; retry later', grpc: GrpcStatus.UNAVAILABLE, exit: ExitCode.REMOTE, http: 503 },
+  'unavailable': retryLater('a dependency is unreachable; retry later'),
+  'failed-precondition': { meaning: 'the request cannot be served in the current state of the record or service (the message says which)', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
+  'aborted': { meaning: 'the request lost a race with a concurrent change; retry', grpc: GrpcStatus.ABORTED, exit: ExitCode.REMOTE, http: 409 },
+  'input-too-large': { meaning: 'an input (file, document, response) is larger than its limit; the message names the limit', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.INVALID, http: 413 },
+  'unimplemented': { meaning: 'the method is not implemented (the Workload API WIT-SVID methods)', grpc: GrpcStatus.UNIMPLEMENTED, exit: ExitCode.REMOTE, http: 501 },
   'internal': { meaning: 'an unexpected fault; see the logs', grpc: GrpcStatus.INTERNAL, exit: ExitCode.INTERNAL, http: 500 },
 
   // Server load (admission control of the agent API)
@@ -147,6 +173,33 @@ export const errorCatalog = {
 
 export type ErrorCode = keyof typeof errorCatalog;
 export const errorCodes = Object.keys(errorCatalog) as ErrorCode[];
+
+/**
+ * The inverse of the catalogue's gRPC column, for a peer that answered with a status and no code
+ * trailer (another SPIFFE implementation, a transport failure): the generic code each status
+ * stands for. Every status a catalogue row uses has one, so a row's status reads back as itself;
+ * deadlines and cancellations read as `unavailable` (retry later), anything
+ * else as `internal`. This is the one status-to-code table; clients do not keep their own.
+ */
+const CODE_FOR_STATUS: Partial<Record<GrpcStatusCode, ErrorCode>> = {
+  [GrpcStatus.INVALID_ARGUMENT]: 'usage',
+  [GrpcStatus.NOT_FOUND]: 'not-found',
+  [GrpcStatus.ALREADY_EXISTS]: 'already-exists',
+  [GrpcStatus.PERMISSION_DENIED]: 'permission-denied',
+  [GrpcStatus.UNAUTHENTICATED]: 'unauthenticated',
+  [GrpcStatus.FAILED_PRECONDITION]: 'failed-precondition',
+  [GrpcStatus.ABORTED]: 'aborted',
+  [GrpcStatus.UNIMPLEMENTED]: 'unimplemented',
+  [GrpcStatus.UNAVAILABLE]: 'unavailable',
+  // A deadline is the caller's patience running out on a slow or wedged endpoint: retryable.
+  [GrpcStatus.DEADLINE_EXCEEDED]: 'unavailable',
+  [GrpcStatus.CANCELLED]: 'unavailable',
+  [GrpcStatus.INTERNAL]: 'internal',
+};
+
+export function codeForGrpcStatus(status: number): ErrorCode {
+  return CODE_FOR_STATUS[status as GrpcStatusCode] ?? 'internal';
+}
 
 /** The base of every error svidscope throws on purpose: a stable `code`, a rule-naming message, the cause kept aside. */
 export class SvidscopeError extends Error {

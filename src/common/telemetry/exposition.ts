@@ -9,6 +9,7 @@
  * carried from one scrape to the next.
  */
 import type { Registry } from 'prom-client';
+import { SvidscopeError } from '../errors/catalog.js';
 
 export type ExpositionFormat = 'text' | 'openmetrics';
 
@@ -159,7 +160,7 @@ export async function renderFamilies(registries: Registry | readonly Registry[],
   const metrics = list.flatMap((r) => r.getMetricsAsArray()) as unknown as { name: string; get(): Promise<MetricSnapshot> }[];
   const seen = new Set<string>();
   for (const m of metrics) {
-    if (seen.has(m.name)) throw new Error(`metric family ${m.name} is registered twice`);
+    if (seen.has(m.name)) throw new SvidscopeError('internal', `metric family ${m.name} is registered twice`);
     seen.add(m.name);
   }
   const families = await Promise.all(metrics.map((m) => m.get()));

@@ -4,7 +4,7 @@
  */
 import { createHash, type X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { isSvidscopeError } from '../../common/errors/catalog.js';
+import { errorCatalog, GrpcStatus, isSvidscopeError } from '../../common/errors/catalog.js';
 import type { SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
 import { isWorkloadApiError } from '../../identity-plane/workload-api/index.js';
 import { readCertificateInfo } from '../../identity-plane/spiffe/mint/cert-parts.js';
@@ -72,7 +72,10 @@ export function reasonOf(err: unknown): ErrorReason {
       case grpc.status.DEADLINE_EXCEEDED:
         return 'timeout';
       case grpc.status.UNAVAILABLE:
-        return /stream ended/.test(err.message) ? 'stream_ended' : /is invalid|holds no/.test(err.message) ? 'parse' : 'unavailable';
+        // The client's codes: a stream that ended cleanly, or content it discarded (its own code, or the broken rule's).
+        if (err.code === 'workload-api-stream-ended') return 'stream_ended';
+        if (err.code === 'workload-api-response-invalid') return 'parse';
+        return errorCatalog[err.code].grpc === GrpcStatus.UNAVAILABLE ? 'unavailable' : 'parse';
       default:
         return 'other';
     }

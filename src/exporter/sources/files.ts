@@ -8,7 +8,7 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { SvidscopeError } from '../../common/errors/catalog.js';
+import { isSvidscopeError, SvidscopeError } from '../../common/errors/catalog.js';
 import { parseJwtBundle, parseSpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
 import { isPem, parseCertificates } from '../../identity-plane/spiffe/x509/index.js';
 import type { FilesSourceConfig } from '../config.js';
@@ -122,13 +122,13 @@ export function createFilesSource(config: FilesSourceConfig, ctx: SourceContext)
           const st = await stat(file);
           const old = cache.get(file);
           if (old && old.mtimeMs === st.mtimeMs && old.size === st.size) return void next.set(file, old);
-          if (st.size > MAX_FILE_BYTES) throw new SvidscopeError('usage', `${file}: larger than ${MAX_FILE_BYTES} bytes`);
+          if (st.size > MAX_FILE_BYTES) throw new SvidscopeError('input-too-large', `${file}: larger than ${MAX_FILE_BYTES} bytes`);
           const parsed = parseCredentialFile(file, await readFile(file), config.trustDomain);
           next.set(file, { mtimeMs: st.mtimeMs, size: st.size, parsed });
         } catch (err) {
           // Counted once per version of the file; it vanished between list and read: not an error.
           if ((err as { code?: unknown }).code === 'ENOENT') return;
-          ctx.itemError((err as Error).message.includes('larger than') ? 'limit' : reasonOf(err), err);
+          ctx.itemError(isSvidscopeError(err) && err.code === 'input-too-large' ? 'limit' : reasonOf(err), err);
           ctx.logger.debug({ source: config.name, file, err: (err as Error).message }, 'file skipped');
           const st = await stat(file).catch(() => undefined);
           if (st) next.set(file, { mtimeMs: st.mtimeMs, size: st.size, parsed: {} });

@@ -3,11 +3,12 @@ import { injectInto } from '../../common/telemetry/tracing.js';
 import type { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { peerCertificateChain } from '../../common/tls/peer-chain.js';
-import { errorCatalog, SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
+import { SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
+import { codeOfServiceError } from '../../common/errors/grpc.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustDomain } from '../spiffe/id/index.js';
 import type { BundleMsg, EntryMsg, TaintedAuthoritiesMsg, X509SvidMsg } from '../server-api/messages.js';
-import { ERROR_CODE_METADATA, serverServices } from '../server-api/services.js';
+import { serverServices } from '../server-api/services.js';
 
 export interface JwtSvidMsg {
   token: string;
@@ -24,7 +25,7 @@ export interface BatchResult {
   svid?: X509SvidMsg;
 }
 
-/** A failed server call: the gRPC status is kept so the agent can tell eviction from an outage. */
+/** A failed server call: its catalogue code (from the server's trailer) tells eviction apart; the gRPC status is kept for failover on an outage. */
 export class ServerCallError extends SvidscopeError {
   constructor(
     readonly status: grpc.status,
@@ -186,26 +187,8 @@ export class ServerClient {
       injectInto((k, v) => metadata.set(k, v));
       fn.call(client, request, metadata, { deadline: Date.now() + RPC_TIMEOUT_MS }, (err, res) => {
         if (!err) return resolve(res);
-        const carried = String(err.metadata?.get(ERROR_CODE_METADATA)?.[0] ?? '');
-        const code: ErrorCode = carried in errorCatalog ? (carried as ErrorCode) : codeForStatus(err.code);
-        reject(new ServerCallError(err.code, code, `server ${method}: ${err.details || err.message}`));
+        reject(new ServerCallError(err.code, codeOfServiceError(err), `server ${method}: ${err.details || err.message}`));
       });
     });
   }
 }
-
-function codeForStatus(status: grpc.status): ErrorCode {
-  switch (status) {
-    case grpc.status.PERMISSION_DENIED:
-      return 'permission-denied';
-    case grpc.status.UNAUTHENTICATED:
-      return 'unauthenticated';
-    case grpc.status.NOT_FOUND:
-      return 'not-found';
-    case grpc.status.INVALID_ARGUMENT:
-      return 'usage';
-    default:
-      return 'unavailable';
-  }
-}
-

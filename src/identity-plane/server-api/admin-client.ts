@@ -1,21 +1,13 @@
 import * as grpc from '@grpc/grpc-js';
-import { errorCatalog, SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
+import { SvidscopeError } from '../../common/errors/catalog.js';
+import { codeOfServiceError } from '../../common/errors/grpc.js';
 import { userInfo } from 'node:os';
-import { ADMIN_CALLER_METADATA, ERROR_CODE_METADATA, serverServices } from './services.js';
+import { ADMIN_CALLER_METADATA, serverServices } from './services.js';
 
 /**
  * The client of the server's admin socket, used by the CLI, the exporter and tests. Errors come
  * back as SvidscopeErrors carrying the server's own code (from the error-code trailer).
  */
-const CODE_BY_STATUS: Partial<Record<grpc.status, ErrorCode>> = {
-  [grpc.status.INVALID_ARGUMENT]: 'usage',
-  [grpc.status.NOT_FOUND]: 'not-found',
-  [grpc.status.ALREADY_EXISTS]: 'already-exists',
-  [grpc.status.PERMISSION_DENIED]: 'permission-denied',
-  [grpc.status.UNAUTHENTICATED]: 'unauthenticated',
-  [grpc.status.UNAVAILABLE]: 'unavailable',
-};
-
 export interface AdminClient {
   call<Res>(method: string, request: object): Promise<Res>;
   close(): void;
@@ -32,8 +24,7 @@ export function connectAdmin(socket: string): AdminClient {
         const fn = (client as unknown as Record<string, (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => void>)[method];
         fn.call(client, request, caller.clone(), { deadline: Date.now() + 15_000 }, (err, res) => {
           if (!err) return resolve(res);
-          const carried = String(err.metadata?.get(ERROR_CODE_METADATA)?.[0] ?? '');
-          const code: ErrorCode = carried in errorCatalog ? (carried as ErrorCode) : (CODE_BY_STATUS[err.code] ?? 'internal');
+          const code = codeOfServiceError(err);
           const message = err.code === grpc.status.UNAVAILABLE
             ? `cannot reach the server admin socket ${socket}: is the server running? (${err.details})`
             : err.details || err.message;

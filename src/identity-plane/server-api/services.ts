@@ -43,8 +43,8 @@ export function serverServices(): ServerServices {
  */
 export const ADMIN_CALLER_METADATA = { uid: 'svidscope-caller-uid', pid: 'svidscope-caller-pid', user: 'svidscope-caller-user' } as const;
 
-/** Trailer metadata key carrying the svidscope error code of a refused call. */
-export const ERROR_CODE_METADATA = 'svidscope-error-code';
+/** Trailer metadata key carrying the svidscope error code of a refused call (defined with the one status mapping). */
+export { ERROR_CODE_METADATA } from '../../common/errors/grpc.js';
 
 export function toNumber(v: string | number | undefined | null): number {
   return v === undefined || v === null || v === '' ? 0 : Number(v);

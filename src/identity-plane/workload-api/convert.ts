@@ -45,7 +45,7 @@ export interface ValidatedJwtSvid {
 /** A discarded message: the server broke the protocol, so it is retryable like any transient fault. */
 function discarded(rpc: string, why: string, cause?: unknown): WorkloadApiError {
   const inner = isSvidscopeError(cause) ? `: ${cause.message}` : '';
-  return new WorkloadApiError(isSvidscopeError(cause) ? cause.code : 'unavailable', grpc.status.UNAVAILABLE, `workloadapi: ${rpc}: ${why}${inner}`, { cause });
+  return new WorkloadApiError(isSvidscopeError(cause) ? cause.code : 'workload-api-response-invalid', grpc.status.UNAVAILABLE, `workloadapi: ${rpc}: ${why}${inner}`, { cause });
 }
 
 function guard<T>(rpc: string, why: string, fn: () => T): T {

@@ -5,18 +5,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
+import { codeOfServiceError } from '../../common/errors/grpc.js';
 import type { WorkloadApiAddress } from './address.js';
-
-const CODE_BY_STATUS: Partial<Record<grpc.status, ErrorCode>> = {
-  [grpc.status.INVALID_ARGUMENT]: 'usage',
-  [grpc.status.PERMISSION_DENIED]: 'permission-denied',
-  [grpc.status.UNAVAILABLE]: 'unavailable',
-  // A deadline is the caller's patience running out on a slow or wedged endpoint: retryable.
-  [grpc.status.DEADLINE_EXCEEDED]: 'unavailable',
-  [grpc.status.CANCELLED]: 'unavailable',
-  [grpc.status.UNAUTHENTICATED]: 'unauthenticated',
-  [grpc.status.NOT_FOUND]: 'not-found',
-};
 
 const STATUS_NAME = new Map<number, string>(
   Object.entries(grpc.status).filter((e): e is [string, number] => typeof e[1] === 'number').map(([name, value]) => [value, name]),
@@ -43,14 +33,18 @@ export function isWorkloadApiError(err: unknown): err is WorkloadApiError {
 }
 
 /**
- * Translates a grpc-js error. The server's own message is kept (for InvalidArgument it names the
- * broken rule, e.g. "security header missing from request"); connection failures, whose grpc-js
- * text is obscure, are reworded to say which socket could not be reached and why.
+ * Translates a grpc-js error. The code is svidscope's agent's own (its trailer) or the one the
+ * status stands for (any other SPIFFE agent). The server's own message is kept (for
+ * InvalidArgument it names the broken rule, e.g. "security header missing from request");
+ * connection failures, whose grpc-js text is obscure, are reworded to say which socket could not be
+ * reached and why. Reading grpc-js's connection text is classification of a foreign error: the
+ * transport gives no structured cause.
  */
 export function fromServiceError(rpc: string, err: grpc.ServiceError, address: WorkloadApiAddress, deadlineMs?: number): WorkloadApiError {
-  const code = CODE_BY_STATUS[err.code] ?? 'internal';
+  let code: ErrorCode = codeOfServiceError(err);
   const details = err.details || err.message;
   let message = `workloadapi: ${rpc}: ${details}`;
+  if (err.code === grpc.status.UNAVAILABLE && /ENOENT/.test(details)) code = 'workload-api-socket-missing';
   if (err.code === grpc.status.UNAVAILABLE && /No connection established|connect |Failed to connect/i.test(details)) {
     message = `workloadapi: cannot reach the workload API at ${address.address}: ${connectReason(details)}`;
   } else if (err.code === grpc.status.DEADLINE_EXCEEDED) {
@@ -68,7 +62,7 @@ function connectReason(details: string): string {
 
 /** The stream ended without an error status: the standard says clients reconnect, so it is retryable. */
 export function streamEnded(rpc: string): WorkloadApiError {
-  return new WorkloadApiError('unavailable', grpc.status.UNAVAILABLE, `workloadapi: ${rpc}: stream ended by the server`);
+  return new WorkloadApiError('workload-api-stream-ended', grpc.status.UNAVAILABLE, `workloadapi: ${rpc}: stream ended by the server`);
 }
 
 export type RetryDecision = 'stop' | 'stop-with-error' | 'retry';

@@ -8,13 +8,21 @@ import { verifyJwtSvid } from '../../identity-plane/spiffe/jwtsvid/index.js';
 import { isWorkloadApiError } from '../../identity-plane/workload-api/index.js';
 import type { JwtSvidSettings } from '../config.js';
 import { workloadClient, type ProbeContext } from '../context.js';
-import { classifyError, type FailureReason } from '../reasons.js';
+import { classifyError, reasonForCode, type FailureReason } from '../reasons.js';
 import type { ProbeRun } from '../result.js';
 import { lifetimeBetween } from './x509-checks.js';
 
-/** ValidateJWTSVID answers InvalidArgument with the rule in its message; that is the only place to read it. */
+/**
+ * ValidateJWTSVID answers InvalidArgument with the broken rule. svidscope's agent names it in the
+ * code trailer; another SPIFFE agent (SPIRE) only in its message, so for those (code `usage`, the
+ * status alone) the message is read: classification of a foreign error, not of ours.
+ */
 function classifyValidateError(err: unknown): { reason: FailureReason; message: string } {
   if (isWorkloadApiError(err) && err.status === grpc.status.INVALID_ARGUMENT) {
+    if (err.code !== 'usage') {
+      const reason = reasonForCode(err.code);
+      return { reason: reason === 'internal' ? 'jwt_invalid' : reason, message: err.message };
+    }
     if (/audience/i.test(err.message)) return { reason: 'audience_mismatch', message: err.message };
     if (/expired/i.test(err.message)) return { reason: 'expired', message: err.message };
     if (/not valid yet|not yet valid|future/i.test(err.message)) return { reason: 'not_yet_valid', message: err.message };

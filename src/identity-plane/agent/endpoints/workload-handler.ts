@@ -2,14 +2,14 @@ import * as grpc from '@grpc/grpc-js';
 import { context, trace, type Span, type Tracer } from '@opentelemetry/api';
 import { SpanAttr, SpanKind } from '../../../common/telemetry/tracing.js';
 import type { Clock } from '../../../common/clock.js';
-import { isSvidscopeError } from '../../../common/errors/catalog.js';
+import { errorCatalog, GrpcStatus, isSvidscopeError, SvidscopeError, type ErrorCode } from '../../../common/errors/catalog.js';
+import { toServiceError } from '../../../common/errors/grpc.js';
 import type { Logger } from '../../../common/log.js';
 import { BundleSet, jwtBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
 import { parseSpiffeIdBounded } from '../../spiffe/id/index.js';
 import { checkJwtAudienceLimits, verifyJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import type { Selector, WorkloadCache, WorkloadIdentities } from '../manager/cache.js';
 import type { EntryMsg } from '../../server-api/messages.js';
-import { ERROR_CODE_METADATA } from '../../server-api/services.js';
 import { jsonToStruct, SECURITY_HEADER, SECURITY_HEADER_VALUE } from '../../workload-api/index.js';
 
 /** What the handler needs to know about the caller: its selectors, from the kernel, never from the request. */
@@ -42,15 +42,25 @@ export interface WorkloadHandlerDeps {
   tracer?: Tracer;
 }
 
-class Refusal extends Error {
-  constructor(readonly code: grpc.status, message: string) {
-    super(message);
-  }
+/**
+ * A deliberate answer of this handler. Its status and message are what SPIFFE clients (go-spiffe)
+ * see; other SvidscopeErrors from below stay hidden behind INTERNAL unless they are listed in
+ * EXPOSED. Every answer carries the catalogue code trailer.
+ */
+class Refusal extends SvidscopeError {}
+
+/** Errors from the attestor and cache that the Workload API answers with as they are. */
+const EXPOSED = new Set<ErrorCode>(['unavailable', 'workload-exec-after-connect']);
+
+/** A token ValidateJWTSVID refused: always InvalidArgument, with the rule's code when it has one of that status. */
+function invalidToken(err: unknown): Refusal {
+  if (isSvidscopeError(err) && errorCatalog[err.code].grpc === GrpcStatus.INVALID_ARGUMENT) return new Refusal(err.code, err.message);
+  return new Refusal('malformed', isSvidscopeError(err) ? err.message : 'token is invalid');
 }
 
 function checkHeader(metadata: grpc.Metadata): void {
   const values = metadata.get(SECURITY_HEADER);
-  if (values.length !== 1 || values[0] !== SECURITY_HEADER_VALUE) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'security header missing from request');
+  if (values.length !== 1 || values[0] !== SECURITY_HEADER_VALUE) throw new Refusal('workload-header-missing', 'security header missing from request');
 }
 
 const concat = (ders: readonly Buffer[]) => Buffer.concat(ders);
@@ -80,17 +90,11 @@ export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedSe
 
 /** The gRPC error for a failed request (refusals keep their code; anything unexpected is logged and INTERNAL), counted. */
 function failure(deps: WorkloadHandlerDeps, method: string, start: number, err: unknown): grpc.ServiceError {
-  let code = grpc.status.INTERNAL;
-  let details = 'internal error';
-  const metadata = new grpc.Metadata();
-  if (err instanceof Refusal) [code, details] = [err.code, err.message];
-  else if (isSvidscopeError(err) && (err.code === 'unavailable' || err.code === 'workload-exec-after-connect')) {
-    [code, details] = [err.grpcStatus, err.message];
-    // The catalogue code travels in a trailer, as from the server, so a refused caller can name it.
-    metadata.set(ERROR_CODE_METADATA, err.code);
-  } else deps.logger.error({ err, method }, 'workload API handler failed');
-  deps.events?.request?.(method, code, (deps.clock.nowMs() - start) / 1000);
-  return Object.assign(new Error(details), { code, details, metadata });
+  // The project's one mapping; the catalogue code travels in a trailer, as from the server.
+  const exposed = err instanceof Refusal || (isSvidscopeError(err) && EXPOSED.has(err.code));
+  const e = toServiceError(exposed ? err : new SvidscopeError('internal', 'internal error', { cause: err }), () => deps.logger.error({ err, method }, 'workload API handler failed'));
+  deps.events?.request?.(method, e.code, (deps.clock.nowMs() - start) / 1000);
+  return e;
 }
 
 async function identify(attestor: WorkloadAttestor, call: Call): Promise<Selector[]> {
@@ -176,8 +180,8 @@ function unaryRpc<Req, Res>(deps: WorkloadHandlerDeps, method: string, fn: (req:
 // and hide the outage from the Workload API SLO. Unavailable is retried by every client.
 function noIdentity(cache: WorkloadCache): Refusal {
   return cache.entriesKnown
-    ? new Refusal(grpc.status.PERMISSION_DENIED, 'no identity issued')
-    : new Refusal(grpc.status.UNAVAILABLE, 'the agent has not completed a sync with its server yet');
+    ? new Refusal('workload-no-identity', 'no identity issued')
+    : new Refusal('unavailable', 'the agent has not completed a sync with its server yet');
 }
 
 /** FetchX509SVID: the caller's X509-SVIDs (one per hint), its trust bundle and the federated ones. */
@@ -187,7 +191,7 @@ function renderX509Svids(cache: WorkloadCache, ids: WorkloadIdentities): Renderi
     // Entries match but nothing valid is cached: either minting is under way (wait), or every
     // SVID expired while the server was away — then say so rather than serve an expired one.
     const everMinted = ids.entries.some((e) => cache.svidFor(e.id));
-    if (everMinted) throw new Refusal(grpc.status.UNAVAILABLE, 'no valid X509-SVID: cached SVIDs expired and the server is unreachable');
+    if (everMinted) throw new Refusal('workload-svid-expired', 'no valid X509-SVID: cached SVIDs expired and the server is unreachable');
     return 'wait';
   }
   const bundleDer = x509Der(ids.bundle);
@@ -227,17 +231,17 @@ function renderJwtBundles(cache: WorkloadCache, ids: WorkloadIdentities): Render
 async function fetchJwtSvids(deps: WorkloadHandlerDeps, req: { audience: string[]; spiffe_id: string }, selectors: Selector[], span: Span | undefined) {
   const { cache, events, logger } = deps;
   const audience = (req.audience ?? []).filter((a) => a !== '');
-  if (audience.length === 0) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+  if (audience.length === 0) throw new Refusal('usage', 'audience must be specified');
   const hit = checkJwtAudienceLimits(audience, deps.jwtAudience);
   if (hit) {
     events?.limitHit?.(hit.limit);
-    throw new Refusal(grpc.status.INVALID_ARGUMENT, hit.message);
+    throw new Refusal(hit.code, hit.message);
   }
   if (req.spiffe_id) {
     try {
       parseSpiffeIdBounded(req.spiffe_id);
     } catch (err) {
-      throw new Refusal(grpc.status.INVALID_ARGUMENT, `invalid requested SPIFFE ID: ${(err as Error).message}`);
+      throw new Refusal('invalid-spiffe-id', `invalid requested SPIFFE ID: ${(err as Error).message}`);
     }
   }
   const ids = cache.identitiesFor(selectors);
@@ -251,7 +255,7 @@ async function fetchJwtSvids(deps: WorkloadHandlerDeps, req: { audience: string[
       svids.push({ spiffe_id: entry.spiffe_id, svid: token, hint: entry.hint });
     } catch (err) {
       logger.warn({ err: (err as Error).message, entryId: entry.id }, 'could not fetch a JWT-SVID from the server');
-      throw new Refusal(grpc.status.UNAVAILABLE, 'could not fetch JWT-SVID');
+      throw new Refusal('unavailable', 'could not fetch JWT-SVID');
     }
   }
   return { svids };
@@ -260,22 +264,22 @@ async function fetchJwtSvids(deps: WorkloadHandlerDeps, req: { audience: string[
 /** ValidateJWTSVID: verifies a token against the agent's own and federated bundles, now, without leeway. */
 async function validateJwtSvid(deps: WorkloadHandlerDeps, req: { audience: string; svid: string }) {
   const { cache, clock } = deps;
-  if (!req.audience) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
-  if (!req.svid) throw new Refusal(grpc.status.INVALID_ARGUMENT, 'svid must be specified');
+  if (!req.audience) throw new Refusal('usage', 'audience must be specified');
+  if (!req.svid) throw new Refusal('usage', 'svid must be specified');
   const own = cache.ownBundle;
-  if (!own) throw new Refusal(grpc.status.UNAVAILABLE, 'the agent has no bundle yet');
+  if (!own) throw new Refusal('unavailable', 'the agent has no bundle yet');
   const set = new BundleSet([own, ...cache.federatedBundles().values()]);
   try {
     const svid = await verifyJwtSvid(req.svid, set, { audience: [req.audience], now: clock.now(), leewaySeconds: 0 });
     return { spiffe_id: svid.id.toString(), claims: jsonToStruct(svid.claims) };
   } catch (err) {
-    throw new Refusal(grpc.status.INVALID_ARGUMENT, isSvidscopeError(err) ? err.message : 'token is invalid');
+    throw invalidToken(err);
   }
 }
 
 /** WIT-SVID RPCs of newer Workload API versions: answered UNIMPLEMENTED. */
 function unimplemented(message: string) {
   return (call: grpc.ServerWritableStream<unknown, unknown>) => {
-    call.emit('error', Object.assign(new Error(message), { code: grpc.status.UNIMPLEMENTED, details: message }));
+    call.emit('error', toServiceError(new Refusal('unimplemented', message), () => {}));
   };
 }

@@ -379,7 +379,8 @@ export class AgentManager {
 
   /** Evicted or banned: forget the identity so the next sync attests again (with a fresh token). */
   private handleEviction(err: unknown): void {
-    if (err instanceof ServerCallError && err.status === grpc.status.PERMISSION_DENIED && /evicted|not attested/.test(err.message)) {
+    // The server's code trailer says why it refused: no record (never attested or evicted), or an SVID it replaced since.
+    if (err instanceof ServerCallError && (err.code === 'agent-not-attested' || err.code === 'agent-svid-stale')) {
       this.deps.logger.warn({ agentId: this.agentId }, 'the server evicted this agent; attesting again at the next sync');
       this.agentId = undefined;
       this.agentNotAfter = 0;

@@ -8,12 +8,12 @@ import type { BundlePublisher } from '../bundle/publisher.js';
 import type { CaManager } from '../ca/manager.js';
 import type { KeyKind } from '../ca/journal.js';
 import type { Datastore, NewEntry, RegistrationEntry } from '../datastore/types.js';
-import { isSvidscopeError } from '../../../common/errors/catalog.js';
+import { isSvidscopeError, SvidscopeError } from '../../../common/errors/catalog.js';
 import { JOIN_TOKEN_TYPE } from '../attestor-node/join-token.js';
 import type { AgentCache } from '../registration/agent-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { SERVER_ID_PATH, validateEntry, type EntryFields } from '../registration/validate.js';
-import { StatusError, toNumber, unary } from './grpc.js';
+import { toNumber, unary } from './grpc.js';
 import { ADMIN_CALLER_METADATA } from '../../server-api/services.js';
 import { entryMessage, MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type CaStatusMsg, type EntryMsg, type WithholdAuthorityRequestMsg, type AuthorityLifecycleRequestMsg } from '../../server-api/messages.js';
 
@@ -118,10 +118,10 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
     }),
     GetEntry: wrap('GetEntry', async (req: { id: string }) => entryMessage(await datastore.getEntry(req.id))),
     CreateEntry: wrap('CreateEntry', async (req: { entry?: EntryMsg }) => {
-      if (!req.entry) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'entry is required');
+      if (!req.entry) throw new SvidscopeError('usage', 'entry is required');
       const fields = await validated(req.entry);
       const dup = await duplicateOf(fields);
-      if (dup) throw new StatusError(grpc.status.ALREADY_EXISTS, `an entry with this spiffe_id, parent_id and selectors exists already: ${dup.id}`);
+      if (dup) throw new SvidscopeError('already-exists', `an entry with this spiffe_id, parent_id and selectors exists already: ${dup.id}`);
       const created = await datastore.createEntry({ ...toRecord(fields), id: req.entry.id || undefined }, clock.now());
       await entries.refresh();
       logger.info({ entryId: created.id, spiffeId: created.spiffeId }, 'entry created');
@@ -129,9 +129,9 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
     }),
     BatchCreateEntries: wrap('BatchCreateEntries', async (req: { entries?: Partial<EntryMsg>[] }) => {
       const list = req.entries ?? [];
-      if (list.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'entries is empty');
+      if (list.length === 0) throw new SvidscopeError('usage', 'entries is empty');
       if (list.length > MAX_ENTRY_BATCH) {
-        throw new StatusError(grpc.status.INVALID_ARGUMENT, `at most ${MAX_ENTRY_BATCH} entries per BatchCreateEntries call (MAX_ENTRY_BATCH), got ${list.length}: split the batch`);
+        throw new SvidscopeError('usage', `at most ${MAX_ENTRY_BATCH} entries per BatchCreateEntries call (MAX_ENTRY_BATCH), got ${list.length}: split the batch`);
       }
       const limits = await entryLimits();
       const results: BatchCreateEntriesResultMsg[] = new Array(list.length);
@@ -153,11 +153,11 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       return { results };
     }),
     UpdateEntry: wrap('UpdateEntry', async (req: { entry?: EntryMsg }) => {
-      if (!req.entry?.id) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'entry.id is required');
+      if (!req.entry?.id) throw new SvidscopeError('usage', 'entry.id is required');
       await datastore.getEntry(req.entry.id);
       const fields = await validated(req.entry);
       const dup = await duplicateOf(fields, req.entry.id);
-      if (dup) throw new StatusError(grpc.status.ALREADY_EXISTS, `another entry has this spiffe_id, parent_id and selectors: ${dup.id}`);
+      if (dup) throw new SvidscopeError('already-exists', `another entry has this spiffe_id, parent_id and selectors: ${dup.id}`);
       const updated = await datastore.updateEntry({ ...toRecord(fields), id: req.entry.id });
       await entries.refresh();
       return entryMessage(updated);
@@ -168,13 +168,13 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       return {};
     }),
     CreateJoinToken: wrap('CreateJoinToken', async (req: { ttl: number; token: string; agent_id: string }) => {
-      if (!Number.isInteger(req.ttl) || req.ttl < 1) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'ttl must be at least 1 second');
+      if (!Number.isInteger(req.ttl) || req.ttl < 1) throw new SvidscopeError('usage', 'ttl must be at least 1 second');
       const token = req.token || randomUUID();
       const agentIdForToken = spiffeIdFromPath(trustDomain, `/spire/agent/${JOIN_TOKEN_TYPE}/${token}`); // validates the token's charset
       const expiresAt = new Date(clock.nowMs() + req.ttl * 1000);
       if (req.agent_id) {
         const alias = parseSpiffeIdBounded(req.agent_id);
-        if (!alias.memberOf(trustDomain)) throw new StatusError(grpc.status.INVALID_ARGUMENT, `agent_id ${alias} is not in trust domain ${trustDomain.name}`);
+        if (!alias.memberOf(trustDomain)) throw new SvidscopeError('usage', `agent_id ${alias} is not in trust domain ${trustDomain.name}`);
       }
       await datastore.createJoinToken({ token, expiresAt });
       if (req.agent_id) {
@@ -217,13 +217,13 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
     })),
     CaStatus: wrap('CaStatus', async () => caStatus(ca)),
     RotateCa: wrap('RotateCa', async (req: { kind: string }) => {
-      if (req.kind !== 'x509' && req.kind !== 'jwt') throw new StatusError(grpc.status.INVALID_ARGUMENT, 'kind must be x509 or jwt');
+      if (req.kind !== 'x509' && req.kind !== 'jwt') throw new SvidscopeError('usage', 'kind must be x509 or jwt');
       ca.forceRotate(req.kind as KeyKind);
       await bundles.sync();
       return caStatus(ca);
     }),
     WithholdAuthority: wrap('WithholdAuthority', async (req: Partial<WithholdAuthorityRequestMsg>) => {
-      if (req.kind !== 'x509' && req.kind !== 'jwt') throw new StatusError(grpc.status.INVALID_ARGUMENT, `kind must be x509 or jwt, got "${req.kind ?? ''}"`);
+      if (req.kind !== 'x509' && req.kind !== 'jwt') throw new SvidscopeError('usage', `kind must be x509 or jwt, got "${req.kind ?? ''}"`);
       // Logs itself (warn for an active key) and asks for a republish; the sync below waits for it.
       ca.setWithheld(req.kind, req.key_id || undefined, req.withhold ?? false);
       await bundles.sync();
@@ -231,7 +231,7 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
     }),
     AuthorityLifecycle: wrap('AuthorityLifecycle', async (req: Partial<AuthorityLifecycleRequestMsg>, call) => {
       const kind = req.kind;
-      if (kind !== 'x509' && kind !== 'jwt') throw new StatusError(grpc.status.INVALID_ARGUMENT, `kind must be x509 or jwt, got "${kind ?? ''}"`);
+      if (kind !== 'x509' && kind !== 'jwt') throw new SvidscopeError('usage', `kind must be x509 or jwt, got "${kind ?? ''}"`);
       const op = req.operation ?? '';
       const keyId = req.key_id || undefined;
       // Only the four steps are counted, so the step label stays a fixed set.
@@ -239,17 +239,17 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       // Audit line: who (as far as the socket tells), when, which step on which key, and the outcome.
       const audit = { audit: true, at: clock.now().toISOString(), caller: callerOf(call, deps.peerOf), kind, operation: op, keyId };
       try {
-        if ((op === 'taint' || op === 'revoke') && !keyId) throw new StatusError(grpc.status.INVALID_ARGUMENT, `${op} needs key_id: name the compromised key (from CaStatus)`);
+        if ((op === 'taint' || op === 'revoke') && !keyId) throw new SvidscopeError('usage', `${op} needs key_id: name the compromised key (from CaStatus)`);
         const key = op === 'prepare' ? ca.prepareAuthority(kind)
           : op === 'activate' ? ca.activateAuthority(kind, keyId)
           : op === 'taint' ? ca.taintAuthority(kind, keyId!)
           : op === 'revoke' ? ca.revokeAuthority(kind, keyId!)
           : undefined;
-        if (!key) throw new StatusError(grpc.status.INVALID_ARGUMENT, `operation must be prepare, activate, taint or revoke, got "${op}"`);
+        if (!key) throw new SvidscopeError('usage', `operation must be prepare, activate, taint or revoke, got "${op}"`);
         logger.info({ ...audit, keyId: key.id, phase: key.phase, result: 'ok' }, 'authority lifecycle step');
         if (step) deps.events?.authorityStep?.(kind, step, 'ok');
       } catch (err) {
-        const refused = err instanceof StatusError || isSvidscopeError(err);
+        const refused = isSvidscopeError(err);
         logger.warn({ ...audit, result: refused ? 'refused' : 'error', err }, 'authority lifecycle step refused');
         if (step) deps.events?.authorityStep?.(kind, step, refused ? 'refused' : 'error');
         throw err;

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { SpanAttr, withSpan } from '../../../common/telemetry/tracing.js';
 import type { Clock } from '../../../common/clock.js';
-import { isSvidscopeError } from '../../../common/errors/catalog.js';
+import { isSvidscopeError, SvidscopeError, type ErrorCode } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { checkJwtAudienceLimits, mintJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
@@ -14,7 +14,7 @@ import { attestJoinToken } from '../attestor-node/join-token.js';
 import type { AgentCache } from '../registration/agent-cache.js';
 import type { BundleCache } from '../bundle/bundle-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
-import { StatusError, toNumber, unary } from './grpc.js';
+import { toNumber, unary } from './grpc.js';
 import { normalSerial, PeerIdentityCache } from './peer-identity.js';
 import { Admission, DEFAULT_SIGNING_QUEUE_MAX_CSRS, SIGNING_SLICE } from './admission.js';
 import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
@@ -58,30 +58,34 @@ export interface NodeServiceEvents {
   entrySync?(kind: 'unchanged' | 'full', entries: number): void;
 }
 
-/** A bounded reason label from an error: its catalogue code, or the gRPC status name. */
-/** Attestation failure reasons: a fixed set, so the label stays bounded. */
+/** Attestation failure reasons by catalogue code: a fixed set, so the label stays bounded. */
+const ATTESTATION_REASON: Partial<Record<ErrorCode, string>> = {
+  'join-token-unknown': 'token_unknown',
+  'join-token-expired': 'token_expired',
+  'agent-banned': 'banned',
+  'csr-invalid': 'csr_invalid',
+  'node-attestation-unsupported': 'unsupported_method',
+};
+
 function attestationReason(err: unknown): string {
-  const message = err instanceof Error ? err.message : '';
-  if (/already been used|does not exist/.test(message)) return 'token_unknown';
-  if (/expired/.test(message)) return 'token_expired';
-  if (/banned/.test(message)) return 'banned';
-  if (/CSR/.test(message) || (isSvidscopeError(err) && err.code === 'csr-invalid')) return 'csr_invalid';
-  if (/not supported/.test(message)) return 'unsupported_method';
-  return err instanceof StatusError || isSvidscopeError(err) ? 'invalid_request' : 'internal';
+  if (!isSvidscopeError(err) || err.code === 'internal') return 'internal';
+  return ATTESTATION_REASON[err.code] ?? 'invalid_request';
 }
 
+/** A bounded reason label for a refused signing: the catalogue code, except the one the SLOs leave out. */
 function reasonOf(err: unknown): string {
-  if (err instanceof StatusError) return grpc.status[err.code]?.toLowerCase() ?? 'unknown';
-  if (isSvidscopeError(err)) return err.code;
-  return 'internal';
+  if (!isSvidscopeError(err)) return 'internal';
+  // A caller not authorized for the entry is not a signing failure; the SLO excludes it by this
+  // label value (the gRPC status name, as the batch path reports it too).
+  return err.code === 'permission-denied' ? 'permission_denied' : err.code;
 }
 
 
-/** The three ways an agent is refused at authentication, worded once (agents match "evicted|not attested"). */
+/** The three ways an agent is refused at authentication, worded once; agents tell them apart by code. */
 const refusal = {
-  notAttested: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is not attested or was evicted; attest again`),
-  banned: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} is banned`),
-  staleSerial: (id: string) => new StatusError(grpc.status.PERMISSION_DENIED, `agent ${id} presented an SVID that is no longer its current one (renewed, re-attested or evicted since); use the latest SVID or attest again`),
+  notAttested: (id: string) => new SvidscopeError('agent-not-attested', `agent ${id} is not attested or was evicted; attest again`),
+  banned: (id: string) => new SvidscopeError('agent-banned', `agent ${id} is banned`),
+  staleSerial: (id: string) => new SvidscopeError('agent-svid-stale', `agent ${id} presented an SVID that is no longer its current one (renewed, re-attested or evicted since); use the latest SVID or attest again`),
 };
 
 /** Whether the record takes this serial: its current one, or the one a renewal replaced while in grace. */
@@ -165,13 +169,13 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
   };
   const findAuthorized = async (agent: AttestedAgent, entryId: string): Promise<RegistrationEntry> => {
     const entry = (await authorized(agent)).find((e) => e.id === entryId);
-    if (!entry) throw new StatusError(grpc.status.PERMISSION_DENIED, `agent is not authorized for entry ${JSON.stringify(entryId)}`);
+    if (!entry) throw new SvidscopeError('permission-denied', `agent is not authorized for entry ${JSON.stringify(entryId)}`);
     return entry;
   };
 
   const attest = async (req: { attestation_type: string; payload: Buffer; csr: Buffer }) => {
-    if (req.attestation_type !== 'join_token') throw new StatusError(grpc.status.INVALID_ARGUMENT, `attestation type ${JSON.stringify(req.attestation_type)} is not supported (use join_token)`);
-    if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
+    if (req.attestation_type !== 'join_token') throw new SvidscopeError('node-attestation-unsupported', `attestation type ${JSON.stringify(req.attestation_type)} is not supported (use join_token)`);
+    if (!req.csr?.length) throw new SvidscopeError('csr-invalid', 'a CSR is required');
     checkCsr(req.csr); // refuse a bad CSR before the one-time token is burnt
     const { agentId, selectors } = await attestJoinToken(datastore, trustDomain, req.payload.toString('utf8'), clock.now());
     const existing = await datastore.getAgent(agentId.toString()).catch(() => undefined);
@@ -201,7 +205,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     RenewAgent: wrap('RenewAgent', async (req: { csr: Buffer }, call) => {
       admission.checkDeadline(call);
       const agent = await authenticate(call);
-      if (!req.csr?.length) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a CSR is required');
+      if (!req.csr?.length) throw new SvidscopeError('csr-invalid', 'a CSR is required');
       // The write starts from the stored record, not the cached one: a ban through another server not
       // pulled yet must neither be lost by this write nor let the renewal through.
       let stored: AttestedAgent;
@@ -247,8 +251,8 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     BatchNewX509SVID: wrap('BatchNewX509SVID', async (req: { params: { entry_id: string; csr: Buffer }[] }, call) => {
       admission.checkDeadline(call);
       const agent = await authenticate(call);
-      if (req.params.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'no CSR in the batch');
-      if (req.params.length > MAX_BATCH) throw new StatusError(grpc.status.INVALID_ARGUMENT, `at most ${MAX_BATCH} CSRs per batch`);
+      if (req.params.length === 0) throw new SvidscopeError('usage', 'no CSR in the batch');
+      if (req.params.length > MAX_BATCH) throw new SvidscopeError('usage', `at most ${MAX_BATCH} CSRs per batch`);
       const list = await authorized(agent);
       const byId = new Map(list.map((e) => [e.id, e]));
       const signOne = (p: { entry_id: string; csr: Buffer }) => {
@@ -300,7 +304,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       admission.checkDeadline(call);
       const agent = await authenticate(call);
       const audience = (req.audience ?? []).filter((a) => a !== '');
-      if (audience.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'at least one audience is required');
+      if (audience.length === 0) throw new SvidscopeError('usage', 'at least one audience is required');
       const hit = checkJwtAudienceLimits(audience, deps.jwtAudience);
       if (hit) {
         ev.limitHit?.(hit.limit);

@@ -1,9 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import * as grpc from '@grpc/grpc-js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { certificateFacts } from '../../spiffe/x509/index.js';
-import { StatusError } from './grpc.js';
+import { SvidscopeError } from '../../../common/errors/catalog.js';
 
 /** What an agent call's client certificate says: its agent SPIFFE ID and serial. */
 export interface PeerAgent {
@@ -37,7 +36,7 @@ export class PeerIdentityCache {
 
   /** The caller's agent identity; UNAUTHENTICATED when the certificate names no agent of this trust domain. */
   resolve(peer: PeerCertificate | undefined): PeerAgent {
-    if (!peer?.raw) throw new StatusError(grpc.status.UNAUTHENTICATED, 'an agent X.509-SVID signed by this trust domain is required');
+    if (!peer?.raw) throw new SvidscopeError('unauthenticated', 'an agent X.509-SVID signed by this trust domain is required');
     const key = peer.fingerprint256;
     const known = key ? this.byFingerprint.get(key) : undefined;
     if (known) return known;
@@ -56,10 +55,10 @@ export class PeerIdentityCache {
     try {
       id = parseSpiffeId(uris[0] ?? '');
     } catch {
-      throw new StatusError(grpc.status.UNAUTHENTICATED, 'the client certificate holds no valid SPIFFE ID');
+      throw new SvidscopeError('unauthenticated', 'the client certificate holds no valid SPIFFE ID');
     }
     if (uris.length !== 1 || !id.memberOf(this.trustDomain) || !id.path.startsWith('/spire/agent/')) {
-      throw new StatusError(grpc.status.UNAUTHENTICATED, `${id} is not an agent of trust domain ${this.trustDomain.name}`);
+      throw new SvidscopeError('unauthenticated', `${id} is not an agent of trust domain ${this.trustDomain.name}`);
     }
     return { id, serial: normalSerial(cert.serialNumber) };
   }

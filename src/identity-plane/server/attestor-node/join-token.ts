@@ -1,8 +1,7 @@
-import * as grpc from '@grpc/grpc-js';
 import type { TrustDomain, SpiffeId } from '../../spiffe/id/index.js';
 import { spiffeIdFromSegments } from '../../spiffe/id/index.js';
 import type { Datastore, Selector } from '../datastore/types.js';
-import { StatusError } from '../api/grpc.js';
+import { SvidscopeError } from '../../../common/errors/catalog.js';
 
 /** The node attestation type of one-time join tokens, as SPIRE names it. */
 export const JOIN_TOKEN_TYPE = 'join_token';
@@ -14,15 +13,15 @@ export const JOIN_TOKEN_TYPE = 'join_token';
  * `spiffe_id:<that ID>`, which node-alias entries can match.
  */
 export async function attestJoinToken(datastore: Datastore, td: TrustDomain, token: string, now: Date): Promise<{ agentId: SpiffeId; selectors: Selector[] }> {
-  if (token === '') throw new StatusError(grpc.status.INVALID_ARGUMENT, 'join token is empty');
+  if (token === '') throw new SvidscopeError('join-token-invalid', 'join token is empty');
   let agentId: SpiffeId;
   try {
     agentId = spiffeIdFromSegments(td, ['spire', 'agent', JOIN_TOKEN_TYPE, token]);
   } catch {
-    throw new StatusError(grpc.status.INVALID_ARGUMENT, 'join token holds characters a SPIFFE ID path cannot carry');
+    throw new SvidscopeError('join-token-invalid', 'join token holds characters a SPIFFE ID path cannot carry');
   }
   const result = await datastore.consumeJoinToken(token, now);
-  if (result.outcome === 'unknown') throw new StatusError(grpc.status.INVALID_ARGUMENT, 'join token does not exist or has already been used');
-  if (result.outcome === 'expired') throw new StatusError(grpc.status.INVALID_ARGUMENT, 'join token expired');
+  if (result.outcome === 'unknown') throw new SvidscopeError('join-token-unknown', 'join token does not exist or has already been used');
+  if (result.outcome === 'expired') throw new SvidscopeError('join-token-expired', 'join token expired');
   return { agentId, selectors: [{ type: 'spiffe_id', value: agentId.toString() }] };
 }

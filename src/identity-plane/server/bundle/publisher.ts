@@ -1,6 +1,6 @@
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import type { Clock } from '../../../common/clock.js';
-import { isSvidscopeError } from '../../../common/errors/catalog.js';
+import { isSvidscopeError, SvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { createSpiffeBundle, parseSpiffeBundle, spiffeBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
 import type { TrustDomain } from '../../spiffe/id/index.js';
@@ -41,11 +41,11 @@ export class BundlePublisher {
 
   /** The bundle as last read or written; sync() must have run once. */
   get current(): SpiffeBundle {
-    if (!this.bundle) throw new Error('bundle: not synced yet');
+    if (!this.bundle) throw new SvidscopeError('unavailable', 'bundle: not synced yet');
     return this.bundle;
   }
   get currentDocument(): Buffer {
-    if (!this.document) throw new Error('bundle: not synced yet');
+    if (!this.document) throw new SvidscopeError('unavailable', 'bundle: not synced yet');
     return this.document;
   }
 

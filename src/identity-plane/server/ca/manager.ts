@@ -109,7 +109,7 @@ export class CaManager {
 
   get x509Minter(): X509SvidMinter {
     const active = this.slot('x509', 'active');
-    if (!this.minter || !active) throw new Error('ca: no active X.509 CA (start() not called)');
+    if (!this.minter || !active) throw new SvidscopeError('internal', 'ca: no active X.509 CA (start() not called)');
     return this.minter;
   }
 
@@ -121,7 +121,7 @@ export class CaManager {
 
   get activeJwtKey(): { keyId: string; privateKey: KeyObject; notAfter: number } {
     const active = this.slot('jwt', 'active');
-    if (!active) throw new Error('ca: no active JWT key (start() not called)');
+    if (!active) throw new SvidscopeError('internal', 'ca: no active JWT key (start() not called)');
     return { keyId: active.id, privateKey: active.privateKey, notAfter: active.notAfter };
   }
 

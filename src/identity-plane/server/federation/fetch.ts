@@ -134,7 +134,7 @@ function tlsOptionsFor(auth: EndpointAuth, now: Date, limits: Partial<PathLimits
         // Bounded path building: the chain is the peer's to choose, and runs on the event loop.
         const verified = verifyX509Svid(peerCertificateChain(cert), bundles, { now, limits });
         if (verified.id.toString() !== expected.toString()) {
-          throw new Error(`the endpoint presented ${verified.id}, not ${expected}`);
+          throw new SvidscopeError('unauthenticated', `the endpoint presented ${verified.id}, not ${expected}`);
         }
         return undefined;
       } catch (cause) {
@@ -150,6 +150,7 @@ function classifyError(err: Error & { code?: string }, url: string, profile: End
   if (authFailure) return authFailure;
   if (err instanceof FederationFetchError) return err;
   const code = err.code ?? '';
+  // Node's TLS and socket errors (foreign: ours return above); some handshake failures carry only text.
   if (/CERT|SSL|TLS|ALT_NAME|SELF_SIGNED|UNABLE_TO|ERR_OSSL|HOSTNAME|DEPTH_ZERO/.test(code) || /certificate|handshake|alert/i.test(err.message)) {
     // With https_spiffe the chain is checked against the trust bundle: a failure is an authentication failure.
     if (profile === 'https_spiffe') return new FederationFetchError('authentication', `bundle endpoint ${url} X509-SVID refused: ${err.message}`, { cause: err });

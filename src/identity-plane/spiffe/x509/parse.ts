@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { errorFactory } from '../../../common/errors/catalog.js';
+import { errorFactory, SvidscopeError } from '../../../common/errors/catalog.js';
 import { derElement } from './cert-facts.js';
 import { isPem, scanPem } from './pem.js';
 
@@ -45,7 +45,7 @@ export function splitDer(input: Buffer, area = 'x509'): Buffer[] {
 function toCertificate(der: Buffer, area: string): X509Certificate {
   try {
     // OpenSSL ignores bytes after the certificate; Go's parser (and so the vectors) does not.
-    if (derElement(der, 0).end !== der.length) throw new Error('trailing data after certificate');
+    if (derElement(der, 0).end !== der.length) throw new SvidscopeError('malformed-certificate', 'trailing data after certificate');
     return new X509Certificate(der);
   } catch (err) {
     throw errorFactory(area)('malformed-certificate', 'unable to parse certificate: x509: malformed certificate', err);
