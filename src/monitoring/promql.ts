@@ -18,15 +18,6 @@ export function by(c: MonitoringConfig, ...extra: string[]): string {
   return [c.clusterLabel, c.trustDomainLabel, ...extra].join(', ');
 }
 
-const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
-
-/** Seconds of a simple Prometheus duration ("5m", "1d", "30d"). */
-export function durationSeconds(d: string): number {
-  const match = /^(\d+)([smhdw])$/.exec(d);
-  if (!match) throw new Error(`not a simple Prometheus duration: ${d}`);
-  return Number(match[1]) * UNIT_SECONDS[match[2]];
-}
-
 /** Prints a number the way a rule file should (no float noise: 14.4 * 0.001 = 0.0144). */
 export function num(v: number): string {
   return String(Number(v.toPrecision(12)));

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { parseDurationSeconds } from '../duration.js';
 import { SvidscopeError } from '../errors/catalog.js';
 
 /** Reads a YAML config file into a plain object; a missing or malformed file fails with its path. */
@@ -75,7 +76,12 @@ export class ConfigReader {
     if (!allowed.includes(v as T)) this.fail(key, `must be one of ${allowed.join(', ')}`);
     return v as T;
   }
-  /** Raw access for values with their own parser (durations); the parser names the key path. */
+  /** A duration in seconds (the grammar of common/duration.ts); the fallback in the same grammar. */
+  duration(key: string, fallback: number | string): number {
+    const v = this.get(key);
+    return parseDurationSeconds(v ?? fallback, `config: ${this.path(key)}`);
+  }
+  /** Raw access for values with their own parser; the parser names the key path. */
   raw(key: string): { value: unknown; path: string } {
     return { value: this.get(key), path: this.path(key) };
   }

@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { ConfigReader } from '../../common/config/load.js';
-import { parseDurationSeconds } from '../../common/duration.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
 import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js';
@@ -83,7 +82,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   const joinTokenFile = flags.joinTokenFile ?? r.optionalString('join_token_file');
   const trustBundlePath = flags.trustBundle ?? r.optionalString('trust_bundle_path');
   const insecureBootstrap = flags.insecureBootstrap ?? r.boolean('insecure_bootstrap', false);
-  const syncIntervalSeconds = parseDurationSeconds(r.raw('sync_interval').value ?? '5s', 'sync_interval');
+  const syncIntervalSeconds = r.duration('sync_interval', '5s');
   const rotationFraction = r.number('rotation_fraction', 0.5, { min: 0.05, max: 0.95 });
   const keyTypeText = r.string('workload_x509_svid_key_type', 'ec-p256');
   const keyType: KeyType = isKeyType(keyTypeText) ? keyTypeText : r.fail('workload_x509_svid_key_type', 'must be one of ec-p256, ec-p384, rsa-2048');
@@ -102,7 +101,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   const workloadApi = {
     maxConnections: maxConnectionsRaw === undefined || maxConnectionsRaw === null ? undefined : r.number('workload_api_max_connections', DEFAULT_MAX_CONNECTIONS, { min: 1, max: 1_000_000 }),
     maxConnectionsPerUid: r.number('workload_api_max_connections_per_uid', DEFAULT_MAX_CONNECTIONS_PER_UID, { min: 1, max: 1_000_000 }),
-    firstRequestTimeoutMs: parseDurationSeconds(r.raw('workload_api_first_request_timeout').value ?? DEFAULT_FIRST_REQUEST_TIMEOUT_MS / 1000, 'workload_api_first_request_timeout') * 1000,
+    firstRequestTimeoutMs: r.duration('workload_api_first_request_timeout', DEFAULT_FIRST_REQUEST_TIMEOUT_MS / 1000) * 1000,
   };
   r.rejectUnknown();
   if (workloadApi.firstRequestTimeoutMs < 100) r.fail('workload_api_first_request_timeout', 'must be at least 100ms');

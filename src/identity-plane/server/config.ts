@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { ConfigReader } from '../../common/config/load.js';
-import { parseDurationSeconds } from '../../common/duration.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import { checkHostPort } from '../../common/net.js';
 import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
@@ -85,11 +84,11 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const ca = r.section('ca');
   const keyType = keyTypeOf(ca, 'key_type');
   const jwtKeyType = keyTypeOf(ca, 'jwt_key_type');
-  const ttlSeconds = duration(ca, 'ttl', '24h');
+  const ttlSeconds = ca.duration('ttl', '24h');
   const prepareFraction = ca.number('prepare_fraction', 1 / 2, { min: 0.01, max: 0.99 });
   const activateFraction = ca.number('activate_fraction', 5 / 6, { min: 0.01, max: 0.99 });
   if (activateFraction <= prepareFraction) ca.fail('activate_fraction', 'must be greater than prepare_fraction, so the next key is published before it signs');
-  const checkIntervalSeconds = duration(ca, 'check_interval', '10s');
+  const checkIntervalSeconds = ca.duration('check_interval', '10s');
   const up = ca.section('upstream');
   const certFile = up.optionalString('cert_file');
   const keyFile = up.optionalString('key_file');
@@ -97,13 +96,13 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   if ((certFile === undefined) !== (keyFile === undefined)) ca.fail('upstream', 'cert_file and key_file go together');
   ca.rejectUnknown();
 
-  const defaultX509SvidTtlSeconds = duration(r, 'default_x509_svid_ttl', '1h');
-  const defaultJwtSvidTtlSeconds = duration(r, 'default_jwt_svid_ttl', '5m');
-  const agentTtlSeconds = duration(r, 'agent_ttl', String(defaultX509SvidTtlSeconds));
-  const cacheReloadSeconds = duration(r, 'cache_reload_interval', '5s');
-  const bundleRefreshHintSeconds = duration(r, 'bundle_refresh_hint', '5m');
+  const defaultX509SvidTtlSeconds = r.duration('default_x509_svid_ttl', '1h');
+  const defaultJwtSvidTtlSeconds = r.duration('default_jwt_svid_ttl', '5m');
+  const agentTtlSeconds = r.duration('agent_ttl', String(defaultX509SvidTtlSeconds));
+  const cacheReloadSeconds = r.duration('cache_reload_interval', '5s');
+  const bundleRefreshHintSeconds = r.duration('bundle_refresh_hint', '5m');
   // Long enough to retry a renewal whose answer was lost, short enough that a stolen old SVID soon dies.
-  const agentRenewalGraceSeconds = duration(r, 'agent_renewal_grace', '30s');
+  const agentRenewalGraceSeconds = r.duration('agent_renewal_grace', '30s');
   const jwtAudience: JwtAudienceLimits = {
     maxCount: r.number('jwt_audience_max_count', DEFAULT_JWT_AUDIENCE_LIMITS.maxCount, { min: 1, max: 1024 }),
     maxBytes: r.number('jwt_audience_max_bytes', DEFAULT_JWT_AUDIENCE_LIMITS.maxBytes, { min: 1, max: 65536 }),
@@ -120,11 +119,6 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
     defaultX509SvidTtlSeconds, defaultJwtSvidTtlSeconds, agentTtlSeconds, cacheReloadSeconds, bundleRefreshHintSeconds, federation,
     agentRenewalGraceSeconds, jwtAudience,
   };
-}
-
-function duration(r: ConfigReader, key: string, fallback: string): number {
-  const { value, path: keyPath } = r.raw(key);
-  return parseDurationSeconds(value ?? fallback, keyPath);
 }
 
 function keyTypeOf(r: ConfigReader, key: string): KeyType {
