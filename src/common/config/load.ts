@@ -56,6 +56,18 @@ export class ConfigReader {
     if (typeof v !== 'string') this.fail(key, 'expected a string');
     return v;
   }
+  /** A string with no default: missing or empty fails, with `hint` saying what to set. */
+  requiredString(key: string, hint: string): string {
+    return this.optionalString(key) ?? this.fail(key, `required: ${hint}`);
+  }
+  /** `parse(text)` with its error reported at the key path. */
+  parsed<T>(key: string, text: string, parse: (text: string) => T): T {
+    try {
+      return parse(text);
+    } catch (err) {
+      return this.fail(key, (err as Error).message);
+    }
+  }
   number(key: string, fallback: number, bounds: { min?: number; max?: number } = {}): number {
     const v = this.get(key);
     if (v === undefined || v === null) return fallback;

@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { ConfigReader } from '../../common/config/load.js';
-import { SvidscopeError } from '../../common/errors/catalog.js';
 import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
 import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js';
 import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
@@ -64,14 +63,12 @@ export interface AgentFlagOverrides {
 }
 
 
+const TRUST_DOMAIN_HINT = 'the trust domain of this agent\'s server, e.g. example.org (or --trust-domain)';
+
 export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagOverrides = {}): AgentConfig {
   const r = new ConfigReader(doc);
-  let trustDomain: TrustDomain;
-  try {
-    trustDomain = parseTrustDomainBounded(flags.trustDomain ?? r.string('trust_domain', 'example.org'));
-  } catch (err) {
-    throw new SvidscopeError('config-invalid', `config: trust_domain: ${(err as Error).message}`);
-  }
+  // No default: an agent of the wrong trust domain would be refused by its server only after start.
+  const trustDomain = r.parsed('trust_domain', flags.trustDomain ?? r.requiredString('trust_domain', TRUST_DOMAIN_HINT), parseTrustDomainBounded);
   const dataDir = path.resolve(flags.dataDir ?? r.string('data_dir', '.svidscope/agent'));
   const serverAddresses = parseServerAddresses(flags.serverAddress ?? r.raw('server_address').value ?? '127.0.0.1:8081', (reason) => r.fail('server_address', reason));
   const serverAddress = serverAddresses[0];

@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { ConfigReader } from '../../common/config/load.js';
-import { SvidscopeError } from '../../common/errors/catalog.js';
 import { checkHostPort } from '../../common/net.js';
 import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
 import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js';
@@ -55,15 +54,12 @@ export interface ServerFlagOverrides {
 }
 
 
+const TRUST_DOMAIN_HINT = 'the trust domain this server issues for, e.g. example.org (or --trust-domain)';
+
 export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFlagOverrides = {}): ServerConfig {
   const r = new ConfigReader(doc);
-  const tdText = flags.trustDomain ?? r.string('trust_domain', 'example.org');
-  let trustDomain: TrustDomain;
-  try {
-    trustDomain = parseTrustDomainBounded(tdText);
-  } catch (err) {
-    throw new SvidscopeError('config-invalid', `config: trust_domain: ${(err as Error).message}`);
-  }
+  // No default: a server that silently issued for example.org would mint identities nobody trusts.
+  const trustDomain = r.parsed('trust_domain', flags.trustDomain ?? r.requiredString('trust_domain', TRUST_DOMAIN_HINT), parseTrustDomainBounded);
   const dataDir = path.resolve(flags.dataDir ?? r.string('data_dir', '.svidscope/server'));
   const bind = flags.bind ?? r.string('bind', '127.0.0.1:8081');
   checkHostPort(bind, 'bind');
