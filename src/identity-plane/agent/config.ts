@@ -2,7 +2,7 @@ import path from 'node:path';
 import { ConfigReader } from '../../common/config/load.js';
 import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
 import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js';
-import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
+import { isKeyType, type KeyType } from '../spiffe/mint/index.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
 import { DEFAULT_FIRST_REQUEST_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_UID } from './peercred/limits.js';
 

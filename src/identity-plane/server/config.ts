@@ -3,7 +3,7 @@ import { ConfigReader } from '../../common/config/load.js';
 import { checkHostPort } from '../../common/net.js';
 import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
 import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js';
-import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
+import { isKeyType, type KeyType } from '../spiffe/mint/index.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
 import { readFederationConfig, type FederationConfig } from './federation/config.js';
 

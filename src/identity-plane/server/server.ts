@@ -14,7 +14,7 @@ import { x509BundleToPem } from '../spiffe/bundle/index.js';
 import { spiffeIdFromPath } from '../spiffe/id/index.js';
 import { encodePem } from '../spiffe/internal/pem.js';
 import { parseCertificates, parsePrivateKey } from '../spiffe/internal/x509.js';
-import { generateKeyPair } from '../spiffe/mint/keys.js';
+import { generateKeyPair } from '../spiffe/mint/index.js';
 import { createAdminService } from './api/admin-service.js';
 import { serverServices } from './api/grpc.js';
 import { createNodeService, type NodeServiceEvents } from './api/node-service.js';
