@@ -45,3 +45,13 @@ describe('duration grammar', () => {
     expect(formatDuration(0)).toBe('0s');
   });
 });
+
+describe('config reader: one-of with a flag override', () => {
+  it('the flag wins, is checked like the file, and the file key still counts as read', () => {
+    const r = new ConfigReader({ log_level: 'warn' });
+    expect(r.oneOf('log_level', ['info', 'warn', 'debug'] as const, 'info', 'debug')).toBe('debug');
+    expect(() => r.rejectUnknown()).not.toThrow();
+    expect(() => r.oneOf('log_level', ['info', 'warn'] as const, 'info', 'loud')).toThrow('config: log_level: must be one of info, warn');
+    expect(new ConfigReader({}).oneOf('log_level', ['info', 'warn'] as const, 'info')).toBe('info');
+  });
+});

@@ -83,8 +83,10 @@ export class ConfigReader {
     if (typeof v !== 'boolean') this.fail(key, 'expected true or false');
     return v;
   }
-  oneOf<T extends string>(key: string, allowed: readonly T[], fallback: T): T {
-    const v = this.string(key, fallback);
+  /** One of `allowed`; a flag's `override`, when given, wins over the file and is checked the same way. */
+  oneOf<T extends string>(key: string, allowed: readonly T[], fallback: T, override?: string): T {
+    const fromFile = this.string(key, fallback); // read even when overridden, so the key is not "unknown"
+    const v = override ?? fromFile;
     if (!allowed.includes(v as T)) this.fail(key, `must be one of ${allowed.join(', ')}`);
     return v as T;
   }

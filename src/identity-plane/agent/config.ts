@@ -86,8 +86,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   const discoverWorkloadPath = r.boolean('discover_workload_path', false);
   const workloadSizeLimit = r.number('workload_size_limit', 0);
   const healthBind = flags.healthBind ?? r.string('health_bind', '127.0.0.1:8088');
-  const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel as LogLevel)) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const logLevel = r.oneOf('log_level', LOG_LEVELS, 'info', flags.logLevel);
   const jwtAudience: JwtAudienceLimits = {
     maxCount: r.number('jwt_audience_max_count', DEFAULT_JWT_AUDIENCE_LIMITS.maxCount, { min: 1, max: 1024 }),
     maxBytes: r.number('jwt_audience_max_bytes', DEFAULT_JWT_AUDIENCE_LIMITS.maxBytes, { min: 1, max: 65536 }),

@@ -66,8 +66,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const adminSocket = path.resolve(flags.adminSocket ?? r.string('admin_socket', path.join(dataDir, 'admin.sock')));
   const healthBind = flags.healthBind ?? r.string('health_bind', '127.0.0.1:8080');
   if (healthBind !== '') checkHostPort(healthBind, 'health_bind');
-  const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel as LogLevel)) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const logLevel = r.oneOf('log_level', LOG_LEVELS, 'info', flags.logLevel);
 
   const ds = r.section('datastore');
   const kind = ds.oneOf('kind', ['sqlite', 'postgres'] as const, 'sqlite');
