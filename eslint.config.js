@@ -1,13 +1,41 @@
-// Lint: the recommended TypeScript rules, plus the module boundaries of docs/ARCHITECTURE.md
-// (the SPIFFE primitives import nothing above them; server and agent never import each other).
+// Lint: the recommended TypeScript rules, plus the module boundaries of docs/ARCHITECTURE.md: every
+// module under src/ has a rule naming what it must not import, and the SPIFFE packages are entered
+// only through their index (test/unit/lint-boundaries.test.ts proves each rule fires).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const boundary = (from, forbidden) => ({
+// Patterns are regular expressions over the import specifier, so relative imports inside
+// identity-plane/ (`../server/…`) match and an allowed file can be carved out with a lookahead.
+const seg = (name, except = '') => `(^|/)${name}/${except}`;
+const AGENT = seg('agent');
+const SERVER = seg('server');
+const SERVER_API = seg('server-api');
+const WORKLOAD_API = seg('workload-api');
+const IDENTITY_PLANE = seg('identity-plane');
+const [CLI, PROBES, EXPORTER, CHAOS, MONITORING] = ['cli', 'probes', 'exporter', 'chaos', 'monitoring'].map((m) => seg(m));
+
+// `spiffe/<pkg>/<file>` from outside the package: only `index.js` is public. spiffe/internal is
+// still reached directly until it becomes a public module of its own (issue 16, item 3).
+const SPIFFE_INDEX_ONLY = {
+  regex: '(^|/)spiffe/(?!internal/)[^/]+/(?!index\\.js$)',
+  message: 'import a SPIFFE package through its index.js (see docs/ARCHITECTURE.md)',
+};
+// The same between the SPIFFE packages themselves (`../bundle/types.js` from spiffe/x509svid).
+const SPIFFE_SIBLING_INDEX_ONLY = {
+  regex: '^\\.\\./(?!internal/)[^/.][^/]*/(?!index\\.js$)',
+  message: 'import a sibling SPIFFE package through its index.js (see docs/ARCHITECTURE.md)',
+};
+
+// One `no-restricted-imports` per file (flat config replaces, not merges, a rule's options), so
+// each module's entry carries the index rule too.
+const boundary = (from, forbidden, extra = [SPIFFE_INDEX_ONLY]) => ({
   files: [`src/${from}/**/*.ts`],
   rules: {
     'no-restricted-imports': ['error', {
-      patterns: forbidden.map((group) => ({ group: [group], message: `${from} must not import ${group} (see docs/ARCHITECTURE.md)` })),
+      patterns: [
+        ...forbidden.map((regex) => ({ regex, message: `${from} must not import ${regex.replace('(^|/)', '').replace(/\/.*/, '/')} (see docs/ARCHITECTURE.md)` })),
+        ...extra,
+      ],
     }],
   },
 });
@@ -27,14 +55,29 @@ export default tseslint.config(
     files: ['**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly' } },
   },
-  boundary('identity-plane/spiffe', ['**/server/**', '**/agent/**', '**/cli/**', '**/probes/**', '**/exporter/**', '**/chaos/**']),
-  boundary('identity-plane/server', ['**/agent/**', '**/cli/**']),
-  boundary('identity-plane/agent', ['**/server/**', '**/cli/**']),
+  // The SPIFFE primitives import nothing above them but common/.
+  boundary('identity-plane/spiffe', [AGENT, SERVER, SERVER_API, WORKLOAD_API, CLI, PROBES, EXPORTER, CHAOS, MONITORING], [SPIFFE_SIBLING_INDEX_ONLY]),
+  // Server and agent never import each other; both speak through server-api.
+  boundary('identity-plane/server', [AGENT, WORKLOAD_API, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
+  boundary('identity-plane/agent', [SERVER, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
+  // server-api is shared by server, agent, CLI, exporter and chaos. Known crossing: messages.ts
+  // takes the server's RegistrationEntry type (type-only); the type should move here (issue 16).
+  boundary('identity-plane/server-api', [seg('server', '(?!datastore/types\\.js$)'), AGENT, WORKLOAD_API, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
+  boundary('identity-plane/workload-api', [AGENT, SERVER, SERVER_API, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
+  // The CLI composes everything; only the SPIFFE index rule applies.
+  boundary('cli', []),
   // Probes and the exporter speak only the standard interfaces (plus the server's admin protocol),
   // so they work against any SPIFFE implementation: never the agent's or server's internals.
-  boundary('probes', ['**/identity-plane/agent/**', '**/identity-plane/server/**', '**/cli/**', '**/chaos/**']),
-  boundary('exporter', ['**/identity-plane/agent/**', '**/identity-plane/server/**', '**/cli/**', '**/chaos/**']),
-  boundary('common', ['**/identity-plane/**', '**/cli/**', '**/probes/**', '**/exporter/**', '**/chaos/**']),
+  boundary('probes', [AGENT, SERVER, SERVER_API, CLI, EXPORTER, CHAOS, MONITORING]),
+  boundary('exporter', [AGENT, SERVER, CLI, PROBES, CHAOS, MONITORING]),
+  // Chaos touches the plane through processes, APIs, files, network and metrics, and the standard
+  // Workload API as a workload would (the issuance storm's clients). Known crossing:
+  // the attestation-flood and bad-csr faults drive the agent's server client as a rogue agent would;
+  // that client belongs in server-api (issue 16).
+  boundary('chaos', [seg('agent', '(?!server-client\\.js$)'), SERVER, CLI, PROBES, EXPORTER, MONITORING]),
+  // Monitoring is generated from metric names and thresholds only.
+  boundary('monitoring', [IDENTITY_PLANE, CLI, PROBES, EXPORTER, CHAOS]),
+  boundary('common', [IDENTITY_PLANE, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
   {
     // Scrapes render through common/telemetry/exposition.ts only: prom-client keeps the format as
     // registry state and renames counters when it renders OpenMetrics, so one scrape leaks into the next.

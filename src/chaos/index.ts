@@ -1,5 +1,5 @@
 export type { Experiment, FaultKind, MethodStep, Probe, Suite, Tolerance } from './experiment/schema.js';
-export { ExperimentInvalidError, listExperimentFiles, loadExperimentFile, loadSuite, parseDuration, parseExperimentText, resolveExperiment, validateExperiment } from './experiment/validate.js';
+export { ExperimentInvalidError, listExperimentFiles, loadExperimentFile, loadSuite, parseExperimentText, resolveExperiment, validateExperiment } from './experiment/validate.js';
 export { FaultProxy } from './fault-proxy.js';
 export { runGameday, type GamedayResult } from './gameday.js';
 export type { Journal } from './journal.js';

@@ -3,7 +3,6 @@
  * on top, validated in full before anything starts. Every key and default is in docs/exporter.md.
  */
 import { ConfigReader } from '../common/config/load.js';
-import { parseDurationSeconds } from '../common/duration.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
 import { checkHostPort } from '../common/net.js';
 import { LOG_LEVELS, type LogLevel } from '../common/log.js';
@@ -87,8 +86,7 @@ export const DEFAULT_LISTEN = '127.0.0.1:9190';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 function seconds(r: ConfigReader, key: string, fallback: string, min = 0): number {
-  const { value, path } = r.raw(key);
-  const s = parseDurationSeconds(value ?? fallback, path);
+  const s = r.duration(key, fallback);
   if (s < min) r.fail(key, `must be at least ${min}s`);
   return s;
 }

@@ -1,6 +1,5 @@
 /** Small PromQL builders shared by rules and dashboards: selectors from the config, durations. */
 import type { MonitoringConfig } from './config.js';
-import { SvidscopeError } from '../common/errors/catalog.js';
 
 export type Component = keyof MonitoringConfig['selectors'];
 
@@ -17,15 +16,6 @@ export function m(c: MonitoringConfig, component: Component, metric: string, ...
 /** `cluster, trust_domain[, extra…]` for `by (…)` clauses. */
 export function by(c: MonitoringConfig, ...extra: string[]): string {
   return [c.clusterLabel, c.trustDomainLabel, ...extra].join(', ');
-}
-
-const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
-
-/** Seconds of a simple Prometheus duration ("5m", "1d", "30d"). */
-export function durationSeconds(d: string): number {
-  const match = /^(\d+)([smhdw])$/.exec(d);
-  if (!match) throw new SvidscopeError('config-invalid', `not a simple Prometheus duration: ${d}`);
-  return Number(match[1]) * UNIT_SECONDS[match[2]];
 }
 
 /** Prints a number the way a rule file should (no float noise: 14.4 * 0.001 = 0.0144). */

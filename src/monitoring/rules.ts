@@ -7,10 +7,14 @@
  */
 import { stringify } from 'yaml';
 import type { MonitoringConfig, Severity } from './config.js';
-import { by, durationSeconds, humanDuration, m, num } from './promql.js';
+import { parseDurationSeconds } from '../common/duration.js';
+import { by, humanDuration, m, num } from './promql.js';
 import { slos } from './slos.js';
 import { serverLoadAlerts } from './server-load.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
+
+/** Seconds of a Prometheus duration of the config ("5m", "30d"). */
+const durationSeconds = (d: string): number => parseDurationSeconds(d, 'monitoring config');
 
 export interface RecordingRule {
   record: string;

@@ -5,6 +5,7 @@
  * generated rules and an alertmanager.yml, then runs both binaries on loopback with their data
  * under `<dataDir>/monitoring`. Without the binaries it says how to install them.
  */
+import { parseDurationSeconds } from '../common/duration.js';
 import { pickPort } from '../common/net.js';
 import { execa, type ResultPromise } from 'execa';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -138,7 +139,7 @@ export async function startPrometheusStack(opts: PrometheusStackOptions): Promis
 export function prometheusConfig(c: MonitoringConfig, opts: Pick<PrometheusStackOptions, 'endpoints' | 'scrapeInterval' | 'cluster' | 'extraTargets'>, ruleFiles: string[], alertmanager: string): Record<string, unknown> {
   const e = opts.endpoints;
   const interval = opts.scrapeInterval ?? '15s';
-  const probeInterval = seconds(interval) < 5 ? '5s' : interval;
+  const probeInterval = parseDurationSeconds(interval, 'interval') < 5 ? '5s' : interval;
   const cluster = opts.cluster ?? 'local';
   const domains = [e, ...(e.peer ? [e.peer] : [])];
   const hostOf = (url: string) => new URL(url).host;
@@ -176,7 +177,7 @@ export function prometheusConfig(c: MonitoringConfig, opts: Pick<PrometheusStack
     });
   }
   return {
-    global: { scrape_interval: interval, scrape_timeout: seconds(interval) < 10 ? interval : '10s', evaluation_interval: interval },
+    global: { scrape_interval: interval, scrape_timeout: parseDurationSeconds(interval, 'interval') < 10 ? interval : '10s', evaluation_interval: interval },
     rule_files: ruleFiles,
     alerting: { alertmanagers: [{ static_configs: [{ targets: [alertmanager] }] }] },
     scrape_configs: [
@@ -234,12 +235,6 @@ function proberBundleModules(configFile: string): Map<string, string> {
     // no readable prober config: no bundle-endpoint probe jobs
   }
   return out;
-}
-
-function seconds(d: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
-  if (!m) throw new SvidscopeError('config-invalid', `not a duration: ${d}`);
-  return Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
 }
 
 async function waitReady(url: string, proc: ResultPromise, what: string, log: string, timeoutMs = 60_000): Promise<void> {

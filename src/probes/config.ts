@@ -5,7 +5,6 @@
  * `/probe?module=x509_svid` works without any config. Defaults are documented in docs/probes.md.
  */
 import { ConfigReader, readYamlConfig } from '../common/config/load.js';
-import { parseDurationSeconds } from '../common/duration.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
 import { LOG_LEVELS, type LogLevel } from '../common/log.js';
 import { checkHostPort } from '../common/net.js';
@@ -114,12 +113,6 @@ export interface ProberConfig {
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/;
 
-function duration(r: ConfigReader, key: string, fallback: number): number {
-  const { value, path } = r.raw(key);
-  if (value === undefined || value === null) return fallback;
-  return parseDurationSeconds(value, `config: ${path}`);
-}
-
 function optional<T>(r: ConfigReader, key: string, parse: (s: string) => T): T | undefined {
   const v = r.optionalString(key);
   if (v === undefined) return undefined;
@@ -152,7 +145,7 @@ function idOrTrustDomainList(r: ConfigReader, key: string): string[] {
 }
 
 const ratio = (r: ConfigReader) => r.number('min_ttl_ratio', DEFAULT_MIN_TTL_RATIO, { min: 0, max: 1 });
-const skew = (r: ConfigReader) => duration(r, 'clock_skew', DEFAULT_CLOCK_SKEW_SECONDS);
+const skew = (r: ConfigReader) => r.duration('clock_skew', DEFAULT_CLOCK_SKEW_SECONDS);
 
 /** Parses the settings section of one module kind; unknown keys are refused. */
 export function parseModuleSettings(kind: ModuleKind, raw: Record<string, unknown>, path: string): ModuleConfig['settings'] {
@@ -184,7 +177,7 @@ export function parseModuleSettings(kind: ModuleKind, raw: Record<string, unknow
       const s: BundleEndpointSettings = {
         trustDomain: optional(r, 'trust_domain', parseTrustDomain), profile, caFile: r.optionalString('ca_file'),
         endpointSpiffeId: optional(r, 'endpoint_spiffe_id', parseSpiffeId), bundleFile: r.optionalString('bundle_file'),
-        bundleSource: r.optionalString('bundle_source'), maxAgeSeconds: duration(r, 'max_age', 0),
+        bundleSource: r.optionalString('bundle_source'), maxAgeSeconds: r.duration('max_age', 0),
       };
       if (profile === 'https_spiffe' && !s.endpointSpiffeId) r.fail('endpoint_spiffe_id', 'is required with profile https_spiffe');
       if (profile === 'https_spiffe' && !s.bundleFile && !s.bundleSource) r.fail('bundle_file', 'https_spiffe needs bundle_file or bundle_source (the bundle of the endpoint\'s trust domain)');
@@ -193,7 +186,7 @@ export function parseModuleSettings(kind: ModuleKind, raw: Record<string, unknow
     }
     case 'rotation_watch':
       settings = {
-        durationSeconds: duration(r, 'duration', DEFAULT_WATCH_SECONDS), spiffeId: optional(r, 'spiffe_id', parseSpiffeId), clockSkewSeconds: skew(r),
+        durationSeconds: r.duration('duration', DEFAULT_WATCH_SECONDS), spiffeId: optional(r, 'spiffe_id', parseSpiffeId), clockSkewSeconds: skew(r),
         minTtlRatio: ratio(r), requireRotation: r.boolean('require_rotation', false),
       } satisfies RotationWatchSettings;
       break;
@@ -227,7 +220,7 @@ export function buildProberConfig(doc: Record<string, unknown>): ProberConfig {
   const listen = r.string('listen', DEFAULT_LISTEN);
   checkHostPort(listen, 'listen');
   const logLevel = r.oneOf('log_level', LOG_LEVELS, 'info');
-  const timeoutOffsetSeconds = duration(r, 'timeout_offset', 0.5);
+  const timeoutOffsetSeconds = r.duration('timeout_offset', 0.5);
   const modules = defaultModules();
   const ms = r.section('modules');
   for (const name of Object.keys((doc.modules as Record<string, unknown> | undefined) ?? {})) {
@@ -235,7 +228,7 @@ export function buildProberConfig(doc: Record<string, unknown>): ProberConfig {
     const m = ms.section(name);
     const kindText = m.string('prober', '');
     const kind: ModuleKind = isModuleKind(kindText) ? kindText : m.fail('prober', `must be one of ${MODULE_KINDS.join(', ')}`);
-    const timeout = m.raw('timeout').value === undefined ? undefined : duration(m, 'timeout', DEFAULT_TIMEOUT_SECONDS);
+    const timeout = m.raw('timeout').value === undefined ? undefined : m.duration('timeout', DEFAULT_TIMEOUT_SECONDS);
     const { value } = m.raw(kind);
     if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) m.fail(kind, 'expected a mapping');
     m.rejectUnknown();
@@ -255,7 +248,7 @@ export function buildProberConfig(doc: Record<string, unknown>): ProberConfig {
     if (!modules.has(module)) tr.fail('module', `${JSON.stringify(module)} is not a module (known: ${[...modules.keys()].join(', ')})`);
     const target = tr.string('target', '');
     if (target === '') tr.fail('target', 'is required (a Workload API address or a bundle endpoint URL)');
-    const intervalSeconds = duration(tr, 'interval', DEFAULT_INTERVAL_SECONDS);
+    const intervalSeconds = tr.duration('interval', DEFAULT_INTERVAL_SECONDS);
     if (!(intervalSeconds > 0)) tr.fail('interval', 'must be positive');
     tr.rejectUnknown();
     targets.push({ name, module, target, intervalSeconds });

@@ -14,18 +14,18 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('workload API limit config', () => {
   it('defaults: total from the open-file limit (unset), 256 per uid, 10 s to the first request', () => {
-    expect(buildAgentConfig({}).workloadApi).toEqual({ maxConnections: undefined, maxConnectionsPerUid: 256, firstRequestTimeoutMs: 10_000 });
+    expect(buildAgentConfig({ trust_domain: 'example.org' }).workloadApi).toEqual({ maxConnections: undefined, maxConnectionsPerUid: 256, firstRequestTimeoutMs: 10_000 });
   });
 
   it('reads the three keys, durations included', () => {
-    expect(buildAgentConfig({ workload_api_max_connections: 64, workload_api_max_connections_per_uid: 8, workload_api_first_request_timeout: '1m' }).workloadApi)
+    expect(buildAgentConfig({ trust_domain: 'example.org', workload_api_max_connections: 64, workload_api_max_connections_per_uid: 8, workload_api_first_request_timeout: '1m' }).workloadApi)
       .toEqual({ maxConnections: 64, maxConnectionsPerUid: 8, firstRequestTimeoutMs: 60_000 });
   });
 
   it('rejects values that would disable a limit', () => {
-    expect(() => buildAgentConfig({ workload_api_max_connections: 0 })).toThrow(/workload_api_max_connections/);
-    expect(() => buildAgentConfig({ workload_api_max_connections_per_uid: 0 })).toThrow(/workload_api_max_connections_per_uid/);
-    expect(() => buildAgentConfig({ workload_api_first_request_timeout: '10ms' })).toThrow(/workload_api_first_request_timeout/);
+    expect(() => buildAgentConfig({ trust_domain: 'example.org', workload_api_max_connections: 0 })).toThrow(/workload_api_max_connections/);
+    expect(() => buildAgentConfig({ trust_domain: 'example.org', workload_api_max_connections_per_uid: 0 })).toThrow(/workload_api_max_connections_per_uid/);
+    expect(() => buildAgentConfig({ trust_domain: 'example.org', workload_api_first_request_timeout: '10ms' })).toThrow(/workload_api_first_request_timeout/);
   });
 });
 

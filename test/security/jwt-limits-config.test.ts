@@ -7,16 +7,16 @@ import { checkJwtAudienceLimits } from '../../src/identity-plane/spiffe/jwtsvid/
 
 describe('JWT audience limits and agent renewal grace: config', () => {
   it('defaults to 16 audiences of 256 bytes, a 4 MiB JWT cache and a 30 s renewal grace', () => {
-    expect(buildAgentConfig({})).toMatchObject({ jwtAudience: { maxCount: 16, maxBytes: 256 }, jwtCacheMaxBytes: 4 * 1024 * 1024 });
-    expect(buildServerConfig({})).toMatchObject({ jwtAudience: { maxCount: 16, maxBytes: 256 }, agentRenewalGraceSeconds: 30 });
+    expect(buildAgentConfig({ trust_domain: 'example.org' })).toMatchObject({ jwtAudience: { maxCount: 16, maxBytes: 256 }, jwtCacheMaxBytes: 4 * 1024 * 1024 });
+    expect(buildServerConfig({ trust_domain: 'example.org' })).toMatchObject({ jwtAudience: { maxCount: 16, maxBytes: 256 }, agentRenewalGraceSeconds: 30 });
   });
 
   it('reads every key and refuses values out of bounds, naming the key', () => {
-    expect(buildAgentConfig({ jwt_audience_max_count: 4, jwt_audience_max_bytes: 1024, jwt_cache_max_bytes: 1000 }))
+    expect(buildAgentConfig({ trust_domain: 'example.org', jwt_audience_max_count: 4, jwt_audience_max_bytes: 1024, jwt_cache_max_bytes: 1000 }))
       .toMatchObject({ jwtAudience: { maxCount: 4, maxBytes: 1024 }, jwtCacheMaxBytes: 1000 });
-    expect(buildServerConfig({ jwt_audience_max_count: 2, agent_renewal_grace: '5s' })).toMatchObject({ jwtAudience: { maxCount: 2, maxBytes: 256 }, agentRenewalGraceSeconds: 5 });
-    expect(() => buildAgentConfig({ jwt_audience_max_count: 0 })).toThrow(/jwt_audience_max_count/);
-    expect(() => buildServerConfig({ jwt_audience_max_bytes: 1e9 })).toThrow(/jwt_audience_max_bytes/);
+    expect(buildServerConfig({ trust_domain: 'example.org', jwt_audience_max_count: 2, agent_renewal_grace: '5s' })).toMatchObject({ jwtAudience: { maxCount: 2, maxBytes: 256 }, agentRenewalGraceSeconds: 5 });
+    expect(() => buildAgentConfig({ trust_domain: 'example.org', jwt_audience_max_count: 0 })).toThrow(/jwt_audience_max_count/);
+    expect(() => buildServerConfig({ trust_domain: 'example.org', jwt_audience_max_bytes: 1e9 })).toThrow(/jwt_audience_max_bytes/);
   });
 
   it('counts UTF-8 bytes, not characters, against jwt_audience_max_bytes', () => {

@@ -14,7 +14,7 @@ const dir = tempDir('config-lint');
 afterAll(() => removeDir(dir));
 
 const peer = { trust_domain: 'peer.test', endpoint_url: 'https://peer.test:8443', profile: 'https_web' };
-const lint = (doc: Record<string, unknown>, opts?: Parameters<typeof lintServerConfig>[1]) => lintServerConfig(buildServerConfig({ data_dir: dir, ...doc }), opts);
+const lint = (doc: Record<string, unknown>, opts?: Parameters<typeof lintServerConfig>[1]) => lintServerConfig(buildServerConfig({ trust_domain: 'example.org', data_dir: dir, ...doc }), opts);
 const codes = (findings: ConfigFinding[]) => findings.map((f) => `${f.severity}:${f.code}:${f.setting}`);
 
 describe('lintServerConfig', () => {

@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
+import { tryParseDurationMs } from '../../common/duration.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import type { Experiment, ExpectedAlert, FaultSpec, HaltCondition, MethodStep, Probe, Suite, Tolerance } from './schema.js';
 
@@ -76,19 +77,10 @@ class Reader {
       if (dflt === undefined) this.fail(`${key} is required (a duration such as 30s)`);
       return dflt ?? 0;
     }
-    const ms = parseDuration(v);
+    const ms = tryParseDurationMs(v);
     if (ms === undefined) this.fail(`${key} must be a duration such as 500ms, 30s, 2m (got ${JSON.stringify(v)})`);
     return ms ?? 0;
   }
-}
-
-/** `500ms`, `30s`, `2m`, `1h`, or a number of seconds. */
-export function parseDuration(v: unknown): number | undefined {
-  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v * 1000;
-  if (typeof v !== 'string') return undefined;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(v.trim());
-  if (!m) return undefined;
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
 }
 
 function tolerance(r: Reader, v: unknown): Tolerance {

@@ -6,8 +6,7 @@ import { ServerCallError, ServerClient } from '../../identity-plane/agent/server
 import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
-import { createCsr } from '../../identity-plane/spiffe/mint/csr-create.js';
-import { generateKeyPair } from '../../identity-plane/spiffe/mint/keys.js';
+import { createCsr, generateKeyPair } from '../../identity-plane/spiffe/mint/index.js';
 import type { MethodStep } from '../experiment/schema.js';
 import { component, type StackComponent } from '../stack.js';
 import { PacedCalls } from './paced.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { readYamlConfig } from '../../common/config/load.js';
 import { createLogger } from '../../common/log.js';
-import { buildAgentConfig } from '../../identity-plane/agent/config.js';
+import { buildAgentConfig, type AgentFlagOverrides } from '../../identity-plane/agent/config.js';
 import { startAgent } from '../../identity-plane/agent/agent.js';
 import { startTracing } from '../../common/telemetry/tracing.js';
 import type { Io } from '../output.js';
@@ -9,18 +9,9 @@ import { withErrors } from '../run.js';
 import { healthcheck } from '../server/run.js';
 import { waitForShutdownSignal } from '../signals.js';
 
-interface RunFlags {
+/** The flags of `run`: `--config` plus the overrides the config builder takes. */
+interface RunFlags extends AgentFlagOverrides {
   config?: string;
-  trustDomain?: string;
-  serverAddress?: string;
-  dataDir?: string;
-  socketPath?: string;
-  joinToken?: string;
-  joinTokenFile?: string;
-  trustBundle?: string;
-  insecureBootstrap?: boolean;
-  healthBind?: string;
-  logLevel?: string;
 }
 
 /** Registers `agent run` and `agent healthcheck` on the `agent` command. */

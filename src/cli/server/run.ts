@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { readYamlConfig } from '../../common/config/load.js';
 import { createLogger } from '../../common/log.js';
-import { buildServerConfig } from '../../identity-plane/server/config.js';
+import { buildServerConfig, type ServerFlagOverrides } from '../../identity-plane/server/config.js';
 import { startServer } from '../../identity-plane/server/server.js';
 import { startTracing } from '../../common/telemetry/tracing.js';
 import { formatDuration } from '../../common/duration.js';
@@ -11,14 +11,9 @@ import { CommandExit, printResult, type Io } from '../output.js';
 import { withErrors } from '../run.js';
 import { waitForShutdownSignal } from '../signals.js';
 
-interface RunFlags {
+/** The flags of `run`: `--config` plus the overrides the config builder takes. */
+interface RunFlags extends ServerFlagOverrides {
   config?: string;
-  trustDomain?: string;
-  dataDir?: string;
-  bind?: string;
-  adminSocket?: string;
-  healthBind?: string;
-  logLevel?: string;
 }
 
 export function registerServerCommands(program: Command, io: Io): void {

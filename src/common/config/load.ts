@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { parseDurationSeconds } from '../duration.js';
 import { SvidscopeError } from '../errors/catalog.js';
 
 /** Reads a YAML config file into a plain object; a missing or malformed file fails with its path. */
@@ -55,6 +56,18 @@ export class ConfigReader {
     if (typeof v !== 'string') this.fail(key, 'expected a string');
     return v;
   }
+  /** A string with no default: missing or empty fails, with `hint` saying what to set. */
+  requiredString(key: string, hint: string): string {
+    return this.optionalString(key) ?? this.fail(key, `required: ${hint}`);
+  }
+  /** `parse(text)` with its error reported at the key path. */
+  parsed<T>(key: string, text: string, parse: (text: string) => T): T {
+    try {
+      return parse(text);
+    } catch (err) {
+      return this.fail(key, (err as Error).message);
+    }
+  }
   number(key: string, fallback: number, bounds: { min?: number; max?: number } = {}): number {
     const v = this.get(key);
     if (v === undefined || v === null) return fallback;
@@ -70,12 +83,19 @@ export class ConfigReader {
     if (typeof v !== 'boolean') this.fail(key, 'expected true or false');
     return v;
   }
-  oneOf<T extends string>(key: string, allowed: readonly T[], fallback: T): T {
-    const v = this.string(key, fallback);
+  /** One of `allowed`; a flag's `override`, when given, wins over the file and is checked the same way. */
+  oneOf<T extends string>(key: string, allowed: readonly T[], fallback: T, override?: string): T {
+    const fromFile = this.string(key, fallback); // read even when overridden, so the key is not "unknown"
+    const v = override ?? fromFile;
     if (!allowed.includes(v as T)) this.fail(key, `must be one of ${allowed.join(', ')}`);
     return v as T;
   }
-  /** Raw access for values with their own parser (durations); the parser names the key path. */
+  /** A duration in seconds (the grammar of common/duration.ts); the fallback in the same grammar. */
+  duration(key: string, fallback: number | string): number {
+    const v = this.get(key);
+    return parseDurationSeconds(v ?? fallback, `config: ${this.path(key)}`);
+  }
+  /** Raw access for values with their own parser; the parser names the key path. */
   raw(key: string): { value: unknown; path: string } {
     return { value: this.get(key), path: this.path(key) };
   }

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { errorCatalog, GrpcStatus, isSvidscopeError } from '../../common/errors/catalog.js';
 import type { SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
 import { isWorkloadApiError } from '../../identity-plane/workload-api/index.js';
-import { readCertificateInfo } from '../../identity-plane/spiffe/mint/cert-parts.js';
+import { readCertificateInfo } from '../../identity-plane/spiffe/mint/index.js';
 import type { ErrorReason } from '../names.js';
 import type { ObservedBundle, ObservedSvid, ObservedX509Authority } from '../state.js';
 

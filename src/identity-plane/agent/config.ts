@@ -1,10 +1,8 @@
 import path from 'node:path';
 import { ConfigReader } from '../../common/config/load.js';
-import { parseDurationSeconds } from '../../common/duration.js';
-import { SvidscopeError } from '../../common/errors/catalog.js';
 import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
 import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js';
-import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
+import { isKeyType, type KeyType } from '../spiffe/mint/index.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
 import { DEFAULT_FIRST_REQUEST_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_UID } from './peercred/limits.js';
 
@@ -65,14 +63,12 @@ export interface AgentFlagOverrides {
 }
 
 
+const TRUST_DOMAIN_HINT = 'the trust domain of this agent\'s server, e.g. example.org (or --trust-domain)';
+
 export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagOverrides = {}): AgentConfig {
   const r = new ConfigReader(doc);
-  let trustDomain: TrustDomain;
-  try {
-    trustDomain = parseTrustDomainBounded(flags.trustDomain ?? r.string('trust_domain', 'example.org'));
-  } catch (err) {
-    throw new SvidscopeError('config-invalid', `config: trust_domain: ${(err as Error).message}`);
-  }
+  // No default: an agent of the wrong trust domain would be refused by its server only after start.
+  const trustDomain = r.parsed('trust_domain', flags.trustDomain ?? r.requiredString('trust_domain', TRUST_DOMAIN_HINT), parseTrustDomainBounded);
   const dataDir = path.resolve(flags.dataDir ?? r.string('data_dir', '.svidscope/agent'));
   const serverAddresses = parseServerAddresses(flags.serverAddress ?? r.raw('server_address').value ?? '127.0.0.1:8081', (reason) => r.fail('server_address', reason));
   const serverAddress = serverAddresses[0];
@@ -83,15 +79,14 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   const joinTokenFile = flags.joinTokenFile ?? r.optionalString('join_token_file');
   const trustBundlePath = flags.trustBundle ?? r.optionalString('trust_bundle_path');
   const insecureBootstrap = flags.insecureBootstrap ?? r.boolean('insecure_bootstrap', false);
-  const syncIntervalSeconds = parseDurationSeconds(r.raw('sync_interval').value ?? '5s', 'sync_interval');
+  const syncIntervalSeconds = r.duration('sync_interval', '5s');
   const rotationFraction = r.number('rotation_fraction', 0.5, { min: 0.05, max: 0.95 });
   const keyTypeText = r.string('workload_x509_svid_key_type', 'ec-p256');
   const keyType: KeyType = isKeyType(keyTypeText) ? keyTypeText : r.fail('workload_x509_svid_key_type', 'must be one of ec-p256, ec-p384, rsa-2048');
   const discoverWorkloadPath = r.boolean('discover_workload_path', false);
   const workloadSizeLimit = r.number('workload_size_limit', 0);
   const healthBind = flags.healthBind ?? r.string('health_bind', '127.0.0.1:8088');
-  const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel as LogLevel)) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const logLevel = r.oneOf('log_level', LOG_LEVELS, 'info', flags.logLevel);
   const jwtAudience: JwtAudienceLimits = {
     maxCount: r.number('jwt_audience_max_count', DEFAULT_JWT_AUDIENCE_LIMITS.maxCount, { min: 1, max: 1024 }),
     maxBytes: r.number('jwt_audience_max_bytes', DEFAULT_JWT_AUDIENCE_LIMITS.maxBytes, { min: 1, max: 65536 }),
@@ -102,7 +97,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   const workloadApi = {
     maxConnections: maxConnectionsRaw === undefined || maxConnectionsRaw === null ? undefined : r.number('workload_api_max_connections', DEFAULT_MAX_CONNECTIONS, { min: 1, max: 1_000_000 }),
     maxConnectionsPerUid: r.number('workload_api_max_connections_per_uid', DEFAULT_MAX_CONNECTIONS_PER_UID, { min: 1, max: 1_000_000 }),
-    firstRequestTimeoutMs: parseDurationSeconds(r.raw('workload_api_first_request_timeout').value ?? DEFAULT_FIRST_REQUEST_TIMEOUT_MS / 1000, 'workload_api_first_request_timeout') * 1000,
+    firstRequestTimeoutMs: r.duration('workload_api_first_request_timeout', DEFAULT_FIRST_REQUEST_TIMEOUT_MS / 1000) * 1000,
   };
   r.rejectUnknown();
   if (workloadApi.firstRequestTimeoutMs < 100) r.fail('workload_api_first_request_timeout', 'must be at least 100ms');

@@ -1,11 +1,9 @@
 import path from 'node:path';
 import { ConfigReader } from '../../common/config/load.js';
-import { parseDurationSeconds } from '../../common/duration.js';
-import { SvidscopeError } from '../../common/errors/catalog.js';
 import { checkHostPort } from '../../common/net.js';
 import { LOG_LEVELS, type LogLevel } from '../../common/log.js';
 import { parseTrustDomainBounded, type TrustDomain } from '../spiffe/id/index.js';
-import { isKeyType, type KeyType } from '../spiffe/mint/keys.js';
+import { isKeyType, type KeyType } from '../spiffe/mint/index.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
 import { readFederationConfig, type FederationConfig } from './federation/config.js';
 import { DEFAULT_SIGNING_QUEUE_MAX_CSRS } from './api/admission.js';
@@ -63,23 +61,19 @@ export interface ServerFlagOverrides {
 }
 
 
+const TRUST_DOMAIN_HINT = 'the trust domain this server issues for, e.g. example.org (or --trust-domain)';
+
 export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFlagOverrides = {}): ServerConfig {
   const r = new ConfigReader(doc);
-  const tdText = flags.trustDomain ?? r.string('trust_domain', 'example.org');
-  let trustDomain: TrustDomain;
-  try {
-    trustDomain = parseTrustDomainBounded(tdText);
-  } catch (err) {
-    throw new SvidscopeError('config-invalid', `config: trust_domain: ${(err as Error).message}`);
-  }
+  // No default: a server that silently issued for example.org would mint identities nobody trusts.
+  const trustDomain = r.parsed('trust_domain', flags.trustDomain ?? r.requiredString('trust_domain', TRUST_DOMAIN_HINT), parseTrustDomainBounded);
   const dataDir = path.resolve(flags.dataDir ?? r.string('data_dir', '.svidscope/server'));
   const bind = flags.bind ?? r.string('bind', '127.0.0.1:8081');
   checkHostPort(bind, 'bind');
   const adminSocket = path.resolve(flags.adminSocket ?? r.string('admin_socket', path.join(dataDir, 'admin.sock')));
   const healthBind = flags.healthBind ?? r.string('health_bind', '127.0.0.1:8080');
   if (healthBind !== '') checkHostPort(healthBind, 'health_bind');
-  const logLevel = (flags.logLevel ?? r.oneOf('log_level', LOG_LEVELS, 'info')) as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel as LogLevel)) r.fail('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const logLevel = r.oneOf('log_level', LOG_LEVELS, 'info', flags.logLevel);
 
   const ds = r.section('datastore');
   const kind = ds.oneOf('kind', ['sqlite', 'postgres'] as const, 'sqlite');
@@ -92,11 +86,11 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const ca = r.section('ca');
   const keyType = keyTypeOf(ca, 'key_type');
   const jwtKeyType = keyTypeOf(ca, 'jwt_key_type');
-  const ttlSeconds = duration(ca, 'ttl', '24h');
+  const ttlSeconds = ca.duration('ttl', '24h');
   const prepareFraction = ca.number('prepare_fraction', 1 / 2, { min: 0.01, max: 0.99 });
   const activateFraction = ca.number('activate_fraction', 5 / 6, { min: 0.01, max: 0.99 });
   if (activateFraction <= prepareFraction) ca.fail('activate_fraction', 'must be greater than prepare_fraction, so the next key is published before it signs');
-  const checkIntervalSeconds = duration(ca, 'check_interval', '10s');
+  const checkIntervalSeconds = ca.duration('check_interval', '10s');
   const up = ca.section('upstream');
   const certFile = up.optionalString('cert_file');
   const keyFile = up.optionalString('key_file');
@@ -104,19 +98,19 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   if ((certFile === undefined) !== (keyFile === undefined)) ca.fail('upstream', 'cert_file and key_file go together');
   ca.rejectUnknown();
 
-  const defaultX509SvidTtlSeconds = duration(r, 'default_x509_svid_ttl', '1h');
-  const defaultJwtSvidTtlSeconds = duration(r, 'default_jwt_svid_ttl', '5m');
-  const agentTtlSeconds = duration(r, 'agent_ttl', String(defaultX509SvidTtlSeconds));
-  const cacheReloadSeconds = duration(r, 'cache_reload_interval', '5s');
-  const bundleRefreshHintSeconds = duration(r, 'bundle_refresh_hint', '5m');
+  const defaultX509SvidTtlSeconds = r.duration('default_x509_svid_ttl', '1h');
+  const defaultJwtSvidTtlSeconds = r.duration('default_jwt_svid_ttl', '5m');
+  const agentTtlSeconds = r.duration('agent_ttl', String(defaultX509SvidTtlSeconds));
+  const cacheReloadSeconds = r.duration('cache_reload_interval', '5s');
+  const bundleRefreshHintSeconds = r.duration('bundle_refresh_hint', '5m');
   // Long enough to retry a renewal whose answer was lost, short enough that a stolen old SVID soon dies.
-  const agentRenewalGraceSeconds = duration(r, 'agent_renewal_grace', '30s');
+  const agentRenewalGraceSeconds = r.duration('agent_renewal_grace', '30s');
   const jwtAudience: JwtAudienceLimits = {
     maxCount: r.number('jwt_audience_max_count', DEFAULT_JWT_AUDIENCE_LIMITS.maxCount, { min: 1, max: 1024 }),
     maxBytes: r.number('jwt_audience_max_bytes', DEFAULT_JWT_AUDIENCE_LIMITS.maxBytes, { min: 1, max: 65536 }),
   };
-  const tombstoneRetentionSeconds = duration(r, 'tombstone_retention', '24h');
-  const agentRefreshMinIntervalSeconds = duration(r, 'agent_refresh_min_interval', '1s');
+  const tombstoneRetentionSeconds = r.duration('tombstone_retention', '24h');
+  const agentRefreshMinIntervalSeconds = r.duration('agent_refresh_min_interval', '1s');
   const signingQueueMaxCsrs = r.number('signing_queue_max_csrs', DEFAULT_SIGNING_QUEUE_MAX_CSRS, { min: 1, max: 1_000_000 });
   const federation = readFederationConfig(r.section('federation'));
   r.rejectUnknown();
@@ -130,11 +124,6 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
     defaultX509SvidTtlSeconds, defaultJwtSvidTtlSeconds, agentTtlSeconds, cacheReloadSeconds, bundleRefreshHintSeconds, federation,
     agentRenewalGraceSeconds, jwtAudience, signingQueueMaxCsrs, tombstoneRetentionSeconds, agentRefreshMinIntervalSeconds,
   };
-}
-
-function duration(r: ConfigReader, key: string, fallback: string): number {
-  const { value, path: keyPath } = r.raw(key);
-  return parseDurationSeconds(value ?? fallback, keyPath);
 }
 
 function keyTypeOf(r: ConfigReader, key: string): KeyType {

@@ -13,7 +13,7 @@ import { InMemoryCertificateProvider } from '../../common/tls/certificate-provid
 import { x509BundleToPem } from '../spiffe/bundle/index.js';
 import { spiffeIdFromPath } from '../spiffe/id/index.js';
 import { encodePem, parseCertificates, parsePrivateKey } from '../spiffe/x509/index.js';
-import { generateKeyPair } from '../spiffe/mint/keys.js';
+import { generateKeyPair } from '../spiffe/mint/index.js';
 import { createAdminService } from './api/admin-service.js';
 import { listenAdminSocket, type AdminSocket } from './api/admin-socket.js';
 import { serverServices } from './api/grpc.js';

@@ -6,7 +6,7 @@ import { isSvidscopeError, SvidscopeError, type ErrorCode } from '../../../commo
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { checkJwtAudienceLimits, mintJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
-import { parseCsr } from '../../spiffe/mint/csr.js';
+import { parseCsr } from '../../spiffe/mint/index.js';
 import type { CaManager } from '../ca/manager.js';
 import type { BundlePublisher } from '../bundle/publisher.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/types.js';

@@ -4,9 +4,7 @@ import { SvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import type { TrustDomain } from '../../spiffe/id/index.js';
 import { certificateFacts } from '../../spiffe/x509/index.js';
-import { createSelfSignedCa, signIntermediateCa } from '../../spiffe/mint/ca.js';
-import { generateKeyPair, type KeyType } from '../../spiffe/mint/keys.js';
-import { createX509SvidMinter, NOT_BEFORE_BACKDATE_SECONDS, type X509SvidMinter } from '../../spiffe/mint/x509svid-template.js';
+import { createSelfSignedCa, signIntermediateCa, generateKeyPair, type KeyType, createX509SvidMinter, NOT_BEFORE_BACKDATE_SECONDS, type X509SvidMinter } from '../../spiffe/mint/index.js';
 import { KeyJournal, type KeyKind, type KeyPhase, type KeySlot } from './journal.js';
 
 export interface RotationConfig {

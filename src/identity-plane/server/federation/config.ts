@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { ConfigReader } from '../../../common/config/load.js';
-import { parseDurationSeconds } from '../../../common/duration.js';
 import { isSvidscopeError, SvidscopeError } from '../../../common/errors/catalog.js';
 import { checkHostPort } from '../../../common/net.js';
 import { parseSpiffeIdBounded, parseTrustDomainBounded } from '../../spiffe/id/index.js';
@@ -72,10 +71,6 @@ export const DEFAULT_FEDERATION_CONFIG: FederationConfig = {
  * ```
  */
 export function readFederationConfig(r: ConfigReader): FederationConfig {
-  const duration = (reader: ConfigReader, key: string, fallback: string): number => {
-    const { value, path: keyPath } = reader.raw(key);
-    return parseDurationSeconds(value ?? fallback, keyPath);
-  };
   const be = r.section('bundle_endpoint');
   const bind = be.optionalString('bind');
   let bundleEndpoint: BundleEndpointConfig | undefined;
@@ -92,8 +87,8 @@ export function readFederationConfig(r: ConfigReader): FederationConfig {
       bind, profile, spiffeId,
       certFile: certFile ? path.resolve(certFile) : undefined,
       keyFile: keyFile ? path.resolve(keyFile) : undefined,
-      svidTtlSeconds: duration(be, 'svid_ttl', '1h'),
-      refreshHintSeconds: hint === undefined || hint === null ? undefined : duration(be, 'refresh_hint', '5m'),
+      svidTtlSeconds: be.duration('svid_ttl', '1h'),
+      refreshHintSeconds: hint === undefined || hint === null ? undefined : be.duration('refresh_hint', '5m'),
     };
     if (bundleEndpoint.svidTtlSeconds <= 0) be.fail('svid_ttl', 'must be positive');
   } else {
@@ -101,10 +96,10 @@ export function readFederationConfig(r: ConfigReader): FederationConfig {
   }
   be.rejectUnknown();
 
-  const minRefreshSeconds = duration(r, 'refresh_min', '5s');
-  const maxRefreshSeconds = duration(r, 'refresh_max', '1h');
-  const defaultRefreshSeconds = duration(r, 'refresh_default', '5m');
-  const fetchTimeoutSeconds = duration(r, 'fetch_timeout', '10s');
+  const minRefreshSeconds = r.duration('refresh_min', '5s');
+  const maxRefreshSeconds = r.duration('refresh_max', '1h');
+  const defaultRefreshSeconds = r.duration('refresh_default', '5m');
+  const fetchTimeoutSeconds = r.duration('fetch_timeout', '10s');
   if (minRefreshSeconds <= 0) r.fail('refresh_min', 'must be positive');
   if (maxRefreshSeconds < minRefreshSeconds) r.fail('refresh_max', 'must be at least refresh_min');
   if (fetchTimeoutSeconds <= 0) r.fail('fetch_timeout', 'must be positive');

@@ -8,8 +8,7 @@ import { checkHostPort } from '../../../common/net.js';
 import { createSpiffeBundle, spiffeBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
 import { parseSpiffeId, spiffeIdFromPath, type TrustDomain } from '../../spiffe/id/index.js';
 import { encodePem } from '../../spiffe/x509/index.js';
-import { generateKeyPair } from '../../spiffe/mint/keys.js';
-import type { X509SvidMinter } from '../../spiffe/mint/x509svid-template.js';
+import { generateKeyPair, type X509SvidMinter } from '../../spiffe/mint/index.js';
 import type { BundleEndpointConfig } from './config.js';
 
 /** What the endpoint needs of the CA: the active minter and its chain tail (CaManager). */

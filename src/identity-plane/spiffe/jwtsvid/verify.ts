@@ -1,5 +1,5 @@
 import { compactVerify } from 'jose';
-import type { JwtBundleSource } from '../bundle/types.js';
+import type { JwtBundleSource } from '../bundle/index.js';
 import {
   checkValidationOptions,
   decodeJwtSvid,

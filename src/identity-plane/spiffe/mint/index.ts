@@ -19,3 +19,5 @@ export {
 } from './ca.js';
 export { generateKeyPair, keyTypeOf, isKeyType, keyTypes, DEFAULT_KEY_TYPE, type KeyType, type KeyPair } from './keys.js';
 export type { DistinguishedName, NameAttribute } from './cert-parts.js';
+export { createCsr } from './csr-create.js';
+export { readCertificateInfo, type CertificateInfo } from './cert-parts.js';

@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { SpiffeId } from '../id/index.js';
 import { certificateFacts, parseCertificates } from '../x509/index.js';
-import type { X509Authority, X509BundleSource } from '../bundle/types.js';
+import type { X509Authority, X509BundleSource } from '../bundle/index.js';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
 import { canSignCertificates, checkLeaf, fail } from './leaf.js';
 
