@@ -195,6 +195,8 @@ const CODE_FOR_STATUS: Partial<Record<GrpcStatusCode, ErrorCode>> = {
   [GrpcStatus.DEADLINE_EXCEEDED]: 'unavailable',
   [GrpcStatus.CANCELLED]: 'unavailable',
   [GrpcStatus.INTERNAL]: 'internal',
+  // The peer refused for load or a limit: retry later (our own server answers so when its signing queue is full).
+  [GrpcStatus.RESOURCE_EXHAUSTED]: 'server-overloaded',
 };
 
 export function codeForGrpcStatus(status: number): ErrorCode {
