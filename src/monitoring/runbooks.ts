@@ -340,7 +340,8 @@ function keyCompromiseRunbooks(c: MonitoringConfig, burn: (alert: string, extra:
   const t = c.thresholds;
   const objective = c.slos.taintClear.thresholdSeconds;
   const response = compromiseResponse(c);
-  const noTaintFault = 'the chaos harness has no step that taints an authority; run `svidscope authority taint` by hand while the experiment holds agent-2 apart to see it';
+  // The drill rehearses the whole response; on a healthy stack it clears well within the objective, so it does not page.
+  const drill = { file: 'experiments/key-compromise.yaml', what: 'the key-compromise drill: prepare → activate → taint → clear → revoke, timed', proves: false, why: 'a healthy stack clears a taint in seconds; to see the page, run `svidscope authority taint` by hand while experiments/agent-partition.yaml holds agent-2 apart' };
   return {
     SvidscopeTaintClearBudgetBurn: burn('SvidscopeTaintClearBudgetBurn', {
       impact: `Agents took longer than ${humanDuration(objective)} to replace the SVIDs of a tainted authority: during a compromise, workloads kept presenting credentials signed by the compromised key, and revocation had to wait.`,
@@ -351,7 +352,7 @@ function keyCompromiseRunbooks(c: MonitoringConfig, burn: (alert: string, extra:
       ],
       mitigate: ['Fix the slow agents\' sync (SvidscopeAgentNotSyncing) or the server\'s signing capacity (issuance alerts); a taint makes every agent re-mint at once.', ...response],
       escalate: 'Identity-plane owners and security: the compromise response is only as fast as its slowest agent.',
-      experiment: { file: 'experiments/agent-partition.yaml', what: 'partition agent-2 from the server: a taint issued meanwhile cannot reach it', proves: false, why: noTaintFault },
+      experiment: drill,
     }),
     SvidscopeTaintedSvidsHeld: {
       meaning: `An agent has held SVIDs signed by a tainted authority for ${humanDuration(objective)} (the taint-clear objective): an operator tainted the key, and this agent has not replaced everything it signed.`,
@@ -369,7 +370,7 @@ function keyCompromiseRunbooks(c: MonitoringConfig, burn: (alert: string, extra:
       ],
       escalate: 'Page identity-plane owners and security: a compromised key stays trusted until this clears.',
       verify: ['`svidscope_agent_tainted_svids` is 0 on every agent; then revoke (response step 7) and confirm the peers (step 8).'],
-      experiment: { file: 'experiments/agent-partition.yaml', what: 'partition agent-2 from the server: a taint issued meanwhile cannot reach it', proves: false, why: noTaintFault },
+      experiment: drill,
     },
     SvidscopeAuthorityActivationOverdue: {
       meaning: 'A server holds a signing key that should be active by now: a successor an operator prepared ahead of the schedule (a compromise response) was not activated before the active key reached its prepare point, or scheduled rotation stalled past the activate point.',
