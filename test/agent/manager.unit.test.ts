@@ -36,7 +36,7 @@ function fakeServer(clock: FakeClock) {
   const state = { entries: [] as EntryMsg[], revision: 1, attests: 0, renewals: 0, minted: [] as string[], evictNextSync: false };
   const server = {
     serverChain: undefined,
-    setTrust() {}, setIdentity() {}, clearIdentity() {},
+    setTrust() {}, setIdentity() {}, clearIdentity() {}, reconnect() {},
     async attest(_token: string, csr: Buffer) {
       state.attests++;
       return { svid: sign('spiffe://example.org/spire/agent/join_token/tok', csr, AGENT_TTL_S), bundle };
@@ -48,7 +48,7 @@ function fakeServer(clock: FakeClock) {
     async sync(known: string) {
       if (state.evictNextSync) {
         state.evictNextSync = false;
-        throw new ServerCallError(grpc.status.PERMISSION_DENIED, 'permission-denied', 'agent evicted');
+        throw new ServerCallError(grpc.status.PERMISSION_DENIED, 'agent-not-attested', 'agent evicted');
       }
       return { entries: state.entries, revision: String(state.revision), unchanged: known === String(state.revision) };
     },

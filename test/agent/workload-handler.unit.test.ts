@@ -100,7 +100,8 @@ describe('Workload API attestation failures', () => {
     const { err } = await unary(handler, 'FetchJWTSVID', { audience: ['api'], spiffe_id: '' });
     expect(err?.code).toBe(grpc.status.INTERNAL);
     expect(err?.details).toBe('internal error');
-    expect(err?.metadata.get(ERROR_CODE_METADATA)).toEqual([]);
+    // Only the catalogue code travels, never the cause.
+    expect(err?.metadata.get(ERROR_CODE_METADATA)).toEqual(['internal']);
   });
 });
 
