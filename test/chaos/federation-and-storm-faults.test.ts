@@ -1,15 +1,13 @@
-import { execa, type ResultPromise } from 'execa';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ledger, loadExperimentFile, loadStack, parseExperimentText, planExperiment, recover, runExperiment } from '../../src/chaos/index.js';
 import { faultImpl } from '../../src/chaos/faults/index.js';
 import { playRollback } from '../../src/chaos/ledger.js';
-import { findPids, signal, sleep, waitFor } from '../../src/chaos/proc.js';
+import { findPids, sleep, waitFor } from '../../src/chaos/proc.js';
 import type { StackView } from '../../src/chaos/stack.js';
 import { connectAdmin } from '../../src/identity-plane/server-api/admin-client.js';
-import { root } from './support.js';
+import { root, startUp } from './support.js';
 import { systemClock } from '../../src/common/clock.js';
 
 /** `svidscope up` WITH federation (support.startUp runs --no-federation), and a teardown that kills every process of its data dir. */
@@ -23,23 +21,14 @@ function otherStacks(): number[] {
   return findPids((argv) => argv.includes('up') && argv.includes('--data-dir') && argv.some((a) => a.endsWith('svidscope.js')));
 }
 
-async function startFederatedUp(): Promise<{ dataDir: string; up: ResultPromise; stop(): Promise<void> }> {
+async function startFederatedUp(): Promise<Awaited<ReturnType<typeof startUp>>> {
   await sleep(2_000); // let a test file that started with this one launch its stack first
   await waitFor(() => otherStacks().length === 0, 60_000, 250);
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'svidscope-chaos-fed-'));
-  const up = execa(process.execPath, [path.join(root, 'bin', 'svidscope.js'), 'up', '--data-dir', dataDir, '--no-monitoring'], { reject: false, env: { SVIDSCOPE_FROM_SOURCE: '1' }, stdout: 'ignore', stderr: 'ignore' });
-  const ok = await waitFor(() => existsSync(path.join(dataDir, 'endpoints.json')), 60_000, 250);
-  if (!ok) throw new Error('svidscope up did not come up');
-  const stop = async () => {
-    const mine = () => findPids((argv) => argv.some((a) => a.startsWith(dataDir)));
-    for (const pid of mine()) signal(pid, 'SIGCONT');
-    up.kill('SIGTERM');
-    await Promise.race([up, new Promise((r) => setTimeout(r, 10_000))]);
-    for (const pid of mine()) signal(pid, 'SIGKILL');
-    await waitFor(() => mine().length === 0, 10_000);
-    rmSync(dataDir, { recursive: true, force: true });
-  };
-  return { dataDir, up, stop };
+  const stack = await startUp({ federation: true });
+  return { ...stack, stop: async () => {
+    await stack.stop();
+    rmSync(stack.dataDir, { recursive: true, force: true });
+  } };
 }
 
 const fedFields = (f: { relationship: Record<string, unknown> }) => {

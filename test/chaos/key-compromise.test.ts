@@ -1,7 +1,7 @@
 // The key-compromise drill's pieces that need no stack: its step validation and how it reads
 // the components' metrics. The drill itself runs against `svidscope up` in the game-day suite.
 import { describe, expect, it } from 'vitest';
-import { sampleSum } from '../../src/chaos/faults/key-compromise.js';
+import { sampleSum } from '../../src/chaos/faults/propagation.js';
 import { parseExperimentText } from '../../src/chaos/index.js';
 import { problems } from './support.js';
 

@@ -9,14 +9,15 @@ import { findPids, isAlive, processState, signal, waitFor } from '../../src/chao
 export const root = path.resolve(import.meta.dirname, '..', '..');
 
 /**
- * `svidscope up` in a fresh data dir (no federation; with `alertProfile`, its own Prometheus and
- * Alertmanager on that profile), plus a teardown that kills every process of that dir (restarted
- * ones too).
+ * `svidscope up` in a fresh data dir (no federation unless `federation`; with `alertProfile`, its
+ * own Prometheus and Alertmanager on that profile), plus a teardown that kills every process of
+ * that dir (restarted ones too).
  */
-export async function startUp(opts: { alertProfile?: 'gameday' | 'production' } = {}): Promise<{ dataDir: string; up: ResultPromise; stop(): Promise<void> }> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'svidscope-chaos-'));
+export async function startUp(opts: { alertProfile?: 'gameday' | 'production'; federation?: boolean } = {}): Promise<{ dataDir: string; up: ResultPromise; stop(): Promise<void> }> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), opts.federation ? 'svidscope-chaos-fed-' : 'svidscope-chaos-'));
   const monitoring = opts.alertProfile ? ['--alert-profile', opts.alertProfile] : ['--no-monitoring'];
-  const up = execa(process.execPath, [path.join(root, 'bin', 'svidscope.js'), 'up', '--data-dir', dataDir, '--no-federation', ...monitoring], { reject: false, env: { SVIDSCOPE_FROM_SOURCE: '1' }, stdout: 'ignore', stderr: 'ignore' });
+  const federation = opts.federation ? [] : ['--no-federation'];
+  const up = execa(process.execPath, [path.join(root, 'bin', 'svidscope.js'), 'up', '--data-dir', dataDir, ...federation, ...monitoring], { reject: false, env: { SVIDSCOPE_FROM_SOURCE: '1' }, stdout: 'ignore', stderr: 'ignore' });
   const ok = await waitFor(() => existsSync(path.join(dataDir, 'endpoints.json')), 180_000, 250);
   if (!ok) throw new Error('svidscope up did not come up');
   const stop = async () => {

@@ -17,7 +17,7 @@ import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import type { MethodStep } from '../experiment/schema.js';
 import { sleep } from '../proc.js';
 import { component, type StackComponent, type StackView } from '../stack.js';
-import { agentBundleSequence } from './propagation.js';
+import { agentBundleSequence, sampleSum, scrapeComponent as scrape } from './propagation.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 
@@ -146,35 +146,6 @@ async function heldBy(agents: StackComponent[], kind: string, keyId: string): Pr
 
 async function federatedSequence(peer: StackComponent, trustDomain: string): Promise<number> {
   return sampleSum(await scrape(peer), 'svidscope_federation_bundle_sequence', { trust_domain: trustDomain });
-}
-
-/** Servers and agents serve /metrics beside /ready on their ops address. */
-async function scrape(c: StackComponent): Promise<string> {
-  if (!c.health) throw new SvidscopeError('chaos-target-invalid', `chaos: ${c.name} has no ops address in endpoints.json`);
-  const url = c.health.replace(/\/ready$/, '/metrics');
-  const res = await fetch(url, { headers: { accept: 'text/plain; version=0.0.4' }, signal: AbortSignal.timeout(5_000) });
-  if (!res.ok) throw new SvidscopeError('unavailable', `${url}: HTTP ${res.status}`);
-  return res.text();
-}
-
-/**
- * Sum of the samples of `name` whose labels include `match` (text exposition format). Label values
- * in our metrics never contain `"` or `,`, which keeps this a plain split; absent series sum to 0.
- */
-export function sampleSum(text: string, name: string, match: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
-    const close = line.lastIndexOf('}');
-    const labelText = line[name.length] === '{' ? line.slice(name.length + 1, close) : '';
-    const labels = Object.fromEntries(labelText.split(',').filter(Boolean).map((kv) => {
-      const eq = kv.indexOf('=');
-      return [kv.slice(0, eq), kv.slice(eq + 2, -1)];
-    }));
-    if (!Object.entries(match).every(([k, v]) => labels[k] === v)) continue;
-    sum += Number(line.slice((close >= 0 ? close : name.length) + 1).trim().split(' ')[0]);
-  }
-  return sum;
 }
 
 const seconds = (ms: number) => Math.round(ms / 100) / 10;

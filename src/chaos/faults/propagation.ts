@@ -1,3 +1,4 @@
+import { SvidscopeError } from '../../common/errors/catalog.js';
 import { agentFamilies } from '../../common/telemetry/names.js';
 import { waitFor } from '../proc.js';
 import type { StackComponent } from '../stack.js';
@@ -6,21 +7,46 @@ const POLL_MS = 500;
 
 /** The own-bundle sequence an agent serves, read from its /metrics; undefined when it does not answer. */
 export async function agentBundleSequence(agent: StackComponent): Promise<number | undefined> {
-  if (!agent.health) return undefined;
-  const url = agent.health.replace(/\/ready$/, '/metrics');
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-    if (!res.ok) return undefined;
-    const name = agentFamilies.bundleSequence.name;
-    for (const line of (await res.text()).split('\n')) {
-      if (!line.startsWith(name)) continue;
-      const m = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+(\\S+)`).exec(line);
-      if (m) return Number(m[1]);
-    }
+    return sampleValues(await scrapeComponent(agent, 2_000), agentFamilies.bundleSequence.name)[0];
   } catch {
     // Unreachable or partitioned from us as well: it counts as not (yet) holding the key.
+    return undefined;
   }
-  return undefined;
+}
+
+/** The text exposition of a server's or agent's /metrics (served beside /ready on its ops address). */
+export async function scrapeComponent(c: StackComponent, timeoutMs = 5_000): Promise<string> {
+  if (!c.health) throw new SvidscopeError('chaos-target-invalid', `chaos: ${c.name} has no ops address in endpoints.json`);
+  const url = c.health.replace(/\/ready$/, '/metrics');
+  const res = await fetch(url, { headers: { accept: 'text/plain; version=0.0.4' }, signal: AbortSignal.timeout(timeoutMs) });
+  if (!res.ok) throw new SvidscopeError('unavailable', `${url}: HTTP ${res.status}`);
+  return res.text();
+}
+
+/**
+ * Values of the samples of `name` whose labels include `match` (text exposition format). Label
+ * values in our metrics never contain `"` or `,`, which keeps this a plain split.
+ */
+export function sampleValues(text: string, name: string, match: Record<string, string> = {}): number[] {
+  const values: number[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
+    const close = line.lastIndexOf('}');
+    const labelText = line[name.length] === '{' ? line.slice(name.length + 1, close) : '';
+    const labels = Object.fromEntries(labelText.split(',').filter(Boolean).map((kv) => {
+      const eq = kv.indexOf('=');
+      return [kv.slice(0, eq), kv.slice(eq + 2, -1)];
+    }));
+    if (!Object.entries(match).every(([k, v]) => labels[k] === v)) continue;
+    values.push(Number(line.slice((close >= 0 ? close : name.length) + 1).trim().split(' ')[0]));
+  }
+  return values;
+}
+
+/** Sum of the matching samples; absent series sum to 0. */
+export function sampleSum(text: string, name: string, match: Record<string, string> = {}): number {
+  return sampleValues(text, name, match).reduce((a, b) => a + b, 0);
 }
 
 export interface Propagation {
