@@ -138,6 +138,16 @@ async function cpuOver(pid: number, ms: number): Promise<number> {
   return (ticks(pid) - a) / 100;
 }
 
+/**
+ * The best of up to `tries` one-second samples: an unthrottled process gets well above a 5 % quota
+ * in at least one of them even while other test files load both cores; a throttled one never does.
+ */
+async function bestCpu(pid: number, tries = 5): Promise<number> {
+  let best = 0;
+  for (let i = 0; i < tries && best <= 0.25; i++) best = Math.max(best, await cpuOver(pid, 1000));
+  return best;
+}
+
 const hierarchy = cpuHierarchy();
 const canThrottle = throttleUnavailable(hierarchy) === undefined;
 
@@ -177,7 +187,7 @@ describe.skipIf(!canThrottle)('cpu-throttle on a real busy process', () => {
     const pid = busy();
     await sleep(300);
     const original = cgroupDirOf(hierarchy!, pid)!;
-    expect(await cpuOver(pid, 1000)).toBeGreaterThan(0.25); // unthrottled: up to one CPU (less while other tests share the 2 cores)
+    expect(await bestCpu(pid)).toBeGreaterThan(0.25); // unthrottled: up to one CPU (less while other tests share the 2 cores)
 
     const prepared = await faultImpl(step('run1')).prepare(step('run1'), ctx('run1'));
     const cgroup = path.join(hierarchy!.mount, 'svidscope-chaos-run1-starve-run1');
@@ -202,7 +212,7 @@ describe.skipIf(!canThrottle)('cpu-throttle on a real busy process', () => {
     expect(notes[1]).toBe(`removed ${cgroup}`);
     expect(cgroupDirOf(hierarchy!, pid)).toBe(original);
     expect(existsSync(cgroup)).toBe(false);
-    expect(await cpuOver(pid, 1000)).toBeGreaterThan(0.25);
+    expect(await bestCpu(pid)).toBeGreaterThan(0.25);
 
     // Idempotent: the same rollback replayed twice changes nothing and does not fail.
     for (let i = 0; i < 2; i++) {
