@@ -14,15 +14,14 @@ const WORKLOAD_API = seg('workload-api');
 const IDENTITY_PLANE = seg('identity-plane');
 const [CLI, PROBES, EXPORTER, CHAOS, MONITORING] = ['cli', 'probes', 'exporter', 'chaos', 'monitoring'].map((m) => seg(m));
 
-// `spiffe/<pkg>/<file>` from outside the package: only `index.js` is public. spiffe/internal is
-// still reached directly until it becomes a public module of its own (issue 16, item 3).
+// `spiffe/<pkg>/<file>` from outside the package: only `index.js` is public.
 const SPIFFE_INDEX_ONLY = {
-  regex: '(^|/)spiffe/(?!internal/)[^/]+/(?!index\\.js$)',
+  regex: '(^|/)spiffe/[^/]+/(?!index\\.js$)',
   message: 'import a SPIFFE package through its index.js (see docs/ARCHITECTURE.md)',
 };
 // The same between the SPIFFE packages themselves (`../bundle/types.js` from spiffe/x509svid).
 const SPIFFE_SIBLING_INDEX_ONLY = {
-  regex: '^\\.\\./(?!internal/)[^/.][^/]*/(?!index\\.js$)',
+  regex: '^\\.\\./[^/.][^/]*/(?!index\\.js$)',
   message: 'import a sibling SPIFFE package through its index.js (see docs/ARCHITECTURE.md)',
 };
 
@@ -60,9 +59,10 @@ export default tseslint.config(
   // Server and agent never import each other; both speak through server-api.
   boundary('identity-plane/server', [AGENT, WORKLOAD_API, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
   boundary('identity-plane/agent', [SERVER, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
-  // server-api is shared by server, agent, CLI, exporter and chaos. Known crossing: messages.ts
-  // takes the server's RegistrationEntry type (type-only); the type should move here (issue 16).
-  boundary('identity-plane/server-api', [seg('server', '(?!datastore/types\\.js$)'), AGENT, WORKLOAD_API, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
+  // server-api is the protocol package (wire shapes, service definitions, the agent's server client,
+  // protocol constants), shared by server, agent, CLI, exporter and chaos; it depends on nothing
+  // server- or agent-side.
+  boundary('identity-plane/server-api', [SERVER, AGENT, WORKLOAD_API, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
   boundary('identity-plane/workload-api', [AGENT, SERVER, SERVER_API, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
   // The CLI composes everything; only the SPIFFE index rule applies.
   boundary('cli', []),
@@ -71,10 +71,9 @@ export default tseslint.config(
   boundary('probes', [AGENT, SERVER, SERVER_API, CLI, EXPORTER, CHAOS, MONITORING]),
   boundary('exporter', [AGENT, SERVER, CLI, PROBES, CHAOS, MONITORING]),
   // Chaos touches the plane through processes, APIs, files, network and metrics, and the standard
-  // Workload API as a workload would (the issuance storm's clients). Known crossing:
-  // the attestation-flood and bad-csr faults drive the agent's server client as a rogue agent would;
-  // that client belongs in server-api (issue 16).
-  boundary('chaos', [seg('agent', '(?!server-client\\.js$)'), SERVER, CLI, PROBES, EXPORTER, MONITORING]),
+  // Workload API as a workload would (the issuance storm's clients); the attestation-flood and
+  // bad-csr faults drive server-api's node client as a rogue agent would.
+  boundary('chaos', [AGENT, SERVER, CLI, PROBES, EXPORTER, MONITORING]),
   // Monitoring is generated from metric names and thresholds only.
   boundary('monitoring', [IDENTITY_PLANE, CLI, PROBES, EXPORTER, CHAOS]),
   boundary('common', [IDENTITY_PLANE, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),

@@ -9,9 +9,10 @@
  */
 import { authorizedEntries, type AuthorizableEntry } from '../src/identity-plane/server/registration/authorized.js';
 import { AuthorizationIndex } from '../src/identity-plane/server/registration/authorized-index.js';
+import { serverSpiffeIdString } from '../src/identity-plane/server-api/server-id.js';
 import type { BenchContext, BenchFigures } from './run.js';
 
-const SERVER = 'spiffe://example.org/spire/server';
+const SERVER = serverSpiffeIdString('example.org');
 const agentId = (a: number): string => `spiffe://example.org/spire/agent/join_token/a${a}`;
 
 function fleet(agents: number, perAgent: number): AuthorizableEntry[] {

@@ -13,7 +13,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { nullLogger } from '../../src/common/log.js';
-import { ServerClient } from '../../src/identity-plane/agent/server-client.js';
+import { ServerClient } from '../../src/identity-plane/server-api/node-client.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';

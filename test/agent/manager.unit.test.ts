@@ -9,7 +9,7 @@ import { nullLogger } from '../../src/common/log.js';
 import type { AgentConfig } from '../../src/identity-plane/agent/config.js';
 import { WorkloadCache } from '../../src/identity-plane/agent/manager/cache.js';
 import { AgentManager, type RotationReason } from '../../src/identity-plane/agent/manager/manager.js';
-import { ServerCallError, type ServerClient } from '../../src/identity-plane/agent/server-client.js';
+import { ServerCallError, type ServerClient } from '../../src/identity-plane/server-api/node-client.js';
 import type { AgentSvidStore } from '../../src/identity-plane/agent/svid-store.js';
 import type { BundleMsg, EntryMsg } from '../../src/identity-plane/server-api/messages.js';
 import { createSpiffeBundle, spiffeBundleToJson } from '../../src/identity-plane/spiffe/bundle/index.js';

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { nullLogger } from '../../common/log.js';
-import { ServerCallError, ServerClient } from '../../identity-plane/agent/server-client.js';
+import { ServerCallError, ServerClient } from '../../identity-plane/server-api/node-client.js';
 import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';

@@ -3,7 +3,7 @@ import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { nullLogger } from '../../common/log.js';
-import { ServerClient, type BatchResult } from '../../identity-plane/agent/server-client.js';
+import { ServerClient, type BatchResult } from '../../identity-plane/server-api/node-client.js';
 import type { EntryMsg } from '../../identity-plane/server-api/messages.js';
 import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import { parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';

@@ -18,6 +18,7 @@ import { startPrometheusStack } from '../../monitoring/stack.js';
 import { ALERT_PROFILES, type AlertProfile } from '../../monitoring/config.js';
 import { startFaultRelay, type FaultRelay } from '../../chaos/relay.js';
 import { launchAgent } from './agent-launch.js';
+import { serverSpiffeIdString } from '../../identity-plane/server-api/server-id.js';
 
 interface UpFlags {
   dataDir: string;
@@ -146,7 +147,7 @@ export async function startStack(dataDir: string, trustDomain: string, logger: L
       for (const [from, to] of [[main, peer], [peer, main]] as const) {
         const bundle = await to.admin.call<{ document: Buffer }>('GetBundle', {});
         await from.admin.call('CreateFederation', {
-          relationship: { trust_domain: to.endpoints.trustDomain, bundle_endpoint_url: to.endpoints.server.bundleEndpoint, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: `spiffe://${to.endpoints.trustDomain}/spire/server` },
+          relationship: { trust_domain: to.endpoints.trustDomain, bundle_endpoint_url: to.endpoints.server.bundleEndpoint, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: serverSpiffeIdString(to.endpoints.trustDomain) },
           bundle: bundle.document,
         }).catch((err: unknown) => {
           if ((err as { code?: string }).code !== 'already-exists') throw err;
@@ -303,7 +304,7 @@ async function startStackProber(ctx: StackContext, main: StartedServer, peer: St
     jwt: { prober: 'jwt_svid', jwt_svid: { audience: ['svidscope-prober'] } },
     mtls_local: { prober: 'mtls', mtls: { client_spiffe_id: `spiffe://${td}/prober/client`, server_spiffe_id: `spiffe://${td}/prober/server` } },
     watch: { prober: 'rotation_watch' },
-    [`bundle_${td}`]: { prober: 'bundle_endpoint', bundle_endpoint: { trust_domain: td, profile: 'https_spiffe', endpoint_spiffe_id: `spiffe://${td}/spire/server`, bundle_file: main.bundlePem } },
+    [`bundle_${td}`]: { prober: 'bundle_endpoint', bundle_endpoint: { trust_domain: td, profile: 'https_spiffe', endpoint_spiffe_id: serverSpiffeIdString(td), bundle_file: main.bundlePem } },
   };
   const targets: Record<string, unknown>[] = [
     ...main.endpoints.agents.map((a, i) => ({ name: `${a.name}-x509`, module: 'x509', target: sock(main, i), interval: '15s' })),
@@ -315,7 +316,7 @@ async function startStackProber(ctx: StackContext, main: StartedServer, peer: St
   if (peer && peerTd) {
     modules.mtls_federated = { prober: 'mtls', mtls: { server_target: sock(peer, 0), client_spiffe_id: `spiffe://${td}/prober/client`, server_spiffe_id: `spiffe://${peerTd}/prober/peer`,
       allowed_server_ids: [`spiffe://${peerTd}/prober/peer`], allowed_client_ids: [`spiffe://${td}/prober/client`] } };
-    modules[`bundle_${peerTd}`] = { prober: 'bundle_endpoint', bundle_endpoint: { trust_domain: peerTd, profile: 'https_spiffe', endpoint_spiffe_id: `spiffe://${peerTd}/spire/server`, bundle_file: peer.bundlePem } };
+    modules[`bundle_${peerTd}`] = { prober: 'bundle_endpoint', bundle_endpoint: { trust_domain: peerTd, profile: 'https_spiffe', endpoint_spiffe_id: serverSpiffeIdString(peerTd), bundle_file: peer.bundlePem } };
     targets.push(
       { name: 'peer-agent-1-x509', module: 'x509', target: sock(peer, 0), interval: '15s' },
       { name: 'federated-mtls', module: 'mtls_federated', target: sock(main, 0), interval: '15s' },
@@ -344,7 +345,7 @@ async function startStackExporter(ctx: StackContext, main: StartedServer, peer: 
   for (const server of peer ? [main, peer] : [main]) {
     const td = server.endpoints.trustDomain;
     sources.push({ name: `${server.name}-admin`, type: 'server_admin', socket: server.endpoints.server.adminSocket, interval: '5s' });
-    sources.push({ name: `${server.name}-bundle-endpoint`, type: 'bundle_endpoint', url: server.endpoints.server.bundleEndpoint, trust_domain: td, profile: 'https_spiffe', endpoint_spiffe_id: `spiffe://${td}/spire/server`, bundle_file: server.bundlePem, interval: '15s' });
+    sources.push({ name: `${server.name}-bundle-endpoint`, type: 'bundle_endpoint', url: server.endpoints.server.bundleEndpoint, trust_domain: td, profile: 'https_spiffe', endpoint_spiffe_id: serverSpiffeIdString(td), bundle_file: server.bundlePem, interval: '15s' });
     for (const agent of server.endpoints.agents) {
       const spiffeId = `spiffe://${td}/exporter/${agent.name}`;
       const existing = await server.admin.call<{ entries: unknown[] }>('ListEntries', { filter: { by_spiffe_id: spiffeId, by_parent_id: agent.spiffeId } });

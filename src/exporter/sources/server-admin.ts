@@ -6,6 +6,7 @@
  * copy of the admin protocol.
  */
 import { parseSpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
+import { serverSpiffeIdString } from '../../identity-plane/server-api/server-id.js';
 import type { ServerAdminSourceConfig } from '../config.js';
 import type { ObservedBundle, ObservedSvid } from '../state.js';
 import { bundleOf, reasonOf, trustDomainOf } from './convert.js';
@@ -50,7 +51,7 @@ export function createServerAdminSource(config: ServerAdminSourceConfig, ctx: So
       const all = await admin.call<{ bundles: BundleMsg[] }>('ListBundles', {});
       const bundles = [observedBundle(own), ...all.bundles.filter((b) => b.trust_domain !== own.trust_domain).map(observedBundle)];
       if (!config.coverage) return void ctx.observe({ bundles });
-      const serverId = `spiffe://${own.trust_domain}/spire/server`;
+      const serverId = serverSpiffeIdString(own.trust_domain);
       const [entries, agents] = await Promise.all([
         admin.call<{ entries: EntryMsg[] }>('ListEntries', {}),
         admin.call<{ agents: AgentMsg[] }>('ListAgents', {}),

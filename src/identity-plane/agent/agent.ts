@@ -16,7 +16,7 @@ import { WorkloadCache } from './manager/cache.js';
 import { AgentManager, type ManagerEvents } from './manager/manager.js';
 import { effectiveMaxConnections, openFileLimit } from './peercred/limits.js';
 import { listenWorkloadSocket } from './peercred/listener.js';
-import { ServerClient } from './server-client.js';
+import { ServerClient } from '../server-api/node-client.js';
 import { AgentSvidStore } from './svid-store.js';
 import { createAgentTelemetry } from './telemetry.js';
 import { workloadApiService } from '../workload-api/index.js';

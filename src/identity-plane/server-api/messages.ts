@@ -1,5 +1,4 @@
 import type { SpiffeBundle } from '../spiffe/bundle/index.js';
-import type { RegistrationEntry } from '../server/datastore/types.js';
 
 /** Wire shapes of node.proto as proto-loader presents them (keepCase, int64 as strings). */
 export interface X509SvidMsg {
@@ -88,23 +87,4 @@ export interface WithholdAuthorityRequestMsg {
 
 export function bundleMessage(bundle: SpiffeBundle, document: Buffer, updatedAt?: Date): BundleMsg {
   return { trust_domain: bundle.trustDomain.name, document, sequence_number: (bundle.sequenceNumber ?? 0n).toString(), updated_at_ms: String(updatedAt?.getTime() ?? 0) };
-}
-
-export function entryMessage(e: RegistrationEntry): EntryMsg {
-  return {
-    id: e.id,
-    spiffe_id: e.spiffeId,
-    parent_id: e.parentId,
-    selectors: e.selectors.map((s) => ({ type: s.type, value: s.value })),
-    x509_svid_ttl: e.x509SvidTtl,
-    federates_with: [...e.federatesWith],
-    admin: e.admin,
-    downstream: e.downstream,
-    expires_at: String(e.expiresAt ? Math.floor(e.expiresAt.getTime() / 1000) : 0),
-    dns_names: [...e.dnsNames],
-    revision_number: String(e.revision),
-    jwt_svid_ttl: e.jwtSvidTtl,
-    hint: e.hint,
-    created_at: String(Math.floor(e.createdAt.getTime() / 1000)),
-  };
 }

@@ -11,7 +11,6 @@ import { createRegistry } from '../../common/telemetry/registry.js';
 import { nullLogger, type Logger } from '../../common/log.js';
 import { InMemoryCertificateProvider } from '../../common/tls/certificate-provider.js';
 import { x509BundleToPem } from '../spiffe/bundle/index.js';
-import { spiffeIdFromPath } from '../spiffe/id/index.js';
 import { encodePem, parseCertificates, parsePrivateKey } from '../spiffe/x509/index.js';
 import { generateKeyPair } from '../spiffe/mint/index.js';
 import { createAdminService } from './api/admin-service.js';
@@ -28,7 +27,7 @@ import type { Datastore } from './datastore/types.js';
 import { AgentCache } from './registration/agent-cache.js';
 import { TombstonePruner } from './registration/tombstone-pruner.js';
 import { EntryCache } from './registration/entry-cache.js';
-import { SERVER_ID_PATH } from './registration/validate.js';
+import { serverSpiffeId } from '../server-api/server-id.js';
 import { createServerTelemetry } from './telemetry.js';
 import { registerFederationMetrics, startFederation } from './federation/index.js';
 import { createFederationHandlers } from './api/federation-service.js';
@@ -96,7 +95,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     bundlesRef.publisher = bundles;
     live.bundles = bundles;
     await bundles.sync();
-    const entries = new EntryCache(datastore, spiffeIdFromPath(td, SERVER_ID_PATH).toString());
+    const entries = new EntryCache(datastore, serverSpiffeId(td).toString());
     live.entries = entries;
     await entries.refresh();
     const agents = new AgentCache(datastore, { clock, minUnknownRefreshIntervalMs: config.agentRefreshMinIntervalSeconds * 1000 });
@@ -107,7 +106,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     // TLS: the server presents its own X509-SVID and trusts the bundle's authorities for agent certificates.
     const tls = new InMemoryCertificateProvider();
-    const serverId = spiffeIdFromPath(td, SERVER_ID_PATH);
+    const serverId = serverSpiffeId(td);
     const serverKey = generateKeyPair('ec-p256');
     let serverSvidRenewAt = 0;
     // The CA that signed the SVID the server presents. A rotation does not re-key it at once: the

@@ -12,7 +12,7 @@ import { createCsr, generateKeyPair, type KeyType } from '../../spiffe/mint/inde
 import { verifyX509Svid } from '../../spiffe/x509svid/index.js';
 import type { EntryMsg } from '../../server-api/messages.js';
 import type { AgentConfig } from '../config.js';
-import { ServerCallError, type ServerClient } from '../server-client.js';
+import { ServerCallError, type ServerClient } from '../../server-api/node-client.js';
 import type { AgentSvidStore } from '../svid-store.js';
 import type { CachedX509Svid, WorkloadCache } from './cache.js';
 import * as grpc from '@grpc/grpc-js';

@@ -12,10 +12,12 @@ import { isSvidscopeError, SvidscopeError } from '../../../common/errors/catalog
 import { JOIN_TOKEN_TYPE } from '../attestor-node/join-token.js';
 import type { AgentCache } from '../registration/agent-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
-import { SERVER_ID_PATH, validateEntry, type EntryFields } from '../registration/validate.js';
+import { validateEntry, type EntryFields } from '../registration/validate.js';
 import { toNumber, unary } from './grpc.js';
 import { ADMIN_CALLER_METADATA } from '../../server-api/services.js';
-import { entryMessage, MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type CaStatusMsg, type EntryMsg, type WithholdAuthorityRequestMsg, type AuthorityLifecycleRequestMsg } from '../../server-api/messages.js';
+import { serverSpiffeId } from '../../server-api/server-id.js';
+import { entryMessage } from './entry-message.js';
+import { MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type CaStatusMsg, type EntryMsg, type WithholdAuthorityRequestMsg, type AuthorityLifecycleRequestMsg } from '../../server-api/messages.js';
 
 export interface AdminServiceDeps {
   trustDomain: TrustDomain;
@@ -180,7 +182,7 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
       if (req.agent_id) {
         // An alias so operators can name the agent: parent = the server, matched by the join-token agent's node selector.
         await datastore.createEntry({
-          spiffeId: req.agent_id, parentId: spiffeIdFromPath(trustDomain, SERVER_ID_PATH).toString(),
+          spiffeId: req.agent_id, parentId: serverSpiffeId(trustDomain).toString(),
           selectors: [{ type: 'spiffe_id', value: agentIdForToken.toString() }], x509SvidTtl: 0, jwtSvidTtl: 0, dnsNames: [],
           federatesWith: [], admin: false, downstream: false, expiresAt: null, hint: '',
         }, clock.now());

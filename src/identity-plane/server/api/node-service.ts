@@ -16,8 +16,9 @@ import type { BundleCache } from '../bundle/bundle-cache.js';
 import type { EntryCache } from '../registration/entry-cache.js';
 import { toNumber, unary } from './grpc.js';
 import { normalSerial, PeerIdentityCache } from './peer-identity.js';
+import { entryMessage } from './entry-message.js';
 import { Admission, DEFAULT_SIGNING_QUEUE_MAX_CSRS, SIGNING_SLICE } from './admission.js';
-import { bundleMessage, entryMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
+import { bundleMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
 
 export interface NodeServiceDeps {
   trustDomain: TrustDomain;

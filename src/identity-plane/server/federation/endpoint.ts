@@ -6,7 +6,8 @@ import { SvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { checkHostPort } from '../../../common/net.js';
 import { createSpiffeBundle, spiffeBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
-import { parseSpiffeId, spiffeIdFromPath, type TrustDomain } from '../../spiffe/id/index.js';
+import { parseSpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
+import { serverSpiffeId } from '../../server-api/server-id.js';
 import { encodePem } from '../../spiffe/x509/index.js';
 import { generateKeyPair, type X509SvidMinter } from '../../spiffe/mint/index.js';
 import type { BundleEndpointConfig } from './config.js';
@@ -51,7 +52,7 @@ const CHECK_INTERVAL_MS = 30_000;
  */
 export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<BundleEndpoint> {
   const { config, trustDomain, clock, logger } = deps;
-  const spiffeId = config.profile === 'https_spiffe' ? (config.spiffeId ? parseSpiffeId(config.spiffeId) : spiffeIdFromPath(trustDomain, '/spire/server')) : undefined;
+  const spiffeId = config.profile === 'https_spiffe' ? (config.spiffeId ? parseSpiffeId(config.spiffeId) : serverSpiffeId(trustDomain)) : undefined;
   if (spiffeId && !spiffeId.memberOf(trustDomain)) throw new SvidscopeError('config-invalid', `config: federation.bundle_endpoint.spiffe_id: ${spiffeId} is not in trust domain ${trustDomain.name}`);
 
   let renewAtMs = Infinity;

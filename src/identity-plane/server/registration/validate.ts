@@ -29,7 +29,6 @@ export interface EntryLimits {
 const SELECTOR_TYPE = /^[a-z0-9][a-z0-9_-]*$/;
 const DNS_LABEL = /^(\*|[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)$/;
 export const MAX_HINT_BYTES = 1024;
-export const SERVER_ID_PATH = '/spire/server';
 
 /** Parses "type:value" (the value may itself hold colons, e.g. `unix:path:/usr/bin/x` is type unix, value path:/usr/bin/x). */
 export function parseSelector(text: string): { type: string; value: string } {

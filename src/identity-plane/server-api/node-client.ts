@@ -7,8 +7,9 @@ import { SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
 import { codeOfServiceError } from '../../common/errors/grpc.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustDomain } from '../spiffe/id/index.js';
-import type { BundleMsg, EntryMsg, TaintedAuthoritiesMsg, X509SvidMsg } from '../server-api/messages.js';
-import { serverServices } from '../server-api/services.js';
+import type { BundleMsg, EntryMsg, TaintedAuthoritiesMsg, X509SvidMsg } from './messages.js';
+import { serverServices } from './services.js';
+import { serverSpiffeId } from './server-id.js';
 
 export interface JwtSvidMsg {
   token: string;
@@ -129,7 +130,7 @@ export class ServerClient {
     if (!this.trustPem && !this.opts.insecureBootstrap) {
       throw new SvidscopeError('config-invalid', 'agent: no trust bundle for the server: set trust_bundle_path or insecure_bootstrap');
     }
-    const expected = `URI:${this.opts.trustDomain.idString}/spire/server`;
+    const expected = `URI:${serverSpiffeId(this.opts.trustDomain).toString()}`;
     const credentials = grpc.credentials.createSsl(
       this.trustPem ? Buffer.from(this.trustPem) : null,
       this.identity ? Buffer.from(this.identity.keyPem) : null,
