@@ -68,6 +68,7 @@ export const agentFamilies = {
   ttlRemainingAtRotation: f('svidscope_agent_svid_ttl_remaining_ratio_at_rotation', 'histogram', 'Fraction of the old SVID\'s lifetime left when it was replaced.', [], FRACTION_BUCKETS),
   bundleLag: f('svidscope_agent_bundle_propagation_seconds', 'histogram', 'Time from a new bundle at the server to this agent serving it, by trust domain kind (own, federated).', ['bundle'], PROPAGATION_BUCKETS),
   bundleSequence: f('svidscope_agent_bundle_sequence', 'gauge', 'Sequence number of the own trust domain bundle the agent serves.', []),
+  federatedBundleSequence: f('svidscope_agent_federated_bundle_sequence', 'gauge', 'Sequence number of each federated trust domain\'s bundle the agent serves (the peer\'s own sequence, as its server stored it); trust_domain is bounded by the federation relationships its entries name. Absent until the agent serves a bundle of that domain.', ['trust_domain']),
   svidExpiry: f('svidscope_agent_svid_earliest_expiry_timestamp_seconds', 'gauge', 'Earliest notAfter among the cached X509-SVIDs (Unix time).', []),
   agentSvidExpiry: f('svidscope_agent_own_svid_expiry_timestamp_seconds', 'gauge', 'notAfter of the agent\'s own SVID (Unix time).', []),
   limitRefusals: f('svidscope_agent_limit_refusals_total', 'counter', 'Workload API requests refused by a configured limit, by the limit\'s config key (jwt_audience_max_count, jwt_audience_max_bytes).', ['limit']),
