@@ -30,6 +30,7 @@ export class SelfMetrics {
   private readonly dropped: Counter<'reason'>;
   private readonly truncated: Counter;
   private readonly revocation: Histogram<'scope' | 'trust_domain'>;
+  private readonly revocationDomains = new Set<string>();
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -76,6 +77,9 @@ export class SelfMetrics {
 
   /** A server-reported trust domain: its revocation series exist from now on (0 until a revoke clears). */
   revocationDomain(trustDomain: string): void {
+    // zero() resets a series: only the first report of a domain may create them, never a later poll.
+    if (this.revocationDomains.has(trustDomain)) return;
+    this.revocationDomains.add(trustDomain);
     for (const scope of REVOCATION_SCOPES) this.revocation.zero({ scope, trust_domain: trustDomain });
   }
 

@@ -119,6 +119,8 @@ describe('revocation timing through the exporter state', () => {
     state.observe('agent-1', { bundles: [bundle(['bb'], false)] });
     clock.advance(5 * S);
     state.observe('peer-admin', { bundles: [bundle(['bb'], true)] });
+    // The server's next poll reports the same revoke: it neither counts again nor resets the series.
+    state.observe('server-admin', { bundles: [{ ...bundle(['bb'], false), sequence: 3n }], revocations: { trustDomain: TD, keys: revokedKeys(TD, status) } });
 
     const text = await metrics.registry.metrics();
     expect(text).toContain('svidscope_exporter_revocation_propagation_seconds_sum{scope="agents",trust_domain="example.org"} 2');
