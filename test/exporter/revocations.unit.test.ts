@@ -114,6 +114,10 @@ describe('revocation timing through the exporter state', () => {
     const revokedAt = clock.nowMs();
     const status = { slots: [{ kind: 'x509', key_id: 'aa', revoked: true, revoked_at_ms: String(revokedAt) }, { kind: 'jwt', key_id: 'k', revoked: false, revoked_at_ms: '0' }] };
     expect(revokedKeys(TD, status)).toEqual([{ trustDomain: TD, kind: 'x509', keyId: 'aa', revokedAtMs: revokedAt }]);
+    // An upstream authority revoked by subject key id counts as an X.509 key of the domain; a tainted one does not yet.
+    expect(revokedKeys(TD, { slots: [], upstream_authorities: [
+      { subject_key_id: 'cc', revoked: true, revoked_at_ms: '1234' }, { subject_key_id: 'dd', revoked: false, revoked_at_ms: '0' },
+    ] })).toEqual([{ trustDomain: TD, kind: 'x509', keyId: 'cc', revokedAtMs: 1234 }]);
     state.observe('server-admin', { bundles: [{ ...bundle(['bb'], false), sequence: 3n }], revocations: { trustDomain: TD, keys: revokedKeys(TD, status) } });
     clock.advance(2 * S);
     state.observe('agent-1', { bundles: [bundle(['bb'], false)] });
