@@ -13,7 +13,7 @@ import type { CredentialKind, ErrorReason } from './names.js';
 import { negotiateExposition, type ExpositionFormat } from '../common/telemetry/exposition.js';
 import { renderMetrics, type RenderResult } from './render.js';
 import { SelfMetrics } from './self-metrics.js';
-import { ExporterState } from './state.js';
+import { ExporterState, type SourceRole } from './state.js';
 import { createBundleEndpointSource } from './sources/bundle-endpoint.js';
 import { createFilesSource } from './sources/files.js';
 import { createServerAdminSource, type AdminConnector } from './sources/server-admin.js';
@@ -52,6 +52,8 @@ const KINDS_BY_TYPE: Record<SourceConfig['type'], readonly CredentialKind[]> = {
   server_admin: ['x509_svid', 'ca', 'jwt_authority'],
 };
 
+const ROLE_BY_TYPE: Record<SourceConfig['type'], SourceRole> = { workload_api: 'agent', server_admin: 'server', files: 'other', bundle_endpoint: 'other' };
+
 export function createExporter(config: ExporterConfig, deps: ExporterDeps = {}): Exporter {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? nullLogger();
@@ -59,7 +61,7 @@ export function createExporter(config: ExporterConfig, deps: ExporterDeps = {}):
   const state = new ExporterState({ clock, metrics, perSvid: config.perSvidSeries, references: config.propagationReferences });
 
   const sources = config.sources.map((sc): Source => {
-    state.addSource(sc.name);
+    state.addSource(sc.name, ROLE_BY_TYPE[sc.type]);
     metrics.addSource(sc.name, { kinds: KINDS_BY_TYPE[sc.type], lag: !config.propagationReferences.includes(sc.name) });
     const log = logger.child({ source: sc.name });
     const ctx: SourceContext = {

@@ -30,6 +30,8 @@ export const METRIC = {
   scrapeDuration: `${PREFIX}scrape_duration_seconds`,
   seriesDropped: `${PREFIX}series_dropped_total`,
   scrapeTruncated: `${PREFIX}scrape_truncated_total`,
+  revocationPropagation: `${PREFIX}revocation_propagation_seconds`,
+  revokedAuthorityHolders: `${PREFIX}revoked_authority_holders`,
 } as const;
 
 /** What a lifetime or rotation series is about. */

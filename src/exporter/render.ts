@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { Clock } from '../common/clock.js';
 import { endExposition, escapeLabelValue, familyHeader, formatSampleValue, renderFamilies, type ExpositionFormat } from '../common/telemetry/exposition.js';
 import { AGENT_STATUSES, LIFETIME_BUCKETS, METRIC, type AgentStatus, type DropReason } from './names.js';
+import { REVOCATION_SCOPES } from './revocations.js';
 import type { SelfMetrics } from './self-metrics.js';
 import type { ExporterState, LifetimeGroup, ObservedSvid } from './state.js';
 
@@ -176,6 +177,12 @@ export async function renderMetrics(state: ExporterState, metrics: SelfMetrics, 
     for (const s of sources) for (const [td, v] of s.bundles) {
       if (v.bundle.refreshHintSeconds !== undefined) w.sample(METRIC.bundleRefreshHint, labels({ source: s.name, trust_domain: td }), v.bundle.refreshHintSeconds);
     }
+  }
+
+  if (!w.overBudget()) {
+    // Key compromise: who still holds a revoked key (the revocation histogram times when none does).
+    w.family(METRIC.revokedAuthorityHolders, 'gauge', 'Watched holders still holding a key their server revoked since the exporter started, by scope: agents (Workload API sources, the trust domain\'s own bundle) and federated_peers (peer servers\' stored copies, peer agents\' federated bundles). 0 once the revoke reached all of them.');
+    for (const [td, counts] of state.revocations.holders()) for (const scope of REVOCATION_SCOPES) w.sample(METRIC.revokedAuthorityHolders, labels({ scope, trust_domain: td }), counts[scope]);
   }
 
   if (!w.overBudget()) {

@@ -17,6 +17,7 @@ import {
   type DropReason,
   type ErrorReason,
 } from './names.js';
+import { REVOCATION_SCOPES, type RevocationScope } from './revocations.js';
 
 export class SelfMetrics {
   readonly registry = new Registry();
@@ -28,6 +29,8 @@ export class SelfMetrics {
   private readonly scrape: Histogram;
   private readonly dropped: Counter<'reason'>;
   private readonly truncated: Counter;
+  private readonly revocation: Histogram<'scope' | 'trust_domain'>;
+  private readonly revocationDomains = new Set<string>();
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -42,6 +45,11 @@ export class SelfMetrics {
     this.scrape = new Histogram({ name: METRIC.scrapeDuration, help: 'Time to render /metrics.', buckets: [...SCRAPE_BUCKETS], registers });
     this.dropped = new Counter({ name: METRIC.seriesDropped, help: 'Series left out of scrapes by a cap, summed over scrapes.', labelNames: ['reason'], registers });
     this.truncated = new Counter({ name: METRIC.scrapeTruncated, help: 'Scrapes that ran out of their time budget and left families out.', registers });
+    this.revocation = new Histogram({
+      name: METRIC.revocationPropagation,
+      help: 'Time from a key\'s revoke at its server (revoked_at in the admin CaStatus) until every holder the exporter watches was seen without it, one observation per revoked key and scope: agents (the Workload API sources serving the trust domain\'s own bundle) or federated_peers (peer servers\' stored copies and peer agents serving it as a federated bundle).',
+      labelNames: ['scope', 'trust_domain'], buckets: [...LAG_BUCKETS], registers,
+    });
     for (const reason of DROP_REASONS) this.dropped.inc({ reason }, 0);
     // prom-client's defaults minus the *_total gauges promtool rejects (the shared helper).
     if (opts.processMetrics ?? true) registerProcessMetrics(this.registry);
@@ -65,6 +73,18 @@ export class SelfMetrics {
 
   propagation(source: string, lagSeconds: number): void {
     this.lag.observe({ source }, lagSeconds);
+  }
+
+  /** A server-reported trust domain: its revocation series exist from now on (0 until a revoke clears). */
+  revocationDomain(trustDomain: string): void {
+    // zero() resets a series: only the first report of a domain may create them, never a later poll.
+    if (this.revocationDomains.has(trustDomain)) return;
+    this.revocationDomains.add(trustDomain);
+    for (const scope of REVOCATION_SCOPES) this.revocation.zero({ scope, trust_domain: trustDomain });
+  }
+
+  revocationCleared(scope: RevocationScope, trustDomain: string, seconds: number): void {
+    this.revocation.observe({ scope, trust_domain: trustDomain }, seconds);
   }
 
   sourceError(source: string, reason: ErrorReason): void {

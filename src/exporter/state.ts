@@ -9,6 +9,7 @@ import type { Clock } from '../common/clock.js';
 import { AUTHORITY_UNKNOWN, AUTHORITY_OTHER, type ErrorReason } from './names.js';
 import type { SelfMetrics } from './self-metrics.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
+import { RevocationTracker, type KeyView, type ObservedRevocation, type RevocationScope } from './revocations.js';
 
 /** One X509-SVID as a source sees it. `key` is its slot within the source (rotation = same key, new serial). */
 export interface ObservedSvid {
@@ -43,6 +44,8 @@ export interface ObservedX509Authority {
   /** SHA-256 of the DER, hex. */
   readonly fingerprint: string;
   readonly notAfterMs: number;
+  /** subjectKeyIdentifier, lower-case hex (what a revocation names); undefined when absent. */
+  readonly subjectKeyId?: string;
 }
 
 /** A trust bundle as a source sees it; a part left undefined is a part this source cannot see. */
@@ -52,6 +55,8 @@ export interface ObservedBundle {
   readonly refreshHintSeconds?: number;
   readonly x509?: readonly ObservedX509Authority[];
   readonly jwtKeyIds?: readonly string[];
+  /** Held as a federated bundle (a peer's), not as the source's own trust domain's; undefined when the source cannot tell. */
+  readonly federated?: boolean;
 }
 
 export interface ObservedCoverage {
@@ -65,7 +70,16 @@ export interface SourceSnapshot {
   readonly svids?: readonly ObservedSvid[];
   readonly bundles?: readonly ObservedBundle[];
   readonly coverage?: ObservedCoverage;
+  /** A server's revoked keys of its own trust domain (server admin sources). */
+  readonly revocations?: { readonly trustDomain: string; readonly keys: readonly ObservedRevocation[] };
 }
+
+/**
+ * What a source is to the revocation timing: an agent's Workload API (its own bundle is the
+ * `agents` scope, federated ones `federated_peers`), a server's admin API (its federated bundles
+ * are `federated_peers`; its own is the reference), or neither.
+ */
+export type SourceRole = 'agent' | 'server' | 'other';
 
 /** Expiry times (seconds) of one (source, trust domain, kind) group, sorted ascending. */
 export interface LifetimeGroup {
@@ -87,6 +101,7 @@ export interface BundleView {
 
 export interface SourceState {
   readonly name: string;
+  readonly role: SourceRole;
   svids?: Map<string, ObservedSvid>;
   svidGroups: Map<string, LifetimeGroup>;
   svidIds: Set<string>;
@@ -135,11 +150,18 @@ export class ExporterState {
   private coverageCache: Map<string, number> | undefined;
   /** trust domain → authority key id → SVIDs: rebuilt after SVIDs change, read at every scrape. */
   private authorityCache: Map<string, Map<string, HeldSvid[]>> | undefined;
+  /** Revoke → every watched holder without the key (revocations.ts). */
+  readonly revocations: RevocationTracker;
 
-  constructor(private readonly opts: StateOptions) {}
+  constructor(private readonly opts: StateOptions) {
+    this.revocations = new RevocationTracker({
+      startedAtMs: opts.clock.nowMs(),
+      cleared: (scope, trustDomain, seconds) => opts.metrics.revocationCleared(scope, trustDomain, seconds),
+    });
+  }
 
-  addSource(name: string): void {
-    this.byName.set(name, { name, svidGroups: new Map(), svidIds: new Set(), sortedSvids: [], bundles: new Map(), up: false });
+  addSource(name: string, role: SourceRole = 'other'): void {
+    this.byName.set(name, { name, role, svidGroups: new Map(), svidIds: new Set(), sortedSvids: [], bundles: new Map(), up: false });
   }
 
   sources(): IterableIterator<SourceState> {
@@ -161,6 +183,10 @@ export class ExporterState {
       this.authorityCache = undefined;
     }
     if (snapshot.bundles) this.observeBundles(s, snapshot.bundles, now);
+    if (snapshot.revocations) {
+      this.opts.metrics.revocationDomain(snapshot.revocations.trustDomain);
+      this.revocations.learn(name, snapshot.revocations.trustDomain, snapshot.revocations.keys);
+    }
     if (snapshot.coverage) s.coverage = snapshot.coverage;
     if (snapshot.svids || snapshot.coverage) this.coverageCache = undefined;
     s.up = true;
@@ -218,6 +244,7 @@ export class ExporterState {
       next.set(td, view);
     }
     s.bundles = next;
+    this.revocations.observe(s.name, revocationViews(s.role, bundles), now);
     for (const [td, view] of next) {
       if (view.bundle.sequence !== undefined && this.isReferenceFor(s.name, td)) this.referenceUpdate(s.name, td, view, now);
       else this.match(s, td, view);
@@ -376,3 +403,19 @@ export class ExporterState {
   }
 }
 
+/** The bundles of a source that count for revocation timing, with their scope. */
+function revocationViews(role: SourceRole, bundles: readonly ObservedBundle[]): KeyView[] {
+  const views: KeyView[] = [];
+  for (const b of bundles) {
+    const scope: RevocationScope | undefined = b.federated === true && role !== 'other' ? 'federated_peers'
+      : b.federated === false && role === 'agent' ? 'agents'
+      : undefined;
+    if (!scope) continue;
+    views.push({
+      trustDomain: b.trustDomain, scope,
+      x509: b.x509?.map((a) => a.subjectKeyId).filter((k): k is string => k !== undefined),
+      jwt: b.jwtKeyIds,
+    });
+  }
+  return views;
+}

@@ -66,6 +66,14 @@ describe('tainted authority matching', () => {
     expect(check(tainted(a.cert), [leafA])).toBe(true); // signature checked with the tainted CA's key
     expect(check(tainted(b.cert), [leafA])).toBe(false);
     expect(check(tainted(a.cert), [leafOf(b.cert, b.key), a.cert.raw])).toBe(true); // the CA itself in the chain
+    // An intermediate under a root without key identifiers names no signer, though its leaf does:
+    // the chain still passes through the tainted root (an upstream authority outside the chain).
+    const interKey = generateKeyPair('ec-p256');
+    const inter = signIntermediateCa({ parentCert: a.cert, parentKey: a.key, trustDomain: 'example.org', publicKey: interKey.publicKey, ttlSeconds: 600, now });
+    const chain = [leafOf(inter.certificate, interKey.privateKey), inter.der];
+    expect(chainAuthorityIds(chain.map((d) => new X509Certificate(d)))[0]).toBe(certificateFacts(inter.certificate).subjectKeyId);
+    expect(check(tainted(a.cert), chain)).toBe(true);
+    expect(check(tainted(b.cert), chain)).toBe(false);
   });
 
   it('keeps the authority_key_id label bounded: unknown for none, other past the cap', () => {

@@ -6,7 +6,10 @@
  *
  * The harness watches the components' own /metrics (not Prometheus, whose scrape interval would
  * blur the figures): agents' `svidscope_agent_bundle_sequence` and
- * `svidscope_agent_svids_by_authority`, the peer server's `svidscope_federation_bundle_sequence`.
+ * `svidscope_agent_svids_by_authority`, the peer server's `svidscope_federation_bundle_sequence`,
+ * and the peer's agents' `svidscope_agent_federated_bundle_sequence` for this trust domain (the
+ * peer's workloads verify this domain's SVIDs with it, so the new key must reach them before it
+ * signs, and the revoke is only done for them once they serve a copy without the old key).
  * The report states each phase's duration; the agents' own `svidscope_agent_taint_clear_seconds`
  * gives the per-agent figure without the polling interval.
  *
@@ -17,7 +20,8 @@ import { connectAdmin } from '../../identity-plane/server-api/admin-client.js';
 import type { MethodStep } from '../experiment/schema.js';
 import { sleep } from '../proc.js';
 import { component, type StackComponent, type StackView } from '../stack.js';
-import { agentBundleSequence, sampleSum, scrapeComponent as scrape } from './propagation.js';
+import { agentFamilies } from '../../common/telemetry/names.js';
+import { agentBundleSequence, agentFederatedSequence, sampleSum, sampleValues, scrapeComponent as scrape } from './propagation.js';
 import type { FaultContext, FaultKindImpl, PreparedFault } from './types.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 
@@ -30,7 +34,7 @@ const POLL_MS = 250;
 
 export const keyCompromise: FaultKindImpl<Drill> = {
   plan: (s, stack) => ({
-    inject: `AuthorityLifecycle on ${s.server}: prepare a new ${KIND_NAME[s.kind]}, wait until ${stack ? agentsOf(stack, s.server).map((a) => a.name).join(', ') || 'its agents' : 'its agents'}${peerOf(stack, s.server) ? ' and the federated peer' : ''} hold it, activate it, taint the old one, wait until no agent holds an SVID it signed, revoke it, wait until every agent${peerOf(stack, s.server) ? ' and the federated peer' : ''} dropped it (each wait at most ${s.timeoutMs / 1000}s)`,
+    inject: `AuthorityLifecycle on ${s.server}: prepare a new ${KIND_NAME[s.kind]}, wait until ${stack ? agentsOf(stack, s.server).map((a) => a.name).join(', ') || 'its agents' : 'its agents'}${peerOf(stack, s.server) ? ', the federated peer and its agents' : ''} hold it, activate it, taint the old one, wait until no agent holds an SVID it signed, revoke it, wait until every agent${peerOf(stack, s.server) ? ', the federated peer and its agents' : ''} dropped it (each wait at most ${s.timeoutMs / 1000}s)`,
     rollback: 'none: a key-compromise response is forward-only (the new key stays active, the old one revoked); the steady state is the check',
   }),
   async prepare(s: Drill, ctx: FaultContext): Promise<PreparedFault> {
@@ -42,12 +46,12 @@ export const keyCompromise: FaultKindImpl<Drill> = {
     return {
       target: server.name,
       rollback: [],
-      apply: () => runDrill(s, server, agents, peer, ctx),
+      apply: async () => runDrill(s, server, agents, peer, peer ? await federatingAgents(agentsOf(ctx.stack, peer.name), server.trustDomain!) : [], ctx),
     };
   },
 };
 
-async function runDrill(s: Drill, server: StackComponent, agents: StackComponent[], peer: StackComponent | undefined, ctx: FaultContext): Promise<Record<string, unknown>> {
+async function runDrill(s: Drill, server: StackComponent, agents: StackComponent[], peer: StackComponent | undefined, peerAgents: StackComponent[], ctx: FaultContext): Promise<Record<string, unknown>> {
   const admin = connectAdmin(server.adminSocket!);
   const lifecycle = (operation: string, keyId = '') => admin.call<Slots>('AuthorityLifecycle', { kind: s.kind, operation, key_id: keyId });
   const sequence = async () => Number((await admin.call<{ sequence_number?: string | number }>('GetBundle', {})).sequence_number ?? 0);
@@ -58,27 +62,42 @@ async function runDrill(s: Drill, server: StackComponent, agents: StackComponent
     if (!compromised) throw new SvidscopeError('chaos-target-invalid', `chaos: ${server.name} has no active ${KIND_NAME[s.kind]} to treat as compromised`);
     const started = ctx.clock.nowMs();
 
+    // Every figure is the time from its step (prepare, taint, revoke) until the wait ended, so the
+    // peer's figures include the waits before theirs.
+    const waitSince = async (t0: number, what: string, done: () => Promise<boolean>) => {
+      await wait(what, done);
+      return ctx.clock.nowMs() - t0;
+    };
+    const preparedAt = ctx.clock.nowMs();
     const prepared = (await lifecycle('prepare')).slots.find((x) => x.kind === s.kind && x.phase === 'prepared');
     if (!prepared) throw new SvidscopeError('chaos-fault-failed', `chaos: prepare on ${server.name} left no prepared ${KIND_NAME[s.kind]}`);
     ctx.progress(`prepared ${KIND_NAME[s.kind]} ${prepared.key_id} to replace ${compromised.key_id}`);
     const preparedSequence = await sequence();
-    const prepareToAgentsMs = await wait(`every agent holds the bundle with ${prepared.key_id} (sequence ${preparedSequence})`, () => everyAgentAt(agents, preparedSequence));
-    // Activation waits for the peer too: its workloads must trust the new key before it signs.
+    const prepareToAgentsMs = await waitSince(preparedAt, `every agent holds the bundle with ${prepared.key_id} (sequence ${preparedSequence})`, () => everyAgentAt(agents, preparedSequence));
+    // Activation waits for the peer and its agents too: their workloads must trust the new key before it signs.
     const prepareToPeerMs = peer
-      ? await wait(`${peer.name} holds ${prepared.key_id} (its copy of ${server.trustDomain} at sequence ${preparedSequence})`, async () => (await federatedSequence(peer, server.trustDomain!)) >= preparedSequence)
+      ? await waitSince(preparedAt, `${peer.name} holds ${prepared.key_id} (its copy of ${server.trustDomain} at sequence ${preparedSequence})`, async () => (await federatedSequence(peer, server.trustDomain!)) >= preparedSequence)
+      : undefined;
+    const prepareToPeerAgentsMs = peerAgents.length > 0
+      ? await waitSince(preparedAt, `${peerAgents.map((a) => a.name).join(', ')} serve ${server.trustDomain}'s bundle at sequence ${preparedSequence}`, () => everyAgentAt(peerAgents, preparedSequence, server.trustDomain))
       : undefined;
 
     await lifecycle('activate', prepared.key_id);
+    const taintedAt = ctx.clock.nowMs();
     await lifecycle('taint', compromised.key_id);
     ctx.progress(`activated ${prepared.key_id}; tainted ${compromised.key_id}`);
-    const timeToClearMs = await wait(`no agent holds an SVID signed by ${compromised.key_id}`, async () => (await heldBy(agents, s.kind, compromised.key_id)) === 0);
+    const timeToClearMs = await waitSince(taintedAt, `no agent holds an SVID signed by ${compromised.key_id}`, async () => (await heldBy(agents, s.kind, compromised.key_id)) === 0);
 
+    const revokedAt = ctx.clock.nowMs();
     await lifecycle('revoke', compromised.key_id);
     const revokedSequence = await sequence();
     ctx.progress(`revoked ${compromised.key_id} (bundle sequence ${revokedSequence})`);
-    const revokeToAgentsMs = await wait(`every agent dropped ${compromised.key_id} (bundle sequence ${revokedSequence})`, () => everyAgentAt(agents, revokedSequence));
+    const revokeToAgentsMs = await waitSince(revokedAt, `every agent dropped ${compromised.key_id} (bundle sequence ${revokedSequence})`, () => everyAgentAt(agents, revokedSequence));
     const revokeToPeerMs = peer
-      ? await wait(`${peer.name} dropped ${compromised.key_id} (its copy of ${server.trustDomain} at sequence ${revokedSequence})`, async () => (await federatedSequence(peer, server.trustDomain!)) >= revokedSequence)
+      ? await waitSince(revokedAt, `${peer.name} dropped ${compromised.key_id} (its copy of ${server.trustDomain} at sequence ${revokedSequence})`, async () => (await federatedSequence(peer, server.trustDomain!)) >= revokedSequence)
+      : undefined;
+    const revokeToPeerAgentsMs = peerAgents.length > 0
+      ? await waitSince(revokedAt, `${peerAgents.map((a) => a.name).join(', ')} dropped ${compromised.key_id} (${server.trustDomain}'s bundle at sequence ${revokedSequence})`, () => everyAgentAt(peerAgents, revokedSequence, server.trustDomain))
       : undefined;
 
     const after = await admin.call<Slots>('CaStatus', {});
@@ -90,12 +109,14 @@ async function runDrill(s: Drill, server: StackComponent, agents: StackComponent
       newKeyId: prepared.key_id,
       prepareToAgentsSeconds: seconds(prepareToAgentsMs),
       ...(prepareToPeerMs !== undefined ? { prepareToPeerSeconds: seconds(prepareToPeerMs) } : {}),
+      ...(prepareToPeerAgentsMs !== undefined ? { prepareToPeerAgentsSeconds: seconds(prepareToPeerAgentsMs) } : {}),
       timeToClearSeconds: seconds(timeToClearMs),
       revokeToAgentsSeconds: seconds(revokeToAgentsMs),
       ...(revokeToPeerMs !== undefined ? { revokeToPeerSeconds: seconds(revokeToPeerMs), peer: peer!.name } : {}),
+      ...(revokeToPeerAgentsMs !== undefined ? { revokeToPeerAgentsSeconds: seconds(revokeToPeerAgentsMs), peerAgents: peerAgents.map((a) => a.name).join(',') } : {}),
       totalSeconds: seconds(ctx.clock.nowMs() - started),
     };
-    ctx.progress(`drill done: cleared in ${report.timeToClearSeconds}s, revoke reached the agents in ${report.revokeToAgentsSeconds}s${revokeToPeerMs !== undefined ? ` and ${peer!.name} in ${report.revokeToPeerSeconds}s` : ''}`);
+    ctx.progress(`drill done: cleared in ${report.timeToClearSeconds}s, revoke reached the agents in ${report.revokeToAgentsSeconds}s${revokeToPeerMs !== undefined ? `, ${peer!.name} in ${report.revokeToPeerSeconds}s` : ''}${revokeToPeerAgentsMs !== undefined ? `, its agents in ${report.revokeToPeerAgentsSeconds}s` : ''}`);
     return report;
   } finally {
     admin.close();
@@ -134,9 +155,26 @@ function peerOf(stack: StackView | undefined, serverName: string): StackComponen
   return [...stack.components.values()].find((c) => c.kind === 'server' && c.name !== serverName);
 }
 
-async function everyAgentAt(agents: StackComponent[], sequence: number): Promise<boolean> {
-  const seqs = await Promise.all(agents.map((a) => agentBundleSequence(a)));
+/** Every agent serves `trustDomain`'s bundle (default: its own) at `sequence` or later. */
+async function everyAgentAt(agents: StackComponent[], sequence: number, trustDomain?: string): Promise<boolean> {
+  const seqs = await Promise.all(agents.map((a) => (trustDomain === undefined ? agentBundleSequence(a) : agentFederatedSequence(a, trustDomain))));
   return seqs.every((x) => x !== undefined && x >= sequence);
+}
+
+/**
+ * The peer's agents that serve `trustDomain`'s bundle (their entries federate with it), from
+ * their /metrics when the drill starts. An agent none of whose entries federates never gets the
+ * bundle and is not waited for; one that does not answer is, since it may serve it once back.
+ */
+export async function federatingAgents(peerAgents: StackComponent[], trustDomain: string): Promise<StackComponent[]> {
+  const serves = await Promise.all(peerAgents.map(async (a) => {
+    try {
+      return sampleValues(await scrape(a, 2_000), agentFamilies.federatedBundleSequence.name, { trust_domain: trustDomain }).length > 0;
+    } catch {
+      return true;
+    }
+  }));
+  return peerAgents.filter((_, i) => serves[i]);
 }
 
 async function heldBy(agents: StackComponent[], kind: string, keyId: string): Promise<number> {

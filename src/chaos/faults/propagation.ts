@@ -15,6 +15,15 @@ export async function agentBundleSequence(agent: StackComponent): Promise<number
   }
 }
 
+/** The sequence of `trustDomain`'s bundle an agent serves as a federated bundle; undefined when it does not answer or serve one. */
+export async function agentFederatedSequence(agent: StackComponent, trustDomain: string): Promise<number | undefined> {
+  try {
+    return sampleValues(await scrapeComponent(agent, 2_000), agentFamilies.federatedBundleSequence.name, { trust_domain: trustDomain })[0];
+  } catch {
+    return undefined;
+  }
+}
+
 /** The text exposition of a server's or agent's /metrics (served beside /ready on its ops address). */
 export async function scrapeComponent(c: StackComponent, timeoutMs = 5_000): Promise<string> {
   if (!c.health) throw new SvidscopeError('chaos-target-invalid', `chaos: ${c.name} has no ops address in endpoints.json`);

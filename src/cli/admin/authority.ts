@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { CaStatusMsg } from '../../identity-plane/server-api/messages.js';
+import type { CaStatusMsg, UpstreamAuthorityMsg } from '../../identity-plane/server-api/messages.js';
 import { printResult, usageError, type Io } from '../output.js';
 import { withErrors } from '../run.js';
 import { withAdmin } from './client.js';
@@ -8,6 +8,8 @@ import { socketOption } from './entry.js';
 interface AuthorityFlags {
   kind?: string;
   keyId?: string;
+  upstream?: boolean;
+  subjectKeyId?: string;
   adminSocket?: string;
   json?: boolean;
 }
@@ -18,6 +20,22 @@ export function authorityView(s: CaStatusMsg['slots'][number]) {
   return { kind: s.kind, phase: s.phase, keyId: s.key_id, notBefore: unix(s.not_before), notAfter: unix(s.not_after), withheld: s.withheld, tainted: s.tainted ?? false, revoked: s.revoked ?? false };
 }
 type AuthorityView = ReturnType<typeof authorityView>;
+
+const unixMs = (s: string | undefined) => (s && s !== '0' ? new Date(Number(s)).toISOString() : undefined);
+
+export function upstreamView(u: UpstreamAuthorityMsg) {
+  return { subjectKeyId: u.subject_key_id, notAfter: unix(u.not_after), configured: u.configured, inUse: u.in_use || undefined, tainted: u.tainted, revoked: u.revoked,
+    taintedAt: unixMs(u.tainted_at_ms), revokedAt: unixMs(u.revoked_at_ms) };
+}
+type UpstreamView = ReturnType<typeof upstreamView>;
+
+function readableUpstream(views: UpstreamView[]): string[] {
+  if (views.length === 0) return [];
+  const state = (v: UpstreamView) => (v.revoked ? 'revoked' : v.tainted ? 'tainted' : v.configured ? 'configured' : v.inUse ? 'in use' : 'in bundle');
+  const rows = [['UPSTREAM SUBJECT KEY ID', 'NOT AFTER', 'STATE'], ...views.map((v) => [v.subjectKeyId, v.notAfter, state(v)])];
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return ['', ...rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  '))];
+}
 
 const label = (kind: string) => (kind === 'x509' ? 'X.509 CA' : 'JWT key');
 
@@ -45,7 +63,8 @@ export function registerAuthorityCommands(program: Command, io: Io): void {
     .action(withErrors(io, async (f: AuthorityFlags) => {
       const res = await withAdmin(f.adminSocket, (a) => a.call<CaStatusMsg>('CaStatus', {}));
       const views = res.slots.map(authorityView);
-      printResult(io, f, { authorities: views }, () => readable(views));
+      const upstream = (res.upstream_authorities ?? []).map(upstreamView);
+      printResult(io, f, { authorities: views, upstreamAuthorities: upstream }, () => [...readable(views), ...readableUpstream(upstream)]);
     }));
 
   for (const [verb, withhold, description] of [
@@ -75,18 +94,25 @@ export function registerAuthorityCommands(program: Command, io: Io): void {
   for (const [op, description] of [
     ['prepare', 'publish a new signing key of --kind without signing with it (wait for it to reach every agent and peer before activate)'],
     ['activate', 'switch signing to the prepared key (refused unless --key-id, default the prepared key, is prepared)'],
-    ['taint', 'mark a non-active key compromised: agents replace every SVID it signed at once'],
-    ['revoke', 'take a tainted, non-active key out of the trust bundle for good'],
+    ['taint', 'mark a non-active key compromised (or, with --upstream, an upstream X.509 authority nothing signs under any more): agents replace every SVID it signed, or whose chain passes through it, at once'],
+    ['revoke', 'take a tainted, non-active key (or, with --upstream, a tainted upstream X.509 authority) out of the trust bundle for good'],
   ] as const) {
-    authority.command(op).description(description)
-      .requiredOption('--kind <kind>', 'x509 (the X.509 CA) or jwt (the JWT signing key)')
-      .option('--key-id <id>', op === 'activate' ? 'the prepared key (default)' : 'the key (from `authority list`)')
+    const cmd = authority.command(op).description(description)
+      .option('--kind <kind>', 'x509 (the X.509 CA) or jwt (the JWT signing key); required unless --upstream')
+      .option('--key-id <id>', op === 'activate' ? 'the prepared key (default)' : 'the key (from `authority list`)');
+    if (op === 'taint' || op === 'revoke') {
+      cmd.option('--upstream', 'the authority is an upstream X.509 authority in the bundle (one this server\'s CAs were signed under), named by --subject-key-id')
+        .option('--subject-key-id <hex>', 'with --upstream: its subject key identifier (from `authority list`; colons allowed)');
+    }
+    cmd
       .addOption(socketOption())
       .option('--json', 'print one JSON object')
       .action(withErrors(io, async (f: AuthorityFlags) => {
+        if (f.upstream) return upstreamStep(io, op as 'taint' | 'revoke', f);
+        if (f.subjectKeyId !== undefined) throw usageError('--subject-key-id names an upstream authority: add --upstream');
         if (f.kind !== 'x509' && f.kind !== 'jwt') throw usageError(`--kind must be x509 or jwt, got "${f.kind ?? ''}"`);
         if (op === 'prepare' && f.keyId !== undefined) throw usageError('prepare takes no --key-id: it creates the new key');
-        if ((op === 'taint' || op === 'revoke') && !f.keyId) throw usageError(`${op} needs --key-id: name the compromised key (from \`authority list\`)`);
+        if ((op === 'taint' || op === 'revoke') && !f.keyId) throw usageError(`${op} needs --key-id: name the compromised key (from \`authority list\`), or --upstream --subject-key-id for an upstream authority`);
         const before = op === 'prepare' || (op === 'activate' && !f.keyId)
           ? (await withAdmin(f.adminSocket, (a) => a.call<CaStatusMsg>('CaStatus', {}))).slots.map((s) => s.key_id)
           : [];
@@ -102,4 +128,22 @@ export function registerAuthorityCommands(program: Command, io: Io): void {
         ]);
       }));
   }
+}
+
+/** `authority taint|revoke --upstream --subject-key-id <hex>`. */
+async function upstreamStep(io: Io, op: 'taint' | 'revoke', f: AuthorityFlags): Promise<void> {
+  if (f.kind !== undefined && f.kind !== 'x509') throw usageError('an upstream authority is an X.509 authority: --upstream goes with --kind x509 (or no --kind)');
+  if (f.keyId !== undefined) throw usageError('an upstream authority is named by --subject-key-id, not --key-id');
+  if (!f.subjectKeyId) throw usageError(`${op} --upstream needs --subject-key-id (from \`authority list\`)`);
+  const res = await withAdmin(f.adminSocket, (a) => a.call<CaStatusMsg>('AuthorityLifecycle', { kind: 'x509', operation: op, upstream: true, subject_key_id: f.subjectKeyId }));
+  const views = res.slots.map(authorityView);
+  const upstream = (res.upstream_authorities ?? []).map(upstreamView);
+  const wanted = f.subjectKeyId.replace(/:/g, '').toLowerCase();
+  const key = upstream.find((u) => u.subjectKeyId === wanted);
+  printResult(io, f, { operation: op, upstreamAuthority: key, authorities: views, upstreamAuthorities: upstream }, () => [
+    `${op}: upstream X.509 authority ${key?.subjectKeyId ?? wanted} is now ${key ? (key.revoked ? 'revoked (out of the trust bundle)' : key.tainted ? 'tainted' : 'unchanged') : 'gone'}`,
+    '',
+    ...readable(views),
+    ...readableUpstream(upstream),
+  ]);
 }

@@ -344,12 +344,15 @@ async function startStackExporter(ctx: StackContext, main: StartedServer, peer: 
   const sources: Record<string, unknown>[] = [];
   for (const server of peer ? [main, peer] : [main]) {
     const td = server.endpoints.trustDomain;
+    // Federating with the other domain, the exporter sees each agent's copy of the peer's bundle too
+    // (a revoke's "federated peer without the key" includes the peer's agents).
+    const federatesWith = peer ? [(server === main ? peer : main).endpoints.trustDomain] : [];
     sources.push({ name: `${server.name}-admin`, type: 'server_admin', socket: server.endpoints.server.adminSocket, interval: '5s' });
     sources.push({ name: `${server.name}-bundle-endpoint`, type: 'bundle_endpoint', url: server.endpoints.server.bundleEndpoint, trust_domain: td, profile: 'https_spiffe', endpoint_spiffe_id: serverSpiffeIdString(td), bundle_file: server.bundlePem, interval: '15s' });
     for (const agent of server.endpoints.agents) {
       const spiffeId = `spiffe://${td}/exporter/${agent.name}`;
       const existing = await server.admin.call<{ entries: unknown[] }>('ListEntries', { filter: { by_spiffe_id: spiffeId, by_parent_id: agent.spiffeId } });
-      if (existing.entries.length === 0) await server.admin.call('CreateEntry', { entry: { spiffe_id: spiffeId, parent_id: agent.spiffeId, selectors } });
+      if (existing.entries.length === 0) await server.admin.call('CreateEntry', { entry: { spiffe_id: spiffeId, parent_id: agent.spiffeId, selectors, federates_with: federatesWith } });
       sources.push({ name: agent.name, type: 'workload_api', address: `unix://${agent.socketPath}` });
     }
     sources.push({ name: `${server.name}-workload-files`, type: 'files', paths: server.endpoints.workloads.map((w) => w.svidDir), trust_domain: td, interval: '15s' });

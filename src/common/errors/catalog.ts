@@ -119,6 +119,7 @@ export const errorCatalog = {
   'ca-key-mismatch': invalid('the CA key does not match the CA certificate'),
   'unsupported-key': invalid('the key algorithm is not supported for this use'),
   'authority-order': { meaning: 'the authority lifecycle step is out of order (activate needs a prepared key, taint a non-active one, revoke a tainted one)', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
+  'authority-in-use': { meaning: 'the upstream authority is still in use: it is the configured ca.upstream, or the active or prepared X.509 CA chains to it (activate a CA under another upstream authority first)', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
 
   // Workload API connections (the agent's local socket)
   'workload-api-connection-limit': retryLater('the agent closed a Workload API connection: at accept, before any gRPC exchange, because its uid or the agent was at its connection limit; or because it sent no request within the first-request deadline (the log and the refusal metric name which)'),

@@ -24,7 +24,16 @@ export function spiffeIdOf(cert: X509Certificate): string | undefined {
 
 export function authorityOf(cert: X509Certificate | { der: Buffer; cert: X509Certificate }): ObservedX509Authority {
   const c = 'der' in cert ? cert.cert : cert;
-  return { fingerprint: createHash('sha256').update(c.raw).digest('hex'), notAfterMs: notAfterMs(c) };
+  return { fingerprint: createHash('sha256').update(c.raw).digest('hex'), notAfterMs: notAfterMs(c), subjectKeyId: subjectKeyIdOf(c) };
+}
+
+/** A CA's subjectKeyIdentifier, lowercase hex (the key id a revocation names); the same minimal DER walk. */
+function subjectKeyIdOf(cert: X509Certificate): string | undefined {
+  try {
+    return readCertificateInfo(cert.raw).subjectKeyId?.toString('hex');
+  } catch {
+    return undefined;
+  }
 }
 
 /** `leaf` as the leaf of an X509-SVID: its SPIFFE ID, serial, validity and issuing authority. */

@@ -8,6 +8,7 @@
 import { parseSpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
 import { serverSpiffeIdString } from '../../identity-plane/server-api/server-id.js';
 import type { ServerAdminSourceConfig } from '../config.js';
+import type { ObservedRevocation } from '../revocations.js';
 import type { ObservedBundle, ObservedSvid } from '../state.js';
 import { bundleOf, reasonOf, trustDomainOf } from './convert.js';
 import { polledSource } from './poller.js';
@@ -36,6 +37,26 @@ interface AgentMsg {
   banned: boolean;
 }
 
+/** CaStatus, as far as revocations go (older servers send no revoke times: nothing to time). */
+interface CaStatusMsg {
+  slots: { kind: string; key_id: string; revoked?: boolean; revoked_at_ms?: string }[];
+  upstream_authorities?: { subject_key_id: string; revoked: boolean; revoked_at_ms: string }[];
+}
+
+/** The server's revoked keys with the instant of each revoke: its own X.509 CAs (key id = subject key id) and JWT keys, and upstream X.509 authorities. */
+export function revokedKeys(trustDomain: string, status: CaStatusMsg): ObservedRevocation[] {
+  const out: ObservedRevocation[] = [];
+  for (const s of status.slots) {
+    const at = Number(s.revoked_at_ms ?? 0);
+    if (s.revoked && at > 0 && (s.kind === 'x509' || s.kind === 'jwt')) out.push({ trustDomain, kind: s.kind, keyId: s.key_id, revokedAtMs: at });
+  }
+  for (const u of status.upstream_authorities ?? []) {
+    const at = Number(u.revoked_at_ms || 0);
+    if (u.revoked && at > 0) out.push({ trustDomain, kind: 'x509', keyId: u.subject_key_id, revokedAtMs: at });
+  }
+  return out;
+}
+
 function observedBundle(m: BundleMsg): ObservedBundle {
   const b = parseSpiffeBundle(m.trust_domain, m.document);
   return { ...bundleOf(b, { x509: true, jwt: true }), sequence: BigInt(m.sequence_number || '0') };
@@ -49,8 +70,14 @@ export function createServerAdminSource(config: ServerAdminSourceConfig, ctx: So
       admin ??= connect(config.socket);
       const own = await admin.call<BundleMsg>('GetBundle', {});
       const all = await admin.call<{ bundles: BundleMsg[] }>('ListBundles', {});
-      const bundles = [observedBundle(own), ...all.bundles.filter((b) => b.trust_domain !== own.trust_domain).map(observedBundle)];
-      if (!config.coverage) return void ctx.observe({ bundles });
+      const bundles = [{ ...observedBundle(own), federated: false }, ...all.bundles.filter((b) => b.trust_domain !== own.trust_domain).map((b) => ({ ...observedBundle(b), federated: true }))];
+      // Revoke times are an extra: a server that cannot say (an older one) still serves its bundles.
+      const status = await admin.call<CaStatusMsg>('CaStatus', {}).catch((err: unknown) => {
+        ctx.logger.debug({ source: config.name, err: (err as Error).message }, 'CaStatus failed: revocations not timed');
+        return undefined;
+      });
+      const revocations = status ? { trustDomain: own.trust_domain, keys: revokedKeys(own.trust_domain, status) } : undefined;
+      if (!config.coverage) return void ctx.observe({ bundles, revocations });
       const serverId = serverSpiffeIdString(own.trust_domain);
       const [entries, agents] = await Promise.all([
         admin.call<{ entries: EntryMsg[] }>('ListEntries', {}),
@@ -61,6 +88,7 @@ export function createServerAdminSource(config: ServerAdminSourceConfig, ctx: So
       }));
       ctx.observe({
         bundles,
+        revocations,
         svids,
         coverage: {
           entries: entries.entries.filter((e) => e.parent_id !== serverId).map((e) => ({ spiffeId: e.spiffe_id })),

@@ -25,10 +25,13 @@ export function createWorkloadApiSource(config: WorkloadApiSourceConfig, ctx: So
 
   const publish = (): void => {
     const tds = new Set([...x509.keys(), ...jwt.keys()]);
+    // The agent's own trust domain is its SVIDs' (federated bundles are the others); unknown without an SVID.
+    const own = svids?.[0]?.trustDomain;
     const bundles: ObservedBundle[] = [...tds].map((td) => ({
       trustDomain: td,
       x509: x509.get(td),
       jwtKeyIds: config.jwtBundles ? jwt.get(td) : undefined,
+      federated: own === undefined ? undefined : td !== own,
     }));
     ctx.observe({ svids: svids ?? [], bundles });
   };

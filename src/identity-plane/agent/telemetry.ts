@@ -40,6 +40,7 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   const lag = histogram(registry, F.bundleLag);
   for (const bundle of ['own', 'federated']) lag.zero({ bundle });
   const sequence = gauge(registry, F.bundleSequence);
+  const federatedSequence = gauge(registry, F.federatedBundleSequence);
   for (const method of ['FetchX509SVID', 'FetchX509Bundles', 'FetchJWTBundles']) open.set({ method }, 0);
   syncFailures.inc(0);
   const limitRefusals = counter(registry, F.limitRefusals);
@@ -116,8 +117,9 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
       rotationFailure: (reason) => rotationFailures.inc({ reason }),
       jwtCacheEvicted: () => jwtEvictions.inc(),
       taintCleared: (seconds) => taintClear.observe({}, seconds),
-      bundleUpdated: (kind, _td, seq, serverUpdatedAtMs) => {
+      bundleUpdated: (kind, td, seq, serverUpdatedAtMs) => {
         if (kind === 'own') sequence.set(Number(seq));
+        else federatedSequence.set({ trust_domain: td }, Number(seq));
         if (serverUpdatedAtMs > 0) lag.observe({ bundle: kind }, Math.max(0, clock.nowMs() - serverUpdatedAtMs) / 1000);
       },
     },

@@ -65,15 +65,37 @@ export interface CaStatusMsg {
     withheld: boolean;
     tainted?: boolean;
     revoked?: boolean;
+    /** Unix ms; '0' (or absent from older servers) = not tainted / not revoked. */
+    tainted_at_ms?: string;
+    revoked_at_ms?: string;
   }[];
+  /** Absent from servers that predate upstream taint. */
+  upstream_authorities?: UpstreamAuthorityMsg[];
+}
+
+/** admin.proto `CaStatusResponse.Upstream`. */
+export interface UpstreamAuthorityMsg {
+  subject_key_id: string;
+  /** Unix seconds. */
+  not_after: string;
+  configured: boolean;
+  /** Why it cannot be tainted or revoked now; '' = not in use. */
+  in_use: string;
+  tainted: boolean;
+  revoked: boolean;
+  tainted_at_ms: string;
+  revoked_at_ms: string;
 }
 
 /** admin.proto `AuthorityLifecycleRequest`. */
 export interface AuthorityLifecycleRequestMsg {
   kind: string;
   operation: string;
-  /** activate: empty = the prepared key; taint, revoke: required. */
+  /** activate: empty = the prepared key; taint, revoke: required (unless `upstream`). */
   key_id: string;
+  /** taint, revoke of an upstream X.509 authority named by `subject_key_id` (hex). */
+  upstream?: boolean;
+  subject_key_id?: string;
 }
 
 /** admin.proto `WithholdAuthorityRequest`. */

@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { withSpan } from '../../common/telemetry/tracing.js';
@@ -16,6 +17,8 @@ export const VERSION = '0.1.0';
 
 /** The `state` values of svidscope_server_authorities: the phases, then the compromise marks that override them. */
 const AUTHORITY_STATES = ['prepared', 'active', 'old', 'tainted', 'revoked'] as const;
+/** Upstream authorities have no prepared phase: this server holds no key for them. */
+const UPSTREAM_STATES = ['active', 'old', 'tainted', 'revoked'] as const;
 
 export interface ServerTelemetry {
   /** Per-request outcome of a gRPC service (`node` or `admin`). */
@@ -58,12 +61,25 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   });
   const lifecycle = counter(registry, F.authorityLifecycle);
   for (const kind of ['x509', 'jwt']) for (const step of ['prepare', 'activate', 'taint', 'revoke']) lifecycle.inc({ kind, step, result: 'ok' }, 0);
+  for (const step of ['taint', 'revoke']) lifecycle.inc({ kind: 'x509_upstream', step, result: 'ok' }, 0);
   // Every state is exposed (0 when empty), so "no tainted key any more" is a sample, not an absent series.
   gauge(registry, F.authorities, function () {
     const counts = new Map<string, number>();
     for (const kind of ['x509', 'jwt']) for (const st of AUTHORITY_STATES) counts.set(`${kind}/${st}`, 0);
+    for (const st of UPSTREAM_STATES) counts.set(`x509_upstream/${st}`, 0);
     for (const s of state.ca()?.status() ?? []) {
       const key = `${s.kind}/${s.revoked ? 'revoked' : s.tainted ? 'tainted' : s.phase}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    // Upstream authorities: in use (something signs under it), old (only in the bundle), tainted, revoked.
+    let inBundle: X509Certificate[] = [];
+    try {
+      inBundle = state.bundles()?.current.x509Authorities.map((a) => a.cert) ?? [];
+    } catch {
+      // not synced yet: only the configured and the journalled upstream authorities are known
+    }
+    for (const u of state.ca()?.upstreamStatus(inBundle) ?? []) {
+      const key = `x509_upstream/${u.revoked ? 'revoked' : u.tainted ? 'tainted' : u.inUse ? 'active' : 'old'}`;
       counts.set(key, (counts.get(key) ?? 0) + 1);
     }
     for (const [key, n] of counts) {

@@ -5,16 +5,18 @@ import type { TaintedAuthoritiesMsg } from '../../server-api/messages.js';
 /**
  * The key identifiers that name the authorities of a chain (leaf first): the leaf's authority key
  * identifier (its signer) first, then each further certificate's subject and authority key
- * identifiers. Computed once per SVID when it is received, so taint checks and the per-authority
- * gauges are set lookups, not certificate parsing. The first element is '' when the leaf names no
- * signer (then {@link TaintedAuthorities.chainIsTainted} falls back to the certificates).
+ * identifiers, so every certificate of the chain and the signer of its last one (an upstream root
+ * outside the chain) are named. Computed once per SVID when it is received, so taint checks and the
+ * per-authority gauges are set lookups, not certificate parsing. The first element is '' when the
+ * leaf names no signer, and a further '' stands for each intermediate that names none (then
+ * {@link TaintedAuthorities.chainIsTainted} falls back to the certificates).
  */
 export function chainAuthorityIds(chain: readonly X509Certificate[]): string[] {
   const ids = [chain.length ? (certificateFacts(chain[0]).authorityKeyId ?? '') : ''];
   for (const cert of chain.slice(1)) {
     const facts = certificateFacts(cert);
     if (facts.subjectKeyId) ids.push(facts.subjectKeyId);
-    if (facts.authorityKeyId) ids.push(facts.authorityKeyId);
+    ids.push(facts.authorityKeyId ?? '');
   }
   return ids;
 }
@@ -69,9 +71,13 @@ export class TaintedAuthorities {
   chainIsTainted(ids: readonly string[], chain: readonly Buffer[]): boolean {
     if (this.x509.length === 0) return false;
     for (const id of ids) if (id && this.x509KeyIds.has(id)) return true;
-    if (ids[0] || chain.length === 0) return false;
+    // Every certificate named its signer: the ids above are the whole answer.
+    if (!ids.includes('') || chain.length === 0) return false;
     if (chain.slice(1).some((der) => this.x509.some((ca) => ca.raw.equals(der)))) return true;
-    const leaf = new X509Certificate(chain[0]);
-    return this.x509.some((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey));
+    // Some certificate names no signer: check its signature with each tainted CA's key.
+    return chain.some((der) => {
+      const cert = new X509Certificate(der);
+      return !certificateFacts(cert).authorityKeyId && this.x509.some((ca) => !ca.raw.equals(der) && cert.checkIssued(ca) && cert.verify(ca.publicKey));
+    });
   }
 }

@@ -37,12 +37,14 @@ export interface AdminServiceDeps {
 }
 
 export type AuthorityStep = 'prepare' | 'activate' | 'taint' | 'revoke';
+/** The `kind` of a lifecycle step: a key of this server, or an upstream X.509 authority (taint and revoke only). */
+export type AuthorityStepKind = KeyKind | 'x509_upstream';
 const AUTHORITY_STEPS: readonly string[] = ['prepare', 'activate', 'taint', 'revoke'] satisfies AuthorityStep[];
 
 /** Telemetry hooks of the admin API; the service knows nothing of metrics libraries. */
 export interface AdminServiceEvents {
   /** One key-compromise lifecycle step: ok, refused (wrong order, no such key) or error. */
-  authorityStep?(kind: KeyKind, step: AuthorityStep, result: 'ok' | 'refused' | 'error'): void;
+  authorityStep?(kind: AuthorityStepKind, step: AuthorityStep, result: 'ok' | 'refused' | 'error'): void;
 }
 
 /**
@@ -217,55 +219,77 @@ export function createAdminService(deps: AdminServiceDeps): grpc.UntypedServiceI
     ListBundles: wrap('ListBundles', async () => ({
       bundles: (await datastore.listBundles()).map((b) => ({ trust_domain: b.trustDomain, document: b.document, sequence_number: b.sequence.toString() })),
     })),
-    CaStatus: wrap('CaStatus', async () => caStatus(ca)),
+    CaStatus: wrap('CaStatus', async () => caStatus(ca, bundles)),
     RotateCa: wrap('RotateCa', async (req: { kind: string }) => {
       if (req.kind !== 'x509' && req.kind !== 'jwt') throw new SvidscopeError('usage', 'kind must be x509 or jwt');
       ca.forceRotate(req.kind as KeyKind);
       await bundles.sync();
-      return caStatus(ca);
+      return caStatus(ca, bundles);
     }),
     WithholdAuthority: wrap('WithholdAuthority', async (req: Partial<WithholdAuthorityRequestMsg>) => {
       if (req.kind !== 'x509' && req.kind !== 'jwt') throw new SvidscopeError('usage', `kind must be x509 or jwt, got "${req.kind ?? ''}"`);
       // Logs itself (warn for an active key) and asks for a republish; the sync below waits for it.
       ca.setWithheld(req.kind, req.key_id || undefined, req.withhold ?? false);
       await bundles.sync();
-      return caStatus(ca);
+      return caStatus(ca, bundles);
     }),
     AuthorityLifecycle: wrap('AuthorityLifecycle', async (req: Partial<AuthorityLifecycleRequestMsg>, call) => {
-      const kind = req.kind;
+      const upstream = req.upstream === true;
+      const kind = req.kind || (upstream ? 'x509' : req.kind);
       if (kind !== 'x509' && kind !== 'jwt') throw new SvidscopeError('usage', `kind must be x509 or jwt, got "${kind ?? ''}"`);
       const op = req.operation ?? '';
       const keyId = req.key_id || undefined;
+      const ski = req.subject_key_id || undefined;
       // Only the four steps are counted, so the step label stays a fixed set.
       const step = AUTHORITY_STEPS.includes(op) ? (op as AuthorityStep) : undefined;
+      const stepKind: AuthorityStepKind = upstream ? 'x509_upstream' : kind;
       // Audit line: who (as far as the socket tells), when, which step on which key, and the outcome.
-      const audit = { audit: true, at: clock.now().toISOString(), caller: callerOf(call, deps.peerOf), kind, operation: op, keyId };
+      const audit = { audit: true, at: clock.now().toISOString(), caller: callerOf(call, deps.peerOf), kind: stepKind, operation: op, ...(upstream ? { subjectKeyId: ski } : { keyId }) };
       try {
-        if ((op === 'taint' || op === 'revoke') && !keyId) throw new SvidscopeError('usage', `${op} needs key_id: name the compromised key (from CaStatus)`);
-        const key = op === 'prepare' ? ca.prepareAuthority(kind)
-          : op === 'activate' ? ca.activateAuthority(kind, keyId)
-          : op === 'taint' ? ca.taintAuthority(kind, keyId!)
-          : op === 'revoke' ? ca.revokeAuthority(kind, keyId!)
-          : undefined;
-        if (!key) throw new SvidscopeError('usage', `operation must be prepare, activate, taint or revoke, got "${op}"`);
-        logger.info({ ...audit, keyId: key.id, phase: key.phase, result: 'ok' }, 'authority lifecycle step');
-        if (step) deps.events?.authorityStep?.(kind, step, 'ok');
+        let done: { keyId: string; phase: string };
+        if (upstream) {
+          if (kind !== 'x509') throw new SvidscopeError('usage', 'an upstream authority is an X.509 authority: --upstream goes with kind x509');
+          if (op !== 'taint' && op !== 'revoke') throw new SvidscopeError('usage', `an upstream authority can be tainted or revoked, not "${op}": this server holds no key for it (prepare and activate apply to its own keys)`);
+          if (!ski) throw new SvidscopeError('usage', `${op} --upstream needs subject_key_id: name the compromised authority (from CaStatus upstream_authorities)`);
+          if (keyId) throw new SvidscopeError('usage', 'an upstream authority is named by subject_key_id, not key_id');
+          const inBundle = bundles.current.x509Authorities.map((a) => a.cert);
+          const u = op === 'taint' ? ca.taintUpstreamAuthority(ski, inBundle) : ca.revokeUpstreamAuthority(ski, inBundle);
+          done = { keyId: u.subjectKeyId, phase: u.revoked ? 'revoked' : 'tainted' };
+        } else {
+          if (ski) throw new SvidscopeError('usage', 'subject_key_id names an upstream authority: set upstream too, or name this server\'s key by key_id');
+          if ((op === 'taint' || op === 'revoke') && !keyId) throw new SvidscopeError('usage', `${op} needs key_id: name the compromised key (from CaStatus)`);
+          const key = op === 'prepare' ? ca.prepareAuthority(kind)
+            : op === 'activate' ? ca.activateAuthority(kind, keyId)
+            : op === 'taint' ? ca.taintAuthority(kind, keyId!)
+            : op === 'revoke' ? ca.revokeAuthority(kind, keyId!)
+            : undefined;
+          if (!key) throw new SvidscopeError('usage', `operation must be prepare, activate, taint or revoke, got "${op}"`);
+          done = { keyId: key.id, phase: key.phase };
+        }
+        logger.info({ ...audit, ...(upstream ? { subjectKeyId: done.keyId } : { keyId: done.keyId }), phase: done.phase, result: 'ok' }, 'authority lifecycle step');
+        if (step) deps.events?.authorityStep?.(stepKind, step, 'ok');
       } catch (err) {
         const refused = isSvidscopeError(err);
         logger.warn({ ...audit, result: refused ? 'refused' : 'error', err }, 'authority lifecycle step refused');
-        if (step) deps.events?.authorityStep?.(kind, step, refused ? 'refused' : 'error');
+        if (step) deps.events?.authorityStep?.(stepKind, step, refused ? 'refused' : 'error');
         throw err;
       }
       await bundles.sync();
-      return caStatus(ca);
+      return caStatus(ca, bundles);
     }),
   };
 }
 
-function caStatus(ca: CaManager): CaStatusMsg {
+function caStatus(ca: CaManager, bundles: BundlePublisher): CaStatusMsg {
+  const ms = (t: number | undefined) => String(t ?? 0);
   return {
     slots: ca.status().map((s) => ({
       kind: s.kind, phase: s.phase, key_id: s.id, not_before: String(Math.floor(s.notBefore / 1000)), not_after: String(Math.floor(s.notAfter / 1000)), withheld: s.withheld, tainted: s.tainted ?? false, revoked: s.revoked ?? false,
+      tainted_at_ms: ms(s.taintedAt), revoked_at_ms: ms(s.revokedAt),
+    })),
+    upstream_authorities: ca.upstreamStatus(bundles.current.x509Authorities.map((a) => a.cert)).map((u) => ({
+      subject_key_id: u.subjectKeyId, not_after: String(Math.floor(u.notAfter / 1000)), configured: u.configured, in_use: u.inUse ?? '',
+      tainted: u.tainted, revoked: u.revoked, tainted_at_ms: ms(u.taintedAt), revoked_at_ms: ms(u.revokedAt),
     })),
   };
 }

@@ -31,12 +31,35 @@ export interface KeySlot {
   tainted?: boolean;
   /** Revoked after taint: out of the bundle for good; dropped with the journal entry at expiry. */
   revoked?: boolean;
+  /** When it was tainted / revoked (ms since epoch): the start of the response the exporter times. */
+  taintedAt?: number;
+  revokedAt?: number;
   readonly privateKey: KeyObject;
+}
+
+/**
+ * An upstream X.509 authority (a root or intermediate in the bundle that this server's CAs are,
+ * or were, signed under) an operator tainted or revoked by its subject key identifier. The server
+ * holds no key for it, so the record keeps the certificate: agents match chains against it, and
+ * the publisher takes its CA key record out of the bundle once revoked.
+ */
+export interface UpstreamRecord {
+  /** subjectKeyIdentifier, lower-case hex. */
+  readonly subjectKeyId: string;
+  /** DER, base64. */
+  readonly certificate: string;
+  readonly notAfter: number;
+  tainted: boolean;
+  taintedAt: number;
+  revoked?: boolean;
+  revokedAt?: number;
 }
 
 interface JournalFile {
   version: 1;
   slots: Omit<KeySlot, 'privateKey'>[];
+  /** Absent in journals written before upstream authorities could be tainted. */
+  upstream?: UpstreamRecord[];
 }
 
 /**
@@ -56,8 +79,9 @@ export class KeyJournal {
     return path.join(this.dir, 'keys', `${id}.pem`);
   }
 
-  load(): KeySlot[] {
-    if (!existsSync(this.journalFile)) return [];
+  /** The slots with their keys, and the upstream authorities an operator marked. */
+  load(): { slots: KeySlot[]; upstream: UpstreamRecord[] } {
+    if (!existsSync(this.journalFile)) return { slots: [], upstream: [] };
     let doc: JournalFile;
     try {
       doc = JSON.parse(readFileSync(this.journalFile, 'utf8')) as JournalFile;
@@ -66,7 +90,7 @@ export class KeyJournal {
     }
     const slots = doc.slots.map((s) => ({ ...s, privateKey: this.readKey(s.id) }));
     this.removeOrphanKeys(new Set(slots.map((s) => s.id)));
-    return slots;
+    return { slots, upstream: doc.upstream ?? [] };
   }
 
   /** Persists a new key, then the journal that names it. */
@@ -74,8 +98,8 @@ export class KeyJournal {
     writeFileAtomic(this.keyFile(id), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
   }
 
-  save(slots: readonly KeySlot[]): void {
-    const doc: JournalFile = { version: 1, slots: slots.map(({ privateKey: _k, ...rest }) => rest) };
+  save(slots: readonly KeySlot[], upstream: readonly UpstreamRecord[] = []): void {
+    const doc: JournalFile = { version: 1, slots: slots.map(({ privateKey: _k, ...rest }) => rest), ...(upstream.length ? { upstream: [...upstream] } : {}) };
     writeFileAtomic(this.journalFile, JSON.stringify(doc, null, 2));
     this.removeOrphanKeys(new Set(slots.map((s) => s.id)));
   }

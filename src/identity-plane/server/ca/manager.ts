@@ -5,7 +5,7 @@ import type { Logger } from '../../../common/log.js';
 import type { TrustDomain } from '../../spiffe/id/index.js';
 import { certificateFacts } from '../../spiffe/x509/index.js';
 import { createSelfSignedCa, signIntermediateCa, generateKeyPair, type KeyType, createX509SvidMinter, NOT_BEFORE_BACKDATE_SECONDS, type X509SvidMinter } from '../../spiffe/mint/index.js';
-import { KeyJournal, type KeyKind, type KeyPhase, type KeySlot } from './journal.js';
+import { KeyJournal, type KeyKind, type KeyPhase, type KeySlot, type UpstreamRecord } from './journal.js';
 
 export interface RotationConfig {
   /** Lifetime of each X.509 CA and JWT key, seconds (SPIRE's ca_ttl; default 24 h). */
@@ -60,6 +60,27 @@ export interface KeyStatus {
   tainted?: boolean;
   /** Revoked: out of the bundle for good, kept in the journal only until it expires. */
   revoked?: boolean;
+  /** When it was tainted / revoked (ms). */
+  taintedAt?: number;
+  revokedAt?: number;
+}
+
+/**
+ * An upstream X.509 authority as the admin API reports it: the configured one, the ones an
+ * operator tainted or revoked, and the bundle's authorities this server's CAs are signed under.
+ */
+export interface UpstreamStatus {
+  /** subjectKeyIdentifier, lower-case hex: what `--upstream --subject-key-id` names. */
+  subjectKeyId: string;
+  notAfter: number;
+  /** The `ca.upstream` of this server's config: every new CA is signed under it. */
+  configured: boolean;
+  /** Why it cannot be tainted or revoked now (the configured one, or the active or prepared CA chains to it); absent = not in use. */
+  inUse?: string;
+  tainted: boolean;
+  revoked: boolean;
+  taintedAt?: number;
+  revokedAt?: number;
 }
 
 /**
@@ -70,6 +91,7 @@ export interface KeyStatus {
  */
 export class CaManager {
   private slots: KeySlot[] = [];
+  private upstreamRecords: UpstreamRecord[] = [];
   private minter: X509SvidMinter | undefined;
   private timer: { id: number } | undefined;
   private readonly journal: KeyJournal;
@@ -80,7 +102,11 @@ export class CaManager {
 
   /** Loads the journal, creates or catches up keys as the clock requires, and starts the check loop. */
   start(): void {
-    this.slots = this.journal.load();
+    const { slots, upstream } = this.journal.load();
+    this.slots = slots;
+    this.upstreamRecords = upstream;
+    const configured = this.deps.upstream && this.upstreamRecord(this.deps.upstream.certificate);
+    if (configured?.revoked) this.deps.logger.error({ subjectKeyId: configured.subjectKeyId }, 'the configured upstream authority (ca.upstream) was revoked: it stays out of the trust bundle, so nothing signed under it verifies; configure another one');
     this.rotate();
     this.schedule();
   }
@@ -94,7 +120,12 @@ export class CaManager {
   rotate(): boolean {
     let changed = false;
     for (const kind of ['x509', 'jwt'] as const) changed = this.rotateKind(kind) || changed;
-    if (changed) this.journal.save(this.slots);
+    // A marked upstream authority leaves the journal once expired: nothing signed under it verifies any more.
+    const now = this.deps.clock.nowMs();
+    const marked = this.upstreamRecords.length;
+    this.upstreamRecords = this.upstreamRecords.filter((r) => r.notAfter > now);
+    changed = changed || this.upstreamRecords.length !== marked;
+    if (changed) this.persist();
     return changed;
   }
 
@@ -102,7 +133,7 @@ export class CaManager {
   forceRotate(kind: KeyKind): void {
     const next = this.slot(kind, 'prepared') ?? this.prepare(kind);
     this.activate(next);
-    this.journal.save(this.slots);
+    this.persist();
   }
 
   get x509Minter(): X509SvidMinter {
@@ -133,14 +164,15 @@ export class CaManager {
     const shown = live.filter((s) => !this.isWithheld(s));
     const held = this.slots.filter((s) => this.isWithheld(s));
     const caCert = (s: KeySlot) => new X509Certificate(Buffer.from(s.chain![0], 'base64'));
-    const x509 = this.deps.upstream
-      ? [this.deps.upstream.certificate]
-      : shown.filter((s) => s.kind === 'x509').map(caCert);
+    const revokedUpstream = this.upstreamRecords.filter((r) => r.revoked && r.notAfter > now).map((r) => new X509Certificate(Buffer.from(r.certificate, 'base64')));
+    const x509 = (this.deps.upstream ? [this.deps.upstream.certificate] : shown.filter((s) => s.kind === 'x509').map(caCert))
+      .filter((c) => !this.upstreamRecord(c)?.revoked);
     const jwt = shown
       .filter((s) => s.kind === 'jwt')
       .map((s) => ({ keyId: s.id, publicKey: createPublicKey({ key: Buffer.from(s.publicKeySpki!, 'base64'), format: 'der', type: 'spki' }), notAfter: s.notAfter }));
     const withheld = {
-      x509: held.filter((s) => s.kind === 'x509').map(caCert),
+      // Revoked upstream authorities too: their records must leave the bundle, though no slot holds them.
+      x509: [...held.filter((s) => s.kind === 'x509').map(caCert), ...revokedUpstream],
       jwt: held.filter((s) => s.kind === 'jwt').map((s) => ({ keyId: s.id })),
     };
     return { x509, jwt, withheld };
@@ -154,13 +186,95 @@ export class CaManager {
     const now = this.deps.clock.nowMs();
     const tainted = this.slots.filter((s) => s.tainted && s.notAfter > now);
     return {
-      x509: tainted.filter((s) => s.kind === 'x509' && s.chain?.length).map((s) => Buffer.from(s.chain![0], 'base64')),
+      x509: [
+        ...tainted.filter((s) => s.kind === 'x509' && s.chain?.length).map((s) => Buffer.from(s.chain![0], 'base64')),
+        // Agents match every certificate of a chain, so an SVID under a CA signed by a tainted upstream is replaced too.
+        ...this.upstreamRecords.filter((r) => r.tainted && r.notAfter > now).map((r) => Buffer.from(r.certificate, 'base64')),
+      ],
       jwt: tainted.filter((s) => s.kind === 'jwt').map((s) => s.id),
     };
   }
 
+  /**
+   * Every key this server holds. An X.509 CA signed under a tainted upstream authority reports
+   * tainted as well: what it signed chains to the compromised key (the server re-keys its own SVID
+   * off such a CA, and the authorities gauge counts it there).
+   */
   status(): KeyStatus[] {
-    return this.slots.map((s) => ({ kind: s.kind, phase: s.phase, id: s.id, notBefore: s.notBefore, notAfter: s.notAfter, withheld: this.isWithheld(s), ...(s.tainted ? { tainted: true } : {}), ...(s.revoked ? { revoked: true } : {}) }));
+    const taintedUpstream = new Set(this.upstreamRecords.filter((r) => r.tainted).map((r) => r.subjectKeyId));
+    return this.slots.map((s) => {
+      const tainted = s.tainted || (s.kind === 'x509' && taintedUpstream.size > 0 && taintedUpstream.has(this.caFacts(s).authorityKeyId ?? ''));
+      return { kind: s.kind, phase: s.phase, id: s.id, notBefore: s.notBefore, notAfter: s.notAfter, withheld: this.isWithheld(s),
+        ...(tainted ? { tainted: true } : {}), ...(s.revoked ? { revoked: true } : {}),
+        ...(s.taintedAt !== undefined ? { taintedAt: s.taintedAt } : {}), ...(s.revokedAt !== undefined ? { revokedAt: s.revokedAt } : {}) };
+    });
+  }
+
+  /**
+   * The upstream X.509 authorities: the configured one, the ones an operator marked, and those of
+   * `bundleAuthorities` (the trust bundle's X.509 authorities) that one of this server's CAs is
+   * signed under, e.g. the previous upstream after `ca.upstream` was replaced.
+   */
+  upstreamStatus(bundleAuthorities: readonly X509Certificate[]): UpstreamStatus[] {
+    const out = new Map<string, UpstreamStatus>();
+    const add = (cert: X509Certificate) => {
+      const ski = certificateFacts(cert).subjectKeyId;
+      if (!ski || out.has(ski)) return;
+      const rec = this.upstreamRecords.find((r) => r.subjectKeyId === ski);
+      const inUse = this.inUse(cert, ski);
+      out.set(ski, { subjectKeyId: ski, notAfter: new Date(cert.validTo).getTime(), configured: this.isConfigured(cert, ski), ...(inUse ? { inUse } : {}),
+        tainted: rec?.tainted ?? false, revoked: rec?.revoked ?? false, ...(rec ? { taintedAt: rec.taintedAt } : {}), ...(rec?.revokedAt !== undefined ? { revokedAt: rec.revokedAt } : {}) });
+    };
+    if (this.deps.upstream) add(this.deps.upstream.certificate);
+    for (const r of this.upstreamRecords) add(new X509Certificate(Buffer.from(r.certificate, 'base64')));
+    const signers = new Set(this.slots.filter((s) => s.kind === 'x509').map((s) => this.caFacts(s).authorityKeyId).filter((k): k is string => k !== undefined));
+    for (const cert of bundleAuthorities) if (signers.has(certificateFacts(cert).subjectKeyId ?? '') && !this.ownCa(certificateFacts(cert).subjectKeyId!)) add(cert);
+    return [...out.values()];
+  }
+
+  /**
+   * Taints an upstream X.509 authority named by its subject key identifier (hex, colons allowed):
+   * agents replace every SVID whose chain passes through it. It must be one of the trust bundle's
+   * X.509 authorities (`bundleAuthorities`) and not this server's own CA (taint that by key id),
+   * and nothing may still sign under it: not the configured upstream, not the active or prepared
+   * CA (`authority-in-use`). Persisted in the journal.
+   */
+  taintUpstreamAuthority(subjectKeyId: string, bundleAuthorities: readonly X509Certificate[]): UpstreamStatus {
+    const ski = normalizeKeyId(subjectKeyId);
+    let rec = this.upstreamRecords.find((r) => r.subjectKeyId === ski);
+    if (!rec) {
+      const cert = this.bundleAuthority(ski, bundleAuthorities);
+      this.refuseInUse(cert, ski, 'taint');
+      rec = { subjectKeyId: ski, certificate: cert.raw.toString('base64'), notAfter: new Date(cert.validTo).getTime(), tainted: true, taintedAt: this.deps.clock.nowMs() };
+      this.upstreamRecords.push(rec);
+      this.persist();
+      this.deps.logger.warn({ kind: 'x509', subjectKeyId: ski, upstream: true }, 'tainted upstream authority: agents replace every SVID whose chain passes through it');
+      this.deps.onChange?.({ kind: 'x509', phase: 'old', id: ski });
+    }
+    return this.upstreamStatusOf(rec);
+  }
+
+  /**
+   * Takes a tainted upstream X.509 authority out of the trust bundle for good; refused while it
+   * is not tainted (`authority-order`) or still in use (`authority-in-use`, see
+   * {@link taintUpstreamAuthority}). Persisted in the journal until the authority expires.
+   */
+  revokeUpstreamAuthority(subjectKeyId: string, bundleAuthorities: readonly X509Certificate[]): UpstreamStatus {
+    const ski = normalizeKeyId(subjectKeyId);
+    const rec = this.upstreamRecords.find((r) => r.subjectKeyId === ski);
+    if (!rec) {
+      this.bundleAuthority(ski, bundleAuthorities); // not-found, or this server's own CA
+      throw new SvidscopeError('authority-order', `ca: the upstream authority ${ski} is not tainted; taint it first so agents replace every SVID chained to it before it leaves the bundle`);
+    }
+    if (!rec.revoked) {
+      this.refuseInUse(new X509Certificate(Buffer.from(rec.certificate, 'base64')), ski, 'revoke');
+      rec.revoked = true;
+      rec.revokedAt = this.deps.clock.nowMs();
+      this.persist();
+      this.deps.logger.warn({ kind: 'x509', subjectKeyId: ski, upstream: true }, 'revoked upstream authority: removed from the trust bundle');
+      this.deps.onChange?.({ kind: 'x509', phase: 'old', id: ski });
+    }
+    return this.upstreamStatusOf(rec);
   }
 
   /**
@@ -179,7 +293,7 @@ export class CaManager {
     if (Boolean(slot.withheld) !== withheld) {
       if (withheld) slot.withheld = true;
       else delete slot.withheld; // journals without withheld keys stay as they were
-      this.journal.save(this.slots);
+      this.persist();
       const fields = { kind, keyId: slot.id, phase: slot.phase };
       if (withheld && slot.phase === 'active') {
         this.deps.logger.warn(fields, `withheld the active ${kind === 'x509' ? 'X.509 CA' : 'JWT key'} from the trust bundle: SVIDs it signs will not verify against the bundle`);
@@ -198,7 +312,7 @@ export class CaManager {
    */
   prepareAuthority(kind: KeyKind): KeyStatus {
     const slot = this.slot(kind, 'prepared') ?? this.prepare(kind);
-    this.journal.save(this.slots);
+    this.persist();
     return this.statusOf(slot);
   }
 
@@ -211,7 +325,7 @@ export class CaManager {
         : `ca: no prepared ${kind} key; run prepare first so the new key reaches every verifier before it signs`);
     }
     this.activate(slot);
-    this.journal.save(this.slots);
+    this.persist();
     return this.statusOf(slot);
   }
 
@@ -224,7 +338,8 @@ export class CaManager {
     }
     if (!slot.tainted) {
       slot.tainted = true;
-      this.journal.save(this.slots);
+      slot.taintedAt = this.deps.clock.nowMs();
+      this.persist();
       this.deps.logger.warn({ kind, keyId: id, phase: slot.phase }, 'tainted signing key: agents replace every SVID it signed');
       this.deps.onChange?.({ kind, phase: slot.phase, id });
     }
@@ -242,7 +357,8 @@ export class CaManager {
     if (!slot.tainted) throw new SvidscopeError('authority-order', `ca: the ${kind} key ${id} is not tainted; taint it first so agents replace what it signed before it leaves the bundle`);
     if (!slot.revoked) {
       slot.revoked = true;
-      this.journal.save(this.slots);
+      slot.revokedAt = this.deps.clock.nowMs();
+      this.persist();
       this.deps.logger.warn({ kind, keyId: id }, 'revoked signing key: removed from the trust bundle');
       this.deps.onChange?.({ kind, phase: slot.phase, id });
     }
@@ -270,6 +386,68 @@ export class CaManager {
   get upstreamNotAfter(): number | undefined {
     const u = this.deps.upstream;
     return u ? new Date(u.certificate.validTo).getTime() : undefined;
+  }
+
+  private persist(): void {
+    this.journal.save(this.slots, this.upstreamRecords);
+  }
+
+  private readonly factsBySlot = new Map<string, { subjectKeyId?: string; authorityKeyId?: string }>();
+
+  /** The key identifiers of an X.509 slot's CA certificate, decoded once per slot. */
+  private caFacts(s: KeySlot): { subjectKeyId?: string; authorityKeyId?: string } {
+    let facts = this.factsBySlot.get(s.id);
+    if (!facts) {
+      const f = s.chain?.length ? certificateFacts(new X509Certificate(Buffer.from(s.chain[0], 'base64'))) : undefined;
+      facts = { subjectKeyId: f?.subjectKeyId, authorityKeyId: f?.authorityKeyId };
+      this.factsBySlot.set(s.id, facts);
+    }
+    return facts;
+  }
+
+  private ownCa(ski: string): KeySlot | undefined {
+    return this.slots.find((s) => s.kind === 'x509' && (s.id === ski || this.caFacts(s).subjectKeyId === ski));
+  }
+
+  private upstreamRecord(cert: X509Certificate): UpstreamRecord | undefined {
+    const ski = certificateFacts(cert).subjectKeyId;
+    return ski === undefined ? undefined : this.upstreamRecords.find((r) => r.subjectKeyId === ski);
+  }
+
+  private isConfigured(cert: X509Certificate, ski: string): boolean {
+    const u = this.deps.upstream?.certificate;
+    return u !== undefined && (u.raw.equals(cert.raw) || certificateFacts(u).subjectKeyId === ski);
+  }
+
+  /** Why nothing may taint or revoke `cert` now, or undefined: something this server signs with chains to it. */
+  private inUse(cert: X509Certificate, ski: string): string | undefined {
+    if (this.isConfigured(cert, ski)) return 'it is this server\'s configured upstream authority (ca.upstream): every new CA is signed under it; configure another upstream authority and restart the server, then prepare and activate a CA under it';
+    for (const phase of ['active', 'prepared'] as const) {
+      const slot = this.slot('x509', phase);
+      if (!slot?.chain?.length) continue;
+      const ca = new X509Certificate(Buffer.from(slot.chain[0], 'base64'));
+      const chained = this.caFacts(slot).authorityKeyId === ski || (ca.checkIssued(cert) && ca.verify(cert.publicKey));
+      if (chained) return `the ${phase} X.509 CA ${slot.id} chains to it; prepare and activate a CA under another upstream authority first, or every new SVID would chain to it`;
+    }
+    return undefined;
+  }
+
+  private refuseInUse(cert: X509Certificate, ski: string, op: 'taint' | 'revoke'): void {
+    const why = this.inUse(cert, ski);
+    if (why) throw new SvidscopeError('authority-in-use', `ca: cannot ${op} the upstream authority ${ski}: ${why}`);
+  }
+
+  /** The trust bundle's X.509 authority with subject key id `ski`, which must not be one of this server's own CAs. */
+  private bundleAuthority(ski: string, bundleAuthorities: readonly X509Certificate[]): X509Certificate {
+    const own = this.ownCa(ski);
+    if (own) throw new SvidscopeError('usage', `ca: ${ski} is this server's own X.509 CA (${own.phase}), not an upstream authority; name it with --kind x509 --key-id ${own.id}`);
+    const cert = bundleAuthorities.find((c) => certificateFacts(c).subjectKeyId === ski);
+    if (!cert) throw new SvidscopeError('not-found', `ca: no X.509 authority of the trust bundle has subject key id ${ski} (\`svidscope authority list\` shows the upstream authorities)`);
+    return cert;
+  }
+
+  private upstreamStatusOf(rec: UpstreamRecord): UpstreamStatus {
+    return this.upstreamStatus([]).find((u) => u.subjectKeyId === rec.subjectKeyId)!;
   }
 
   private findSlot(kind: KeyKind, id: string): KeySlot | undefined {
@@ -389,4 +567,11 @@ export class CaManager {
     });
     return { certificate: ca.certificate, privateKey, chain: [ca.der] };
   }
+}
+
+/** A key identifier as operators paste it: hex, any case, with or without colons (openssl prints `AB:CD:…`). */
+function normalizeKeyId(raw: string): string {
+  const hex = raw.trim().replace(/:/g, '').toLowerCase();
+  if (!/^[0-9a-f]+$/.test(hex)) throw new SvidscopeError('usage', `ca: subject key id must be hex (colons allowed), got "${raw}"`);
+  return hex;
 }

@@ -16,13 +16,15 @@ import type { BundleEndpointConfig } from './config.js';
 export interface EndpointCa {
   readonly x509Minter: X509SvidMinter;
   readonly x509ChainTail: Buffer[];
+  /** The keys and their marks (CaManager.status), to tell when the CA that signed the served SVID was tainted or left the bundle. */
+  status?(): readonly { kind: string; phase: string; id: string; withheld: boolean; tainted?: boolean; revoked?: boolean }[];
 }
 
 export interface BundleEndpointDeps {
   config: BundleEndpointConfig;
   trustDomain: TrustDomain;
   /** The trust domain's current bundle (BundlePublisher). */
-  bundles: { readonly current: SpiffeBundle };
+  bundles: { readonly current: SpiffeBundle; onChange?(listener: (bundle: SpiffeBundle) => void): () => void };
   ca: EndpointCa;
   clock: Clock;
   logger: Logger;
@@ -48,7 +50,10 @@ const CHECK_INTERVAL_MS = 30_000;
  * domain's bundle as a SPIFFE bundle document with `spiffe_sequence` and `spiffe_refresh_hint`.
  * No client authentication, as the standard requires. With https_spiffe the server presents an
  * X509-SVID minted by the active CA and renewed at half-life; it is deliberately not re-minted on a
- * CA rotation, so peers that have not fetched the new authority yet still authenticate it.
+ * CA rotation, so peers that have not fetched the new authority yet still authenticate it. It is
+ * re-minted at once when its CA is tainted, revoked or withheld while another one signs: a peer
+ * verifies it against its copy of this bundle, which after the revoke no longer holds that CA, so
+ * the peer could not fetch any later bundle until the half-life renewal.
  */
 export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<BundleEndpoint> {
   const { config, trustDomain, clock, logger } = deps;
@@ -57,10 +62,18 @@ export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<Bun
 
   let renewAtMs = Infinity;
   let webFiles = '';
+  let servingCaId: string | undefined;
+  const activeCaId = () => deps.ca.status?.().find((k) => k.kind === 'x509' && k.phase === 'active')?.id;
+  const caGone = (): boolean => {
+    if (!spiffeId || servingCaId === undefined || !deps.ca.status) return false;
+    const k = deps.ca.status().find((x) => x.id === servingCaId);
+    return (!k || k.tainted === true || k.revoked === true || k.withheld) && activeCaId() !== servingCaId;
+  };
   const identity = (): { cert: string; key: string } => {
     if (spiffeId) {
       const key = generateKeyPair('ec-p256');
       const now = clock.now();
+      servingCaId = activeCaId();
       const minted = deps.ca.x509Minter.mint({ id: spiffeId, publicKey: key.publicKey, ttlSeconds: config.svidTtlSeconds, now, dnsNames: [] });
       renewAtMs = now.getTime() + (minted.notAfter.getTime() - now.getTime()) / 2;
       logger.info({ spiffeId: spiffeId.toString(), notAfter: minted.notAfter.toISOString() }, 'bundle endpoint X509-SVID minted');
@@ -115,7 +128,7 @@ export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<Bun
   const check = () => {
     timer = clock.setTimeout(() => {
       try {
-        if (spiffeId && clock.nowMs() >= renewAtMs) reloadIdentity();
+        if (spiffeId && (clock.nowMs() >= renewAtMs || caGone())) reloadIdentity();
         if (!spiffeId) {
           const files = readFileSync(config.certFile!, 'utf8') + readFileSync(config.keyFile!, 'utf8');
           if (files !== webFiles) {
@@ -130,6 +143,17 @@ export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<Bun
     }, Math.max(1000, Math.min(CHECK_INTERVAL_MS, renewAtMs - clock.nowMs())));
   };
   check();
+  // A revoke changes the bundle: re-mint before a peer fetches the document without the old CA.
+  const unsubscribe = deps.bundles.onChange?.(() => {
+    try {
+      if (caGone()) {
+        reloadIdentity();
+        logger.info({ spiffeId: spiffeId?.toString() }, 'bundle endpoint X509-SVID re-minted: its CA was tainted or left the bundle');
+      }
+    } catch (err) {
+      logger.error({ err }, 'bundle endpoint identity renewal failed; retrying');
+    }
+  });
 
   const { host, port } = checkHostPort(config.bind, 'federation.bundle_endpoint.bind');
   await new Promise<void>((resolve, reject) => {
@@ -138,6 +162,7 @@ export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<Bun
   }).catch((err: unknown) => {
     closed = true;
     if (timer) clock.clearTimeout(timer);
+    unsubscribe?.();
     throw err;
   });
   const bound = (server.address() as AddressInfo).port;
@@ -151,6 +176,7 @@ export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<Bun
     close: async () => {
       closed = true;
       if (timer) clock.clearTimeout(timer);
+      unsubscribe?.();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
