@@ -50,7 +50,11 @@ export const serverFamilies = {
   agentAuthorizedEntries: f('svidscope_server_agent_authorized_entries', 'histogram', 'Authorized entries per agent, observed at each entry sync (the fleet\'s distribution, no per-agent label).', [], ENTRY_COUNT_BUCKETS),
   authorityLifecycle: f('svidscope_server_authority_lifecycle_total', 'counter', 'Key-compromise lifecycle steps asked of this server through the admin API, by key kind (x509, jwt), step (prepare, activate, taint, revoke) and result (ok, refused: out of order or no such key, error).', ['kind', 'step', 'result']),
   authorities: f('svidscope_server_authorities', 'gauge', 'Signing keys this server holds, by kind (x509, jwt) and lifecycle state: prepared, active, old, or tainted and revoked (which take precedence over the phase: a tainted old key counts as tainted).', ['kind', 'state']),
-  entrySyncs: f('svidscope_server_entry_syncs_total', 'counter', 'Entry syncs answered, by kind: unchanged (the agent\'s revision was current) or full (the whole authorized list sent).', ['kind']),
+  entrySyncs: f('svidscope_server_entry_syncs_total', 'counter', 'Entry syncs answered, by kind: unchanged (the agent\'s view was current), incremental (only the changed entries and the deleted ids sent) or full (the whole authorized list sent: agents of the first protocol, and periodic consistency checks).', ['kind']),
+  watchStreams: f('svidscope_server_watch_streams', 'gauge', 'Open change streams (WatchChanges): agents told of entry and bundle changes as they happen, bounded by watch_max_streams.', []),
+  changeNotifications: f('svidscope_server_change_notifications_total', 'counter', 'Change notifications written to watch streams, by what changed (entries: only the agents that can reach the entry; bundle: every stream).', ['reason']),
+  watchStreamsClosed: f('svidscope_server_watch_streams_closed_total', 'counter', 'Watch streams the server closed, by reason: slow_consumer (unsent notifications reached the per-stream bound), not_attested, banned, stale_serial (re-authentication failed), svid_expired, shutdown.', ['reason']),
+  authorizationIndex: f('svidscope_server_authorization_index_size', 'gauge', 'Size of the in-memory authorization index, by index: entries, parents (distinct parent IDs) and aliases (node-alias entries).', ['index']),
   buildInfo: f('svidscope_build_info', 'gauge', 'Constant 1, labelled with the running version and component.', ['version', 'component']),
 } as const;
 
@@ -81,6 +85,9 @@ export const agentFamilies = {
   taintClear: f('svidscope_agent_taint_clear_seconds', 'histogram', 'Time from the agent first holding an SVID signed by a tainted authority (the first sync that told it of the taint) to holding none.', [], PROPAGATION_BUCKETS),
   svidsByAuthority: f('svidscope_agent_svids_by_authority', 'gauge', 'Unexpired SVIDs the agent holds per signing authority: kind x509 (authority_key_id = the signing CA\'s subject key identifier in hex, the key id `svidscope authority` shows) or jwt (the kid). A handful of keys live at a time; beyond 16 per kind the rest count as "other"; "unknown" = no key identifier.', ['kind', 'authority_key_id']),
   oldestSvidByAuthorityAge: f('svidscope_agent_oldest_svid_by_authority_age_seconds', 'gauge', 'Age of the oldest unexpired SVID the agent holds per signing authority (same labels as svidscope_agent_svids_by_authority).', ['kind', 'authority_key_id']),
+  entrySyncs: f('svidscope_agent_entry_syncs_total', 'counter', 'Entry syncs with the server, by kind of answer: unchanged, incremental (a delta applied) or full (the whole list: first sync, periodic or after a failed consistency check, or a server without deltas).', ['kind']),
+  pushConnected: f('svidscope_agent_push_stream_connected', 'gauge', '1 while the agent\'s change stream (WatchChanges) to the server is open, else 0 (the agent then relies on polling every sync_interval).', []),
+  pushNotifications: f('svidscope_agent_push_notifications_total', 'counter', 'Change notifications received on the watch stream, by kind (entries, bundle, initial).', ['kind']),
   attested: f('svidscope_agent_attested', 'gauge', '1 when the agent holds a valid agent SVID, else 0.', []),
   buildInfo: serverFamilies.buildInfo,
 } as const;

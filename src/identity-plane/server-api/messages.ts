@@ -108,3 +108,27 @@ export function entryMessage(e: RegistrationEntry): EntryMsg {
     created_at: String(Math.floor(e.createdAt.getTime() / 1000)),
   };
 }
+
+/** node.proto `SyncAuthorizedEntriesRequest`; the incremental fields are absent from agents that predate them. */
+export interface SyncRequestMsg {
+  known_revision: string;
+  incremental?: boolean;
+  known_entries?: { id: string; revision: string }[];
+}
+
+/** node.proto `SyncAuthorizedEntriesResponse`; servers that predate the incremental protocol never set incremental. */
+export interface SyncResponseMsg {
+  entries: EntryMsg[];
+  revision: string;
+  unchanged: boolean;
+  incremental?: boolean;
+  deleted_ids?: string[];
+  digest?: Buffer;
+}
+
+/** node.proto `ChangeNotification`, one message of the WatchChanges stream. */
+export interface ChangeNotificationMsg {
+  entries: boolean;
+  bundle: boolean;
+  initial: boolean;
+}
