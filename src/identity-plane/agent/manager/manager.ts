@@ -304,7 +304,7 @@ export class AgentManager {
    */
   private async syncEntries(): Promise<void> {
     const { server, cache, logger } = this.deps;
-    const full = this.needFullSync || this.syncsSinceFull >= FULL_SYNC_EVERY;
+    const full = this.needFullSync || this.syncsSinceFull >= FULL_SYNC_EVERY - 1;
     const request: SyncRequestMsg = full
       ? { known_revision: '0' }
       : { known_revision: this.knownRevision, incremental: true, known_entries: cache.allEntries().map(pairOf) };
