@@ -15,6 +15,7 @@
 import { performance } from 'node:perf_hooks';
 import { nullLogger } from '../../src/common/log.js';
 import { ServerClient } from '../../src/identity-plane/agent/server-client.js';
+import { BUNDLE_NOTIFICATION_SPREAD_MS } from '../../src/identity-plane/agent/manager/manager.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
@@ -262,7 +263,9 @@ function watch(a: SimAgent): void {
       return;
     }
     stats.notifications++;
-    trigger(a);
+    // As the agent does: an entry change at once, a bundle change (every agent at once) spread over a second.
+    if (m.entries) trigger(a);
+    else setTimeout(() => trigger(a), Math.random() * BUNDLE_NOTIFICATION_SPREAD_MS);
   }, (err) => {
     a.watch = undefined;
     if (stopped) return;

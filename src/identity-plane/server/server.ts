@@ -87,11 +87,20 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   try {
     const upstream = config.ca.upstream ? loadUpstream(config.ca.upstream) : undefined;
     const bundlesRef: { publisher?: BundlePublisher } = {};
+    let taintMark = '';
+    const taintChanged = () => {
+      const t = live.ca?.taintedAuthorities();
+      const mark = t ? `${t.x509.map((d) => d.toString('base64')).join()}|${t.jwt.join()}` : '';
+      if (mark === taintMark) return false;
+      taintMark = mark;
+      return true;
+    };
     const ca = new CaManager({
       trustDomain: td, dir: path.join(config.dataDir, 'ca'), clock, logger: logger.child({ subsystem: 'ca' }), upstream,
       config: { caTtlSeconds: config.ca.ttlSeconds, prepareFraction: config.ca.prepareFraction, activateFraction: config.ca.activateFraction,
         checkIntervalSeconds: config.ca.checkIntervalSeconds, keyType: config.ca.keyType, jwtKeyType: config.ca.jwtKeyType },
-      onChange: () => void bundlesRef.publisher?.sync().then(() => live.changes?.bundleChanged()).catch((err: unknown) => logger.error({ err }, 'bundle publication failed; retrying at the next tick')),
+      // A new taint mark does not change the bundle, so only the notifier can carry it to agents at once.
+      onChange: () => void bundlesRef.publisher?.sync().then(() => taintChanged() && live.changes?.bundleChanged()).catch((err: unknown) => logger.error({ err }, 'bundle publication failed; retrying at the next tick')),
     });
     ca.start();
     live.ca = ca;

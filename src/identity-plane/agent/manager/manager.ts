@@ -74,6 +74,8 @@ export const FULL_SYNC_EVERY = 60;
 const WATCH_RETRY_BASE_MS = 500;
 const WATCH_RETRY_MAX_MS = 30_000;
 const WATCH_UNSUPPORTED_RETRY_MS = 300_000;
+/** A pushed bundle change is acted on within this, at a random point (the whole fleet hears of it at once). */
+export const BUNDLE_NOTIFICATION_SPREAD_MS = 1000;
 /** Entry cap of the JWT-SVID cache, besides its byte bound (jwt_cache_max_bytes). */
 const JWT_CACHE_MAX_ENTRIES = 10_000;
 
@@ -112,6 +114,7 @@ export class AgentManager {
   private watchFailures = 0;
   private watchUp = false;
   private watchWasUp = false;
+  private bundleSyncTimer: TimerHandle | undefined;
 
   constructor(private readonly deps: ManagerDeps) {
     this.jwtCache = new JwtSvidCache({ maxEntries: JWT_CACHE_MAX_ENTRIES, maxBytes: deps.config.jwtCacheMaxBytes }, () => deps.events?.jwtCacheEvicted?.());
@@ -143,6 +146,7 @@ export class AgentManager {
     this.stopped = true;
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
     if (this.watchTimer) this.deps.clock.clearTimeout(this.watchTimer);
+    if (this.bundleSyncTimer) this.deps.clock.clearTimeout(this.bundleSyncTimer);
     this.watch?.cancel();
     this.watch = undefined;
   }
@@ -208,7 +212,17 @@ export class AgentManager {
       return;
     }
     this.deps.events?.pushNotification?.(m.bundle ? 'bundle' : 'entries');
-    this.requestSync();
+    if (m.entries) {
+      this.requestSync();
+      return;
+    }
+    // A bundle change goes to every agent at once: spread the fleet's syncs (and its reconnects on
+    // the new trust anchors) over a second instead of one burst at the server.
+    if (this.bundleSyncTimer) return;
+    this.bundleSyncTimer = this.deps.clock.setTimeout(() => {
+      this.bundleSyncTimer = undefined;
+      this.requestSync();
+    }, Math.random() * BUNDLE_NOTIFICATION_SPREAD_MS);
   }
 
   private onWatchEnd(err: ServerCallError | undefined): void {
