@@ -87,7 +87,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   try {
     const upstream = config.ca.upstream ? loadUpstream(config.ca.upstream) : undefined;
     const bundlesRef: { publisher?: BundlePublisher } = {};
-    let taintMark = '';
+    let taintMark = '|'; // the mark of no tainted authority
     const taintChanged = () => {
       const t = live.ca?.taintedAuthorities();
       const mark = t ? `${t.x509.map((d) => d.toString('base64')).join()}|${t.jwt.join()}` : '';
