@@ -48,6 +48,7 @@ interface SimAgent {
   again: boolean;
   watch?: { cancel(): void };
   watchUp: boolean;
+  watchedBefore?: boolean;
   watchFailures: number;
 }
 
@@ -260,6 +261,9 @@ function watch(a: SimAgent): void {
     if (m.initial) {
       a.watchUp = true;
       a.watchFailures = 0;
+      // Back after a gap (a rebuilt connection, a server restart): catch up on what was not pushed meanwhile, as the agent does.
+      if (a.watchedBefore) trigger(a);
+      a.watchedBefore = true;
       return;
     }
     stats.notifications++;
