@@ -155,7 +155,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, bundleCache, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
       agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience, signingQueueMaxCsrs: config.signingQueueMaxCsrs,
-      observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer, changes }));
+      observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer,
+      // watch_max_streams 0 turns push off: WatchChanges answers UNIMPLEMENTED, which agents retry only rarely.
+      changes: config.watchMaxStreams > 0 ? changes : undefined }));
     const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
     const { host, port } = checkHostPort(config.bind, 'bind');
     const boundPort = await bindAsync(nodeServer, `${host.includes(':') ? `[${host}]` : host}:${port}`, credentials);

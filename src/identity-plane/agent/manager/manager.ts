@@ -236,6 +236,10 @@ export class AgentManager {
       this.retryWatch(WATCH_UNSUPPORTED_RETRY_MS);
       return;
     }
+    if (err?.code === 'watch-streams-exhausted') {
+      this.retryWatch(WATCH_RETRY_MAX_MS); // the server is full: poll, and ask again rarely
+      return;
+    }
     // The connection was rebuilt on purpose (renewed SVID, new trust bundle) or the stream had been
     // up: come back at once; otherwise back off, so a fleet does not reconnect in lockstep.
     if (!wasUp && err?.status !== grpc.status.CANCELLED) this.watchFailures++;
