@@ -273,7 +273,7 @@ function watch(a: SimAgent): void {
   }, (err) => {
     a.watch = undefined;
     if (stopped) return;
-    if (!a.watchUp && err?.status !== 1) a.watchFailures++; // 1 = CANCELLED: our own reconnect
+    if (err ? err.status !== 1 : !a.watchUp) a.watchFailures++; // 1 = CANCELLED: our own reconnect, at once
     a.watchUp = false;
     if (err && err.status !== 1) count(`watch_${err.code}`);
     const base = Math.min(30_000, 500 * 2 ** a.watchFailures);

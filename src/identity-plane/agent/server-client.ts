@@ -180,8 +180,10 @@ export class ServerClient {
     const Node = serverServices().nodeClient;
     // SNI carries the trust domain name rather than an IP address (which TLS forbids as SNI).
     // Keepalive: the long-lived WatchChanges stream must notice a server that vanished without a FIN.
+    // Lenient on purpose: a saturated server answers pings late, and dropping its connections then
+    // (every call on them fails, every agent handshakes again) would make the overload worse.
     this.client = new Node(this.address, credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.ssl_target_name_override': this.opts.trustDomain.name,
-      'grpc.keepalive_time_ms': 120_000, 'grpc.keepalive_timeout_ms': 20_000 });
+      'grpc.keepalive_time_ms': 300_000, 'grpc.keepalive_timeout_ms': 60_000 });
     return this.client;
   }
 

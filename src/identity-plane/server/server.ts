@@ -20,8 +20,12 @@ import { serverServices } from './api/grpc.js';
 import { createNodeService, type NodeServiceEvents } from './api/node-service.js';
 import { ChangeNotifier } from './api/change-notifier.js';
 
-/** Server-side keepalive on agent connections: a dead peer's watch stream is closed within this plus 20 s. */
-const WATCH_KEEPALIVE_MS = 120_000;
+/**
+ * Server-side keepalive on agent connections: a dead peer's watch stream is closed within this plus
+ * the timeout. Lenient, so a busy agent (or a busy server) is not cut off for answering late.
+ */
+const WATCH_KEEPALIVE_MS = 300_000;
+const WATCH_KEEPALIVE_TIMEOUT_MS = 60_000;
 import { BundlePublisher } from './bundle/publisher.js';
 import { CaManager, type UpstreamAuthority } from './ca/manager.js';
 import type { ServerConfig } from './config.js';
@@ -151,7 +155,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
 
     const { node, admin } = serverServices();
     // Keepalive pings find dead peers of idle watch streams (an agent gone without a FIN) at no cost in between.
-    const nodeServer = new grpc.Server({ 'grpc.keepalive_time_ms': WATCH_KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': 20_000 });
+    const nodeServer = new grpc.Server({ 'grpc.keepalive_time_ms': WATCH_KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': WATCH_KEEPALIVE_TIMEOUT_MS });
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, bundleCache, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
       agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience, signingQueueMaxCsrs: config.signingQueueMaxCsrs,

@@ -240,9 +240,11 @@ export class AgentManager {
       this.retryWatch(WATCH_RETRY_MAX_MS); // the server is full: poll, and ask again rarely
       return;
     }
-    // The connection was rebuilt on purpose (renewed SVID, new trust bundle) or the stream had been
-    // up: come back at once; otherwise back off, so a fleet does not reconnect in lockstep.
-    if (!wasUp && err?.status !== grpc.status.CANCELLED) this.watchFailures++;
+    // The connection was rebuilt on purpose (renewed SVID, new trust bundle): come back at once.
+    // Any other end backs off, doubling while the stream does not come up, so a fleet whose server
+    // restarted or is overloaded does not reconnect in lockstep.
+    if (err && err.status !== grpc.status.CANCELLED) this.watchFailures++;
+    else if (!err && !wasUp) this.watchFailures++;
     if (err && err.status !== grpc.status.CANCELLED) this.deps.logger.debug({ err: err.message }, 'change stream closed; reconnecting');
     // A refusal (banned, evicted, SVID replaced) is for the sync path to act on: run it now.
     if (err && (err.code === 'agent-not-attested' || err.code === 'agent-svid-stale' || err.code === 'agent-banned')) this.requestSync();
