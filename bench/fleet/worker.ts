@@ -15,7 +15,7 @@
 import { performance } from 'node:perf_hooks';
 import { nullLogger } from '../../src/common/log.js';
 import { ServerClient } from '../../src/identity-plane/agent/server-client.js';
-import { BUNDLE_NOTIFICATION_SPREAD_MS } from '../../src/identity-plane/agent/manager/manager.js';
+import { BUNDLE_NOTIFICATION_SPREAD_MS } from '../../src/identity-plane/agent/manager/change-watch.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';

@@ -10,7 +10,8 @@ import { parseSpiffeBundle, x509BundleToPem, BundleSet, type SpiffeBundle } from
 import { encodePem, certificateFacts } from '../../spiffe/x509/index.js';
 import { createCsr, generateKeyPair, type KeyType } from '../../spiffe/mint/index.js';
 import { verifyX509Svid } from '../../spiffe/x509svid/index.js';
-import type { ChangeNotificationMsg, EntryMsg, SyncRequestMsg } from '../../server-api/messages.js';
+import type { EntryMsg, SyncRequestMsg } from '../../server-api/messages.js';
+import { ChangeWatch } from './change-watch.js';
 import { entrySetDigest } from '../../server-api/entry-sync.js';
 import type { AgentConfig } from '../config.js';
 import { ServerCallError, type ServerClient } from '../server-client.js';
@@ -70,12 +71,6 @@ const MAX_BACKOFF_MS = 60_000;
  * check besides the digest of every incremental answer (≈ 5 min at the default 5 s interval).
  */
 export const FULL_SYNC_EVERY = 60;
-/** Reconnect delays of the change stream: base, cap (jitter ±50 % on each), and the wait after UNIMPLEMENTED. */
-const WATCH_RETRY_BASE_MS = 500;
-const WATCH_RETRY_MAX_MS = 30_000;
-const WATCH_UNSUPPORTED_RETRY_MS = 300_000;
-/** A pushed bundle change is acted on within this, at a random point (the whole fleet hears of it at once). */
-export const BUNDLE_NOTIFICATION_SPREAD_MS = 1000;
 /** Entry cap of the JWT-SVID cache, besides its byte bound (jwt_cache_max_bytes). */
 const JWT_CACHE_MAX_ENTRIES = 10_000;
 
@@ -108,15 +103,11 @@ export class AgentManager {
   /** A sync is running; another request during it runs one more right after (bursts coalesce). */
   private syncing = false;
   private syncAgain = false;
-  /** The change stream (push), its reconnect timer and consecutive failed attempts. */
-  private watch: { cancel(): void } | undefined;
-  private watchTimer: TimerHandle | undefined;
-  private watchFailures = 0;
-  private watchUp = false;
-  private watchWasUp = false;
-  private bundleSyncTimer: TimerHandle | undefined;
+  /** The change stream (push); polling stays the fallback. */
+  private readonly watch: ChangeWatch;
 
   constructor(private readonly deps: ManagerDeps) {
+    this.watch = new ChangeWatch({ server: deps.server, clock: deps.clock, logger: deps.logger, attested: () => this.agentId !== undefined, syncNow: () => this.requestSync(), events: deps.events });
     this.jwtCache = new JwtSvidCache({ maxEntries: JWT_CACHE_MAX_ENTRIES, maxBytes: deps.config.jwtCacheMaxBytes }, () => deps.events?.jwtCacheEvicted?.());
   }
 
@@ -139,21 +130,18 @@ export class AgentManager {
       this.failures++;
     }
     this.schedule();
-    if (this.deps.config.push !== false) this.openWatch();
+    if (this.deps.config.push !== false) this.watch.start();
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
-    if (this.watchTimer) this.deps.clock.clearTimeout(this.watchTimer);
-    if (this.bundleSyncTimer) this.deps.clock.clearTimeout(this.bundleSyncTimer);
-    this.watch?.cancel();
-    this.watch = undefined;
+    this.watch.stop();
   }
 
   /** Whether the change stream to the server is open. */
   get pushConnected(): boolean {
-    return this.watchUp;
+    return this.watch.connected;
   }
 
   /**
@@ -188,77 +176,6 @@ export class AgentManager {
       this.syncing = false;
       this.schedule();
     }
-  }
-
-  /** Opens the change stream once attested; on its end, reconnects with backoff and jitter. */
-  private openWatch(): void {
-    if (this.stopped || this.watch) return;
-    if (!this.agentId) {
-      this.retryWatch(WATCH_RETRY_BASE_MS * 4);
-      return;
-    }
-    this.watch = this.deps.server.watch((m) => this.onNotification(m), (err) => this.onWatchEnd(err));
-  }
-
-  private onNotification(m: ChangeNotificationMsg): void {
-    if (m.initial) {
-      this.watchUp = true;
-      this.watchFailures = 0;
-      this.deps.events?.pushConnected?.(true);
-      this.deps.events?.pushNotification?.('initial');
-      // Back after a gap: changes made meanwhile were not pushed, so catch up now rather than at the next poll.
-      if (this.watchWasUp) this.requestSync();
-      this.watchWasUp = true;
-      return;
-    }
-    this.deps.events?.pushNotification?.(m.bundle ? 'bundle' : 'entries');
-    if (m.entries) {
-      this.requestSync();
-      return;
-    }
-    // A bundle change goes to every agent at once: spread the fleet's syncs (and its reconnects on
-    // the new trust anchors) over a second instead of one burst at the server.
-    if (this.bundleSyncTimer) return;
-    this.bundleSyncTimer = this.deps.clock.setTimeout(() => {
-      this.bundleSyncTimer = undefined;
-      this.requestSync();
-    }, Math.random() * BUNDLE_NOTIFICATION_SPREAD_MS);
-  }
-
-  private onWatchEnd(err: ServerCallError | undefined): void {
-    this.watch = undefined;
-    if (this.watchUp) this.deps.events?.pushConnected?.(false);
-    const wasUp = this.watchUp;
-    this.watchUp = false;
-    if (this.stopped) return;
-    if (err?.status === grpc.status.UNIMPLEMENTED) {
-      this.deps.logger.info('the server does not push changes; polling only');
-      this.retryWatch(WATCH_UNSUPPORTED_RETRY_MS);
-      return;
-    }
-    if (err?.code === 'watch-streams-exhausted') {
-      this.retryWatch(WATCH_RETRY_MAX_MS); // the server is full: poll, and ask again rarely
-      return;
-    }
-    // The connection was rebuilt on purpose (renewed SVID, new trust bundle): come back at once.
-    // Any other end backs off, doubling while the stream does not come up, so a fleet whose server
-    // restarted or is overloaded does not reconnect in lockstep.
-    if (err && err.status !== grpc.status.CANCELLED) this.watchFailures++;
-    else if (!err && !wasUp) this.watchFailures++;
-    if (err && err.status !== grpc.status.CANCELLED) this.deps.logger.debug({ err: err.message }, 'change stream closed; reconnecting');
-    // A refusal (banned, evicted, SVID replaced) is for the sync path to act on: run it now.
-    if (err && (err.code === 'agent-not-attested' || err.code === 'agent-svid-stale' || err.code === 'agent-banned')) this.requestSync();
-    this.retryWatch(Math.min(WATCH_RETRY_MAX_MS, WATCH_RETRY_BASE_MS * 2 ** this.watchFailures));
-  }
-
-  private retryWatch(baseMs: number): void {
-    if (this.stopped) return;
-    if (this.watchTimer) this.deps.clock.clearTimeout(this.watchTimer);
-    const delay = baseMs * (0.5 + Math.random());
-    this.watchTimer = this.deps.clock.setTimeout(() => {
-      this.watchTimer = undefined;
-      this.openWatch();
-    }, delay);
   }
 
   /** Re-mints every cached SVID at the next sync (a forced rotation). */
