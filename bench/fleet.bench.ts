@@ -10,11 +10,16 @@
  *       [--duration 30] [--datastore sqlite|postgres] [--workers N] [--svid-ttl 40]
  *       [--rotate-ca-at <s into the window; -1 = none>] [--setup-timeout 600]
  *       [--servers 2 --datastore postgres --kill-one-at <s into the window>]
+ *       [--push on|off] [--incremental on|off]
  *
  * PostgreSQL: set SVIDSCOPE_TEST_POSTGRES_URL (or --postgres-url); the run uses a schema of its own
  * and drops it at the end. With several servers (one PostgreSQL), agent i starts on server i mod n
  * and, when its server is unreachable, moves to the next one; `--kill-one-at` SIGKILLs the last
  * server and reports how long its agents took to sync again elsewhere.
+ *
+ * By default each simulated agent keeps a WatchChanges stream and syncs at once when the server
+ * pushes a change, and syncs incrementally (its (id, revision) pairs against the delta);
+ * `--push off --incremental off` is the polling, full-list protocol (the "before" figures).
  *
  * Propagation is measured from the moment the admin write is sent until the affected agent's sync
  * answer holds the change (every entry here has exactly one agent: its parent). Sync latency is the
@@ -55,6 +60,8 @@ export interface FleetOptions {
   servers: number;
   /** Seconds into the window; negative = no kill. */
   killOneAtSeconds: number;
+  push: boolean;
+  incremental: boolean;
 }
 
 export function parseFleetOptions(args: readonly string[]): FleetOptions {
@@ -74,6 +81,8 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
       'setup-timeout': { type: 'string', default: '600' },
       servers: { type: 'string', default: '1' },
       'kill-one-at': { type: 'string', default: '-1' },
+      push: { type: 'string', default: 'on' },
+      incremental: { type: 'string', default: 'on' },
     },
     strict: true,
   });
@@ -91,7 +100,13 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
   if (servers > 1 && values.datastore !== 'postgres') throw new Error('--servers above 1 share one datastore: add --datastore postgres');
   const killOneAtSeconds = num('kill-one-at', values['kill-one-at'], -1, 3600);
   if (killOneAtSeconds >= 0 && servers < 2) throw new Error('--kill-one-at needs --servers 2 or more (the agents need a server to move to)');
+  const onOff = (name: string, v: string | undefined) => {
+    if (v !== 'on' && v !== 'off') throw new Error(`--${name} must be on or off, got ${JSON.stringify(v)}`);
+    return v === 'on';
+  };
   return {
+    push: onOff('push', values.push),
+    incremental: onOff('incremental', values.incremental),
     agents,
     entriesPerAgent: Math.floor(num('entries-per-agent', values['entries-per-agent'], 0, 1000)),
     syncIntervalSeconds: num('sync-interval', values['sync-interval'], 0.1, 600),
@@ -211,8 +226,9 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
   const f: BenchFigures = {
     agents: o.agents, entriesPerAgent: o.entriesPerAgent, entries: o.agents * o.entriesPerAgent, syncIntervalS: o.syncIntervalSeconds,
     churnPerS: o.churnPerSecond, durationS: o.durationSeconds, datastore: o.datastore, workers: o.workers, svidTtlS: o.svidTtlSeconds,
+    push: o.push, incremental: o.incremental,
   };
-  log(`fleet: ${o.agents} agents × ${o.entriesPerAgent} entries, sync every ${o.syncIntervalSeconds} s, churn ${o.churnPerSecond}/s, ${o.durationSeconds} s window, ${o.datastore}, ${o.servers} server(s), ${o.workers} worker process(es)`);
+  log(`fleet: ${o.agents} agents × ${o.entriesPerAgent} entries, sync every ${o.syncIntervalSeconds} s, churn ${o.churnPerSecond}/s, ${o.durationSeconds} s window, ${o.datastore}, ${o.servers} server(s), ${o.workers} worker process(es), push ${o.push ? 'on' : 'off'}, incremental sync ${o.incremental ? 'on' : 'off'}`);
   try {
     // One after the other: the first migrates the schema, the others find it ready.
     for (let i = 0; i < o.servers; i++) servers.push(await startServerProcess(path.join(root, `server-${i}`), schema, o.postgresUrl));
@@ -265,7 +281,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     for (let w = 0; w < o.workers; w++) workers.push(startWorker());
     workers.forEach((worker, w) => worker.send({
       type: 'init', addresses: servers.map((sv) => sv.address), trustDomain: TD, bundlePem, bundleSequence: bundle.sequence_number,
-      syncIntervalMs: o.syncIntervalSeconds * 1000, rotationFraction: 0.5, attestConcurrency: 16,
+      syncIntervalMs: o.syncIntervalSeconds * 1000, rotationFraction: 0.5, attestConcurrency: 16, push: o.push, incremental: o.incremental,
       agents: tokens.flatMap((token, index) => (index % o.workers === w ? [{ index, token }] : [])),
     }));
     const setupMs = o.setupTimeoutSeconds * 1000;
@@ -404,6 +420,11 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       datastoreOpsPerS: metricsAnswered ? round(opsDelta.reduce((s, [, n]) => s + n, 0) / windowSeconds) : -1,
       datastoreTopOps: metricsAnswered ? opsDelta.slice(0, 4).map(([op, n]) => `${op}:${round(n / windowSeconds)}/s`).join(' ') : 'server /metrics did not answer within 30 s',
       entriesExpected: entries.size, entriesHeld: reports.reduce((s, r) => s + r.entriesHeld, 0), svidsHeld: reports.reduce((s, r) => s + r.svidsHeld, 0),
+      notifications: reports.reduce((s, r) => s + r.notifications, 0), watchesOpenAtEnd: reports.reduce((s, r) => s + r.watchesOpen, 0),
+      syncKinds: Object.entries(reports.reduce<Record<string, number>>((acc, r) => {
+        for (const [k, v] of Object.entries(r.syncKinds)) acc[k] = (acc[k] ?? 0) + v;
+        return acc;
+      }, {})).map(([k, v]) => `${k}:${v}`).join(' ') || 'none',
       errors: totalErrors, errorsByKind: Object.entries(errors).map(([k, v]) => `${k}:${v}`).join(' ') || 'none',
     });
     if (killedAt !== undefined) {
@@ -416,7 +437,8 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       const seen = reports.flatMap((r) => r.bundleSeen[rotation!.sequence] ?? []).map((at) => Math.max(0, at - rotation!.at));
       Object.assign(f, { caRotationAgentsUpdated: seen.length, caRotationP50Ms: round(percentile(seen, 50)), caRotationP99Ms: round(percentile(seen, 99)) });
     }
-    log(`sync: ${f.syncs} in the window (${f.syncsPerS}/s), p50 ${f.syncP50Ms} ms, p99 ${f.syncP99Ms} ms`);
+    log(`sync: ${f.syncs} in the window (${f.syncsPerS}/s; ${f.syncKinds}), p50 ${f.syncP50Ms} ms, p99 ${f.syncP99Ms} ms`);
+    if (o.push) log(`push: ${f.notifications} notifications received, ${f.watchesOpenAtEnd}/${f.attested} streams open at the end`);
     log(`propagation (admin write → agent has it): ${f.propagated}/${f.churnWrites}, p50 ${f.propagationP50Ms} ms, p99 ${f.propagationP99Ms} ms`);
     log(`issuance: ${f.issued} X509-SVIDs (${f.issuedPerS}/s), BatchNewX509SVID p50 ${f.issueCallP50Ms} ms, p99 ${f.issueCallP99Ms} ms`);
     if (killedAt !== undefined) log(`server kill → its agents syncing on another server: ${f.agentsFailedOver}/${f.killedServerAgents}, p50 ${f.failoverP50Ms} ms, p99 ${f.failoverP99Ms} ms`);

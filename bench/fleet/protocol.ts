@@ -15,6 +15,10 @@ export interface WorkerInit {
   syncIntervalMs: number;
   /** Fraction of an SVID's lifetime after which it is renewed (the agent's rotation_fraction). */
   rotationFraction: number;
+  /** Keep a WatchChanges stream per agent and sync at once on its notifications (else poll only). */
+  push: boolean;
+  /** Incremental syncs (the agent lists what it holds, the server answers the delta); else the first protocol's full lists. */
+  incremental: boolean;
   /** Attestations in flight at once per worker. */
   attestConcurrency: number;
   agents: { index: number; token: string }[];
@@ -39,6 +43,11 @@ export interface WorkerStats {
   /** Bundle sequence → when each agent first saw it (wall ms), for sequences first seen in the window. */
   bundleSeen: Record<string, number[]>;
   errors: Record<string, number>;
+  /** Change notifications received on watch streams (first messages not counted), and streams open at the end. */
+  notifications: number;
+  watchesOpen: number;
+  /** Sync answers by kind (unchanged, incremental, full) in the window. */
+  syncKinds: Record<string, number>;
   /** When an agent that had moved to another server (its own was unreachable) first synced there (wall ms). */
   failedOver: number[];
 }

@@ -8,12 +8,14 @@
  *
  * To keep key generation off the measurement, each agent has one P-256 key pair, used for its
  * agent SVID and, through one CSR made at start, for all its workload SVIDs; the server still
- * parses and verifies every CSR. Entry views change only on sync answers today; a push stream
- * would call `observe` the same way.
+ * parses and verifies every CSR. With `push` each agent also keeps the WatchChanges stream open
+ * and runs its cycle at once on a notification (bursts coalesce into one more cycle), as the
+ * agent's manager does; with `incremental` it sends its (id, revision) pairs and applies deltas.
  */
 import { performance } from 'node:perf_hooks';
 import { nullLogger } from '../../src/common/log.js';
 import { ServerClient } from '../../src/identity-plane/server-api/node-client.js';
+import { BUNDLE_NOTIFICATION_SPREAD_MS } from '../../src/identity-plane/agent/manager/change-watch.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
@@ -41,6 +43,13 @@ interface SimAgent {
   bundleSequence: string;
   synced: boolean;
   timer?: NodeJS.Timeout;
+  /** A cycle is running; a notification during it asks for one more. */
+  running: boolean;
+  again: boolean;
+  watch?: { cancel(): void };
+  watchUp: boolean;
+  watchedBefore?: boolean;
+  watchFailures: number;
 }
 
 const send = (m: FromWorker) => process.send?.(m);
@@ -54,7 +63,7 @@ let counting = false;
 let converged = false;
 const pemBySequence = new Map<string, string>();
 
-const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, entryEvents: {}, bundleSeen: {}, errors: {}, failedOver: [] };
+const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, entryEvents: {}, bundleSeen: {}, errors: {}, failedOver: [], notifications: 0, watchesOpen: 0, syncKinds: {} };
 const count = (kind: string) => {
   stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
 };
@@ -91,7 +100,8 @@ async function attestAll(): Promise<void> {
       const res = await client.attest(token, csr);
       const identity = { chainPem: res.svid.cert_chain.map((d) => encodePem('CERTIFICATE', d)).join(''), keyPem: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
       client.setIdentity(identity.chainPem, identity.keyPem);
-      agents.push({ client, server, identity, trustPem: init.bundlePem, csr, knownRevision: '0', entries: new Map(), svids: new Map(), bundleSequence: init.bundleSequence, synced: false });
+      agents.push({ client, server, identity, trustPem: init.bundlePem, csr, knownRevision: '0', entries: new Map(), svids: new Map(), bundleSequence: init.bundleSequence, synced: false,
+        running: false, again: false, watchUp: false, watchFailures: 0 });
     } catch (err) {
       client.close();
       failed++;
@@ -133,7 +143,9 @@ async function cycle(a: SimAgent): Promise<void> {
   const t0 = performance.now();
   let res;
   try {
-    res = await a.client.sync(a.knownRevision);
+    res = await a.client.sync(init.incremental
+      ? { known_revision: a.knownRevision, incremental: true, known_entries: [...a.entries].map(([id, revision]) => ({ id, revision })) }
+      : a.knownRevision);
   } catch (err) {
     const status = (err as { status?: number }).status;
     count(status === 4 ? 'sync_deadline' : status === 14 ? 'sync_unavailable' : 'sync');
@@ -144,9 +156,21 @@ async function cycle(a: SimAgent): Promise<void> {
     stats.failedOver.push(wallMs());
     a.movedAt = undefined;
   }
-  if (counting) stats.syncMs.push(performance.now() - t0);
+  if (counting) {
+    stats.syncMs.push(performance.now() - t0);
+    const kind = res.unchanged ? 'unchanged' : res.incremental ? 'incremental' : 'full';
+    stats.syncKinds[kind] = (stats.syncKinds[kind] ?? 0) + 1;
+  }
   if (!res.unchanged) {
-    observe(a, new Map(res.entries.map((e) => [e.id, e.revision_number])), wallMs());
+    let view: Map<string, string>;
+    if (res.incremental) {
+      view = new Map(a.entries);
+      for (const id of res.deleted_ids ?? []) view.delete(id);
+      for (const e of res.entries) view.set(e.id, e.revision_number);
+    } else {
+      view = new Map(res.entries.map((e) => [e.id, e.revision_number]));
+    }
+    observe(a, view, wallMs());
     a.knownRevision = res.revision;
   }
   a.synced = true;
@@ -195,23 +219,74 @@ async function cycle(a: SimAgent): Promise<void> {
   }
 }
 
+/** One cycle, and one more for each burst of notifications that came during it; then the next poll. */
+async function run(a: SimAgent): Promise<void> {
+  a.running = true;
+  try {
+    do {
+      a.again = false;
+      await cycle(a).catch(() => count('cycle'));
+    } while (a.again && !stopped);
+  } finally {
+    a.running = false;
+    if (!converged && agents.every((x) => x.synced && [...x.entries.keys()].every((id) => x.svids.has(id)))) {
+      converged = true;
+      send({ type: 'converged', at: wallMs() });
+    }
+    schedule(a, init.syncIntervalMs);
+  }
+}
+
 function schedule(a: SimAgent, delay: number): void {
   if (stopped) return;
-  a.timer = setTimeout(() => {
-    void cycle(a).catch(() => count('cycle')).finally(() => {
-      if (!converged && agents.every((x) => x.synced && [...x.entries.keys()].every((id) => x.svids.has(id)))) {
-        converged = true;
-        send({ type: 'converged', at: wallMs() });
-      }
-      schedule(a, init.syncIntervalMs);
-    });
-  }, delay);
+  clearTimeout(a.timer);
+  a.timer = setTimeout(() => void run(a), delay);
+}
+
+/** A change notification: cycle now, or once more after the running one. */
+function trigger(a: SimAgent): void {
+  if (stopped) return;
+  if (a.running) {
+    a.again = true;
+    return;
+  }
+  clearTimeout(a.timer);
+  void run(a);
+}
+
+/** The agent's change stream; reconnects with backoff and jitter (at once after a rebuilt connection). */
+function watch(a: SimAgent): void {
+  if (stopped || a.watch) return;
+  a.watch = a.client.watch((m) => {
+    if (m.initial) {
+      a.watchUp = true;
+      a.watchFailures = 0;
+      // Back after a gap (a rebuilt connection, a server restart): catch up on what was not pushed meanwhile, as the agent does.
+      if (a.watchedBefore) trigger(a);
+      a.watchedBefore = true;
+      return;
+    }
+    stats.notifications++;
+    // As the agent does: an entry change at once, a bundle change (every agent at once) spread over a second.
+    if (m.entries) trigger(a);
+    else setTimeout(() => trigger(a), Math.random() * BUNDLE_NOTIFICATION_SPREAD_MS);
+  }, (err) => {
+    a.watch = undefined;
+    if (stopped) return;
+    if (err ? err.status !== 1 : !a.watchUp) a.watchFailures++; // 1 = CANCELLED: our own reconnect, at once
+    a.watchUp = false;
+    if (err && err.status !== 1) count(`watch_${err.code}`);
+    const base = Math.min(30_000, 500 * 2 ** a.watchFailures);
+    setTimeout(() => watch(a), base * (0.5 + Math.random()));
+  });
 }
 
 function finish(): void {
   stopped = true;
   for (const a of agents) {
     clearTimeout(a.timer);
+    if (a.watchUp) stats.watchesOpen++;
+    a.watch?.cancel();
     stats.entriesHeld += a.entries.size;
     stats.svidsHeld += [...a.entries.keys()].filter((id) => a.svids.has(id)).length;
   }
@@ -225,7 +300,10 @@ process.on('message', (m: ToWorker) => {
     init = m;
     void attestAll().then(() => {
       // Spread the first syncs over one interval, as agents started at different times would be.
-      for (const a of agents) schedule(a, Math.random() * init.syncIntervalMs);
+      for (const a of agents) {
+        schedule(a, Math.random() * init.syncIntervalMs);
+        if (init.push) watch(a);
+      }
     });
   } else if (m.type === 'window') {
     inWindow = true;

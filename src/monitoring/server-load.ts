@@ -84,6 +84,17 @@ export function serverLoadRow(c: MonitoringConfig): RowSpec {
       { kind: 'timeseries', title: 'Agent sync latency p99', unit: units.Seconds, runbooks: [SERVER_SATURATED], redAbove: t.serverSyncLatencySeconds,
         description: `p99 of SyncAuthorizedEntries at the server; above ${num(t.serverSyncLatencySeconds)}s syncs approach the agents' sync interval.`,
         queries: [{ expr: `histogram_quantile(0.99, sum by (instance, le) (rate(svidscope_server_api_request_duration_seconds_bucket${f(c, 'server', {}, 'service="node"', 'method="SyncAuthorizedEntries"')}[$__rate_interval])))`, legend: '{{instance}}' }] },
+      { kind: 'timeseries', title: 'Entry syncs by kind', unit: units.OpsPerSecond,
+        description: 'Entry syncs the server answered per second: unchanged (the agent\'s view was current), incremental (only the changed entries and deleted ids sent) and full (the whole authorized list: first syncs, periodic consistency checks, agents of the first protocol). A rise in full syncs at fleet scale costs bandwidth and server time; with push, incremental syncs follow entry changes closely.',
+        queries: [{ expr: `sum by (kind) (rate(svidscope_server_entry_syncs_total${f(c, 'server')}[$__rate_interval]))`, legend: '{{kind}}' }] },
+      { kind: 'timeseries', title: 'Push: watch streams and notifications', unit: units.Short,
+        description: 'Agents holding a change stream (WatchChanges) to each server, against the agents attested, and change notifications sent per second by reason (entries: only the agents that reach a changed entry; bundle: every stream). Streams well below the attested agents mean agents fall back to polling (watch_max_streams reached, or a network path that cuts long-lived streams); closed streams by reason show slow consumers and re-authentication.',
+        queries: [
+          { expr: `sum by (instance) (svidscope_server_watch_streams${f(c, 'server')})`, legend: '{{instance}} streams' },
+          { expr: `sum by (instance) (svidscope_server_attested_agents${f(c, 'server', {}, 'state="active"')})`, legend: '{{instance}} agents' },
+          { expr: `sum by (reason) (rate(svidscope_server_change_notifications_total${f(c, 'server')}[$__rate_interval]))`, legend: 'notifications/s {{reason}}' },
+          { expr: `sum by (reason) (rate(svidscope_server_watch_streams_closed_total${f(c, 'server')}[$__rate_interval]))`, legend: 'closed/s {{reason}}' },
+        ] },
     ],
   };
 }

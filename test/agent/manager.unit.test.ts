@@ -37,6 +37,9 @@ function fakeServer(clock: FakeClock) {
   const server = {
     serverChain: undefined,
     setTrust() {}, setIdentity() {}, clearIdentity() {}, reconnect() {},
+    watch() {
+      return { cancel() {} };
+    },
     async attest(_token: string, csr: Buffer) {
       state.attests++;
       return { svid: sign('spiffe://example.org/spire/agent/join_token/tok', csr, AGENT_TTL_S), bundle };
@@ -45,7 +48,8 @@ function fakeServer(clock: FakeClock) {
       state.renewals++;
       return { svid: sign('spiffe://example.org/spire/agent/join_token/tok', csr, AGENT_TTL_S) };
     },
-    async sync(known: string) {
+    async sync(request: string | { known_revision: string }) {
+      const known = typeof request === 'string' ? request : request.known_revision;
       if (state.evictNextSync) {
         state.evictNextSync = false;
         throw new ServerCallError(grpc.status.PERMISSION_DENIED, 'agent-not-attested', 'agent evicted');

@@ -23,6 +23,10 @@ describe('fleet simulator', () => {
     expect(f.caRotationAgentsUpdated, context).toBe(5);
     expect(Number(f.syncs)).toBeGreaterThan(5);
     expect(Number(f.issued)).toBeGreaterThan(0);
+    // Push and incremental sync are the default: every agent holds its stream, notifications arrived, deltas were applied.
+    expect(f.watchesOpenAtEnd, context).toBe(5);
+    expect(Number(f.notifications), context).toBeGreaterThan(0);
+    expect(String(f.syncKinds), context).toMatch(/incremental:[1-9]/);
     for (const k of ['syncP50Ms', 'syncP99Ms', 'propagationP50Ms', 'issueCallP50Ms', 'serverPeakRssMiB', 'datastoreOpsPerS']) expect(Number(f[k]), k).toBeGreaterThan(0);
     expect(Number(f.serverCpuSecondsPerSecond)).toBeGreaterThanOrEqual(0);
     expect(() => JSON.stringify(f)).not.toThrow();
@@ -34,6 +38,8 @@ describe('fleet simulator', () => {
     expect(() => parseFleetOptions(['--bogus', '1'])).toThrow();
     expect(() => parseFleetOptions(['--servers', '2'])).toThrow(/--datastore postgres/);
     expect(() => parseFleetOptions(['--kill-one-at', '5'])).toThrow(/--servers 2/);
-    expect(parseFleetOptions([])).toMatchObject({ agents: 100, entriesPerAgent: 10, syncIntervalSeconds: 5, durationSeconds: 30, datastore: 'sqlite', workers: 1, rotateCaAtSeconds: 15 });
+    expect(parseFleetOptions([])).toMatchObject({ agents: 100, entriesPerAgent: 10, syncIntervalSeconds: 5, durationSeconds: 30, datastore: 'sqlite', workers: 1, rotateCaAtSeconds: 15, push: true, incremental: true });
+    expect(parseFleetOptions(['--push', 'off', '--incremental', 'off'])).toMatchObject({ push: false, incremental: false });
+    expect(() => parseFleetOptions(['--push', 'maybe'])).toThrow(/on or off/);
   });
 });

@@ -165,6 +165,8 @@ export const errorCatalog = {
 
   // Server load (admission control of the agent API)
   'server-overloaded': { meaning: 'the server has as many CSRs waiting to be signed as signing_queue_max_csrs allows; retry later', grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: ExitCode.REMOTE, http: 503 },
+  'watch-streams-exhausted': { meaning: 'the server holds as many change streams (WatchChanges) as watch_max_streams allows, or the agent holds its per-agent share; the agent keeps polling and retries later', grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: ExitCode.REMOTE, http: 503 },
+  'watch-slow-consumer': { meaning: 'the agent did not read its change stream (WatchChanges) and its unsent notifications reached the per-stream bound; the server closed it and the agent reconnects', grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: ExitCode.REMOTE, http: 503 },
   'deadline-expired': { meaning: 'the call\'s deadline passed (or it was cancelled) before the server began the work; nothing was done', grpc: GrpcStatus.DEADLINE_EXCEEDED, exit: ExitCode.REMOTE, http: 504 },
 
   // Datastore

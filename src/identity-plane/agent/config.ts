@@ -29,6 +29,8 @@ export interface AgentConfig {
   trustBundlePath?: string;
   insecureBootstrap: boolean;
   syncIntervalSeconds: number;
+  /** Keep a change stream (WatchChanges) open so the server pushes changes (`push`, default true); polling stays the fallback. */
+  push?: boolean;
   /** Rotate an X509-SVID once this fraction of its lifetime has passed (SPIRE: 0.5). */
   rotationFraction: number;
   workloadKeyType: KeyType;
@@ -93,6 +95,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   };
   // 4 MiB holds thousands of ordinary tokens (about 1 KiB each) and caps what callers can pin.
   const jwtCacheMaxBytes = r.number('jwt_cache_max_bytes', 4 * 1024 * 1024, { min: 0 });
+  const push = r.boolean('push', true);
   const maxConnectionsRaw = r.raw('workload_api_max_connections').value;
   const workloadApi = {
     maxConnections: maxConnectionsRaw === undefined || maxConnectionsRaw === null ? undefined : r.number('workload_api_max_connections', DEFAULT_MAX_CONNECTIONS, { min: 1, max: 1_000_000 }),
@@ -106,7 +109,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
     trustDomain, serverAddress, serverAddresses, dataDir, socketPath, socketMode: parseInt(modeText, 8), joinToken, joinTokenFile,
     trustBundlePath: trustBundlePath ? path.resolve(trustBundlePath) : undefined, insecureBootstrap, syncIntervalSeconds,
     rotationFraction, workloadKeyType: keyType, discoverWorkloadPath, workloadSizeLimit, healthBind, logLevel,
-    jwtAudience, jwtCacheMaxBytes, workloadApi,
+    jwtAudience, jwtCacheMaxBytes, workloadApi, push,
   };
 }
 

@@ -53,6 +53,13 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   const jwtEvictions = counter(registry, F.jwtCacheEvictions);
   jwtEvictions.inc(0);
   const failovers = counter(registry, F.serverFailovers);
+  const entrySyncs = counter(registry, F.entrySyncs);
+  for (const kind of ['unchanged', 'incremental', 'full']) entrySyncs.inc({ kind }, 0);
+  const pushNotifications = counter(registry, F.pushNotifications);
+  for (const kind of ['entries', 'bundle', 'initial']) pushNotifications.inc({ kind }, 0);
+  gauge(registry, F.pushConnected, function () {
+    this.set(state.manager()?.pushConnected ? 1 : 0);
+  });
   failovers.inc(0);
   gauge(registry, F.jwtCacheBytes, function () {
     this.set(state.manager()?.jwtCacheBytes ?? 0);
@@ -117,6 +124,8 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
       rotationFailure: (reason) => rotationFailures.inc({ reason }),
       jwtCacheEvicted: () => jwtEvictions.inc(),
       taintCleared: (seconds) => taintClear.observe({}, seconds),
+      entrySync: (kind) => entrySyncs.inc({ kind }),
+      pushNotification: (kind) => pushNotifications.inc({ kind }),
       bundleUpdated: (kind, td, seq, serverUpdatedAtMs) => {
         if (kind === 'own') sequence.set(Number(seq));
         else federatedSequence.set({ trust_domain: td }, Number(seq));

@@ -110,3 +110,27 @@ export interface WithholdAuthorityRequestMsg {
 export function bundleMessage(bundle: SpiffeBundle, document: Buffer, updatedAt?: Date): BundleMsg {
   return { trust_domain: bundle.trustDomain.name, document, sequence_number: (bundle.sequenceNumber ?? 0n).toString(), updated_at_ms: String(updatedAt?.getTime() ?? 0) };
 }
+
+/** node.proto `SyncAuthorizedEntriesRequest`; the incremental fields are absent from agents that predate them. */
+export interface SyncRequestMsg {
+  known_revision: string;
+  incremental?: boolean;
+  known_entries?: { id: string; revision: string }[];
+}
+
+/** node.proto `SyncAuthorizedEntriesResponse`; servers that predate the incremental protocol never set incremental. */
+export interface SyncResponseMsg {
+  entries: EntryMsg[];
+  revision: string;
+  unchanged: boolean;
+  incremental?: boolean;
+  deleted_ids?: string[];
+  digest?: Buffer;
+}
+
+/** node.proto `ChangeNotification`, one message of the WatchChanges stream. */
+export interface ChangeNotificationMsg {
+  entries: boolean;
+  bundle: boolean;
+  initial: boolean;
+}

@@ -7,7 +7,7 @@ import { SvidscopeError, type ErrorCode } from '../../common/errors/catalog.js';
 import { codeOfServiceError } from '../../common/errors/grpc.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustDomain } from '../spiffe/id/index.js';
-import type { BundleMsg, EntryMsg, TaintedAuthoritiesMsg, X509SvidMsg } from './messages.js';
+import type { BundleMsg, ChangeNotificationMsg, SyncRequestMsg, SyncResponseMsg, TaintedAuthoritiesMsg, X509SvidMsg } from './messages.js';
 import { serverServices } from './services.js';
 import { serverSpiffeId } from './server-id.js';
 
@@ -56,6 +56,8 @@ export interface ServerClientOptions {
 
 export class ServerClient {
   private client: grpc.Client | undefined;
+  /** Open WatchChanges streams: cancelled when the connection is rebuilt (new identity or trust). */
+  private readonly watches = new Set<grpc.ClientReadableStream<ChangeNotificationMsg>>();
   private trustPem: string | undefined;
   private identity: { chainPem: string; keyPem: string } | undefined;
   /** Index into `addresses` of the server in use; it stays there until that server fails. */
@@ -107,8 +109,37 @@ export class ServerClient {
   renew(csr: Buffer): Promise<{ svid: X509SvidMsg }> {
     return this.call('RenewAgent', { csr });
   }
-  sync(knownRevision: string): Promise<{ entries: EntryMsg[]; revision: string; unchanged: boolean }> {
-    return this.call('SyncAuthorizedEntries', { known_revision: knownRevision });
+  /** SyncAuthorizedEntries: a string is the first protocol's known revision; an object may carry the incremental fields. */
+  sync(request: string | SyncRequestMsg): Promise<SyncResponseMsg> {
+    return this.call('SyncAuthorizedEntries', typeof request === 'string' ? { known_revision: request } : request);
+  }
+
+  /**
+   * Opens the WatchChanges stream on the current connection. `onEnd` runs once, with the failure
+   * (UNIMPLEMENTED from a server without push, the refusal's code for a banned agent, UNAVAILABLE
+   * or CANCELLED when the connection went or was rebuilt), or undefined when the server ended it.
+   */
+  watch(onMessage: (m: ChangeNotificationMsg) => void, onEnd: (err: ServerCallError | undefined) => void): { cancel(): void } {
+    let ended = false;
+    const end = (err: ServerCallError | undefined) => {
+      if (ended) return;
+      ended = true;
+      this.watches.delete(call);
+      onEnd(err);
+    };
+    let call: grpc.ClientReadableStream<ChangeNotificationMsg>;
+    try {
+      const client = this.connect() as unknown as Record<string, (req: object, md: grpc.Metadata) => grpc.ClientReadableStream<ChangeNotificationMsg>>;
+      call = client.WatchChanges.call(this.client, {}, new grpc.Metadata());
+    } catch (err) {
+      queueMicrotask(() => onEnd(new ServerCallError(grpc.status.UNAVAILABLE, 'unavailable', `server WatchChanges: ${(err as Error).message}`)));
+      return { cancel: () => undefined };
+    }
+    this.watches.add(call);
+    call.on('data', (m: ChangeNotificationMsg) => onMessage(m));
+    call.on('error', (err: grpc.ServiceError) => end(new ServerCallError(err.code, codeOfServiceError(err), `server WatchChanges: ${err.details || err.message}`)));
+    call.on('end', () => end(undefined));
+    return { cancel: () => call.cancel() };
   }
   batchNewX509Svid(params: { entry_id: string; csr: Buffer }[]): Promise<{ results: BatchResult[] }> {
     return this.call('BatchNewX509SVID', { params });
@@ -121,6 +152,8 @@ export class ServerClient {
   }
 
   private reset(): void {
+    for (const w of this.watches) w.cancel();
+    this.watches.clear();
     this.client?.close();
     this.client = undefined;
   }
@@ -147,7 +180,11 @@ export class ServerClient {
     );
     const Node = serverServices().nodeClient;
     // SNI carries the trust domain name rather than an IP address (which TLS forbids as SNI).
-    this.client = new Node(this.address, credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.ssl_target_name_override': this.opts.trustDomain.name });
+    // Keepalive: the long-lived WatchChanges stream must notice a server that vanished without a FIN.
+    // Lenient on purpose: a saturated server answers pings late, and dropping its connections then
+    // (every call on them fails, every agent handshakes again) would make the overload worse.
+    this.client = new Node(this.address, credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.ssl_target_name_override': this.opts.trustDomain.name,
+      'grpc.keepalive_time_ms': 300_000, 'grpc.keepalive_timeout_ms': 60_000 });
     return this.client;
   }
 

@@ -7,6 +7,7 @@ import { isKeyType, type KeyType } from '../spiffe/mint/index.js';
 import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/jwtsvid/index.js';
 import { readFederationConfig, type FederationConfig } from './federation/config.js';
 import { DEFAULT_SIGNING_QUEUE_MAX_CSRS } from './api/admission.js';
+import { DEFAULT_WATCH_MAX_STREAMS } from './api/change-notifier.js';
 
 /** The server's whole configuration; every field has a default documented in the README. */
 export interface ServerConfig {
@@ -44,6 +45,8 @@ export interface ServerConfig {
   tombstoneRetentionSeconds: number;
   /** Least time between two agent-feed pulls caused by callers the agent view does not know (`agent_refresh_min_interval`), seconds. */
   agentRefreshMinIntervalSeconds: number;
+  /** Change streams (WatchChanges) held open at once (`watch_max_streams`); more are refused and those agents poll. */
+  watchMaxStreams: number;
   /** `spiffe_refresh_hint` published in the bundle, seconds. */
   bundleRefreshHintSeconds: number;
   /** Bundle endpoint and federation relationships (`federation` section); always set by buildServerConfig. */
@@ -112,6 +115,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const tombstoneRetentionSeconds = r.duration('tombstone_retention', '24h');
   const agentRefreshMinIntervalSeconds = r.duration('agent_refresh_min_interval', '1s');
   const signingQueueMaxCsrs = r.number('signing_queue_max_csrs', DEFAULT_SIGNING_QUEUE_MAX_CSRS, { min: 1, max: 1_000_000 });
+  const watchMaxStreams = r.number('watch_max_streams', DEFAULT_WATCH_MAX_STREAMS, { min: 0, max: 1_000_000 });
   const federation = readFederationConfig(r.section('federation'));
   r.rejectUnknown();
   for (const [name, value] of [['default_x509_svid_ttl', defaultX509SvidTtlSeconds], ['default_jwt_svid_ttl', defaultJwtSvidTtlSeconds], ['agent_ttl', agentTtlSeconds], ['tombstone_retention', tombstoneRetentionSeconds]] as const) {
@@ -122,7 +126,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
     ca: { keyType, jwtKeyType, ttlSeconds, prepareFraction, activateFraction, checkIntervalSeconds,
       upstream: certFile && keyFile ? { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) } : undefined },
     defaultX509SvidTtlSeconds, defaultJwtSvidTtlSeconds, agentTtlSeconds, cacheReloadSeconds, bundleRefreshHintSeconds, federation,
-    agentRenewalGraceSeconds, jwtAudience, signingQueueMaxCsrs, tombstoneRetentionSeconds, agentRefreshMinIntervalSeconds,
+    agentRenewalGraceSeconds, jwtAudience, signingQueueMaxCsrs, tombstoneRetentionSeconds, agentRefreshMinIntervalSeconds, watchMaxStreams,
   };
 }
 

@@ -17,6 +17,14 @@ import { createAdminService } from './api/admin-service.js';
 import { listenAdminSocket, type AdminSocket } from './api/admin-socket.js';
 import { serverServices } from './api/grpc.js';
 import { createNodeService, type NodeServiceEvents } from './api/node-service.js';
+import { ChangeNotifier } from './api/change-notifier.js';
+
+/**
+ * Server-side keepalive on agent connections: a dead peer's watch stream is closed within this plus
+ * the timeout. Lenient, so a busy agent (or a busy server) is not cut off for answering late.
+ */
+const WATCH_KEEPALIVE_MS = 300_000;
+const WATCH_KEEPALIVE_TIMEOUT_MS = 60_000;
 import { BundlePublisher } from './bundle/publisher.js';
 import { CaManager, type UpstreamAuthority } from './ca/manager.js';
 import type { ServerConfig } from './config.js';
@@ -68,10 +76,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const registry = deps.registry ?? createRegistry();
   const td = config.trustDomain;
   // Telemetry reads live state at scrape time; the references fill in as the parts start.
-  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore } = {};
+  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore; changes?: ChangeNotifier } = {};
   const telemetry = deps.withoutMetrics
-    ? { observe: () => undefined, nodeEvents: {} as NodeServiceEvents, adminEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
-    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore });
+    ? { observe: () => undefined, nodeEvents: {} as NodeServiceEvents, adminEvents: {}, watchEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
+    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore, changes: () => live.changes });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
   const instrumented = telemetry.instrumentDatastore(await openDatastore(config.datastore));
@@ -82,11 +90,20 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   try {
     const upstream = config.ca.upstream ? loadUpstream(config.ca.upstream) : undefined;
     const bundlesRef: { publisher?: BundlePublisher } = {};
+    let taintMark = '|'; // the mark of no tainted authority
+    const taintChanged = () => {
+      const t = live.ca?.taintedAuthorities();
+      const mark = t ? `${t.x509.map((d) => d.toString('base64')).join()}|${t.jwt.join()}` : '';
+      if (mark === taintMark) return false;
+      taintMark = mark;
+      return true;
+    };
     const ca = new CaManager({
       trustDomain: td, dir: path.join(config.dataDir, 'ca'), clock, logger: logger.child({ subsystem: 'ca' }), upstream,
       config: { caTtlSeconds: config.ca.ttlSeconds, prepareFraction: config.ca.prepareFraction, activateFraction: config.ca.activateFraction,
         checkIntervalSeconds: config.ca.checkIntervalSeconds, keyType: config.ca.keyType, jwtKeyType: config.ca.jwtKeyType },
-      onChange: () => void bundlesRef.publisher?.sync().catch((err: unknown) => logger.error({ err }, 'bundle publication failed; retrying at the next tick')),
+      // A new taint mark does not change the bundle, so only the notifier can carry it to agents at once.
+      onChange: () => void bundlesRef.publisher?.sync().then(() => taintChanged() && live.changes?.bundleChanged()).catch((err: unknown) => logger.error({ err }, 'bundle publication failed; retrying at the next tick')),
     });
     ca.start();
     live.ca = ca;
@@ -101,6 +118,12 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const agents = new AgentCache(datastore, { clock, minUnknownRefreshIntervalMs: config.agentRefreshMinIntervalSeconds * 1000 });
     live.agents = agents;
     await agents.refresh();
+    // Push: agents' WatchChanges streams, told of the entry, agent and bundle changes this server applies.
+    const changes = new ChangeNotifier({ clock, logger: logger.child({ subsystem: 'watch' }), maxStreams: config.watchMaxStreams, events: telemetry.watchEvents });
+    live.changes = changes;
+    entries.observe(changes);
+    agents.onChange((ids) => changes.reauthenticate(ids));
+    bundles.onChange(() => changes.bundleChanged());
     const tombstones = new TombstonePruner({ datastore, clock, retentionSeconds: config.tombstoneRetentionSeconds,
       revisions: () => ({ entries: entries.currentRevision, agents: agents.currentRevision }) });
 
@@ -130,15 +153,19 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     bundles.onChange((b) => tls.setTrustAnchors(x509BundleToPem(b)));
 
     const { node, admin } = serverServices();
-    const nodeServer = new grpc.Server();
+    // Keepalive pings find dead peers of idle watch streams (an agent gone without a FIN) at no cost in between.
+    const nodeServer = new grpc.Server({ 'grpc.keepalive_time_ms': WATCH_KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': WATCH_KEEPALIVE_TIMEOUT_MS });
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, bundleCache, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
       agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience, signingQueueMaxCsrs: config.signingQueueMaxCsrs,
-      observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer }));
+      observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer,
+      // watch_max_streams 0 turns push off: WatchChanges answers UNIMPLEMENTED, which agents retry only rarely.
+      changes: config.watchMaxStreams > 0 ? changes : undefined }));
     const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
     const { host, port } = checkHostPort(config.bind, 'bind');
     const boundPort = await bindAsync(nodeServer, `${host.includes(':') ? `[${host}]` : host}:${port}`, credentials);
     cleanups.push(() => shutdown(nodeServer));
+    cleanups.push(() => changes.closeAll()); // open streams would hold the graceful shutdown for its whole grace
     const address = `${host}:${boundPort}`;
 
     // Federation: the bundle endpoint and the refreshers of federated bundles (stopped before the datastore closes).
@@ -168,6 +195,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       await bundles.sync();
       await entries.refresh();
       await agents.refresh();
+      changes.reauthenticate('all'); // renewal grace windows and SVID lifetimes end without a feed change
       bundleCache.invalidate(); // federated bundles written by other servers sharing the datastore
       await datastore.pruneJoinTokens(clock.now());
       const pruned = await tombstones.run();

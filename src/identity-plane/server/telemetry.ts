@@ -6,6 +6,7 @@ import { serverFamilies as F, grpcStatusName } from '../../common/telemetry/name
 import { counter, gauge, histogram, registerProcessMetrics } from '../../common/telemetry/registry.js';
 import type { AdminServiceEvents } from './api/admin-service.js';
 import type { NodeServiceEvents } from './api/node-service.js';
+import type { ChangeNotifier, ChangeNotifierEvents } from './api/change-notifier.js';
 import type { BundlePublisher } from './bundle/publisher.js';
 import type { CaManager } from './ca/manager.js';
 import type { Datastore } from './datastore/types.js';
@@ -25,6 +26,8 @@ export interface ServerTelemetry {
   observe(service: 'node' | 'admin'): (method: string, code: number, seconds: number) => void;
   nodeEvents: NodeServiceEvents;
   adminEvents: AdminServiceEvents;
+  /** Push streams: notifications sent, streams closed, limits hit. */
+  watchEvents: ChangeNotifierEvents;
   /** Wraps a datastore so every operation's latency and result are observed. */
   instrumentDatastore(ds: Datastore): Datastore;
 }
@@ -35,7 +38,7 @@ export interface ServerTelemetry {
  * the server (key phases, bundle, entry count, agents) is read at scrape time instead of being
  * mirrored into gauges on every change.
  */
-export function createServerTelemetry(registry: Registry, tracer: Tracer | undefined, state: { ca: () => CaManager | undefined; bundles: () => BundlePublisher | undefined; entries: () => EntryCache | undefined; agents: () => AgentCache | undefined; datastore: () => Datastore | undefined }): ServerTelemetry {
+export function createServerTelemetry(registry: Registry, tracer: Tracer | undefined, state: { ca: () => CaManager | undefined; bundles: () => BundlePublisher | undefined; entries: () => EntryCache | undefined; agents: () => AgentCache | undefined; datastore: () => Datastore | undefined; changes?: () => ChangeNotifier | undefined }): ServerTelemetry {
   registerProcessMetrics(registry);
   gauge(registry, F.buildInfo).set({ version: VERSION, component: 'server' }, 1);
   const requests = counter(registry, F.apiRequests);
@@ -53,7 +56,20 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   const dsDuration = histogram(registry, F.datastoreDuration);
   const agentEntries = histogram(registry, F.agentAuthorizedEntries);
   const entrySyncs = counter(registry, F.entrySyncs);
-  for (const kind of ['unchanged', 'full']) entrySyncs.inc({ kind }, 0);
+  for (const kind of ['unchanged', 'incremental', 'full']) entrySyncs.inc({ kind }, 0);
+  limitRefusals.inc({ limit: 'watch_max_streams' }, 0);
+  const notifications = counter(registry, F.changeNotifications);
+  for (const reason of ['entries', 'bundle']) notifications.inc({ reason }, 0);
+  const streamsClosed = counter(registry, F.watchStreamsClosed);
+  for (const reason of ['slow_consumer', 'banned', 'not_attested', 'stale_serial']) streamsClosed.inc({ reason }, 0);
+  gauge(registry, F.watchStreams, function () {
+    this.set(state.changes?.()?.streamCount ?? 0);
+  });
+  gauge(registry, F.authorizationIndex, function () {
+    const sizes = state.entries()?.indexSizes();
+    if (!sizes) return;
+    for (const [index, n] of Object.entries(sizes)) this.set({ index }, n);
+  });
 
   gauge(registry, F.keyPhase, function () {
     this.reset();
@@ -158,6 +174,11 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
         entrySyncs.inc({ kind });
         agentEntries.observe({}, entries);
       },
+    },
+    watchEvents: {
+      notified: (reason, streams) => notifications.inc({ reason }, streams),
+      dropped: (reason) => streamsClosed.inc({ reason }),
+      limitHit: (limit) => limitRefusals.inc({ limit }),
     },
     adminEvents: {
       authorityStep: (kind, step, result) => lifecycle.inc({ kind, step, result }),

@@ -100,6 +100,41 @@ export class WorkloadCache {
     this.changed();
   }
 
+  /**
+   * Applies an incremental sync answer: changed entries replace or join the view, deleted ids leave
+   * it with their SVIDs. Costs O(the change), not O(the view); workloads are told once.
+   */
+  applyEntryDelta(changed: readonly EntryMsg[], deletedIds: readonly string[]): void {
+    this.entriesReceived = true;
+    if (changed.length === 0 && deletedIds.length === 0) return;
+    const unindex = (id: string) => {
+      const old = this.entries.get(id);
+      if (!old) return;
+      this.entries.delete(id);
+      for (const sel of old.selectors) {
+        const key = `${sel.type}:${sel.value}`;
+        const list = this.bySelector.get(key)?.filter((e) => e.id !== id);
+        if (list?.length) this.bySelector.set(key, list);
+        else this.bySelector.delete(key);
+      }
+    };
+    for (const id of deletedIds) {
+      unindex(id);
+      this.svids.delete(id);
+    }
+    for (const e of changed) {
+      unindex(e.id);
+      this.entries.set(e.id, e);
+      for (const sel of e.selectors) {
+        const key = `${sel.type}:${sel.value}`;
+        const list = this.bySelector.get(key);
+        if (list) list.push(e);
+        else this.bySelector.set(key, [e]);
+      }
+    }
+    this.changed();
+  }
+
   setBundles(bundle: SpiffeBundle, federated: Map<string, SpiffeBundle>): boolean {
     const same = this.bundle?.sequenceNumber === bundle.sequenceNumber && sameFederated(this.federated, federated);
     if (same && this.bundle) return false;

@@ -10,7 +10,9 @@ import { parseSpiffeBundle, x509BundleToPem, BundleSet, type SpiffeBundle } from
 import { encodePem, certificateFacts } from '../../spiffe/x509/index.js';
 import { createCsr, generateKeyPair, type KeyType } from '../../spiffe/mint/index.js';
 import { verifyX509Svid } from '../../spiffe/x509svid/index.js';
-import type { EntryMsg } from '../../server-api/messages.js';
+import type { EntryMsg, SyncRequestMsg } from '../../server-api/messages.js';
+import { ChangeWatch } from './change-watch.js';
+import { entrySetDigest } from '../../server-api/entry-sync.js';
 import type { AgentConfig } from '../config.js';
 import { ServerCallError, type ServerClient } from '../../server-api/node-client.js';
 import type { AgentSvidStore } from '../svid-store.js';
@@ -42,6 +44,12 @@ export interface ManagerEvents {
   jwtCacheEvicted?(): void;
   /** No SVID signed by a tainted authority is held any more, `seconds` after the agent first saw one. */
   taintCleared?(seconds: number): void;
+  /** One entry sync, by the kind of answer. */
+  entrySync?(kind: 'unchanged' | 'incremental' | 'full'): void;
+  /** The change stream to the server opened (true) or closed (false). */
+  pushConnected?(up: boolean): void;
+  /** A change notification arrived on the stream. */
+  pushNotification?(kind: 'entries' | 'bundle' | 'initial'): void;
 }
 
 export interface ManagerDeps {
@@ -58,6 +66,11 @@ export interface ManagerDeps {
 /** SPIRE's cap on CSRs per BatchNewX509SVID. */
 const BATCH_SIZE = 500;
 const MAX_BACKOFF_MS = 60_000;
+/**
+ * Every this many entry syncs the agent asks for the full list instead of a delta: a consistency
+ * check besides the digest of every incremental answer (≈ 5 min at the default 5 s interval).
+ */
+export const FULL_SYNC_EVERY = 60;
 /** Entry cap of the JWT-SVID cache, besides its byte bound (jwt_cache_max_bytes). */
 const JWT_CACHE_MAX_ENTRIES = 10_000;
 
@@ -84,8 +97,17 @@ export class AgentManager {
   private taint = TaintedAuthorities.none;
   /** When the agent first held an SVID signed by a tainted authority, until it holds none (epoch ms). */
   private taintSeenAt: number | undefined;
+  /** Entry syncs since the last full one; a full one is due at FULL_SYNC_EVERY or when the view is in doubt. */
+  private syncsSinceFull = 0;
+  private needFullSync = true;
+  /** A sync is running; another request during it runs one more right after (bursts coalesce). */
+  private syncing = false;
+  private syncAgain = false;
+  /** The change stream (push); polling stays the fallback. */
+  private readonly watch: ChangeWatch;
 
   constructor(private readonly deps: ManagerDeps) {
+    this.watch = new ChangeWatch({ server: deps.server, clock: deps.clock, logger: deps.logger, attested: () => this.agentId !== undefined, syncNow: () => this.requestSync(), events: deps.events });
     this.jwtCache = new JwtSvidCache({ maxEntries: JWT_CACHE_MAX_ENTRIES, maxBytes: deps.config.jwtCacheMaxBytes }, () => deps.events?.jwtCacheEvicted?.());
   }
 
@@ -108,11 +130,52 @@ export class AgentManager {
       this.failures++;
     }
     this.schedule();
+    if (this.deps.config.push !== false) this.watch.start();
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
+    this.watch.stop();
+  }
+
+  /** Whether the change stream to the server is open. */
+  get pushConnected(): boolean {
+    return this.watch.connected;
+  }
+
+  /**
+   * Runs a sync now (a change notification), or right after the one running: a burst of
+   * notifications costs at most one extra sync. The poll timer restarts after it.
+   */
+  requestSync(): void {
+    if (this.stopped) return;
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    if (this.timer) this.deps.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    void this.runSync();
+  }
+
+  private async runSync(): Promise<void> {
+    this.syncing = true;
+    try {
+      do {
+        this.syncAgain = false;
+        try {
+          await this.syncOnce();
+        } catch (err) {
+          this.failures++;
+          this.deps.logger.warn({ err: describe(err), failures: this.failures }, 'sync failed; serving cached SVIDs');
+          break;
+        }
+      } while (this.syncAgain && !this.stopped);
+    } finally {
+      this.syncing = false;
+      this.schedule();
+    }
   }
 
   /** Re-mints every cached SVID at the next sync (a forced rotation). */
@@ -130,11 +193,7 @@ export class AgentManager {
     try {
       await this.ensureIdentity();
       if (clock.nowMs() >= this.agentRenewAt) await this.renewAgentSvid();
-      const res = await server.sync(this.knownRevision);
-      if (!res.unchanged) {
-        cache.setEntries(res.entries);
-        this.knownRevision = res.revision;
-      }
+      await this.syncEntries();
       const federatedNames = [...new Set(cache.allEntries().flatMap((e) => e.federates_with))];
       const bundles = await server.getBundles(federatedNames);
       const own = parseSpiffeBundle(this.deps.config.trustDomain, bundles.bundle.document);
@@ -173,6 +232,40 @@ export class AgentManager {
       this.deps.events?.sync?.('error', (clock.nowMs() - start) / 1000);
       throw err;
     }
+  }
+
+  /**
+   * Fetches the entry view: a delta against the (id, revision) pairs the cache holds, or the full
+   * list when one is due (first sync, every FULL_SYNC_EVERY, or after a digest mismatch). A server
+   * without the incremental protocol ignores the new fields and answers as before.
+   */
+  private async syncEntries(): Promise<void> {
+    const { server, cache, logger } = this.deps;
+    const full = this.needFullSync || this.syncsSinceFull >= FULL_SYNC_EVERY - 1;
+    const request: SyncRequestMsg = full
+      ? { known_revision: '0' }
+      : { known_revision: this.knownRevision, incremental: true, known_entries: cache.allEntries().map(pairOf) };
+    const res = await server.sync(request);
+    if (res.unchanged) {
+      this.syncsSinceFull++;
+      this.deps.events?.entrySync?.('unchanged');
+      return;
+    }
+    this.knownRevision = res.revision;
+    if (res.incremental) {
+      cache.applyEntryDelta(res.entries, res.deleted_ids ?? []);
+      this.syncsSinceFull++;
+      this.deps.events?.entrySync?.('incremental');
+      if (res.digest?.length && !entrySetDigest(cache.allEntries().map(pairOf)).equals(res.digest)) {
+        logger.warn({ entries: cache.entryCount }, 'entry view differs from the server\'s after a delta; asking for the full list');
+        this.needFullSync = true;
+      }
+      return;
+    }
+    cache.setEntries(res.entries);
+    this.needFullSync = false;
+    this.syncsSinceFull = 0;
+    this.deps.events?.entrySync?.('full');
   }
 
   /** A JWT-SVID for one of the caller's entries, cached until half its lifetime has passed. */
@@ -257,13 +350,10 @@ export class AgentManager {
     if (this.stopped) return;
     const base = this.deps.config.syncIntervalSeconds * 1000;
     const delay = this.failures === 0 ? base : Math.min(MAX_BACKOFF_MS, base * 1.5 ** this.failures);
+    if (this.timer) this.deps.clock.clearTimeout(this.timer);
     this.timer = this.deps.clock.setTimeout(() => {
-      this.syncOnce()
-        .catch((err: unknown) => {
-          this.failures++;
-          this.deps.logger.warn({ err: describe(err), failures: this.failures }, 'sync failed; serving cached SVIDs');
-        })
-        .finally(() => this.schedule());
+      this.timer = undefined;
+      void this.runSync();
     }, delay);
   }
 
@@ -434,6 +524,9 @@ export class AgentManager {
     }
   }
 }
+
+/** An entry as the incremental sync names it. */
+const pairOf = (e: EntryMsg) => ({ id: e.id, revision: e.revision_number });
 
 /** Why an entry needs a (new) SVID now, or undefined when its cached one is good. */
 export function rotationReason(entry: EntryMsg, svid: CachedX509Svid | undefined, now: number, fraction: number, trust: BundleSet | undefined, forced: boolean, tainted = false): RotationReason | undefined {

@@ -18,7 +18,10 @@ import { toNumber, unary } from './grpc.js';
 import { normalSerial, PeerIdentityCache } from './peer-identity.js';
 import { entryMessage } from './entry-message.js';
 import { Admission, DEFAULT_SIGNING_QUEUE_MAX_CSRS, SIGNING_SLICE } from './admission.js';
-import { bundleMessage, type BundleMsg, type EntryMsg, type X509SvidMsg } from '../../server-api/messages.js';
+import { bundleMessage, type BundleMsg, type ChangeNotificationMsg, type EntryMsg, type SyncRequestMsg, type SyncResponseMsg, type X509SvidMsg } from '../../server-api/messages.js';
+import { entryDelta, entrySetDigest } from '../../server-api/entry-sync.js';
+import { toServiceError } from '../../../common/errors/grpc.js';
+import type { ChangeNotifier } from './change-notifier.js';
 
 export interface NodeServiceDeps {
   trustDomain: TrustDomain;
@@ -43,6 +46,8 @@ export interface NodeServiceDeps {
   observe?: (method: string, code: grpc.status, seconds: number) => void;
   events?: NodeServiceEvents;
   tracer?: Tracer;
+  /** The WatchChanges streams (push); without it the method answers UNIMPLEMENTED and agents poll. */
+  changes?: ChangeNotifier;
 }
 
 /** Telemetry hooks of the signing paths; the service knows nothing of metrics libraries. */
@@ -55,8 +60,8 @@ export interface NodeServiceEvents {
   agentRefused?(reason: 'not_attested' | 'banned' | 'stale_serial'): void;
   /** A request refused by a configured limit (bounded: the limit's config key). */
   limitHit?(limit: string): void;
-  /** One entry sync answered: unchanged or the full list, with the agent's authorized entry count. */
-  entrySync?(kind: 'unchanged' | 'full', entries: number): void;
+  /** One entry sync answered: unchanged, a delta (incremental) or the full list, with the agent's authorized entry count. */
+  entrySync?(kind: 'unchanged' | 'incremental' | 'full', entries: number): void;
 }
 
 /** Attestation failure reasons by catalogue code: a fixed set, so the label stays bounded. */
@@ -94,6 +99,9 @@ function acceptsSerial(a: AttestedAgent, presented: string, nowMs: number): bool
   return presented === normalSerial(a.serialNumber)
     || (!!a.previousSerialNumber && presented === normalSerial(a.previousSerialNumber) && nowMs < (a.previousSerialValidUntil?.getTime() ?? 0));
 }
+
+/** An entry as the incremental sync names it: (id, revision). */
+const pairOf = (e: RegistrationEntry) => ({ id: e.id, revision: String(e.revision) });
 
 /** SPIRE's per-request cap on CSRs in one batch. */
 export const MAX_BATCH = 500;
@@ -233,21 +241,66 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       return { svid };
     }),
 
-    SyncAuthorizedEntries: wrap('SyncAuthorizedEntries', async (req: { known_revision: string }, call) => {
+    SyncAuthorizedEntries: wrap('SyncAuthorizedEntries', async (req: SyncRequestMsg, call): Promise<SyncResponseMsg> => {
       admission.checkDeadline(call);
       const agent = await authenticate(call);
       const list = await authorized(agent);
-      const revision = Math.max(0, ...list.map((e) => e.revision));
-      const known = toNumber(req.known_revision);
+      let revision = 0;
+      for (const e of list) if (e.revision > revision) revision = e.revision;
       // The revision of the newest authorized entry does not move on deletion, so the count is part of the key.
-      const key = revision * 1_000_000 + list.length;
-      if (known === key) {
+      const key = String(revision * 1_000_000 + list.length);
+      if (req.incremental) {
+        // The agent said what it holds: answer exactly the difference, O(its entries).
+        const delta = entryDelta(list, pairOf, req.known_entries ?? []);
+        if (delta.changed.length === 0 && delta.deletedIds.length === 0) {
+          deps.events?.entrySync?.('unchanged', list.length);
+          return { entries: [], revision: key, unchanged: true };
+        }
+        deps.events?.entrySync?.('incremental', list.length);
+        return { entries: delta.changed.map(entryMessage), revision: key, unchanged: false, incremental: true, deleted_ids: delta.deletedIds, digest: entrySetDigest(list.map(pairOf)) };
+      }
+      // The first protocol (only known_revision): unchanged or the full list, as agents that predate deltas expect.
+      if (toNumber(req.known_revision) === Number(key)) {
         deps.events?.entrySync?.('unchanged', list.length);
-        return { entries: [], revision: String(key), unchanged: true };
+        return { entries: [], revision: key, unchanged: true };
       }
       deps.events?.entrySync?.('full', list.length);
-      return { entries: list.map(entryMessage), revision: String(key), unchanged: false };
+      return { entries: list.map(entryMessage), revision: key, unchanged: false, digest: entrySetDigest(list.map(pairOf)) };
     }),
+
+    WatchChanges: (call: grpc.ServerWritableStream<unknown, ChangeNotificationMsg>) => {
+      const fail = (err: unknown) => {
+        call.emit('error', toServiceError(err, (e) => logger.error({ err: e, method: 'WatchChanges' }, 'unexpected error in handler')));
+      };
+      const changes = deps.changes;
+      if (!changes) return fail(new SvidscopeError('unimplemented', 'this server does not push changes; poll SyncAuthorizedEntries'));
+      void (async () => {
+        const agent = await authenticate(call as unknown as grpc.ServerUnaryCall<unknown, unknown>);
+        if (call.cancelled) return;
+        const peer = call.getAuthContext()?.sslPeerCertificate;
+        const svidNotAfterMs = Date.parse(peer?.valid_to ?? '') || agent.expiresAt.getTime();
+        const close = changes.open({
+          agentId: agent.spiffeId, selectors: agent.selectors, svidNotAfterMs,
+          // The cached record decides, as for every call: bans, evictions and renewals reach it through the agent feed.
+          recheck: () => {
+            const now = agents.get(agent.spiffeId);
+            if (!now) return refusal.notAttested(agent.spiffeId);
+            if (now.banned) return refusal.banned(agent.spiffeId);
+            if (!acceptsSerial(now, agent.presentedSerial, clock.nowMs())) return refusal.staleSerial(agent.spiffeId);
+            return undefined;
+          },
+          sink: {
+            send: (msg, flushed) => {
+              call.write(msg, () => flushed());
+            },
+            close: (err) => fail(err),
+          },
+        });
+        call.on('cancelled', close);
+        call.on('close', close);
+        call.on('error', close);
+      })().catch(fail);
+    },
 
     BatchNewX509SVID: wrap('BatchNewX509SVID', async (req: { params: { entry_id: string; csr: Buffer }[] }, call) => {
       admission.checkDeadline(call);

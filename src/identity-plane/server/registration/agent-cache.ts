@@ -27,6 +27,7 @@ export class AgentCache {
   private scheduled: Promise<void> | undefined;
   private readonly clock: Clock;
   private readonly minUnknownRefreshIntervalMs: number;
+  private readonly listeners = new Set<(changedIds: readonly string[] | 'all') => void>();
 
   constructor(
     private readonly datastore: Datastore,
@@ -49,6 +50,12 @@ export class AgentCache {
     let banned = 0;
     for (const a of this.agents.values()) if (a.banned) banned++;
     return { active: this.agents.size - banned, banned };
+  }
+
+  /** Called after each pull with the agent IDs whose record changed or went, or 'all' on a full reload (watch streams re-authenticate). */
+  onChange(listener: (changedIds: readonly string[] | 'all') => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** The cached record, or undefined when the view has none (not attested, evicted, or not pulled yet). */
@@ -102,10 +109,14 @@ export class AgentCache {
   private async pull(): Promise<void> {
     this.lastPullStartMs = this.clock.nowMs();
     const changes = await this.datastore.listAgentsChangedSince(this.loaded ? this.revision : 0);
-    if (changes.fullResync || !this.loaded) this.agents.clear();
+    const full = changes.fullResync || !this.loaded;
+    if (full) this.agents.clear();
     for (const a of changes.changed) this.agents.set(a.spiffeId, a);
     for (const id of changes.deletedIds) this.agents.delete(id);
     this.revision = changes.revision;
     this.loaded = true;
+    if (this.listeners.size === 0 || (!full && changes.changed.length + changes.deletedIds.length === 0)) return;
+    const ids = full ? 'all' : [...changes.changed.map((a) => a.spiffeId), ...changes.deletedIds];
+    for (const l of this.listeners) l(ids);
   }
 }

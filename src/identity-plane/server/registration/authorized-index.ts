@@ -10,8 +10,15 @@ import type { AuthorizableEntry } from './authorized.js';
 export class AuthorizationIndex<E extends AuthorizableEntry> {
   private readonly byId = new Map<string, E>();
   private readonly byParent = new Map<string, Map<string, E>>();
+  /** Entries by their own SPIFFE ID: the upward walk (which agents reach an entry) follows parents through it. */
+  private readonly bySpiffeId = new Map<string, Map<string, E>>();
 
   constructor(private readonly serverId: string) {}
+
+  /** Index sizes (the authorization index gauge): entries, distinct parent IDs, node aliases. */
+  sizes(): { entries: number; parents: number; aliases: number } {
+    return { entries: this.byId.size, parents: this.byParent.size, aliases: this.byParent.get(this.serverId)?.size ?? 0 };
+  }
 
   get size(): number {
     return this.byId.size;
@@ -20,18 +27,15 @@ export class AuthorizationIndex<E extends AuthorizableEntry> {
   clear(): void {
     this.byId.clear();
     this.byParent.clear();
+    this.bySpiffeId.clear();
   }
 
   upsert(entry: E): void {
     const old = this.byId.get(entry.id);
-    if (old && old.parentId !== entry.parentId) this.unlink(old);
+    if (old) this.unlink(old);
     this.byId.set(entry.id, entry);
-    let children = this.byParent.get(entry.parentId);
-    if (!children) {
-      children = new Map();
-      this.byParent.set(entry.parentId, children);
-    }
-    children.set(entry.id, entry);
+    link(this.byParent, entry.parentId, entry);
+    link(this.bySpiffeId, entry.spiffeId, entry);
   }
 
   delete(id: string): void {
@@ -42,10 +46,36 @@ export class AuthorizationIndex<E extends AuthorizableEntry> {
   }
 
   private unlink(entry: E): void {
-    const children = this.byParent.get(entry.parentId);
-    if (!children) return;
-    children.delete(entry.id);
-    if (children.size === 0) this.byParent.delete(entry.parentId);
+    unlink(this.byParent, entry.parentId, entry.id);
+    unlink(this.bySpiffeId, entry.spiffeId, entry.id);
+  }
+
+  /**
+   * Who may be authorized for `entry` through the current graph: the IDs its ancestors hang from
+   * (agent IDs among them) and the node aliases on the way up. The change notifier tells exactly
+   * these agents, plus those matching the aliases' selectors. Costs O(the entry's ancestors).
+   * Expiry is ignored: an expired ancestor still names who held the entry until it expired.
+   */
+  reachedFrom(entry: E): { parentIds: Set<string>; aliases: E[] } {
+    const parentIds = new Set<string>();
+    const aliases: E[] = [];
+    const seen = new Set<string>([entry.id]);
+    const stack = [entry];
+    while (stack.length > 0) {
+      const e = stack.pop()!;
+      if (e.parentId === this.serverId) {
+        aliases.push(e);
+        continue;
+      }
+      if (parentIds.has(e.parentId)) continue;
+      parentIds.add(e.parentId);
+      for (const up of this.bySpiffeId.get(e.parentId)?.values() ?? []) {
+        if (seen.has(up.id)) continue;
+        seen.add(up.id);
+        stack.push(up);
+      }
+    }
+    return { parentIds, aliases };
   }
 
   /** The entries the agent may obtain SVIDs for, at `nowMs`. */
@@ -74,4 +104,20 @@ export class AuthorizationIndex<E extends AuthorizableEntry> {
     }
     return [...included.values()];
   }
+}
+
+function link<E extends { id: string }>(map: Map<string, Map<string, E>>, key: string, entry: E): void {
+  let group = map.get(key);
+  if (!group) {
+    group = new Map();
+    map.set(key, group);
+  }
+  group.set(entry.id, entry);
+}
+
+function unlink<E>(map: Map<string, Map<string, E>>, key: string, id: string): void {
+  const group = map.get(key);
+  if (!group) return;
+  group.delete(id);
+  if (group.size === 0) map.delete(key);
 }

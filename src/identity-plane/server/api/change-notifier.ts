@@ -1,0 +1,258 @@
+import type { Clock } from '../../../common/clock.js';
+import { SvidscopeError, type ErrorCode } from '../../../common/errors/catalog.js';
+import type { Logger } from '../../../common/log.js';
+import type { ChangeNotificationMsg } from '../../server-api/messages.js';
+import type { RegistrationEntry } from '../datastore/types.js';
+import type { AuthorizationIndex } from '../registration/authorized-index.js';
+import type { EntryChangeObserver } from '../registration/entry-cache.js';
+
+/** Default of `watch_max_streams`: one stream per agent of a 10,000-agent fleet, twice over. */
+export const DEFAULT_WATCH_MAX_STREAMS = 20_000;
+/** Notifications written to one stream and not yet flushed to its connection; one more drops the stream. */
+export const WATCH_SEND_BUFFER = 16;
+/** Streams one agent may hold at once (an agent needs one; a few cover reconnects that overlap). */
+export const WATCH_MAX_STREAMS_PER_AGENT = 4;
+
+/** Why a stream was closed by the server (bounded label values). */
+export type WatchDropReason = 'slow_consumer' | 'not_attested' | 'banned' | 'stale_serial' | 'svid_expired' | 'shutdown';
+
+/** The transport side of one watch stream (the gRPC call in production, a fake in unit tests). */
+export interface NotificationSink {
+  /** Writes one notification; `flushed` runs once it has left for the connection. */
+  send(msg: ChangeNotificationMsg, flushed: () => void): void;
+  /** Ends the stream with the error's status and code. */
+  close(err: SvidscopeError): void;
+}
+
+export interface WatchRegistration {
+  agentId: string;
+  /** The agent's node selectors (node aliases match on these). */
+  selectors: readonly { type: string; value: string }[];
+  /** notAfter of the agent SVID the stream was opened with (epoch ms): past it the stream is closed. */
+  svidNotAfterMs: number;
+  /** Checks the caller again against the agent view (banned, evicted, SVID replaced); an error closes the stream with it. */
+  recheck(): SvidscopeError | undefined;
+  sink: NotificationSink;
+}
+
+/** Telemetry hooks; the notifier knows nothing of metrics libraries. */
+export interface ChangeNotifierEvents {
+  /** Notifications written, by what changed. */
+  notified?(reason: 'entries' | 'bundle', streams: number): void;
+  /** A stream the server closed, by reason. */
+  dropped?(reason: WatchDropReason): void;
+  /** A stream refused by a limit (its config key). */
+  limitHit?(limit: string): void;
+}
+
+export interface ChangeNotifierOptions {
+  clock: Clock;
+  logger: Logger;
+  maxStreams?: number;
+  sendBuffer?: number;
+  events?: ChangeNotifierEvents;
+}
+
+interface Watch extends WatchRegistration {
+  selectorKeys: Set<string>;
+  /** Writes not flushed yet. */
+  outstanding: number;
+  closed: boolean;
+}
+
+const DROP_REASON: Partial<Record<ErrorCode, WatchDropReason>> = {
+  'agent-not-attested': 'not_attested',
+  'agent-banned': 'banned',
+  'agent-svid-stale': 'stale_serial',
+};
+
+const selectorKey = (s: { type: string; value: string }) => `${s.type}:${s.value}`;
+
+/**
+ * The push side of the agent API: the open WatchChanges streams, by agent and by node selector,
+ * and who to tell when something changes. An entry change reaches the agents that could hold the
+ * entry before or after it (the agent IDs its ancestors hang from, and agents whose selectors
+ * match a node alias on the way up), found by walking up the authorization index: O(the entry's
+ * ancestors + the matching agents), never the fleet. Bundle and taint changes reach every stream.
+ * A notification only says "sync now"; the agent's incremental sync fetches what changed, so a
+ * lost or coalesced notification costs nothing but latency, and polling stays the safety net.
+ */
+export class ChangeNotifier implements EntryChangeObserver {
+  private readonly byAgent = new Map<string, Set<Watch>>();
+  private readonly bySelector = new Map<string, Set<Watch>>();
+  private count = 0;
+  private readonly maxStreams: number;
+  private readonly sendBuffer: number;
+  private readonly events: ChangeNotifierEvents;
+  /** Affected by the pull in progress (EntryChangeObserver), sent at done(). */
+  private pendingAgents = new Set<string>();
+  private pendingAliases: RegistrationEntry[] = [];
+  private pendingAll = false;
+
+  constructor(private readonly opts: ChangeNotifierOptions) {
+    this.maxStreams = opts.maxStreams ?? DEFAULT_WATCH_MAX_STREAMS;
+    this.sendBuffer = opts.sendBuffer ?? WATCH_SEND_BUFFER;
+    this.events = opts.events ?? {};
+  }
+
+  /** Open watch streams. */
+  get streamCount(): number {
+    return this.count;
+  }
+
+  /**
+   * Registers a stream and sends its first message. Refused (RESOURCE_EXHAUSTED) past
+   * `watch_max_streams`, or past the per-agent bound. Returns the function that unregisters it
+   * (the stream ended or was cancelled by the agent).
+   */
+  open(reg: WatchRegistration): () => void {
+    if (this.count >= this.maxStreams) {
+      this.events.limitHit?.('watch_max_streams');
+      throw new SvidscopeError('watch-streams-exhausted', `the server holds watch_max_streams (${this.maxStreams}) change streams; the agent keeps polling`);
+    }
+    const mine = this.byAgent.get(reg.agentId);
+    if ((mine?.size ?? 0) >= WATCH_MAX_STREAMS_PER_AGENT) {
+      this.events.limitHit?.('watch_max_streams_per_agent');
+      throw new SvidscopeError('watch-streams-exhausted', `agent ${reg.agentId} holds ${WATCH_MAX_STREAMS_PER_AGENT} change streams already`);
+    }
+    const w: Watch = { ...reg, selectorKeys: new Set(reg.selectors.map(selectorKey)), outstanding: 0, closed: false };
+    add(this.byAgent, reg.agentId, w);
+    for (const k of w.selectorKeys) add(this.bySelector, k, w);
+    this.count++;
+    this.send(w, { entries: false, bundle: false, initial: true });
+    return () => this.remove(w);
+  }
+
+  // ---- EntryChangeObserver: fed by EntryCache as it applies the change feed
+
+  touched(entry: RegistrationEntry, index: AuthorizationIndex<RegistrationEntry>): void {
+    if (this.count === 0 || this.pendingAll) return;
+    const { parentIds, aliases } = index.reachedFrom(entry);
+    for (const id of parentIds) if (this.byAgent.has(id)) this.pendingAgents.add(id);
+    for (const a of aliases) this.pendingAliases.push(a);
+  }
+
+  reset(): void {
+    this.pendingAll = true;
+  }
+
+  done(): void {
+    const all = this.pendingAll;
+    const agents = this.pendingAgents;
+    const aliases = this.pendingAliases;
+    this.pendingAll = false;
+    this.pendingAgents = new Set();
+    this.pendingAliases = [];
+    if (this.count === 0) return;
+    if (all) {
+      this.broadcast({ entries: true, bundle: false, initial: false }, 'entries');
+      return;
+    }
+    const targets = new Set<Watch>();
+    for (const id of agents) for (const w of this.byAgent.get(id) ?? []) targets.add(w);
+    for (const alias of aliases) for (const w of this.matching(alias.selectors)) targets.add(w);
+    if (targets.size === 0) return;
+    for (const w of targets) this.send(w, { entries: true, bundle: false, initial: false });
+    this.events.notified?.('entries', targets.size);
+  }
+
+  /** The trust bundle or the tainted authorities changed: every agent syncs. */
+  bundleChanged(): void {
+    if (this.count > 0) this.broadcast({ entries: false, bundle: true, initial: false }, 'bundle');
+  }
+
+  /**
+   * Checks the streams of these agents (all, on a full reload) against the agent view: a banned or
+   * evicted agent's stream, or one opened with an SVID a renewal replaced (past its grace), is
+   * closed with the refusal's code. Called on agent-feed changes and, for all streams, on the
+   * server's periodic tick (grace windows and SVID lifetimes end without a feed change).
+   */
+  reauthenticate(agentIds: readonly string[] | 'all'): void {
+    const now = this.opts.clock.nowMs();
+    const watches = agentIds === 'all' ? this.allWatches() : agentIds.flatMap((id) => [...(this.byAgent.get(id) ?? [])]);
+    for (const w of watches) {
+      if (w.closed) continue;
+      const err = w.recheck();
+      if (err) {
+        this.drop(w, DROP_REASON[err.code] ?? 'not_attested', err);
+      } else if (now >= w.svidNotAfterMs) {
+        this.drop(w, 'svid_expired', new SvidscopeError('agent-svid-stale', `the agent SVID ${w.agentId} opened this stream with has expired; reconnect with the current one`));
+      }
+    }
+  }
+
+  /** Closes every stream (server shutdown); agents reconnect elsewhere or later. */
+  closeAll(): void {
+    for (const w of this.allWatches()) this.drop(w, 'shutdown', new SvidscopeError('unavailable', 'the server is shutting down'));
+  }
+
+  private matching(selectors: readonly { type: string; value: string }[]): Iterable<Watch> {
+    if (selectors.length === 0) return this.allWatches();
+    // Candidates from the rarest selector, then the subset check on each.
+    let smallest: Set<Watch> | undefined;
+    for (const s of selectors) {
+      const set = this.bySelector.get(selectorKey(s));
+      if (!set) return [];
+      if (!smallest || set.size < smallest.size) smallest = set;
+    }
+    return [...smallest!].filter((w) => selectors.every((s) => w.selectorKeys.has(selectorKey(s))));
+  }
+
+  private allWatches(): Watch[] {
+    const out: Watch[] = [];
+    for (const set of this.byAgent.values()) for (const w of set) out.push(w);
+    return out;
+  }
+
+  private broadcast(msg: ChangeNotificationMsg, reason: 'entries' | 'bundle'): void {
+    const all = this.allWatches();
+    for (const w of all) this.send(w, msg);
+    this.events.notified?.(reason, all.length);
+  }
+
+  private send(w: Watch, msg: ChangeNotificationMsg): void {
+    if (w.closed) return;
+    // A connection that does not take what was written (a stalled or hostile peer) would make the
+    // server buffer every later notification: past the bound the stream goes, and the agent polls.
+    if (w.outstanding >= this.sendBuffer) {
+      this.drop(w, 'slow_consumer', new SvidscopeError('watch-slow-consumer', `the agent did not read ${this.sendBuffer} change notifications; stream closed, reconnect`));
+      return;
+    }
+    w.outstanding++;
+    w.sink.send(msg, () => {
+      w.outstanding--;
+    });
+  }
+
+  private drop(w: Watch, reason: WatchDropReason, err: SvidscopeError): void {
+    if (w.closed) return;
+    this.remove(w);
+    this.events.dropped?.(reason);
+    this.opts.logger.debug({ agentId: w.agentId, reason }, 'closed a change stream');
+    w.sink.close(err);
+  }
+
+  private remove(w: Watch): void {
+    if (w.closed) return;
+    w.closed = true;
+    this.count--;
+    del(this.byAgent, w.agentId, w);
+    for (const k of w.selectorKeys) del(this.bySelector, k, w);
+  }
+}
+
+function add<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  let set = map.get(key);
+  if (!set) {
+    set = new Set();
+    map.set(key, set);
+  }
+  set.add(value);
+}
+
+function del<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  const set = map.get(key);
+  if (!set) return;
+  set.delete(value);
+  if (set.size === 0) map.delete(key);
+}

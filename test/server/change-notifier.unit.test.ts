@@ -1,0 +1,180 @@
+// Who the change notifier tells, fed by a real EntryCache over a scripted change feed: the agents
+// that could hold an entry before or after a change (direct parent, nested parents, node aliases
+// they match), every stream for bundle changes; and how streams are bounded and re-authenticated.
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/common/clock.js';
+import { SvidscopeError } from '../../src/common/errors/catalog.js';
+import { nullLogger } from '../../src/common/log.js';
+import { ChangeNotifier, type WatchDropReason } from '../../src/identity-plane/server/api/change-notifier.js';
+import type { Datastore, EntryChanges, RegistrationEntry } from '../../src/identity-plane/server/datastore/types.js';
+import { EntryCache } from '../../src/identity-plane/server/registration/entry-cache.js';
+import type { ChangeNotificationMsg } from '../../src/identity-plane/server-api/messages.js';
+
+const TD = 'spiffe://example.org';
+const SERVER = `${TD}/spire/server`;
+const agentId = (n: string) => `${TD}/spire/agent/join_token/${n}`;
+const sel = (n: string) => ({ type: 'spiffe_id', value: agentId(n) });
+
+let revision = 0;
+function entry(id: string, spiffeId: string, parentId: string, extra: Partial<RegistrationEntry> = {}): RegistrationEntry {
+  return { id, spiffeId, parentId, selectors: [{ type: 'unix', value: 'uid:1' }], x509SvidTtl: 0, jwtSvidTtl: 0, dnsNames: [], federatesWith: [], admin: false, downstream: false,
+    expiresAt: null, hint: '', createdAt: new Date(0), revision: ++revision, ...extra };
+}
+
+/** An EntryCache over a change feed the test scripts one pull at a time. */
+function feed() {
+  let next: EntryChanges = { revision: 0, changed: [], deletedIds: [], fullResync: false };
+  const ds = { listEntriesChangedSince: async () => next } as unknown as Datastore;
+  const cache = new EntryCache(ds, SERVER);
+  return {
+    cache,
+    apply: async (changed: RegistrationEntry[], deletedIds: string[] = [], fullResync = false) => {
+      next = { revision: ++revision, changed, deletedIds, fullResync };
+      await cache.refresh();
+    },
+  };
+}
+
+function setup(opts: { maxStreams?: number; sendBuffer?: number } = {}) {
+  const clock = new FakeClock();
+  const dropped: WatchDropReason[] = [];
+  const limits: string[] = [];
+  const notifier = new ChangeNotifier({ clock, logger: nullLogger(), ...opts, events: { dropped: (r) => dropped.push(r), limitHit: (l) => limits.push(l) } });
+  /** Streams by agent name: what each received, whether it was closed and with what. */
+  const streams = new Map<string, { got: ChangeNotificationMsg[]; closed?: SvidscopeError; flush: (() => void)[]; recheck?: SvidscopeError; unregister: () => void }>();
+  const open = (name: string, o: { notAfterMs?: number; autoFlush?: boolean } = {}) => {
+    const s = { got: [] as ChangeNotificationMsg[], closed: undefined as SvidscopeError | undefined, flush: [] as (() => void)[], recheck: undefined as SvidscopeError | undefined, unregister: () => undefined as void };
+    streams.set(name, s);
+    s.unregister = notifier.open({
+      agentId: agentId(name), selectors: [sel(name)], svidNotAfterMs: o.notAfterMs ?? clock.nowMs() + 3_600_000,
+      recheck: () => s.recheck,
+      sink: {
+        send: (msg, flushed) => {
+          s.got.push(msg);
+          if (o.autoFlush !== false) flushed();
+          else s.flush.push(flushed);
+        },
+        close: (err) => {
+          s.closed = err;
+        },
+      },
+    });
+    return s;
+  };
+  /** Names of the agents told of an entry change since the last call. */
+  const told = () => {
+    const names = [...streams].filter(([, s]) => s.got.some((m) => m.entries)).map(([n]) => n).sort();
+    for (const s of streams.values()) s.got = [];
+    return names;
+  };
+  return { clock, notifier, open, told, streams, dropped, limits };
+}
+
+describe('ChangeNotifier: who is told of an entry change', () => {
+  it('tells the parent agent only, through nested parents, on create, update, reparent and delete', async () => {
+    const { notifier, open, told } = setup();
+    const { cache, apply } = feed();
+    cache.observe(notifier);
+    await apply([]); // first load
+    for (const n of ['a', 'b', 'c']) open(n);
+    expect(told()).toEqual([]); // the first message is `initial`, not an entry change
+
+    const web = entry('web', `${TD}/web`, agentId('a'));
+    await apply([web]);
+    expect(told()).toEqual(['a']);
+    // A child of web (nested parent) reaches a through web.
+    const sidecar = entry('sidecar', `${TD}/web/sidecar`, `${TD}/web`);
+    await apply([sidecar]);
+    expect(told()).toEqual(['a']);
+    await apply([{ ...sidecar, hint: 'x', revision: ++revision }]);
+    expect(told()).toEqual(['a']);
+    // Reparenting web to b moves the subtree: a loses it, b gains it; both must hear of it.
+    await apply([{ ...web, parentId: agentId('b'), revision: ++revision }]);
+    expect(told()).toEqual(['a', 'b']);
+    await apply([], ['sidecar']);
+    expect(told()).toEqual(['b']);
+    await apply([entry('other', `${TD}/other`, agentId('nobody-watching'))]);
+    expect(told()).toEqual([]);
+  });
+
+  it('tells the agents a node alias matches, before and after its selectors change', async () => {
+    const { notifier, open, told } = setup();
+    const { cache, apply } = feed();
+    cache.observe(notifier);
+    await apply([]);
+    for (const n of ['a', 'b', 'c']) open(n);
+    const alias = entry('alias', `${TD}/group`, SERVER, { selectors: [sel('a')] });
+    await apply([alias]);
+    expect(told()).toEqual(['a']);
+    const child = entry('child', `${TD}/group/app`, `${TD}/group`);
+    await apply([child]);
+    expect(told()).toEqual(['a']);
+    // The alias now matches b instead: a loses the child, b gains it.
+    await apply([{ ...alias, selectors: [sel('b')], revision: ++revision }]);
+    expect(told()).toEqual(['a', 'b']);
+    // An alias with every agent's selector would need all of them; one that matches no one tells no one.
+    await apply([entry('alias2', `${TD}/nobody`, SERVER, { selectors: [sel('a'), sel('b')] })]);
+    expect(told()).toEqual([]);
+  });
+
+  it('tells every stream on a full reload and on a bundle change', async () => {
+    const { notifier, open, streams } = setup();
+    const { cache, apply } = feed();
+    cache.observe(notifier);
+    await apply([]);
+    open('a');
+    open('b');
+    await apply([entry('x', `${TD}/x`, agentId('a'))], [], true);
+    expect([...streams.values()].map((s) => s.got.at(-1))).toEqual([{ entries: true, bundle: false, initial: false }, { entries: true, bundle: false, initial: false }]);
+    notifier.bundleChanged();
+    expect([...streams.values()].map((s) => s.got.at(-1)?.bundle)).toEqual([true, true]);
+  });
+});
+
+describe('ChangeNotifier: limits and re-authentication', () => {
+  it('refuses streams past watch_max_streams and past the per-agent bound, and counts them', () => {
+    const { notifier, open, limits } = setup({ maxStreams: 2 });
+    open('a');
+    const b = open('b');
+    expect(() => open('c')).toThrow(expect.objectContaining({ code: 'watch-streams-exhausted' }));
+    expect(limits).toEqual(['watch_max_streams']);
+    b.unregister();
+    expect(notifier.streamCount).toBe(1);
+    expect(() => open('c')).not.toThrow();
+  });
+
+  it('drops a stream that does not take its notifications once the send buffer is full', () => {
+    const { notifier, open, dropped } = setup({ sendBuffer: 3 });
+    const slow = open('slow', { autoFlush: false });
+    const fast = open('fast');
+    for (let i = 0; i < 5; i++) notifier.bundleChanged();
+    expect(slow.got).toHaveLength(3); // initial + 2, then the 3rd unflushed write was the bound
+    expect(slow.closed?.code).toBe('watch-slow-consumer');
+    expect(dropped).toEqual(['slow_consumer']);
+    expect(fast.got).toHaveLength(6);
+    expect(fast.closed).toBeUndefined();
+    expect(notifier.streamCount).toBe(1);
+  });
+
+  it('closes the stream of a banned, evicted or renewed-away agent with its code, and one whose SVID expired', () => {
+    const { clock, notifier, open, dropped } = setup();
+    const banned = open('banned');
+    const evicted = open('evicted');
+    const fine = open('fine');
+    const expiring = open('expiring', { notAfterMs: clock.nowMs() + 10_000 });
+    banned.recheck = new SvidscopeError('agent-banned', 'banned');
+    evicted.recheck = new SvidscopeError('agent-not-attested', 'evicted');
+    notifier.reauthenticate([agentId('banned'), agentId('fine')]);
+    expect(banned.closed?.code).toBe('agent-banned');
+    expect(evicted.closed).toBeUndefined(); // not named, not checked
+    notifier.reauthenticate('all');
+    expect(evicted.closed?.code).toBe('agent-not-attested');
+    expect(expiring.closed).toBeUndefined();
+    clock.advance(10_000);
+    notifier.reauthenticate('all');
+    expect(expiring.closed?.code).toBe('agent-svid-stale');
+    expect(fine.closed).toBeUndefined();
+    expect(dropped).toEqual(['banned', 'not_attested', 'svid_expired']);
+    expect(notifier.streamCount).toBe(1);
+  });
+});
