@@ -165,6 +165,7 @@ export const errorCatalog = {
   // Server load (admission control of the agent API)
   'server-overloaded': { meaning: 'the server has as many CSRs waiting to be signed as signing_queue_max_csrs allows; retry later', grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: ExitCode.REMOTE, http: 503 },
   'deadline-expired': { meaning: 'the call\'s deadline passed (or it was cancelled) before the server began the work; nothing was done', grpc: GrpcStatus.DEADLINE_EXCEEDED, exit: ExitCode.REMOTE, http: 504 },
+  'signing-worker-failed': retryLater('the signing worker thread serving the batch stopped before it answered (it is restarted); nothing of that batch was issued, retry'),
 
   // Datastore
   'bundle-sequence-regressed': { meaning: 'the bundle sequence number is lower than the stored one', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },

@@ -51,6 +51,9 @@ export const serverFamilies = {
   authorityLifecycle: f('svidscope_server_authority_lifecycle_total', 'counter', 'Key-compromise lifecycle steps asked of this server through the admin API, by key kind (x509, jwt), step (prepare, activate, taint, revoke) and result (ok, refused: out of order or no such key, error).', ['kind', 'step', 'result']),
   authorities: f('svidscope_server_authorities', 'gauge', 'Signing keys this server holds, by kind (x509, jwt) and lifecycle state: prepared, active, old, or tainted and revoked (which take precedence over the phase: a tainted old key counts as tainted).', ['kind', 'state']),
   entrySyncs: f('svidscope_server_entry_syncs_total', 'counter', 'Entry syncs answered, by kind: unchanged (the agent\'s revision was current) or full (the whole authorized list sent).', ['kind']),
+  signingWorkers: f('svidscope_server_signing_workers', 'gauge', 'Signing worker threads (signing_workers), by state: busy (checking and signing a batch of CSRs) or idle. All busy with batches queued means issuance is at its CPU ceiling.', ['state']),
+  signingQueuedBatches: f('svidscope_server_signing_queued_batches', 'gauge', 'Batches of CSRs (up to 32 each) admitted and waiting for a signing worker.', []),
+  signingWorkerRestarts: f('svidscope_server_signing_worker_restarts_total', 'counter', 'Signing worker threads that exited and were replaced; each failed the batch it was signing (signing-worker-failed).', []),
   buildInfo: f('svidscope_build_info', 'gauge', 'Constant 1, labelled with the running version and component.', ['version', 'component']),
 } as const;
 

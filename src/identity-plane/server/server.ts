@@ -20,6 +20,7 @@ import { serverServices } from './api/grpc.js';
 import { createNodeService, type NodeServiceEvents } from './api/node-service.js';
 import { BundlePublisher } from './bundle/publisher.js';
 import { CaManager, type UpstreamAuthority } from './ca/manager.js';
+import { SigningPool } from './ca/signing-pool.js';
 import type { ServerConfig } from './config.js';
 import { checkHostPort } from '../../common/net.js';
 import { BundleCache, observeBundleWrites } from './bundle/bundle-cache.js';
@@ -41,6 +42,8 @@ export interface ServerDeps {
   tracer?: Tracer;
   /** Runs without metric hooks (the instrumentation-overhead benchmark's baseline). */
   withoutMetrics?: boolean;
+  /** Lets tests make a signing worker exit mid-batch (SigningPool.crashNextChunkForTest). */
+  signingPoolTestHooks?: boolean;
 }
 
 export interface RunningServer {
@@ -53,6 +56,7 @@ export interface RunningServer {
   readonly datastore: Datastore;
   readonly ca: CaManager;
   readonly bundles: BundlePublisher;
+  readonly signingPool: SigningPool;
   /** Runs the periodic work once (bundle, entries, server SVID); the loop calls it every cache_reload_interval. */
   tick(): Promise<void>;
   stop(): Promise<void>;
@@ -69,10 +73,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const registry = deps.registry ?? createRegistry();
   const td = config.trustDomain;
   // Telemetry reads live state at scrape time; the references fill in as the parts start.
-  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore } = {};
+  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore; signingPool?: SigningPool } = {};
   const telemetry = deps.withoutMetrics
-    ? { observe: () => undefined, nodeEvents: {} as NodeServiceEvents, adminEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
-    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore });
+    ? { observe: () => undefined, nodeEvents: {} as NodeServiceEvents, adminEvents: {}, instrumentDatastore: (ds: Datastore) => ds, signingWorkerRestarted: () => undefined }
+    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore, signingPool: () => live.signingPool });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
   const instrumented = telemetry.instrumentDatastore(await openDatastore(config.datastore));
@@ -130,11 +134,16 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     tls.setTrustAnchors(x509BundleToPem(bundles.current));
     bundles.onChange((b) => tls.setTrustAnchors(x509BundleToPem(b)));
 
+    // Issuance on every core: the pool gets the active CA in memory and follows every activation.
+    const signingPool = new SigningPool({ size: config.signingWorkers, signer: () => ca.x509Signer, minter: () => ca.x509Minter, logger: logger.child({ subsystem: 'signing' }),
+      testHooks: deps.signingPoolTestHooks, workerRestarted: () => telemetry.signingWorkerRestarted() });
+    live.signingPool = signingPool;
+    cleanups.push(() => signingPool.stop());
     const { node, admin } = serverServices();
     const nodeServer = new grpc.Server();
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, bundleCache, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
-      agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience, signingQueueMaxCsrs: config.signingQueueMaxCsrs,
+      agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience, signingQueueMaxCsrs: config.signingQueueMaxCsrs, signingPool,
       observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer }));
     const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
     const { host, port } = checkHostPort(config.bind, 'bind');
@@ -213,7 +222,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     logger.info({ trustDomain: td.name, address, adminSocket: config.adminSocket, opsUrl }, 'server started');
 
     return {
-      address, adminSocket: config.adminSocket, opsUrl, datastore, ca, bundles, tick, bundleEndpointUrl: federation.endpointUrl,
+      address, adminSocket: config.adminSocket, opsUrl, datastore, ca, bundles, signingPool, tick, bundleEndpointUrl: federation.endpointUrl,
       stop: async () => {
         for (const c of cleanups.reverse()) await c();
         cleanups.length = 0;
