@@ -13,8 +13,10 @@
  *
  * PostgreSQL: set SVIDSCOPE_TEST_POSTGRES_URL (or --postgres-url); the run uses a schema of its own
  * and drops it at the end. With several servers (one PostgreSQL), agent i starts on server i mod n
- * and, when its server is unreachable, moves to the next one; `--kill-one-at` SIGKILLs the last
- * server and reports how long its agents took to sync again elsewhere.
+ * and, when its server is unreachable, moves to the next one (the agent's own ServerClient over
+ * the address list, within the failing call); `--kill-one-at` SIGKILLs the last server and reports
+ * how long its agents took to sync again elsewhere, how many did so within one sync interval, and
+ * whether any agent lost an SVID (one expired before its replacement came, or none at the end).
  *
  * Propagation is measured from the moment the admin write is sent until the affected agent's sync
  * answer holds the change (every entry here has exactly one agent: its parent). Sync latency is the
@@ -404,13 +406,17 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       datastoreOpsPerS: metricsAnswered ? round(opsDelta.reduce((s, [, n]) => s + n, 0) / windowSeconds) : -1,
       datastoreTopOps: metricsAnswered ? opsDelta.slice(0, 4).map(([op, n]) => `${op}:${round(n / windowSeconds)}/s`).join(' ') : 'server /metrics did not answer within 30 s',
       entriesExpected: entries.size, entriesHeld: reports.reduce((s, r) => s + r.entriesHeld, 0), svidsHeld: reports.reduce((s, r) => s + r.svidsHeld, 0),
+      svidsLapsed: reports.reduce((s, r) => s + r.svidsLapsed, 0), agentsLostSvids: reports.reduce((s, r) => s + r.agentsLostSvids, 0),
       errors: totalErrors, errorsByKind: Object.entries(errors).map(([k, v]) => `${k}:${v}`).join(' ') || 'none',
     });
     if (killedAt !== undefined) {
       const moved = reports.flatMap((r) => r.failedOver).filter((at) => at >= killedAt!).map((at) => at - killedAt!);
+      // Served by a survivor within its sync interval: its first sync after the kill (which is when
+      // it notices) already answered by another server.
+      const intervalMs = o.syncIntervalSeconds * 1000;
       Object.assign(f, { killedServerAgents: Math.floor(o.agents / o.servers), // agents i with i mod n = n - 1
-         agentsFailedOver: moved.length,
-        failoverP50Ms: round(percentile(moved, 50)), failoverP99Ms: round(percentile(moved, 99)) });
+        agentsFailedOver: moved.length, agentsFailedOverWithinSyncInterval: moved.filter((ms) => ms <= intervalMs).length,
+        failoverP50Ms: round(percentile(moved, 50)), failoverP99Ms: round(percentile(moved, 99)), failoverMaxMs: round(Math.max(0, ...moved)) });
     }
     if (rotation) {
       const seen = reports.flatMap((r) => r.bundleSeen[rotation!.sequence] ?? []).map((at) => Math.max(0, at - rotation!.at));
@@ -419,10 +425,12 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     log(`sync: ${f.syncs} in the window (${f.syncsPerS}/s), p50 ${f.syncP50Ms} ms, p99 ${f.syncP99Ms} ms`);
     log(`propagation (admin write → agent has it): ${f.propagated}/${f.churnWrites}, p50 ${f.propagationP50Ms} ms, p99 ${f.propagationP99Ms} ms`);
     log(`issuance: ${f.issued} X509-SVIDs (${f.issuedPerS}/s), BatchNewX509SVID p50 ${f.issueCallP50Ms} ms, p99 ${f.issueCallP99Ms} ms`);
-    if (killedAt !== undefined) log(`server kill → its agents syncing on another server: ${f.agentsFailedOver}/${f.killedServerAgents}, p50 ${f.failoverP50Ms} ms, p99 ${f.failoverP99Ms} ms`);
+    if (killedAt !== undefined) {
+      log(`server kill → its agents syncing on another server: ${f.agentsFailedOver}/${f.killedServerAgents}, p50 ${f.failoverP50Ms} ms, p99 ${f.failoverP99Ms} ms, max ${f.failoverMaxMs} ms; within the ${o.syncIntervalSeconds} s sync interval: ${f.agentsFailedOverWithinSyncInterval}/${f.killedServerAgents}`);
+    }
     if (rotation) log(`CA rotation → agents with the new bundle: ${f.caRotationAgentsUpdated}/${f.attested}, p50 ${f.caRotationP50Ms} ms, p99 ${f.caRotationP99Ms} ms`);
     log(`server${o.servers > 1 ? 's: CPU summed, RSS of the first' : ''}: ${f.serverCpuSecondsPerSecond} CPU s/s, RSS ${f.serverRssBaselineMiB} → ${f.serverRssEndMiB} MiB (peak ${f.serverPeakRssMiB}), datastore ${f.datastoreOpsPerS} ops/s (${f.datastoreTopOps})`);
-    log(`agents' view: ${f.entriesHeld} entries held of ${f.entriesExpected}, ${f.svidsHeld} with an SVID; errors ${f.errors} (${f.errorsByKind})`);
+    log(`agents' view: ${f.entriesHeld} entries held of ${f.entriesExpected}, ${f.svidsHeld} with an SVID; SVIDs that expired before their replacement: ${f.svidsLapsed}; agents that lost an SVID: ${f.agentsLostSvids}; errors ${f.errors} (${f.errorsByKind})`);
     return f;
   } finally {
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGTERM');

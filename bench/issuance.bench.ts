@@ -6,11 +6,17 @@
  *
  * Baseline in the same run: raw ECDSA P-256 sign+verify pairs per second on one core, the
  * cryptographic floor of one issuance (the server signs; the TLS layer and CSR check verify).
+ *
+ * The series runs twice, on two fresh servers: `signing_workers: 0` (CSR checks and signatures on
+ * the server's main thread: the one-core figure, comparable with earlier runs; its figures keep
+ * their names) and the default pool of worker threads, one per core (the two-core figure, as
+ * `pool…`). The client (this process) shares the same two cores with the server in both.
  */
 import { generateKeyPairSync, sign, verify, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
+import { stringify } from 'yaml';
 import { connectAdmin } from '../src/cli/admin/client.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../src/identity-plane/spiffe/bundle/index.js';
 import { createCsr } from '../src/identity-plane/spiffe/mint/csr-create.js';
@@ -48,10 +54,16 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-export default async function issuance(ctx: BenchContext): Promise<BenchFigures> {
+/** One series (levels of single-CSR calls, then batches of 50) against a fresh server with `signingWorkers`. */
+async function series(ctx: BenchContext, signingWorkers: number | undefined, csrs: Buffer[]): Promise<BenchFigures> {
   const dir = mkdtempSync(path.join(tmpdir(), 'svidscope-bench-issuance-'));
   const [port, healthPort] = [await freePort(), await freePort()];
-  const proc = spawnCli(['server', 'run', '--trust-domain', 'example.org', '--data-dir', dir, '--bind', `127.0.0.1:${port}`, '--health-bind', `127.0.0.1:${healthPort}`, '--log-level', 'warn']);
+  const config = {
+    trust_domain: 'example.org', data_dir: dir, bind: `127.0.0.1:${port}`, health_bind: `127.0.0.1:${healthPort}`, log_level: 'warn',
+    ...(signingWorkers === undefined ? {} : { signing_workers: signingWorkers }),
+  };
+  writeFileSync(path.join(dir, 'server.yaml'), stringify(config));
+  const proc = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')]);
   const figures: BenchFigures = {};
   try {
     await waitFor('server ready', () => httpOk(`http://127.0.0.1:${healthPort}/ready`), 60_000, proc.logs);
@@ -65,20 +77,10 @@ export default async function issuance(ctx: BenchContext): Promise<BenchFigures>
       entry: { spiffe_id: 'spiffe://example.org/bench', parent_id: agent.spiffeId, selectors: [{ type: 'unix', value: 'uid:1000' }] },
     });
     admin.close();
-    // A pool of distinct CSRs made up front: the agent's key generation is not the server's cost.
-    const csrs = Array.from({ length: 256 }, () => {
-      const k = generateKeyPair();
-      return createCsr(k.privateKey, k.publicKey);
-    });
-
-    // Other work on a shared machine moves wall-clock rates by tens of percent within a minute, so
-    // the baseline is measured before and after the series and averaged; the CPU figures beside it
-    // (server CPU per SVID against CPU per raw pair) do not depend on that load.
-    const before = rawSignVerify(2);
-    ctx.log(`raw ECDSA P-256 sign+verify: ${before.perSecond.toFixed(0)}/s (one core), ${before.cpuUs.toFixed(1)} µs CPU per pair`);
 
     const client = nodeClient(address, bundlePem, agent);
-    await client.call('BatchNewX509SVID', { params: [{ entry_id: entry.id, csr: csrs[0] }] }); // warm up TLS
+    // Warm up TLS and, with a pool, start its workers (they start at the first batch).
+    await client.call('BatchNewX509SVID', { params: Array.from({ length: 64 }, (_, i) => ({ entry_id: entry.id, csr: csrs[i % csrs.length] })) });
     for (const level of LEVELS) {
       const latencies: number[] = [];
       let issued = 0;
@@ -100,7 +102,7 @@ export default async function issuance(ctx: BenchContext): Promise<BenchFigures>
       latencies.sort((a, b) => a - b);
       const rate = issued / seconds;
       const [p50, p99] = [percentile(latencies, 50), percentile(latencies, 99)];
-      ctx.log(`concurrency ${String(level).padStart(3)}: ${rate.toFixed(0)} SVIDs/s, p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, failed ${failed}`);
+      ctx.log(`  concurrency ${String(level).padStart(3)}: ${rate.toFixed(0)} SVIDs/s, p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, failed ${failed}`);
       Object.assign(figures, { [`c${level}SvidsPerSecond`]: Math.round(rate), [`c${level}P50Ms`]: +p50.toFixed(2), [`c${level}P99Ms`]: +p99.toFixed(2), [`c${level}Failed`]: failed });
     }
     // Agents batch their CSRs (up to 500 per call); 50 per call at concurrency 4 shows the signing
@@ -111,6 +113,7 @@ export default async function issuance(ctx: BenchContext): Promise<BenchFigures>
       const end = Date.now() + SECONDS_PER_LEVEL * 1000;
       const started = process.hrtime.bigint();
       const serverCpu0 = cpuSecondsOf(proc.child.pid!);
+      const clientCpu0 = process.cpuUsage();
       await Promise.all(Array.from({ length: 4 }, async (_, w) => {
         let i = w;
         while (Date.now() < end) {
@@ -118,27 +121,58 @@ export default async function issuance(ctx: BenchContext): Promise<BenchFigures>
           issued += res.results.filter((r) => r.status_code === 0).length;
         }
       }));
-      const rate = issued / (Number(process.hrtime.bigint() - started) / 1e9);
-      const serverCpuUs = ((cpuSecondsOf(proc.child.pid!) - serverCpu0) * 1e6) / issued;
-      ctx.log(`batches of ${batch}, concurrency 4: ${rate.toFixed(0)} SVIDs/s, server CPU ${serverCpuUs.toFixed(0)} µs per SVID`);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const rate = issued / seconds;
+      const serverCpuSeconds = cpuSecondsOf(proc.child.pid!) - serverCpu0;
+      const serverCpuUs = (serverCpuSeconds * 1e6) / issued;
+      const clientCpu = process.cpuUsage(clientCpu0);
+      const clientCpuUs = (clientCpu.user + clientCpu.system) / issued;
+      ctx.log(`  batches of ${batch}, concurrency 4: ${rate.toFixed(0)} SVIDs/s, server CPU ${serverCpuUs.toFixed(0)} µs per SVID (${(serverCpuSeconds / seconds).toFixed(2)} cores busy), client CPU ${clientCpuUs.toFixed(0)} µs per SVID`);
       figures.batch50SvidsPerSecond = Math.round(rate);
       figures.batch50ServerCpuUsPerSvid = Math.round(serverCpuUs);
+      figures.batch50ServerCores = +(serverCpuSeconds / seconds).toFixed(2);
+      figures.batch50ClientCpuUsPerSvid = Math.round(clientCpuUs);
     }
     client.close();
-    const after = rawSignVerify(2);
-    ctx.log(`raw ECDSA P-256 sign+verify again: ${after.perSecond.toFixed(0)}/s, ${after.cpuUs.toFixed(1)} µs CPU per pair`);
-    const raw = (before.perSecond + after.perSecond) / 2;
-    const rawCpuUs = (before.cpuUs + after.cpuUs) / 2;
-    figures.rawSignVerifyPerSecond = Math.round(raw);
-    figures.rawSignVerifyCpuUs = +rawCpuUs.toFixed(1);
-    figures.ratioBestToRaw = +(Math.max(Number(figures.batch50SvidsPerSecond), ...LEVELS.map((l) => Number(figures[`c${l}SvidsPerSecond`]))) / raw).toFixed(3);
-    // The server's CPU per SVID (at 50 per call) against one raw pair: the rate one server core would reach, as a fraction of the raw rate.
-    figures.cpuRatioBatch50 = +(rawCpuUs / Number(figures.batch50ServerCpuUsPerSvid)).toFixed(3);
-    ctx.log(`best issuance rate / raw sign+verify: ${figures.ratioBestToRaw}; raw pair CPU / server CPU per SVID (batches of 50): ${figures.cpuRatioBatch50}`);
     return figures;
   } finally {
     proc.child.kill('SIGTERM');
     await proc.child;
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+export default async function issuance(ctx: BenchContext): Promise<BenchFigures> {
+  // A pool of distinct CSRs made up front: the agent's key generation is not the server's cost.
+  const csrs = Array.from({ length: 256 }, () => {
+    const k = generateKeyPair();
+    return createCsr(k.privateKey, k.publicKey);
+  });
+  // Other work on a shared machine moves wall-clock rates by tens of percent within a minute, so
+  // the baseline is measured before and after the series and averaged; the CPU figures beside it
+  // (server CPU per SVID against CPU per raw pair) do not depend on that load.
+  const before = rawSignVerify(2);
+  ctx.log(`raw ECDSA P-256 sign+verify: ${before.perSecond.toFixed(0)}/s (one core), ${before.cpuUs.toFixed(1)} µs CPU per pair`);
+  ctx.log('one core (signing_workers: 0, signing on the server\'s main thread):');
+  const oneCore = await series(ctx, 0, csrs);
+  ctx.log(`two cores (signing pool, default signing_workers = ${availableParallelism()}):`);
+  const pool = await series(ctx, undefined, csrs);
+  const after = rawSignVerify(2);
+  ctx.log(`raw ECDSA P-256 sign+verify again: ${after.perSecond.toFixed(0)}/s, ${after.cpuUs.toFixed(1)} µs CPU per pair`);
+  const raw = (before.perSecond + after.perSecond) / 2;
+  const rawCpuUs = (before.cpuUs + after.cpuUs) / 2;
+  const best = (f: BenchFigures) => Math.max(Number(f.batch50SvidsPerSecond), ...LEVELS.map((l) => Number(f[`c${l}SvidsPerSecond`])));
+  const figures: BenchFigures = { ...oneCore };
+  for (const [k, v] of Object.entries(pool)) figures[`pool${k[0].toUpperCase()}${k.slice(1)}`] = v;
+  figures.poolWorkers = availableParallelism();
+  figures.rawSignVerifyPerSecond = Math.round(raw);
+  figures.rawSignVerifyCpuUs = +rawCpuUs.toFixed(1);
+  figures.ratioBestToRaw = +(best(oneCore) / raw).toFixed(3);
+  figures.poolRatioBestToRaw = +(best(pool) / raw).toFixed(3);
+  // The server's CPU per SVID (at 50 per call) against one raw pair: the rate one server core would reach, as a fraction of the raw rate.
+  figures.cpuRatioBatch50 = +(rawCpuUs / Number(oneCore.batch50ServerCpuUsPerSvid)).toFixed(3);
+  figures.poolCpuRatioBatch50 = +(rawCpuUs / Number(pool.batch50ServerCpuUsPerSvid)).toFixed(3);
+  ctx.log(`best issuance rate / raw sign+verify of one core: one core ${figures.ratioBestToRaw}, two cores (pool) ${figures.poolRatioBestToRaw}`);
+  ctx.log(`raw pair CPU / server CPU per SVID (batches of 50): one core ${figures.cpuRatioBatch50}, pool ${figures.poolCpuRatioBatch50}`);
+  return figures;
 }

@@ -34,6 +34,9 @@ export interface WorkerStats {
   /** Entries held across the worker's agents at the end, and how many of them have a current SVID. */
   entriesHeld: number;
   svidsHeld: number;
+  /** SVIDs that expired before their replacement came, and agents that lacked an SVID for a while or at the end. */
+  svidsLapsed: number;
+  agentsLostSvids: number;
   /** Propagation events seen in the window: `seen:<entry id>:<revision>` / `gone:<entry id>` → wall ms. */
   entryEvents: Record<string, number>;
   /** Bundle sequence → when each agent first saw it (wall ms), for sequences first seen in the window. */
