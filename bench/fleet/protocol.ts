@@ -44,6 +44,10 @@ export interface WorkerStats {
   errors: Record<string, number>;
   /** When an agent that had moved to another server (its own was unreachable) first synced there (wall ms). */
   failedOver: number[];
+  /** Syncs during which the agent moved to another server and got its answer there: their duration, ms. */
+  failoverSyncMs: number[];
+  /** When calls failed (sync, bundles, issuance calls; not item refusals), wall ms. */
+  callFailuresAt: number[];
 }
 
 export type FromWorker =

@@ -56,9 +56,11 @@ let counting = false;
 let converged = false;
 const pemBySequence = new Map<string, string>();
 
-const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, svidsLapsed: 0, agentsLostSvids: 0, entryEvents: {}, bundleSeen: {}, errors: {}, failedOver: [] };
+const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, svidsLapsed: 0, agentsLostSvids: 0, callFailuresAt: [], failoverSyncMs: [], entryEvents: {}, bundleSeen: {}, errors: {}, failedOver: [] };
 const count = (kind: string) => {
   stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
+  // When calls failed (not item refusals), so the coordinator can tell failures after a server kill.
+  if (kind !== 'issue_denied' && kind !== 'issue_item') stats.callFailuresAt.push(wallMs());
 };
 
 /**
@@ -130,6 +132,7 @@ function pemFor(sequence: string, document: Buffer): string {
 
 async function cycle(a: SimAgent): Promise<void> {
   const t0 = performance.now();
+  const startedAt = wallMs();
   let res;
   try {
     res = await a.client.sync(a.knownRevision);
@@ -140,6 +143,8 @@ async function cycle(a: SimAgent): Promise<void> {
   }
   if (a.movedAt !== undefined) {
     stats.failedOver.push(wallMs());
+    // Moved during this very sync, and answered by the next server in the same call.
+    if (a.movedAt >= startedAt) stats.failoverSyncMs.push(wallMs() - startedAt);
     a.movedAt = undefined;
   }
   if (counting) stats.syncMs.push(performance.now() - t0);
