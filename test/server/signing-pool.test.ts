@@ -182,6 +182,23 @@ describe('signing pool', () => {
     }
   });
 
+  it('gives each of many small concurrent requests sent to a worker together its own SVIDs', async () => {
+    const pool = new SigningPool({ size: 1, chunk: 8, logger: nullLogger(), signer: () => signerOf(ca1, 1), minter: () => createX509SvidMinter({ caCertificate: ca1.certificate, caPrivateKey: ca1.privateKey }) });
+    try {
+      const requests = Array.from({ length: 12 }, (_, i) => Array.from({ length: 1 + (i % 3) }, () => freshCsr()));
+      const answers = await Promise.all(requests.map((csrs) => pool.sign({ jobs: csrs.map((c) => ({ ...job(), csr: c.csr })), nowMs: () => Date.now() })));
+      answers.forEach((items, r) => {
+        expect(items).toHaveLength(requests[r].length);
+        items.forEach(({ outcome }, i) => {
+          expect(outcome.ok).toBe(true);
+          expect(new X509Certificate(outcome.ok ? outcome.der : Buffer.alloc(0)).publicKey.equals(requests[r][i].publicKey)).toBe(true);
+        });
+      });
+    } finally {
+      await pool.stop();
+    }
+  });
+
   it('stops a request at the chunk whose caller has gone, and signs on the main thread at size 0', async () => {
     const minter = createX509SvidMinter({ caCertificate: ca1.certificate, caPrivateKey: ca1.privateKey });
     for (const size of [0, 1]) {

@@ -5,9 +5,10 @@
  * workers; the main thread keeps authentication, authorization and admission (queue bound,
  * deadlines) and only moves bytes.
  *
- * Requests are cut into chunks (a batch for one worker) queued first in, first out; a chunk is
- * dispatched only to an idle worker, after its caller's `beforeChunk` check (deadline, cancel), so
- * work for a caller that has gone is never started.
+ * Requests are cut into chunks queued first in, first out; a chunk is dispatched only to an idle
+ * worker, after its caller's `beforeChunk` check (deadline, cancel), so work for a caller that has
+ * gone is never started. Small chunks (one CSR per call) that wait together go to a worker as one
+ * batch of up to a chunk's size.
  *
  * Key handling. The CA key reaches a worker as a KeyObject through its message port (cloned in
  * memory, never written anywhere), with the CA generation (CaManager.x509Signer), before the first
@@ -17,8 +18,8 @@
  * active (after an activation; taint and revoke apply only to keys that are not active) reaches a
  * caller, whatever the timing of a rotation.
  *
- * A worker that dies fails the chunk it was signing with `signing-worker-failed` (so the request
- * it belongs to, and no other) and is replaced at once. Size 0 signs on the main thread in the
+ * A worker that dies fails the batch it was signing with `signing-worker-failed` (the requests
+ * whose chunks were in it, and no other) and is replaced at once. Size 0 signs on the main thread in the
  * same chunks, yielding to the event loop between them, with the same signing function.
  */
 import { createRequire } from 'node:module';
@@ -101,7 +102,8 @@ interface Slot {
   ready: boolean;
   /** Generation of the key last sent to this worker. */
   generation: number | undefined;
-  current: { id: number; chunk: Chunk; generation: number; chainTail: readonly Buffer[] } | undefined;
+  /** The batch in this worker: one chunk, or several small ones of different requests sent together. */
+  current: { id: number; chunks: Chunk[]; generation: number; chainTail: readonly Buffer[] } | undefined;
   restartTimer?: NodeJS.Timeout;
 }
 
@@ -173,7 +175,7 @@ export class SigningPool {
     for (const chunk of this.queue.splice(0)) chunk.fail(gone);
     await Promise.all(this.slots.map(async (s) => {
       clearTimeout(s.restartTimer);
-      s.current?.chunk.fail(gone);
+      for (const chunk of s.current?.chunks ?? []) chunk.fail(gone);
       s.current = undefined;
       await s.worker.terminate();
     }));
@@ -198,15 +200,24 @@ export class SigningPool {
   private pump(): void {
     for (const slot of this.slots) {
       if (slot.current || slot.restartTimer) continue;
-      const chunk = this.next();
-      if (!chunk) return;
-      this.dispatch(slot, chunk);
+      const first = this.next(this.chunkSize);
+      if (!first) return;
+      // Small chunks of other requests (one CSR per call, say) ride along up to a chunk's size:
+      // one message and one wake-up of the worker for many calls.
+      const chunks = [first];
+      let jobs = first.jobs.length;
+      for (let more = this.next(this.chunkSize - jobs); more; more = this.next(this.chunkSize - jobs)) {
+        chunks.push(more);
+        jobs += more.jobs.length;
+      }
+      this.dispatch(slot, chunks);
     }
   }
 
-  /** The next chunk whose caller still waits, its `beforeChunk` passed. */
-  private next(): Chunk | undefined {
-    for (let chunk = this.queue.shift(); chunk; chunk = this.queue.shift()) {
+  /** The next chunk of at most `room` jobs whose caller still waits, its `beforeChunk` passed. */
+  private next(room: number): Chunk | undefined {
+    while (this.queue.length > 0 && this.queue[0].jobs.length <= room) {
+      const chunk = this.queue.shift()!;
       if (chunk.abandoned()) continue;
       try {
         chunk.request.beforeChunk?.();
@@ -218,12 +229,12 @@ export class SigningPool {
     return undefined;
   }
 
-  private dispatch(slot: Slot, chunk: Chunk): void {
+  private dispatch(slot: Slot, chunks: Chunk[]): void {
     let signer: X509Signer;
     try {
       signer = this.opts.signer();
     } catch (err) {
-      chunk.fail(err);
+      for (const chunk of chunks) chunk.fail(err);
       return;
     }
     if (slot.generation !== signer.generation) {
@@ -231,10 +242,11 @@ export class SigningPool {
       slot.generation = signer.generation;
     }
     const id = ++this.nextId;
-    slot.current = { id, chunk, generation: signer.generation, chainTail: signer.chainTail };
+    slot.current = { id, chunks, generation: signer.generation, chainTail: signer.chainTail };
     const crash = this.crashNext;
     this.crashNext = false;
-    this.post(slot, { type: 'batch', id, generation: signer.generation, nowMs: chunk.request.nowMs(), jobs: chunk.jobs, ...(crash ? { crash } : {}) });
+    const jobs = chunks.length === 1 ? chunks[0].jobs : chunks.flatMap((c) => c.jobs);
+    this.post(slot, { type: 'batch', id, generation: signer.generation, nowMs: chunks[0].request.nowMs(), jobs, ...(crash ? { crash } : {}) });
   }
 
   private post(slot: Slot, m: ToSigningWorker): void {
@@ -249,15 +261,23 @@ export class SigningPool {
     const current = slot.current;
     if (!current || current.id !== m.id) return; // a chunk already failed by stop()
     slot.current = undefined;
-    const { chunk } = current;
+    const { chunks } = current;
     if (m.type === 'failed') {
-      chunk.fail(new SvidscopeError('internal', `signing pool: ${m.message}`));
+      for (const chunk of chunks) chunk.fail(new SvidscopeError('internal', `signing pool: ${m.message}`));
     } else if (this.activeGeneration() !== current.generation) {
-      // The CA rotated while this chunk was signed: none of it may go out; sign it again under the new key.
-      if (++chunk.resigned > MAX_RESIGN) chunk.fail(new SvidscopeError('unavailable', 'the CA rotated repeatedly while the batch was signed; retry'));
-      else this.queue.unshift(chunk);
+      // The CA rotated while these chunks were signed: none of it may go out; sign them again under the new key.
+      const again = chunks.filter((chunk) => {
+        if (++chunk.resigned <= MAX_RESIGN) return true;
+        chunk.fail(new SvidscopeError('unavailable', 'the CA rotated repeatedly while the batch was signed; retry'));
+        return false;
+      });
+      this.queue.unshift(...again);
     } else {
-      chunk.done(m.outcomes.map((o) => (o.ok ? { ...o, der: asBuffer(o.der) } : o)), current.chainTail);
+      let at = 0;
+      for (const chunk of chunks) {
+        const outcomes = m.outcomes.slice(at, (at += chunk.jobs.length));
+        chunk.done(outcomes.map((o) => (o.ok ? { ...o, der: asBuffer(o.der) } : o)), current.chainTail);
+      }
     }
     this.pump();
   }
@@ -274,9 +294,11 @@ export class SigningPool {
     if (this.stopping) return;
     const lost = slot.current;
     slot.current = undefined;
-    this.opts.logger.error({ worker: slot.index, exitCode: code, csrs: lost?.chunk.jobs.length ?? 0 }, 'signing worker exited; restarting it');
-    lost?.chunk.fail(new SvidscopeError('signing-worker-failed',
-      `the signing worker serving this batch exited (code ${code}) while signing ${lost.chunk.jobs.length} CSRs; none of them was issued, retry`));
+    const csrs = (lost?.chunks ?? []).reduce((n, c) => n + c.jobs.length, 0);
+    this.opts.logger.error({ worker: slot.index, exitCode: code, csrs }, 'signing worker exited; restarting it');
+    for (const chunk of lost?.chunks ?? []) {
+      chunk.fail(new SvidscopeError('signing-worker-failed', `the signing worker serving this batch exited (code ${code}) while signing ${csrs} CSRs; none of them was issued, retry`));
+    }
     this.opts.workerRestarted?.();
     const restart = () => {
       slot.restartTimer = undefined;
