@@ -34,7 +34,7 @@ export interface WorkerStats {
   /** Entries held across the worker's agents at the end, and how many of them have a current SVID. */
   entriesHeld: number;
   svidsHeld: number;
-  /** SVIDs that expired before their replacement came, and agents that lacked an SVID for a while or at the end. */
+  /** SVIDs that expired before their replacement came (from the window on, or held expired at the end), and agents that lacked an SVID so or at the end. */
   svidsLapsed: number;
   agentsLostSvids: number;
   /** Propagation events seen in the window: `seen:<entry id>:<revision>` / `gone:<entry id>` → wall ms. */

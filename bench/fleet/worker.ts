@@ -193,7 +193,7 @@ async function cycle(a: SimAgent): Promise<void> {
       }
       const expiresMs = Number(r.svid.expires_at) * 1000;
       const previous = a.svids.get(id);
-      if (previous && previous.expiresAt <= issuedAt) lapse(a);
+      if (inWindow && previous && previous.expiresAt <= issuedAt) lapse(a);
       a.svids.set(id, { renewAt: issuedAt + (expiresMs - issuedAt) * init.rotationFraction, expiresAt: expiresMs, entryRevision: rev });
       if (counting) stats.issued++;
     });
