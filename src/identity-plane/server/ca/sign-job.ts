@@ -11,7 +11,7 @@ import { parseCsr, type X509SvidMinter } from '../../spiffe/mint/index.js';
 
 export interface SigningJob {
   /** The CSR as received (DER); checked here, not by the caller. */
-  readonly csr: Buffer;
+  readonly csr: Uint8Array;
   /** The entry's SPIFFE ID, already authorized for the caller. */
   readonly spiffeId: string;
   readonly ttlSeconds: number;
@@ -42,7 +42,7 @@ export function signJob(minter: X509SvidMinter, job: SigningJob, nowMs: number):
   const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
   let csrValid = false;
   try {
-    const csr = parseCsr(job.csr);
+    const csr = parseCsr(asBuffer(job.csr));
     csrValid = true;
     const minted = minter.mint({ id: parseSpiffeId(job.spiffeId), publicKey: csr.publicKey, ttlSeconds: job.ttlSeconds, now: new Date(nowMs), dnsNames: job.dnsNames });
     return { ok: true, der: minted.der, notAfterMs: minted.notAfter.getTime(), seconds: elapsed() };
@@ -62,6 +62,7 @@ export type ToSigningWorker =
 /** Signing worker → main thread. */
 export type FromSigningWorker =
   | { readonly type: 'ready' }
+  /** The SVIDs' DER each in a buffer of its own, moved to the main thread. */
   | { readonly type: 'result'; readonly id: number; readonly outcomes: readonly SigningOutcome[] }
   /** The batch could not be served at all (no key of its generation, the CA refused): nothing was signed. */
   | { readonly type: 'failed'; readonly id: number; readonly message: string };

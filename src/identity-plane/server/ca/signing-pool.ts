@@ -245,8 +245,11 @@ export class SigningPool {
     slot.current = { id, chunks, generation: signer.generation, chainTail: signer.chainTail };
     const crash = this.crashNext;
     this.crashNext = false;
-    const jobs = chunks.length === 1 ? chunks[0].jobs : chunks.flatMap((c) => c.jobs);
-    this.post(slot, { type: 'batch', id, generation: signer.generation, nowMs: chunks[0].request.nowMs(), jobs, ...(crash ? { crash } : {}) });
+    // Each CSR in a buffer of its own, moved (not copied) to the worker: the CSRs of a request are
+    // views into the whole request's buffer, and cloning a view clones all of that buffer.
+    const jobs = chunks.flatMap((c) => c.jobs.map((job) => ({ ...job, csr: new Uint8Array(job.csr) })));
+    slot.worker.postMessage({ type: 'batch', id, generation: signer.generation, nowMs: chunks[0].request.nowMs(), jobs, ...(crash ? { crash } : {}) } satisfies ToSigningWorker,
+      jobs.map((j) => j.csr.buffer));
   }
 
   private post(slot: Slot, m: ToSigningWorker): void {

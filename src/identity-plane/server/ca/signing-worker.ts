@@ -38,7 +38,12 @@ port.on('message', (m: ToSigningWorker) => {
     return;
   }
   const { minter } = current;
-  const outcomes = m.jobs.map((job) => signJob(minter, { ...job, csr: asBuffer(job.csr) }, m.nowMs));
-  send({ type: 'result', id: m.id, outcomes });
+  // A minted certificate is a view into a shared allocation pool: copy each into a buffer of its
+  // own and move those, rather than clone the pools with the message.
+  const outcomes = m.jobs.map((job) => {
+    const o = signJob(minter, job, m.nowMs);
+    return o.ok ? { ...o, der: Buffer.from(new Uint8Array(o.der).buffer) } : o;
+  });
+  port.postMessage({ type: 'result', id: m.id, outcomes } satisfies FromSigningWorker, outcomes.flatMap((o) => (o.ok ? [o.der.buffer as ArrayBuffer] : [])));
 });
 send({ type: 'ready' });
