@@ -4,19 +4,23 @@
 import * as grpc from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRegistry } from '../../src/common/telemetry/registry.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nullLogger } from '../../src/common/log.js';
+import { connectAdmin } from '../../src/cli/admin/client.js';
+import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { buildServerConfig } from '../../src/identity-plane/server/config.js';
 import type { X509Signer } from '../../src/identity-plane/server/ca/manager.js';
 import { SigningPool } from '../../src/identity-plane/server/ca/signing-pool.js';
 import { createSelfSignedCa, createX509SvidMinter } from '../../src/identity-plane/spiffe/mint/index.js';
 import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
-import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
-import { attestAgent, bundlePemOf, nodeClient, removeDir, startTestServer, type AgentIdentity, type TestServer } from '../support/server.js';
+import { certificateFacts, encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
+import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
+import { attestAgent, attestAgentAt, bundlePemOf, nodeClient, removeDir, startTestServer, type AgentIdentity, type TestServer } from '../support/server.js';
 
 const TD = 'example.org';
 type BatchResult = { results: { status_code: number; status_message: string; svid?: { cert_chain: Buffer[]; spiffe_id: string } }[] };
@@ -25,6 +29,8 @@ function freshCsr(): { csr: Buffer; publicKey: ReturnType<typeof generateKeyPair
   const k = generateKeyPair();
   return { csr: createCsr(k.privateKey, k.publicKey), publicKey: k.publicKey };
 }
+
+const authorityKeyId = (der: Buffer) => certificateFacts(new X509Certificate(der)).authorityKeyId;
 
 async function opensslVerifies(dir: string, bundlePem: string, leafDer: Buffer): Promise<{ ok: boolean; out: string }> {
   const ca = path.join(dir, 'bundle.pem');
@@ -153,6 +159,55 @@ describe('BatchNewX509SVID through the signing pool', () => {
       client.close();
     }
   });
+});
+
+describe('a `svidscope server run` process with its signing pool', () => {
+  it('signs through its workers (started from source), then with the activated CA; /metrics shows the pool', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'svidscope-signing-pool-'));
+    const [port, healthPort] = [await freePort(), await freePort()];
+    const proc = spawnCli(['server', 'run', '--trust-domain', TD, '--data-dir', dir, '--bind', `127.0.0.1:${port}`, '--health-bind', `127.0.0.1:${healthPort}`, '--log-level', 'warn']);
+    const admin = connectAdmin(path.join(dir, 'admin.sock'));
+    try {
+      await waitFor('server ready', () => httpOk(`http://127.0.0.1:${healthPort}/ready`), 60_000, proc.logs);
+      const bundlePem = async () => x509BundleToPem(parseSpiffeBundle(TD, (await admin.call<{ document: Buffer }>('GetBundle', {})).document));
+      const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
+      const address = `127.0.0.1:${port}`;
+      const agent = await attestAgentAt(address, await bundlePem(), token.value);
+      const entry = await admin.call<{ id: string }>('CreateEntry', { entry: { spiffe_id: `spiffe://${TD}/proc`, parent_id: agent.spiffeId, selectors: [{ type: 'unix', value: 'uid:1000' }] } });
+      const client = nodeClient(address, await bundlePem(), agent);
+      try {
+        const batch = async () => client.call<BatchResult>('BatchNewX509SVID', { params: Array.from({ length: 40 }, () => ({ entry_id: entry.id, csr: freshCsr().csr })) });
+        const first = await batch();
+        expect(first.results.map((r) => r.status_code)).toEqual(first.results.map(() => grpc.status.OK));
+        const metrics = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
+        expect(metrics).toMatch(/svidscope_server_signing_workers\{state="busy"\} 0/);
+        expect(metrics).toMatch(/svidscope_server_signing_workers\{state="idle"\} [1-9]/);
+        expect(metrics).toMatch(/svidscope_server_svids_issued_total\{svid_type="x509"\} 40/);
+
+        type Slot = { kind: string; phase: string; key_id: string };
+        await admin.call('AuthorityLifecycle', { kind: 'x509', operation: 'prepare', key_id: '' });
+        const { slots } = await admin.call<{ slots: Slot[] }>('AuthorityLifecycle', { kind: 'x509', operation: 'activate', key_id: '' });
+        const active = slots.find((k) => k.kind === 'x509' && k.phase === 'active')!;
+        const second = await batch();
+        expect(second.results.every((r) => r.status_code === grpc.status.OK)).toBe(true);
+        // The bundle holds both CAs now; each leaf names its issuer's key as authority key id.
+        for (const r of [first.results[0], second.results[39]]) {
+          const v = await opensslVerifies(dir, await bundlePem(), r.svid!.cert_chain[0]);
+          expect(v.ok, v.out).toBe(true);
+        }
+        const issuerKeyIds = second.results.map((r) => authorityKeyId(r.svid!.cert_chain[0]));
+        expect(new Set(issuerKeyIds)).toEqual(new Set([active.key_id.toLowerCase()]));
+        expect(authorityKeyId(first.results[0].svid!.cert_chain[0])).not.toBe(active.key_id.toLowerCase());
+      } finally {
+        client.close();
+      }
+    } finally {
+      admin.close();
+      proc.child.kill('SIGTERM');
+      await proc.child;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
 
 describe('signing pool', () => {
