@@ -271,7 +271,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
           results[at] = { status_code: grpc.status.PERMISSION_DENIED, status_message: `agent is not authorized for entry ${JSON.stringify(p.entry_id)}` };
           return;
         }
-        jobs.push({ csr: p.csr, spiffeId: entry.spiffeId, ttlSeconds: entry.x509SvidTtl || deps.ttl.defaultX509SvidSeconds, dnsNames: entry.dnsNames });
+        jobs.push({ csr: p.csr ?? Buffer.alloc(0), spiffeId: entry.spiffeId, ttlSeconds: entry.x509SvidTtl || deps.ttl.defaultX509SvidSeconds, dnsNames: entry.dnsNames });
         jobOf.push({ at, entry });
       });
       const release = admission.reserve(req.params.length);
