@@ -422,7 +422,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       Object.assign(f, { killedServerAgents: Math.floor(o.agents / o.servers), // agents i with i mod n = n - 1
         agentsFailedOver: moved.length, agentsServedInTheSyncThatMoved: movedInSync.length, callsFailedAfterKill: failedAfterKill,
         failoverP50Ms: round(percentile(moved, 50)), failoverP99Ms: round(percentile(moved, 99)), failoverMaxMs: round(Math.max(0, ...moved)),
-        failoverSyncP50Ms: round(percentile(movedInSync, 50)), failoverSyncP99Ms: round(percentile(movedInSync, 99)),
+        failoverSyncP50Ms: round(percentile(movedInSync, 50)), failoverSyncP99Ms: round(percentile(movedInSync, 99)), failoverSyncMaxMs: round(Math.max(0, ...movedInSync)),
         failoverWithinSyncInterval: moved.length === Math.floor(o.agents / o.servers) && failedAfterKill === 0
           && movedInSync.every((ms) => ms <= o.syncIntervalSeconds * 1000) });
     }
