@@ -14,8 +14,10 @@
  *
  * PostgreSQL: set SVIDSCOPE_TEST_POSTGRES_URL (or --postgres-url); the run uses a schema of its own
  * and drops it at the end. With several servers (one PostgreSQL), agent i starts on server i mod n
- * and, when its server is unreachable, moves to the next one; `--kill-one-at` SIGKILLs the last
- * server and reports how long its agents took to sync again elsewhere.
+ * and, when its server is unreachable, moves to the next one (the agent's own ServerClient over
+ * the address list, within the failing call); `--kill-one-at` SIGKILLs the last server and reports
+ * how long its agents took to sync again elsewhere, how many did so within one sync interval, and
+ * whether any agent lost an SVID (one expired before its replacement came, or none at the end).
  *
  * By default each simulated agent keeps a WatchChanges stream and syncs at once when the server
  * pushes a change, and syncs incrementally (its (id, revision) pairs against the delta);
@@ -425,13 +427,25 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
         for (const [k, v] of Object.entries(r.syncKinds)) acc[k] = (acc[k] ?? 0) + v;
         return acc;
       }, {})).map(([k, v]) => `${k}:${v}`).join(' ') || 'none',
+      svidsLapsed: reports.reduce((s, r) => s + r.svidsLapsed, 0), agentsLostSvids: reports.reduce((s, r) => s + r.agentsLostSvids, 0),
       errors: totalErrors, errorsByKind: Object.entries(errors).map(([k, v]) => `${k}:${v}`).join(' ') || 'none',
     });
     if (killedAt !== undefined) {
       const moved = reports.flatMap((r) => r.failedOver).filter((at) => at >= killedAt!).map((at) => at - killedAt!);
+      // Served by a survivor within its sync interval: its first sync after the kill (which is when
+      // it notices) already answered by another server.
+      // An agent notices at its next call, up to one interval after the kill; then the call that
+      // found the server gone is answered by the next one (the agent's address list): served within
+      // its sync interval = every agent moved, no call failed after the kill, and each sync that
+      // moved shorter than the interval (an agent can also move in an issuance or bundle call).
+      const movedInSync = all('failoverSyncMs');
+      const failedAfterKill = all('callFailuresAt').filter((at) => at >= killedAt!).length;
       Object.assign(f, { killedServerAgents: Math.floor(o.agents / o.servers), // agents i with i mod n = n - 1
-         agentsFailedOver: moved.length,
-        failoverP50Ms: round(percentile(moved, 50)), failoverP99Ms: round(percentile(moved, 99)) });
+        agentsFailedOver: moved.length, agentsServedInTheSyncThatMoved: movedInSync.length, callsFailedAfterKill: failedAfterKill,
+        failoverP50Ms: round(percentile(moved, 50)), failoverP99Ms: round(percentile(moved, 99)), failoverMaxMs: round(Math.max(0, ...moved)),
+        failoverSyncP50Ms: round(percentile(movedInSync, 50)), failoverSyncP99Ms: round(percentile(movedInSync, 99)), failoverSyncMaxMs: round(Math.max(0, ...movedInSync)),
+        failoverWithinSyncInterval: moved.length === Math.floor(o.agents / o.servers) && failedAfterKill === 0
+          && movedInSync.every((ms) => ms <= o.syncIntervalSeconds * 1000) });
     }
     if (rotation) {
       const seen = reports.flatMap((r) => r.bundleSeen[rotation!.sequence] ?? []).map((at) => Math.max(0, at - rotation!.at));
@@ -441,10 +455,13 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     if (o.push) log(`push: ${f.notifications} notifications received, ${f.watchesOpenAtEnd}/${f.attested} streams open at the end`);
     log(`propagation (admin write → agent has it): ${f.propagated}/${f.churnWrites}, p50 ${f.propagationP50Ms} ms, p99 ${f.propagationP99Ms} ms`);
     log(`issuance: ${f.issued} X509-SVIDs (${f.issuedPerS}/s), BatchNewX509SVID p50 ${f.issueCallP50Ms} ms, p99 ${f.issueCallP99Ms} ms`);
-    if (killedAt !== undefined) log(`server kill → its agents syncing on another server: ${f.agentsFailedOver}/${f.killedServerAgents}, p50 ${f.failoverP50Ms} ms, p99 ${f.failoverP99Ms} ms`);
+    if (killedAt !== undefined) {
+      log(`server kill → its agents syncing on another server: ${f.agentsFailedOver}/${f.killedServerAgents}, p50 ${f.failoverP50Ms} ms, p99 ${f.failoverP99Ms} ms, max ${f.failoverMaxMs} ms after the kill`);
+      log(`  served in the very sync that found the server gone: ${f.agentsServedInTheSyncThatMoved}/${f.agentsFailedOver} (that sync p50 ${f.failoverSyncP50Ms} ms, p99 ${f.failoverSyncP99Ms} ms); calls failed after the kill: ${f.callsFailedAfterKill}; every agent served within its sync interval: ${f.failoverWithinSyncInterval}`);
+    }
     if (rotation) log(`CA rotation → agents with the new bundle: ${f.caRotationAgentsUpdated}/${f.attested}, p50 ${f.caRotationP50Ms} ms, p99 ${f.caRotationP99Ms} ms`);
     log(`server${o.servers > 1 ? 's: CPU summed, RSS of the first' : ''}: ${f.serverCpuSecondsPerSecond} CPU s/s, RSS ${f.serverRssBaselineMiB} → ${f.serverRssEndMiB} MiB (peak ${f.serverPeakRssMiB}), datastore ${f.datastoreOpsPerS} ops/s (${f.datastoreTopOps})`);
-    log(`agents' view: ${f.entriesHeld} entries held of ${f.entriesExpected}, ${f.svidsHeld} with an SVID; errors ${f.errors} (${f.errorsByKind})`);
+    log(`agents' view: ${f.entriesHeld} entries held of ${f.entriesExpected}, ${f.svidsHeld} with an SVID; SVIDs that expired before their replacement: ${f.svidsLapsed}; agents that lost an SVID: ${f.agentsLostSvids}; errors ${f.errors} (${f.errorsByKind})`);
     return f;
   } finally {
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGTERM');

@@ -38,6 +38,9 @@ export interface WorkerStats {
   /** Entries held across the worker's agents at the end, and how many of them have a current SVID. */
   entriesHeld: number;
   svidsHeld: number;
+  /** SVIDs that expired before their replacement came (from the window on, or held expired at the end), and agents that lacked an SVID so or at the end. */
+  svidsLapsed: number;
+  agentsLostSvids: number;
   /** Propagation events seen in the window: `seen:<entry id>:<revision>` / `gone:<entry id>` → wall ms. */
   entryEvents: Record<string, number>;
   /** Bundle sequence → when each agent first saw it (wall ms), for sequences first seen in the window. */
@@ -50,6 +53,10 @@ export interface WorkerStats {
   syncKinds: Record<string, number>;
   /** When an agent that had moved to another server (its own was unreachable) first synced there (wall ms). */
   failedOver: number[];
+  /** Syncs during which the agent moved to another server and got its answer there: their duration, ms. */
+  failoverSyncMs: number[];
+  /** When calls failed (sync, bundles, issuance calls; not item refusals), wall ms. */
+  callFailuresAt: number[];
 }
 
 export type FromWorker =

@@ -38,8 +38,10 @@ interface SimAgent {
   knownRevision: string;
   /** entry id → revision_number, as of the last sync answer. */
   entries: Map<string, string>;
-  /** entry id → the SVID's renewal time and the entry revision it was minted for. */
-  svids: Map<string, { renewAt: number; entryRevision: string }>;
+  /** entry id → the SVID's renewal time, expiry and the entry revision it was minted for. */
+  svids: Map<string, { renewAt: number; expiresAt: number; entryRevision: string }>;
+  /** One of its SVIDs expired before a new one came (the agent lost it for a while). */
+  lapsed?: boolean;
   bundleSequence: string;
   synced: boolean;
   timer?: NodeJS.Timeout;
@@ -63,28 +65,23 @@ let counting = false;
 let converged = false;
 const pemBySequence = new Map<string, string>();
 
-const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, entryEvents: {}, bundleSeen: {}, errors: {}, failedOver: [], notifications: 0, watchesOpen: 0, syncKinds: {} };
+const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, svidsLapsed: 0, agentsLostSvids: 0, callFailuresAt: [], failoverSyncMs: [], entryEvents: {}, bundleSeen: {}, errors: {}, failedOver: [], notifications: 0, watchesOpen: 0, syncKinds: {} };
 const count = (kind: string) => {
   stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
+  // When calls failed (not item refusals), so the coordinator can tell failures after a server kill.
+  if (kind !== 'issue_denied' && kind !== 'issue_item') stats.callFailuresAt.push(wallMs());
 };
 
-function connect(server: number, trustPem: string): ServerClient {
-  const client = new ServerClient({ addresses: [init.addresses[server]], trustDomain: parseTrustDomain(init.trustDomain), logger: nullLogger() });
+/**
+ * The agent's own server first, then the others in order (its server_address list): when its server
+ * is unreachable, the agent's ServerClient moves to the next one within the same call, with the
+ * identity it holds; `moved` is told when it does.
+ */
+function connect(server: number, trustPem: string, moved?: () => void): ServerClient {
+  const addresses = init.addresses.map((_, i) => init.addresses[(server + i) % init.addresses.length]);
+  const client = new ServerClient({ addresses, trustDomain: parseTrustDomain(init.trustDomain), logger: nullLogger(), onFailover: moved });
   client.setTrust(trustPem);
   return client;
-}
-
-/**
- * Its server is unreachable: the agent goes to the next one with the identity it holds (what a
- * load balancer or a DNS name over several servers gives a real agent).
- */
-function moveToNextServer(a: SimAgent): void {
-  if (init.addresses.length < 2) return;
-  a.client.close();
-  a.server = (a.server + 1) % init.addresses.length;
-  a.client = connect(a.server, a.trustPem);
-  a.client.setIdentity(a.identity.chainPem, a.identity.keyPem);
-  a.movedAt ??= wallMs();
 }
 
 async function attestAll(): Promise<void> {
@@ -95,13 +92,17 @@ async function attestAll(): Promise<void> {
     const key = generateKeyPair('ec-p256');
     const csr = createCsr(key.privateKey, key.publicKey);
     const server = index % init.addresses.length;
-    const client = connect(server, init.bundlePem);
+    let self: SimAgent | undefined;
+    const client = connect(server, init.bundlePem, () => {
+      if (self) self.movedAt ??= wallMs();
+    });
     try {
       const res = await client.attest(token, csr);
       const identity = { chainPem: res.svid.cert_chain.map((d) => encodePem('CERTIFICATE', d)).join(''), keyPem: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
       client.setIdentity(identity.chainPem, identity.keyPem);
-      agents.push({ client, server, identity, trustPem: init.bundlePem, csr, knownRevision: '0', entries: new Map(), svids: new Map(), bundleSequence: init.bundleSequence, synced: false,
-        running: false, again: false, watchUp: false, watchFailures: 0 });
+      self = { client, server, identity, trustPem: init.bundlePem, csr, knownRevision: '0', entries: new Map(), svids: new Map(), bundleSequence: init.bundleSequence, synced: false,
+        running: false, again: false, watchUp: false, watchFailures: 0 };
+      agents.push(self);
     } catch (err) {
       client.close();
       failed++;
@@ -141,6 +142,7 @@ function pemFor(sequence: string, document: Buffer): string {
 
 async function cycle(a: SimAgent): Promise<void> {
   const t0 = performance.now();
+  const startedAt = wallMs();
   let res;
   try {
     res = await a.client.sync(init.incremental
@@ -149,11 +151,12 @@ async function cycle(a: SimAgent): Promise<void> {
   } catch (err) {
     const status = (err as { status?: number }).status;
     count(status === 4 ? 'sync_deadline' : status === 14 ? 'sync_unavailable' : 'sync');
-    if (status === 14) moveToNextServer(a); // UNAVAILABLE
     return;
   }
   if (a.movedAt !== undefined) {
     stats.failedOver.push(wallMs());
+    // Moved during this very sync, and answered by the next server in the same call.
+    if (a.movedAt >= startedAt) stats.failoverSyncMs.push(wallMs() - startedAt);
     a.movedAt = undefined;
   }
   if (counting) {
@@ -213,7 +216,9 @@ async function cycle(a: SimAgent): Promise<void> {
         return;
       }
       const expiresMs = Number(r.svid.expires_at) * 1000;
-      a.svids.set(id, { renewAt: issuedAt + (expiresMs - issuedAt) * init.rotationFraction, entryRevision: rev });
+      const previous = a.svids.get(id);
+      if (inWindow && previous && previous.expiresAt <= issuedAt) lapse(a);
+      a.svids.set(id, { renewAt: issuedAt + (expiresMs - issuedAt) * init.rotationFraction, expiresAt: expiresMs, entryRevision: rev });
       if (counting) stats.issued++;
     });
   }
@@ -281,14 +286,22 @@ function watch(a: SimAgent): void {
   });
 }
 
+function lapse(a: SimAgent): void {
+  stats.svidsLapsed++;
+  a.lapsed = true;
+}
+
 function finish(): void {
   stopped = true;
+  const now = wallMs();
   for (const a of agents) {
     clearTimeout(a.timer);
     if (a.watchUp) stats.watchesOpen++;
     a.watch?.cancel();
     stats.entriesHeld += a.entries.size;
     stats.svidsHeld += [...a.entries.keys()].filter((id) => a.svids.has(id)).length;
+    for (const svid of a.svids.values()) if (svid.expiresAt <= now) lapse(a);
+    if (a.lapsed || [...a.entries.keys()].some((id) => !a.svids.has(id))) stats.agentsLostSvids++;
   }
   for (const a of agents) a.client.close();
   // Leave only once the report has gone out: it can be megabytes, and exiting would cut it off.

@@ -168,6 +168,7 @@ export const errorCatalog = {
   'watch-streams-exhausted': { meaning: 'the server holds as many change streams (WatchChanges) as watch_max_streams allows, or the agent holds its per-agent share; the agent keeps polling and retries later', grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: ExitCode.REMOTE, http: 503 },
   'watch-slow-consumer': { meaning: 'the agent did not read its change stream (WatchChanges) and its unsent notifications reached the per-stream bound; the server closed it and the agent reconnects', grpc: GrpcStatus.RESOURCE_EXHAUSTED, exit: ExitCode.REMOTE, http: 503 },
   'deadline-expired': { meaning: 'the call\'s deadline passed (or it was cancelled) before the server began the work; nothing was done', grpc: GrpcStatus.DEADLINE_EXCEEDED, exit: ExitCode.REMOTE, http: 504 },
+  'signing-worker-failed': retryLater('the signing worker thread serving the batch stopped before it answered (it is restarted); nothing of that batch was issued, retry'),
 
   // Datastore
   'bundle-sequence-regressed': { meaning: 'the bundle sequence number is lower than the stored one', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },

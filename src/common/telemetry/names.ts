@@ -55,6 +55,9 @@ export const serverFamilies = {
   changeNotifications: f('svidscope_server_change_notifications_total', 'counter', 'Change notifications written to watch streams, by what changed (entries: only the agents that can reach the entry; bundle: every stream).', ['reason']),
   watchStreamsClosed: f('svidscope_server_watch_streams_closed_total', 'counter', 'Watch streams the server closed, by reason: slow_consumer (unsent notifications reached the per-stream bound), not_attested, banned, stale_serial (re-authentication failed), svid_expired, shutdown.', ['reason']),
   authorizationIndex: f('svidscope_server_authorization_index_size', 'gauge', 'Size of the in-memory authorization index, by index: entries, parents (distinct parent IDs) and aliases (node-alias entries).', ['index']),
+  signingWorkers: f('svidscope_server_signing_workers', 'gauge', 'Signing worker threads (signing_workers), by state: busy (checking and signing a batch of CSRs) or idle. All busy with batches queued means issuance is at its CPU ceiling.', ['state']),
+  signingQueuedBatches: f('svidscope_server_signing_queued_batches', 'gauge', 'Batches of CSRs (up to 32 each) admitted and waiting for a signing worker.', []),
+  signingWorkerRestarts: f('svidscope_server_signing_worker_restarts_total', 'counter', 'Signing worker threads that exited and were replaced; each failed the batch it was signing (signing-worker-failed).', []),
   buildInfo: f('svidscope_build_info', 'gauge', 'Constant 1, labelled with the running version and component.', ['version', 'component']),
 } as const;
 

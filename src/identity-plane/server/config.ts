@@ -8,6 +8,7 @@ import { DEFAULT_JWT_AUDIENCE_LIMITS, type JwtAudienceLimits } from '../spiffe/j
 import { readFederationConfig, type FederationConfig } from './federation/config.js';
 import { DEFAULT_SIGNING_QUEUE_MAX_CSRS } from './api/admission.js';
 import { DEFAULT_WATCH_MAX_STREAMS } from './api/change-notifier.js';
+import { defaultSigningWorkers } from './ca/signing-pool.js';
 
 /** The server's whole configuration; every field has a default documented in the README. */
 export interface ServerConfig {
@@ -41,6 +42,8 @@ export interface ServerConfig {
   jwtAudience: JwtAudienceLimits;
   /** CSRs admitted for signing and not signed yet, across calls (`signing_queue_max_csrs`); more are refused with server-overloaded. */
   signingQueueMaxCsrs: number;
+  /** Worker threads that check CSRs and sign X.509-SVIDs (`signing_workers`; default one per core, 0 = on the main thread). */
+  signingWorkers: number;
   /** How long entry and agent tombstones are kept for servers that lag behind the change feeds (`tombstone_retention`), seconds. */
   tombstoneRetentionSeconds: number;
   /** Least time between two agent-feed pulls caused by callers the agent view does not know (`agent_refresh_min_interval`), seconds. */
@@ -116,6 +119,8 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const agentRefreshMinIntervalSeconds = r.duration('agent_refresh_min_interval', '1s');
   const signingQueueMaxCsrs = r.number('signing_queue_max_csrs', DEFAULT_SIGNING_QUEUE_MAX_CSRS, { min: 1, max: 1_000_000 });
   const watchMaxStreams = r.number('watch_max_streams', DEFAULT_WATCH_MAX_STREAMS, { min: 0, max: 1_000_000 });
+  const signingWorkers = r.number('signing_workers', defaultSigningWorkers(), { min: 0, max: 256 });
+  if (!Number.isInteger(signingWorkers)) r.fail('signing_workers', 'must be a whole number');
   const federation = readFederationConfig(r.section('federation'));
   r.rejectUnknown();
   for (const [name, value] of [['default_x509_svid_ttl', defaultX509SvidTtlSeconds], ['default_jwt_svid_ttl', defaultJwtSvidTtlSeconds], ['agent_ttl', agentTtlSeconds], ['tombstone_retention', tombstoneRetentionSeconds]] as const) {
@@ -126,7 +131,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
     ca: { keyType, jwtKeyType, ttlSeconds, prepareFraction, activateFraction, checkIntervalSeconds,
       upstream: certFile && keyFile ? { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) } : undefined },
     defaultX509SvidTtlSeconds, defaultJwtSvidTtlSeconds, agentTtlSeconds, cacheReloadSeconds, bundleRefreshHintSeconds, federation,
-    agentRenewalGraceSeconds, jwtAudience, signingQueueMaxCsrs, tombstoneRetentionSeconds, agentRefreshMinIntervalSeconds, watchMaxStreams,
+    agentRenewalGraceSeconds, jwtAudience, signingQueueMaxCsrs, signingWorkers, tombstoneRetentionSeconds, agentRefreshMinIntervalSeconds, watchMaxStreams,
   };
 }
 

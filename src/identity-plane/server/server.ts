@@ -27,6 +27,7 @@ const WATCH_KEEPALIVE_MS = 300_000;
 const WATCH_KEEPALIVE_TIMEOUT_MS = 60_000;
 import { BundlePublisher } from './bundle/publisher.js';
 import { CaManager, type UpstreamAuthority } from './ca/manager.js';
+import { SigningPool } from './ca/signing-pool.js';
 import type { ServerConfig } from './config.js';
 import { checkHostPort } from '../../common/net.js';
 import { BundleCache, observeBundleWrites } from './bundle/bundle-cache.js';
@@ -48,6 +49,8 @@ export interface ServerDeps {
   tracer?: Tracer;
   /** Runs without metric hooks (the instrumentation-overhead benchmark's baseline). */
   withoutMetrics?: boolean;
+  /** Lets tests make a signing worker exit mid-batch (SigningPool.crashNextChunkForTest). */
+  signingPoolTestHooks?: boolean;
 }
 
 export interface RunningServer {
@@ -60,6 +63,7 @@ export interface RunningServer {
   readonly datastore: Datastore;
   readonly ca: CaManager;
   readonly bundles: BundlePublisher;
+  readonly signingPool: SigningPool;
   /** Runs the periodic work once (bundle, entries, server SVID); the loop calls it every cache_reload_interval. */
   tick(): Promise<void>;
   stop(): Promise<void>;
@@ -76,10 +80,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const registry = deps.registry ?? createRegistry();
   const td = config.trustDomain;
   // Telemetry reads live state at scrape time; the references fill in as the parts start.
-  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore; changes?: ChangeNotifier } = {};
+  const live: { ca?: CaManager; bundles?: BundlePublisher; entries?: EntryCache; agents?: AgentCache; datastore?: Datastore; changes?: ChangeNotifier; signingPool?: SigningPool } = {};
   const telemetry = deps.withoutMetrics
-    ? { observe: () => undefined, nodeEvents: {} as NodeServiceEvents, adminEvents: {}, watchEvents: {}, instrumentDatastore: (ds: Datastore) => ds }
-    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore, changes: () => live.changes });
+    ? { observe: () => undefined, nodeEvents: {} as NodeServiceEvents, adminEvents: {}, watchEvents: {}, instrumentDatastore: (ds: Datastore) => ds, signingWorkerRestarted: () => undefined }
+    : createServerTelemetry(registry, deps.tracer, { ca: () => live.ca, bundles: () => live.bundles, entries: () => live.entries, agents: () => live.agents, datastore: () => live.datastore, changes: () => live.changes, signingPool: () => live.signingPool });
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
   const instrumented = telemetry.instrumentDatastore(await openDatastore(config.datastore));
@@ -152,12 +156,17 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     tls.setTrustAnchors(x509BundleToPem(bundles.current));
     bundles.onChange((b) => tls.setTrustAnchors(x509BundleToPem(b)));
 
+    // Issuance on every core: the pool gets the active CA in memory and follows every activation.
+    const signingPool = new SigningPool({ size: config.signingWorkers, signer: () => ca.x509Signer, minter: () => ca.x509Minter, logger: logger.child({ subsystem: 'signing' }),
+      testHooks: deps.signingPoolTestHooks, workerRestarted: () => telemetry.signingWorkerRestarted() });
+    live.signingPool = signingPool;
+    cleanups.push(() => signingPool.stop());
     const { node, admin } = serverServices();
     // Keepalive pings find dead peers of idle watch streams (an agent gone without a FIN) at no cost in between.
     const nodeServer = new grpc.Server({ 'grpc.keepalive_time_ms': WATCH_KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': WATCH_KEEPALIVE_TIMEOUT_MS });
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, bundleCache, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
-      agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience, signingQueueMaxCsrs: config.signingQueueMaxCsrs,
+      agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience, signingQueueMaxCsrs: config.signingQueueMaxCsrs, signingPool,
       observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer,
       // watch_max_streams 0 turns push off: WatchChanges answers UNIMPLEMENTED, which agents retry only rarely.
       changes: config.watchMaxStreams > 0 ? changes : undefined }));
@@ -240,7 +249,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     logger.info({ trustDomain: td.name, address, adminSocket: config.adminSocket, opsUrl }, 'server started');
 
     return {
-      address, adminSocket: config.adminSocket, opsUrl, datastore, ca, bundles, tick, bundleEndpointUrl: federation.endpointUrl,
+      address, adminSocket: config.adminSocket, opsUrl, datastore, ca, bundles, signingPool, tick, bundleEndpointUrl: federation.endpointUrl,
       stop: async () => {
         for (const c of cleanups.reverse()) await c();
         cleanups.length = 0;

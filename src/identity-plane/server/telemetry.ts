@@ -13,6 +13,7 @@ import type { Datastore } from './datastore/types.js';
 import type { AgentCache } from './registration/agent-cache.js';
 import type { EntryCache } from './registration/entry-cache.js';
 import { ADMISSION_LIMITS } from './api/admission.js';
+import type { SigningPool } from './ca/signing-pool.js';
 
 export const VERSION = '0.1.0';
 
@@ -30,6 +31,8 @@ export interface ServerTelemetry {
   watchEvents: ChangeNotifierEvents;
   /** Wraps a datastore so every operation's latency and result are observed. */
   instrumentDatastore(ds: Datastore): Datastore;
+  /** A signing worker exited and was replaced. */
+  signingWorkerRestarted(): void;
 }
 
 
@@ -38,7 +41,7 @@ export interface ServerTelemetry {
  * the server (key phases, bundle, entry count, agents) is read at scrape time instead of being
  * mirrored into gauges on every change.
  */
-export function createServerTelemetry(registry: Registry, tracer: Tracer | undefined, state: { ca: () => CaManager | undefined; bundles: () => BundlePublisher | undefined; entries: () => EntryCache | undefined; agents: () => AgentCache | undefined; datastore: () => Datastore | undefined; changes?: () => ChangeNotifier | undefined }): ServerTelemetry {
+export function createServerTelemetry(registry: Registry, tracer: Tracer | undefined, state: { ca: () => CaManager | undefined; bundles: () => BundlePublisher | undefined; entries: () => EntryCache | undefined; agents: () => AgentCache | undefined; datastore: () => Datastore | undefined; changes?: () => ChangeNotifier | undefined; signingPool?: () => SigningPool | undefined }): ServerTelemetry {
   registerProcessMetrics(registry);
   gauge(registry, F.buildInfo).set({ version: VERSION, component: 'server' }, 1);
   const requests = counter(registry, F.apiRequests);
@@ -152,7 +155,19 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
     this.set({ state: 'banned' }, banned);
   });
 
+  gauge(registry, F.signingWorkers, function () {
+    const pool = state.signingPool?.()?.stats();
+    this.set({ state: 'busy' }, pool?.busy ?? 0);
+    this.set({ state: 'idle' }, pool ? pool.workers - pool.busy : 0);
+  });
+  gauge(registry, F.signingQueuedBatches, function () {
+    this.set(state.signingPool?.()?.stats().queuedChunks ?? 0);
+  });
+  const workerRestarts = counter(registry, F.signingWorkerRestarts);
+  workerRestarts.inc(0);
+
   return {
+    signingWorkerRestarted: () => workerRestarts.inc(),
     observe: (service) => (method, code, seconds) => {
       requests.inc({ service, method, code: grpcStatusName(code) });
       duration.observe({ service, method }, seconds);

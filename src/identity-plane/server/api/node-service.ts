@@ -18,6 +18,7 @@ import { toNumber, unary } from './grpc.js';
 import { normalSerial, PeerIdentityCache } from './peer-identity.js';
 import { entryMessage } from './entry-message.js';
 import { Admission, DEFAULT_SIGNING_QUEUE_MAX_CSRS, SIGNING_SLICE } from './admission.js';
+import { SigningPool, type SignedItem, type SigningJob } from '../ca/signing-pool.js';
 import { bundleMessage, type BundleMsg, type ChangeNotificationMsg, type EntryMsg, type SyncRequestMsg, type SyncResponseMsg, type X509SvidMsg } from '../../server-api/messages.js';
 import { entryDelta, entrySetDigest } from '../../server-api/entry-sync.js';
 import { toServiceError } from '../../../common/errors/grpc.js';
@@ -42,6 +43,8 @@ export interface NodeServiceDeps {
   jwtAudience: JwtAudienceLimits;
   /** Bound on CSRs admitted for signing and not signed yet (`signing_queue_max_csrs`). */
   signingQueueMaxCsrs?: number;
+  /** Where BatchNewX509SVID's CSRs are checked and signed; without it, on the main thread. */
+  signingPool?: SigningPool;
   /** Called after each request with its outcome (telemetry). */
   observe?: (method: string, code: grpc.status, seconds: number) => void;
   events?: NodeServiceEvents;
@@ -117,6 +120,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
 
   const ev = deps.events ?? {};
   const peers = new PeerIdentityCache(trustDomain);
+  const signingPool = deps.signingPool ?? new SigningPool({ size: 0, chunk: SIGNING_SLICE, signer: () => ca.x509Signer, minter: () => ca.x509Minter, logger });
   const admission = new Admission({ signingQueueMaxCsrs: deps.signingQueueMaxCsrs ?? DEFAULT_SIGNING_QUEUE_MAX_CSRS, limitHit: (l) => ev.limitHit?.(l) });
   const checkCsr = (csrBytes: Buffer) => {
     try {
@@ -309,44 +313,45 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       if (req.params.length > MAX_BATCH) throw new SvidscopeError('usage', `at most ${MAX_BATCH} CSRs per batch`);
       const list = await authorized(agent);
       const byId = new Map(list.map((e) => [e.id, e]));
-      const signOne = (p: { entry_id: string; csr: Buffer }) => {
-        const start = process.hrtime.bigint();
-        const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
+      type Result = { status_code: number; status_message: string; svid?: X509SvidMsg };
+      const results: Result[] = new Array<Result>(req.params.length);
+      // Authorization here, the CSR check and the signature in the signing pool (worker threads).
+      const jobs: SigningJob[] = [];
+      const jobOf: { at: number; entry: RegistrationEntry }[] = [];
+      req.params.forEach((p, at) => {
         const entry = byId.get(p.entry_id);
         if (!entry) {
-          ev.refused?.('x509', 'permission_denied', elapsed());
-          return { status_code: grpc.status.PERMISSION_DENIED, status_message: `agent is not authorized for entry ${JSON.stringify(p.entry_id)}` };
+          ev.refused?.('x509', 'permission_denied', 0);
+          results[at] = { status_code: grpc.status.PERMISSION_DENIED, status_message: `agent is not authorized for entry ${JSON.stringify(p.entry_id)}` };
+          return;
         }
-        try {
-          const csr = checkCsr(p.csr);
-          const id = parseSpiffeId(entry.spiffeId);
-          const ttl = entry.x509SvidTtl || deps.ttl.defaultX509SvidSeconds;
-          const minted = ca.x509Minter.mint({ id, publicKey: csr.publicKey, ttlSeconds: ttl, now: clock.now(), dnsNames: entry.dnsNames });
-          const svid: X509SvidMsg = { cert_chain: [minted.der, ...ca.x509ChainTail], spiffe_id: entry.spiffeId, expires_at: String(Math.floor(minted.notAfter.getTime() / 1000)), hint: entry.hint, entry_id: entry.id };
-          ev.signed?.('x509', elapsed());
-          return { status_code: grpc.status.OK, status_message: '', svid };
-        } catch (err) {
-          ev.refused?.('x509', reasonOf(err), elapsed());
-          const code = isSvidscopeError(err) ? (err.grpcStatus as number) : grpc.status.INTERNAL;
-          if (!isSvidscopeError(err)) logger.error({ err, entryId: entry.id }, 'failed to sign X509-SVID');
-          return { status_code: code, status_message: isSvidscopeError(err) ? err.message : 'failed to sign X509-SVID' };
-        }
-      };
+        jobs.push({ csr: p.csr ?? Buffer.alloc(0), spiffeId: entry.spiffeId, ttlSeconds: entry.x509SvidTtl || deps.ttl.defaultX509SvidSeconds, dnsNames: entry.dnsNames });
+        jobOf.push({ at, entry });
+      });
       const release = admission.reserve(req.params.length);
       try {
         return await withSpan(deps.tracer, 'svidscope.server/mint x509-svid batch', { [SpanAttr.svidType]: 'x509', [SpanAttr.count]: req.params.length, [SpanAttr.trustDomain]: trustDomain.name }, async () => {
-          // Signed in slices with a yield between them, so one large batch does not hold the event
-          // loop (other agents' syncs wait behind it) and a caller that gave up stops the work.
-          const results: ReturnType<typeof signOne>[] = [];
-          for (let at = 0; at < req.params.length; at += SIGNING_SLICE) {
-            if (at > 0) {
-              await new Promise<void>((resolve) => setImmediate(resolve));
-              admission.checkDeadline(call);
-            }
-            const slice = req.params.slice(at, at + SIGNING_SLICE);
-            for (const p of slice) results.push(signOne(p));
-            release(slice.length);
+          // Signed in chunks, each started only while the caller still waits (deadline, cancel).
+          let signed: SignedItem[];
+          try {
+            signed = await signingPool.sign({ jobs, nowMs: () => clock.nowMs(), beforeChunk: () => admission.checkDeadline(call), chunkDone: (n) => release(n) });
+          } catch (err) {
+            if (isSvidscopeError(err) && err.code === 'signing-worker-failed') jobs.forEach(() => ev.refused?.('x509', err.code, 0));
+            throw err;
           }
+          signed.forEach(({ outcome, chainTail }, k) => {
+            const { at, entry } = jobOf[k];
+            ev.csr?.(outcome.ok || outcome.csrValid ? 'valid' : 'invalid');
+            if (outcome.ok) {
+              ev.signed?.('x509', outcome.seconds);
+              results[at] = { status_code: grpc.status.OK, status_message: '', svid: { cert_chain: [outcome.der, ...chainTail], spiffe_id: entry.spiffeId, expires_at: String(Math.floor(outcome.notAfterMs / 1000)), hint: entry.hint, entry_id: entry.id } };
+              return;
+            }
+            const err = new SvidscopeError(outcome.code, outcome.message);
+            ev.refused?.('x509', reasonOf(err), outcome.seconds);
+            if (outcome.code === 'internal') logger.error({ err, entryId: entry.id }, 'failed to sign X509-SVID');
+            results[at] = { status_code: err.grpcStatus, status_message: outcome.code === 'internal' ? 'failed to sign X509-SVID' : outcome.message };
+          });
           return { results };
         });
       } finally {

@@ -47,6 +47,20 @@ export interface PublishedAuthorities {
   withheld: { x509: X509Certificate[]; jwt: { keyId: string }[] };
 }
 
+/**
+ * The active X.509 CA as what signs SVIDs: its key, its certificate, the chain to append, and a
+ * generation that changes with every activation. A signing worker is handed this (never a file),
+ * and a result signed under a generation that is no longer current is discarded by the caller.
+ */
+export interface X509Signer {
+  readonly generation: number;
+  readonly keyId: string;
+  readonly caCertificateDer: Buffer;
+  readonly privateKey: KeyObject;
+  /** What follows an SVID in its chain (see {@link CaManager.x509ChainTail}). */
+  readonly chainTail: readonly Buffer[];
+}
+
 /** One key as the admin API reports it. */
 export interface KeyStatus {
   kind: KeyKind;
@@ -93,6 +107,8 @@ export class CaManager {
   private slots: KeySlot[] = [];
   private upstreamRecords: UpstreamRecord[] = [];
   private minter: X509SvidMinter | undefined;
+  private signer: X509Signer | undefined;
+  private generation = 0;
   private timer: { id: number } | undefined;
   private readonly journal: KeyJournal;
 
@@ -142,10 +158,18 @@ export class CaManager {
     return this.minter;
   }
 
-  /** The active X.509 CA's chain, CA certificate first (DER), to append to every SVID. */
+  /**
+   * The active X.509 CA's chain, CA certificate first (DER), to append to every SVID. Decoded once
+   * per activation, not per SVID; callers must not modify it.
+   */
   get x509ChainTail(): Buffer[] {
-    const active = this.slot('x509', 'active');
-    return (active?.chain ?? []).map((b64) => Buffer.from(b64, 'base64')).slice(this.deps.upstream ? 0 : 1);
+    return [...(this.signer?.chainTail ?? [])];
+  }
+
+  /** The active X.509 CA for signing elsewhere (worker threads); its generation moves with every activation. */
+  get x509Signer(): X509Signer {
+    if (!this.signer) throw new SvidscopeError('internal', 'ca: no active X.509 CA (start() not called)');
+    return this.signer;
   }
 
   get activeJwtKey(): { keyId: string; privateKey: KeyObject; notAfter: number } {
@@ -548,8 +572,10 @@ export class CaManager {
   }
 
   private loadMinter(slot: KeySlot): void {
-    const caCertificate = new X509Certificate(Buffer.from(slot.chain![0], 'base64'));
-    this.minter = createX509SvidMinter({ caCertificate, caPrivateKey: slot.privateKey });
+    const caCertificateDer = Buffer.from(slot.chain![0], 'base64');
+    this.minter = createX509SvidMinter({ caCertificate: new X509Certificate(caCertificateDer), caPrivateKey: slot.privateKey });
+    const chainTail = (slot.chain ?? []).map((b64) => Buffer.from(b64, 'base64')).slice(this.deps.upstream ? 0 : 1);
+    this.signer = Object.freeze({ generation: ++this.generation, keyId: slot.id, caCertificateDer, privateKey: slot.privateKey, chainTail: Object.freeze(chainTail) });
   }
 
   private newX509Ca(keyType: KeyType, ttlSeconds: number, now: Date): { certificate: X509Certificate; privateKey: KeyObject; chain: Buffer[] } {
