@@ -63,6 +63,8 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
         join_token: token.value, health_bind: '', sync_interval: '1h',
         // Every entry's SVID stays cached: this measures rotation and memory of a full cache.
         x509_svid_cache_max_size: 0,
+        // 1,000 connections from this one uid: above the per-uid default of 256.
+        workload_api_max_connections: 2000, workload_api_max_connections_per_uid: 2000,
       });
       const agent = await startAgent(agentConfig, { logger: nullLogger() });
       try {
