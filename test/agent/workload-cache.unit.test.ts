@@ -1,6 +1,5 @@
 // The agent's WorkloadCache on a fake clock: the selector index (subset match, oldest entry first),
 // never serving an SVID past its notAfter, the expiry timer that tells streams so, and bundles.
-import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
 import { WorkloadCache, type CachedX509Svid } from '../../src/identity-plane/agent/manager/cache.js';
@@ -8,7 +7,6 @@ import { createSpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index
 import type { EntryMsg } from '../../src/identity-plane/server-api/messages.js';
 
 const MIN = 60_000;
-const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 
 function entry(id: string, selectors: string[], createdAt = 1, extra: Partial<EntryMsg> = {}): EntryMsg {
   return {
@@ -18,7 +16,7 @@ function entry(id: string, selectors: string[], createdAt = 1, extra: Partial<En
 }
 
 function svid(entryId: string, clock: FakeClock, lifetimeMs: number): CachedX509Svid {
-  return { entryId, spiffeId: `spiffe://example.org/${entryId}`, chain: [Buffer.from(entryId)], privateKey, keyDer: Buffer.alloc(0), notBefore: clock.nowMs(), notAfter: clock.nowMs() + lifetimeMs, entryRevision: '1', hint: '', authorityIds: [] };
+  return { entryId, spiffeId: `spiffe://example.org/${entryId}`, chain: [Buffer.from(entryId)], keyDer: Buffer.alloc(0), notBefore: clock.nowMs(), notAfter: clock.nowMs() + lifetimeMs, entryRevision: '1', hint: '', authorityIds: [] };
 }
 
 const sel = (...s: string[]) => s.map((x) => ({ type: x.split(':')[0], value: x.slice(x.indexOf(':') + 1) }));

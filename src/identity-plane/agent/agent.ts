@@ -56,7 +56,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   // The data dir may hold the public socket directory; private material lives in a 0700 subdirectory.
   mkdirSync(config.dataDir, { recursive: true, mode: 0o755 });
 
-  const cache = new WorkloadCache(clock);
+  // An evicted entry's SVID is minted when a workload asks for it (first fetch waits for the mint).
+  const cache = new WorkloadCache(clock, config.x509SvidCache, { evicted: telemetry.cacheEvents.evicted, wanted: (ids) => live.manager?.mintOnDemand(ids) });
+  telemetry.cacheEvents.maxSize(config.x509SvidCache.maxSize);
   const server = new ServerClient({ addresses: config.serverAddresses, trustDomain: config.trustDomain, logger, insecureBootstrap: config.insecureBootstrap, onFailover: telemetry.serverFailover });
   const manager = new AgentManager({ config, clock, logger: logger.child({ subsystem: 'manager' }), server, cache, store: new AgentSvidStore(path.join(config.dataDir, 'private')), events: managerEvents, tracer: deps.tracer });
   Object.assign(live, { manager, cache });

@@ -44,6 +44,11 @@ export interface AgentConfig {
   /** Byte bound of the JWT-SVID cache (`jwt_cache_max_bytes`). */
   jwtCacheMaxBytes: number;
   /**
+   * The bound on cached X509-SVIDs (`x509_svid_cache_max_size`, 0 = none) and how long an SVID a
+   * workload asked for counts as recently used (`x509_svid_cache_idle`); see SvidCachePolicy.
+   */
+  x509SvidCache: { maxSize: number; idleMs: number };
+  /**
    * Workload API connection limits: `workload_api_max_connections` (undefined = the default,
    * lowered to fit the open-file limit), `workload_api_max_connections_per_uid`,
    * `workload_api_first_request_timeout`.
@@ -96,6 +101,11 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
   // 4 MiB holds thousands of ordinary tokens (about 1 KiB each) and caps what callers can pin.
   const jwtCacheMaxBytes = r.number('jwt_cache_max_bytes', 4 * 1024 * 1024, { min: 0 });
   const push = r.boolean('push', true);
+  // SPIRE's default bound; SVIDs past it are minted when a workload asks.
+  const x509SvidCache = {
+    maxSize: r.number('x509_svid_cache_max_size', 1000, { min: 0, max: 10_000_000 }),
+    idleMs: r.duration('x509_svid_cache_idle', '10m') * 1000,
+  };
   const maxConnectionsRaw = r.raw('workload_api_max_connections').value;
   const workloadApi = {
     maxConnections: maxConnectionsRaw === undefined || maxConnectionsRaw === null ? undefined : r.number('workload_api_max_connections', DEFAULT_MAX_CONNECTIONS, { min: 1, max: 1_000_000 }),
@@ -109,7 +119,7 @@ export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagO
     trustDomain, serverAddress, serverAddresses, dataDir, socketPath, socketMode: parseInt(modeText, 8), joinToken, joinTokenFile,
     trustBundlePath: trustBundlePath ? path.resolve(trustBundlePath) : undefined, insecureBootstrap, syncIntervalSeconds,
     rotationFraction, workloadKeyType: keyType, discoverWorkloadPath, workloadSizeLimit, healthBind, logLevel,
-    jwtAudience, jwtCacheMaxBytes, workloadApi, push,
+    jwtAudience, jwtCacheMaxBytes, x509SvidCache, workloadApi, push,
   };
 }
 

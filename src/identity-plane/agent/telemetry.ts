@@ -22,7 +22,7 @@ export const VERSION = '0.1.0';
 export const MAX_AUTHORITY_SERIES = 16;
 
 /** The agent's metric families (names in common/telemetry/names.ts), fed by the manager and handler hooks. */
-export function createAgentTelemetry(registry: Registry, clock: Clock, state: { manager: () => AgentManager | undefined; cache: () => WorkloadCache | undefined; workloadConnections?: () => number | undefined }): { managerEvents: ManagerEvents; workloadEvents: WorkloadHandlerEvents; socketEvents: WorkloadSocketEvents; serverFailover: () => void } {
+export function createAgentTelemetry(registry: Registry, clock: Clock, state: { manager: () => AgentManager | undefined; cache: () => WorkloadCache | undefined; workloadConnections?: () => number | undefined }): { managerEvents: ManagerEvents; workloadEvents: WorkloadHandlerEvents; socketEvents: WorkloadSocketEvents; serverFailover: () => void; cacheEvents: { evicted(count: number): void; maxSize(size: number): void } } {
   registerProcessMetrics(registry);
   gauge(registry, F.buildInfo).set({ version: VERSION, component: 'agent' }, 1);
   const syncDuration = histogram(registry, F.syncDuration);
@@ -50,6 +50,9 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   gauge(registry, F.workloadConnections, function () {
     this.set(state.workloadConnections?.() ?? 0);
   });
+  const svidEvictions = counter(registry, F.svidCacheEvictions);
+  svidEvictions.inc(0);
+  const svidCacheMax = gauge(registry, F.svidCacheMaxSize);
   const jwtEvictions = counter(registry, F.jwtCacheEvictions);
   jwtEvictions.inc(0);
   const failovers = counter(registry, F.serverFailovers);
@@ -149,6 +152,10 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
       streamClosed: (method) => open.dec({ method }),
     },
     serverFailover: () => failovers.inc(),
+    cacheEvents: {
+      evicted: (count) => svidEvictions.inc(count),
+      maxSize: (size) => svidCacheMax.set(size),
+    },
   };
 }
 

@@ -78,7 +78,7 @@ type Rendering = { key: string; message: object } | 'wait';
 export function createWorkloadHandler(deps: WorkloadHandlerDeps): grpc.UntypedServiceImplementation {
   const { cache } = deps;
   return {
-    FetchX509SVID: streamRpc(deps, 'FetchX509SVID', (ids) => renderX509Svids(cache, ids)),
+    FetchX509SVID: streamRpc(deps, 'FetchX509SVID', (ids) => renderX509Svids(cache, ids), { x509: true }),
     FetchX509Bundles: streamRpc(deps, 'FetchX509Bundles', (ids) => renderX509Bundles(cache, ids)),
     FetchJWTBundles: streamRpc(deps, 'FetchJWTBundles', (ids) => renderJwtBundles(cache, ids)),
     FetchJWTSVID: unaryRpc(deps, 'FetchJWTSVID', (req: { audience: string[]; spiffe_id: string }, selectors, span) => fetchJwtSvids(deps, req, selectors, span)),
@@ -103,7 +103,7 @@ async function identify(attestor: WorkloadAttestor, call: Call): Promise<Selecto
 }
 
 /** A server stream that re-renders on each cache change and only writes when the rendering changed. */
-function streamRpc(deps: WorkloadHandlerDeps, method: string, render: (ids: WorkloadIdentities) => Rendering) {
+function streamRpc(deps: WorkloadHandlerDeps, method: string, render: (ids: WorkloadIdentities) => Rendering, opts: { x509?: boolean } = {}) {
   const { cache, clock, events } = deps;
   return (call: grpc.ServerWritableStream<unknown, unknown>) => {
     const start = clock.nowMs();
@@ -127,7 +127,7 @@ function streamRpc(deps: WorkloadHandlerDeps, method: string, render: (ids: Work
         const push = () => {
           if (done) return;
           try {
-            const out = render(cache.identitiesFor(selectors));
+            const out = render(cache.identitiesFor(selectors, opts));
             if (out === 'wait' || out.key === lastKey) return;
             if (lastKey === undefined) {
               events?.firstMessage?.(method, (clock.nowMs() - start) / 1000);
@@ -139,7 +139,7 @@ function streamRpc(deps: WorkloadHandlerDeps, method: string, render: (ids: Work
             finish(failure(deps, method, start, err));
           }
         };
-        unsubscribe = cache.subscribe(push);
+        unsubscribe = cache.subscribe(push, selectors);
         push();
       },
       (err: unknown) => finish(failure(deps, method, start, err)),

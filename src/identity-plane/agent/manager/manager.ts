@@ -17,6 +17,7 @@ import type { AgentConfig } from '../config.js';
 import { ServerCallError, type ServerClient } from '../../server-api/node-client.js';
 import type { AgentSvidStore } from '../svid-store.js';
 import type { CachedX509Svid, WorkloadCache } from './cache.js';
+import { ChainReader, pkcs8Of } from './svid-parts.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { SpanAttr, withSpan } from '../../../common/telemetry/tracing.js';
@@ -65,6 +66,8 @@ export interface ManagerDeps {
 
 /** SPIRE's cap on CSRs per BatchNewX509SVID. */
 const BATCH_SIZE = 500;
+/** Batches at the server at once while minting: one being signed, the next being prepared or sent. */
+const PIPELINE_DEPTH = 2;
 const MAX_BACKOFF_MS = 60_000;
 /**
  * Every this many entry syncs the agent asks for the full list instead of a delta: a consistency
@@ -477,52 +480,136 @@ export class AgentManager {
     }
   }
 
+  /**
+   * What needs a (new) SVID this sync: cached SVIDs due for rotation, and entries without one as
+   * far as the cache bound allows (entries a workload is subscribed to or asked for recently always
+   * get one; the rest are minted on demand, see mintOnDemand).
+   */
   private async mintStale(bundle: SpiffeBundle, bundleChanged: boolean): Promise<void> {
-    const { cache, clock, config, server, logger } = this.deps;
+    const { cache, clock, config } = this.deps;
     const now = clock.nowMs();
     const trust = bundleChanged ? new BundleSet([bundle]) : undefined;
-    const stale: { entry: EntryMsg; reason: RotationReason; previous?: CachedX509Svid }[] = [];
+    cache.enforceBound();
+    let room = cache.svidRoom;
+    const wanted = room === Infinity ? undefined : cache.wantedEntryIds();
+    const stale: MintItem[] = [];
     for (const entry of cache.allEntries()) {
+      if (this.minting.has(entry.id)) continue;
       const current = cache.svidFor(entry.id);
+      if (!current && wanted && !wanted.has(entry.id)) {
+        if (room <= 0) continue;
+        room--;
+      }
       const tainted = current !== undefined && this.taint.chainIsTainted(current.authorityIds, current.chain);
       const reason = rotationReason(entry, current, now, config.rotationFraction, trust, this.forced.has(entry.id), tainted);
       if (reason) stale.push({ entry, reason, previous: current });
     }
-    for (let i = 0; i < stale.length; i += BATCH_SIZE) {
-      const chunk = stale.slice(i, i + BATCH_SIZE);
-      const keys = chunk.map(() => generateKeyPair(config.workloadKeyType as KeyType));
-      let res;
-      try {
-        res = await withSpan(this.deps.tracer, 'svidscope.agent/mint x509-svid batch', { [SpanAttr.svidType]: 'x509', [SpanAttr.count]: chunk.length },
-          () => server.batchNewX509Svid(chunk.map((s, j) => ({ entry_id: s.entry.id, csr: createCsr(keys[j].privateKey, keys[j].publicKey) }))));
-      } catch (err) {
-        chunk.forEach(() => this.deps.events?.rotationFailure?.(isSvidscopeError(err) ? err.code : 'internal'));
-        throw err;
-      }
-      const minted: CachedX509Svid[] = [];
-      res.results.forEach((r, j) => {
-        const { entry, reason, previous } = chunk[j];
-        if (r.status_code !== grpc.status.OK || !r.svid) {
-          logger.warn({ entryId: entry.id, status: grpc.status[r.status_code], msg: r.status_message }, 'server refused to sign an X509-SVID');
-          this.deps.events?.rotationFailure?.(grpc.status[r.status_code]?.toLowerCase() ?? 'unknown');
-          return;
-        }
-        const chainCerts = r.svid.cert_chain.map((d) => new X509Certificate(d));
-        const facts = certificateFacts(chainCerts[0]);
-        minted.push({
-          authorityIds: chainAuthorityIds(chainCerts),
-          entryId: entry.id, spiffeId: r.svid.spiffe_id, chain: r.svid.cert_chain, privateKey: keys[j].privateKey,
-          keyDer: keys[j].privateKey.export({ type: 'pkcs8', format: 'der' }) as Buffer,
-          notBefore: Math.max(facts.notBefore.getTime(), Math.min(now, facts.notAfter.getTime())), notAfter: facts.notAfter.getTime(), entryRevision: entry.revision_number, hint: entry.hint,
-        });
-        this.forced.delete(entry.id);
-        const left = previous ? Math.max(0, (previous.notAfter - now) / (previous.notAfter - previous.notBefore)) : 1;
-        this.deps.events?.rotation?.(reason, left);
-      });
-      cache.putSvids(minted);
-      if (minted.length) logger.debug({ count: minted.length }, 'minted X509-SVIDs');
-    }
+    await this.mint(stale);
   }
+
+  private readonly minting = new Set<string>();
+  private readonly demanded = new Set<string>();
+  private demandTimer: TimerHandle | undefined;
+
+  /**
+   * A workload asked for entries whose SVID is not cached (evicted by the bound, or never minted
+   * because of it): mint them now rather than at the next sync. Requests arriving in the same turn
+   * of the event loop share one batch; entries being minted already are not asked for twice.
+   */
+  mintOnDemand(entryIds: readonly string[]): void {
+    if (this.stopped || this.agentId === undefined) return;
+    for (const id of entryIds) if (!this.minting.has(id)) this.demanded.add(id);
+    if (this.demanded.size === 0 || this.demandTimer) return;
+    this.demandTimer = this.deps.clock.setTimeout(() => {
+      this.demandTimer = undefined;
+      const items: MintItem[] = [];
+      for (const id of this.demanded) {
+        const entry = this.deps.cache.entry(id);
+        if (entry && !this.deps.cache.svidFor(id) && !this.minting.has(id)) items.push({ entry, reason: 'new' });
+      }
+      this.demanded.clear();
+      this.mint(items).catch((err: unknown) => this.deps.logger.warn({ err: describe(err), count: items.length }, 'minting X509-SVIDs a workload asked for failed; retrying at the next sync'));
+    }, 0);
+  }
+
+  /**
+   * Mints in batches of BATCH_SIZE with two batches in flight: the agent generates the keys and
+   * CSRs of the next batch while the server signs the current one. Each batch goes into the cache
+   * at once, so a workload's stream is told once per batch, and only when it holds one of them.
+   */
+  private async mint(items: MintItem[]): Promise<void> {
+    if (items.length === 0) return;
+    for (const it of items) this.minting.add(it.entry.id);
+    const inFlight = new Set<Promise<void>>();
+    let failed: unknown;
+    try {
+      for (let i = 0; i < items.length && failed === undefined; i += BATCH_SIZE) {
+        const chunk = items.slice(i, i + BATCH_SIZE);
+        const p = this.mintBatch(chunk).catch((err: unknown) => {
+          failed ??= err;
+        });
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+        if (inFlight.size >= PIPELINE_DEPTH) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+    } finally {
+      for (const it of items) this.minting.delete(it.entry.id);
+    }
+    if (failed !== undefined) throw failed;
+  }
+
+  private async mintBatch(chunk: MintItem[]): Promise<void> {
+    const { cache, clock, config, server, logger } = this.deps;
+    const keys = chunk.map(() => generateKeyPair(config.workloadKeyType as KeyType));
+    const csrs = chunk.map((s, j) => ({ entry_id: s.entry.id, csr: createCsr(keys[j].privateKey, keys[j].publicKey) }));
+    let res;
+    try {
+      res = await withSpan(this.deps.tracer, 'svidscope.agent/mint x509-svid batch', { [SpanAttr.svidType]: 'x509', [SpanAttr.count]: chunk.length },
+        () => server.batchNewX509Svid(csrs));
+    } catch (err) {
+      chunk.forEach(() => this.deps.events?.rotationFailure?.(isSvidscopeError(err) ? err.code : 'internal'));
+      throw err;
+    }
+    const now = clock.nowMs();
+    const minted: CachedX509Svid[] = [];
+    res.results.forEach((r, j) => {
+      const { entry, reason, previous } = chunk[j];
+      if (r.status_code !== grpc.status.OK || !r.svid) {
+        logger.warn({ entryId: entry.id, status: grpc.status[r.status_code], msg: r.status_message }, 'server refused to sign an X509-SVID');
+        this.deps.events?.rotationFailure?.(grpc.status[r.status_code]?.toLowerCase() ?? 'unknown');
+        return;
+      }
+      let facts;
+      try {
+        facts = this.chains.read(r.svid.cert_chain);
+      } catch (err) {
+        logger.warn({ entryId: entry.id, err: describe(err) }, 'the server answered with an unreadable X509-SVID');
+        this.deps.events?.rotationFailure?.('malformed');
+        return;
+      }
+      minted.push({
+        authorityIds: facts.authorityIds,
+        entryId: entry.id, spiffeId: r.svid.spiffe_id, chain: facts.chain,
+        keyDer: pkcs8Of(keys[j].privateKey),
+        notBefore: Math.max(facts.notBefore, Math.min(now, facts.notAfter)), notAfter: facts.notAfter, entryRevision: entry.revision_number, hint: entry.hint,
+      });
+      this.forced.delete(entry.id);
+      const left = previous ? Math.max(0, (previous.notAfter - now) / (previous.notAfter - previous.notBefore)) : 1;
+      this.deps.events?.rotation?.(reason, left);
+    });
+    // An entry removed while its batch was at the server gets no SVID.
+    cache.putSvids(minted.filter((m) => cache.entry(m.entryId) !== undefined));
+    if (minted.length) logger.debug({ count: minted.length }, 'minted X509-SVIDs');
+  }
+
+  private readonly chains = new ChainReader();
+}
+
+interface MintItem {
+  entry: EntryMsg;
+  reason: RotationReason;
+  previous?: CachedX509Svid;
 }
 
 /** An entry as the incremental sync names it. */

@@ -4,7 +4,7 @@
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { errorFactory } from '../../../common/errors/catalog.js';
-import { derNull, oid, sequence } from './der.js';
+import { bitString, derNull, integer, octetString, oid, sequence, tlv } from './der.js';
 
 const fail = errorFactory('mint');
 
@@ -75,4 +75,27 @@ export function signatureAlgorithmFor(signingKey: KeyObject): SignatureAlgorithm
     case 'rsa-2048':
       return { hash: 'sha256', algorithmIdentifier: RSA_SHA256 };
   }
+}
+
+// PKCS#8 PrivateKeyInfo of a P-256 key as OpenSSL 3 writes it (RFC 5915 ECPrivateKey inside,
+// the curve named in the outer AlgorithmIdentifier, the public key included).
+const P256_ALGORITHM = sequence(oid('1.2.840.10045.2.1'), oid('1.2.840.10045.3.1.7'));
+
+/**
+ * PKCS#8 DER of a private key. For P-256 it is built from the JWK export (≈ 10 µs) rather than
+ * Node's PKCS#8 export (≈ 100 µs on Node 20 with OpenSSL 3, which looks its encoders up on each
+ * call): the agent encodes one per workload SVID it mints. Other keys take Node's export.
+ */
+export function privateKeyPkcs8(privateKey: KeyObject): Buffer {
+  if (privateKey.asymmetricKeyType === 'ec') {
+    const jwk = privateKey.export({ format: 'jwk' });
+    if (jwk.crv === 'P-256' && jwk.d && jwk.x && jwk.y) {
+      const [d, x, y] = [jwk.d, jwk.x, jwk.y].map((v) => Buffer.from(v, 'base64url'));
+      if (d.length === 32 && x.length === 32 && y.length === 32) {
+        const ecPrivateKey = sequence(integer(1), octetString(d), tlv(0xa1, bitString(Buffer.concat([Buffer.from([0x04]), x, y]))));
+        return sequence(integer(0), P256_ALGORITHM, octetString(ecPrivateKey));
+      }
+    }
+  }
+  return privateKey.export({ type: 'pkcs8', format: 'der' });
 }

@@ -1,0 +1,51 @@
+// The agent's rotation-path encoders against Node's own: the PKCS#8 built from a JWK is byte for
+// byte Node's export, and the chain facts equal what certificate decoding gives.
+import { X509Certificate } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ChainReader, pkcs8Of } from '../../src/identity-plane/agent/manager/svid-parts.js';
+import { chainAuthorityIds } from '../../src/identity-plane/agent/manager/taint.js';
+import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, signIntermediateCa } from '../../src/identity-plane/spiffe/mint/index.js';
+import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
+import { certificateFacts } from '../../src/identity-plane/spiffe/x509/index.js';
+
+describe('pkcs8Of', () => {
+  it('equals Node\'s PKCS#8 export for 200 P-256 keys, and falls back to it for other key types', () => {
+    for (let i = 0; i < 200; i++) {
+      const { privateKey } = generateKeyPair('ec-p256');
+      expect(pkcs8Of(privateKey).equals(privateKey.export({ type: 'pkcs8', format: 'der' }))).toBe(true);
+    }
+    const p384 = generateKeyPair('ec-p384').privateKey;
+    expect(pkcs8Of(p384).equals(p384.export({ type: 'pkcs8', format: 'der' }))).toBe(true);
+  });
+});
+
+describe('ChainReader', () => {
+  it('reads validity and authority ids as certificate decoding does, and shares the CA part between SVIDs of one chain', () => {
+    const now = new Date();
+    const root = createSelfSignedCa({ trustDomain: 'example.org', ttlSeconds: 86_400, now });
+    const interKey = generateKeyPair('ec-p256');
+    const inter = signIntermediateCa({ parentCert: root.certificate, parentKey: root.privateKey, trustDomain: 'example.org', publicKey: interKey.publicKey, ttlSeconds: 3600, now });
+    const reader = new ChainReader();
+    const cases = [
+      { minter: createX509SvidMinter({ caCertificate: root.certificate, caPrivateKey: root.privateKey }), tail: [] as Buffer[] },
+      { minter: createX509SvidMinter({ caCertificate: inter.certificate, caPrivateKey: interKey.privateKey }), tail: [inter.der] },
+    ];
+    for (const { minter, tail } of cases) {
+      const read = [];
+      for (let i = 0; i < 3; i++) {
+        const leaf = minter.mint({ id: parseSpiffeId(`spiffe://example.org/w${i}`), publicKey: generateKeyPair('ec-p256').publicKey, ttlSeconds: 600, now }).der;
+        // Fresh copies per SVID, as each protobuf answer brings its own.
+        const chain = [leaf, ...tail].map((d) => Buffer.from(d));
+        const facts = reader.read(chain);
+        const certs = chain.map((d) => new X509Certificate(d));
+        expect(facts.authorityIds).toEqual(chainAuthorityIds(certs));
+        expect(facts.notAfter).toBe(certificateFacts(certs[0]).notAfter.getTime());
+        expect(facts.notBefore).toBe(certificateFacts(certs[0]).notBefore.getTime());
+        expect(facts.chain.map((d) => d.toString('hex'))).toEqual(chain.map((d) => d.toString('hex')));
+        expect(facts.chain[0]).not.toBe(chain[0]);
+        read.push(facts);
+      }
+      if (tail.length > 0) expect(read[2].chain[1]).toBe(read[0].chain[1]);
+    }
+  });
+});
