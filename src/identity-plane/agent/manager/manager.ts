@@ -105,6 +105,8 @@ export class AgentManager {
   private needFullSync = true;
   /** A sync is running; another request during it runs one more right after (bursts coalesce). */
   private syncing = false;
+  /** The last sync started through syncOnce; the next one waits for it. */
+  private syncChain: Promise<void> = Promise.resolve();
   private syncAgain = false;
   /** The change stream (push); polling stays the fallback. */
   private readonly watch: ChangeWatch;
@@ -186,8 +188,15 @@ export class AgentManager {
     for (const e of this.deps.cache.allEntries()) this.forced.add(e.id);
   }
 
-  async syncOnce(): Promise<void> {
-    return withSpan(this.deps.tracer, 'svidscope.agent/sync', { [SpanAttr.trustDomain]: this.deps.config.trustDomain.name }, () => this.sync());
+  /**
+   * One sync, after any sync already running: the start-up sync, the poll, push notifications and
+   * callers of this method never overlap, so two syncs cannot both mint the same missing SVIDs (the
+   * surplus would only be evicted again under x509_svid_cache_max_size).
+   */
+  syncOnce(): Promise<void> {
+    const run = this.syncChain.then(() => withSpan(this.deps.tracer, 'svidscope.agent/sync', { [SpanAttr.trustDomain]: this.deps.config.trustDomain.name }, () => this.sync()));
+    this.syncChain = run.catch(() => undefined);
+    return run;
   }
 
   private async sync(): Promise<void> {
