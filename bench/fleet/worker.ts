@@ -69,7 +69,9 @@ const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: []
 const count = (kind: string) => {
   stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
   // When calls failed (not item refusals), so the coordinator can tell failures after a server kill.
-  if (kind !== 'issue_denied' && kind !== 'issue_item') stats.callFailuresAt.push(wallMs());
+  // A change stream that ends is not a failed call: when its server dies the agent's next call moves
+  // to the next server, and the stream reconnects to whichever server answers.
+  if (kind !== 'issue_denied' && kind !== 'issue_item' && !kind.startsWith('watch_')) stats.callFailuresAt.push(wallMs());
 };
 
 /**
