@@ -73,11 +73,23 @@ function fakeServer(clock: FakeClock, opts: { incremental: boolean }) {
   const bundle = { trust_domain: td.name, document: Buffer.from(spiffeBundleToJson(createSpiffeBundle({ trustDomain: td, x509Authorities: [ca.certificate], sequenceNumber: 1 }))), sequence_number: '1' };
   const state = {
     entries: [] as EntryMsg[], requests: [] as SyncRequestMsg[], corruptDigest: false,
+    /** The bundle_state answered with every sync (undefined: a server that predates it); GetBundles calls counted, the next ones failing while set. */
+    bundleState: undefined as Buffer | undefined, getBundlesCalls: 0, getBundlesFails: false,
     watch: undefined as undefined | { onMessage: (m: ChangeNotificationMsg) => void },
     /** Resolves the sync in flight when set (to hold a sync open while notifications arrive). */
     gate: undefined as undefined | Promise<void>,
   };
   const key = () => String(state.entries.reduce((m, e) => Math.max(m, Number(e.revision_number)), 0) * 1_000_000 + state.entries.length);
+  const answer = (request: SyncRequestMsg): SyncResponseMsg => {
+    if (opts.incremental && request.incremental) {
+      const d = entryDelta(state.entries, pairOf, request.known_entries ?? []);
+      if (d.changed.length + d.deletedIds.length === 0) return { entries: [], revision: key(), unchanged: true };
+      const digest = entrySetDigest(state.entries.map(pairOf));
+      if (state.corruptDigest) digest[0] ^= 1;
+      return { entries: d.changed, revision: key(), unchanged: false, incremental: true, deleted_ids: d.deletedIds, digest };
+    }
+    return request.known_revision === key() ? { entries: [], revision: key(), unchanged: true } : { entries: state.entries, revision: key(), unchanged: false };
+  };
   const server = {
     serverChain: undefined,
     setTrust() {}, setIdentity() {}, clearIdentity() {}, reconnect() {},
@@ -88,16 +100,11 @@ function fakeServer(clock: FakeClock, opts: { incremental: boolean }) {
     async sync(request: SyncRequestMsg): Promise<SyncResponseMsg> {
       state.requests.push(request);
       if (state.gate) await state.gate;
-      if (opts.incremental && request.incremental) {
-        const d = entryDelta(state.entries, pairOf, request.known_entries ?? []);
-        if (d.changed.length + d.deletedIds.length === 0) return { entries: [], revision: key(), unchanged: true };
-        const digest = entrySetDigest(state.entries.map(pairOf));
-        if (state.corruptDigest) digest[0] ^= 1;
-        return { entries: d.changed, revision: key(), unchanged: false, incremental: true, deleted_ids: d.deletedIds, digest };
-      }
-      return request.known_revision === key() ? { entries: [], revision: key(), unchanged: true } : { entries: state.entries, revision: key(), unchanged: false };
+      return { ...answer(request), bundle_state: state.bundleState };
     },
     async getBundles() {
+      state.getBundlesCalls++;
+      if (state.getBundlesFails) throw new Error('unavailable in this test');
       return { bundle, federated_bundles: [] };
     },
     // Minting is not what these tests look at: every CSR is refused, which the manager logs and counts.
@@ -112,9 +119,10 @@ function fakeServer(clock: FakeClock, opts: { incremental: boolean }) {
   return { server: server as unknown as ServerClient, state };
 }
 
-async function setup(opts: { incremental: boolean }) {
+async function setup(opts: { incremental: boolean; bundleState?: Buffer }) {
   const clock = new FakeClock();
   const { server, state } = fakeServer(clock, opts);
+  state.bundleState = opts.bundleState;
   const cache = new WorkloadCache(clock);
   const store = { load: () => undefined, save() {}, saveBundle() {}, clear() {} } as unknown as AgentSvidStore;
   const config = { trustDomain: td, joinToken: 'tok', rotationFraction: 0.5, syncIntervalSeconds: 5, workloadKeyType: 'ec-p256', jwtCacheMaxBytes: 1 << 20 } as unknown as AgentConfig;
@@ -190,5 +198,46 @@ describe('AgentManager push', () => {
     expect(state.requests.length).toBe(before + 2);
     expect(held(cache)).toContain('new@9');
     manager.stop();
+  });
+});
+
+describe('AgentManager bundle fetches', () => {
+  const stateA = Buffer.alloc(32, 1);
+  const stateB = Buffer.alloc(32, 2);
+
+  it('calls GetBundles only when the sync answer\'s bundle state moved, or its federated trust domains did', async () => {
+    const { state, manager } = await setup({ incremental: true, bundleState: stateA });
+    manager.stop();
+    expect(state.getBundlesCalls).toBe(1); // the first sync fetches
+    for (let i = 0; i < 5; i++) await manager.syncOnce();
+    expect(state.getBundlesCalls, 'unchanged state: no GetBundles').toBe(1);
+    state.bundleState = stateB;
+    await manager.syncOnce();
+    expect(state.getBundlesCalls).toBe(2);
+    await manager.syncOnce();
+    expect(state.getBundlesCalls).toBe(2);
+    // An entry that federates with a trust domain the last fetch did not ask for.
+    state.entries = [...state.entries, { ...entry('fed', 20), federates_with: ['other.example'] }];
+    await manager.syncOnce();
+    expect(state.getBundlesCalls).toBe(3);
+    await manager.syncOnce();
+    expect(state.getBundlesCalls).toBe(3);
+  });
+
+  it('fetches again after a failed fetch, and every sync from a server without the field', async () => {
+    const { state, manager } = await setup({ incremental: true, bundleState: stateA });
+    manager.stop();
+    state.bundleState = stateB;
+    state.getBundlesFails = true;
+    await expect(manager.syncOnce()).rejects.toThrow(/unavailable in this test/);
+    state.getBundlesFails = false;
+    await manager.syncOnce();
+    expect(state.getBundlesCalls).toBe(3); // start, the failed one, the retry
+    await manager.syncOnce();
+    expect(state.getBundlesCalls).toBe(3);
+    state.bundleState = undefined; // an older server
+    await manager.syncOnce();
+    await manager.syncOnce();
+    expect(state.getBundlesCalls).toBe(5);
   });
 });

@@ -126,6 +126,8 @@ export interface SyncResponseMsg {
   incremental?: boolean;
   deleted_ids?: string[];
   digest?: Buffer;
+  /** What GetBundles would answer, as a digest (`bundleStateDigest`); empty from a server without it. */
+  bundle_state?: Buffer;
 }
 
 /** node.proto `ChangeNotification`, one message of the WatchChanges stream. */

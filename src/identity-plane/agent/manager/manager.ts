@@ -13,6 +13,7 @@ import { verifyX509Svid } from '../../spiffe/x509svid/index.js';
 import type { EntryMsg, SyncRequestMsg } from '../../server-api/messages.js';
 import { ChangeWatch } from './change-watch.js';
 import { entrySetDigest } from '../../server-api/entry-sync.js';
+import { BundleFetchTracker } from '../../server-api/bundle-state.js';
 import type { AgentConfig } from '../config.js';
 import { ServerCallError, type ServerClient } from '../../server-api/node-client.js';
 import type { AgentSvidStore } from '../svid-store.js';
@@ -90,6 +91,9 @@ export class AgentManager {
   private knownRevision = '0';
   private lastSyncSuccessMs = 0;
   private lastBundleSequence: bigint | undefined;
+  /** The own bundle as last fetched, and under which bundle state (GetBundles is skipped while it holds). */
+  private ownBundle: SpiffeBundle | undefined;
+  private readonly bundleFetch = new BundleFetchTracker();
   private readonly federatedSequences = new Map<string, bigint | undefined>();
   private timer: TimerHandle | undefined;
   private failures = 0;
@@ -200,40 +204,22 @@ export class AgentManager {
   }
 
   private async sync(): Promise<void> {
-    const { server, cache, clock, logger } = this.deps;
+    const { cache, clock } = this.deps;
     const start = clock.nowMs();
     try {
       await this.ensureIdentity();
       if (clock.nowMs() >= this.agentRenewAt) await this.renewAgentSvid();
-      await this.syncEntries();
+      const bundleState = await this.syncEntries();
       const federatedNames = [...new Set(cache.allEntries().flatMap((e) => e.federates_with))];
-      const bundles = await server.getBundles(federatedNames);
-      const own = parseSpiffeBundle(this.deps.config.trustDomain, bundles.bundle.document);
-      const federated = new Map<string, SpiffeBundle>();
-      for (const b of bundles.federated_bundles) {
-        try {
-          federated.set(b.trust_domain, parseSpiffeBundle(b.trust_domain, b.document));
-        } catch (err) {
-          logger.warn({ trustDomain: b.trust_domain, err: describe(err) }, 'ignoring an unparsable federated bundle');
-        }
+      let own = this.ownBundle;
+      let bundleChanged = false;
+      if (!own || this.bundleFetch.stale(bundleState, federatedNames)) {
+        ({ own, bundleChanged } = await this.fetchBundles(federatedNames));
+        this.bundleFetch.fetched(bundleState, federatedNames);
+      } else {
+        // Nothing GetBundles could answer changed: the taint in force still applies (a renewal it asked for may have failed).
+        await this.applyTaint(this.taint);
       }
-      const bundleChanged = own.sequenceNumber !== this.lastBundleSequence;
-      if (bundleChanged) this.refuseLockout(own);
-      if (cache.setBundles(own, federated) || bundleChanged) {
-        if (bundleChanged) {
-          this.deps.store.saveBundle(bundles.bundle.document);
-          server.setTrust(x509BundleToPem(own));
-          this.lastBundleSequence = own.sequenceNumber;
-          this.deps.events?.bundleUpdated?.('own', own.trustDomain.name, own.sequenceNumber ?? 0n, Number(bundles.bundle.updated_at_ms ?? 0));
-        }
-      }
-      for (const msg of bundles.federated_bundles) {
-        const b = federated.get(msg.trust_domain);
-        if (!b || this.federatedSequences.get(msg.trust_domain) === b.sequenceNumber) continue;
-        this.federatedSequences.set(msg.trust_domain, b.sequenceNumber);
-        this.deps.events?.bundleUpdated?.('federated', msg.trust_domain, b.sequenceNumber ?? 0n, Number(msg.updated_at_ms ?? 0));
-      }
-      await this.applyTaint(TaintedAuthorities.fromMessage(bundles.tainted));
       await this.mintStale(own, bundleChanged);
       this.noteTaintProgress();
       this.lastSyncSuccessMs = clock.nowMs();
@@ -247,11 +233,50 @@ export class AgentManager {
   }
 
   /**
+   * GetBundles and what follows from it: the own bundle (refused when it would lock the agent out),
+   * federated bundles, the tainted authorities. Skipped when the sync answer's bundle state says
+   * nothing changed since the last fetch.
+   */
+  private async fetchBundles(federatedNames: string[]): Promise<{ own: SpiffeBundle; bundleChanged: boolean }> {
+    const { server, cache, logger } = this.deps;
+    const bundles = await server.getBundles(federatedNames);
+    const own = parseSpiffeBundle(this.deps.config.trustDomain, bundles.bundle.document);
+    const federated = new Map<string, SpiffeBundle>();
+    for (const b of bundles.federated_bundles) {
+      try {
+        federated.set(b.trust_domain, parseSpiffeBundle(b.trust_domain, b.document));
+      } catch (err) {
+        logger.warn({ trustDomain: b.trust_domain, err: describe(err) }, 'ignoring an unparsable federated bundle');
+      }
+    }
+    const bundleChanged = own.sequenceNumber !== this.lastBundleSequence;
+    if (bundleChanged) this.refuseLockout(own);
+    if (cache.setBundles(own, federated) || bundleChanged) {
+      if (bundleChanged) {
+        this.deps.store.saveBundle(bundles.bundle.document);
+        server.setTrust(x509BundleToPem(own));
+        this.lastBundleSequence = own.sequenceNumber;
+        this.deps.events?.bundleUpdated?.('own', own.trustDomain.name, own.sequenceNumber ?? 0n, Number(bundles.bundle.updated_at_ms ?? 0));
+      }
+    }
+    for (const msg of bundles.federated_bundles) {
+      const b = federated.get(msg.trust_domain);
+      if (!b || this.federatedSequences.get(msg.trust_domain) === b.sequenceNumber) continue;
+      this.federatedSequences.set(msg.trust_domain, b.sequenceNumber);
+      this.deps.events?.bundleUpdated?.('federated', msg.trust_domain, b.sequenceNumber ?? 0n, Number(msg.updated_at_ms ?? 0));
+    }
+    await this.applyTaint(TaintedAuthorities.fromMessage(bundles.tainted));
+    this.ownBundle = own;
+    return { own, bundleChanged };
+  }
+
+  /**
    * Fetches the entry view: a delta against the (id, revision) pairs the cache holds, or the full
    * list when one is due (first sync, every FULL_SYNC_EVERY, or after a digest mismatch). A server
-   * without the incremental protocol ignores the new fields and answers as before.
+   * without the incremental protocol ignores the new fields and answers as before. Returns the
+   * answer's bundle state (empty from a server without it).
    */
-  private async syncEntries(): Promise<void> {
+  private async syncEntries(): Promise<Buffer | undefined> {
     const { server, cache, logger } = this.deps;
     const full = this.needFullSync || this.syncsSinceFull >= FULL_SYNC_EVERY - 1;
     const request: SyncRequestMsg = full
@@ -261,7 +286,7 @@ export class AgentManager {
     if (res.unchanged) {
       this.syncsSinceFull++;
       this.deps.events?.entrySync?.('unchanged');
-      return;
+      return res.bundle_state;
     }
     this.knownRevision = res.revision;
     if (res.incremental) {
@@ -272,12 +297,13 @@ export class AgentManager {
         logger.warn({ entries: cache.entryCount }, 'entry view differs from the server\'s after a delta; asking for the full list');
         this.needFullSync = true;
       }
-      return;
+      return res.bundle_state;
     }
     cache.setEntries(res.entries);
     this.needFullSync = false;
     this.syncsSinceFull = 0;
     this.deps.events?.entrySync?.('full');
+    return res.bundle_state;
   }
 
   /** A JWT-SVID for one of the caller's entries, cached until half its lifetime has passed. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { SpanAttr, withSpan } from '../../../common/telemetry/tracing.js';
@@ -21,6 +22,7 @@ import { Admission, DEFAULT_SIGNING_QUEUE_MAX_CSRS, SIGNING_SLICE } from './admi
 import { SigningPool, type SignedItem, type SigningJob } from '../ca/signing-pool.js';
 import { bundleMessage, type BundleMsg, type ChangeNotificationMsg, type EntryMsg, type SyncRequestMsg, type SyncResponseMsg, type X509SvidMsg } from '../../server-api/messages.js';
 import { entryDelta, entrySetDigest } from '../../server-api/entry-sync.js';
+import { bundleStateDigest } from '../../server-api/bundle-state.js';
 import { toServiceError } from '../../../common/errors/grpc.js';
 import type { ChangeNotifier } from './change-notifier.js';
 
@@ -150,7 +152,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
    * Returns the serial presented too (a renewal keeps it acceptable for the grace window).
    */
   const authenticate = async (call: grpc.ServerUnaryCall<unknown, unknown>): Promise<AttestedAgent & { presentedSerial: string }> => {
-    const { id, serial: presented } = peers.resolve(call.getAuthContext()?.sslPeerCertificate);
+    const { id, serial: presented } = peers.resolveCall(call);
     const accepts = (a: AttestedAgent) => acceptsSerial(a, presented, clock.nowMs());
     // The cached record decides in the steady state. A miss or a serial it does not know may be a
     // change this server has not pulled yet (an attestation or renewal through another server), so
@@ -184,6 +186,19 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
     const entry = (await authorized(agent)).find((e) => e.id === entryId);
     if (!entry) throw new SvidscopeError('permission-denied', `agent is not authorized for entry ${JSON.stringify(entryId)}`);
     return entry;
+  };
+
+  const storedBundles = () => deps.bundleCache?.list() ?? datastore.listBundles();
+  // The own document's hash is kept per document (it changes a few times a day, syncs come thousands a second).
+  let ownDocument: { document: Buffer; sha256: Buffer } | undefined;
+  /** What GetBundles would answer now, as the digest the sync answer carries. */
+  const bundleState = async (): Promise<Buffer> => {
+    const document = bundles.currentDocument;
+    if (ownDocument?.document !== document) ownDocument = { document, sha256: createHash('sha256').update(document).digest() };
+    const tainted = ca.taintedAuthorities();
+    const federated = (await storedBundles()).filter((b) => b.trustDomain !== trustDomain.name)
+      .map((b) => ({ trustDomain: b.trustDomain, sequence: b.sequence, updatedAtMs: b.updatedAt.getTime() }));
+    return bundleStateDigest({ ownDocumentSha256: ownDocument.sha256, taintedX509: tainted.x509, taintedJwtKeyIds: tainted.jwt, federated });
   };
 
   const attest = async (req: { attestation_type: string; payload: Buffer; csr: Buffer }) => {
@@ -253,23 +268,24 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       for (const e of list) if (e.revision > revision) revision = e.revision;
       // The revision of the newest authorized entry does not move on deletion, so the count is part of the key.
       const key = String(revision * 1_000_000 + list.length);
+      const bundle_state = await bundleState();
       if (req.incremental) {
         // The agent said what it holds: answer exactly the difference, O(its entries).
         const delta = entryDelta(list, pairOf, req.known_entries ?? []);
         if (delta.changed.length === 0 && delta.deletedIds.length === 0) {
           deps.events?.entrySync?.('unchanged', list.length);
-          return { entries: [], revision: key, unchanged: true };
+          return { entries: [], revision: key, unchanged: true, bundle_state };
         }
         deps.events?.entrySync?.('incremental', list.length);
-        return { entries: delta.changed.map(entryMessage), revision: key, unchanged: false, incremental: true, deleted_ids: delta.deletedIds, digest: entrySetDigest(list.map(pairOf)) };
+        return { entries: delta.changed.map(entryMessage), revision: key, unchanged: false, incremental: true, deleted_ids: delta.deletedIds, digest: entrySetDigest(list.map(pairOf)), bundle_state };
       }
       // The first protocol (only known_revision): unchanged or the full list, as agents that predate deltas expect.
       if (toNumber(req.known_revision) === Number(key)) {
         deps.events?.entrySync?.('unchanged', list.length);
-        return { entries: [], revision: key, unchanged: true };
+        return { entries: [], revision: key, unchanged: true, bundle_state };
       }
       deps.events?.entrySync?.('full', list.length);
-      return { entries: list.map(entryMessage), revision: key, unchanged: false, digest: entrySetDigest(list.map(pairOf)) };
+      return { entries: list.map(entryMessage), revision: key, unchanged: false, digest: entrySetDigest(list.map(pairOf)), bundle_state };
     }),
 
     WatchChanges: (call: grpc.ServerWritableStream<unknown, ChangeNotificationMsg>) => {
@@ -394,7 +410,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
       const wanted = new Set(req.federated_trust_domains ?? []);
       const federated: BundleMsg[] = [];
       if (wanted.size > 0) {
-        for (const stored of await (deps.bundleCache?.list() ?? datastore.listBundles())) {
+        for (const stored of await storedBundles()) {
           if (stored.trustDomain !== trustDomain.name && wanted.has(stored.trustDomain)) {
             federated.push({ trust_domain: stored.trustDomain, document: stored.document, sequence_number: stored.sequence.toString(), updated_at_ms: String(stored.updatedAt.getTime()) });
           }

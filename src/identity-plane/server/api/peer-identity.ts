@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import type { PeerCertificate } from 'node:tls';
+import { TLSSocket, type PeerCertificate } from 'node:tls';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { certificateFacts } from '../../spiffe/x509/index.js';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
@@ -24,6 +24,10 @@ export const DEFAULT_PEER_IDENTITY_CACHE_SIZE = 32_768;
  */
 export class PeerIdentityCache {
   private readonly byFingerprint = new Map<string, PeerAgent>();
+  /** Per TLS connection: dies with the socket (a WeakMap), never outlives or crosses a connection. */
+  private readonly byConnection = new WeakMap<TLSSocket, PeerAgent>();
+  /** Calls answered from the connection's identity without asking TLS for the certificate (test and bench visibility). */
+  connectionHits = 0;
 
   constructor(
     private readonly trustDomain: TrustDomain,
@@ -32,6 +36,30 @@ export class PeerIdentityCache {
 
   get size(): number {
     return this.byFingerprint.size;
+  }
+
+  /**
+   * The identity of a gRPC call's caller. grpc-js's `getAuthContext()` asks TLS for the peer
+   * certificate as an object on every call (Node's getPeerCertificate: ≈ 100 µs, a fifth of the
+   * server's work per sync at fleet size), though a connection's client certificate cannot change:
+   * TLS 1.3 has no renegotiation. So the identity is kept per TLS 1.3 connection. grpc-js does
+   * not expose the connection; `connectionOf` reaches it through the call's HTTP/2 stream
+   * (grpc-js 1.14 internals, checked by test/server/peer-identity-connection.test.ts) and falls
+   * back to the auth context, per call, when it cannot.
+   */
+  resolveCall(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null }): PeerAgent {
+    const socket = connectionOf(call);
+    if (socket?.authorized && socket.getProtocol() === 'TLSv1.3') {
+      const known = this.byConnection.get(socket);
+      if (known) {
+        this.connectionHits++;
+        return known;
+      }
+      const agent = this.resolve(socket.getPeerCertificate());
+      this.byConnection.set(socket, agent);
+      return agent;
+    }
+    return this.resolve(call.getAuthContext()?.sslPeerCertificate ?? undefined);
   }
 
   /** The caller's agent identity; UNAUTHENTICATED when the certificate names no agent of this trust domain. */
@@ -67,4 +95,10 @@ export class PeerIdentityCache {
 /** A certificate serial as lowercase hex without leading zeros, however it was written. */
 export function normalSerial(hex: string): string {
   return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(16) : hex.toLowerCase();
+}
+
+/** The TLS connection a grpc-js server call arrived on, when grpc-js's shape allows reaching it. */
+function connectionOf(call: object): TLSSocket | undefined {
+  const socket = (call as { call?: { stream?: { session?: { socket?: unknown } } } }).call?.stream?.session?.socket;
+  return socket instanceof TLSSocket ? socket : undefined;
 }

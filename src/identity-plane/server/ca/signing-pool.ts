@@ -5,9 +5,9 @@
  * workers; the main thread keeps authentication, authorization and admission (queue bound,
  * deadlines) and only moves bytes.
  *
- * Requests are cut into chunks queued first in, first out; a chunk is dispatched only to an idle
- * worker, after its caller's `beforeChunk` check (deadline, cancel), so work for a caller that has
- * gone is never started. Small chunks (one CSR per call) that wait together go to a worker as one
+ * Requests are cut into chunks queued first in, first out; a chunk is dispatched only to a worker
+ * with fewer than BATCHES_IN_FLIGHT batches, after its caller's `beforeChunk` check (deadline,
+ * cancel), so work for a caller that has gone is never started. Small chunks (one CSR per call) that wait together go to a worker as one
  * batch of up to a chunk's size.
  *
  * Key handling. The CA key reaches a worker as a KeyObject through its message port (cloned in
@@ -18,8 +18,8 @@
  * active (after an activation; taint and revoke apply only to keys that are not active) reaches a
  * caller, whatever the timing of a rotation.
  *
- * A worker that dies fails the batch it was signing with `signing-worker-failed` (the requests
- * whose chunks were in it, and no other) and is replaced at once. Size 0 signs on the main thread in the
+ * A worker that dies fails the batches it held with `signing-worker-failed` (the requests whose
+ * chunks were in them, and no other) and is replaced at once. Size 0 signs on the main thread in the
  * same chunks, yielding to the event loop between them, with the same signing function.
  */
 import { createRequire } from 'node:module';
@@ -40,6 +40,14 @@ export const defaultSigningWorkers = (): number => Math.max(1, availableParallel
 
 /** CSRs per chunk: ≈ 5–8 ms of signing, small enough to spread one agent's batch over the workers. */
 export const DEFAULT_SIGNING_CHUNK = 32;
+
+/**
+ * Batches in flight per worker. With one, a worker that finished idles until the main thread takes
+ * its answer and sends the next batch, and under load the main thread answers late: the fleet bench
+ * saw the two workers at 5 % of a core each while 2,000 CSRs waited and callers were refused as
+ * overloaded. A second batch already in the worker's port keeps it signing meanwhile.
+ */
+export const BATCHES_IN_FLIGHT = 2;
 
 /** A chunk re-signed this many times because the CA kept rotating under it fails instead. */
 const MAX_RESIGN = 3;
@@ -96,14 +104,21 @@ interface Chunk {
   fail(err: unknown): void;
 }
 
+interface Batch {
+  readonly id: number;
+  readonly chunks: Chunk[];
+  readonly generation: number;
+  readonly chainTail: readonly Buffer[];
+}
+
 interface Slot {
   readonly index: number;
   worker: Worker;
   ready: boolean;
   /** Generation of the key last sent to this worker. */
   generation: number | undefined;
-  /** The batch in this worker: one chunk, or several small ones of different requests sent together. */
-  current: { id: number; chunks: Chunk[]; generation: number; chainTail: readonly Buffer[] } | undefined;
+  /** The batches in this worker, by id, oldest first: each one chunk, or several small ones of different requests sent together. */
+  readonly inFlight: Map<number, Batch>;
   restartTimer?: NodeJS.Timeout;
 }
 
@@ -125,7 +140,7 @@ export class SigningPool {
   }
 
   stats(): SigningPoolStats {
-    return { workers: this.opts.size, busy: this.slots.filter((s) => s.current).length, queuedChunks: this.queue.length };
+    return { workers: this.opts.size, busy: this.slots.filter((s) => s.inFlight.size > 0).length, queuedChunks: this.queue.length };
   }
 
   /** Checks and signs `request.jobs`; the items come back in order. Rejects as a whole (see the module comment). */
@@ -175,8 +190,8 @@ export class SigningPool {
     for (const chunk of this.queue.splice(0)) chunk.fail(gone);
     await Promise.all(this.slots.map(async (s) => {
       clearTimeout(s.restartTimer);
-      for (const chunk of s.current?.chunks ?? []) chunk.fail(gone);
-      s.current = undefined;
+      for (const batch of s.inFlight.values()) for (const chunk of batch.chunks) chunk.fail(gone);
+      s.inFlight.clear();
       await s.worker.terminate();
     }));
   }
@@ -198,20 +213,29 @@ export class SigningPool {
   }
 
   private pump(): void {
-    for (const slot of this.slots) {
-      if (slot.current || slot.restartTimer) continue;
-      const first = this.next(this.chunkSize);
-      if (!first) return;
-      // Small chunks of other requests (one CSR per call, say) ride along up to a chunk's size:
-      // one message and one wake-up of the worker for many calls.
-      const chunks = [first];
-      let jobs = first.jobs.length;
-      for (let more = this.next(this.chunkSize - jobs); more; more = this.next(this.chunkSize - jobs)) {
-        chunks.push(more);
-        jobs += more.jobs.length;
+    // Fill the least loaded workers first, one batch at a time, up to BATCHES_IN_FLIGHT each.
+    for (let depth = 0; depth < BATCHES_IN_FLIGHT; depth++) {
+      for (const slot of this.slots) {
+        if (slot.inFlight.size > depth || slot.restartTimer) continue;
+        if (!this.dispatchNext(slot)) return;
       }
-      this.dispatch(slot, chunks);
     }
+  }
+
+  /** Sends the next batch to `slot`; false when nothing is waiting. */
+  private dispatchNext(slot: Slot): boolean {
+    const first = this.next(this.chunkSize);
+    if (!first) return false;
+    // Small chunks of other requests (one CSR per call, say) ride along up to a chunk's size:
+    // one message and one wake-up of the worker for many calls.
+    const chunks = [first];
+    let jobs = first.jobs.length;
+    for (let more = this.next(this.chunkSize - jobs); more; more = this.next(this.chunkSize - jobs)) {
+      chunks.push(more);
+      jobs += more.jobs.length;
+    }
+    this.dispatch(slot, chunks);
+    return true;
   }
 
   /** The next chunk of at most `room` jobs whose caller still waits, its `beforeChunk` passed. */
@@ -242,7 +266,7 @@ export class SigningPool {
       slot.generation = signer.generation;
     }
     const id = ++this.nextId;
-    slot.current = { id, chunks, generation: signer.generation, chainTail: signer.chainTail };
+    slot.inFlight.set(id, { id, chunks, generation: signer.generation, chainTail: signer.chainTail });
     const crash = this.crashNext;
     this.crashNext = false;
     // Each CSR in a buffer of its own, moved (not copied) to the worker: the CSRs of a request are
@@ -261,9 +285,9 @@ export class SigningPool {
       slot.ready = true;
       return;
     }
-    const current = slot.current;
-    if (!current || current.id !== m.id) return; // a chunk already failed by stop()
-    slot.current = undefined;
+    const current = slot.inFlight.get(m.id);
+    if (!current) return; // a chunk already failed by stop()
+    slot.inFlight.delete(m.id);
     const { chunks } = current;
     if (m.type === 'failed') {
       for (const chunk of chunks) chunk.fail(new SvidscopeError('internal', `signing pool: ${m.message}`));
@@ -295,11 +319,11 @@ export class SigningPool {
 
   private onExit(slot: Slot, code: number): void {
     if (this.stopping) return;
-    const lost = slot.current;
-    slot.current = undefined;
-    const csrs = (lost?.chunks ?? []).reduce((n, c) => n + c.jobs.length, 0);
+    const lost = [...slot.inFlight.values()].flatMap((b) => b.chunks);
+    slot.inFlight.clear();
+    const csrs = lost.reduce((n, c) => n + c.jobs.length, 0);
     this.opts.logger.error({ worker: slot.index, exitCode: code, csrs }, 'signing worker exited; restarting it');
-    for (const chunk of lost?.chunks ?? []) {
+    for (const chunk of lost) {
       chunk.fail(new SvidscopeError('signing-worker-failed', `the signing worker serving this batch exited (code ${code}) while signing ${csrs} CSRs; none of them was issued, retry`));
     }
     this.opts.workerRestarted?.();
@@ -326,7 +350,7 @@ export class SigningPool {
   private spawn(index: number): Slot {
     const { entry, eval: isCode } = workerEntry();
     const worker = new Worker(entry, { eval: isCode, workerData: { testHooks: this.opts.testHooks === true } });
-    const slot: Slot = { index, worker, ready: false, generation: undefined, current: undefined };
+    const slot: Slot = { index, worker, ready: false, generation: undefined, inFlight: new Map() };
     this.wire(slot);
     return slot;
   }
