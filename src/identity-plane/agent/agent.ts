@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { GRPC_BASE_OPTIONS } from '../../common/grpc-options.js';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
@@ -68,6 +69,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
 
     // Any call reaching a handler is the connection's first request: its deadline is lifted.
     const grpcServer = new grpc.Server({
+      ...GRPC_BASE_OPTIONS,
       interceptors: [(_method, call) => {
         live.socket?.requestArrived(call);
         return new grpc.ServerInterceptingCall(call);

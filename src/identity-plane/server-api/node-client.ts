@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { GRPC_BASE_OPTIONS } from '../../common/grpc-options.js';
 import { injectInto } from '../../common/telemetry/tracing.js';
 import type { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
@@ -183,7 +184,7 @@ export class ServerClient {
     // Keepalive: the long-lived WatchChanges stream must notice a server that vanished without a FIN.
     // Lenient on purpose: a saturated server answers pings late, and dropping its connections then
     // (every call on them fails, every agent handshakes again) would make the overload worse.
-    this.client = new Node(this.address, credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.ssl_target_name_override': this.opts.trustDomain.name,
+    this.client = new Node(this.address, credentials, { ...GRPC_BASE_OPTIONS, 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.ssl_target_name_override': this.opts.trustDomain.name,
       'grpc.keepalive_time_ms': 300_000, 'grpc.keepalive_timeout_ms': 60_000 });
     return this.client;
   }

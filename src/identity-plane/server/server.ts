@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { GRPC_BASE_OPTIONS } from '../../common/grpc-options.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -163,7 +164,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     cleanups.push(() => signingPool.stop());
     const { node, admin } = serverServices();
     // Keepalive pings find dead peers of idle watch streams (an agent gone without a FIN) at no cost in between.
-    const nodeServer = new grpc.Server({ 'grpc.keepalive_time_ms': WATCH_KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': WATCH_KEEPALIVE_TIMEOUT_MS });
+    const nodeServer = new grpc.Server({ ...GRPC_BASE_OPTIONS, 'grpc.keepalive_time_ms': WATCH_KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': WATCH_KEEPALIVE_TIMEOUT_MS });
     nodeServer.addService(node, createNodeService({ trustDomain: td, datastore, bundleCache, ca, bundles, entries, agents, clock, logger: logger.child({ subsystem: 'api' }),
       ttl: { defaultX509SvidSeconds: config.defaultX509SvidTtlSeconds, defaultJwtSvidSeconds: config.defaultJwtSvidTtlSeconds, agentSeconds: config.agentTtlSeconds },
       agentRenewalGraceSeconds: config.agentRenewalGraceSeconds, jwtAudience: config.jwtAudience, signingQueueMaxCsrs: config.signingQueueMaxCsrs, signingPool,
@@ -183,7 +184,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     cleanups.push(() => federation.stop());
     if (!deps.withoutMetrics) registerFederationMetrics(registry, federation, clock);
 
-    const adminServer = new grpc.Server();
+    const adminServer = new grpc.Server(GRPC_BASE_OPTIONS);
     const adminLogger = logger.child({ subsystem: 'admin' });
     const adminSocket: { served?: AdminSocket } = {};
     adminServer.addService(admin, {
