@@ -105,6 +105,10 @@ export interface MonitoringConfig {
     serverAdmissionRefusalsPerSecond: number;
     /** p99 of SyncAuthorizedEntries at a server above this (seconds); agents sync every 5 s by default. */
     serverSyncLatencySeconds: number;
+    /** Share of a trust domain's active agents holding a change stream below which push is failing (0–1). */
+    serverWatchCoverageRatio: number;
+    /** No push alert for a fleet smaller than this many active agents (a few agents restarting is not a fault). */
+    serverWatchMinAgents: number;
   };
   /** `for` of each alert by name; `forOverride` replaces them all (integration tests use seconds). */
   alertFor: Record<string, string>;
@@ -168,6 +172,8 @@ export function defaultConfig(): MonitoringConfig {
       upstreamAuthorityExpiryPageSeconds: 7 * 86400,
       serverAdmissionRefusalsPerSecond: 0.1,
       serverSyncLatencySeconds: 1,
+      serverWatchCoverageRatio: 0.8,
+      serverWatchMinAgents: 10,
     },
     alertFor: {
       SvidscopeServerDown: '2m',
@@ -189,6 +195,7 @@ export function defaultConfig(): MonitoringConfig {
       SvidscopeAuthorityActivationOverdue: '10m',
       SvidscopeUpstreamAuthorityNearExpiry: '15m',
       SvidscopeServerSaturated: '10m',
+      SvidscopeAgentsNotWatching: '15m',
     },
     alertmanager: {
       pageWebhookUrl: 'http://127.0.0.1:9095/page',

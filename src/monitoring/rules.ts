@@ -285,7 +285,7 @@ function keyCompromiseAlerts(c: MonitoringConfig): AlertRule[] {
   ];
 }
 
-function forText(c: MonitoringConfig, alert: string): string {
+export function forText(c: MonitoringConfig, alert: string): string {
   const f = c.forOverride ?? c.alertFor[alert];
   return humanDuration(durationSeconds(f));
 }

@@ -228,5 +228,22 @@ export function serverLoadCases(): AlertCase[] {
     { alert: 'SvidscopeServerSaturated', name: 'every sync between 1 s and 2.5 s', series: [...syncBuckets('2.5')], evalTime: '30m', firing: [{ labels: srv, value: 2.485 }] },
     { alert: 'SvidscopeServerSaturated', name: 'fast syncs, a few refusals', series: [refusals('signing_queue_max_csrs', '0+1x40'), ...syncBuckets('0.1')], evalTime: '30m', firing: [] },
     { alert: 'SvidscopeServerSaturated', name: 'JWT audience refusals are not saturation', series: [refusals('jwt_audience_max_count', '0+600x40'), ...syncBuckets('0.1')], evalTime: '30m', firing: [] },
+    ...watchCases(),
+  ];
+}
+
+/** SvidscopeAgentsNotWatching: change streams summed over a trust domain's servers against its active agents. */
+function watchCases(): AlertCase[] {
+  const td = { cluster: 'c1', trust_domain: 'example.org' };
+  const srv2 = { ...L.srv, instance: 'server-2:8081' };
+  const streams = (labels: Labels, values: string) => s('svidscope_server_watch_streams', labels, values);
+  // Both servers see the whole fleet (one datastore): 1,000 active agents.
+  const agents = (n: number) => [L.srv, srv2].map((l) => s('svidscope_server_attested_agents', { ...l, state: 'active' }, `${n}x40`));
+  return [
+    { alert: 'SvidscopeAgentsNotWatching', name: 'two servers hold 500 + 200 streams of 1,000 agents', series: [streams(L.srv, '500x40'), streams(srv2, '200x40'), ...agents(1000)], evalTime: '30m', firing: [{ labels: td, value: 0.7 }] },
+    { alert: 'SvidscopeAgentsNotWatching', name: '900 of 1,000 agents hold a stream, spread over two servers', series: [streams(L.srv, '450x40'), streams(srv2, '450x40'), ...agents(1000)], evalTime: '30m', firing: [] },
+    { alert: 'SvidscopeAgentsNotWatching', name: 'push off on every server: no streams by design', series: [streams(L.srv, '0x40'), streams(srv2, '0x40'), ...agents(1000)], evalTime: '30m', firing: [] },
+    { alert: 'SvidscopeAgentsNotWatching', name: 'a fleet of 5 agents, 2 of them restarting', series: [streams(L.srv, '3x40'), ...agents(5)], evalTime: '30m', firing: [] },
+    { alert: 'SvidscopeAgentsNotWatching', name: 'a drop shorter than the for duration', series: [streams(L.srv, '1000x20 300x3 1000x17'), ...agents(1000)], evalTime: '30m', firing: [] },
   ];
 }
