@@ -1,3 +1,4 @@
+import { shown } from './config/shown.js';
 import { SvidscopeError } from './errors/catalog.js';
 
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
@@ -33,6 +34,11 @@ export function tryParseDurationMs(value: unknown): number | undefined {
   return parse(value, UNIT_MS);
 }
 
+/** The same grammar in seconds, undefined for anything else. */
+export function tryParseDurationSeconds(value: unknown): number | undefined {
+  return parse(value, UNIT_SECONDS);
+}
+
 /** `tryParseDurationMs`, failing with config-invalid naming the key path (or flag). */
 export function parseDurationMs(value: unknown, keyPath: string): number {
   return parsed(parse(value, UNIT_MS), value, keyPath);
@@ -43,13 +49,15 @@ export function parseDurationSeconds(value: unknown, keyPath: string): number {
   return parsed(parse(value, UNIT_SECONDS), value, keyPath);
 }
 
+/** The one wording of a value outside the grammar, for flags and config readers alike. */
+export function durationProblem(value: unknown): string {
+  const got = value === undefined ? '' : ` (got ${shown(value)})`;
+  return `expected a duration such as 500ms, 30s, 1h30m or 7d${got}`;
+}
+
 function parsed(result: number | undefined, value: unknown, keyPath: string): number {
   if (result !== undefined) return result;
-  if (typeof value === 'number') throw new SvidscopeError('config-invalid', `${keyPath}: duration must be a non-negative number of seconds`);
-  if (typeof value !== 'string' || value.trim() === '') {
-    throw new SvidscopeError('config-invalid', `${keyPath}: expected a duration such as "30s", "5m" or "24h"`);
-  }
-  throw new SvidscopeError('config-invalid', `${keyPath}: "${value}" is not a duration (use e.g. "30s", "5m", "1h30m", "7d")`);
+  throw new SvidscopeError('config-invalid', `${keyPath}: ${durationProblem(value)}`);
 }
 
 /** Formats seconds compactly for logs and CLI output: 86400 -> "24h", 90 -> "1m30s". */

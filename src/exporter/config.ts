@@ -3,6 +3,7 @@
  * on top, validated in full before anything starts. Every key and default is in docs/exporter.md.
  */
 import { ConfigReader } from '../common/config/load.js';
+import { shown } from '../common/config/shown.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
 import { checkHostPort } from '../common/net.js';
 import { LOG_LEVELS, type LogLevel } from '../common/log.js';
@@ -102,29 +103,30 @@ function stringList(r: ConfigReader, key: string): string[] {
 function buildSource(doc: unknown, index: number, defaultInterval: number): SourceConfig {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new SvidscopeError('config-invalid', `config: sources[${index}]: expected a mapping`);
   const r = new ConfigReader(doc as Record<string, unknown>, `sources[${index}]`);
-  const name = r.string('name', '');
-  if (!NAME.test(name)) r.fail('name', 'required: letters, digits, "_", "." or "-" (it becomes the source label)');
-  const type = r.oneOf('type', SOURCE_TYPES, '' as SourceType);
+  const name = r.requiredString('name', 'it becomes the source label');
+  if (!NAME.test(name)) r.fail('name', `must be letters, digits, "_", "." or "-", at most 63 (got ${shown(name)})`);
+  const type = r.requiredOneOf('type', SOURCE_TYPES);
   const intervalSeconds = r.raw('interval').value === undefined ? defaultInterval : seconds(r, 'interval', '15s', 0.05);
   let source: SourceConfig;
   switch (type) {
     case 'workload_api': {
       const address = r.string('address', '');
-      if (!address) r.fail('address', 'required: unix:///path/to/api.sock, tcp://IP:port or an absolute path');
+      if (!address) r.fail('address', 'is required (unix:///path/to/api.sock, tcp://IP:port or an absolute path)');
       source = { type, name, intervalSeconds, address, jwtBundles: r.boolean('jwt_bundles', true) };
       break;
     }
     case 'files': {
       const paths = stringList(r, 'paths');
-      if (paths.length === 0) r.fail('paths', 'required: at least one file or directory');
+      if (paths.length === 0) r.fail('paths', 'is required (at least one file or directory)');
       source = { type, name, intervalSeconds, paths, trustDomain: r.optionalString('trust_domain'), maxFiles: r.number('max_files', 200_000, { min: 1 }) };
       break;
     }
     case 'bundle_endpoint': {
       const url = r.string('url', '');
-      if (!/^https:\/\/[^/@]+/.test(url)) r.fail('url', 'required: an https:// URL without userinfo (SPIFFE Federation)');
+      if (!url) r.fail('url', 'is required (the https:// URL of the bundle endpoint)');
+      if (!/^https:\/\/[^/@]+/.test(url)) r.fail('url', `must be an https:// URL without userinfo, as SPIFFE Federation requires (got ${shown(url)})`);
       const trustDomain = r.string('trust_domain', '');
-      if (!trustDomain) r.fail('trust_domain', 'required: the trust domain whose bundle the endpoint serves (never inferred from the URL)');
+      if (!trustDomain) r.fail('trust_domain', 'is required (the trust domain whose bundle the endpoint serves; never inferred from the URL)');
       const profile = r.oneOf('profile', ['https_web', 'https_spiffe'] as const, 'https_web');
       const endpointSpiffeId = r.optionalString('endpoint_spiffe_id');
       const bundleFile = r.optionalString('bundle_file');
@@ -136,12 +138,12 @@ function buildSource(doc: unknown, index: number, defaultInterval: number): Sour
     }
     case 'server_admin': {
       const socket = r.string('socket', '');
-      if (!socket) r.fail('socket', 'required: the server admin socket path');
+      if (!socket) r.fail('socket', 'is required (the server admin socket path)');
       source = { type, name, intervalSeconds, socket, coverage: r.boolean('coverage', true) };
       break;
     }
     default:
-      return r.fail('type', `required: one of ${SOURCE_TYPES.join(', ')}`);
+      return r.fail('type', `must be one of ${SOURCE_TYPES.join(', ')}`); // unreachable: requiredOneOf reported it
   }
   r.rejectUnknown();
   return source;
@@ -174,9 +176,7 @@ export function buildExporterConfig(doc: Record<string, unknown>, flags: Exporte
   const fileListen = r.string('listen', DEFAULT_LISTEN);
   const listen = flags.listen ?? fileListen;
   checkHostPort(listen, 'listen');
-  const fileLogLevel = r.oneOf('log_level', LOG_LEVELS, 'info');
-  const logLevel = (flags.logLevel ?? fileLogLevel) as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel)) throw new SvidscopeError('config-invalid', `config: log_level: must be one of ${LOG_LEVELS.join(', ')}`);
+  const logLevel: LogLevel = r.oneOf('log_level', LOG_LEVELS, 'info', flags.logLevel);
   const scrape = r.section('scrape');
   const scrapeTimeoutSeconds = seconds(scrape, 'timeout', '5s', 0.01);
   const maxSeries = scrape.number('max_series', 10_000, { min: 1 });

@@ -5,6 +5,7 @@
  * `/probe?module=x509_svid` works without any config. Defaults are documented in docs/probes.md.
  */
 import { ConfigReader, readYamlConfig } from '../common/config/load.js';
+import { shown } from '../common/config/shown.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
 import { LOG_LEVELS, type LogLevel } from '../common/log.js';
 import { checkHostPort } from '../common/net.js';
@@ -223,11 +224,11 @@ export function buildProberConfig(doc: Record<string, unknown>): ProberConfig {
   const timeoutOffsetSeconds = r.duration('timeout_offset', 0.5);
   const modules = defaultModules();
   const ms = r.section('modules');
-  for (const name of Object.keys((doc.modules as Record<string, unknown> | undefined) ?? {})) {
-    if (!NAME.test(name)) ms.fail(name, 'module names are letters, digits, _ . : - (at most 63)');
+  for (const name of ms.keys()) {
+    if (!NAME.test(name)) ms.fail(name, 'a module name must be letters, digits, _ . : -, at most 63');
     const m = ms.section(name);
     const kindText = m.string('prober', '');
-    const kind: ModuleKind = isModuleKind(kindText) ? kindText : m.fail('prober', `must be one of ${MODULE_KINDS.join(', ')}`);
+    const kind: ModuleKind = isModuleKind(kindText) ? kindText : m.fail('prober', `must be one of ${MODULE_KINDS.join(', ')} (got ${shown(kindText)})`);
     const timeout = m.raw('timeout').value === undefined ? undefined : m.duration('timeout', DEFAULT_TIMEOUT_SECONDS);
     const { value } = m.raw(kind);
     if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) m.fail(kind, 'expected a mapping');
@@ -235,14 +236,10 @@ export function buildProberConfig(doc: Record<string, unknown>): ProberConfig {
     modules.set(name, buildModule(name, kind, (value ?? {}) as Record<string, unknown>, timeout, `modules.${name}.${kind}`));
   }
   ms.rejectUnknown();
-  const { value: rawTargets } = r.raw('targets');
-  if (rawTargets !== undefined && rawTargets !== null && !Array.isArray(rawTargets)) r.fail('targets', 'expected a list');
   const targets: TargetConfig[] = [];
-  ((rawTargets ?? []) as unknown[]).forEach((t, i) => {
-    if (typeof t !== 'object' || t === null || Array.isArray(t)) r.fail(`targets[${i}]`, 'expected a mapping');
-    const tr = new ConfigReader(t as Record<string, unknown>, `targets[${i}]`);
-    const name = tr.string('name', '');
-    if (!NAME.test(name)) tr.fail('name', 'is required: letters, digits, _ . : - (at most 63); it becomes the target label');
+  for (const tr of r.items('targets')) {
+    const name = tr.requiredString('name', 'it becomes the target label');
+    if (!NAME.test(name)) tr.fail('name', `must be letters, digits, _ . : -, at most 63 (got ${shown(name)})`);
     if (targets.some((x) => x.name === name)) tr.fail('name', `${JSON.stringify(name)} is used twice`);
     const module = tr.string('module', '');
     if (!modules.has(module)) tr.fail('module', `${JSON.stringify(module)} is not a module (known: ${[...modules.keys()].join(', ')})`);
@@ -252,7 +249,7 @@ export function buildProberConfig(doc: Record<string, unknown>): ProberConfig {
     if (!(intervalSeconds > 0)) tr.fail('interval', 'must be positive');
     tr.rejectUnknown();
     targets.push({ name, module, target, intervalSeconds });
-  });
+  }
   r.rejectUnknown();
   return { listen, logLevel, timeoutOffsetSeconds, modules, targets };
 }

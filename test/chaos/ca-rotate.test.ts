@@ -56,7 +56,7 @@ describe('ca-rotate: prepare → propagation → activate', () => {
     expect(e.method.map((m) => m.fault === 'ca-rotate' && m.propagationTimeoutMs)).toEqual([30_000, 5_000]);
     expect(planExperiment(e, undefined)).toContain('     inject:   AuthorityLifecycle prepare {kind: jwt} on server, wait until every agent of its trust domain serves the bundle holding the new JWT key (at most 5s), then AuthorityLifecycle activate of that key');
     expect(problems('title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { servers: [server] }\nmethod:\n  - { name: r, fault: ca-rotate, propagation_timeout: soon, duration: 1s }\n  - { name: s, fault: ca-rotate, propagation_timeout: 11m, duration: 1s }\n'))
-      .toEqual(['method[0]: propagation_timeout must be a duration such as 500ms, 30s, 2m (got "soon")', 'method[1]: propagation_timeout must be at most 10m']);
+      .toEqual(['method[0].propagation_timeout: expected a duration such as 500ms, 30s, 1h30m or 7d (got "soon")', 'method[1].propagation_timeout: must be at most 10m (got "11m")']);
   });
 
   for (const kind of ['x509', 'jwt'] as const) {

@@ -43,7 +43,7 @@ describe('bundle-endpoint and issuance-storm: validation', () => {
     expect(e.method[0]).toMatchObject({ fault: 'bundle-endpoint', server: 'server', mode: 'unavailable' });
     expect(e.method[1]).toMatchObject({ fault: 'issuance-storm', agent: 'agent-1', count: 50, timeoutMs: 60_000 });
     expect(() => parseExperimentText(`${head}method:\n  - { fault: bundle-endpoint, mode: gone, trust_domain: 'Bad TD', duration: 1s }\n  - { fault: issuance-storm, agent: agent-2, count: 0, timeout: 10ms, duration: 1s }\n`, 't'))
-      .toThrow(/trust_domain must be a trust domain name.*mode must be one of unavailable, malformed, stale.*count must be a whole number from 1 to 500.*timeout must be at least 1s.*target 'agent-2' is outside the blast radius/);
+      .toThrow(/method\[0\]\.trust_domain: expected a trust domain name.*method\[0\]\.mode: must be one of unavailable, malformed, stale.*method\[1\]\.count: must be from 1 to 500 workloads \(got 0\).*method\[1\]\.timeout: must be at least 1s.*method\[1\]\.agent: "agent-2" is outside the blast radius/);
     for (const f of ['federation-endpoint-down', 'issuance-storm']) {
       const exp = loadExperimentFile(path.join(root, 'experiments', `${f}.yaml`));
       expect(planExperiment(exp, undefined).join('\n')).toMatch(f === 'issuance-storm' ? /rollback: kill the clients, delete the 50 entries/ : /rollback: re-create server's original relationship with <peer trust domain>/);

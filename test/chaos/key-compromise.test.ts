@@ -19,8 +19,8 @@ describe('key-compromise drill', () => {
     const parsed = parseExperimentText(experiment('{ fault: key-compromise, server: server, kind: jwt, timeout: 90s, duration: 1s }'), 't');
     expect(parsed.method[0]).toMatchObject({ fault: 'key-compromise', server: 'server', kind: 'jwt', timeoutMs: 90_000 });
     expect(parseExperimentText(experiment('{ fault: key-compromise, duration: 1s }'), 't').method[0]).toMatchObject({ server: 'server', kind: 'x509', timeoutMs: 120_000 });
-    expect(problems(experiment('{ fault: key-compromise, kind: rsa, duration: 1s }'))).toEqual(['method[0]: kind must be one of x509, jwt (got "rsa")']);
-    expect(problems(experiment('{ fault: key-compromise, timeout: 1s, duration: 1s }'))).toEqual(['method[0]: timeout must be at least 5s (each wait spans at least one agent sync)']);
+    expect(problems(experiment('{ fault: key-compromise, kind: rsa, duration: 1s }'))).toEqual(['method[0].kind: must be one of x509, jwt (got "rsa")']);
+    expect(problems(experiment('{ fault: key-compromise, timeout: 1s, duration: 1s }'))).toEqual(['method[0].timeout: must be at least 5s, as each wait spans at least one agent sync (got "1s")']);
   });
 
   it('sums the samples of one metric whose labels match, and counts an absent series as 0', () => {

@@ -59,21 +59,21 @@ describe('authority-withhold, attestation-flood, cpu-throttle: validation and pl
   - { name: j, fault: cpu-throttle, target: agent-2, duration: 1s }
   - { name: k, fault: attestation-flood, server: peer-server, duration: 1s }
 `)).toEqual([
-      'method[0]: kind must be one of x509, jwt (got "rsa")',
-      'method[1]: count must be a whole number from 1 to 1000 (got 0)',
-      'method[1]: rate must be a number of attestations per second from 0.1 to 100 (got 0)',
-      'method[2]: count must be a whole number from 1 to 1000 (got 1001)',
-      'method[2]: rate must be a number of attestations per second from 0.1 to 100 (got "fast")',
-      'method[3]: count must be a whole number from 1 to 1000 (got 2.5)',
-      'method[4]: quota must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got 0)',
-      'method[4]: period must be a duration from 10ms to 1s (got "5ms")',
-      'method[5]: quota must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got 150)',
-      'method[5]: period must be a duration from 10ms to 1s (got "2s")',
-      'method[6]: quota must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got "lots")',
-      "method[7]: quota 1% of a 10ms period is 0.10ms of CPU; the kernel's minimum is 1ms per period (raise quota or period)",
-      'method[8]: target is required',
-      "method step 'j': target 'agent-2' is outside the blast radius (declare it under blast-radius)",
-      "method step 'k': target 'peer-server' is outside the blast radius (declare it under blast-radius)",
+      'method[0].kind: must be one of x509, jwt (got "rsa")',
+      'method[1].count: must be from 1 to 1000 attestations (got 0)',
+      'method[1].rate: must be from 0.1 to 100 attestations per second (got 0)',
+      'method[2].count: must be from 1 to 1000 attestations (got 1001)',
+      'method[2].rate: expected a number (got "fast")',
+      'method[3].count: expected a whole number (got 2.5)',
+      'method[4].quota: must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got 0)',
+      'method[4].period: must be from 10ms to 1s (got "5ms")',
+      'method[5].quota: must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got 150)',
+      'method[5].period: must be from 10ms to 1s (got "2s")',
+      'method[6].quota: must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got "lots")',
+      "method[7].quota: 1% of a 10ms period is 0.10ms of CPU; the kernel's minimum is 1ms per period (raise quota or period)",
+      'method[8].target: is required',
+      'method[9].target: "agent-2" is outside the blast radius (declare it under blast-radius)',
+      'method[10].server: "peer-server" is outside the blast radius (declare it under blast-radius)',
     ]);
   });
 
@@ -420,15 +420,15 @@ describe('bad-csr: validation and plan', () => {
   - { name: e, fault: bad-csr, agent: agent-2, duration: 1s }
   - { name: f, fault: bad-csr, target: agent-1, duration: 1s }
 `)).toEqual([
-      'method[0]: rate must be a number of CSRs per second from 0.1 to 100 (got 0)',
-      'method[0]: batch must be a whole number of CSRs per call from 1 to 50 (got 0)',
-      'method[1]: rate must be a number of CSRs per second from 0.1 to 100 (got 101)',
-      'method[1]: batch must be a whole number of CSRs per call from 1 to 50 (got 51)',
-      'method[2]: rate must be a number of CSRs per second from 0.1 to 100 (got "fast")',
-      'method[2]: batch must be a whole number of CSRs per call from 1 to 50 (got 2.5)',
-      'method[3]: agent is required',
-      'method[5]: agent is required',
-      "method step 'e': target 'agent-2' is outside the blast radius (declare it under blast-radius)",
+      'method[0].rate: must be from 0.1 to 100 CSRs per second (got 0)',
+      'method[0].batch: must be from 1 to 50 CSRs per call (got 0)',
+      'method[1].rate: must be from 0.1 to 100 CSRs per second (got 101)',
+      'method[1].batch: must be from 1 to 50 CSRs per call (got 51)',
+      'method[2].rate: expected a number (got "fast")',
+      'method[2].batch: expected a whole number (got 2.5)',
+      'method[3].agent: is required',
+      'method[5].agent: is required',
+      'method[4].agent: "agent-2" is outside the blast radius (declare it under blast-radius)',
     ]);
   });
 

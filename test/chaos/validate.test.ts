@@ -17,21 +17,21 @@ steady-state-hypothesis:
 expected-alerts: [{ name: X }]
 rollbacks: []
 `)).toEqual([
-      'title is required',
-      'description is required',
-      'rollbacks are not written by hand: every fault carries its own guaranteed rollback',
-      'steady-state-hypothesis.probes[0]: a steady-state probe must carry a tolerance',
-      'method[0]: duration must be a duration such as 500ms, 30s, 2m (got "soon")',
-      'method[1]: fault must be one of process-kill, process-freeze, ca-rotate, entry-delete, network, clock-skew, datastore, bundle-endpoint, issuance-storm, authority-withhold, attestation-flood, cpu-throttle, bad-csr, key-compromise (got "teleport")',
-      "method step 'process-kill': target 'agent-9' is outside the blast radius (declare it under blast-radius)",
-      'expected-alerts[0]: within is required (a duration such as 30s)',
+      'title: is required',
+      'description: is required',
+      'rollbacks: not written by hand: every fault carries its own guaranteed rollback',
+      'steady-state-hypothesis.probes[0].tolerance: is required (a steady-state probe must carry one)',
+      'method[0].duration: expected a duration such as 500ms, 30s, 1h30m or 7d (got "soon")',
+      'method[1].fault: must be one of process-kill, process-freeze, ca-rotate, entry-delete, network, clock-skew, datastore, bundle-endpoint, issuance-storm, authority-withhold, attestation-flood, cpu-throttle, bad-csr, key-compromise (got "teleport")',
+      'method[0].target: "agent-9" is outside the blast radius (declare it under blast-radius)',
+      'expected-alerts[0].within: is required (a duration such as 30s)',
     ]);
   });
 
   it('rejects bad YAML and bad tolerances', () => {
     expect(problems('title: [')[0]).toMatch(/^not valid YAML/);
     expect(problems(`title: t\ndescription: d\nmethod: []\nsteady-state-hypothesis: { probes: [{ name: p, type: promql, query: up, tolerance: { above: 1 } }] }`))
-      .toEqual(["steady-state-hypothesis.probes[0]: unknown tolerance key 'above' (use min, max, equals, range, empty)", 'steady-state-hypothesis.probes[0]: tolerance needs min, max, equals or range']);
+      .toEqual(['steady-state-hypothesis.probes[0].tolerance.above: unknown key (known here: empty, equals, max, min, range)', 'steady-state-hypothesis.probes[0].tolerance: needs min, max, equals or range']);
   });
 
   it('every shipped experiment and both suites are valid; every experiment with expected alerts is in the game day', () => {

@@ -166,6 +166,6 @@ describe('agent api errors and addressing', () => {
     expect([slow.code, slow.stderr]).toEqual([4, 'error: workloadapi: FetchX509SVID: no answer within the deadline of 100 ms [unavailable]']);
     const badTimeout = await api('fetch', 'x509', '--timeout', 'soon');
     expect(badTimeout.code).toBe(2);
-    expect(badTimeout.stderr).toContain('--timeout: "soon" is not a duration');
+    expect(badTimeout.stderr).toContain('--timeout: expected a duration such as 500ms, 30s, 1h30m or 7d (got "soon")');
   });
 });

@@ -15,7 +15,7 @@ describe('trust_domain is required', () => {
   it('server and agent configs without trust_domain are config-invalid naming trust_domain; a flag or the key satisfies it', () => {
     for (const build of [buildServerConfig, buildAgentConfig]) {
       for (const doc of [{}, { trust_domain: '' }, { trust_domain: null }]) {
-        expect(() => build(doc)).toThrow(expect.objectContaining({ code: 'config-invalid', message: expect.stringMatching(/^config: trust_domain: required: .*example\.org.*--trust-domain/) as string }));
+        expect(() => build(doc)).toThrow(expect.objectContaining({ code: 'config-invalid', message: expect.stringMatching(/^config: trust_domain: is required \(.*example\.org.*--trust-domain\)$/) as string }));
       }
       expect(build({ trust_domain: 'a.test' }).trustDomain.name).toBe('a.test');
       expect(build({}, { trustDomain: 'b.test' }).trustDomain.name).toBe('b.test');
@@ -30,7 +30,7 @@ describe('trust_domain is required', () => {
     const run = spawnCli(args);
     const result = await run.child;
     expect(result.exitCode).toBe(2);
-    expect(run.logs()).toMatch(/config: trust_domain: required/);
+    expect(run.logs()).toMatch(/config: trust_domain: is required/);
     expect(existsSync(args[3])).toBe(false); // no data dir, no keys
   });
 });

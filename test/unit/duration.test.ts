@@ -19,10 +19,10 @@ describe('duration grammar', () => {
   });
 
   it('refuses negative, infinite and non-numeric values, naming the key path', () => {
-    for (const v of [-1, Number.NaN, Number.POSITIVE_INFINITY]) expect(() => parseDurationSeconds(v, 'sync_interval')).toThrow('sync_interval: duration must be a non-negative number of seconds');
+    for (const v of [-1, Number.NaN, Number.POSITIVE_INFINITY]) expect(() => parseDurationSeconds(v, 'sync_interval')).toThrow(`sync_interval: expected a duration such as 500ms, 30s, 1h30m or 7d (got ${String(v)})`);
     for (const v of [null, true, {}, []]) expect(tryParseDurationMs(v)).toBeUndefined();
-    expect(() => parseDurationSeconds('soon', '--timeout')).toThrow('--timeout: "soon" is not a duration');
-    expect(() => parseDurationSeconds(undefined, '--ttl')).toThrow('--ttl: expected a duration');
+    expect(() => parseDurationSeconds('soon', '--timeout')).toThrow('--timeout: expected a duration such as 500ms, 30s, 1h30m or 7d (got "soon")');
+    expect(() => parseDurationSeconds(undefined, '--ttl')).toThrow(/^--ttl: expected a duration such as 500ms, 30s, 1h30m or 7d$/);
   });
 
   it('plain seconds stay exact (no millisecond round trip)', () => {
@@ -36,7 +36,7 @@ describe('duration grammar', () => {
     expect(ca.duration('ttl', '24h')).toBe(5400);
     expect(ca.duration('check_interval', '10s')).toBe(10);
     expect(ca.duration('missing', 2.5)).toBe(2.5);
-    expect(() => ca.duration('bad', '1s')).toThrow('config: ca.bad: "later" is not a duration');
+    expect(() => ca.duration('bad', '1s')).toThrow('config: ca.bad: expected a duration such as 500ms, 30s, 1h30m or 7d (got "later")');
   });
 
   it('formats seconds compactly', () => {
@@ -51,7 +51,7 @@ describe('config reader: one-of with a flag override', () => {
     const r = new ConfigReader({ log_level: 'warn' });
     expect(r.oneOf('log_level', ['info', 'warn', 'debug'] as const, 'info', 'debug')).toBe('debug');
     expect(() => r.rejectUnknown()).not.toThrow();
-    expect(() => r.oneOf('log_level', ['info', 'warn'] as const, 'info', 'loud')).toThrow('config: log_level: must be one of info, warn');
+    expect(() => r.oneOf('log_level', ['info', 'warn'] as const, 'info', 'loud')).toThrow('config: log_level: must be one of info, warn (got "loud")');
     expect(new ConfigReader({}).oneOf('log_level', ['info', 'warn'] as const, 'info')).toBe('info');
   });
 });

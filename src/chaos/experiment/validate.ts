@@ -1,7 +1,8 @@
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { tryParseDurationMs } from '../../common/duration.js';
+import { ConfigReader } from '../../common/config/load.js';
+import { shown } from '../../common/config/shown.js';
 import { SvidscopeError } from '../../common/errors/catalog.js';
 import type { Experiment, ExpectedAlert, FaultSpec, HaltCondition, MethodStep, Probe, Suite, Tolerance } from './schema.js';
 
@@ -17,265 +18,194 @@ export class ExperimentInvalidError extends SvidscopeError {
 
 type Obj = Record<string, unknown>;
 
-class Reader {
-  constructor(readonly problems: string[], readonly where: string) {}
-  at(where: string): Reader {
-    return new Reader(this.problems, where);
-  }
-  fail(msg: string): void {
-    this.problems.push(this.where ? `${this.where}: ${msg}` : msg);
-  }
-  obj(v: unknown, what: string): Obj | undefined {
-    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Obj;
-    this.fail(`${what} must be a mapping`);
-    return undefined;
-  }
-  str(o: Obj, key: string, required = true): string | undefined {
-    const v = o[key];
-    if (v === undefined || v === null || v === '') {
-      if (required) this.fail(`${key} is required`);
-      return undefined;
-    }
-    if (typeof v !== 'string') {
-      this.fail(`${key} must be a string`);
-      return undefined;
-    }
-    return v;
-  }
-  oneOf<T extends string>(o: Obj, key: string, allowed: readonly T[], dflt?: T): T | undefined {
-    const v = o[key] ?? dflt;
-    if (v === undefined) {
-      this.fail(`${key} is required (one of ${allowed.join(', ')})`);
-      return undefined;
-    }
-    if (!allowed.includes(v as T)) {
-      this.fail(`${key} must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
-      return undefined;
-    }
-    return v as T;
-  }
-  list(o: Obj, key: string, required = false): unknown[] {
-    const v = o[key];
-    if (v === undefined || v === null) {
-      if (required) this.fail(`${key} is required (a list)`);
-      return [];
-    }
-    if (!Array.isArray(v)) {
-      this.fail(`${key} must be a list`);
-      return [];
-    }
-    return v;
-  }
-  strings(o: Obj, key: string): string[] {
-    const l = this.list(o, key);
-    if (l.some((x) => typeof x !== 'string')) this.fail(`${key} must be a list of strings`);
-    return l.filter((x): x is string => typeof x === 'string');
-  }
-  duration(o: Obj, key: string, dflt?: number): number {
-    const v = o[key];
-    if (v === undefined || v === null) {
-      if (dflt === undefined) this.fail(`${key} is required (a duration such as 30s)`);
-      return dflt ?? 0;
-    }
-    const ms = tryParseDurationMs(v);
-    if (ms === undefined) this.fail(`${key} must be a duration such as 500ms, 30s, 2m (got ${JSON.stringify(v)})`);
-    return ms ?? 0;
-  }
+/** A reader that collects every problem of `source` for one ExperimentInvalidError. */
+function collecting(doc: unknown, source: string): ConfigReader {
+  return ConfigReader.collecting(doc, (problems) => new ExperimentInvalidError(source, [...problems]));
 }
 
-function tolerance(r: Reader, v: unknown): Tolerance {
-  if (typeof v === 'number') return { equals: v };
-  const o = r.obj(v, 'tolerance');
-  if (!o) return {};
+const TOLERANCE_KEYS = ['min', 'max', 'equals'] as const;
+
+/** A bare number is `equals`; otherwise a mapping of bounds. */
+function tolerance(parent: ConfigReader): Tolerance {
+  const value = parent.raw('tolerance').value;
+  if (typeof value === 'number') return { equals: value };
+  const r = parent.section('tolerance');
   const t: Tolerance = {};
-  for (const k of ['min', 'max', 'equals'] as const) {
-    if (o[k] === undefined) continue;
-    if (typeof o[k] !== 'number') r.fail(`tolerance.${k} must be a number`);
-    else t[k] = o[k];
+  for (const k of TOLERANCE_KEYS) {
+    const n = r.number(k, Number.NaN);
+    if (!Number.isNaN(n)) t[k] = n;
   }
-  if (Array.isArray(o.range)) {
-    if (o.range.length !== 2 || o.range.some((x) => typeof x !== 'number')) r.fail('tolerance.range must be [min, max]');
-    else [t.min, t.max] = o.range as [number, number];
+  const range = r.list('range');
+  if (r.raw('range').value !== undefined) {
+    if (range.length !== 2 || range.some((x) => typeof x !== 'number')) r.report('range', `expected [min, max] (got ${shown(r.raw('range').value)})`);
+    else [t.min, t.max] = range as [number, number];
   }
-  if (o.empty !== undefined) t.empty = r.oneOf(o, 'empty', ['fail', 'pass'] as const);
-  for (const k of Object.keys(o)) if (!['min', 'max', 'equals', 'range', 'empty'].includes(k)) r.fail(`unknown tolerance key '${k}' (use min, max, equals, range, empty)`);
-  if (t.min === undefined && t.max === undefined && t.equals === undefined) r.fail('tolerance needs min, max, equals or range');
+  if (r.raw('empty').value !== undefined) t.empty = r.oneOf('empty', ['fail', 'pass'] as const, 'fail');
+  r.rejectUnknown();
+  if (t.min === undefined && t.max === undefined && t.equals === undefined) r.report('', 'needs min, max, equals or range');
   return t;
 }
 
-function probe(r: Reader, v: unknown): Probe | undefined {
-  const o = r.obj(v, 'probe');
-  if (!o) return undefined;
-  const name = r.str(o, 'name') ?? '';
-  const type = r.oneOf(o, 'type', ['promql', 'probe'] as const);
+function probe(r: ConfigReader): Probe | undefined {
+  const name = r.requiredString('name');
+  const type = r.requiredOneOf('type', ['promql', 'probe'] as const);
   if (type === 'promql') {
-    if (o.tolerance === undefined) {
-      r.fail('a steady-state probe must carry a tolerance');
+    const query = r.requiredString('query');
+    if (r.raw('tolerance').value === undefined) {
+      r.report('tolerance', 'is required (a steady-state probe must carry one)');
       return undefined;
     }
-    return { name, type, query: r.str(o, 'query') ?? '', tolerance: tolerance(r, o.tolerance) };
+    return { name, type, query, tolerance: tolerance(r) };
   }
-  if (type === 'probe') return { name, type, module: r.str(o, 'module') ?? '', target: r.str(o, 'target') ?? '', expect: r.oneOf(o, 'expect', ['success', 'failure'] as const, 'success') ?? 'success' };
+  if (type === 'probe') return { name, type, module: r.requiredString('module'), target: r.requiredString('target'), expect: r.oneOf('expect', ['success', 'failure'] as const, 'success') };
   return undefined;
 }
 
 export const FAULT_KINDS = ['process-kill', 'process-freeze', 'ca-rotate', 'entry-delete', 'network', 'clock-skew', 'datastore', 'bundle-endpoint', 'issuance-storm', 'authority-withhold', 'attestation-flood', 'cpu-throttle', 'bad-csr', 'key-compromise'] as const;
 
-function fault(r: Reader, o: Obj): FaultSpec | undefined {
-  const kind = r.oneOf(o, 'fault', FAULT_KINDS);
+const server = (r: ConfigReader): string => r.optionalString('server') ?? 'server';
+const authorityKind = (r: ConfigReader) => r.oneOf('kind', ['x509', 'jwt'] as const, 'x509');
+
+function fault(r: ConfigReader): FaultSpec | undefined {
+  const kind = r.requiredOneOf('fault', FAULT_KINDS);
   switch (kind) {
     case 'process-kill':
     case 'process-freeze':
-      return { fault: kind, target: r.str(o, 'target') ?? '' };
-    case 'ca-rotate': {
+      return { fault: kind, target: r.requiredString('target') };
+    case 'ca-rotate':
       // The bound of the wait between prepare and activate: agents cut off must not stall a game day.
-      const propagationTimeoutMs = r.duration(o, 'propagation_timeout', 30_000);
-      if (propagationTimeoutMs > 600_000) r.fail('propagation_timeout must be at most 10m');
-      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', kind: r.oneOf(o, 'kind', ['x509', 'jwt'] as const, 'x509') ?? 'x509', propagationTimeoutMs };
-    }
+      return { fault: kind, server: server(r), kind: authorityKind(r), propagationTimeoutMs: r.durationMs('propagation_timeout', 30_000, { max: '10m' }) };
     case 'entry-delete':
-      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', spiffeId: r.str(o, 'spiffe_id') ?? '' };
+      return { fault: kind, server: server(r), spiffeId: r.requiredString('spiffe_id') };
     case 'network': {
-      const mode = r.oneOf(o, 'mode', ['partition', 'latency', 'reset'] as const) ?? 'partition';
-      const latencyMs = mode === 'latency' ? r.duration(o, 'latency') : 0;
-      return { fault: kind, agent: r.str(o, 'agent') ?? '', mode, latencyMs };
+      const mode = r.requiredOneOf('mode', ['partition', 'latency', 'reset'] as const) ?? 'partition';
+      const latencyMs = mode === 'latency' ? r.durationMs('latency') : 0;
+      return { fault: kind, agent: r.requiredString('agent'), mode, latencyMs };
     }
     case 'clock-skew': {
-      const offset = r.str(o, 'offset') ?? '';
-      if (offset && !/^[+-]\d+(\.\d+)?[smhd]?$/.test(offset)) r.fail(`offset must look like +300, -10m, +2d (got ${JSON.stringify(offset)})`);
-      return { fault: kind, target: r.str(o, 'target') ?? '', offset };
+      const offset = r.requiredString('offset');
+      if (offset && !/^[+-]\d+(\.\d+)?[smhd]?$/.test(offset)) r.report('offset', `expected an offset such as +300, -10m or +2d (got ${shown(offset)})`);
+      return { fault: kind, target: r.requiredString('target'), offset };
     }
     case 'datastore':
-      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', mode: r.oneOf(o, 'mode', ['loss', 'corrupt'] as const, 'corrupt') ?? 'corrupt' };
+      return { fault: kind, server: server(r), mode: r.oneOf('mode', ['loss', 'corrupt'] as const, 'corrupt') };
     case 'bundle-endpoint': {
-      const trustDomain = r.str(o, 'trust_domain', false);
-      if (trustDomain && !/^[a-z0-9._-]+$/.test(trustDomain)) r.fail(`trust_domain must be a trust domain name such as peer.example (got ${JSON.stringify(trustDomain)})`);
-      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', trustDomain, mode: r.oneOf(o, 'mode', ['unavailable', 'malformed', 'stale'] as const, 'unavailable') ?? 'unavailable' };
+      const trustDomain = r.optionalString('trust_domain');
+      if (trustDomain && !/^[a-z0-9._-]+$/.test(trustDomain)) r.report('trust_domain', `expected a trust domain name such as peer.example (got ${shown(trustDomain)})`);
+      return { fault: kind, server: server(r), trustDomain, mode: r.oneOf('mode', ['unavailable', 'malformed', 'stale'] as const, 'unavailable') };
     }
     case 'issuance-storm': {
-      const count = o.count ?? 50;
-      if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 500) r.fail(`count must be a whole number from 1 to 500 (got ${JSON.stringify(count)})`);
-      const timeoutMs = r.duration(o, 'timeout', 60_000);
-      if (timeoutMs < 1000) r.fail('timeout must be at least 1s');
-      return { fault: kind, agent: r.str(o, 'agent') ?? '', count: typeof count === 'number' ? count : 50, timeoutMs };
+      const count = r.number('count', 50, { integer: true, min: 1, max: 500, unit: 'workloads' });
+      return { fault: kind, agent: r.requiredString('agent'), count, timeoutMs: r.durationMs('timeout', 60_000, { min: '1s' }) };
     }
     case 'key-compromise': {
-      const timeoutMs = r.duration(o, 'timeout', 120_000);
-      if (timeoutMs < 5_000) r.fail('timeout must be at least 5s (each wait spans at least one agent sync)');
-      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', kind: r.oneOf(o, 'kind', ['x509', 'jwt'] as const, 'x509') ?? 'x509', timeoutMs };
+      const timeoutMs = r.durationMs('timeout', 120_000, { min: '5s', why: 'as each wait spans at least one agent sync' });
+      return { fault: kind, server: server(r), kind: authorityKind(r), timeoutMs };
     }
     case 'authority-withhold':
-      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', kind: r.oneOf(o, 'kind', ['x509', 'jwt'] as const, 'x509') ?? 'x509' };
+      return { fault: kind, server: server(r), kind: authorityKind(r) };
     case 'attestation-flood': {
-      const count = o.count ?? 30;
-      const countOk = typeof count === 'number' && Number.isInteger(count) && count >= 1 && count <= 1000;
-      if (!countOk) r.fail(`count must be a whole number from 1 to 1000 (got ${JSON.stringify(count)})`);
-      const rate = o.rate ?? 10;
-      const rateOk = typeof rate === 'number' && Number.isFinite(rate) && rate >= 0.1 && rate <= 100;
-      if (!rateOk) r.fail(`rate must be a number of attestations per second from 0.1 to 100 (got ${JSON.stringify(rate)})`);
-      return { fault: kind, server: r.str(o, 'server', false) ?? 'server', count: countOk ? count : 30, ratePerSecond: rateOk ? rate : 10 };
+      const count = r.number('count', 30, { integer: true, min: 1, max: 1000, unit: 'attestations' });
+      const ratePerSecond = r.number('rate', 10, { min: 0.1, max: 100, unit: 'attestations per second' });
+      return { fault: kind, server: server(r), count, ratePerSecond };
     }
-    case 'cpu-throttle': {
-      // `quota: 5` or `quota: 5%`: a percentage of one CPU.
-      const raw = o.quota ?? 1;
-      const quota = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+(\.\d+)?%$/.test(raw.trim()) ? Number(raw.trim().slice(0, -1)) : NaN;
-      const quotaOk = Number.isFinite(quota) && quota >= 0.1 && quota <= 100;
-      if (!quotaOk) r.fail(`quota must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got ${JSON.stringify(raw)})`);
-      const periodMs = r.duration(o, 'period', 1000);
-      const periodOk = periodMs >= 10 && periodMs <= 1000;
-      if (!periodOk) r.fail(`period must be a duration from 10ms to 1s (got ${JSON.stringify(o.period)})`);
-      // The kernel refuses a CFS quota under 1 ms per period.
-      if (quotaOk && periodOk && (periodMs * quota) / 100 < 1) r.fail(`quota ${quota}% of a ${periodMs}ms period is ${((periodMs * quota) / 100).toFixed(2)}ms of CPU; the kernel's minimum is 1ms per period (raise quota or period)`);
-      return { fault: kind, target: r.str(o, 'target') ?? '', quotaPercent: quotaOk ? quota : 1, periodMs: periodOk ? periodMs : 1000 };
-    }
+    case 'cpu-throttle':
+      return cpuThrottle(r);
     case 'bad-csr': {
-      const rate = o.rate ?? 5;
-      const rateOk = typeof rate === 'number' && Number.isFinite(rate) && rate >= 0.1 && rate <= 100;
-      if (!rateOk) r.fail(`rate must be a number of CSRs per second from 0.1 to 100 (got ${JSON.stringify(rate)})`);
-      const batch = o.batch ?? 5;
-      const batchOk = typeof batch === 'number' && Number.isInteger(batch) && batch >= 1 && batch <= 50;
-      if (!batchOk) r.fail(`batch must be a whole number of CSRs per call from 1 to 50 (got ${JSON.stringify(batch)})`);
-      return { fault: kind, agent: r.str(o, 'agent') ?? '', ratePerSecond: rateOk ? rate : 5, batch: batchOk ? batch : 5 };
+      const ratePerSecond = r.number('rate', 5, { min: 0.1, max: 100, unit: 'CSRs per second' });
+      const batch = r.number('batch', 5, { integer: true, min: 1, max: 50, unit: 'CSRs per call' });
+      return { fault: kind, agent: r.requiredString('agent'), ratePerSecond, batch };
     }
     default:
       return undefined;
   }
 }
 
-function step(r: Reader, v: unknown): MethodStep | undefined {
-  const o = r.obj(v, 'method step');
-  if (!o) return undefined;
-  const f = fault(r, o);
+function cpuThrottle(r: ConfigReader): FaultSpec {
+  // `quota: 5` or `quota: 5%`: a percentage of one CPU.
+  const raw = r.raw('quota').value ?? 1;
+  const quota = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+(\.\d+)?%$/.test(raw.trim()) ? Number(raw.trim().slice(0, -1)) : NaN;
+  const quotaOk = Number.isFinite(quota) && quota >= 0.1 && quota <= 100;
+  if (!quotaOk) r.report('quota', `must be a percentage of one CPU from 0.1 to 100, such as 5 or 5% (got ${shown(raw)})`);
+  const before = r.problems.length;
+  const periodMs = r.durationMs('period', 1000, { min: '10ms', max: '1s' });
+  // The kernel refuses a CFS quota under 1 ms per period.
+  const cpuMs = (periodMs * quota) / 100;
+  if (quotaOk && r.problems.length === before && cpuMs < 1) r.report('quota', `${quota}% of a ${periodMs}ms period is ${cpuMs.toFixed(2)}ms of CPU; the kernel's minimum is 1ms per period (raise quota or period)`);
+  return { fault: 'cpu-throttle', target: r.requiredString('target'), quotaPercent: quotaOk ? quota : 1, periodMs };
+}
+
+function step(r: ConfigReader): MethodStep | undefined {
+  const f = fault(r);
   if (!f) return undefined;
-  if (o.background !== undefined && typeof o.background !== 'boolean') r.fail('background must be true or false');
-  if (o.until_alerts !== undefined && typeof o.until_alerts !== 'boolean') r.fail('until_alerts must be true or false');
-  return { ...f, name: r.str(o, 'name', false) ?? f.fault, durationMs: r.duration(o, 'duration'), pauseAfterMs: r.duration(o, 'pause_after', 0), background: o.background === true, untilAlerts: o.until_alerts === true };
+  const background = r.boolean('background', false);
+  const untilAlerts = r.boolean('until_alerts', false);
+  return { ...f, name: r.optionalString('name') ?? f.fault, durationMs: r.durationMs('duration'), pauseAfterMs: r.durationMs('pause_after', 0), background, untilAlerts };
+}
+
+/** The component a step acts on and the key it is named under, for the blast-radius check. */
+function targetOf(s: MethodStep): { key: string; target: string } {
+  if ('target' in s) return { key: 'target', target: s.target };
+  return 'agent' in s ? { key: 'agent', target: s.agent } : { key: 'server', target: s.server };
 }
 
 /** Validates a parsed document; throws ExperimentInvalidError listing every problem. */
 export function validateExperiment(doc: unknown, id: string, source = id): Experiment {
-  const problems: string[] = [];
-  const r = new Reader(problems, '');
-  const o = r.obj(doc, 'the experiment') ?? {};
-  if (o.version !== undefined && o.version !== 1) r.fail('version must be 1');
-  const known = ['version', 'title', 'description', 'tags', 'runbook', 'blast-radius', 'steady-state-hypothesis', 'method', 'expected-alerts', 'halt-conditions', 'runtime', 'rollbacks'];
-  for (const k of Object.keys(o)) if (!known.includes(k)) r.fail(`unknown key '${k}'`);
-  const title = r.str(o, 'title');
-  const description = r.str(o, 'description');
-  const tags = r.strings(o, 'tags');
-  const runbook = r.str(o, 'runbook', false);
-  if (o.rollbacks !== undefined) r.fail('rollbacks are not written by hand: every fault carries its own guaranteed rollback');
+  const r = collecting(doc, source);
+  const version = r.raw('version').value;
+  if (version !== undefined && version !== 1) r.report('version', `must be 1 (got ${shown(version)})`);
+  const title = r.requiredString('title');
+  const description = r.requiredString('description');
+  const tags = r.strings('tags');
+  const runbook = r.optionalString('runbook');
+  if (r.raw('rollbacks').value !== undefined) r.report('rollbacks', 'not written by hand: every fault carries its own guaranteed rollback');
 
-  const br = o['blast-radius'] === undefined ? {} : (r.at('blast-radius').obj(o['blast-radius'], 'blast-radius') ?? {});
-  const blastRadius = { agents: r.at('blast-radius').strings(br, 'agents'), workloads: r.at('blast-radius').strings(br, 'workloads'), servers: r.at('blast-radius').strings(br, 'servers') };
+  const br = r.section('blast-radius');
+  const blastRadius = { agents: br.strings('agents'), workloads: br.strings('workloads'), servers: br.strings('servers') };
 
-  const ssr = r.at('steady-state-hypothesis');
-  const ss = o['steady-state-hypothesis'] === undefined ? (r.fail('steady-state-hypothesis is required'), {}) : (ssr.obj(o['steady-state-hypothesis'], 'steady-state-hypothesis') ?? {});
-  const probes = ssr.list(ss, 'probes', true).map((p, i) => probe(ssr.at(`steady-state-hypothesis.probes[${i}]`), p)).filter((p): p is Probe => !!p);
+  if (r.raw('steady-state-hypothesis').value === undefined) r.report('steady-state-hypothesis', 'is required');
+  const ss = r.section('steady-state-hypothesis');
+  const probes = ss.items('probes', { required: 'a list of probes' }).map(probe).filter((p): p is Probe => !!p);
 
-  if (o.method === undefined) r.fail('method is required (an empty list checks the hypothesis only)');
-  const method = r.list(o, 'method').map((s, i) => step(r.at(`method[${i}]`), s)).filter((s): s is MethodStep => !!s);
+  const steps = r.items('method', { required: 'an empty list checks the hypothesis only' })
+    .map((sr) => ({ sr, s: step(sr) })).filter((x): x is { sr: ConfigReader; s: MethodStep } => !!x.s);
+  const method = steps.map(({ s }) => s);
   const names = new Set<string>();
-  for (const s of method) {
-    if (names.has(s.name)) r.fail(`method: step name '${s.name}' is used twice`);
-    names.add(s.name);
-  }
-
   // Blast radius: every fault target must be declared, so a typo cannot hit the wrong component.
   const declared = new Set([...blastRadius.agents, ...blastRadius.workloads, ...blastRadius.servers]);
-  for (const s of method) {
-    const target = 'target' in s ? s.target : 'agent' in s ? s.agent : s.server;
-    if (target && !declared.has(target)) r.fail(`method step '${s.name}': target '${target}' is outside the blast radius (declare it under blast-radius)`);
+  for (const { sr, s } of steps) {
+    if (names.has(s.name)) sr.report('name', `${shown(s.name)} is used twice (a step without a name is named after its fault)`);
+    names.add(s.name);
+    const { key, target } = targetOf(s);
+    if (target && !declared.has(target)) sr.report(key, `${shown(target)} is outside the blast radius (declare it under blast-radius)`);
   }
 
-  const expectedAlerts = r.list(o, 'expected-alerts').map((a, i): ExpectedAlert | undefined => {
-    const ar = r.at(`expected-alerts[${i}]`);
-    const ao = ar.obj(a, 'expected alert');
-    if (!ao) return undefined;
-    const labels = ao.labels === undefined ? {} : (ar.obj(ao.labels, 'labels') ?? {});
-    for (const [k, v] of Object.entries(labels)) if (typeof v !== 'string') ar.fail(`labels.${k} must be a string`);
-    return { name: ar.str(ao, 'name') ?? '', labels: labels as Record<string, string>, withinMs: ar.duration(ao, 'within') };
-  }).filter((a): a is ExpectedAlert => !!a);
+  const expectedAlerts = r.items('expected-alerts').map((ar): ExpectedAlert => {
+    const name = ar.requiredString('name');
+    const lr = ar.section('labels');
+    const labels: Record<string, string> = {};
+    for (const k of lr.keys()) labels[k] = lr.optionalString(k) ?? '';
+    return { name, labels, withinMs: ar.durationMs('within') };
+  });
 
-  for (const s of method) if (s.untilAlerts && expectedAlerts.length === 0) r.fail(`method step '${s.name}': until_alerts needs expected-alerts to wait for`);
+  for (const { sr, s } of steps) if (s.untilAlerts && expectedAlerts.length === 0) sr.report('until_alerts', 'needs expected-alerts to wait for');
 
-  const haltConditions = r.list(o, 'halt-conditions').map((h, i): HaltCondition | undefined => {
-    const hr = r.at(`halt-conditions[${i}]`);
-    const ho = hr.obj(h, 'halt condition');
-    if (!ho) return undefined;
-    if (ho.tolerance === undefined) hr.fail('tolerance is required');
-    return { name: hr.str(ho, 'name') ?? '', query: hr.str(ho, 'query') ?? '', tolerance: ho.tolerance === undefined ? {} : tolerance(hr, ho.tolerance) };
-  }).filter((h): h is HaltCondition => !!h);
+  const haltConditions = r.items('halt-conditions').map((hr): HaltCondition => {
+    const name = hr.requiredString('name');
+    const query = hr.requiredString('query');
+    if (hr.raw('tolerance').value === undefined) hr.report('tolerance', 'is required');
+    return { name, query, tolerance: hr.raw('tolerance').value === undefined ? {} : tolerance(hr) };
+  });
 
-  const rt = o.runtime === undefined ? {} : (r.at('runtime').obj(o.runtime, 'runtime') ?? {});
-  const rr = r.at('runtime');
+  const rt = r.section('runtime');
   const runtime = {
-    steadyStateTimeoutMs: rr.duration(rt, 'steady_state_timeout', 60_000),
-    recoveryTimeoutMs: rr.duration(rt, 'recovery_timeout', 120_000),
-    pollIntervalMs: rr.duration(rt, 'poll_interval', 2_000),
+    steadyStateTimeoutMs: rt.durationMs('steady_state_timeout', 60_000),
+    recoveryTimeoutMs: rt.durationMs('recovery_timeout', 120_000),
+    pollIntervalMs: rt.durationMs('poll_interval', 2_000),
   };
-  if (problems.length > 0) throw new ExperimentInvalidError(source, problems);
-  return { version: 1, id, title: title!, description: description!, tags, runbook, blastRadius, steadyState: { title: (typeof ss.title === 'string' ? ss.title : title) ?? '', probes }, method, expectedAlerts, haltConditions, runtime };
+  r.rejectUnknown();
+  r.done();
+  return { version: 1, id, title, description, tags, runbook, blastRadius, steadyState: { title: ss.optionalString('title') ?? title, probes }, method, expectedAlerts, haltConditions, runtime };
 }
 
 export function parseExperimentText(text: string, id: string, source = id): Experiment {
@@ -320,24 +250,22 @@ function isSuiteText(text: string): boolean {
 export function loadSuite(nameOrPath: string, dir: string): Suite {
   const file = [nameOrPath, path.join(dir, `${nameOrPath}.yaml`)].find((f) => existsSync(f) && f.endsWith('.yaml'));
   if (!file) throw new SvidscopeError('not-found', `chaos: no suite '${nameOrPath}' (looked in ${dir})`);
-  const problems: string[] = [];
-  const r = new Reader(problems, '');
   let doc: unknown;
   try {
     doc = parse(readFileSync(file, 'utf8'));
   } catch (err) {
     throw new ExperimentInvalidError(file, [`not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
   }
-  const o = r.obj(doc, 'the suite') ?? {};
-  const suite: Suite = { id: path.basename(file, '.yaml'), title: r.str(o, 'title') ?? '', description: r.str(o, 'description', false) ?? '', experiments: r.strings(o, 'experiments'), file };
-  if (suite.experiments.length === 0) r.fail('experiments must list at least one experiment');
-  for (const e of suite.experiments) {
+  const r = collecting(doc, file);
+  const suite: Suite = { id: path.basename(file, '.yaml'), title: r.requiredString('title'), description: r.optionalString('description') ?? '', experiments: r.strings('experiments'), file };
+  if (suite.experiments.length === 0) r.report('experiments', 'must list at least one experiment');
+  suite.experiments.forEach((e, i) => {
     try {
       resolveExperiment(e, path.dirname(file));
     } catch (err) {
-      r.fail((err as Error).message);
+      r.report(`experiments[${i}]`, (err as Error).message);
     }
-  }
-  if (problems.length > 0) throw new ExperimentInvalidError(file, problems);
+  });
+  r.done();
   return suite;
 }

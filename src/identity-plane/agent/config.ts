@@ -70,7 +70,7 @@ export interface AgentFlagOverrides {
 }
 
 
-const TRUST_DOMAIN_HINT = 'the trust domain of this agent\'s server, e.g. example.org (or --trust-domain)';
+const TRUST_DOMAIN_HINT = 'the trust domain of this agent\'s server, e.g. example.org, or pass --trust-domain';
 
 export function buildAgentConfig(doc: Record<string, unknown>, flags: AgentFlagOverrides = {}): AgentConfig {
   const r = new ConfigReader(doc);

@@ -67,7 +67,7 @@ export interface ServerFlagOverrides {
 }
 
 
-const TRUST_DOMAIN_HINT = 'the trust domain this server issues for, e.g. example.org (or --trust-domain)';
+const TRUST_DOMAIN_HINT = 'the trust domain this server issues for, e.g. example.org, or pass --trust-domain';
 
 export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFlagOverrides = {}): ServerConfig {
   const r = new ConfigReader(doc);
@@ -86,7 +86,7 @@ export function buildServerConfig(doc: Record<string, unknown>, flags: ServerFla
   const datastore: ServerConfig['datastore'] =
     kind === 'sqlite'
       ? { kind, path: path.resolve(dataDir, ds.string('path', 'datastore.sqlite3')) }
-      : { kind, connectionString: ds.optionalString('connection_string') ?? ds.fail('connection_string', 'required when kind is postgres'), schema: ds.optionalString('schema') };
+      : { kind, connectionString: ds.optionalString('connection_string') ?? ds.fail('connection_string', 'is required when kind is postgres'), schema: ds.optionalString('schema') };
   ds.rejectUnknown();
 
   const ca = r.section('ca');

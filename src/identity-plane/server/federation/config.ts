@@ -104,12 +104,7 @@ export function readFederationConfig(r: ConfigReader): FederationConfig {
   if (maxRefreshSeconds < minRefreshSeconds) r.fail('refresh_max', 'must be at least refresh_min');
   if (fetchTimeoutSeconds <= 0) r.fail('fetch_timeout', 'must be positive');
 
-  const raw = r.raw('relationships').value ?? [];
-  if (!Array.isArray(raw)) r.fail('relationships', 'expected a list');
-  const relationships = (raw as unknown[]).map((item, i) => {
-    if (typeof item !== 'object' || item === null || Array.isArray(item)) r.fail(`relationships[${i}]`, 'expected a mapping');
-    return readRelationship(new ConfigReader(item as Record<string, unknown>, `federation.relationships.${i}`));
-  });
+  const relationships = r.items('relationships').map(readRelationship);
   const seen = new Set<string>();
   for (const rel of relationships) {
     if (seen.has(rel.trustDomain)) r.fail('relationships', `trust domain ${rel.trustDomain} appears twice`);
@@ -119,21 +114,21 @@ export function readFederationConfig(r: ConfigReader): FederationConfig {
   return { bundleEndpoint, relationships, minRefreshSeconds, maxRefreshSeconds, defaultRefreshSeconds, fetchTimeoutSeconds };
 }
 
-/** One list item; its reader's prefix makes errors name `federation.relationships.<i>.<key>`. */
+/** One list item; its reader's prefix makes errors name `federation.relationships[<i>].<key>`. */
 function readRelationship(rr: ConfigReader): RelationshipConfig {
-  const tdText = rr.optionalString('trust_domain') ?? rr.fail('trust_domain', 'required');
+  const tdText = rr.requiredString('trust_domain');
   try {
     parseTrustDomainBounded(tdText);
   } catch (err) {
     rr.fail('trust_domain', (err as Error).message);
   }
-  const endpointUrl = rr.optionalString('endpoint_url') ?? rr.fail('endpoint_url', 'required');
+  const endpointUrl = rr.requiredString('endpoint_url');
   const urlProblem = checkEndpointUrl(endpointUrl);
   if (urlProblem) rr.fail('endpoint_url', urlProblem);
   const profile = rr.oneOf('profile', FEDERATION_PROFILES, 'https_spiffe');
   const endpointSpiffeId = rr.optionalString('endpoint_spiffe_id');
   if (profile === 'https_spiffe') {
-    if (!endpointSpiffeId) rr.fail('endpoint_spiffe_id', 'required with profile https_spiffe');
+    if (!endpointSpiffeId) rr.fail('endpoint_spiffe_id', 'is required with profile https_spiffe');
     checkSpiffeId(rr, 'endpoint_spiffe_id', endpointSpiffeId);
   } else if (endpointSpiffeId) rr.fail('endpoint_spiffe_id', 'only applies to profile https_spiffe');
   const bundleFile = rr.optionalString('bundle_file');
