@@ -13,7 +13,7 @@ import {
   registerFederationMetrics, startFederation, type EndpointCa, type FederationConfig,
 } from '../../src/identity-plane/server/federation/index.js';
 import { parseSpiffeBundle, type SpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
+import { parseTrustDomain, mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { bundleJson, bundleOf, testCa, tlsIdentity } from './support/pki.js';
 
@@ -76,7 +76,7 @@ describe('bundle endpoint', () => {
     expect(res).toMatchObject({ status: 200, type: 'application/json' });
     const doc = JSON.parse(res.body) as { spiffe_sequence: number; spiffe_refresh_hint: number };
     expect(doc).toMatchObject({ spiffe_sequence: 1, spiffe_refresh_hint: 7 });
-    expect(parseSpiffeBundle('b.test', res.body).x509Authorities[0].cert.fingerprint256).toBe(caB.certificate.fingerprint256);
+    expect(parseSpiffeBundle(mustTrustDomain('b.test'), res.body).x509Authorities[0].cert.fingerprint256).toBe(caB.certificate.fingerprint256);
     bundles.current = bundleOf('b.test', [caB, caB2], 2n, 300);
     expect(JSON.parse((await get(`${federation.endpointUrl!}any/path`)).body)).toMatchObject({ spiffe_sequence: 2, spiffe_refresh_hint: 7 });
     expect((await get(federation.endpointUrl!, 'POST')).status).toBe(405);
@@ -100,7 +100,7 @@ describe('relationships', () => {
     ca.x509Minter = caB2.minter; // B activates it; its endpoint SVID is now signed by the new CA
     b.bundles.current = bundleOf('b.test', [caB2], 3n, 300);
     expect((await federation.refreshNow('b.test')).bundleSequence).toBe(3n);
-    const stored = parseSpiffeBundle('b.test', (await datastore.getBundle('b.test')).document);
+    const stored = parseSpiffeBundle(mustTrustDomain('b.test'), (await datastore.getBundle('b.test')).document);
     expect(stored.x509Authorities.map((a) => a.cert.fingerprint256)).toEqual([caB2.certificate.fingerprint256]);
   });
 
