@@ -1,6 +1,6 @@
 // startFederation end to end in one process: a real bundle endpoint (both profiles) on one side,
 // relationships from config and from the admin API on the other, persistence, metrics, config.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import path from 'node:path';
 import { Registry } from 'prom-client';
@@ -13,7 +13,7 @@ import {
   registerFederationMetrics, startFederation, type EndpointCa, type FederationConfig,
 } from '../../src/identity-plane/server/federation/index.js';
 import { parseSpiffeBundle, type SpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { parseTrustDomain, mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
+import { mustTrustDomain, parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { bundleJson, bundleOf, testCa, tlsIdentity } from './support/pki.js';
 
@@ -167,6 +167,28 @@ describe('relationships', () => {
     await a.federation.delete('c.test', { keepBundle: true });
     expect((await a.datastore.getBundle('c.test')).sequence).toBe(4n);
     expect(existsSync(path.join(a.dataDir, 'federation', 'relationships.json'))).toBe(true);
+  });
+
+  it('parses each relationship\'s trust domain where it enters: spiffe:// in the config keys by the bare name, a broken stored one is skipped', async () => {
+    const dataDir = path.join(dir, `parsed-${++n}`);
+    mkdirSync(path.join(dataDir, 'federation'), { recursive: true });
+    const nowhere = 'https://127.0.0.1:1/';
+    writeFileSync(path.join(dataDir, 'federation', 'relationships.json'), JSON.stringify({ version: 1, relationships: [
+      { trustDomain: 'Not A Domain', endpointUrl: nowhere, profile: 'https_web' },
+      { trustDomain: 'd.test', endpointUrl: nowhere, profile: 'https_web' },
+    ] }));
+    const datastore = await openDatastore({ kind: 'sqlite', path: path.join(dir, `parsed-${n}.sqlite3`) });
+    const federation = await startFederation({
+      config: { ...BASE, relationships: [{ trustDomain: 'spiffe://c.test', endpointUrl: nowhere, profile: 'https_web' }] },
+      trustDomain: parseTrustDomain('a.test'), datastore, ca: { x509Minter: caA.minter, x509ChainTail: [] },
+      bundles: { current: bundleOf('a.test', [caA], 1n) }, clock: systemClock, logger: nullLogger(), dataDir,
+    });
+    cleanups.push(async () => {
+      await federation.stop();
+      await datastore.close();
+    });
+    expect(federation.relationships().map((s) => [s.relationship.trustDomain, s.relationship.source])).toEqual([['c.test', 'config'], ['d.test', 'api']]);
+    expect(federation.relationship('c.test').relationship.source).toBe('config');
   });
 });
 

@@ -16,6 +16,14 @@ const dir = tempDir('up');
 afterAll(() => removeDir(dir));
 
 describe('svidscope up', () => {
+  it('refuses a trust domain flag that breaks a SPIFFE rule before it starts anything', async () => {
+    const bad = path.join(dir, 'bad-flag');
+    const r = await spawnCli(['up', '--data-dir', bad, '--peer-trust-domain', 'Peer.Example']).child;
+    expect(r.exitCode).not.toBe(0);
+    expect(r.all).toContain('trust domain may only hold lowercase letters');
+    expect(existsSync(bad)).toBe(false);
+  });
+
   it('starts two federated trust domains with agents and workloads, and stops cleanly on SIGTERM', async () => {
     const up = spawnCli(['up', '--data-dir', dir]);
     const file = path.join(dir, 'endpoints.json');
