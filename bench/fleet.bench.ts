@@ -43,6 +43,7 @@ import { freePort, httpOk, spawnCli, waitFor } from '../test/support/process.js'
 import { cpuSeconds, datastoreOps, memoryMiB, percentile, round } from './fleet/measure.js';
 import { wallMs, type FromWorker, type ToWorker, type WorkerStats } from './fleet/protocol.js';
 import type { BenchContext, BenchFigures } from './run.js';
+import { mustTrustDomain } from '../src/identity-plane/spiffe/id/index.js';
 
 const TD = 'example.org';
 
@@ -244,9 +245,9 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     // Every server's CA must be in the bundle the agents start with: each server presents an SVID of its own CA.
     const bundle = await waitFor('every server\'s CA in the bundle', async () => {
       const b = await adminRef.call<{ document: Buffer; sequence_number: string }>('GetBundle', {});
-      return parseSpiffeBundle(TD, b.document).x509Authorities.length >= o.servers ? b : undefined;
+      return parseSpiffeBundle(mustTrustDomain(TD), b.document).x509Authorities.length >= o.servers ? b : undefined;
     }, 60_000);
-    const bundlePem = x509BundleToPem(parseSpiffeBundle(TD, bundle.document));
+    const bundlePem = x509BundleToPem(parseSpiffeBundle(mustTrustDomain(TD), bundle.document));
 
     // ---- join tokens: one per agent, values chosen here so entries can name the agents up front
     const run = randomBytes(3).toString('hex');

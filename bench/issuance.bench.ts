@@ -26,6 +26,7 @@ import { generateKeyPair } from '../src/identity-plane/spiffe/mint/keys.js';
 import { attestAgentAt, nodeClient } from '../test/support/server.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../test/support/process.js';
 import type { BenchContext, BenchFigures } from './run.js';
+import { EXAMPLE_ORG } from '../test/support/trust-domains.js';
 
 const LEVELS = [1, 16, 256];
 const SECONDS_PER_LEVEL = 4;
@@ -77,7 +78,7 @@ async function startTarget(name: string, signingWorkers: number | undefined, csr
   await waitFor('server ready', () => httpOk(`http://127.0.0.1:${healthPort}/ready`), 60_000, proc.logs);
   const admin = connectAdmin(path.join(dir, 'admin.sock'));
   const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
-  const bundlePem = x509BundleToPem(parseSpiffeBundle('example.org', bundle.document));
+  const bundlePem = x509BundleToPem(parseSpiffeBundle(EXAMPLE_ORG, bundle.document));
   const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
   const address = `127.0.0.1:${port}`;
   const agent = await attestAgentAt(address, bundlePem, token.value);

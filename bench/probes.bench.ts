@@ -14,7 +14,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createSpiffeBundle, spiffeBundleToJson } from '../src/identity-plane/spiffe/bundle/index.js';
 import { encodePem } from '../src/identity-plane/spiffe/x509/index.js';
-import { parseSpiffeId } from '../src/identity-plane/spiffe/id/index.js';
+import { parseSpiffeId, mustTrustDomain } from '../src/identity-plane/spiffe/id/index.js';
 import { serverSpiffeIdString } from '../src/identity-plane/server-api/server-id.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../src/identity-plane/spiffe/mint/index.js';
 import { verifyX509Svid } from '../src/identity-plane/spiffe/x509svid/index.js';
@@ -57,7 +57,7 @@ export default async function probes(ctx: BenchContext): Promise<BenchFigures> {
   const ca = createSelfSignedCa({ trustDomain: TD, ttlSeconds: 86400, now: new Date() });
   const key = generateKeyPair('ec-p256');
   const leaf = createX509SvidMinter({ caCertificate: ca.certificate, caPrivateKey: ca.privateKey }).mint({ id: parseSpiffeId(serverSpiffeIdString(TD)), publicKey: key.publicKey, ttlSeconds: 3600, now: new Date(), dnsNames: ['localhost'] });
-  const doc = spiffeBundleToJson(createSpiffeBundle({ trustDomain: TD, x509Authorities: [ca.certificate], sequenceNumber: 1, refreshHintSeconds: 300 }));
+  const doc = spiffeBundleToJson(createSpiffeBundle({ trustDomain: mustTrustDomain(TD), x509Authorities: [ca.certificate], sequenceNumber: 1, refreshHintSeconds: 300 }));
   const web = https.createServer({ cert: encodePem('CERTIFICATE', leaf.der), key: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) }, (_req, res) => res.end(doc));
   await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
   const caFile = path.join(stack.dir, 'web-ca.pem');

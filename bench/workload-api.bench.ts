@@ -29,6 +29,7 @@ import { cpuSeconds } from './fleet/measure.js';
 import { writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import type { BenchContext, BenchFigures } from './run.js';
+import { EXAMPLE_ORG } from '../test/support/trust-domains.js';
 
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 
@@ -55,7 +56,7 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
     const admin = connectAdmin(path.join(serverDir, 'admin.sock'));
     try {
       const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
-      writeFileSync(path.join(dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle('example.org', bundle.document)));
+      writeFileSync(path.join(dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle(EXAMPLE_ORG, bundle.document)));
       const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
       const agentId = `spiffe://example.org/spire/agent/join_token/${token.value}`;
       const agentConfig = buildAgentConfig({

@@ -141,7 +141,7 @@ function observe(a: SimAgent, view: Map<string, string>, at: number): void {
 function pemFor(sequence: string, document: Buffer): string {
   let pem = pemBySequence.get(sequence);
   if (!pem) {
-    pem = x509BundleToPem(parseSpiffeBundle(init.trustDomain, document));
+    pem = x509BundleToPem(parseSpiffeBundle(parseTrustDomain(init.trustDomain), document));
     pemBySequence.set(sequence, pem);
   }
   return pem;

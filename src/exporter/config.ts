@@ -7,6 +7,7 @@ import { shown } from '../common/config/shown.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
 import { checkHostPort } from '../common/net.js';
 import { LOG_LEVELS, type LogLevel } from '../common/log.js';
+import { parseTrustDomainBounded, type TrustDomain } from '../identity-plane/spiffe/id/index.js';
 
 export const SOURCE_TYPES = ['workload_api', 'files', 'bundle_endpoint', 'server_admin'] as const;
 export type SourceType = (typeof SOURCE_TYPES)[number];
@@ -31,14 +32,14 @@ export interface FilesSourceConfig extends SourceBase {
   /** Files or directories (read recursively) holding PEM/DER certificates, SPIFFE bundles or JWKS. */
   readonly paths: readonly string[];
   /** The trust domain of bundles that do not name one (PEM CAs without a SPIFFE URI, plain JWKS). */
-  readonly trustDomain?: string;
+  readonly trustDomain?: TrustDomain;
   readonly maxFiles: number;
 }
 
 export interface BundleEndpointSourceConfig extends SourceBase {
   readonly type: 'bundle_endpoint';
   readonly url: string;
-  readonly trustDomain: string;
+  readonly trustDomain: TrustDomain;
   readonly profile: 'https_web' | 'https_spiffe';
   /** https_spiffe: the SPIFFE ID the endpoint's server certificate must carry. */
   readonly endpointSpiffeId?: string;
@@ -86,6 +87,15 @@ export interface ExporterFlags {
 export const DEFAULT_LISTEN = '127.0.0.1:9190';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
+/** The `trust_domain` key, parsed once here: sources build every bundle with the typed value. */
+function trustDomainKey(r: ConfigReader, value: string): TrustDomain {
+  try {
+    return parseTrustDomainBounded(value);
+  } catch (err) {
+    return r.fail('trust_domain', (err as Error).message);
+  }
+}
+
 function seconds(r: ConfigReader, key: string, fallback: string, min = 0): number {
   const s = r.duration(key, fallback);
   if (s < min) r.fail(key, `must be at least ${min}s`);
@@ -118,7 +128,8 @@ function buildSource(doc: unknown, index: number, defaultInterval: number): Sour
     case 'files': {
       const paths = stringList(r, 'paths');
       if (paths.length === 0) r.fail('paths', 'is required (at least one file or directory)');
-      source = { type, name, intervalSeconds, paths, trustDomain: r.optionalString('trust_domain'), maxFiles: r.number('max_files', 200_000, { min: 1 }) };
+      const trustDomain = r.optionalString('trust_domain');
+      source = { type, name, intervalSeconds, paths, trustDomain: trustDomain === undefined ? undefined : trustDomainKey(r, trustDomain), maxFiles: r.number('max_files', 200_000, { min: 1 }) };
       break;
     }
     case 'bundle_endpoint': {
@@ -133,7 +144,7 @@ function buildSource(doc: unknown, index: number, defaultInterval: number): Sour
       if (profile === 'https_spiffe' && (!endpointSpiffeId || !bundleFile)) {
         r.fail('profile', 'https_spiffe needs endpoint_spiffe_id and bundle_file (the bootstrap bundle)');
       }
-      source = { type, name, intervalSeconds, url, trustDomain, profile, endpointSpiffeId, bundleFile, caFile: r.optionalString('ca_file'), timeoutSeconds: seconds(r, 'timeout', '10s', 0.1) };
+      source = { type, name, intervalSeconds, url, trustDomain: trustDomainKey(r, trustDomain), profile, endpointSpiffeId, bundleFile, caFile: r.optionalString('ca_file'), timeoutSeconds: seconds(r, 'timeout', '10s', 0.1) };
       break;
     }
     case 'server_admin': {

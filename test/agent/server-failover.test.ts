@@ -13,6 +13,7 @@ import { scrapeSeries } from '../support/metrics.js';
 import { dropSchemas, newSchemaName, postgresUrl } from '../support/postgres.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
+import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 const url = postgresUrl('agent failover between servers');
 const TD = 'example.org';
@@ -56,7 +57,7 @@ describe('agent failover between servers on one datastore', () => {
     // Each server publishes its own CA into the shared bundle; the agent must trust both.
     const bundle = await waitFor('both CAs in the shared bundle', async () => {
       const b = await second.admin.call<{ document: Buffer }>('GetBundle', {});
-      const parsed = parseSpiffeBundle(TD, b.document);
+      const parsed = parseSpiffeBundle(mustTrustDomain(TD), b.document);
       return parsed.x509Authorities.length >= 2 ? parsed : undefined;
     }, 30_000);
     writeFileSync(path.join(dir, 'bundle.pem'), x509BundleToPem(bundle));

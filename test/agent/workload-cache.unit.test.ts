@@ -5,6 +5,7 @@ import { FakeClock } from '../../src/common/clock.js';
 import { WorkloadCache, type CachedX509Svid } from '../../src/identity-plane/agent/manager/cache.js';
 import { createSpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
 import type { EntryMsg } from '../../src/identity-plane/server-api/messages.js';
+import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 const MIN = 60_000;
 
@@ -100,7 +101,7 @@ describe('WorkloadCache expiry', () => {
 });
 
 describe('WorkloadCache bundles', () => {
-  const bundle = (td: string, seq: number) => createSpiffeBundle({ trustDomain: td, sequenceNumber: seq });
+  const bundle = (td: string, seq: number) => createSpiffeBundle({ trustDomain: mustTrustDomain(td), sequenceNumber: seq });
 
   it('reports a change only when a sequence number moved, and gives each caller the federated bundles its entries name', () => {
     const cache = new WorkloadCache(new FakeClock());

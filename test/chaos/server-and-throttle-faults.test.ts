@@ -16,6 +16,7 @@ import { scrape, total } from '../support/metrics.js';
 import { attestAgent, bundlePemOf, removeDir, startTestServer, tempDir, type TestServer } from '../support/server.js';
 import { problems } from './support.js';
 import { systemClock } from '../../src/common/clock.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
 
 
 const head = 'title: t\ndescription: d\nsteady-state-hypothesis: { probes: [] }\nblast-radius: { servers: [server], agents: [agent-1] }\n';
@@ -349,7 +350,7 @@ describe('attestation-flood and authority-withhold against a real server', () =>
   const bundleKeys = async () => {
     const b = await t.admin.call<{ document: Buffer; sequence_number: string }>('GetBundle', {});
     const doc = JSON.parse(Buffer.from(b.document).toString('utf8')) as { keys: { use: string; kid?: string }[] };
-    return { sequence: b.sequence_number, x509: parseSpiffeBundle('example.org', b.document).x509Authorities.length, jwtKids: doc.keys.filter((k) => k.use === 'jwt-svid').map((k) => k.kid) };
+    return { sequence: b.sequence_number, x509: parseSpiffeBundle(EXAMPLE_ORG, b.document).x509Authorities.length, jwtKids: doc.keys.filter((k) => k.use === 'jwt-svid').map((k) => k.kid) };
   };
 
   for (const kind of ['x509', 'jwt'] as const) {

@@ -10,6 +10,8 @@ import { parseX509Svid, verifyX509Svid } from '../../src/identity-plane/spiffe/x
 import { BundleSet } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { startFakeWorkloadApi, type FakeWorkloadApi } from '../support/fake-workload-api.js';
 import { removeDir, tempDir } from '../support/server.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
+import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 interface Result {
   code: number;
@@ -87,9 +89,9 @@ describe('agent api fetch x509', () => {
     expect(statSync(path.join(out, 'svid.0.key')).mode & 0o777).toBe(0o600);
     expect(statSync(path.join(out, 'svid.0.pem')).mode & 0o777).toBe(0o644);
     const svid = parseX509Svid(readFileSync(path.join(out, 'svid.0.pem')), readFileSync(path.join(out, 'svid.0.key')));
-    const bundle = parseX509Bundle('example.org', readFileSync(path.join(out, 'bundle.0.pem')));
+    const bundle = parseX509Bundle(EXAMPLE_ORG, readFileSync(path.join(out, 'bundle.0.pem')));
     expect(verifyX509Svid(svid.certificates, new BundleSet([bundle]), { now: new Date() }).id.toString()).toBe('spiffe://example.org/web');
-    expect(parseX509Bundle('other.org', readFileSync(path.join(out, 'federated_bundle.0.0.pem'))).x509Authorities[0].der.equals(fake.federatedCa.der)).toBe(true);
+    expect(parseX509Bundle(mustTrustDomain('other.org'), readFileSync(path.join(out, 'federated_bundle.0.0.pem'))).x509Authorities[0].der.equals(fake.federatedCa.der)).toBe(true);
     expect(r.stdout).toContain(`Wrote 8 files to ${out}`);
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseJwtBundle, parseSpiffeBundle, type JwtBundle, type JwtBundleSource } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseJwtSvidInsecure, verifyJwtSvid, type JwtSvid } from '../../src/identity-plane/spiffe/jwtsvid/index.js';
 import { loadCases, readFixture } from '../support/conformance.js';
+import { parseTrustDomain, type TrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 interface JwtSvidCase {
   id: string;
@@ -18,7 +19,7 @@ interface JwtSvidCase {
  * A document whose keys carry the SPIFFE `use` member (or that has `spiffe_*` members) is a SPIFFE
  * bundle: entries it cannot use are skipped. Anything else is a plain JWKS JWT bundle.
  */
-function loadBundle(file: string, trustDomain: string): JwtBundle {
+function loadBundle(file: string, trustDomain: TrustDomain): JwtBundle {
   const bytes = readFixture(file);
   const doc = JSON.parse(bytes.toString('utf8')) as { keys?: { use?: unknown }[]; spiffe_sequence?: unknown; spiffe_refresh_hint?: unknown };
   const spiffeForm =
@@ -34,7 +35,7 @@ function sourceOf(bundle: JwtBundle): JwtBundleSource {
 async function run(c: JwtSvidCase): Promise<JwtSvid> {
   const opts = { audience: c.expectedAudience, now: new Date(c.at), leewaySeconds: c.leewaySeconds };
   if (c.bundleFile === null) return parseJwtSvidInsecure(c.token, opts);
-  return verifyJwtSvid(c.token, sourceOf(loadBundle(c.bundleFile, c.bundleTrustDomain as string)), opts);
+  return verifyJwtSvid(c.token, sourceOf(loadBundle(c.bundleFile, parseTrustDomain(c.bundleTrustDomain as string))), opts);
 }
 
 describe('conformance: jwt-svid.json', () => {

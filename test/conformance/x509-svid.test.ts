@@ -10,6 +10,7 @@ import {
 } from '../../src/identity-plane/spiffe/x509svid/index.js';
 import { loadCases, readFixture } from '../support/conformance.js';
 import { codeOf } from '../support/errors.js';
+import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 interface X509Case {
   id: string;
@@ -35,7 +36,7 @@ function bundleSource(inputs: X509Case['inputs']): BundleSet | undefined {
   if (td === '<nil>') return undefined;
   if (td === '<zero>' || td === undefined) return new BundleSet();
   const certs = (inputs.bundle ?? []).flatMap((f) => parseCertificates(readFixture(f)));
-  return new BundleSet([createX509Bundle(td, certs)]);
+  return new BundleSet([createX509Bundle(parseTrustDomain(td), certs)]);
 }
 
 function run(c: X509Case): { id: string; numCerts?: number } {

@@ -36,6 +36,8 @@ describe('exporter config', () => {
     [{ scrape: { max_series: 0 }, sources: [{ name: 'a', type: 'files', paths: ['/x'] }] }, 'scrape.max_series: must be at least 1'],
     [{ propagation_references: ['nope'], sources: [{ name: 'a', type: 'files', paths: ['/x'] }] }, 'propagation_references'],
     [{ listen: 'nowhere', sources: [{ name: 'a', type: 'files', paths: ['/x'] }] }, 'listen'],
+    [{ sources: [{ name: 'a', type: 'bundle_endpoint', url: 'https://x/b', trust_domain: 'X.org' }] }, 'sources[0].trust_domain: spiffeid: trust domain may only hold lowercase'],
+    [{ sources: [{ name: 'a', type: 'files', paths: ['/x'], trust_domain: 'spiffe://x.org/' }] }, 'sources[0].trust_domain: spiffeid:'],
   ])('rejects %j naming the key', (doc, message) => {
     expect(() => buildExporterConfig(doc as Record<string, unknown>)).toThrow(message);
   });

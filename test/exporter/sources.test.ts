@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
 import { buildExporterConfig, createExporter, METRIC, type Exporter } from '../../src/exporter/index.js';
 import { createSpiffeBundle, spiffeBundleToJson } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
+import { parseSpiffeId, mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair } from '../../src/identity-plane/spiffe/mint/index.js';
 import { startFakeWorkloadApi, type FakeWorkloadApi } from '../support/fake-workload-api.js';
@@ -53,7 +53,7 @@ describe('files source', () => {
     writeFileSync(path.join(dir, 'web', 'svid.key'), web.key);
     writeFileSync(path.join(dir, 'web', 'bundle.pem'), encodePem('CERTIFICATE', ca.der));
     writeFileSync(path.join(dir, 'db', 'svid.pem'), mintPem(`spiffe://${TD}/db`, 7200).cert);
-    writeFileSync(path.join(dir, 'federated.json'), spiffeBundleToJson(createSpiffeBundle({ trustDomain: 'other.org', x509Authorities: [createSelfSignedCa({ trustDomain: 'other.org', ttlSeconds: 3600, now: new Date() }).certificate], sequenceNumber: 4n, refreshHintSeconds: 60 })));
+    writeFileSync(path.join(dir, 'federated.json'), spiffeBundleToJson(createSpiffeBundle({ trustDomain: mustTrustDomain('other.org'), x509Authorities: [createSelfSignedCa({ trustDomain: 'other.org', ttlSeconds: 3600, now: new Date() }).certificate], sequenceNumber: 4n, refreshHintSeconds: 60 })));
     writeFileSync(path.join(dir, 'broken.pem'), '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n');
     const clock = new FakeClock(Date.now());
     const ex = start([{ name: 'disk', type: 'files', paths: [dir], interval: '10s' }], clock);
@@ -93,7 +93,7 @@ describe('bundle endpoint source', () => {
     let status = 200;
     const server: Server = createServer({ cert: serverSvid.cert, key: serverSvid.key }, (_req, res) => {
       res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(spiffeBundleToJson(createSpiffeBundle({ trustDomain: TD, x509Authorities: [ca.certificate], sequenceNumber: BigInt(sequence), refreshHintSeconds: 300 })));
+      res.end(spiffeBundleToJson(createSpiffeBundle({ trustDomain: mustTrustDomain(TD), x509Authorities: [ca.certificate], sequenceNumber: BigInt(sequence), refreshHintSeconds: 300 })));
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     cleanups.push(() => new Promise<void>((r) => server.close(() => r())));

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
+import { parseTrustDomain, mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { createWorkloadApiClient, type WatchHandle, type WorkloadApiClient, type X509Context } from '../../src/identity-plane/workload-api/index.js';
 import { scrapeSeries } from '../support/metrics.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
@@ -77,7 +77,7 @@ function writeServerConfig(d: Domain, federation: string[]): void {
 async function startAgent(d: Domain, entry: { path: string; federatesWith: string; x509SvidTtl?: number }): Promise<void> {
   d.admin = connectAdmin(path.join(d.dataDir, 'admin.sock'));
   const bundle = await d.admin.call<{ document: Buffer }>('GetBundle', {});
-  writeFileSync(path.join(dir, `${d.td}-bundle.pem`), x509BundleToPem(parseSpiffeBundle(d.td, bundle.document)));
+  writeFileSync(path.join(dir, `${d.td}-bundle.pem`), x509BundleToPem(parseSpiffeBundle(mustTrustDomain(d.td), bundle.document)));
   const token = await d.admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
   writeFileSync(path.join(dir, `${d.td}-agent.yaml`), [
     `trust_domain: ${d.td}`, `server_address: 127.0.0.1:${d.ports.server}`, `data_dir: ${path.join(dir, `${d.td}-agent`)}`,
@@ -178,7 +178,7 @@ describe('federation between two trust domains (real processes)', () => {
     const bAdmin = connectAdmin(path.join(b.dataDir, 'admin.sock'));
     await bAdmin.call('RotateCa', { kind: 'x509' });
     const rotatedAt = Date.now();
-    const bBundle = parseSpiffeBundle('b.test', (await bAdmin.call<{ document: Buffer }>('GetBundle', {})).document);
+    const bBundle = parseSpiffeBundle(mustTrustDomain('b.test'), (await bAdmin.call<{ document: Buffer }>('GetBundle', {})).document);
     bAdmin.close();
     const added = bBundle.x509Authorities.map((x) => x.cert.fingerprint256).filter((f) => !before.has(f));
     expect(added).toHaveLength(1);

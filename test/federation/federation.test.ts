@@ -1,6 +1,6 @@
 // startFederation end to end in one process: a real bundle endpoint (both profiles) on one side,
 // relationships from config and from the admin API on the other, persistence, metrics, config.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import path from 'node:path';
 import { Registry } from 'prom-client';
@@ -13,7 +13,7 @@ import {
   registerFederationMetrics, startFederation, type EndpointCa, type FederationConfig,
 } from '../../src/identity-plane/server/federation/index.js';
 import { parseSpiffeBundle, type SpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
+import { mustTrustDomain, parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { bundleJson, bundleOf, testCa, tlsIdentity } from './support/pki.js';
 
@@ -76,7 +76,7 @@ describe('bundle endpoint', () => {
     expect(res).toMatchObject({ status: 200, type: 'application/json' });
     const doc = JSON.parse(res.body) as { spiffe_sequence: number; spiffe_refresh_hint: number };
     expect(doc).toMatchObject({ spiffe_sequence: 1, spiffe_refresh_hint: 7 });
-    expect(parseSpiffeBundle('b.test', res.body).x509Authorities[0].cert.fingerprint256).toBe(caB.certificate.fingerprint256);
+    expect(parseSpiffeBundle(mustTrustDomain('b.test'), res.body).x509Authorities[0].cert.fingerprint256).toBe(caB.certificate.fingerprint256);
     bundles.current = bundleOf('b.test', [caB, caB2], 2n, 300);
     expect(JSON.parse((await get(`${federation.endpointUrl!}any/path`)).body)).toMatchObject({ spiffe_sequence: 2, spiffe_refresh_hint: 7 });
     expect((await get(federation.endpointUrl!, 'POST')).status).toBe(405);
@@ -100,7 +100,7 @@ describe('relationships', () => {
     ca.x509Minter = caB2.minter; // B activates it; its endpoint SVID is now signed by the new CA
     b.bundles.current = bundleOf('b.test', [caB2], 3n, 300);
     expect((await federation.refreshNow('b.test')).bundleSequence).toBe(3n);
-    const stored = parseSpiffeBundle('b.test', (await datastore.getBundle('b.test')).document);
+    const stored = parseSpiffeBundle(mustTrustDomain('b.test'), (await datastore.getBundle('b.test')).document);
     expect(stored.x509Authorities.map((a) => a.cert.fingerprint256)).toEqual([caB2.certificate.fingerprint256]);
   });
 
@@ -167,6 +167,28 @@ describe('relationships', () => {
     await a.federation.delete('c.test', { keepBundle: true });
     expect((await a.datastore.getBundle('c.test')).sequence).toBe(4n);
     expect(existsSync(path.join(a.dataDir, 'federation', 'relationships.json'))).toBe(true);
+  });
+
+  it('parses each relationship\'s trust domain where it enters: spiffe:// in the config keys by the bare name, a broken stored one is skipped', async () => {
+    const dataDir = path.join(dir, `parsed-${++n}`);
+    mkdirSync(path.join(dataDir, 'federation'), { recursive: true });
+    const nowhere = 'https://127.0.0.1:1/';
+    writeFileSync(path.join(dataDir, 'federation', 'relationships.json'), JSON.stringify({ version: 1, relationships: [
+      { trustDomain: 'Not A Domain', endpointUrl: nowhere, profile: 'https_web' },
+      { trustDomain: 'd.test', endpointUrl: nowhere, profile: 'https_web' },
+    ] }));
+    const datastore = await openDatastore({ kind: 'sqlite', path: path.join(dir, `parsed-${n}.sqlite3`) });
+    const federation = await startFederation({
+      config: { ...BASE, relationships: [{ trustDomain: 'spiffe://c.test', endpointUrl: nowhere, profile: 'https_web' }] },
+      trustDomain: parseTrustDomain('a.test'), datastore, ca: { x509Minter: caA.minter, x509ChainTail: [] },
+      bundles: { current: bundleOf('a.test', [caA], 1n) }, clock: systemClock, logger: nullLogger(), dataDir,
+    });
+    cleanups.push(async () => {
+      await federation.stop();
+      await datastore.close();
+    });
+    expect(federation.relationships().map((s) => [s.relationship.trustDomain, s.relationship.source])).toEqual([['c.test', 'config'], ['d.test', 'api']]);
+    expect(federation.relationship('c.test').relationship.source).toBe('config');
   });
 });
 

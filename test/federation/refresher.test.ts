@@ -13,6 +13,7 @@ import { parseSpiffeBundle, type SpiffeBundle } from '../../src/identity-plane/s
 import { removeDir, tempDir } from '../support/server.js';
 import { FakeBundleEndpoint } from './support/fake-endpoint.js';
 import { bundleJson, testCa, tlsIdentity, type TestCa } from './support/pki.js';
+import { mustTrustDomain, type TrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 const TD = 'b.test';
 const ENDPOINT_ID = `spiffe://${TD}/spire/server`;
@@ -47,11 +48,11 @@ afterEach(async () => {
   await datastore.close();
 });
 
-function refresher(rel: Partial<Relationship> = {}, limits: RefreshLimits = LIMITS, trustBundleFor: (td: string) => Promise<SpiffeBundle | undefined> = async () => undefined) {
+function refresher(rel: Partial<Relationship> = {}, limits: RefreshLimits = LIMITS, trustBundleFor: (td: TrustDomain) => Promise<SpiffeBundle | undefined> = async () => undefined) {
   const relationship: Relationship = { trustDomain: TD, endpointUrl: endpoint.url, profile: 'https_spiffe', endpointSpiffeId: ENDPOINT_ID, source: 'config', ...rel };
   const events: { outcome: string; reason?: string }[] = [];
   const r = new BundleRefresher({
-    relationship, datastore, clock, logger: nullLogger(), limits, trustBundleFor,
+    relationship, trustDomain: mustTrustDomain(relationship.trustDomain), datastore, clock, logger: nullLogger(), limits, trustBundleFor,
     metrics: { refreshed: (_td, outcome, reason) => events.push({ outcome, reason }) },
   });
   refreshers.push(r);
@@ -96,7 +97,7 @@ describe('https_spiffe', () => {
     endpoint.setIdentity(tlsIdentity(caB2, ENDPOINT_ID));
     endpoint.body = bundleJson(TD, [caB2], 3n, 10);
     expect(await r.refreshNow()).toBe('updated');
-    const stored = parseSpiffeBundle(TD, (await datastore.getBundle(TD)).document);
+    const stored = parseSpiffeBundle(mustTrustDomain(TD), (await datastore.getBundle(TD)).document);
     expect(stored.sequenceNumber).toBe(3n);
     expect(stored.x509Authorities.map((a) => a.cert.fingerprint256)).toEqual([caB2.certificate.fingerprint256]);
     // The old CA left the stored bundle, so an endpoint still presenting an SVID of it is refused now.
@@ -135,7 +136,7 @@ describe('https_spiffe', () => {
   it('authenticates a non-self-serving endpoint with the endpoint domain\'s bundle', async () => {
     const caA = testCa('a.test');
     endpoint.setIdentity(tlsIdentity(caA, 'spiffe://a.test/bundle-mirror'));
-    const { r } = refresher({ endpointSpiffeId: 'spiffe://a.test/bundle-mirror' }, LIMITS, async () => parseSpiffeBundle('a.test', bundleJson('a.test', [caA], 1n)));
+    const { r } = refresher({ endpointSpiffeId: 'spiffe://a.test/bundle-mirror' }, LIMITS, async () => parseSpiffeBundle(mustTrustDomain('a.test'), bundleJson('a.test', [caA], 1n)));
     await r.start();
     expect(await r.refreshNow()).toBe('updated');
   });
@@ -166,7 +167,7 @@ describe('refused documents keep the stored bundle', () => {
     await expectFailure(r.refreshNow(), 'sequence_regressed');
     const stored = await datastore.getBundle(TD);
     expect(stored.sequence).toBe(5n);
-    expect(parseSpiffeBundle(TD, stored.document).x509Authorities).toHaveLength(2);
+    expect(parseSpiffeBundle(mustTrustDomain(TD), stored.document).x509Authorities).toHaveLength(2);
     expect(r.status().errors.get('sequence_regressed')).toBe(1);
   });
 
@@ -224,7 +225,7 @@ describe('https_web', () => {
     expect(await r.refreshNow()).toBe('updated');
     const stored = await datastore.getBundle(TD);
     expect(stored.sequence).toBe(1n);
-    expect(parseSpiffeBundle(TD, stored.document).sequenceNumber).toBe(1n);
+    expect(parseSpiffeBundle(mustTrustDomain(TD), stored.document).sequenceNumber).toBe(1n);
   });
 });
 

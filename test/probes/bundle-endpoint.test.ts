@@ -14,6 +14,7 @@ import { freePort } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { promtoolRun } from '../support/metrics.js';
 import { probeCli } from './support/cli.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
 
 const dir = tempDir('bundle-endpoint');
 const ENDPOINT_ID = 'spiffe://example.org/spire/server';
@@ -26,7 +27,7 @@ let files: { ca: string; bundle: string; otherBundle: string };
 function document(authority: SelfSignedCa): string {
   const jwtKey = generateKeyPair('ec-p256');
   return spiffeBundleToJson(createSpiffeBundle({
-    trustDomain: 'example.org', x509Authorities: [authority.certificate], jwtAuthorities: [jwtAuthority('k1', jwtKey.publicKey)],
+    trustDomain: EXAMPLE_ORG, x509Authorities: [authority.certificate], jwtAuthorities: [jwtAuthority('k1', jwtKey.publicKey)],
     sequenceNumber: 7, refreshHintSeconds: 300,
   }));
 }
@@ -40,7 +41,7 @@ beforeAll(async () => {
     .mint({ id: parseSpiffeId(ENDPOINT_ID), publicKey: key.publicKey, ttlSeconds: 3600, now: new Date(), dnsNames: ['localhost'] });
   files = { ca: path.join(dir, 'ca.pem'), bundle: path.join(dir, 'bundle.pem'), otherBundle: path.join(dir, 'other.json') };
   writeFileSync(files.ca, encodePem('CERTIFICATE', root.der));
-  writeFileSync(files.bundle, x509BundleToPem(createX509Bundle('example.org', [root.certificate])));
+  writeFileSync(files.bundle, x509BundleToPem(createX509Bundle(EXAMPLE_ORG, [root.certificate])));
   writeFileSync(files.otherBundle, document(createSelfSignedCa({ trustDomain: 'example.org', ttlSeconds: 86400, now: new Date() })));
   const routes: Record<string, [number, string]> = {
     '/bundle': [200, document(root)],

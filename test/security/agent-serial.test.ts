@@ -14,6 +14,7 @@ import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
 import { scrape } from '../support/metrics.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { attestAgentAt, nodeClient, removeDir, tempDir, type AgentIdentity } from '../support/server.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
 
 const GRACE_MS = 1500;
 const dir = tempDir('agent-serial');
@@ -32,7 +33,7 @@ beforeAll(async () => {
   await waitFor('server ready', () => httpOk(`http://127.0.0.1:${healthPort}/ready`), 30_000, proc.logs);
   admin = connectAdmin(path.join(dir, 'server', 'admin.sock'));
   const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
-  bundlePem = x509BundleToPem(parseSpiffeBundle('example.org', bundle.document));
+  bundlePem = x509BundleToPem(parseSpiffeBundle(EXAMPLE_ORG, bundle.document));
   address = `127.0.0.1:${port}`;
 }, 60_000);
 

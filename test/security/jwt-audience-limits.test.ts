@@ -13,6 +13,7 @@ import { bootstrapAgent } from '../support/agent-bootstrap.js';
 import { scrape, seriesValue } from '../support/metrics.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { attestAgentAt, nodeClient, removeDir, tempDir } from '../support/server.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
 
 const CACHE_BYTES = 64 * 1024;
 const dir = tempDir('jwt-limits');
@@ -90,7 +91,7 @@ describe('JWT audience limits at a real agent', () => {
 describe('JWT audience limits at a real server (NewJWTSVID over mTLS)', () => {
   it('refuses too many and too long audiences with jwt-audience-limit naming the limit, and counts them', async () => {
     const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
-    const bundlePem = x509BundleToPem(parseSpiffeBundle('example.org', bundle.document));
+    const bundlePem = x509BundleToPem(parseSpiffeBundle(EXAMPLE_ORG, bundle.document));
     const token = (await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 })).value;
     const id = await attestAgentAt(`127.0.0.1:${serverPort}`, bundlePem, token);
     const entry = await admin.call<{ id: string }>('CreateEntry', { entry: { spiffe_id: 'spiffe://example.org/direct', parent_id: id.spiffeId, selectors: [{ type: 'unix', value: 'uid:4242' }] } });

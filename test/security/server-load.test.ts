@@ -16,6 +16,7 @@ import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { attestAgentAt, nodeClient, removeDir, tempDir, type AgentIdentity } from '../support/server.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
 
 const LIMIT = 40;
 const dir = tempDir('server-load');
@@ -46,7 +47,7 @@ beforeAll(async () => {
   await waitFor('server ready', () => httpOk(`http://127.0.0.1:${serverHealth}/ready`), 30_000, server.logs);
   admin = connectAdmin(path.join(dir, 'server', 'admin.sock'));
   const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
-  bundlePem = x509BundleToPem(parseSpiffeBundle('example.org', bundle.document));
+  bundlePem = x509BundleToPem(parseSpiffeBundle(EXAMPLE_ORG, bundle.document));
   const token = (await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 })).value;
   agent = await attestAgentAt(`127.0.0.1:${serverPort}`, bundlePem, token);
   entryId = (await admin.call<{ id: string }>('CreateEntry', { entry: { spiffe_id: 'spiffe://example.org/load', parent_id: agent.spiffeId, selectors: [{ type: 'unix', value: 'uid:4242' }] } })).id;

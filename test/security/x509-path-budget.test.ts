@@ -11,13 +11,14 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleSet, createSpiffeBundle } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
+import { parseSpiffeId, mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, signIntermediateCa } from '../../src/identity-plane/spiffe/mint/index.js';
 import { PathBudgetError, verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.js';
 import { cliProcess } from '../support/cli.js';
 import { removeDir, tempDir } from '../support/server.js';
 import { loopChain, signatureBudgetChain, type HostileChain } from './support/hostile-chain.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
 
 const NOW = new Date();
 const TD = 'evil.test';
@@ -52,7 +53,7 @@ function log(label: string, ms: number): number {
   return ms;
 }
 
-const bundlesOf = (h: HostileChain) => new BundleSet([createSpiffeBundle({ trustDomain: TD, x509Authorities: [h.root] })]);
+const bundlesOf = (h: HostileChain) => new BundleSet([createSpiffeBundle({ trustDomain: mustTrustDomain(TD), x509Authorities: [h.root] })]);
 
 describe('path building through the library', () => {
   it('the report\'s chain (11 copies of one CA, no path to the bundle) fails fast as unknown-authority', () => {
@@ -105,7 +106,7 @@ describe('path building through the library', () => {
     const leaf = createX509SvidMinter({ caCertificate: parent.certificate, caPrivateKey: parent.privateKey })
       .mint({ id: parseSpiffeId('spiffe://example.org/web'), publicKey: leafKey.publicKey, ttlSeconds: 600, now: NOW });
     const chain = [new X509Certificate(leaf.der), ...intermediates.reverse()];
-    const verified = verifyX509Svid(chain, new BundleSet([createSpiffeBundle({ trustDomain: 'example.org', x509Authorities: [root.certificate] })]), { now: NOW });
+    const verified = verifyX509Svid(chain, new BundleSet([createSpiffeBundle({ trustDomain: EXAMPLE_ORG, x509Authorities: [root.certificate] })]), { now: NOW });
     expect(verified.id.toString()).toBe('spiffe://example.org/web');
     expect(verified.verifiedChain).toHaveLength(5);
   });

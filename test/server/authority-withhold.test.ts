@@ -19,6 +19,7 @@ import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
 import { verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.js';
 import { cli, json } from '../support/cli.js';
 import { attestAgent, attestAgentAt, nodeClient, removeDir, startTestServer, tempDir, type TestServer } from '../support/server.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
 
 const HOUR = 3600_000;
 const td = mustTrustDomain('example.org');
@@ -152,7 +153,7 @@ describe('WithholdAuthority on a running server (admin socket)', () => {
   }
   const getBundle = async (): Promise<{ bundle: SpiffeBundle; sequence: bigint }> => {
     const res = await t.admin.call<{ document: Buffer; sequence_number: string }>('GetBundle', {});
-    return { bundle: parseSpiffeBundle('example.org', res.document), sequence: BigInt(res.sequence_number) };
+    return { bundle: parseSpiffeBundle(EXAMPLE_ORG, res.document), sequence: BigInt(res.sequence_number) };
   };
   const activeCa = async () => (await t.admin.call<CaStatusMsg>('CaStatus', {})).slots.find((s) => s.kind === 'x509' && s.phase === 'active')!;
   const fingerprints = (b: SpiffeBundle) => b.x509Authorities.map((a) => a.cert.fingerprint256);

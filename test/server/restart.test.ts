@@ -5,6 +5,7 @@ import { connectAdmin } from '../../src/cli/admin/client.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { attestAgentAt, removeDir, tempDir } from '../support/server.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
 
 const dir = tempDir('restart');
 afterAll(() => removeDir(dir));
@@ -26,7 +27,7 @@ describe('server restart after kill -9', () => {
     const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
     const unused = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
     const bundleBefore = await admin.call<{ document: Buffer; sequence_number: string }>('GetBundle', {});
-    const bundlePem = x509BundleToPem(parseSpiffeBundle('example.org', bundleBefore.document));
+    const bundlePem = x509BundleToPem(parseSpiffeBundle(EXAMPLE_ORG, bundleBefore.document));
     const address = `127.0.0.1:${port}`;
     const agent = await attestAgentAt(address, bundlePem, token.value);
     const journalBefore = readFileSync(path.join(dir, 'ca', 'journal.json'), 'utf8');

@@ -8,6 +8,7 @@ import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
 import { verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.js';
 import { attestAgent, bundlePemOf, nodeClient, removeDir, startTestServer, type TestServer } from '../support/server.js';
+import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 let t: TestServer;
 const TD = 'example.org';
@@ -124,7 +125,7 @@ describe('agent-authenticated API', () => {
     const a = await attestAgent(t);
     const client = nodeClient(t.server.address, bundlePemOf(t.server), a);
     const res = await client.call<{ bundle: { trust_domain: string; document: Buffer; sequence_number: string } }>('GetBundles', {});
-    const bundle = parseSpiffeBundle(TD, res.bundle.document);
+    const bundle = parseSpiffeBundle(mustTrustDomain(TD), res.bundle.document);
     expect(bundle.x509Authorities.length).toBeGreaterThanOrEqual(1);
     expect(bundle.jwtAuthorities.size).toBeGreaterThanOrEqual(1);
     expect(bundle.refreshHintSeconds).toBe(300);

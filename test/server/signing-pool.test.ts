@@ -21,6 +21,7 @@ import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
 import { certificateFacts, encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { attestAgent, attestAgentAt, bundlePemOf, nodeClient, removeDir, startTestServer, type AgentIdentity, type TestServer } from '../support/server.js';
+import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 const TD = 'example.org';
 type BatchResult = { results: { status_code: number; status_message: string; svid?: { cert_chain: Buffer[]; spiffe_id: string } }[] };
@@ -169,7 +170,7 @@ describe('a `svidscope server run` process with its signing pool', () => {
     const admin = connectAdmin(path.join(dir, 'admin.sock'));
     try {
       await waitFor('server ready', () => httpOk(`http://127.0.0.1:${healthPort}/ready`), 60_000, proc.logs);
-      const bundlePem = async () => x509BundleToPem(parseSpiffeBundle(TD, (await admin.call<{ document: Buffer }>('GetBundle', {})).document));
+      const bundlePem = async () => x509BundleToPem(parseSpiffeBundle(mustTrustDomain(TD), (await admin.call<{ document: Buffer }>('GetBundle', {})).document));
       const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
       const address = `127.0.0.1:${port}`;
       const agent = await attestAgentAt(address, await bundlePem(), token.value);

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { AdminClient } from '../../src/identity-plane/server-api/admin-client.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
+import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 /**
  * What a real agent needs before its first start, from a running server's admin socket:
@@ -10,7 +11,7 @@ import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spi
  */
 export async function bootstrapAgent(admin: AdminClient, o: { dir: string; trustDomain: string; serverPort: number; healthPort: number; socketPath: string; extra?: string[] }): Promise<{ token: string; agentId: string }> {
   const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
-  writeFileSync(path.join(o.dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle(o.trustDomain, bundle.document)));
+  writeFileSync(path.join(o.dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle(mustTrustDomain(o.trustDomain), bundle.document)));
   const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
   writeFileSync(path.join(o.dir, 'agent.yaml'), [
     `trust_domain: ${o.trustDomain}`, `server_address: 127.0.0.1:${o.serverPort}`, `data_dir: ${path.join(o.dir, 'agent')}`,

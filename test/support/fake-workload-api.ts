@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { createJwtBundle, jwtAuthority, jwtBundleToJson } from '../../src/identity-plane/spiffe/bundle/index.js';
-import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
+import { parseSpiffeId, mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { mintJwtSvid, verifyJwtSvid } from '../../src/identity-plane/spiffe/jwtsvid/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, type SelfSignedCa } from '../../src/identity-plane/spiffe/mint/index.js';
 import { BundleSet } from '../../src/identity-plane/spiffe/bundle/index.js';
@@ -72,7 +72,7 @@ export async function startFakeWorkloadApi(opts: FakeWorkloadApiOptions = {}): P
   const minter = createX509SvidMinter({ caCertificate: ca.certificate, caPrivateKey: ca.privateKey });
   const jwtKey = generateKeyPair('ec-p256');
   const jwtKeyId = 'fake-jwt-key';
-  const jwtBundle = createJwtBundle(trustDomain, [jwtAuthority(jwtKeyId, jwtKey.publicKey)]);
+  const jwtBundle = createJwtBundle(mustTrustDomain(trustDomain), [jwtAuthority(jwtKeyId, jwtKey.publicKey)]);
   const calls: Record<string, number> = {};
   const x509Streams = new Set<Stream>();
   const allStreams = new Set<Stream>();

@@ -9,6 +9,7 @@ import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spi
 import { createWorkloadApiClient } from '../../src/identity-plane/workload-api/index.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
 
 interface ExportedSpan { service: string; name: string; traceId: string; spanId: string; parentSpanId?: string; attributes: Record<string, unknown> }
 
@@ -67,7 +68,7 @@ describe('tracing', () => {
     await waitFor('server ready', () => httpOk(`http://127.0.0.1:${health}/ready`), 30_000, server.logs);
     admin = connectAdmin(path.join(dir, 'server', 'admin.sock'));
     const bundle = await admin.call<{ document: Buffer }>('GetBundle', {});
-    writeFileSync(path.join(dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle('example.org', bundle.document)));
+    writeFileSync(path.join(dir, 'bundle.pem'), x509BundleToPem(parseSpiffeBundle(EXAMPLE_ORG, bundle.document)));
     const token = await admin.call<{ value: string }>('CreateJoinToken', { ttl: 600 });
     await admin.call('CreateEntry', { entry: { spiffe_id: 'spiffe://example.org/traced', parent_id: `spiffe://example.org/spire/agent/join_token/${token.value}`, selectors: [{ type: 'unix', value: `uid:${process.getuid?.() ?? 0}` }] } });
     const socket = path.join(dir, 'agent', 'api.sock');

@@ -23,9 +23,11 @@ import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { decodePem, encodePem, isPem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { loadCases, readFixture } from '../support/conformance.js';
 import { codeOf } from '../support/errors.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
 
 const MAX_UINT64 = 18446744073709551615n;
 const fx = (p: string) => readFixture(`fixtures/bundle/${p}`);
+const DOMAIN_TEST = mustTrustDomain('domain.test');
 
 /** A comparable view of a bundle: authority DERs, kid -> SPKI, sequence and hint. */
 function canonical(b: SpiffeBundle) {
@@ -43,32 +45,33 @@ describe('SPIFFE bundle round trips', () => {
     (c) => c.format === 'spiffe-bundle' && c.expect.valid && c.input !== undefined,
   );
   it.each(valid.map((c) => [c.input!, c] as const))('parse -> serialise -> parse is stable: %s', (_n, c) => {
-    const first = parseSpiffeBundle(c.trustDomain, readFixture(c.input!));
-    const again = parseSpiffeBundle(c.trustDomain, spiffeBundleToJson(first));
+    const td = mustTrustDomain(c.trustDomain);
+    const first = parseSpiffeBundle(td, readFixture(c.input!));
+    const again = parseSpiffeBundle(td, spiffeBundleToJson(first));
     expect(canonical(again)).toEqual(canonical(first));
   });
 
   it.each([0n, 1n, 9007199254740993n, MAX_UINT64])('keeps spiffe_sequence %s exactly', (seq) => {
-    const b = createSpiffeBundle({ trustDomain: 'example.org', sequenceNumber: seq, refreshHintSeconds: 300 });
+    const b = createSpiffeBundle({ trustDomain: EXAMPLE_ORG, sequenceNumber: seq, refreshHintSeconds: 300 });
     const json = spiffeBundleToJson(b);
     expect(json).toContain(`"spiffe_sequence":${seq}`);
-    expect(parseSpiffeBundle('example.org', json).sequenceNumber).toBe(seq);
+    expect(parseSpiffeBundle(EXAMPLE_ORG, json).sequenceNumber).toBe(seq);
   });
 
   it('rejects a sequence beyond uint64, fractional or in exponent form', () => {
     for (const s of ['18446744073709551616', '1.0', '1e3', '-0']) {
-      expect(codeOf(() => parseSpiffeBundle('example.org', `{"keys":[],"spiffe_sequence":${s}}`))).toBe('malformed-json');
+      expect(codeOf(() => parseSpiffeBundle(EXAMPLE_ORG, `{"keys":[],"spiffe_sequence":${s}}`))).toBe('malformed-json');
     }
-    expect(codeOf(() => createSpiffeBundle({ trustDomain: 'example.org', sequenceNumber: MAX_UINT64 + 1n }))).toBe('malformed-json');
+    expect(codeOf(() => createSpiffeBundle({ trustDomain: EXAMPLE_ORG, sequenceNumber: MAX_UINT64 + 1n }))).toBe('malformed-json');
   });
 
   it('reads top-level members only, and the last of duplicates as JSON.parse does', () => {
     const json = '{ "x": {"spiffe_sequence": 5}, "keys": [ {"spiffe_sequence": 7, "kty":"oct"} ], "spiffe_sequence" : 3 ,"spiffe_sequence":18446744073709551615 }';
-    expect(parseSpiffeBundle('example.org', json).sequenceNumber).toBe(MAX_UINT64);
+    expect(parseSpiffeBundle(EXAMPLE_ORG, json).sequenceNumber).toBe(MAX_UINT64);
   });
 
   it('writes entries other implementations accept: x509 without kid and one x5c, jwt with kid', async () => {
-    const b = parseSpiffeBundle('domain.test', fx('go-spiffe/spiffebundle/spiffebundle_valid_2.json'));
+    const b = parseSpiffeBundle(DOMAIN_TEST, fx('go-spiffe/spiffebundle/spiffebundle_valid_2.json'));
     const doc = JSON.parse(spiffeBundleToJson(b)) as { keys: Record<string, unknown>[]; spiffe_refresh_hint: number };
     expect(doc.spiffe_refresh_hint).toBe(60);
     for (const k of doc.keys) {
@@ -103,7 +106,7 @@ describe('SPIFFE bundle parsing beyond the vectors', () => {
   it.each(cases)('%s -> %s', (file, want) => {
     let got: string;
     try {
-      const b = parseSpiffeBundle('domain.test', fx(file));
+      const b = parseSpiffeBundle(DOMAIN_TEST, fx(file));
       got = `x${b.x509Authorities.length} j${b.jwtAuthorities.size}`;
     } catch (err) {
       got = (err as { code: string }).code;
@@ -112,9 +115,9 @@ describe('SPIFFE bundle parsing beyond the vectors', () => {
   });
 
   it('keys must be an array of objects', () => {
-    expect(codeOf(() => parseSpiffeBundle('example.org', '{"keys":{}}'))).toBe('malformed-json');
-    expect(codeOf(() => parseSpiffeBundle('example.org', '{"keys":[1]}'))).toBe('invalid-jwk');
-    expect(codeOf(() => parseSpiffeBundle('example.org', '[]'))).toBe('malformed-json');
+    expect(codeOf(() => parseSpiffeBundle(EXAMPLE_ORG, '{"keys":{}}'))).toBe('malformed-json');
+    expect(codeOf(() => parseSpiffeBundle(EXAMPLE_ORG, '{"keys":[1]}'))).toBe('invalid-jwk');
+    expect(codeOf(() => parseSpiffeBundle(EXAMPLE_ORG, '[]'))).toBe('malformed-json');
   });
 });
 
@@ -149,28 +152,28 @@ describe('JWT bundles and JWKs', () => {
   });
 
   it('plain JWKS: duplicate kids keep the last key; serialises with kid and no use', () => {
-    const b = parseJwtBundle('domain.test', fx('derived/jwks-duplicate-kid.json'));
+    const b = parseJwtBundle(DOMAIN_TEST, fx('derived/jwks-duplicate-kid.json'));
     expect(b.jwtAuthorities.size).toBe(1);
-    const again = parseJwtBundle('domain.test', jwtBundleToJson(b));
+    const again = parseJwtBundle(DOMAIN_TEST, jwtBundleToJson(b));
     expect([...again.jwtAuthorities.keys()]).toEqual([...b.jwtAuthorities.keys()]);
     expect(JSON.parse(jwtBundleToJson(b)).keys[0].use).toBeUndefined();
   });
 
   it('createJwtBundle requires key ids', () => {
-    expect(codeOf(() => createJwtBundle('example.org', [{ keyId: '', publicKey: keys.p256.publicKey }]))).toBe('jwt-authority-missing-kid');
+    expect(codeOf(() => createJwtBundle(EXAMPLE_ORG, [{ keyId: '', publicKey: keys.p256.publicKey }]))).toBe('jwt-authority-missing-kid');
   });
 });
 
 describe('X.509 bundles, PEM and BundleSet', () => {
-  const certs = parseX509Bundle('domain.test', fx('go-spiffe/x509bundle/certs.pem'));
+  const certs = parseX509Bundle(DOMAIN_TEST, fx('go-spiffe/x509bundle/certs.pem'));
   it('PEM and DER round trips keep the authorities', () => {
-    expect(parseX509Bundle('domain.test', Buffer.from(x509BundleToPem(certs))).x509Authorities.map((a) => a.der)).toEqual(certs.x509Authorities.map((a) => a.der));
-    expect(parseX509BundleRaw('domain.test', x509BundleToDer(certs)).x509Authorities).toHaveLength(2);
+    expect(parseX509Bundle(DOMAIN_TEST, Buffer.from(x509BundleToPem(certs))).x509Authorities.map((a) => a.der)).toEqual(certs.x509Authorities.map((a) => a.der));
+    expect(parseX509BundleRaw(DOMAIN_TEST, x509BundleToDer(certs)).x509Authorities).toHaveLength(2);
   });
 
   it('drops a repeated authority', () => {
     const a = certs.x509Authorities[0];
-    expect(createX509Bundle('domain.test', [a, a.cert]).x509Authorities).toHaveLength(1);
+    expect(createX509Bundle(DOMAIN_TEST, [a, a.cert]).x509Authorities).toHaveLength(1);
   });
 
   it('decodes PEM with text around blocks and CRLF; refuses input without blocks', () => {
@@ -179,11 +182,11 @@ describe('X.509 bundles, PEM and BundleSet', () => {
     expect(isPem(text)).toBe(true);
     expect(decodePem(text)).toEqual([{ type: 'CERTIFICATE', der }]);
     expect(codeOf(() => decodePem('plain text'))).toBe('not-pem');
-    expect(codeOf(() => parseX509BundleRaw('domain.test', Buffer.from('-----BEGIN')))).toBe('malformed-certificate');
+    expect(codeOf(() => parseX509BundleRaw(DOMAIN_TEST, Buffer.from('-----BEGIN')))).toBe('malformed-certificate');
   });
 
   it('BundleSet serves each trust domain its own bundle, widening X.509- or JWT-only bundles', () => {
-    const jwt = parseJwtBundle('example.org', fx('go-spiffe/jwtbundle/jwks_valid_1.json'));
+    const jwt = parseJwtBundle(EXAMPLE_ORG, fx('go-spiffe/jwtbundle/jwks_valid_1.json'));
     const set = new BundleSet([certs, jwt]);
     const domain = mustTrustDomain('domain.test');
     const example = mustTrustDomain('example.org');
@@ -191,7 +194,7 @@ describe('X.509 bundles, PEM and BundleSet', () => {
     expect(set.getJwtBundleForTrustDomain(domain)?.jwtAuthorities.size).toBe(0);
     expect(set.getJwtBundleForTrustDomain(example)?.jwtAuthorities.size).toBe(1);
     expect(set.getX509BundleForTrustDomain(mustTrustDomain('other.test'))).toBeUndefined();
-    set.set(createSpiffeBundle({ trustDomain: 'domain.test', sequenceNumber: 2 }));
+    set.set(createSpiffeBundle({ trustDomain: DOMAIN_TEST, sequenceNumber: 2 }));
     expect(set.get(domain)?.x509Authorities).toHaveLength(0);
     expect(set.size).toBe(2);
   });

@@ -5,12 +5,14 @@ import { certificateFacts, parseCertificates, parsePrivateKey } from '../../src/
 import { parseAndVerifyX509Svid, parseX509Svid, verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.js';
 import { readFixture } from '../support/conformance.js';
 import { codeOf } from '../support/errors.js';
+import { EXAMPLE_ORG } from '../support/trust-domains.js';
+import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 const gen = (f: string) => readFixture(`fixtures/x509svid/generated/${f}`);
 const certs = (f: string) => parseCertificates(gen(f));
 const now = { now: new Date('2025-01-01T00:00:00Z') };
-const domain1 = new BundleSet([createX509Bundle('domain1.test', certs('domain1-root.pem'))]);
-const example = new BundleSet([createX509Bundle('example.org', certs('example-root.pem'))]);
+const domain1 = new BundleSet([createX509Bundle(mustTrustDomain('domain1.test'), certs('domain1-root.pem'))]);
+const example = new BundleSet([createX509Bundle(EXAMPLE_ORG, certs('example-root.pem'))]);
 
 describe('x509svid beyond the vectors', () => {
   it('builds the path whatever the order of the intermediates', () => {

@@ -10,11 +10,20 @@ import { verifyX509Svid } from '../../src/identity-plane/spiffe/x509svid/index.j
 import { createWorkloadApiClient } from '../../src/identity-plane/workload-api/index.js';
 import { httpOk, spawnCli, waitFor } from '../support/process.js';
 import { removeDir, tempDir } from '../support/server.js';
+import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 
 const dir = tempDir('up');
 afterAll(() => removeDir(dir));
 
 describe('svidscope up', () => {
+  it('refuses a trust domain flag that breaks a SPIFFE rule before it starts anything', async () => {
+    const bad = path.join(dir, 'bad-flag');
+    const r = await spawnCli(['up', '--data-dir', bad, '--peer-trust-domain', 'Peer.Example']).child;
+    expect(r.exitCode).not.toBe(0);
+    expect(r.all).toContain('trust domain may only hold lowercase letters');
+    expect(existsSync(bad)).toBe(false);
+  });
+
   it('starts two federated trust domains with agents and workloads, and stops cleanly on SIGTERM', async () => {
     const up = spawnCli(['up', '--data-dir', dir]);
     const file = path.join(dir, 'endpoints.json');
@@ -34,7 +43,7 @@ describe('svidscope up', () => {
         await waitFor(`${w.name} SVID`, async () => existsSync(svid), 30_000, up.logs);
         const chain = parseCertificates(readFileSync(svid));
         const td = w.spiffeId.split('/')[2];
-        const bundle = parseX509Bundle(td, readFileSync(path.join(w.svidDir, 'bundle.pem')));
+        const bundle = parseX509Bundle(mustTrustDomain(td), readFileSync(path.join(w.svidDir, 'bundle.pem')));
         expect(verifyX509Svid(chain, new BundleSet([bundle]), { now: new Date() }).id.toString()).toBe(w.spiffeId);
       }
       // This process matches no entry; the agents say so rather than hand out someone else's SVID.

@@ -48,7 +48,7 @@ export async function serverTrust(c: StackComponent): Promise<string> {
     const admin = connectAdmin(c.adminSocket);
     try {
       const b = await admin.call<{ document: Buffer }>('GetBundle', {});
-      parts.push(x509BundleToPem(parseSpiffeBundle(c.trustDomain, b.document)));
+      parts.push(x509BundleToPem(parseSpiffeBundle(parseTrustDomain(c.trustDomain), b.document)));
     } catch (err) {
       liveError = (err as Error).message;
     } finally {

@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { spiffeBundleToJson, x509BundleToPem, parseSpiffeBundle, type SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
+import { parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
 import { certificateFacts } from '../../identity-plane/spiffe/x509/index.js';
 import { printResult, type Io } from '../output.js';
 import { withErrors } from '../run.js';
 import { withAdmin } from '../admin/client.js';
 import { socketOption } from '../admin/entry.js';
 import { readInput } from '../files.js';
-import { BUNDLE_FORMATS, loadBundle } from './load.js';
+import { BUNDLE_FORMATS, loadBundle, trustDomainFlag } from './load.js';
 
 interface BundleMsg { trust_domain: string; document: Buffer; sequence_number: string }
 
@@ -48,10 +49,10 @@ export function registerBundleCommands(program: Command, io: Io): void {
       let parsed: SpiffeBundle;
       let format = 'spiffe';
       if (file) {
-        ({ bundle: parsed, format } = loadBundle(readInput(file, 'bundle'), f));
+        ({ bundle: parsed, format } = loadBundle(readInput(file, 'bundle'), { format: f.format, trustDomain: trustDomainFlag(f.trustDomain) }));
       } else {
         const msg = await withAdmin(f.adminSocket, (a) => a.call<BundleMsg>('GetBundle', { trust_domain: f.trustDomain ?? '' }));
-        parsed = parseSpiffeBundle(msg.trust_domain, msg.document);
+        parsed = parseSpiffeBundle(parseTrustDomain(msg.trust_domain), msg.document);
       }
       if (f.output === 'spiffe' && !f.json) return io.out(spiffeBundleToJson(parsed, { space: 2 }));
       if (f.output === 'pem' && !f.json) return io.out(x509BundleToPem(parsed).trimEnd());
@@ -63,7 +64,7 @@ export function registerBundleCommands(program: Command, io: Io): void {
     .option('--json', 'print one JSON object')
     .action(withErrors(io, async (f: { adminSocket?: string; json?: boolean }) => {
       const res = await withAdmin(f.adminSocket, (a) => a.call<{ bundles: BundleMsg[] }>('ListBundles', {}));
-      const views = res.bundles.map((b) => describeBundle(parseSpiffeBundle(b.trust_domain, b.document)));
+      const views = res.bundles.map((b) => describeBundle(parseSpiffeBundle(parseTrustDomain(b.trust_domain), b.document)));
       printResult(io, f, { bundles: views }, () => views.flatMap((v, i) => [...(i ? [''] : []), ...readable(v)]));
     }));
 }

@@ -20,14 +20,19 @@ export function detectFormat(data: Buffer): BundleFormat {
   return isPem(data) ? 'pem' : 'der';
 }
 
+/** A `--trust-domain` flag, parsed once where it enters (an empty value counts as not given). */
+export function trustDomainFlag(value: string | undefined): TrustDomain | undefined {
+  return value ? parseTrustDomain(value) : undefined;
+}
+
 /**
  * Loads a bundle file in any of the four formats. The trust domain is the caller's, else the one
  * named by the first X.509 authority's URI SAN (CA certificates carry `spiffe://<td>`).
  */
-export function loadBundle(data: Buffer, opts: { format?: string; trustDomain?: string }): { bundle: SpiffeBundle; format: BundleFormat } {
+export function loadBundle(data: Buffer, opts: { format?: string; trustDomain?: TrustDomain }): { bundle: SpiffeBundle; format: BundleFormat } {
   const format = (opts.format ?? detectFormat(data)) as BundleFormat;
   if (!BUNDLE_FORMATS.includes(format)) throw new SvidscopeError('usage', `--format must be one of ${BUNDLE_FORMATS.join(', ')}`);
-  const td = opts.trustDomain ? parseTrustDomain(opts.trustDomain) : guessTrustDomain(data, format);
+  const td = opts.trustDomain ?? guessTrustDomain(data, format);
   switch (format) {
     case 'spiffe':
       return { bundle: parseSpiffeBundle(td, data), format };

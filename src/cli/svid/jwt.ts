@@ -5,7 +5,7 @@ import { BundleSet } from '../../identity-plane/spiffe/bundle/index.js';
 import { parseSpiffeIdBounded } from '../../identity-plane/spiffe/id/index.js';
 import { parsePrivateKey } from '../../identity-plane/spiffe/x509/index.js';
 import { mintJwtSvid, verifyJwtSvid } from '../../identity-plane/spiffe/jwtsvid/index.js';
-import { loadBundle } from '../bundle/load.js';
+import { loadBundle, trustDomainFlag } from '../bundle/load.js';
 import { parseAt, readInput } from '../files.js';
 import { printResult, usageError, type Io } from '../output.js';
 import { withErrors } from '../run.js';
@@ -23,7 +23,7 @@ export function registerJwtSvidCommands(program: Command, io: Io): void {
     .option('--json', 'print one JSON object')
     .action(withErrors(io, async (f: { token: string; bundle: string; trustDomain: string; audience: string[]; at?: string; leeway: string; json?: boolean }) => {
       if (!/^\d+$/.test(f.leeway)) throw usageError(`--leeway must be a whole number of seconds, got "${f.leeway}"`);
-      const { bundle } = loadBundle(readInput(f.bundle, 'bundle'), { trustDomain: f.trustDomain });
+      const { bundle } = loadBundle(readInput(f.bundle, 'bundle'), { trustDomain: trustDomainFlag(f.trustDomain) });
       const token = readInput(f.token, 'token').toString('utf8').trim();
       const now = parseAt(f.at);
       const svid = await verifyJwtSvid(token, new BundleSet([bundle]), { audience: f.audience, now, leewaySeconds: Number(f.leeway) });

@@ -3,11 +3,11 @@ import { SvidscopeError } from '../../common/errors/catalog.js';
 import { writeFileAtomic } from '../../common/fs/atomic.js';
 import { parseDurationSeconds } from '../../common/duration.js';
 import { BundleSet } from '../../identity-plane/spiffe/bundle/index.js';
-import { parseSpiffeId, parseSpiffeIdBounded, parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
+import { parseSpiffeId, parseSpiffeIdBounded, type TrustDomain } from '../../identity-plane/spiffe/id/index.js';
 import { encodePem, certificateFacts, parseCertificates, parsePrivateKey } from '../../identity-plane/spiffe/x509/index.js';
 import { parseCsr, generateKeyPair, isKeyType, createX509SvidMinter } from '../../identity-plane/spiffe/mint/index.js';
 import { newX509Svid, verifyX509Svid } from '../../identity-plane/spiffe/x509svid/index.js';
-import { loadBundle } from '../bundle/load.js';
+import { loadBundle, trustDomainFlag } from '../bundle/load.js';
 import { parseAt, readInput } from '../files.js';
 import { printResult, usageError, type Io } from '../output.js';
 import { withErrors } from '../run.js';
@@ -49,17 +49,17 @@ export function registerX509SvidCommands(program: Command, io: Io): void {
       const chain = parseCertificates(readInput(f.chain, 'chain'));
       if (chain.length === 0) throw new SvidscopeError('empty-chain', 'x509svid: the chain holds no certificate');
       const leafUri = certificateFacts(chain[0]).uriSans[0];
-      let td = f.trustDomain;
+      let td: TrustDomain | undefined = trustDomainFlag(f.trustDomain);
       if (!td && leafUri) {
         try {
-          td = parseSpiffeId(leafUri).trustDomain.name;
+          td = parseSpiffeId(leafUri).trustDomain;
         } catch {
           td = undefined; // verification reports the bad ID
         }
       }
       const set = new BundleSet();
       for (const file of f.bundle) {
-        const { bundle } = loadBundle(readInput(file, 'bundle'), { trustDomain: td ? parseTrustDomain(td).name : undefined });
+        const { bundle } = loadBundle(readInput(file, 'bundle'), { trustDomain: td });
         const existing = set.get(bundle.trustDomain);
         set.set(existing ? { ...bundle, x509Authorities: [...existing.x509Authorities, ...bundle.x509Authorities] } : bundle);
       }

@@ -9,6 +9,7 @@ import { SvidscopeError } from '../../common/errors/catalog.js';
 import { ensureSystemUser } from '../../common/os-users.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../identity-plane/spiffe/bundle/index.js';
+import { mustTrustDomain, parseTrustDomainBounded, type TrustDomain } from '../../identity-plane/spiffe/id/index.js';
 import { connectAdmin } from '../admin/client.js';
 import { printResult, type Io } from '../output.js';
 import { withErrors } from '../run.js';
@@ -46,8 +47,11 @@ export function registerUp(program: Command, io: Io): void {
       if (!Object.hasOwn(ALERT_PROFILES, f.alertProfile)) throw new SvidscopeError('config-invalid', `up: --alert-profile must be one of ${Object.keys(ALERT_PROFILES).join(', ')} (got ${JSON.stringify(f.alertProfile)})`);
       const profile = ALERT_PROFILES[f.alertProfile as AlertProfile];
       // Listen for Ctrl-C / SIGTERM from the start, so a signal during start-up still stops every child.
+      // The flags are parsed once here, so a bad name is refused with the rule it breaks before any child starts.
+      const trustDomain = parseTrustDomainBounded(f.trustDomain);
+      const peerTrustDomain = parseTrustDomainBounded(f.peerTrustDomain);
       const signalled = waitForShutdownSignal(logger);
-      const stack = await startStack(dataDir, f.trustDomain, logger, { federation: f.federation, peerTrustDomain: f.peerTrustDomain });
+      const stack = await startStack(dataDir, trustDomain, logger, { federation: f.federation, peerTrustDomain });
       // Prometheus (with the generated rules) and Alertmanager, when their binaries are installed.
       let stopMonitoring = async () => undefined as void;
       const endpoints: Endpoints = { ...stack.endpoints };
@@ -127,7 +131,7 @@ interface StackContext {
  * federation (the default) a second trust domain federates both ways with the first. Everything is
  * a child process, so game days can kill any one of them.
  */
-export async function startStack(dataDir: string, trustDomain: string, logger: Logger, opts: { federation?: boolean; peerTrustDomain?: string } = {}): Promise<{ endpoints: Endpoints; stop(): Promise<void> }> {
+export async function startStack(dataDir: string, trustDomain: TrustDomain, logger: Logger, opts: { federation?: boolean; peerTrustDomain?: TrustDomain } = {}): Promise<{ endpoints: Endpoints; stop(): Promise<void> }> {
   mkdirSync(dataDir, { recursive: true });
   chmodSync(dataDir, 0o755); // sample workloads under other uids must reach the agents' sockets
   const logDir = path.join(dataDir, 'logs');
@@ -140,7 +144,7 @@ export async function startStack(dataDir: string, trustDomain: string, logger: L
   };
   try {
     const main = await startServer(ctx, 'server', trustDomain, { server: 8081, health: 8080, endpoint: 8443 });
-    const peerTd = opts.peerTrustDomain ?? 'peer.example';
+    const peerTd = opts.peerTrustDomain ?? mustTrustDomain('peer.example');
     const peer = opts.federation === false ? undefined : await startServer(ctx, 'peer-server', peerTd, { server: 8181, health: 8180, endpoint: 8543 });
     if (peer) {
       // Mutual https_spiffe relationships, bootstrapped with each other's current bundle.
@@ -154,10 +158,10 @@ export async function startStack(dataDir: string, trustDomain: string, logger: L
         });
       }
     }
-    const federatesWith = peer ? [peerTd] : [];
+    const federatesWith = peer ? [peerTd.name] : [];
     await startAgentWithWorkload(ctx, main, 1, 8088, federatesWith);
     await startAgentWithWorkload(ctx, main, 2, 8089, federatesWith);
-    if (peer) await startAgentWithWorkload(ctx, peer, 1, 8188, [trustDomain]);
+    if (peer) await startAgentWithWorkload(ctx, peer, 1, 8188, [trustDomain.name]);
     const prober = await startStackProber(ctx, main, peer);
     const exporter = await startStackExporter(ctx, main, peer);
     main.admin.close();
@@ -211,12 +215,12 @@ interface StartedServer {
   endpoints: DomainEndpoints;
 }
 
-async function startServer(ctx: StackContext, name: string, trustDomain: string, preferred: { server: number; health: number; endpoint: number }): Promise<StartedServer> {
+async function startServer(ctx: StackContext, name: string, trustDomain: TrustDomain, preferred: { server: number; health: number; endpoint: number }): Promise<StartedServer> {
   const ports = { server: await pickPort(preferred.server), health: await pickPort(preferred.health), endpoint: await pickPort(preferred.endpoint) };
   const dir = path.join(ctx.dataDir, name);
   const config = path.join(ctx.dataDir, `${name}.yaml`);
   writeFileSync(config, stringify({
-    trust_domain: trustDomain, data_dir: dir, bind: `127.0.0.1:${ports.server}`, health_bind: `127.0.0.1:${ports.health}`,
+    trust_domain: trustDomain.name, data_dir: dir, bind: `127.0.0.1:${ports.server}`, health_bind: `127.0.0.1:${ports.health}`,
     // Peers are told to refresh every 30 s, so on this stack a key prepared or revoked on one side
     // reaches the other within a game-day step (the key-compromise drill times it).
     federation: { bundle_endpoint: { bind: `127.0.0.1:${ports.endpoint}`, profile: 'https_spiffe', refresh_hint: '30s' }, refresh_max: '5m' },
@@ -232,7 +236,7 @@ async function startServer(ctx: StackContext, name: string, trustDomain: string,
   return {
     name, dir, bundlePem, admin,
     endpoints: {
-      trustDomain,
+      trustDomain: trustDomain.name,
       server: { address: `127.0.0.1:${ports.server}`, adminSocket, health: `http://127.0.0.1:${ports.health}/ready`, metrics: `http://127.0.0.1:${ports.health}/metrics`, bundleEndpoint: `https://127.0.0.1:${ports.endpoint}/`, log: child.logFile },
       agents: [], workloads: [],
     },

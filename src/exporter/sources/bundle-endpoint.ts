@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { rootCertificates, type PeerCertificate } from 'node:tls';
 import { parseSpiffeBundle, x509BundleToPem, type SpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
+import { parseTrustDomain, type TrustDomain } from '../../identity-plane/spiffe/id/index.js';
 import { encodePem, parseCertificates } from '../../identity-plane/spiffe/x509/index.js';
 import type { BundleEndpointSourceConfig } from '../config.js';
 import { bundleOf, reasonOf, trustDomainOf } from './convert.js';
@@ -26,7 +27,7 @@ class TooLargeError extends Error {
 }
 
 /** The endpoint's trust anchors for https_spiffe, from the bootstrap file (PEM, DER or SPIFFE JSON). */
-function loadBootstrap(file: string, td: string): string {
+function loadBootstrap(file: string, td: TrustDomain): string {
   const data = readFileSync(file);
   if (data.subarray(0, 64).toString('utf8').trimStart().startsWith('{')) return x509BundleToPem(parseSpiffeBundle(td, data));
   return parseCertificates(data).map((c) => encodePem('CERTIFICATE', c.raw)).join('');
@@ -75,7 +76,7 @@ export function fetchBundleDocument(url: string, opts: { ca?: string | string[];
 
 export function createBundleEndpointSource(config: BundleEndpointSourceConfig, ctx: SourceContext): Source {
   let latest: SpiffeBundle | undefined;
-  const selfServing = config.profile === 'https_spiffe' && trustDomainOf(config.endpointSpiffeId!) === config.trustDomain;
+  const selfServing = config.profile === 'https_spiffe' && trustDomainOf(config.endpointSpiffeId!) === config.trustDomain.name;
   let bootstrap: string | undefined;
   let privateRoots: string[] | undefined;
 
@@ -88,7 +89,7 @@ export function createBundleEndpointSource(config: BundleEndpointSourceConfig, c
 
   async function poll(): Promise<void> {
     try {
-      if (config.profile === 'https_spiffe') bootstrap ??= loadBootstrap(config.bundleFile!, trustDomainOf(config.endpointSpiffeId!));
+      if (config.profile === 'https_spiffe') bootstrap ??= loadBootstrap(config.bundleFile!, parseTrustDomain(trustDomainOf(config.endpointSpiffeId!)));
       else if (config.caFile && !privateRoots) privateRoots = [...rootCertificates, readFileSync(config.caFile, 'utf8')];
       const body = await fetchBundleDocument(config.url, { ca: trust(), endpointSpiffeId: config.endpointSpiffeId, timeoutMs: config.timeoutSeconds * 1000 });
       const bundle = parseSpiffeBundle(config.trustDomain, body);

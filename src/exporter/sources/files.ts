@@ -10,6 +10,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isSvidscopeError, SvidscopeError } from '../../common/errors/catalog.js';
 import { parseJwtBundle, parseSpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
+import { parseTrustDomain, type TrustDomain } from '../../identity-plane/spiffe/id/index.js';
 import { isPem, parseCertificates } from '../../identity-plane/spiffe/x509/index.js';
 import type { FilesSourceConfig } from '../config.js';
 import type { ObservedBundle, ObservedSvid, ObservedX509Authority } from '../state.js';
@@ -33,17 +34,17 @@ interface Cached {
 }
 
 /** Parses one file's content; undefined when it holds nothing the exporter reads. */
-export function parseCredentialFile(file: string, data: Buffer, fallbackTd: string | undefined): Parsed {
+export function parseCredentialFile(file: string, data: Buffer, fallbackTd: TrustDomain | undefined): Parsed {
   const text = data.subarray(0, 64).toString('utf8').trimStart();
   if (text.startsWith('{')) {
     const doc = JSON.parse(data.toString('utf8')) as { keys?: { use?: unknown; x5c?: unknown }[] };
     const spiffe = Array.isArray(doc.keys) && doc.keys.some((k) => k && typeof k === 'object' && 'use' in k);
     const x5c = doc.keys?.find((k) => Array.isArray(k?.x5c) && k.x5c.length > 0)?.x5c as string[] | undefined;
     const fromCert = x5c ? spiffeIdOf(parseCertificates(Buffer.from(x5c[0], 'base64'), { format: 'der' })[0]) : undefined;
-    const td = fallbackTd ?? (fromCert ? trustDomainOf(fromCert) : undefined);
+    const td = fallbackTd ?? (fromCert ? parseTrustDomain(trustDomainOf(fromCert)) : undefined);
     if (!td) throw new SvidscopeError('usage', `${file}: cannot tell the bundle's trust domain: set trust_domain on the source`);
     if (spiffe) return { bundle: bundleOf(parseSpiffeBundle(td, data), { x509: true, jwt: true }) };
-    return { bundle: { trustDomain: td, jwtKeyIds: [...parseJwtBundle(td, data).jwtAuthorities.keys()] } };
+    return { bundle: { trustDomain: td.name, jwtKeyIds: [...parseJwtBundle(td, data).jwtAuthorities.keys()] } };
   }
   if (isPem(data) && !data.includes('-----BEGIN CERTIFICATE-----')) return {}; // a key, a CSR
   const certs = parseCertificates(data, { format: isPem(data) ? 'pem' : 'der' });
@@ -53,7 +54,7 @@ export function parseCredentialFile(file: string, data: Buffer, fallbackTd: stri
     return svid ? { svid } : {};
   }
   const uri = certs.map(spiffeIdOf).find((u) => u !== undefined);
-  const td = uri ? trustDomainOf(uri) : fallbackTd;
+  const td = uri ? trustDomainOf(uri) : fallbackTd?.name;
   if (!td) throw new SvidscopeError('usage', `${file}: CA certificates without a SPIFFE URI: set trust_domain on the source`);
   return { bundle: { trustDomain: td, x509: certs.map(authorityOf) } };
 }

@@ -6,6 +6,7 @@
  * copy of the admin protocol.
  */
 import { parseSpiffeBundle } from '../../identity-plane/spiffe/bundle/index.js';
+import { parseTrustDomain } from '../../identity-plane/spiffe/id/index.js';
 import { serverSpiffeIdString } from '../../identity-plane/server-api/server-id.js';
 import type { ServerAdminSourceConfig } from '../config.js';
 import type { ObservedRevocation } from '../revocations.js';
@@ -58,7 +59,7 @@ export function revokedKeys(trustDomain: string, status: CaStatusMsg): ObservedR
 }
 
 function observedBundle(m: BundleMsg): ObservedBundle {
-  const b = parseSpiffeBundle(m.trust_domain, m.document);
+  const b = parseSpiffeBundle(parseTrustDomain(m.trust_domain), m.document);
   return { ...bundleOf(b, { x509: true, jwt: true }), sequence: BigInt(m.sequence_number || '0') };
 }
 

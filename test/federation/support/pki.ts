@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import { createSpiffeBundle, spiffeBundleToJson, type SpiffeBundle } from '../../../src/identity-plane/spiffe/bundle/index.js';
-import { parseSpiffeId } from '../../../src/identity-plane/spiffe/id/index.js';
+import { parseSpiffeId, mustTrustDomain } from '../../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../../src/identity-plane/spiffe/x509/index.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, type SelfSignedCa, type X509SvidMinter } from '../../../src/identity-plane/spiffe/mint/index.js';
 
@@ -25,7 +25,7 @@ export function tlsIdentity(ca: TestCa, id: string, dnsNames: string[] = [], now
 }
 
 export function bundleOf(td: string, cas: TestCa[], sequence?: bigint, refreshHintSeconds?: number): SpiffeBundle {
-  return createSpiffeBundle({ trustDomain: td, x509Authorities: cas.map((c) => c.certificate), sequenceNumber: sequence, refreshHintSeconds });
+  return createSpiffeBundle({ trustDomain: mustTrustDomain(td), x509Authorities: cas.map((c) => c.certificate), sequenceNumber: sequence, refreshHintSeconds });
 }
 
 export function bundleJson(td: string, cas: TestCa[], sequence?: bigint, refreshHintSeconds?: number): string {

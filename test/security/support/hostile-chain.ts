@@ -6,6 +6,7 @@
 import { KeyObject, webcrypto, X509Certificate } from 'node:crypto';
 import { createSpiffeBundle, spiffeBundleToJson } from '../../../src/identity-plane/spiffe/bundle/index.js';
 import { encodePem } from '../../../src/identity-plane/spiffe/x509/index.js';
+import { mustTrustDomain } from '../../../src/identity-plane/spiffe/id/index.js';
 
 await import('reflect-metadata'); // @peculiar/x509 2.x needs the Reflect metadata polyfill
 const x509 = await import('@peculiar/x509');
@@ -61,7 +62,7 @@ async function leafCert(id: string, keys: Keys, signer: Keys, now: Date): Promis
 
 async function finish(trustDomain: string, leaf: X509Certificate, leafKeys: Keys, intermediates: X509Certificate[], root: X509Certificate): Promise<HostileChain> {
   const chain = [leaf, ...intermediates];
-  const bundle = createSpiffeBundle({ trustDomain, x509Authorities: [root] });
+  const bundle = createSpiffeBundle({ trustDomain: mustTrustDomain(trustDomain), x509Authorities: [root] });
   return {
     chain, root,
     leafKeyPem: KeyObject.from(leafKeys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string,

@@ -7,6 +7,7 @@ import type { Clock, TimerHandle } from '../../../common/clock.js';
 import { SvidscopeError, isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeBundle, x509BundleToPem, BundleSet, type SpiffeBundle } from '../../spiffe/bundle/index.js';
+import { parseTrustDomain } from '../../spiffe/id/index.js';
 import { encodePem, certificateFacts } from '../../spiffe/x509/index.js';
 import { createCsr, generateKeyPair, type KeyType } from '../../spiffe/mint/index.js';
 import { verifyX509Svid } from '../../spiffe/x509svid/index.js';
@@ -244,7 +245,7 @@ export class AgentManager {
     const federated = new Map<string, SpiffeBundle>();
     for (const b of bundles.federated_bundles) {
       try {
-        federated.set(b.trust_domain, parseSpiffeBundle(b.trust_domain, b.document));
+        federated.set(b.trust_domain, parseSpiffeBundle(parseTrustDomain(b.trust_domain), b.document));
       } catch (err) {
         logger.warn({ trustDomain: b.trust_domain, err: describe(err) }, 'ignoring an unparsable federated bundle');
       }

@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
 import { createSpiffeBundle, parseSpiffeBundle, parseX509Bundle, publicKeyToJwk, spiffeBundleToJson, type SpiffeBundle } from '../../spiffe/bundle/index.js';
+import type { TrustDomain } from '../../spiffe/id/index.js';
 import { isPem } from '../../spiffe/x509/index.js';
 
 /**
  * A bundle of a foreign trust domain given by the operator (config `bundle_file` or the admin API):
  * a SPIFFE bundle document, or PEM CA certificates (X.509 authorities only).
  */
-export function parseBootstrapBundle(trustDomain: string, data: Buffer): SpiffeBundle {
+export function parseBootstrapBundle(trustDomain: TrustDomain, data: Buffer): SpiffeBundle {
   try {
     if (isPem(data)) return createSpiffeBundle({ trustDomain, x509Authorities: parseX509Bundle(trustDomain, data).x509Authorities });
     return parseSpiffeBundle(trustDomain, data);

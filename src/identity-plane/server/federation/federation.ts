@@ -3,7 +3,7 @@ import type { Clock } from '../../../common/clock.js';
 import { isSvidscopeError, SvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeBundle, type SpiffeBundle } from '../../spiffe/bundle/index.js';
-import { parseSpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
+import { parseSpiffeId, parseTrustDomain, parseTrustDomainBounded, type TrustDomain } from '../../spiffe/id/index.js';
 import type { Datastore } from '../datastore/types.js';
 import { documentWithSequence, parseBootstrapBundle } from './bundle-doc.js';
 import { DEFAULT_FEDERATION_CONFIG, validateRelationship, type FederationConfig, type RelationshipConfig } from './config.js';
@@ -64,10 +64,10 @@ export async function startFederation(deps: FederationDeps): Promise<Federation>
   const store = new RelationshipStore(deps.dataDir);
   const refreshers = new Map<string, BundleRefresher>();
 
-  const trustBundleFor = async (td: string): Promise<SpiffeBundle | undefined> => {
-    if (td === trustDomain.name) return deps.bundles.current;
+  const trustBundleFor = async (td: TrustDomain): Promise<SpiffeBundle | undefined> => {
+    if (td.equals(trustDomain)) return deps.bundles.current;
     try {
-      return parseSpiffeBundle(td, (await datastore.getBundle(td)).document);
+      return parseSpiffeBundle(td, (await datastore.getBundle(td.name)).document);
     } catch (err) {
       if (isSvidscopeError(err) && err.code === 'not-found') return undefined;
       throw err;
@@ -75,12 +75,12 @@ export async function startFederation(deps: FederationDeps): Promise<Federation>
   };
 
   /** Stores an operator-given bundle unless a bundle at least as new is stored already. */
-  const bootstrap = async (td: string, data: Buffer): Promise<void> => {
+  const bootstrap = async (td: TrustDomain, data: Buffer): Promise<void> => {
     const bundle = parseBootstrapBundle(td, data);
     const sequence = bundle.sequenceNumber ?? 0n;
     let stored: bigint | undefined;
     try {
-      stored = (await datastore.getBundle(td)).sequence;
+      stored = (await datastore.getBundle(td.name)).sequence;
     } catch (err) {
       if (!(isSvidscopeError(err) && err.code === 'not-found')) throw err;
     }
@@ -88,18 +88,20 @@ export async function startFederation(deps: FederationDeps): Promise<Federation>
       logger.info({ trustDomain: td, stored: stored.toString(), bootstrap: sequence.toString() }, 'keeping the stored federated bundle over the bootstrap bundle');
       return;
     }
-    await datastore.setBundle({ trustDomain: td, document: documentWithSequence(bundle, sequence), sequence, updatedAt: clock.now() });
+    await datastore.setBundle({ trustDomain: td.name, document: documentWithSequence(bundle, sequence), sequence, updatedAt: clock.now() });
     logger.info({ trustDomain: td, sequence: sequence.toString() }, 'stored bootstrap bundle');
   };
 
-  const run = async (rel: Relationship): Promise<BundleRefresher> => {
-    const refresher = new BundleRefresher({ relationship: rel, datastore, clock, logger, limits: config, trustBundleFor, metrics: deps.metrics });
+  // A relationship's trust domain is parsed once, where its record enters (server config, admin
+  // API, relationships.json), and the refresher builds every bundle of it with that value.
+  const run = async (rel: Relationship, td: TrustDomain): Promise<BundleRefresher> => {
+    const refresher = new BundleRefresher({ relationship: rel, trustDomain: td, datastore, clock, logger, limits: config, trustBundleFor, metrics: deps.metrics });
     refreshers.set(rel.trustDomain, refresher);
     await refresher.start();
     return refresher;
   };
 
-  const fromConfig = (rc: RelationshipConfig): Relationship => {
+  const fromConfig = (rc: RelationshipConfig): { rel: Relationship; td: TrustDomain; bundleFile?: string } => {
     const read = (file: string, what: string) => {
       try {
         return readFileSync(file);
@@ -112,21 +114,30 @@ export async function startFederation(deps: FederationDeps): Promise<Federation>
       webRootsPem: rc.caFile ? read(rc.caFile, 'ca_file').toString('utf8') : undefined, source: 'config',
     };
     validateRelationship(rel, trustDomain.name);
-    return rel;
+    // The config may name the trust domain as `spiffe://<td>`; the relationship is keyed by the bare name, as the admin API's are.
+    const td = parseTrustDomain(rc.trustDomain);
+    return { rel: { ...rel, trustDomain: td.name }, td, bundleFile: rc.bundleFile };
   };
 
-  const configured = config.relationships.map((rc) => ({ rel: fromConfig(rc), bundleFile: rc.bundleFile }));
+  const configured = config.relationships.map(fromConfig);
   const configuredNames = new Set(configured.map((c) => c.rel.trustDomain));
-  const dynamic = store.load().filter((r) => {
-    if (!configuredNames.has(r.trustDomain)) return true;
-    logger.warn({ trustDomain: r.trustDomain }, 'the server config defines this relationship; ignoring the one created through the API');
-    return false;
+  const dynamic = store.load().flatMap((rel) => {
+    if (configuredNames.has(rel.trustDomain)) {
+      logger.warn({ trustDomain: rel.trustDomain }, 'the server config defines this relationship; ignoring the one created through the API');
+      return [];
+    }
+    try {
+      return [{ rel, td: parseTrustDomainBounded(rel.trustDomain) }];
+    } catch (err) {
+      logger.warn({ trustDomain: rel.trustDomain, file: store.file, err: (err as Error).message }, 'ignoring a stored relationship whose trust domain is invalid');
+      return [];
+    }
   });
-  for (const { rel, bundleFile } of configured) if (bundleFile) await bootstrap(rel.trustDomain, readFileSync(bundleFile));
+  for (const { td, bundleFile } of configured) if (bundleFile) await bootstrap(td, readFileSync(bundleFile));
 
   let endpoint: BundleEndpoint | undefined;
   try {
-    for (const rel of [...configured.map((c) => c.rel), ...dynamic]) await run(rel);
+    for (const { rel, td } of [...configured, ...dynamic]) await run(rel, td);
     if (config.bundleEndpoint) {
       endpoint = await startBundleEndpoint({
         config: config.bundleEndpoint, trustDomain, bundles: deps.bundles, ca: deps.ca, clock, logger,
@@ -155,12 +166,13 @@ export async function startFederation(deps: FederationDeps): Promise<Federation>
     async create(input, options = {}) {
       const rel: Relationship = { ...input, trustDomain: input.trustDomain.replace(/^spiffe:\/\//, ''), source: 'api' };
       validateRelationship(rel, trustDomain.name);
+      const td = parseTrustDomain(rel.trustDomain);
       if (refreshers.has(rel.trustDomain)) throw new SvidscopeError('already-exists', `federation: a relationship with ${rel.trustDomain} exists already`);
-      if (options.bundle?.length) await bootstrap(rel.trustDomain, options.bundle);
-      if (rel.profile === 'https_spiffe' && parseSpiffeId(rel.endpointSpiffeId!).trustDomain.name === rel.trustDomain && !(await trustBundleFor(rel.trustDomain))) {
+      if (options.bundle?.length) await bootstrap(td, options.bundle);
+      if (rel.profile === 'https_spiffe' && parseSpiffeId(rel.endpointSpiffeId!).trustDomain.equals(td) && !(await trustBundleFor(td))) {
         throw new SvidscopeError('config-invalid', `federation: an https_spiffe endpoint of ${rel.trustDomain} can only be authenticated with a bundle of ${rel.trustDomain}: pass one to bootstrap`);
       }
-      const refresher = await run(rel);
+      const refresher = await run(rel, td);
       try {
         persist();
       } catch (err) {

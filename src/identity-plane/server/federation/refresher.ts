@@ -2,7 +2,7 @@ import type { Clock, TimerHandle } from '../../../common/clock.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import type { Logger } from '../../../common/log.js';
 import { parseSpiffeBundle, type SpiffeBundle } from '../../spiffe/bundle/index.js';
-import { parseSpiffeId } from '../../spiffe/id/index.js';
+import { parseSpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { pathLimitOf } from '../../spiffe/x509svid/index.js';
 import type { Datastore } from '../datastore/types.js';
 import { authoritiesDigest, documentWithSequence, latestAuthorityExpiryMs } from './bundle-doc.js';
@@ -25,12 +25,14 @@ export interface RefreshLimits {
 
 export interface RefresherDeps {
   relationship: Relationship;
+  /** The relationship's trust domain, parsed where the relationship entered; every bundle of it is built with this. */
+  trustDomain: TrustDomain;
   datastore: Datastore;
   clock: Clock;
   logger: Logger;
   limits: RefreshLimits;
   /** The bundle to authenticate an https_spiffe endpoint of trust domain `td` with (own domain or a stored foreign one). */
-  trustBundleFor(td: string): Promise<SpiffeBundle | undefined>;
+  trustBundleFor(td: TrustDomain): Promise<SpiffeBundle | undefined>;
   metrics?: FederationMetrics;
 }
 
@@ -141,7 +143,7 @@ export class BundleRefresher {
     const td = this.trustDomain;
     try {
       const row = await this.deps.datastore.getBundle(td);
-      const bundle = parseSpiffeBundle(td, row.document);
+      const bundle = parseSpiffeBundle(this.deps.trustDomain, row.document);
       this.stored = { bundle, sequence: row.sequence, digest: authoritiesDigest(bundle), updatedAtMs: row.updatedAt.getTime() };
     } catch (err) {
       if (isSvidscopeError(err) && err.code === 'not-found') this.stored = undefined;
@@ -206,7 +208,7 @@ export class BundleRefresher {
     if (rel.profile === 'https_web') return { profile: 'https_web', rootsPem: rel.webRootsPem };
     const endpointId = parseSpiffeId(rel.endpointSpiffeId ?? '');
     // Self-serving: the latest stored bundle of the domain (bootstrap first); otherwise the endpoint domain's own bundle.
-    const trustBundle = endpointId.trustDomain.name === this.trustDomain ? this.stored?.bundle : await this.deps.trustBundleFor(endpointId.trustDomain.name);
+    const trustBundle = endpointId.trustDomain.equals(this.deps.trustDomain) ? this.stored?.bundle : await this.deps.trustBundleFor(endpointId.trustDomain);
     return { profile: 'https_spiffe', endpointSpiffeId: endpointId.toString(), trustBundle };
   }
 
@@ -218,7 +220,7 @@ export class BundleRefresher {
     });
     let fetched: SpiffeBundle;
     try {
-      fetched = parseSpiffeBundle(this.trustDomain, document);
+      fetched = parseSpiffeBundle(this.deps.trustDomain, document);
     } catch (err) {
       throw new FederationFetchError('malformed', `the bundle endpoint of ${this.trustDomain} served a document that is not a SPIFFE bundle: ${(err as Error).message}`, { cause: err });
     }
@@ -244,7 +246,7 @@ export class BundleRefresher {
       }
       throw new FederationFetchError('datastore', `cannot store the bundle of ${this.trustDomain}: ${(err as Error).message}`, { cause: err });
     }
-    const bundle = sequence === undefined ? parseSpiffeBundle(this.trustDomain, toStore) : fetched;
+    const bundle = sequence === undefined ? parseSpiffeBundle(this.deps.trustDomain, toStore) : fetched;
     this.stored = { bundle, sequence: nextSequence, digest, updatedAtMs: now.getTime() };
     logger.info({ trustDomain: this.trustDomain, sequence: nextSequence.toString(), previous: stored?.sequence.toString(), x509Authorities: bundle.x509Authorities.length, jwtAuthorities: bundle.jwtAuthorities.size },
       'stored federated bundle');

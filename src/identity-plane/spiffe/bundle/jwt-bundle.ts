@@ -1,15 +1,11 @@
 import type { KeyObject } from 'node:crypto';
 import { errorFactory, isSvidscopeError, SvidscopeError } from '../../../common/errors/catalog.js';
-import { parseTrustDomain, TrustDomain } from '../id/index.js';
+import type { TrustDomain } from '../id/index.js';
 import { parseJsonObject } from './json-doc.js';
 import { jwkToPublicKey, publicKeyToJwk } from './jwk.js';
 import type { JwtAuthority, JwtBundle } from './types.js';
 
 const fail = errorFactory('jwtbundle');
-
-export function toTrustDomain(td: TrustDomain | string): TrustDomain {
-  return typeof td === 'string' ? parseTrustDomain(td) : td;
-}
 
 /** Re-prefixes an error raised by a helper (jwk, x509) with the bundle area, keeping its code. */
 export function rewrap(area: string, context: string, err: unknown): unknown {
@@ -24,18 +20,17 @@ export function jwtAuthority(keyId: unknown, publicKey: KeyObject): JwtAuthority
 }
 
 /** Builds a JWT bundle; with duplicate key ids the last authority wins, as go-spiffe does. */
-export function createJwtBundle(trustDomain: TrustDomain | string, authorities: Iterable<JwtAuthority> = []): JwtBundle {
+export function createJwtBundle(trustDomain: TrustDomain, authorities: Iterable<JwtAuthority> = []): JwtBundle {
   const map = new Map<string, JwtAuthority>();
   for (const a of authorities) map.set(jwtAuthority(a.keyId, a.publicKey).keyId, a);
-  return { trustDomain: toTrustDomain(trustDomain), jwtAuthorities: map };
+  return { trustDomain, jwtAuthorities: map };
 }
 
 /**
  * Parses a plain JWKS (what the Workload API's FetchJWTBundles returns) as a JWT bundle. `use` is
  * ignored, every key needs a `kid`, and a key of a type JWT-SVID cannot use makes the document invalid.
  */
-export function parseJwtBundle(trustDomain: TrustDomain | string, jsonBytes: Uint8Array | string): JwtBundle {
-  const td = toTrustDomain(trustDomain);
+export function parseJwtBundle(trustDomain: TrustDomain, jsonBytes: Uint8Array | string): JwtBundle {
   const doc = parseJsonObject(jsonBytes, 'jwtbundle');
   const keys = doc.value.keys;
   if (keys !== undefined && keys !== null && !Array.isArray(keys)) throw fail('malformed-json', 'unable to parse JWKS: keys must be an array');
@@ -48,7 +43,7 @@ export function parseJwtBundle(trustDomain: TrustDomain | string, jsonBytes: Uin
       throw rewrap('jwtbundle', `error adding authority ${i} of JWKS`, err);
     }
   });
-  return createJwtBundle(td, authorities);
+  return createJwtBundle(trustDomain, authorities);
 }
 
 /** Serialises a JWT bundle as a standard JWKS (kid on every key, no `use`, no spiffe_* members). */

@@ -3,7 +3,7 @@ import { errorFactory } from '../../../common/errors/catalog.js';
 import type { TrustDomain } from '../id/index.js';
 import { parseJsonObject, type JsonDoc } from './json-doc.js';
 import { jwkToPublicKey, publicKeyToJwk, samePublicKey } from './jwk.js';
-import { createJwtBundle, jwtAuthority, rewrap, toTrustDomain } from './jwt-bundle.js';
+import { createJwtBundle, jwtAuthority, rewrap } from './jwt-bundle.js';
 import type { JwtAuthority, SpiffeBundle, X509Authority } from './types.js';
 import { dedupeAuthorities } from './x509-bundle.js';
 
@@ -16,7 +16,7 @@ const ASYMMETRIC_KTY = new Set(['EC', 'RSA', 'OKP']);
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export interface SpiffeBundleInit {
-  readonly trustDomain: TrustDomain | string;
+  readonly trustDomain: TrustDomain;
   readonly x509Authorities?: Iterable<X509Certificate | X509Authority>;
   readonly jwtAuthorities?: Iterable<JwtAuthority> | ReadonlyMap<string, JwtAuthority>;
   readonly sequenceNumber?: bigint | number;
@@ -31,7 +31,7 @@ export function createSpiffeBundle(init: SpiffeBundleInit): SpiffeBundle {
     throw fail('malformed-json', 'refresh hint must be an integer number of seconds');
   }
   return {
-    trustDomain: toTrustDomain(init.trustDomain),
+    trustDomain: init.trustDomain,
     x509Authorities: dedupeAuthorities(init.x509Authorities ?? []),
     jwtAuthorities: createJwtBundle(init.trustDomain, isMap(jwt) ? jwt.values() : jwt).jwtAuthorities,
     sequenceNumber: seq,
@@ -48,8 +48,7 @@ function isMap(x: Iterable<JwtAuthority> | ReadonlyMap<string, JwtAuthority>): x
  * unknown `use`, an unknown or symmetric `kty`, or no/empty `x5c` are skipped, as the standard says;
  * a JWK that is broken (no `kty`, bad key material, x5c not matching the key) fails the document.
  */
-export function parseSpiffeBundle(trustDomain: TrustDomain | string, jsonBytes: Uint8Array | string): SpiffeBundle {
-  const td = toTrustDomain(trustDomain);
+export function parseSpiffeBundle(trustDomain: TrustDomain, jsonBytes: Uint8Array | string): SpiffeBundle {
   const doc = parseJsonObject(jsonBytes, AREA);
   const keys = doc.value.keys;
   if (keys === undefined || keys === null) throw fail('keys-missing', 'no authorities found: the keys member is required');
@@ -75,7 +74,7 @@ export function parseSpiffeBundle(trustDomain: TrustDomain | string, jsonBytes: 
     }
   });
   return createSpiffeBundle({
-    trustDomain: td,
+    trustDomain,
     x509Authorities: x509,
     jwtAuthorities: jwt,
     sequenceNumber: sequence(doc),

@@ -1,7 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
-import { TrustDomain } from '../id/index.js';
+import type { TrustDomain } from '../id/index.js';
 import { encodePem, parseCertificates } from '../x509/index.js';
-import { toTrustDomain } from './jwt-bundle.js';
 import type { X509Authority, X509Bundle } from './types.js';
 
 export function x509Authority(cert: X509Certificate): X509Authority {
@@ -9,8 +8,8 @@ export function x509Authority(cert: X509Certificate): X509Authority {
 }
 
 /** Builds an X.509 bundle; an authority given twice (same DER) is kept once. */
-export function createX509Bundle(trustDomain: TrustDomain | string, authorities: Iterable<X509Certificate | X509Authority> = []): X509Bundle {
-  return { trustDomain: toTrustDomain(trustDomain), x509Authorities: dedupeAuthorities(authorities) };
+export function createX509Bundle(trustDomain: TrustDomain, authorities: Iterable<X509Certificate | X509Authority> = []): X509Bundle {
+  return { trustDomain, x509Authorities: dedupeAuthorities(authorities) };
 }
 
 export function dedupeAuthorities(authorities: Iterable<X509Certificate | X509Authority>): X509Authority[] {
@@ -32,12 +31,12 @@ export function dedupeAuthorities(authorities: Iterable<X509Certificate | X509Au
  * and py-spiffe decide: a bundle file that names no authority is almost always a mistake. CA-ness is
  * not checked: the bundle is the trust decision.
  */
-export function parseX509Bundle(trustDomain: TrustDomain | string, input: Buffer): X509Bundle {
+export function parseX509Bundle(trustDomain: TrustDomain, input: Buffer): X509Bundle {
   return createX509Bundle(trustDomain, parseCertificates(input, { area: 'x509bundle' }));
 }
 
 /** Parses concatenated DER certificates (the Workload API bundle encoding). */
-export function parseX509BundleRaw(trustDomain: TrustDomain | string, der: Buffer): X509Bundle {
+export function parseX509BundleRaw(trustDomain: TrustDomain, der: Buffer): X509Bundle {
   return createX509Bundle(trustDomain, parseCertificates(der, { area: 'x509bundle', format: 'der' }));
 }
 
