@@ -40,7 +40,7 @@ import { connectAdmin, type AdminClient } from '../src/identity-plane/server-api
 import { MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type EntryMsg } from '../src/identity-plane/server-api/messages.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../src/identity-plane/spiffe/bundle/index.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../test/support/process.js';
-import { cpuSeconds, datastoreOps, memoryMiB, percentile, round } from './fleet/measure.js';
+import { cpuSeconds, datastoreOps, heapUsedMiB, memoryMiB, percentile, round } from './fleet/measure.js';
 import { wallMs, type FromWorker, type ToWorker, type WorkerStats } from './fleet/protocol.js';
 import type { BenchContext, BenchFigures } from './run.js';
 import { mustTrustDomain } from '../src/identity-plane/spiffe/id/index.js';
@@ -388,7 +388,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     const metricsAnswered = servers.every((sv) => sv.ops0 && sv.ops1);
     for (const sv of servers) for (const [op, n] of sv.ops1 ?? []) ops1.set(op, (ops1.get(op) ?? 0) + n - (sv.ops0?.get(op) ?? 0));
     clearInterval(rssTimer);
-    const mem = { rss: memoryMiB(servers[0].pid).rss, peak: Math.max(...servers.map((sv) => sv.peakMiB)) };
+    const mem = { rss: memoryMiB(servers[0].pid).rss, peak: Math.max(...servers.map((sv) => sv.peakMiB)), heap: await heapUsedMiB(servers[0].opsUrl) };
     // Writes from the last moments still travel: give them two sync intervals (at least 3 s, for a
     // loaded machine) before the tally, and with several servers the others' entry reload
     // (cache_reload_interval, 5 s by default).
@@ -418,6 +418,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       issueCallP50Ms: round(percentile(issueCalls, 50), 2), issueCallP99Ms: round(percentile(issueCalls, 99), 2),
       serverCpuSecondsPerSecond: round(cpu / windowSeconds, 3), serverCpuMsPerAgentPerS: round((cpu / windowSeconds / o.agents) * 1000, 3),
       serverRssBaselineMiB: round(baseRss), serverRssEndMiB: round(mem.rss), serverPeakRssMiB: round(Math.max(mem.peak, peakRss)),
+      serverHeapUsedMiB: round(mem.heap),
       serverRssKiBPerEntry: round(((mem.rss - baseRss) * 1024) / Math.max(1, o.agents * o.entriesPerAgent), 2),
       workerCpuSecondsPerSecond: round(workerCpu / windowSeconds, 3),
       datastoreOpsPerS: metricsAnswered ? round(opsDelta.reduce((s, [, n]) => s + n, 0) / windowSeconds) : -1,
@@ -461,7 +462,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       log(`  served in the very sync that found the server gone: ${f.agentsServedInTheSyncThatMoved}/${f.agentsFailedOver} (that sync p50 ${f.failoverSyncP50Ms} ms, p99 ${f.failoverSyncP99Ms} ms); calls failed after the kill: ${f.callsFailedAfterKill}; every agent served within its sync interval: ${f.failoverWithinSyncInterval}`);
     }
     if (rotation) log(`CA rotation → agents with the new bundle: ${f.caRotationAgentsUpdated}/${f.attested}, p50 ${f.caRotationP50Ms} ms, p99 ${f.caRotationP99Ms} ms`);
-    log(`server${o.servers > 1 ? 's: CPU summed, RSS of the first' : ''}: ${f.serverCpuSecondsPerSecond} CPU s/s, RSS ${f.serverRssBaselineMiB} → ${f.serverRssEndMiB} MiB (peak ${f.serverPeakRssMiB}), datastore ${f.datastoreOpsPerS} ops/s (${f.datastoreTopOps})`);
+    log(`server${o.servers > 1 ? 's: CPU summed, RSS of the first' : ''}: ${f.serverCpuSecondsPerSecond} CPU s/s, RSS ${f.serverRssBaselineMiB} → ${f.serverRssEndMiB} MiB (peak ${f.serverPeakRssMiB}; V8 heap in use ${f.serverHeapUsedMiB}), datastore ${f.datastoreOpsPerS} ops/s (${f.datastoreTopOps})`);
     log(`agents' view: ${f.entriesHeld} entries held of ${f.entriesExpected}, ${f.svidsHeld} with an SVID; SVIDs that expired before their replacement: ${f.svidsLapsed}; agents that lost an SVID: ${f.agentsLostSvids}; errors ${f.errors} (${f.errorsByKind})`);
     return f;
   } finally {

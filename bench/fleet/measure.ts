@@ -44,6 +44,16 @@ export async function datastoreOps(opsUrl: string): Promise<Map<string, number> 
   return ops;
 }
 
+/** The server's V8 heap in use (MiB) from its /metrics; NaN when it does not answer: RSS less this is native memory (TLS, HTTP/2). */
+export async function heapUsedMiB(opsUrl: string): Promise<number> {
+  try {
+    const text = await (await fetch(`${opsUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+    return Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(text)?.[1] ?? NaN) / 1048576;
+  } catch {
+    return NaN;
+  }
+}
+
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
