@@ -85,6 +85,9 @@ export default tseslint.config(
       'no-restricted-syntax': ['error',
         { selector: "CallExpression[callee.property.name='setContentType']", message: 'negotiate per scrape with common/telemetry/exposition.ts instead of switching a registry' },
         { selector: "CallExpression[callee.property.name='metrics'][arguments.length=0]", message: 'render registries with common/telemetry/exposition.ts (registry.metrics() renames counters for later scrapes)' },
+        // Every error the project raises carries a catalogue code (common/errors/catalog.ts): a plain
+        // Error reaches the CLI as `internal`, exit 5, and callers could only classify it by its text.
+        { selector: "ThrowStatement > NewExpression[callee.name='Error']", message: 'throw a SvidscopeError with a catalogue code (common/errors/catalog.ts), not a plain Error' },
       ],
     },
   },

@@ -69,3 +69,16 @@ describe('module boundaries in ESLint', () => {
     }
   });
 });
+
+describe('one error path in ESLint', () => {
+  const syntax = async (file: string, code: string) => {
+    const [result] = await eslint.lintText(code, { filePath: path.join(root, file) });
+    return result.messages.filter((m) => m.ruleId === 'no-restricted-syntax').map((m) => m.message);
+  };
+
+  it('refuses a plain Error thrown in src/, allows a catalogued one and plain Errors in tests', async () => {
+    expect(await syntax('src/chaos/x.ts', "export function f(): never {\n  throw new Error('no code');\n}\n")).toEqual([expect.stringContaining('SvidscopeError with a catalogue code')]);
+    expect(await syntax('src/chaos/x.ts', "import { SvidscopeError } from '../common/errors/catalog.js';\nexport function f(): never {\n  throw new SvidscopeError('internal', 'coded');\n}\n")).toEqual([]);
+    expect(await syntax('test/unit/x.test.ts', "export function f(): never {\n  throw new Error('a test may');\n}\n")).toEqual([]);
+  });
+});

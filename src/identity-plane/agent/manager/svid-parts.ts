@@ -5,6 +5,7 @@
  * and decoder lookups per call), which made rotating 10,000 SVIDs take seconds on the agent alone.
  */
 import { readCertificateInfo } from '../../spiffe/mint/index.js';
+import { SvidscopeError } from '../../../common/errors/catalog.js';
 
 /** PKCS#8 DER of a workload key, built without Node's export (see privateKeyPkcs8). */
 export { privateKeyPkcs8 as pkcs8Of } from '../../spiffe/mint/index.js';
@@ -28,7 +29,7 @@ export class ChainReader {
   private tail: { ders: Buffer[]; ids: string[] } | undefined;
 
   read(chainDer: readonly Buffer[]): ChainFacts {
-    if (chainDer.length === 0) throw new Error('empty certificate chain');
+    if (chainDer.length === 0) throw new SvidscopeError('empty-chain', 'agent: the server answered an X509-SVID with an empty certificate chain');
     const leaf = readCertificateInfo(chainDer[0]);
     const tail = this.tailOf(chainDer);
     return {

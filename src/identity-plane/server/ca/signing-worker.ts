@@ -9,9 +9,10 @@ import { X509Certificate } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createX509SvidMinter, type X509SvidMinter } from '../../spiffe/mint/index.js';
 import { asBuffer, signJob, type FromSigningWorker, type ToSigningWorker } from './sign-job.js';
+import { SvidscopeError } from '../../../common/errors/catalog.js';
 
 const port = parentPort;
-if (!port) throw new Error('signing-worker: not started as a worker thread');
+if (!port) throw new SvidscopeError('internal', 'signing-worker: not started as a worker thread (the signing pool starts it)');
 /** Only a pool built with test hooks may ask a worker to die mid-batch. */
 const testHooks = (workerData as { testHooks?: boolean } | undefined)?.testHooks === true;
 
