@@ -26,6 +26,8 @@ import { wallMs, type FromWorker, type ToWorker, type WorkerInit, type WorkerSta
 
 /** The server's cap on CSRs per BatchNewX509SVID call (node-service MAX_BATCH). */
 const CSR_BATCH = 500;
+/** The agent manager's cap on its backoff after failed syncs. */
+const MAX_BACKOFF_MS = 60_000;
 
 interface SimAgent {
   client: ServerClient;
@@ -54,6 +56,8 @@ interface SimAgent {
   watchUp: boolean;
   watchedBefore?: boolean;
   watchFailures: number;
+  /** Cycles failed in a row (backoff). */
+  failures: number;
 }
 
 const send = (m: FromWorker) => process.send?.(m);
@@ -107,7 +111,7 @@ async function attestAll(): Promise<void> {
       const identity = { chainPem: res.svid.cert_chain.map((d) => encodePem('CERTIFICATE', d)).join(''), keyPem: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
       client.setIdentity(identity.chainPem, identity.keyPem);
       self = { client, server, identity, trustPem: init.bundlePem, csr, knownRevision: '0', entries: new Map(), svids: new Map(), bundleSequence: init.bundleSequence, bundleFetch: new BundleFetchTracker(), synced: false,
-        running: false, again: false, watchUp: false, watchFailures: 0 };
+        running: false, again: false, watchUp: false, watchFailures: 0, failures: 0 };
       agents.push(self);
       unconverged.add(self);
     } catch (err) {
@@ -147,7 +151,8 @@ function pemFor(sequence: string, document: Buffer): string {
   return pem;
 }
 
-async function cycle(a: SimAgent): Promise<void> {
+/** One sync cycle; false when a call failed (the agent backs off, as its manager does). */
+async function cycle(a: SimAgent): Promise<boolean> {
   const t0 = performance.now();
   const startedAt = wallMs();
   let res;
@@ -158,7 +163,7 @@ async function cycle(a: SimAgent): Promise<void> {
   } catch (err) {
     const status = (err as { status?: number }).status;
     count(status === 4 ? 'sync_deadline' : status === 14 ? 'sync_unavailable' : 'sync');
-    return;
+    return false;
   }
   if (a.movedAt !== undefined) {
     stats.failedOver.push(wallMs());
@@ -214,7 +219,7 @@ async function cycle(a: SimAgent): Promise<void> {
     } catch (err) {
       // By catalogue code (server-overloaded, deadline-expired, …): the kinds of failure tell overload from faults.
       count(`issue_call_${(err as { code?: string }).code ?? 'unknown'}`);
-      return;
+      return false;
     }
     const issuedAt = wallMs();
     if (counting) stats.issueCallMs.push(performance.now() - t1);
@@ -232,6 +237,7 @@ async function cycle(a: SimAgent): Promise<void> {
       if (counting) stats.issued++;
     });
   }
+  return true;
 }
 
 /** One cycle, and one more for each burst of notifications that came during it; then the next poll. */
@@ -240,8 +246,12 @@ async function run(a: SimAgent): Promise<void> {
   try {
     do {
       a.again = false;
-      await cycle(a).catch(() => count('cycle'));
-    } while (a.again && !stopped);
+      const ok = await cycle(a).catch(() => {
+        count('cycle');
+        return false;
+      });
+      a.failures = ok ? 0 : a.failures + 1;
+    } while (a.again && !stopped && a.failures === 0);
   } finally {
     a.running = false;
     // Each agent is checked after its own cycle, O(its entries): checking the whole fleet after every
@@ -254,7 +264,10 @@ async function run(a: SimAgent): Promise<void> {
         send({ type: 'converged', at: wallMs() });
       }
     }
-    schedule(a, init.syncIntervalMs);
+    // As the agent's manager: after a failed cycle (an overloaded server refusing a batch, a sync
+    // past its deadline) the next comes 1.5× later each time, up to a minute, instead of every
+    // interval: retrying a saturated server at full rate only adds refused calls to its work.
+    schedule(a, a.failures === 0 ? init.syncIntervalMs : Math.min(MAX_BACKOFF_MS, init.syncIntervalMs * 1.5 ** a.failures));
   }
 }
 
