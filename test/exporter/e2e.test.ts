@@ -141,10 +141,13 @@ describe('exporter against a running identity plane', () => {
     expect(valueOf(series, METRIC.bundleSequence, { source: 'agent', trust_domain: TD })).toBe(seq0);
     expect(valueOf(series, METRIC.bundleSequence, { source: 'svid-files', trust_domain: TD })).toBe(seq0);
     const updates0 = valueOf(series, METRIC.sourceUpdates, { source: 'agent' })!;
+    // Counted from this scrape: on a slow machine the first rotation (5 s in) can come before it.
+    const rotations0 = (source: string) => valueOf(series, METRIC.rotations, { source, kind: 'x509_svid' }) ?? 0;
+    const [agentRotations0, fileRotations0] = [rotations0('agent'), rotations0('svid-files')];
 
     // SVID rotation at half of the 10 s TTL, seen on the stream and in the workload's file.
     ({ series } = await scrapeUntil('SVID rotations', (s) =>
-      valueOf(s, METRIC.rotations, { source: 'agent', kind: 'x509_svid' })! >= 1 && valueOf(s, METRIC.rotations, { source: 'svid-files', kind: 'x509_svid' })! >= 1));
+      valueOf(s, METRIC.rotations, { source: 'agent', kind: 'x509_svid' })! > agentRotations0 && valueOf(s, METRIC.rotations, { source: 'svid-files', kind: 'x509_svid' })! > fileRotations0));
     expect(valueOf(series, `${METRIC.rotationRemainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' })).toBeGreaterThanOrEqual(1);
     expect(valueOf(series, `${METRIC.rotationRemainingLifetime}_bucket`, { source: 'agent', kind: 'x509_svid', le: '60' }))
       .toBe(valueOf(series, `${METRIC.rotationRemainingLifetime}_count`, { source: 'agent', kind: 'x509_svid' }));
