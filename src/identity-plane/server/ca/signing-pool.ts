@@ -7,8 +7,8 @@
  *
  * Requests are cut into chunks queued first in, first out; a chunk is dispatched only to a worker
  * with fewer than BATCHES_IN_FLIGHT batches, after its caller's `beforeChunk` check (deadline,
- * cancel), so work for a caller that has gone is never started. Small chunks (one CSR per call) that wait together go to a worker as one
- * batch of up to a chunk's size.
+ * cancel), so work for a caller that has gone is never started. Small chunks (one CSR per call)
+ * that wait together go to a worker as one batch of up to a chunk's size.
  *
  * Key handling. The CA key reaches a worker as a KeyObject through its message port (cloned in
  * memory, never written anywhere), with the CA generation (CaManager.x509Signer), before the first
