@@ -40,7 +40,7 @@ import { connectAdmin, type AdminClient } from '../src/identity-plane/server-api
 import { MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type EntryMsg } from '../src/identity-plane/server-api/messages.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../src/identity-plane/spiffe/bundle/index.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../test/support/process.js';
-import { cpuSeconds, datastoreOps, heapUsedMiB, memoryMiB, percentile, round } from './fleet/measure.js';
+import { cpuSeconds, datastoreOps, heapUsedMiB, memoryMiB, percentile, round, scrapeMetrics } from './fleet/measure.js';
 import { wallMs, type FromWorker, type ToWorker, type WorkerStats } from './fleet/protocol.js';
 import type { BenchContext, BenchFigures } from './run.js';
 import { mustTrustDomain } from '../src/identity-plane/spiffe/id/index.js';
@@ -189,6 +189,8 @@ interface ServerProcess {
   ops0: Map<string, number> | undefined;
   ops1: Map<string, number> | undefined;
   peakMiB: number;
+  /** V8 heap in use at the last measure(), from the same scrape; NaN when /metrics did not answer. */
+  heapMiB: number;
   /** Reads CPU, peak RSS and datastore operations now (at the window's end, or just before a kill). */
   measure(): Promise<void>;
 }
@@ -206,11 +208,13 @@ async function startServerProcess(dir: string, schema: string | undefined, postg
   await waitFor('server ready', () => httpOk(`${opsUrl}/ready`), 60_000, proc.logs);
   const sv: ServerProcess = {
     child: proc.child, pid: proc.child.pid!, address: `127.0.0.1:${port}`, adminSocket: path.join(dir, 'admin.sock'), opsUrl, killed: false,
-    cpu0: 0, cpu1: 0, ops0: undefined, ops1: undefined, peakMiB: 0,
+    cpu0: 0, cpu1: 0, ops0: undefined, ops1: undefined, peakMiB: 0, heapMiB: NaN,
     measure: async () => {
       sv.cpu1 = cpuSeconds(sv.pid);
       sv.peakMiB = memoryMiB(sv.pid).peak;
-      sv.ops1 = await datastoreOps(opsUrl);
+      const metrics = await scrapeMetrics(opsUrl);
+      sv.ops1 = datastoreOps(metrics);
+      sv.heapMiB = heapUsedMiB(metrics);
     },
   };
   return sv;
@@ -304,7 +308,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     // ---- the measured window: steady syncs and rotations, churn, one CA rotation
     // The datastore count first: a saturated server may take many seconds to answer /metrics,
     // and the window (CPU, churn, rotation, load counts) must not start before it.
-    for (const sv of servers) sv.ops0 = await datastoreOps(sv.opsUrl);
+    for (const sv of servers) sv.ops0 = datastoreOps(await scrapeMetrics(sv.opsUrl));
     for (const w of workers) w.send({ type: 'window' });
     const windowStart = wallMs();
     for (const sv of servers) sv.cpu0 = cpuSeconds(sv.pid);
@@ -388,7 +392,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     const metricsAnswered = servers.every((sv) => sv.ops0 && sv.ops1);
     for (const sv of servers) for (const [op, n] of sv.ops1 ?? []) ops1.set(op, (ops1.get(op) ?? 0) + n - (sv.ops0?.get(op) ?? 0));
     clearInterval(rssTimer);
-    const mem = { rss: memoryMiB(servers[0].pid).rss, peak: Math.max(...servers.map((sv) => sv.peakMiB)), heap: await heapUsedMiB(servers[0].opsUrl) };
+    const mem = { rss: memoryMiB(servers[0].pid).rss, peak: Math.max(...servers.map((sv) => sv.peakMiB)), heap: servers[0].heapMiB };
     // Writes from the last moments still travel: give them two sync intervals (at least 3 s, for a
     // loaded machine) before the tally, and with several servers the others' entry reload
     // (cache_reload_interval, 5 s by default).

@@ -1,7 +1,7 @@
 /**
  * What the fleet benchmark reads about a process from outside it: CPU time from /proc/<pid>/stat
  * (utime + stime), resident memory from /proc/<pid>/status (VmRSS, and the peak VmHWM), and the
- * datastore operation count from the server's own /metrics.
+ * datastore operation count and V8 heap in use from one scrape of the server's own /metrics.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -24,34 +24,29 @@ export function memoryMiB(pid: number): { rss: number; peak: number } {
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
 }
 
-/**
- * Datastore operations the server has run, by operation (the count of its duration histogram);
- * undefined when /metrics does not answer within 30 s (a saturated server: itself a finding).
- */
-export async function datastoreOps(opsUrl: string): Promise<Map<string, number> | undefined> {
-  // (The count at the window's end is read after the window: a slow answer only delays the report.)
-  let text: string;
+/** The server's /metrics text; undefined when it does not answer within 30 s (a saturated server: itself a finding). */
+export async function scrapeMetrics(opsUrl: string): Promise<string | undefined> {
   try {
-    text = await (await fetch(`${opsUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+    return await (await fetch(`${opsUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
   } catch {
     return undefined;
   }
+}
+
+/** Datastore operations the server has run, by operation (the count of its duration histogram), from a scrape. */
+export function datastoreOps(metrics: string | undefined): Map<string, number> | undefined {
+  if (metrics === undefined) return undefined;
   const ops = new Map<string, number>();
-  for (const m of text.matchAll(/^svidscope_server_datastore_operation_duration_seconds_count\{([^}]*)\} (\S+)$/gm)) {
+  for (const m of metrics.matchAll(/^svidscope_server_datastore_operation_duration_seconds_count\{([^}]*)\} (\S+)$/gm)) {
     const op = /operation="([^"]*)"/.exec(m[1])?.[1] ?? 'unknown';
     ops.set(op, (ops.get(op) ?? 0) + Number(m[2]));
   }
   return ops;
 }
 
-/** The server's V8 heap in use (MiB) from its /metrics; NaN when it does not answer: RSS less this is native memory (TLS, HTTP/2). */
-export async function heapUsedMiB(opsUrl: string): Promise<number> {
-  try {
-    const text = await (await fetch(`${opsUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
-    return Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(text)?.[1] ?? NaN) / 1048576;
-  } catch {
-    return NaN;
-  }
+/** The server's V8 heap in use (MiB), from a scrape; NaN without one. RSS less this is native memory (TLS, HTTP/2). */
+export function heapUsedMiB(metrics: string | undefined): number {
+  return Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(metrics ?? '')?.[1] ?? NaN) / 1048576;
 }
 
 export function percentile(values: readonly number[], p: number): number {

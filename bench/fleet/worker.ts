@@ -190,19 +190,21 @@ async function cycle(a: SimAgent): Promise<boolean> {
   }
   a.synced = true;
   // As the agent does: GetBundles only when the sync answer's bundle state moved since the last fetch.
-  if (a.bundleFetch.stale(res.bundle_state, [])) try {
-    const bundles = await a.client.getBundles([]);
-    const seq = bundles.bundle.sequence_number;
-    if (seq !== a.bundleSequence) {
-      a.bundleSequence = seq;
-      if (inWindow) (stats.bundleSeen[seq] ??= []).push(wallMs());
-      // As the agent does: new trust anchors rebuild the connection.
-      a.trustPem = pemFor(seq, bundles.bundle.document);
-      a.client.setTrust(a.trustPem);
+  if (a.bundleFetch.stale(res.bundle_state, [])) {
+  try {
+      const bundles = await a.client.getBundles([]);
+      const seq = bundles.bundle.sequence_number;
+      if (seq !== a.bundleSequence) {
+        a.bundleSequence = seq;
+        if (inWindow) (stats.bundleSeen[seq] ??= []).push(wallMs());
+        // As the agent does: new trust anchors rebuild the connection.
+        a.trustPem = pemFor(seq, bundles.bundle.document);
+        a.client.setTrust(a.trustPem);
+      }
+      a.bundleFetch.fetched(res.bundle_state, []);
+    } catch {
+      count('get_bundles');
     }
-    a.bundleFetch.fetched(res.bundle_state, []);
-  } catch {
-    count('get_bundles');
   }
   for (const id of a.svids.keys()) if (!a.entries.has(id)) a.svids.delete(id);
   const now = wallMs();
