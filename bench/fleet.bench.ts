@@ -6,7 +6,7 @@
  * API (BatchCreateEntries), then measures a window of `--duration` seconds with entry churn and one
  * forced CA rotation.
  *
- *   npm run bench -- fleet [--agents 100] [--entries-per-agent 10] [--sync-interval 5] [--churn 2]
+ *   npm run bench -- fleet [--agents 100] [--entries-per-agent 10] [--sync-interval 5] [--push-sync-interval 30] [--churn 2]
  *       [--duration 30] [--datastore sqlite|postgres] [--workers N] [--svid-ttl 40]
  *       [--rotate-ca-at <s into the window; -1 = none>] [--setup-timeout 600]
  *       [--servers 2 --datastore postgres --kill-one-at <s into the window>]
@@ -64,6 +64,8 @@ export interface FleetOptions {
   /** Seconds into the window; negative = no kill. */
   killOneAtSeconds: number;
   push: boolean;
+  /** The agents' push_sync_interval: how often they poll while their change stream is up. */
+  pushSyncIntervalSeconds: number;
   incremental: boolean;
 }
 
@@ -74,6 +76,7 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
       agents: { type: 'string', default: '100' },
       'entries-per-agent': { type: 'string', default: '10' },
       'sync-interval': { type: 'string', default: '5' },
+      'push-sync-interval': { type: 'string', default: '30' },
       churn: { type: 'string', default: '2' },
       duration: { type: 'string', default: '30' },
       datastore: { type: 'string', default: 'sqlite' },
@@ -113,6 +116,7 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
     agents,
     entriesPerAgent: Math.floor(num('entries-per-agent', values['entries-per-agent'], 0, 1000)),
     syncIntervalSeconds: num('sync-interval', values['sync-interval'], 0.1, 600),
+    pushSyncIntervalSeconds: num('push-sync-interval', values['push-sync-interval'], 0.1, 3600),
     churnPerSecond: num('churn', values.churn, 0, 1000),
     durationSeconds,
     datastore: values.datastore,
@@ -288,7 +292,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     for (let w = 0; w < o.workers; w++) workers.push(startWorker());
     workers.forEach((worker, w) => worker.send({
       type: 'init', addresses: servers.map((sv) => sv.address), trustDomain: TD, bundlePem, bundleSequence: bundle.sequence_number,
-      syncIntervalMs: o.syncIntervalSeconds * 1000, rotationFraction: 0.5, attestConcurrency: 16, push: o.push, incremental: o.incremental,
+      syncIntervalMs: o.syncIntervalSeconds * 1000, pushSyncIntervalMs: o.pushSyncIntervalSeconds * 1000, rotationFraction: 0.5, attestConcurrency: 16, push: o.push, incremental: o.incremental,
       agents: tokens.flatMap((token, index) => (index % o.workers === w ? [{ index, token }] : [])),
     }));
     const setupMs = o.setupTimeoutSeconds * 1000;

@@ -13,6 +13,8 @@ export interface WorkerInit {
   bundlePem: string;
   bundleSequence: string;
   syncIntervalMs: number;
+  /** The poll interval while an agent's change stream is up (the agent's push_sync_interval), bounded by its next SVID renewal. */
+  pushSyncIntervalMs: number;
   /** Fraction of an SVID's lifetime after which it is renewed (the agent's rotation_fraction). */
   rotationFraction: number;
   /** Keep a WatchChanges stream per agent and sync at once on its notifications (else poll only). */

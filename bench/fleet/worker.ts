@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { nullLogger } from '../../src/common/log.js';
 import { ServerClient } from '../../src/identity-plane/server-api/node-client.js';
 import { BundleFetchTracker } from '../../src/identity-plane/server-api/bundle-state.js';
-import { BUNDLE_NOTIFICATION_SPREAD_MS } from '../../src/identity-plane/agent/manager/change-watch.js';
+import { bundleSpreadMs } from '../../src/identity-plane/agent/manager/change-watch.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
@@ -49,6 +49,8 @@ interface SimAgent {
   bundleFetch: BundleFetchTracker;
   synced: boolean;
   timer?: NodeJS.Timeout;
+  /** When the timer fires (wall ms). */
+  pollAt: number;
   /** A cycle is running; a notification during it asks for one more. */
   running: boolean;
   again: boolean;
@@ -111,7 +113,7 @@ async function attestAll(): Promise<void> {
       const identity = { chainPem: res.svid.cert_chain.map((d) => encodePem('CERTIFICATE', d)).join(''), keyPem: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
       client.setIdentity(identity.chainPem, identity.keyPem);
       self = { client, server, identity, trustPem: init.bundlePem, csr, knownRevision: '0', entries: new Map(), svids: new Map(), bundleSequence: init.bundleSequence, bundleFetch: new BundleFetchTracker(), synced: false,
-        running: false, again: false, watchUp: false, watchFailures: 0, failures: 0 };
+        running: false, again: false, watchUp: false, watchFailures: 0, failures: 0, pollAt: 0 };
       agents.push(self);
       unconverged.add(self);
     } catch (err) {
@@ -269,13 +271,26 @@ async function run(a: SimAgent): Promise<void> {
     // As the agent's manager: after a failed cycle (an overloaded server refusing a batch, a sync
     // past its deadline) the next comes 1.5× later each time, up to a minute, instead of every
     // interval: retrying a saturated server at full rate only adds refused calls to its work.
-    schedule(a, a.failures === 0 ? init.syncIntervalMs : Math.min(MAX_BACKOFF_MS, init.syncIntervalMs * 1.5 ** a.failures));
+    schedule(a, a.failures === 0 ? pollDelayMs(a) : Math.min(MAX_BACKOFF_MS, init.syncIntervalMs * 1.5 ** a.failures));
   }
+}
+
+/**
+ * As the agent's manager: the sync interval, or with the change stream up the push sync interval
+ * (±10 %), but no later than the agent's next SVID renewal.
+ */
+function pollDelayMs(a: SimAgent): number {
+  const base = init.syncIntervalMs;
+  if (!a.watchUp || init.pushSyncIntervalMs <= base) return base;
+  let due = Infinity;
+  for (const svid of a.svids.values()) due = Math.min(due, svid.renewAt);
+  return Math.max(base, Math.min(init.pushSyncIntervalMs * (0.9 + Math.random() * 0.2), due - wallMs()));
 }
 
 function schedule(a: SimAgent, delay: number): void {
   if (stopped) return;
   clearTimeout(a.timer);
+  a.pollAt = wallMs() + delay;
   a.timer = setTimeout(() => void run(a), delay);
 }
 
@@ -303,14 +318,17 @@ function watch(a: SimAgent): void {
       return;
     }
     stats.notifications++;
-    // As the agent does: an entry change at once, a bundle change (every agent at once) spread over a second.
+    // As the agent does: an entry change at once, a bundle change (every agent at once) spread as the server asks.
     if (m.entries) trigger(a);
-    else setTimeout(() => trigger(a), Math.random() * BUNDLE_NOTIFICATION_SPREAD_MS);
+    else setTimeout(() => trigger(a), Math.random() * bundleSpreadMs(m));
   }, (err) => {
     a.watch = undefined;
     if (stopped) return;
     if (err ? err.status !== 1 : !a.watchUp) a.watchFailures++; // 1 = CANCELLED: our own reconnect, at once
+    const wasUp = a.watchUp;
     a.watchUp = false;
+    // As the agent does: without the stream, the poll comes back to the sync interval.
+    if (wasUp && !a.running && a.pollAt - wallMs() > init.syncIntervalMs) schedule(a, init.syncIntervalMs);
     if (err && err.status !== 1) count(`watch_${err.code}`);
     const base = Math.min(30_000, 500 * 2 ** a.watchFailures);
     setTimeout(() => watch(a), base * (0.5 + Math.random()));

@@ -2,10 +2,10 @@
 // after its own reconnect, backing off on errors, rarely when the server has no push or is full),
 // and what each notification triggers.
 import * as grpc from '@grpc/grpc-js';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
 import { nullLogger } from '../../src/common/log.js';
-import { BUNDLE_NOTIFICATION_SPREAD_MS, ChangeWatch } from '../../src/identity-plane/agent/manager/change-watch.js';
+import { BUNDLE_NOTIFICATION_SPREAD_MAX_MS, BUNDLE_NOTIFICATION_SPREAD_MS, bundleSpreadMs, ChangeWatch } from '../../src/identity-plane/agent/manager/change-watch.js';
 import { ServerCallError } from '../../src/identity-plane/server-api/node-client.js';
 import type { ChangeNotificationMsg } from '../../src/identity-plane/server-api/messages.js';
 
@@ -73,5 +73,24 @@ describe('ChangeWatch', () => {
     last().onEnd(err(grpc.status.PERMISSION_DENIED, 'agent-banned'));
     expect(state.syncs).toBe(3);
     expect(state.connected).toEqual([true, false]);
+  });
+
+  it('spreads a bundle change over what the server asks, never past the cap', () => {
+    const { clock, last, up, state } = setup();
+    up();
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0.99);
+    try {
+      last().onMessage({ initial: false, entries: false, bundle: true, spread_ms: 20_000 });
+    } finally {
+      random.mockRestore();
+    }
+    clock.advance(19_700);
+    expect(state.syncs).toBe(0);
+    clock.advance(200);
+    expect(state.syncs).toBe(1);
+    expect(bundleSpreadMs({ initial: false, entries: false, bundle: true, spread_ms: 20_000 })).toBe(20_000);
+    expect(bundleSpreadMs({ initial: false, entries: false, bundle: true, spread_ms: 10_000_000 })).toBe(BUNDLE_NOTIFICATION_SPREAD_MAX_MS);
+    expect(bundleSpreadMs({ initial: false, entries: false, bundle: true, spread_ms: 0 })).toBe(BUNDLE_NOTIFICATION_SPREAD_MS);
+    expect(bundleSpreadMs({ initial: false, entries: false, bundle: true })).toBe(BUNDLE_NOTIFICATION_SPREAD_MS);
   });
 });

@@ -6,12 +6,12 @@ import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
 import { nullLogger } from '../../src/common/log.js';
-import type { AgentConfig } from '../../src/identity-plane/agent/config.js';
+import { buildAgentConfig, type AgentConfig } from '../../src/identity-plane/agent/config.js';
 import { WorkloadCache } from '../../src/identity-plane/agent/manager/cache.js';
 import { AgentManager, type RotationReason } from '../../src/identity-plane/agent/manager/manager.js';
 import { ServerCallError, type ServerClient } from '../../src/identity-plane/server-api/node-client.js';
 import type { AgentSvidStore } from '../../src/identity-plane/agent/svid-store.js';
-import type { BundleMsg, EntryMsg } from '../../src/identity-plane/server-api/messages.js';
+import type { BundleMsg, ChangeNotificationMsg, EntryMsg } from '../../src/identity-plane/server-api/messages.js';
 import { createSpiffeBundle, spiffeBundleToJson } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { mustTrustDomain, parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
 import { createSelfSignedCa, createX509SvidMinter, parseCsr } from '../../src/identity-plane/spiffe/mint/index.js';
@@ -24,6 +24,11 @@ function entry(id: string, revision = '1'): EntryMsg {
   return { id, spiffe_id: `spiffe://example.org/${id}`, parent_id: 'spiffe://example.org/spire/agent/join_token/tok', selectors: [{ type: 'unix', value: 'uid:1000' }], x509_svid_ttl: SVID_TTL_S, federates_with: [], admin: false, downstream: false, expires_at: '0', dns_names: [], revision_number: revision, jwt_svid_ttl: 0, hint: '', created_at: '1' };
 }
 
+interface WatchCallbacks {
+  onMessage(m: ChangeNotificationMsg): void;
+  onEnd(err: ServerCallError | undefined): void;
+}
+
 /** A server API as the manager sees it, in-process: a real CA on the fake clock, and call counts. */
 function fakeServer(clock: FakeClock) {
   const ca = createSelfSignedCa({ trustDomain: td, ttlSeconds: 30 * 86400, now: clock.now() });
@@ -33,11 +38,12 @@ function fakeServer(clock: FakeClock) {
     const der = minter.mint({ id: parseSpiffeId(id), publicKey: parseCsr(csr).publicKey, ttlSeconds, now: clock.now() }).der;
     return { cert_chain: [der], spiffe_id: id, expires_at: '0', hint: '', entry_id: '' };
   };
-  const state = { entries: [] as EntryMsg[], revision: 1, attests: 0, renewals: 0, minted: [] as string[], evictNextSync: false };
+  const state = { entries: [] as EntryMsg[], revision: 1, attests: 0, renewals: 0, syncs: 0, minted: [] as string[], evictNextSync: false, watches: [] as WatchCallbacks[] };
   const server = {
     serverChain: undefined,
     setTrust() {}, setIdentity() {}, clearIdentity() {}, reconnect() {},
-    watch() {
+    watch(onMessage: WatchCallbacks['onMessage'], onEnd: WatchCallbacks['onEnd']) {
+      state.watches.push({ onMessage, onEnd });
       return { cancel() {} };
     },
     async attest(_token: string, csr: Buffer) {
@@ -50,6 +56,7 @@ function fakeServer(clock: FakeClock) {
     },
     async sync(request: string | { known_revision: string }) {
       const known = typeof request === 'string' ? request : request.known_revision;
+      state.syncs++;
       if (state.evictNextSync) {
         state.evictNextSync = false;
         throw new ServerCallError(grpc.status.PERMISSION_DENIED, 'agent-not-attested', 'agent evicted');
@@ -145,5 +152,75 @@ describe('AgentManager rotation', () => {
     await manager.syncOnce();
     expect(state.attests).toBe(2);
     expect(manager.status.attested).toBe(true);
+  });
+});
+
+describe('AgentManager poll interval', () => {
+  /** A running manager (its own timer drives the syncs) with push on; the fake server's stream is opened but not yet up. */
+  async function running(pushSyncIntervalSeconds: number) {
+    const clock = new FakeClock();
+    const { server, state } = fakeServer(clock);
+    const cache = new WorkloadCache(clock);
+    const store = { load: () => undefined, save() {}, saveBundle() {}, clear() {} } as unknown as AgentSvidStore;
+    const config = { trustDomain: td, joinToken: 'tok', rotationFraction: 0.5, syncIntervalSeconds: 5, pushSyncIntervalSeconds, workloadKeyType: 'ec-p256', jwtCacheMaxBytes: 1 << 20 } as unknown as AgentConfig;
+    const manager = new AgentManager({ config, clock, logger: nullLogger(), server, cache, store });
+    state.entries = [entry('web')];
+    await manager.start();
+    /** Moves the fake clock and lets the syncs it started finish (they await the fake server and key generation). */
+    const advance = async (ms: number) => {
+      clock.advance(ms);
+      for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    };
+    const streamUp = () => state.watches.at(-1)!.onMessage({ initial: true, entries: false, bundle: false });
+    return { clock, state, manager, advance, streamUp };
+  }
+
+  it('reads push_sync_interval (30 s by default, never below sync_interval), and refuses a non-positive one', () => {
+    expect(buildAgentConfig({ trust_domain: 'example.org' }).pushSyncIntervalSeconds).toBe(30);
+    expect(buildAgentConfig({ trust_domain: 'example.org', push_sync_interval: '2m' }).pushSyncIntervalSeconds).toBe(120);
+    expect(buildAgentConfig({ trust_domain: 'example.org', sync_interval: '1m', push_sync_interval: '10s' }).pushSyncIntervalSeconds).toBe(60);
+    expect(() => buildAgentConfig({ trust_domain: 'example.org', push_sync_interval: '0s' })).toThrow(/push_sync_interval/);
+  });
+
+  it('polls every sync_interval without the change stream, and every push_sync_interval (±10 %) with it', async () => {
+    const { state, manager, advance, streamUp } = await running(30);
+    expect(state.syncs).toBe(1);
+    await advance(5000);
+    expect(state.syncs).toBe(2);
+    streamUp();
+    // The poll set before the stream came up still runs; the ones after it follow the longer interval.
+    await advance(5000);
+    expect(state.syncs).toBe(3);
+    await advance(26_999);
+    expect(state.syncs).toBe(3);
+    await advance(6002);
+    expect(state.syncs).toBe(4);
+    manager.stop();
+  });
+
+  it('comes back to sync_interval as soon as the stream goes down', async () => {
+    const { state, manager, advance, streamUp } = await running(30);
+    streamUp();
+    await advance(5000);
+    expect(state.syncs).toBe(2);
+    state.watches.at(-1)!.onEnd(new ServerCallError(grpc.status.UNAVAILABLE, 'unavailable', 'server went away'));
+    await advance(5000);
+    expect(state.syncs).toBe(3);
+    manager.stop();
+  });
+
+  it('brings the poll forward to the next SVID renewal, so rotation stays on time', async () => {
+    // push_sync_interval far beyond the SVID's renewal at half of its 600 s.
+    const { state, manager, advance, streamUp } = await running(3600);
+    streamUp();
+    await advance(5000);
+    expect(state.syncs).toBe(2);
+    expect(state.minted).toEqual(['web']);
+    await advance(SVID_TTL_S * 500 - 5001);
+    expect(state.syncs).toBe(2);
+    await advance(1);
+    expect(state.syncs).toBe(3);
+    expect(state.minted).toEqual(['web', 'web']);
+    manager.stop();
   });
 });

@@ -15,6 +15,7 @@ import type { ChangeNotificationMsg, EntryMsg, SyncResponseMsg } from '../../src
 import { parseSpiffeBundle, x509BundleToPem } from '../../src/identity-plane/spiffe/bundle/index.js';
 import { mustTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
+import { createSelfSignedCa } from '../../src/identity-plane/spiffe/mint/index.js';
 import { createWorkloadApiClient, type X509Context } from '../../src/identity-plane/workload-api/index.js';
 import { scrapeSeries } from '../support/metrics.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../support/process.js';
@@ -156,6 +157,26 @@ describe('push', () => {
     await admin.call('BanAgent', { id: a.id });
     const err = await ended;
     expect(err?.code).toBe('agent-banned');
+  }, 30_000);
+
+  it('keeps the connection and its change stream when trust anchors are only added, and rebuilds both when one is removed', async () => {
+    const a = await newAgent();
+    let ended: ServerCallError | undefined | 'open' = 'open';
+    const got: ChangeNotificationMsg[] = [];
+    a.client.watch((m) => got.push(m), (err) => void (ended = err));
+    await waitFor('the stream up', async () => got.some((m) => m.initial), 10_000);
+    const otherRoot = encodePem('CERTIFICATE', createSelfSignedCa({ trustDomain: mustTrustDomain(TD), ttlSeconds: 3600, now: new Date() }).der);
+    // A CA being prepared: the bundle gains an anchor, and the connection verified against the old ones stays.
+    a.client.setTrust(bundlePem + otherRoot);
+    await a.sync();
+    await create('after-widening', a.id);
+    await waitFor('an entry notification on the same stream', async () => got.some((m) => m.entries), 10_000);
+    expect(ended).toBe('open');
+    // The anchor removed again (a revoked CA): the connection it may have verified goes at once.
+    a.client.setTrust(bundlePem);
+    await waitFor('the stream ended', async () => ended !== 'open', 10_000);
+    expect((ended as unknown as ServerCallError | undefined)?.status).toBe(1); // CANCELLED: the client rebuilt its connection
+    await a.sync(); // and the next call handshakes again under the narrowed trust
   }, 30_000);
 
   it('brings an admin-created entry to a real agent\'s Workload API stream long before its 60 s poll', async () => {

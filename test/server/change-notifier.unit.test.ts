@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
 import { SvidscopeError } from '../../src/common/errors/catalog.js';
 import { nullLogger } from '../../src/common/log.js';
-import { ChangeNotifier, type WatchDropReason } from '../../src/identity-plane/server/api/change-notifier.js';
+import { BUNDLE_SPREAD_MAX_MS, BUNDLE_SPREAD_MIN_MS, BUNDLE_SPREAD_PER_STREAM_MS, ChangeNotifier, type WatchDropReason } from '../../src/identity-plane/server/api/change-notifier.js';
 import type { Datastore, EntryChanges, RegistrationEntry } from '../../src/identity-plane/server/datastore/types.js';
 import { EntryCache } from '../../src/identity-plane/server/registration/entry-cache.js';
 import type { ChangeNotificationMsg } from '../../src/identity-plane/server-api/messages.js';
@@ -128,6 +128,18 @@ describe('ChangeNotifier: who is told of an entry change', () => {
     expect([...streams.values()].map((s) => s.got.at(-1))).toEqual([{ entries: true, bundle: false, initial: false }, { entries: true, bundle: false, initial: false }]);
     notifier.bundleChanged();
     expect([...streams.values()].map((s) => s.got.at(-1)?.bundle)).toEqual([true, true]);
+  });
+
+  it('asks the agents to spread a bundle change by the streams it holds, within its floor and cap', () => {
+    const spreadFor = (streams: number) => {
+      const { notifier, open } = setup({ maxStreams: streams });
+      const last = Array.from({ length: streams }, (_, i) => open(`a${i}`)).at(-1)!;
+      notifier.bundleChanged();
+      return last.got.at(-1)?.spread_ms;
+    };
+    expect(spreadFor(3)).toBe(BUNDLE_SPREAD_MIN_MS);
+    expect(spreadFor(5000)).toBe(5000 * BUNDLE_SPREAD_PER_STREAM_MS);
+    expect(spreadFor(30_001)).toBe(BUNDLE_SPREAD_MAX_MS);
   });
 });
 

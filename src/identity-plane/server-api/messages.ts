@@ -135,4 +135,6 @@ export interface ChangeNotificationMsg {
   entries: boolean;
   bundle: boolean;
   initial: boolean;
+  /** Act on a bundle change within this many ms (0 or absent: the agent's default). */
+  spread_ms?: number;
 }

@@ -11,6 +11,7 @@ import type { TrustDomain } from '../spiffe/id/index.js';
 import type { BundleMsg, ChangeNotificationMsg, SyncRequestMsg, SyncResponseMsg, TaintedAuthoritiesMsg, X509SvidMsg } from './messages.js';
 import { serverServices } from './services.js';
 import { serverSpiffeId } from './server-id.js';
+import { scanPem } from '../spiffe/x509/index.js';
 
 export interface JwtSvidMsg {
   token: string;
@@ -79,10 +80,18 @@ export class ServerClient {
   }
   private lastServerChain: X509Certificate[] | undefined;
 
+  /**
+   * The trust anchors for the server's certificate. Anchors only added (a CA being prepared) leave
+   * the connection up: its server was verified against anchors still trusted, and the next
+   * handshake uses the new set. A fleet rebuilding every connection at once on each new CA was a
+   * burst of TLS handshakes at the server and dropped change streams. An anchor removed (a revoked
+   * CA) may have verified this very connection, so that rebuilds it at once.
+   */
   setTrust(bundlePem: string): void {
     if (bundlePem === this.trustPem) return;
+    const widened = this.trustPem !== undefined && onlyAdds(this.trustPem, bundlePem);
     this.trustPem = bundlePem;
-    this.reset();
+    if (!widened) this.reset();
   }
 
   setIdentity(chainPem: string, keyPem: string): void {
@@ -230,4 +239,10 @@ export class ServerClient {
       });
     });
   }
+}
+
+/** Whether every certificate of `before` is also in `after` (compared as DER, however the PEM is wrapped). */
+function onlyAdds(before: string, after: string): boolean {
+  const kept = new Set(scanPem(after).map((b) => b.der.toString('base64')));
+  return scanPem(before).every((b) => kept.has(b.der.toString('base64')));
 }

@@ -8,8 +8,19 @@ import type { ServerCallError, ServerClient } from '../../server-api/node-client
 const RETRY_BASE_MS = 500;
 const RETRY_MAX_MS = 30_000;
 const UNSUPPORTED_RETRY_MS = 300_000;
-/** A pushed bundle change is acted on within this, at a random point (the whole fleet hears of it at once). */
+/**
+ * A pushed bundle change is acted on at a random point within the spread the server asks for (it
+ * scales it with the streams it holds, as the whole fleet hears of the change at once), or within
+ * this default when it names none; never later than the cap, whatever the server says.
+ */
 export const BUNDLE_NOTIFICATION_SPREAD_MS = 1000;
+export const BUNDLE_NOTIFICATION_SPREAD_MAX_MS = 60_000;
+
+/** How long to spread a bundle notification over. */
+export function bundleSpreadMs(m: ChangeNotificationMsg): number {
+  const asked = m.spread_ms ?? 0;
+  return asked > 0 ? Math.min(asked, BUNDLE_NOTIFICATION_SPREAD_MAX_MS) : BUNDLE_NOTIFICATION_SPREAD_MS;
+}
 
 export interface ChangeWatchDeps {
   server: Pick<ServerClient, 'watch'>;
@@ -29,7 +40,7 @@ export interface ChangeWatchDeps {
  * The agent's end of WatchChanges: one long-lived stream to the server, reopened with backoff and
  * jitter when it ends (at once when the agent itself rebuilt the connection on a new SVID or trust
  * bundle). A notification only triggers a sync; an entry change at once, a bundle change (which the
- * whole fleet hears at the same moment) at a random point within a second.
+ * whole fleet hears at the same moment) at a random point within the server's spread.
  */
 export class ChangeWatch {
   private stream: { cancel(): void } | undefined;
@@ -88,7 +99,7 @@ export class ChangeWatch {
     this.bundleTimer = this.deps.clock.setTimeout(() => {
       this.bundleTimer = undefined;
       this.deps.syncNow();
-    }, Math.random() * BUNDLE_NOTIFICATION_SPREAD_MS);
+    }, Math.random() * bundleSpreadMs(m));
   }
 
   private onEnd(err: ServerCallError | undefined): void {

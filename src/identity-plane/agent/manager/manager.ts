@@ -73,7 +73,8 @@ const PIPELINE_DEPTH = 2;
 const MAX_BACKOFF_MS = 60_000;
 /**
  * Every this many entry syncs the agent asks for the full list instead of a delta: a consistency
- * check besides the digest of every incremental answer (≈ 5 min at the default 5 s interval).
+ * check besides the digest of every incremental answer (≈ 5 min at the default 5 s interval, at
+ * most 30 min while the change stream is up and the poll runs every push_sync_interval).
  */
 export const FULL_SYNC_EVERY = 60;
 /** Entry cap of the JWT-SVID cache, besides its byte bound (jwt_cache_max_bytes). */
@@ -97,6 +98,8 @@ export class AgentManager {
   private readonly bundleFetch = new BundleFetchTracker();
   private readonly federatedSequences = new Map<string, bigint | undefined>();
   private timer: TimerHandle | undefined;
+  /** When the poll timer fires (epoch ms). */
+  private timerDueMs = 0;
   private failures = 0;
   private stopped = false;
   private readonly jwtCache: JwtSvidCache;
@@ -117,7 +120,14 @@ export class AgentManager {
   private readonly watch: ChangeWatch;
 
   constructor(private readonly deps: ManagerDeps) {
-    this.watch = new ChangeWatch({ server: deps.server, clock: deps.clock, logger: deps.logger, attested: () => this.agentId !== undefined, syncNow: () => this.requestSync(), events: deps.events });
+    const events = {
+      ...deps.events,
+      pushConnected: (up: boolean) => {
+        deps.events?.pushConnected?.(up);
+        if (!up) this.pollSoon();
+      },
+    };
+    this.watch = new ChangeWatch({ server: deps.server, clock: deps.clock, logger: deps.logger, attested: () => this.agentId !== undefined, syncNow: () => this.requestSync(), events });
     this.jwtCache = new JwtSvidCache({ maxEntries: JWT_CACHE_MAX_ENTRIES, maxBytes: deps.config.jwtCacheMaxBytes }, () => deps.events?.jwtCacheEvicted?.());
   }
 
@@ -388,12 +398,48 @@ export class AgentManager {
   private schedule(): void {
     if (this.stopped) return;
     const base = this.deps.config.syncIntervalSeconds * 1000;
-    const delay = this.failures === 0 ? base : Math.min(MAX_BACKOFF_MS, base * 1.5 ** this.failures);
+    this.setPollTimer(this.failures === 0 ? this.pollDelayMs(base) : Math.min(MAX_BACKOFF_MS, base * 1.5 ** this.failures));
+  }
+
+  private setPollTimer(delay: number): void {
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
+    this.timerDueMs = this.deps.clock.nowMs() + delay;
     this.timer = this.deps.clock.setTimeout(() => {
       this.timer = undefined;
       void this.runSync();
     }, delay);
+  }
+
+  /**
+   * Until the next poll: sync_interval, or with the change stream up push_sync_interval (±10 %
+   * jitter, so a fleet that synced together after a bundle change drifts apart) but no later than
+   * the next renewal of a workload SVID or of the agent's own, so rotation stays on time. Pushed
+   * changes arrive at once either way; this poll is the consistency check, and at 10,000 agents
+   * polling every 5 s was a full core of the server's event loop.
+   */
+  private pollDelayMs(base: number): number {
+    const pushed = (this.deps.config.pushSyncIntervalSeconds ?? 0) * 1000;
+    if (!this.watch.connected || pushed <= base) return base;
+    const due = Math.min(this.agentRenewAt, this.nextSvidRotationMs()) - this.deps.clock.nowMs();
+    return Math.max(base, Math.min(pushed * (0.9 + Math.random() * 0.2), due));
+  }
+
+  /** When the first cached workload X509-SVID is due for rotation (epoch ms; Infinity when none is cached). */
+  private nextSvidRotationMs(): number {
+    const { cache, config } = this.deps;
+    let next = Infinity;
+    for (const e of cache.allEntries()) {
+      const svid = cache.svidFor(e.id);
+      if (svid) next = Math.min(next, renewalDueMs(svid, config.rotationFraction));
+    }
+    return next;
+  }
+
+  /** The change stream went down: changes are no longer pushed, so the poll comes back to sync_interval. */
+  private pollSoon(): void {
+    if (this.stopped || !this.timer) return; // no timer: a sync is running, and schedules after it
+    const base = this.deps.config.syncIntervalSeconds * 1000;
+    if (this.timerDueMs - this.deps.clock.nowMs() > base) this.setPollTimer(base);
   }
 
   /**
@@ -657,7 +703,7 @@ export function rotationReason(entry: EntryMsg, svid: CachedX509Svid | undefined
   if (tainted) return 'tainted';
   if (forced) return 'forced';
   if (svid.entryRevision !== entry.revision_number) return 'entry_change';
-  if (now >= svid.notBefore + (svid.notAfter - svid.notBefore) * fraction) return 'scheduled';
+  if (now >= renewalDueMs(svid, fraction)) return 'scheduled';
   if (trust) {
     try {
       verifyX509Svid(svid.chain.map((d) => new X509Certificate(d)), trust, { now: new Date(now) });
@@ -666,6 +712,11 @@ export function rotationReason(entry: EntryMsg, svid: CachedX509Svid | undefined
     }
   }
   return undefined;
+}
+
+/** When a cached SVID is due for rotation: at `fraction` of its lifetime (epoch ms). */
+function renewalDueMs(svid: CachedX509Svid, fraction: number): number {
+  return svid.notBefore + (svid.notAfter - svid.notBefore) * fraction;
 }
 
 /** The `kid` of a JWT-SVID's header ('' if absent or unreadable: such a token is never matched as tainted). */

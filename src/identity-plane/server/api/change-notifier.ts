@@ -13,6 +13,16 @@ export const WATCH_SEND_BUFFER = 16;
 /** Streams one agent may hold at once (an agent needs one; a few cover reconnects that overlap). */
 export const WATCH_MAX_STREAMS_PER_AGENT = 4;
 
+/**
+ * A bundle change reaches every agent at once, and each answers with a sync and a GetBundles
+ * (≈ 1 ms of this server's event loop together): spread over this much per stream held, they load
+ * the server with about half a core (10,000 streams: 20 s) instead of queueing every other call
+ * behind a burst. Never below BUNDLE_SPREAD_MIN_MS, never above BUNDLE_SPREAD_MAX_MS.
+ */
+export const BUNDLE_SPREAD_PER_STREAM_MS = 2;
+export const BUNDLE_SPREAD_MIN_MS = 1000;
+export const BUNDLE_SPREAD_MAX_MS = 60_000;
+
 /** Why a stream was closed by the server (bounded label values). */
 export type WatchDropReason = 'slow_consumer' | 'not_attested' | 'banned' | 'stale_serial' | 'svid_expired' | 'shutdown';
 
@@ -158,7 +168,9 @@ export class ChangeNotifier implements EntryChangeObserver {
 
   /** The trust bundle or the tainted authorities changed: every agent syncs. */
   bundleChanged(): void {
-    if (this.count > 0) this.broadcast({ entries: false, bundle: true, initial: false }, 'bundle');
+    if (this.count === 0) return;
+    const spread = Math.min(BUNDLE_SPREAD_MAX_MS, Math.max(BUNDLE_SPREAD_MIN_MS, this.count * BUNDLE_SPREAD_PER_STREAM_MS));
+    this.broadcast({ entries: false, bundle: true, initial: false, spread_ms: spread }, 'bundle');
   }
 
   /**
