@@ -25,6 +25,8 @@ describe('PeerIdentityCache', () => {
     const first = cache.resolve(peer);
     expect(first.id.toString()).toBe('spiffe://example.org/spire/agent/join_token/a');
     expect(first.serial).toMatch(/^[0-9a-f]+$/);
+    // Change streams close at this time; it comes from the certificate, not from another TLS query.
+    expect(first.notAfterMs).toBe(NOW.getTime() + 600_000);
     expect(cache.resolve(peer)).toBe(first); // the same decoded object: no second decode
     expect(() => cache.resolve(peerFor('spiffe://example.org/workload'))).toThrow(/is not an agent of trust domain example.org/);
     expect(() => cache.resolve(undefined)).toThrow(/X.509-SVID signed by this trust domain is required/);

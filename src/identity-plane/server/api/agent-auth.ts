@@ -32,7 +32,8 @@ function refusalReason(agent: AttestedAgent | undefined, presented: string, nowM
 }
 
 /** An agent record whose SVID was proven current, with the serial the call presented. */
-export type AuthenticatedAgent = AttestedAgent & { presentedSerial: string };
+/** The agent record, and what the call's certificate said: its serial and notAfter (epoch ms). */
+export type AuthenticatedAgent = AttestedAgent & { presentedSerial: string; presentedNotAfterMs: number };
 
 export interface AgentAuth {
   /**
@@ -55,7 +56,7 @@ export function createAgentAuth({ trustDomain, agents, clock, events }: AgentAut
   const peers = new PeerIdentityCache(trustDomain);
   return {
     async authenticate(call) {
-      const { id, serial: presented } = peers.resolveCall(call);
+      const { id, serial: presented, notAfterMs } = peers.resolveCall(call);
       // The cached record decides in the steady state. A miss or a serial it does not know may be a
       // change this server has not pulled yet (an attestation or renewal through another server), so
       // pull the feed once before refusing; bans and evictions already cached refuse without a read.
@@ -69,7 +70,7 @@ export function createAgentAuth({ trustDomain, agents, clock, events }: AgentAut
         events.agentRefused?.(reason);
         throw refusal[reason](id.toString());
       }
-      return { ...agent!, presentedSerial: presented }; // refusalReason refuses a missing record
+      return { ...agent!, presentedSerial: presented, presentedNotAfterMs: notAfterMs }; // refusalReason refuses a missing record
     },
     // The cached record decides, as for every call: bans, evictions and renewals reach it through the agent feed.
     recheck(agent) {

@@ -4,11 +4,13 @@ import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../../spiffe/id/
 import { certificateFacts } from '../../spiffe/x509/index.js';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
 
-/** What an agent call's client certificate says: its agent SPIFFE ID and serial. */
+/** What an agent call's client certificate says: its agent SPIFFE ID, serial and expiry. */
 export interface PeerAgent {
   readonly id: SpiffeId;
   /** Lowercase hex without leading zeros. */
   readonly serial: string;
+  /** The certificate's notAfter (epoch ms). */
+  readonly notAfterMs: number;
 }
 
 /** Default bound of PeerIdentityCache: one entry per live agent SVID of a large fleet, plus renewals. */
@@ -88,7 +90,7 @@ export class PeerIdentityCache {
     if (uris.length !== 1 || !id.memberOf(this.trustDomain) || !id.path.startsWith('/spire/agent/')) {
       throw new SvidscopeError('unauthenticated', `${id} is not an agent of trust domain ${this.trustDomain.name}`);
     }
-    return { id, serial: normalSerial(cert.serialNumber) };
+    return { id, serial: normalSerial(cert.serialNumber), notAfterMs: Date.parse(cert.validTo) };
   }
 }
 
