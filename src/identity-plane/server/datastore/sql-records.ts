@@ -56,8 +56,9 @@ export async function agentsChangedSince(tx: Executor, since: number): Promise<A
     const all = await tx.all(`SELECT ${AGENT_COLUMNS} FROM attested_agents ORDER BY spiffe_id`);
     return { revision, changed: all.map(toAgent), deletedIds: [], fullResync: true };
   }
-  const changed = await tx.all(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE revision > ? ORDER BY spiffe_id`, [since]);
-  const gone = await tx.all(`SELECT spiffe_id FROM agent_tombstones WHERE revision > ? ORDER BY spiffe_id`, [since]);
+  // By revision, so the revision index serves both the range and the order (see selectEntries).
+  const changed = await tx.all(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE revision > ? ORDER BY revision, spiffe_id`, [since]);
+  const gone = await tx.all(`SELECT spiffe_id FROM agent_tombstones WHERE revision > ? ORDER BY revision, spiffe_id`, [since]);
   return { revision, changed: changed.map(toAgent), deletedIds: gone.map((r) => String(r.spiffe_id)), fullResync: false };
 }
 

@@ -128,8 +128,8 @@ export class SqlDatastore implements Datastore {
         const all = await entries.selectEntries(tx, this.driver.dialect, '1 = 1', []);
         return { revision, changed: all, deletedIds: [], fullResync: true };
       }
-      const changed = await entries.selectEntries(tx, this.driver.dialect, 'e.revision > ?', [since]);
-      const gone = await tx.all(`SELECT entry_id FROM entry_tombstones WHERE revision > ? ORDER BY entry_id`, [since]);
+      const changed = await entries.selectEntries(tx, this.driver.dialect, 'e.revision > ?', [since], false, true);
+      const gone = await tx.all(`SELECT entry_id FROM entry_tombstones WHERE revision > ? ORDER BY revision, entry_id`, [since]);
       return { revision, changed, deletedIds: gone.map((r) => String(r.entry_id)), fullResync: false };
     });
   }
