@@ -12,8 +12,8 @@ const minter = createX509SvidMinter({ caCertificate: ca.certificate, caPrivateKe
 const key = generateKeyPair();
 
 /** What TLS hands the server for a client certificate: its DER and its SHA-256 fingerprint. */
-function peerFor(id: string): PeerCertificate {
-  const { der } = minter.mint({ id: parseSpiffeId(id), publicKey: key.publicKey, ttlSeconds: 600, now: NOW });
+function peerFor(id: string, dnsNames?: string[]): PeerCertificate {
+  const { der } = minter.mint({ id: parseSpiffeId(id), publicKey: key.publicKey, ttlSeconds: 600, now: NOW, dnsNames });
   const fingerprint256 = createHash('sha256').update(der).digest('hex').toUpperCase().match(/../g)!.join(':');
   return { raw: der, fingerprint256 } as PeerCertificate;
 }
@@ -31,6 +31,15 @@ describe('PeerIdentityCache', () => {
     expect(() => cache.resolve(peerFor('spiffe://example.org/workload'))).toThrow(/is not an agent of trust domain example.org/);
     expect(() => cache.resolve(undefined)).toThrow(/X.509-SVID signed by this trust domain is required/);
     expect(cache.size).toBe(1); // refusals are not cached
+  });
+
+  it('reads the SPIFFE ID the same way whether the SAN text is one URI or holds other names too', () => {
+    const cache = new PeerIdentityCache(parseTrustDomain('example.org'));
+    const plain = cache.resolve(peerFor('spiffe://example.org/spire/agent/join_token/plain'));
+    // A DNS name beside the URI makes the SAN text more than one entry: the ASN.1 walk reads it.
+    const withDns = cache.resolve(peerFor('spiffe://example.org/spire/agent/join_token/dns', ['node-1.example.org']));
+    expect(plain.id.toString()).toBe('spiffe://example.org/spire/agent/join_token/plain');
+    expect(withDns.id.toString()).toBe('spiffe://example.org/spire/agent/join_token/dns');
   });
 
   it('stays within its bound, oldest out', () => {

@@ -80,7 +80,7 @@ export class PeerIdentityCache {
 
   private decode(der: Buffer): PeerAgent {
     const cert = new X509Certificate(der);
-    const uris = certificateFacts(cert).uriSans;
+    const uris = singleUriSan(cert.subjectAltName) ?? certificateFacts(cert).uriSans;
     let id: SpiffeId;
     try {
       id = parseSpiffeId(uris[0] ?? '');
@@ -92,6 +92,18 @@ export class PeerIdentityCache {
     }
     return { id, serial: normalSerial(cert.serialNumber), notAfterMs: Date.parse(cert.validTo) };
   }
+}
+
+/**
+ * The one URI SAN of an agent SVID read from OpenSSL's SAN text, when that text is exactly one
+ * unquoted URI entry; undefined otherwise, and the ASN.1 walk decides. Node quotes an entry that
+ * holds a comma, quote or other special character, and a SPIFFE ID has none of them, so the text
+ * cannot hide a second entry. The walk cost ≈ 1 ms per certificate: 10 s of the server's event
+ * loop when 10,000 agents connect together.
+ */
+function singleUriSan(text: string | undefined): string[] | undefined {
+  const m = /^URI:(spiffe:\/\/[A-Za-z0-9._\-/]+)$/.exec(text ?? '');
+  return m ? [m[1]] : undefined;
 }
 
 /** A certificate serial as lowercase hex without leading zeros, however it was written. */
