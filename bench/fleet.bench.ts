@@ -415,6 +415,9 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     const errors: Record<string, number> = { ...adminErrors };
     for (const r of reports) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
     const totalErrors = Object.entries(errors).filter(([k]) => k !== 'issue_denied').reduce((s, [, v]) => s + v, 0);
+    const inWindow: Record<string, number> = { ...adminErrors };
+    for (const r of reports) for (const [k, v] of Object.entries(r.windowErrors)) inWindow[k] = (inWindow[k] ?? 0) + v;
+    const windowErrors = Object.entries(inWindow).filter(([k]) => k !== 'issue_denied').reduce((s, [, v]) => s + v, 0);
     const opsDelta = [...ops1].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
     const issued = reports.reduce((s, r) => s + r.issued, 0);
     Object.assign(f, {
@@ -439,6 +442,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       }, {})).map(([k, v]) => `${k}:${v}`).join(' ') || 'none',
       svidsLapsed: reports.reduce((s, r) => s + r.svidsLapsed, 0), agentsLostSvids: reports.reduce((s, r) => s + r.agentsLostSvids, 0),
       errors: totalErrors, errorsByKind: Object.entries(errors).map(([k, v]) => `${k}:${v}`).join(' ') || 'none',
+      windowErrors, windowErrorsByKind: Object.entries(inWindow).map(([k, v]) => `${k}:${v}`).join(' ') || 'none',
     });
     if (killedAt !== undefined) {
       const moved = reports.flatMap((r) => r.failedOver).filter((at) => at >= killedAt!).map((at) => at - killedAt!);
@@ -460,6 +464,13 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     if (rotation) {
       const seen = reports.flatMap((r) => r.bundleSeen[rotation!.sequence] ?? []).map((at) => Math.max(0, at - rotation!.at));
       Object.assign(f, { caRotationAgentsUpdated: seen.length, caRotationP50Ms: round(percentile(seen, 50)), caRotationP99Ms: round(percentile(seen, 99)) });
+      // Syncs while the fleet takes up the new bundle (the rotation until its last agent) apart from the rest:
+      // the rotation makes every agent sync and fetch bundles within the spread the server asks for.
+      const rotationEnd = rotation.at + Math.max(0, ...seen);
+      const during: number[] = [];
+      const outside: number[] = [];
+      for (const r of reports) r.syncAt.forEach((at, i) => (at >= rotation!.at && at <= rotationEnd ? during : outside).push(r.syncMs[i]));
+      Object.assign(f, { syncsDuringRotation: during.length, syncP99MsDuringRotation: round(percentile(during, 99)), syncP99MsOutsideRotation: round(percentile(outside, 99)) });
     }
     log(`sync: ${f.syncs} in the window (${f.syncsPerS}/s; ${f.syncKinds}), p50 ${f.syncP50Ms} ms, p99 ${f.syncP99Ms} ms`);
     if (o.push) log(`push: ${f.notifications} notifications received, ${f.watchesOpenAtEnd}/${f.attested} streams open at the end`);
@@ -469,9 +480,9 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       log(`server kill → its agents syncing on another server: ${f.agentsFailedOver}/${f.killedServerAgents}, p50 ${f.failoverP50Ms} ms, p99 ${f.failoverP99Ms} ms, max ${f.failoverMaxMs} ms after the kill`);
       log(`  served in the very sync that found the server gone: ${f.agentsServedInTheSyncThatMoved}/${f.agentsFailedOver} (that sync p50 ${f.failoverSyncP50Ms} ms, p99 ${f.failoverSyncP99Ms} ms); calls failed after the kill: ${f.callsFailedAfterKill}; every agent served within its sync interval: ${f.failoverWithinSyncInterval}`);
     }
-    if (rotation) log(`CA rotation → agents with the new bundle: ${f.caRotationAgentsUpdated}/${f.attested}, p50 ${f.caRotationP50Ms} ms, p99 ${f.caRotationP99Ms} ms`);
+    if (rotation) log(`CA rotation → agents with the new bundle: ${f.caRotationAgentsUpdated}/${f.attested}, p50 ${f.caRotationP50Ms} ms, p99 ${f.caRotationP99Ms} ms; sync p99 while it spread ${f.syncP99MsDuringRotation} ms (${f.syncsDuringRotation} syncs), outside it ${f.syncP99MsOutsideRotation} ms`);
     log(`server${o.servers > 1 ? 's: CPU summed, RSS of the first' : ''}: ${f.serverCpuSecondsPerSecond} CPU s/s, RSS ${f.serverRssBaselineMiB} → ${f.serverRssEndMiB} MiB (peak ${f.serverPeakRssMiB}; V8 heap in use ${f.serverHeapUsedMiB}), datastore ${f.datastoreOpsPerS} ops/s (${f.datastoreTopOps})`);
-    log(`agents' view: ${f.entriesHeld} entries held of ${f.entriesExpected}, ${f.svidsHeld} with an SVID; SVIDs that expired before their replacement: ${f.svidsLapsed}; agents that lost an SVID: ${f.agentsLostSvids}; errors ${f.errors} (${f.errorsByKind})`);
+    log(`agents' view: ${f.entriesHeld} entries held of ${f.entriesExpected}, ${f.svidsHeld} with an SVID; SVIDs that expired before their replacement: ${f.svidsLapsed}; agents that lost an SVID: ${f.agentsLostSvids}; errors ${f.errors} (${f.errorsByKind}), of them in the window ${f.windowErrors} (${f.windowErrorsByKind})`);
     return f;
   } finally {
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGTERM');

@@ -34,6 +34,8 @@ export interface WorkerStats {
   attested: number;
   /** SyncAuthorizedEntries round trips in the window, ms. */
   syncMs: number[];
+  /** When each of those syncs started (wall ms), in the same order. */
+  syncAt: number[];
   /** BatchNewX509SVID round trips in the window, ms, and the SVIDs they brought. */
   issueCallMs: number[];
   issued: number;
@@ -48,6 +50,8 @@ export interface WorkerStats {
   /** Bundle sequence → when each agent first saw it (wall ms), for sequences first seen in the window. */
   bundleSeen: Record<string, number[]>;
   errors: Record<string, number>;
+  /** The same, counted only in the measured window (setup's overload, such as the fleet's first SVIDs all at once, is left out). */
+  windowErrors: Record<string, number>;
   /** Change notifications received on watch streams (first messages not counted), and streams open at the end. */
   notifications: number;
   watchesOpen: number;

@@ -56,6 +56,7 @@ interface SimAgent {
   again: boolean;
   watch?: { cancel(): void };
   watchUp: boolean;
+  watchStarted?: boolean;
   watchedBefore?: boolean;
   watchFailures: number;
   /** Cycles failed in a row (backoff). */
@@ -71,13 +72,16 @@ let inWindow = false;
 /** Counting load (syncs, issuance): from `window` to `window-end`. */
 let counting = false;
 let converged = false;
+/** Every agent of this worker has attested (or failed to): convergence is judged only from then on. */
+let attestationDone = false;
 /** Attested agents that have not yet synced and held an SVID for every entry (until the fleet converged). */
 const unconverged = new Set<SimAgent>();
 const pemBySequence = new Map<string, string>();
 
-const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, svidsLapsed: 0, agentsLostSvids: 0, callFailuresAt: [], failoverSyncMs: [], entryEvents: {}, bundleSeen: {}, errors: {}, failedOver: [], notifications: 0, watchesOpen: 0, syncKinds: {} };
+const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], syncAt: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, svidsLapsed: 0, agentsLostSvids: 0, callFailuresAt: [], failoverSyncMs: [], entryEvents: {}, bundleSeen: {}, errors: {}, windowErrors: {}, failedOver: [], notifications: 0, watchesOpen: 0, syncKinds: {} };
 const count = (kind: string) => {
   stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
+  if (inWindow) stats.windowErrors[kind] = (stats.windowErrors[kind] ?? 0) + 1;
   // When calls failed (not item refusals), so the coordinator can tell failures after a server kill.
   // A change stream that ends is not a failed call: when its server dies the agent's next call moves
   // to the next server, and the stream reconnects to whichever server answers.
@@ -116,6 +120,9 @@ async function attestAll(): Promise<void> {
         running: false, again: false, watchUp: false, watchFailures: 0, failures: 0, pollAt: 0 };
       agents.push(self);
       unconverged.add(self);
+      // As an agent does: its first sync follows its attestation (within an interval here, as
+      // agents started at different times would), not the end of the whole fleet's attestation.
+      schedule(self, Math.random() * init.syncIntervalMs);
     } catch (err) {
       client.close();
       failed++;
@@ -131,6 +138,8 @@ async function attestAll(): Promise<void> {
   stats.agents = init.agents.length;
   stats.attested = agents.length;
   send({ type: 'attested', attested: agents.length, failed, firstError });
+  attestationDone = true;
+  checkConverged();
 }
 
 /** Records what changed in an agent's entry view (the propagation probe), then takes the new view. */
@@ -175,6 +184,7 @@ async function cycle(a: SimAgent): Promise<boolean> {
   }
   if (counting) {
     stats.syncMs.push(performance.now() - t0);
+    stats.syncAt.push(startedAt);
     const kind = res.unchanged ? 'unchanged' : res.incremental ? 'incremental' : 'full';
     stats.syncKinds[kind] = (stats.syncKinds[kind] ?? 0) + 1;
   }
@@ -244,6 +254,13 @@ async function cycle(a: SimAgent): Promise<boolean> {
   return true;
 }
 
+/** The fleet converged: every agent attested, synced and holds an SVID for each of its entries. */
+function checkConverged(): void {
+  if (converged || !attestationDone || unconverged.size > 0) return;
+  converged = true;
+  send({ type: 'converged', at: wallMs() });
+}
+
 /** One cycle, and one more for each burst of notifications that came during it; then the next poll. */
 async function run(a: SimAgent): Promise<void> {
   a.running = true;
@@ -258,15 +275,19 @@ async function run(a: SimAgent): Promise<void> {
     } while (a.again && !stopped && a.failures === 0);
   } finally {
     a.running = false;
+    // As the agent's manager: the change stream opens after the first sync, whatever its outcome
+    // (opening all of a worker's streams the moment attestation ended was a burst of thousands of
+    // TLS handshakes in one turn of the server's event loop that no real fleet makes).
+    if (init.push && !a.watchStarted) {
+      a.watchStarted = true;
+      watch(a);
+    }
     // Each agent is checked after its own cycle, O(its entries): checking the whole fleet after every
     // cycle cost the simulator O(agents²) while the fleet converged, and slowed what it measured.
     if (!converged) {
       if (a.synced && [...a.entries.keys()].every((id) => a.svids.has(id))) unconverged.delete(a);
       else unconverged.add(a);
-      if (unconverged.size === 0) {
-        converged = true;
-        send({ type: 'converged', at: wallMs() });
-      }
+      checkConverged();
     }
     // As the agent's manager: after a failed cycle (an overloaded server refusing a batch, a sync
     // past its deadline) the next comes 1.5× later each time, up to a minute, instead of every
@@ -360,13 +381,7 @@ function finish(): void {
 process.on('message', (m: ToWorker) => {
   if (m.type === 'init') {
     init = m;
-    void attestAll().then(() => {
-      // Spread the first syncs over one interval, as agents started at different times would be.
-      for (const a of agents) {
-        schedule(a, Math.random() * init.syncIntervalMs);
-        if (init.push) watch(a);
-      }
-    });
+    void attestAll();
   } else if (m.type === 'window') {
     inWindow = true;
     counting = true;
