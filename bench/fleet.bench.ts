@@ -10,7 +10,7 @@
  *       [--duration 30] [--datastore sqlite|postgres] [--workers N] [--svid-ttl 40]
  *       [--rotate-ca-at <s into the window; -1 = none>] [--setup-timeout 600]
  *       [--servers 2 --datastore postgres --kill-one-at <s into the window>]
- *       [--push on|off] [--incremental on|off]
+ *       [--push on|off] [--incremental on|off] [--from-source]
  *
  * PostgreSQL: set SVIDSCOPE_TEST_POSTGRES_URL (or --postgres-url); the run uses a schema of its own
  * and drops it at the end. With several servers (one PostgreSQL), agent i starts on server i mod n
@@ -34,6 +34,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { execa } from 'execa';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { connectAdmin, type AdminClient } from '../src/identity-plane/server-api/admin-client.js';
@@ -64,6 +65,8 @@ export interface FleetOptions {
   /** Seconds into the window; negative = no kill. */
   killOneAtSeconds: number;
   push: boolean;
+  /** Run the server from the TypeScript source through tsx instead of the compiled build. */
+  fromSource: boolean;
   /** The agents' push_sync_interval: how often they poll while their change stream is up. */
   pushSyncIntervalSeconds: number;
   incremental: boolean;
@@ -89,6 +92,7 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
       'kill-one-at': { type: 'string', default: '-1' },
       push: { type: 'string', default: 'on' },
       incremental: { type: 'string', default: 'on' },
+      'from-source': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -112,6 +116,7 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
   };
   return {
     push: onOff('push', values.push),
+    fromSource: values['from-source'] ?? false,
     incremental: onOff('incremental', values.incremental),
     agents,
     entriesPerAgent: Math.floor(num('entries-per-agent', values['entries-per-agent'], 0, 1000)),
@@ -199,7 +204,23 @@ interface ServerProcess {
   measure(): Promise<void>;
 }
 
-async function startServerProcess(dir: string, schema: string | undefined, postgresUrl: string | undefined): Promise<ServerProcess> {
+/**
+ * A server as users run it: the compiled CLI (`bin/svidscope.js` on `dist/`, built at the bench's
+ * start), or the TypeScript source through tsx with `--from-source`. From source the server also
+ * carries tsx and every module's source map (≈ 25 MiB of heap at 2,000 agents), and each signing
+ * worker loads tsx again: memory figures from source overstate what an operator sees.
+ */
+function spawnServer(args: string[], fromSource: boolean): ReturnType<typeof spawnCli> {
+  if (fromSource) return spawnCli(args);
+  const child = execa('node', [path.join(import.meta.dirname, '..', 'bin', 'svidscope.js'), ...args], { reject: false, env: { SVIDSCOPE_FROM_SOURCE: '' }, all: true, buffer: { all: true } });
+  let output = '';
+  child.all?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  return { child, logs: () => output };
+}
+
+async function startServerProcess(dir: string, schema: string | undefined, postgresUrl: string | undefined, fromSource: boolean): Promise<ServerProcess> {
   const [port, healthPort] = [await freePort(), await freePort()];
   const config = {
     trust_domain: TD, data_dir: dir, bind: `127.0.0.1:${port}`, health_bind: `127.0.0.1:${healthPort}`, log_level: 'warn',
@@ -207,7 +228,7 @@ async function startServerProcess(dir: string, schema: string | undefined, postg
   };
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'server.yaml'), stringify(config));
-  const proc = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')]);
+  const proc = spawnServer(['server', 'run', '--config', path.join(dir, 'server.yaml')], fromSource);
   const opsUrl = `http://127.0.0.1:${healthPort}`;
   await waitFor('server ready', () => httpOk(`${opsUrl}/ready`), 60_000, proc.logs);
   const sv: ServerProcess = {
@@ -242,7 +263,13 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
   log(`fleet: ${o.agents} agents × ${o.entriesPerAgent} entries, sync every ${o.syncIntervalSeconds} s, churn ${o.churnPerSecond}/s, ${o.durationSeconds} s window, ${o.datastore}, ${o.servers} server(s), ${o.workers} worker process(es), push ${o.push ? 'on' : 'off'}, incremental sync ${o.incremental ? 'on' : 'off'}`);
   try {
     // One after the other: the first migrates the schema, the others find it ready.
-    for (let i = 0; i < o.servers; i++) servers.push(await startServerProcess(path.join(root, `server-${i}`), schema, o.postgresUrl));
+    if (!o.fromSource) {
+      const t0 = wallMs();
+      const built = await execa('npm', ['run', 'build'], { cwd: path.join(import.meta.dirname, '..'), reject: false, all: true });
+      if (built.exitCode !== 0) throw new Error(`npm run build failed (the bench runs the compiled server; --from-source runs the source):\n${built.all}`);
+      log(`built the server in ${((wallMs() - t0) / 1000).toFixed(1)} s; it runs from dist/`);
+    }
+    for (let i = 0; i < o.servers; i++) servers.push(await startServerProcess(path.join(root, `server-${i}`), schema, o.postgresUrl, o.fromSource));
     const live = () => servers.filter((s) => !s.killed);
     const sum = (fn: (s: ServerProcess) => number) => live().reduce((acc, s) => acc + fn(s), 0);
     // Memory growth per entry is read on the first server (the one that survives a kill).

@@ -14,7 +14,7 @@ if (url) {
   describe('fleet simulator, two servers on PostgreSQL, one killed', () => {
     it('moves every agent of the killed server to the survivor without losing an SVID', async () => {
       const lines: string[] = [];
-      const f = await fleet({ log: (l) => lines.push(l), args: ['--agents', '6', '--entries-per-agent', '2', '--servers', '2', '--datastore', 'postgres', '--postgres-url', url,
+      const f = await fleet({ log: (l) => lines.push(l), args: ['--from-source', '--agents', '6', '--entries-per-agent', '2', '--servers', '2', '--datastore', 'postgres', '--postgres-url', url,
         '--duration', '5', '--sync-interval', '2', '--churn', '1', '--kill-one-at', '1.5', '--rotate-ca-at=-1', '--setup-timeout', '60'] });
       const context = lines.join('\n');
       expect(f, context).toMatchObject({ attested: 6, converged: true, killedServerAgents: 3, agentsFailedOver: 3, callsFailedAfterKill: 0,

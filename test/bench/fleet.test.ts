@@ -10,9 +10,9 @@ import fleet, { parseFleetOptions } from '../../bench/fleet.bench.js';
 describe('fleet simulator', () => {
   it('runs a tiny fleet and reports every entry received, every change propagated and no errors', async () => {
     const lines: string[] = [];
-    const f = await fleet({ log: (l) => lines.push(l), args: ['--agents', '5', '--entries-per-agent', '3', '--duration', '4', '--sync-interval', '0.5', '--churn', '3', '--rotate-ca-at', '1', '--setup-timeout', '40'] });
+    const f = await fleet({ log: (l) => lines.push(l), args: ['--from-source', '--agents', '5', '--entries-per-agent', '3', '--duration', '4', '--sync-interval', '0.5', '--churn', '3', '--rotate-ca-at', '1', '--setup-timeout', '40'] });
     const context = lines.join('\n');
-    expect(f, context).toMatchObject({ agents: 5, entries: 15, attested: 5, converged: true, entryCreateRefused: 0, errors: 0, errorsByKind: 'none' });
+    expect(f, context).toMatchObject({ agents: 5, entries: 15, attested: 5, converged: true, entryCreateRefused: 0, errors: 0, errorsByKind: 'none', windowErrors: 0 });
     // 12 churn writes in 4 s at 3/s: a third each create, update, delete.
     expect(f.churnWrites, context).toBeGreaterThanOrEqual(9);
     expect(f.propagated, context).toBe(f.churnWrites);
