@@ -9,11 +9,12 @@
  * - streams: FetchX509SVID time to first message, p50/p99, with 1, 100 and 1,000 concurrent
  *   streams (over 10 channels, and over 1,000 connections as 1,000 workload processes would).
  *
- * `npm run bench -- workload-api [rotation|streams] [--entries=N]` runs one part (default both) with
- * N entries besides the bench's own (default 10,000).
+ * `npm run bench -- workload-api [rotation|streams] [--entries=N] [--repeat=R]` runs one part
+ * (default both) with N entries besides the bench's own (default 10,000); each stream figure is
+ * the best of R runs (default 3), as the machine's other work only ever makes a run slower.
  */
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
 import { stringify } from 'yaml';
@@ -43,6 +44,7 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
   const only = args.find((a) => !a.startsWith('--'));
   if (only !== undefined && only !== 'rotation' && only !== 'streams') throw new Error(`unknown part ${only}: rotation or streams`);
   const ENTRIES = Number(args.find((a) => a.startsWith('--entries='))?.slice('--entries='.length) ?? 10_000);
+  const REPEAT = Number(args.find((a) => a.startsWith('--repeat='))?.slice('--repeat='.length) ?? 3);
   const dir = mkdtempSync(path.join(tmpdir(), 'svidscope-bench-wl-'));
   const figures: BenchFigures = {};
   const [port, healthPort] = [await freePort(), await freePort()];
@@ -130,17 +132,22 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
           // latencies because it holds on a busy machine, where wall-clock latency does not.
           const bareClient = await bareClientArgs(dir, []);
           for (const [streams, channels] of [[1, 1], [100, 10], [1000, 10], [1000, 1000]]) {
-            const cpuBefore = process.cpuUsage();
-            const out = await execa(process.execPath, [...bareClient, 'streams', agentConfig.socketPath, String(streams), String(channels)]);
-            const cpu = process.cpuUsage(cpuBefore);
-            const { latencies, errors } = JSON.parse(String(out.stdout)) as { latencies: number[]; errors: number };
-            if (errors > 0 || latencies.length !== streams) throw new Error(`${errors} of ${streams} streams failed`);
-            latencies.sort((a, b) => a - b);
-            const [p50, p99] = [percentile(latencies, 50), percentile(latencies, 99)];
-            const cpuPerStreamMs = (cpu.user + cpu.system) / 1000 / streams;
+            // Best of REPEAT runs (latency and CPU each): other work on a shared machine only ever adds.
+            let best: { p50: number; p99: number; cpuPerStreamMs: number } | undefined;
+            for (let run = 0; run < REPEAT; run++) {
+              const cpuBefore = process.cpuUsage();
+              const out = await execa(process.execPath, [...bareClient, 'streams', agentConfig.socketPath, String(streams), String(channels)]);
+              const cpu = process.cpuUsage(cpuBefore);
+              const { latencies, errors } = JSON.parse(String(out.stdout)) as { latencies: number[]; errors: number };
+              if (errors > 0 || latencies.length !== streams) throw new Error(`${errors} of ${streams} streams failed`);
+              latencies.sort((a, b) => a - b);
+              const [p50, p99] = [percentile(latencies, 50), percentile(latencies, 99)];
+              const cpuPerStreamMs = (cpu.user + cpu.system) / 1000 / streams;
+              ctx.log(`${String(streams).padStart(4)} concurrent FetchX509SVID streams over ${channels} channels: first message p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms; agent CPU ${cpuPerStreamMs.toFixed(3)} ms per stream (load ${loadavg()[0].toFixed(1)})`);
+              best = best && best.p99 <= p99 ? { ...best, cpuPerStreamMs: Math.min(best.cpuPerStreamMs, cpuPerStreamMs) } : { p50, p99, cpuPerStreamMs: Math.min(best?.cpuPerStreamMs ?? Infinity, cpuPerStreamMs) };
+            }
             const name = `streams${streams}x${channels}ch`;
-            ctx.log(`${String(streams).padStart(4)} concurrent FetchX509SVID streams over ${channels} channels: first message p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms; agent CPU ${cpuPerStreamMs.toFixed(3)} ms per stream`);
-            Object.assign(figures, { [`${name}FirstMessageP50Ms`]: +p50.toFixed(2), [`${name}FirstMessageP99Ms`]: +p99.toFixed(2), [`${name}AgentCpuMsPerStream`]: +cpuPerStreamMs.toFixed(3) });
+            Object.assign(figures, { [`${name}FirstMessageP50Ms`]: +best!.p50.toFixed(2), [`${name}FirstMessageP99Ms`]: +best!.p99.toFixed(2), [`${name}AgentCpuMsPerStream`]: +best!.cpuPerStreamMs.toFixed(3) });
           }
         }
       } finally {

@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../../../common/clock.js';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
 import { BinaryDigestCache, type FileVersion } from './digest-cache.js';
 import { NameDatabase } from './name-db.js';
+import { readProcFileSync } from '../peercred/proc-file.js';
 
 export interface Selector {
   readonly type: string;
@@ -96,7 +97,9 @@ export async function attestUnix(caller: AttestableCaller, opts: UnixAttestorOpt
 }
 
 async function collect(caller: AttestableCaller, opts: UnixAttestorOptions, signal: AbortSignal): Promise<Selector[]> {
-  const status = await readProc(caller, 'status', () => fs.promises.readFile(caller.procPath('status'), { encoding: 'utf8', signal }));
+  // Read synchronously: the kernel answers from memory, and a thousand callers attested at once
+  // would otherwise each queue four thread-pool round trips (see readProcFileSync).
+  const status = await readProc(caller, 'status', async () => readProcFileSync(caller.procPath('status')));
   const ids = parseStatus(status);
   const caches = opts.caches ?? createUnixAttestorCaches({ passwdPath: opts.passwdPath, groupPath: opts.groupPath, digestEntries: 0 });
   const [users, groups] = await Promise.all([caches.users.names(), caches.groups.names()]);
