@@ -28,10 +28,15 @@ export interface CachedAnswer {
  */
 export const DEFAULT_RESPONSE_CACHE_ENTRIES = 1024;
 
-/** The caller's selectors as one string: attestation yields them in a fixed order for a given process. */
+/**
+ * The caller's selectors as one string (attestation yields them in a fixed order for a given
+ * process). Each part is length-prefixed, so no two different selector lists share a key: a
+ * separator alone would not do, since values such as a program's path may contain any character,
+ * and a crafted path must never make a caller's key equal to another caller's.
+ */
 export function selectorsKey(selectors: readonly Selector[]): string {
   let key = '';
-  for (const s of selectors) key += `${s.type}:${s.value}\n`;
+  for (const s of selectors) key += `${s.type.length}:${s.type}${s.value.length}:${s.value}`;
   return key;
 }
 
