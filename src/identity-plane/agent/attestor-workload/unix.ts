@@ -91,8 +91,10 @@ export async function attestUnix(caller: AttestableCaller, opts: UnixAttestorOpt
     }
     return selectors;
   } finally {
+    // Nothing reads for this attestation any more (collect is awaited to its end, or the timer
+    // already aborted it), so the signal is left alone: aborting builds an error and an event
+    // per attestation for no listener.
     if (timer) clock.clearTimeout(timer);
-    abort.abort();
   }
 }
 
@@ -124,7 +126,8 @@ async function collect(caller: AttestableCaller, opts: UnixAttestorOptions, sign
 
 /** Effective uid/gid (second column of the Uid:/Gid: lines) and the supplementary groups. */
 export function parseStatus(status: string): { uid: string; gid: string; supplementary: string[] } {
-  const line = (key: string) => status.split('\n').find((l) => l.startsWith(`${key}:`))?.slice(key.length + 1).trim().split(/\s+/);
+  const lines = status.split('\n');
+  const line = (key: string) => lines.find((l) => l.startsWith(`${key}:`))?.slice(key.length + 1).trim().split(/\s+/);
   const uids = line('Uid');
   const gids = line('Gid');
   if (!uids || uids.length < 2 || !gids || gids.length < 2) {

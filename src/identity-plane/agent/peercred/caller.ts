@@ -116,13 +116,16 @@ export class CallerTracker implements PeerCredentials {
   }
 
   /**
-   * SPIRE's IsAlive: (a) the pinned directory can still be listed (the process has not exited),
-   * (b) /proc/<pid>/stat still shows the recorded starttime (the PID was not reused), and
-   * (c) the pinned directory belongs to the SO_PEERCRED uid/gid (we did not lose a race between
-   * getsockopt and open and pin a different process). Any failure, or the tracker being closed
-   * while the checks ran (the fd number may then name something else), means "not alive".
-   * The reads are synchronous (the kernel answers them from memory): nothing else runs between
-   * them, and they cost microseconds instead of a thread-pool round trip each.
+   * SPIRE's IsAlive: (a) the pinned process has not exited, (b) /proc/<pid>/stat still shows the
+   * recorded starttime (the PID was not reused), and (c) the pinned directory belongs to the
+   * SO_PEERCRED uid/gid (we did not lose a race between getsockopt and open and pin a different
+   * process). Any failure, or the tracker being closed, means "not alive".
+   *
+   * (a) opens `stat` through the pinned directory: the kernel refuses any lookup in the directory
+   * of a process that has exited, as it refuses to list it (what SPIRE checks), and a lookup
+   * costs one small read where a listing built some fifty names. The reads are synchronous (the
+   * kernel answers them from memory): nothing else runs between them, and they cost microseconds
+   * instead of a thread-pool round trip each.
    */
   async isAlive(): Promise<boolean> {
     return this.isAliveSync();
@@ -132,9 +135,8 @@ export class CallerTracker implements PeerCredentials {
     const fd = this.fd;
     if (fd < 0) return false;
     try {
-      fs.readdirSync(`/proc/self/fd/${fd}`);
-      const stat = readProcFileSync(`${this.procRoot}/${this.pid}/stat`);
-      if (parseStarttime(stat) !== this.starttime) return false;
+      if (parseStarttime(readProcFileSync(`/proc/self/fd/${fd}/stat`)) !== this.starttime) return false;
+      if (parseStarttime(readProcFileSync(`${this.procRoot}/${this.pid}/stat`)) !== this.starttime) return false;
       const st = fs.fstatSync(fd);
       return st.uid === this.uid && st.gid === this.gid;
     } catch {
