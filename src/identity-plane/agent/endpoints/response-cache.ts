@@ -11,9 +11,13 @@ import type { Selector, WorkloadCache } from '../manager/cache.js';
 export interface CachedAnswer {
   /** The stream's change key: a stream writes only when it differs from the last one it sent. */
   readonly key: string;
-  /** The response message, as rendered. */
-  readonly message: object;
-  /** Its encoding, made when a stream first writes it and handed to grpc-js as is by every stream after. */
+  /**
+   * The response message as rendered, until it is encoded (then only the bytes are kept): the
+   * encoding is made when a stream first has to write the answer, not when a stream only checks
+   * that its answer did not change.
+   */
+  message: object | undefined;
+  /** The encoding, handed to grpc-js as is by every stream that writes this answer. */
   bytes: Buffer | undefined;
   /** Entries the answer was rendered from (an X509-SVID answer marks them used on every reuse). */
   readonly entryIds: readonly string[];
@@ -38,6 +42,15 @@ export function selectorsKey(selectors: readonly Selector[]): string {
   let key = '';
   for (const s of selectors) key += `${s.type.length}:${s.type}${s.value.length}:${s.value}`;
   return key;
+}
+
+/** The answer's bytes, encoded on first use. */
+export function encodedAnswer(answer: CachedAnswer, serialize: (message: object) => Buffer): Buffer {
+  if (!answer.bytes) {
+    answer.bytes = serialize(answer.message!);
+    answer.message = undefined;
+  }
+  return answer.bytes;
 }
 
 export class ResponseCache {

@@ -11,7 +11,7 @@ import { checkJwtAudienceLimits, verifyJwtSvid, type JwtAudienceLimits } from '.
 import type { Selector, WorkloadCache, WorkloadIdentities } from '../manager/cache.js';
 import type { EntryMsg } from '../../server-api/messages.js';
 import { jsonToStruct, SECURITY_HEADER, SECURITY_HEADER_VALUE, workloadApiService } from '../../workload-api/index.js';
-import { ResponseCache, selectorsKey, type CachedAnswer } from './response-cache.js';
+import { encodedAnswer, ResponseCache, selectorsKey, type CachedAnswer } from './response-cache.js';
 
 /** What the handler needs to know about the caller: its selectors, from the kernel, never from the request. */
 export interface WorkloadAttestor {
@@ -170,8 +170,7 @@ function streamRpc(deps: WorkloadHandlerDeps, method: string, render: (ids: Work
               events?.request?.(method, grpc.status.OK, (clock.nowMs() - start) / 1000);
             }
             lastKey = out.key;
-            out.bytes ??= serialize(out.message);
-            call.write(out.bytes);
+            call.write(encodedAnswer(out, serialize));
           } catch (err) {
             finish(failure(deps, method, start, err));
           }
