@@ -7,13 +7,16 @@
  *   and a check that every SVID was replaced;
  * - agent memory per cached X509-SVID (heap and Buffer memory after GC, entry included);
  * - streams: FetchX509SVID time to first message, p50/p99, with 1, 100 and 1,000 concurrent
- *   streams (over 10 channels, and over 1,000 connections as 1,000 workload processes would).
+ *   streams (over 10 channels, and over 1,000 connections as 1,000 workload processes would), and
+ *   the same streams against a bare grpc-js server that writes the same answer (the floor).
  *
  * `npm run bench -- workload-api [rotation|streams] [--entries=N] [--repeat=R]` runs one part
  * (default both) with N entries besides the bench's own (default 10,000); each stream figure is
  * the best of R runs (default 3), as the machine's other work only ever makes a run slower.
  */
+import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
@@ -21,6 +24,8 @@ import { stringify } from 'yaml';
 import { nullLogger } from '../src/common/log.js';
 import { buildAgentConfig } from '../src/identity-plane/agent/config.js';
 import { startAgent } from '../src/identity-plane/agent/agent.js';
+import { workloadApiServerDefinition } from '../src/identity-plane/agent/endpoints/workload-handler.js';
+import { GRPC_BASE_OPTIONS } from '../src/common/grpc-options.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../src/identity-plane/spiffe/bundle/index.js';
 import { bareClientArgs, createWorkloadApiClient } from '../src/identity-plane/workload-api/index.js';
 import { connectAdmin } from '../src/identity-plane/server-api/admin-client.js';
@@ -131,23 +136,19 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
           // separate workload processes would be. Agent CPU per stream is reported beside the
           // latencies because it holds on a busy machine, where wall-clock latency does not.
           const bareClient = await bareClientArgs(dir, []);
-          for (const [streams, channels] of [[1, 1], [100, 10], [1000, 10], [1000, 1000]]) {
-            // Best of REPEAT runs (latency and CPU each): other work on a shared machine only ever adds.
-            let best: { p50: number; p99: number; cpuPerStreamMs: number } | undefined;
-            for (let run = 0; run < REPEAT; run++) {
-              const cpuBefore = process.cpuUsage();
-              const out = await execa(process.execPath, [...bareClient, 'streams', agentConfig.socketPath, String(streams), String(channels)]);
-              const cpu = process.cpuUsage(cpuBefore);
-              const { latencies, errors } = JSON.parse(String(out.stdout)) as { latencies: number[]; errors: number };
-              if (errors > 0 || latencies.length !== streams) throw new Error(`${errors} of ${streams} streams failed`);
-              latencies.sort((a, b) => a - b);
-              const [p50, p99] = [percentile(latencies, 50), percentile(latencies, 99)];
-              const cpuPerStreamMs = (cpu.user + cpu.system) / 1000 / streams;
-              ctx.log(`${String(streams).padStart(4)} concurrent FetchX509SVID streams over ${channels} channels: first message p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms; agent CPU ${cpuPerStreamMs.toFixed(3)} ms per stream (load ${loadavg()[0].toFixed(1)})`);
-              best = best && best.p99 <= p99 ? { ...best, cpuPerStreamMs: Math.min(best.cpuPerStreamMs, cpuPerStreamMs) } : { p50, p99, cpuPerStreamMs: Math.min(best?.cpuPerStreamMs ?? Infinity, cpuPerStreamMs) };
-            }
-            const name = `streams${streams}x${channels}ch`;
-            Object.assign(figures, { [`${name}FirstMessageP50Ms`]: +best!.p50.toFixed(2), [`${name}FirstMessageP99Ms`]: +best!.p99.toFixed(2), [`${name}AgentCpuMsPerStream`]: +best!.cpuPerStreamMs.toFixed(3) });
+          Object.assign(figures, await measureStreams(ctx, bareClient, agentConfig.socketPath, [[1, 1], [100, 10], [1000, 10], [1000, 1000]], REPEAT, 'streams'));
+          // The floor under these figures: grpc-js in this process answering the same streams with
+          // the same bytes already encoded, and nothing else (no attestation, lookup or metrics).
+          const mine = [...agent.cache.allSvids()].find((s) => s.spiffeId === 'spiffe://example.org/bench/me')!;
+          const bytes = workloadApiServerDefinition().FetchX509SVID.responseSerialize({
+            svids: [{ spiffe_id: mine.spiffeId, x509_svid: Buffer.concat(mine.chain), x509_svid_key: mine.keyDer, bundle: Buffer.concat(agent.cache.ownBundle!.x509Authorities.map((a) => a.der)), hint: '' }], crl: [], federated_bundles: {},
+          });
+          const floor = await startFloorServer(path.join(dir, 'floor.sock'), bytes);
+          try {
+            ctx.log(`floor: grpc-js alone, writing the same ${bytes.length}-byte answer already encoded`);
+            Object.assign(figures, await measureStreams(ctx, bareClient, floor.socketPath, [[1000, 10], [1000, 1000]], REPEAT, 'floor'));
+          } finally {
+            await floor.close();
           }
         }
       } finally {
@@ -162,4 +163,49 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
     rmSync(dir, { recursive: true, force: true });
   }
   return figures;
+}
+
+/**
+ * Opens each `[streams, channels]` configuration REPEAT times with the bare client and returns the
+ * best run's figures (latency and CPU each): other work on a shared machine only ever adds.
+ */
+async function measureStreams(ctx: BenchContext, bareClient: string[], socketPath: string, configs: number[][], repeat: number, prefix: string): Promise<BenchFigures> {
+  const figures: BenchFigures = {};
+  for (const [streams, channels] of configs) {
+    let best: { p50: number; p99: number; cpuPerStreamMs: number } | undefined;
+    for (let run = 0; run < repeat; run++) {
+      const cpuBefore = process.cpuUsage();
+      const out = await execa(process.execPath, [...bareClient, 'streams', socketPath, String(streams), String(channels)]);
+      const cpu = process.cpuUsage(cpuBefore);
+      const { latencies, errors } = JSON.parse(String(out.stdout)) as { latencies: number[]; errors: number };
+      if (errors > 0 || latencies.length !== streams) throw new Error(`${errors} of ${streams} streams failed`);
+      latencies.sort((a, b) => a - b);
+      const [p50, p99] = [percentile(latencies, 50), percentile(latencies, 99)];
+      const cpuPerStreamMs = (cpu.user + cpu.system) / 1000 / streams;
+      ctx.log(`${String(streams).padStart(4)} concurrent FetchX509SVID streams over ${channels} channels: first message p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms; ${prefix === 'floor' ? 'floor' : 'agent'} CPU ${cpuPerStreamMs.toFixed(3)} ms per stream (load ${loadavg()[0].toFixed(1)})`);
+      const cpuBest = Math.min(best?.cpuPerStreamMs ?? Infinity, cpuPerStreamMs);
+      best = best && best.p99 <= p99 ? { ...best, cpuPerStreamMs: cpuBest } : { p50, p99, cpuPerStreamMs: cpuBest };
+    }
+    const name = `${prefix}${streams}x${channels}ch`;
+    Object.assign(figures, { [`${name}FirstMessageP50Ms`]: +best!.p50.toFixed(2), [`${name}FirstMessageP99Ms`]: +best!.p99.toFixed(2), [`${name}${prefix === 'floor' ? '' : 'Agent'}CpuMsPerStream`]: +best!.cpuPerStreamMs.toFixed(3) });
+  }
+  return figures;
+}
+
+/** A grpc-js server on a Unix socket whose FetchX509SVID writes `bytes` and keeps the stream open. */
+async function startFloorServer(socketPath: string, bytes: Buffer): Promise<{ socketPath: string; close(): Promise<void> }> {
+  const server = new grpc.Server(GRPC_BASE_OPTIONS);
+  server.addService(workloadApiServerDefinition(), { FetchX509SVID: (call: grpc.ServerWritableStream<unknown, unknown>) => void call.write(bytes) });
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = net.createServer((socket) => injector.injectConnection(socket));
+  await new Promise<void>((resolve) => listener.listen(socketPath, resolve));
+  return {
+    socketPath,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      injector.destroy();
+      server.forceShutdown();
+      await closed;
+    },
+  };
 }
