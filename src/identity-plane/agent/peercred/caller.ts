@@ -128,10 +128,6 @@ export class CallerTracker implements PeerCredentials {
    * instead of a thread-pool round trip each.
    */
   async isAlive(): Promise<boolean> {
-    return this.isAliveSync();
-  }
-
-  private isAliveSync(): boolean {
     const fd = this.fd;
     if (fd < 0) return false;
     try {
