@@ -12,7 +12,7 @@ import { nullLogger, type Logger } from '../../common/log.js';
 import { checkHostPort } from '../../common/net.js';
 import { attestUnix, createUnixAttestorCaches, type Selector } from './attestor-workload/unix.js';
 import type { AgentConfig } from './config.js';
-import { createWorkloadHandler, type WorkloadAttestor, type WorkloadHandlerEvents } from './endpoints/workload-handler.js';
+import { createWorkloadHandler, workloadApiServerDefinition, type WorkloadAttestor, type WorkloadHandlerEvents } from './endpoints/workload-handler.js';
 import { WorkloadCache } from './manager/cache.js';
 import { AgentManager, type ManagerEvents } from './manager/manager.js';
 import { effectiveMaxConnections, openFileLimit } from './peercred/limits.js';
@@ -20,7 +20,6 @@ import { listenWorkloadSocket } from './peercred/listener.js';
 import { ServerClient } from '../server-api/node-client.js';
 import { AgentSvidStore } from './svid-store.js';
 import { createAgentTelemetry } from './telemetry.js';
-import { workloadApiService } from '../workload-api/index.js';
 
 export interface AgentDeps {
   clock?: Clock;
@@ -97,7 +96,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         }
       },
     };
-    grpcServer.addService(workloadApiService().service, createWorkloadHandler({ cache, attestor, jwt: manager, jwtAudience: config.jwtAudience, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents, tracer: deps.tracer }));
+    grpcServer.addService(workloadApiServerDefinition(), createWorkloadHandler({ cache, attestor, jwt: manager, jwtAudience: config.jwtAudience, clock, logger: logger.child({ subsystem: 'workload_api' }), events: workloadEvents, tracer: deps.tracer }));
     const nofile = openFileLimit();
     const total = effectiveMaxConnections(config.workloadApi.maxConnections, nofile);
     if (total.warning) logger.warn({ openFileLimit: nofile }, total.warning);

@@ -8,8 +8,9 @@
  *   exits. It exits by itself shortly after the deadline, so a crashed harness cannot leave it
  *   behind for long.
  * - `streams <socket> <n> <channels>` (bench/workload-api.bench.ts): opens N FetchX509SVID
- *   streams over C channels and prints `{ latencies, errors }`, the milliseconds to each stream's
- *   first message.
+ *   streams over C channels and prints `{ latencies, errors, cpuMs }`: the milliseconds to each
+ *   stream's first message, and the client's own CPU from its first call to its last first message. Once its channels are connected and just before the first call, it writes
+ *   `start` on stderr, so a server in the harness's process can time its own work from there.
  *
  * Arguments that start with `--` are ignored: callers add them as markers to find the processes.
  */
@@ -69,6 +70,8 @@ async function streams(socketPath: string, n: number, channels: number): Promise
   const clients = Array.from({ length: channels }, () => connect(socketPath, { 'grpc.use_local_subchannel_pool': 1 }));
   await Promise.all(clients.map((c) => new Promise((resolve) => c.waitForReady(Date.now() + 10_000, resolve))));
   const md = securityMetadata();
+  process.stderr.write('start\n');
+  const cpu0 = process.cpuUsage();
   const latencies: number[] = [];
   const calls: grpc.ClientReadableStream<X509SvidResponseMessage>[] = [];
   let errors = 0;
@@ -85,8 +88,9 @@ async function streams(socketPath: string, n: number, channels: number): Promise
       resolve();
     });
   })));
+  const cpu = process.cpuUsage(cpu0);
   for (const c of calls) c.cancel();
-  finish({ latencies, errors });
+  finish({ latencies, errors, cpuMs: (cpu.user + cpu.system) / 1000 });
 }
 
 // No top-level await: from source, the script runs bundled as CommonJS (bare-client-args.ts).

@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../../../common/clock.js';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
 import { BinaryDigestCache, type FileVersion } from './digest-cache.js';
 import { NameDatabase } from './name-db.js';
+import { readProcFileSync } from '../peercred/proc-file.js';
 
 export interface Selector {
   readonly type: string;
@@ -90,13 +91,17 @@ export async function attestUnix(caller: AttestableCaller, opts: UnixAttestorOpt
     }
     return selectors;
   } finally {
+    // Nothing reads for this attestation any more (collect is awaited to its end, or the timer
+    // already aborted it), so the signal is left alone: aborting builds an error and an event
+    // per attestation for no listener.
     if (timer) clock.clearTimeout(timer);
-    abort.abort();
   }
 }
 
 async function collect(caller: AttestableCaller, opts: UnixAttestorOptions, signal: AbortSignal): Promise<Selector[]> {
-  const status = await readProc(caller, 'status', () => fs.promises.readFile(caller.procPath('status'), { encoding: 'utf8', signal }));
+  // Read synchronously: the kernel answers from memory, and a thousand callers attested at once
+  // would otherwise each queue four thread-pool round trips (see readProcFileSync).
+  const status = await readProc(caller, 'status', async () => readProcFileSync(caller.procPath('status')));
   const ids = parseStatus(status);
   const caches = opts.caches ?? createUnixAttestorCaches({ passwdPath: opts.passwdPath, groupPath: opts.groupPath, digestEntries: 0 });
   const [users, groups] = await Promise.all([caches.users.names(), caches.groups.names()]);
@@ -121,7 +126,8 @@ async function collect(caller: AttestableCaller, opts: UnixAttestorOptions, sign
 
 /** Effective uid/gid (second column of the Uid:/Gid: lines) and the supplementary groups. */
 export function parseStatus(status: string): { uid: string; gid: string; supplementary: string[] } {
-  const line = (key: string) => status.split('\n').find((l) => l.startsWith(`${key}:`))?.slice(key.length + 1).trim().split(/\s+/);
+  const lines = status.split('\n');
+  const line = (key: string) => lines.find((l) => l.startsWith(`${key}:`))?.slice(key.length + 1).trim().split(/\s+/);
   const uids = line('Uid');
   const gids = line('Gid');
   if (!uids || uids.length < 2 || !gids || gids.length < 2) {

@@ -10,7 +10,8 @@ import { parseSpiffeIdBounded } from '../../spiffe/id/index.js';
 import { checkJwtAudienceLimits, verifyJwtSvid, type JwtAudienceLimits } from '../../spiffe/jwtsvid/index.js';
 import type { Selector, WorkloadCache, WorkloadIdentities } from '../manager/cache.js';
 import type { EntryMsg } from '../../server-api/messages.js';
-import { jsonToStruct, SECURITY_HEADER, SECURITY_HEADER_VALUE } from '../../workload-api/index.js';
+import { jsonToStruct, SECURITY_HEADER, SECURITY_HEADER_VALUE, workloadApiService } from '../../workload-api/index.js';
+import { encodedAnswer, ResponseCache, selectorsKey, type CachedAnswer } from './response-cache.js';
 
 /** What the handler needs to know about the caller: its selectors, from the kernel, never from the request. */
 export interface WorkloadAttestor {
@@ -71,6 +72,16 @@ type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<u
 type Rendering = { key: string; message: object } | 'wait';
 
 /**
+ * The Workload API service definition the agent serves: as the standard one, except that a stream
+ * may write an already encoded message (a Buffer), which is sent as it is. Streams write the
+ * encoded answers of their ResponseCache, shared by every caller with the same selectors.
+ */
+export function workloadApiServerDefinition(): grpc.ServiceDefinition {
+  const methods = Object.entries(workloadApiService().service).map(([name, m]) => [name, { ...m, responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : m.responseSerialize(value)) }]);
+  return Object.fromEntries(methods) as grpc.ServiceDefinition;
+}
+
+/**
  * The SPIFFE Workload API (service `SpiffeWorkloadAPI`, no package). Every request must carry the
  * security header; the caller is attested from the kernel; streams send the full state first and
  * again on every change that alters what this caller sees.
@@ -102,9 +113,33 @@ async function identify(attestor: WorkloadAttestor, call: Call): Promise<Selecto
   return attestor.attest(call);
 }
 
-/** A server stream that re-renders on each cache change and only writes when the rendering changed. */
+/**
+ * A server stream that re-renders on each cache change and only writes when the rendering changed.
+ * Renderings are shared through a ResponseCache by every stream with the same selectors, and
+ * encoded once, when a stream first has to write one.
+ */
 function streamRpc(deps: WorkloadHandlerDeps, method: string, render: (ids: WorkloadIdentities) => Rendering, opts: { x509?: boolean } = {}) {
   const { cache, clock, events } = deps;
+  const answers = new ResponseCache(cache);
+  const serialize = workloadApiService().service[method].responseSerialize;
+  const answerFor = (selectors: Selector[], callerKey: string): CachedAnswer | 'wait' => {
+    const now = clock.nowMs();
+    const hit = answers.get(callerKey, now);
+    if (hit) {
+      if (opts.x509) cache.markUsed(hit.entryIds);
+      return hit;
+    }
+    const ids = cache.identitiesFor(selectors, opts);
+    const out = render(ids);
+    if (out === 'wait') return out;
+    let validUntilMs = Infinity;
+    for (const s of ids.svids) validUntilMs = Math.min(validUntilMs, s.notAfter);
+    const answer: CachedAnswer = { key: out.key, message: out.message, bytes: undefined, entryIds: ids.entries.map((e) => e.id), validUntilMs };
+    // Kept only when every entry has its SVID: otherwise each rendering asks for the missing
+    // ones to be minted (identitiesFor), which a reused answer would skip.
+    if (!opts.x509 || ids.svids.length === ids.entries.length) answers.set(callerKey, answer);
+    return answer;
+  };
   return (call: grpc.ServerWritableStream<unknown, unknown>) => {
     const start = clock.nowMs();
     let lastKey: string | undefined;
@@ -124,17 +159,18 @@ function streamRpc(deps: WorkloadHandlerDeps, method: string, render: (ids: Work
       (selectors) => {
         if (done) return;
         events?.streamOpened?.(method);
+        const callerKey = selectorsKey(selectors);
         const push = () => {
           if (done) return;
           try {
-            const out = render(cache.identitiesFor(selectors, opts));
+            const out = answerFor(selectors, callerKey);
             if (out === 'wait' || out.key === lastKey) return;
             if (lastKey === undefined) {
               events?.firstMessage?.(method, (clock.nowMs() - start) / 1000);
               events?.request?.(method, grpc.status.OK, (clock.nowMs() - start) / 1000);
             }
             lastKey = out.key;
-            call.write(out.message);
+            call.write(encodedAnswer(out, serialize));
           } catch (err) {
             finish(failure(deps, method, start, err));
           }

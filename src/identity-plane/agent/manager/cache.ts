@@ -89,6 +89,7 @@ export class WorkloadCache {
   private readonly lastUsed = new Map<string, number>();
   private expiryTimer: TimerHandle | undefined;
   private expiryAt = Infinity;
+  private gen = 0;
 
   constructor(
     private readonly clock: Clock,
@@ -119,6 +120,15 @@ export class WorkloadCache {
   }
   federatedBundles(): Map<string, SpiffeBundle> {
     return this.federated;
+  }
+
+  /**
+   * Moves on every change of what a workload can be shown (entries, SVIDs, bundles, expiry): a
+   * response rendered at one generation stays exact for as long as the generation is the same and
+   * none of its SVIDs has reached its notAfter.
+   */
+  get generation(): number {
+    return this.gen;
   }
 
   /** Whether entries were ever received from the server: before that, "no entry" means "not known yet", not "no identity". */
@@ -195,6 +205,7 @@ export class WorkloadCache {
     if (svids.length === 0) return;
     const wake = new Set<Subscription>();
     let earliest = Infinity;
+    this.gen++;
     for (const s of svids) {
       this.svids.set(s.entryId, s);
       if (s.notAfter < earliest) earliest = s.notAfter;
@@ -250,6 +261,15 @@ export class WorkloadCache {
       if (b) federated.set(td, b);
     }
     return { entries, svids, bundle: this.bundle, federated };
+  }
+
+  /**
+   * What `identitiesFor` with `x509` records for entries whose SVIDs are all cached: they count as
+   * used now (for a caller served from an already rendered answer).
+   */
+  markUsed(entryIds: readonly string[]): void {
+    const now = this.clock.nowMs();
+    for (const id of entryIds) this.lastUsed.set(id, now);
   }
 
   /**
@@ -309,11 +329,15 @@ export class WorkloadCache {
     const victims = [...this.svids.keys()].filter((id) => !wanted.has(id)).sort((a, b) => (this.lastUsed.get(a) ?? 0) - (this.lastUsed.get(b) ?? 0));
     const count = Math.min(victims.length, this.svids.size - maxSize);
     for (let i = 0; i < count; i++) this.svids.delete(victims[i]);
-    if (count > 0) this.hooks.evicted?.(count);
+    if (count > 0) {
+      this.gen++;
+      this.hooks.evicted?.(count);
+    }
     return count;
   }
 
   private changed(): void {
+    this.gen++;
     this.scheduleExpiry();
     for (const sub of [...this.subs]) if (this.subs.has(sub)) sub.listener();
   }
