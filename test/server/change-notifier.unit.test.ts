@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
 import { SvidscopeError } from '../../src/common/errors/catalog.js';
 import { nullLogger } from '../../src/common/log.js';
-import { BUNDLE_SPREAD_MAX_MS, BUNDLE_SPREAD_MIN_MS, BUNDLE_SPREAD_PER_STREAM_MS, ChangeNotifier, type WatchDropReason } from '../../src/identity-plane/server/api/change-notifier.js';
+import { BROADCAST_SLICE, BUNDLE_SPREAD_MAX_MS, BUNDLE_SPREAD_MIN_MS, BUNDLE_SPREAD_PER_STREAM_MS, ChangeNotifier, type WatchDropReason } from '../../src/identity-plane/server/api/change-notifier.js';
 import type { Datastore, EntryChanges, RegistrationEntry } from '../../src/identity-plane/server/datastore/types.js';
 import { EntryCache } from '../../src/identity-plane/server/registration/entry-cache.js';
 import type { ChangeNotificationMsg } from '../../src/identity-plane/server-api/messages.js';
@@ -130,16 +130,20 @@ describe('ChangeNotifier: who is told of an entry change', () => {
     expect([...streams.values()].map((s) => s.got.at(-1)?.bundle)).toEqual([true, true]);
   });
 
-  it('asks the agents to spread a bundle change by the streams it holds, within its floor and cap', () => {
-    const spreadFor = (streams: number) => {
+  it('asks the agents to spread a bundle change by the streams it holds, within its floor and cap', async () => {
+    const spreadFor = async (streams: number) => {
       const { notifier, open } = setup({ maxStreams: streams });
-      const last = Array.from({ length: streams }, (_, i) => open(`a${i}`)).at(-1)!;
+      const all = Array.from({ length: streams }, (_, i) => open(`a${i}`));
       notifier.bundleChanged();
-      return last.got.at(-1)?.spread_ms;
+      // The first slice in this turn of the event loop, the rest in later turns.
+      expect(all.filter((s) => s.got.length === 2)).toHaveLength(Math.min(streams, BROADCAST_SLICE));
+      while (all.at(-1)!.got.length < 2) await new Promise((r) => setImmediate(r));
+      expect(all.every((s) => s.got.length === 2)).toBe(true);
+      return all.at(-1)!.got.at(-1)?.spread_ms;
     };
-    expect(spreadFor(3)).toBe(BUNDLE_SPREAD_MIN_MS);
-    expect(spreadFor(5000)).toBe(5000 * BUNDLE_SPREAD_PER_STREAM_MS);
-    expect(spreadFor(30_001)).toBe(BUNDLE_SPREAD_MAX_MS);
+    expect(await spreadFor(3)).toBe(BUNDLE_SPREAD_MIN_MS);
+    expect(await spreadFor(5000)).toBe(5000 * BUNDLE_SPREAD_PER_STREAM_MS);
+    expect(await spreadFor(30_001)).toBe(BUNDLE_SPREAD_MAX_MS);
   });
 });
 

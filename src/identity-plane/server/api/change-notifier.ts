@@ -26,6 +26,9 @@ export const BUNDLE_SPREAD_PER_STREAM_MS = 3;
 export const BUNDLE_SPREAD_MIN_MS = 1000;
 export const BUNDLE_SPREAD_MAX_MS = 60_000;
 
+/** Streams a broadcast writes to in one turn of the event loop. */
+export const BROADCAST_SLICE = 500;
+
 /** Why a stream was closed by the server (bounded label values). */
 export type WatchDropReason = 'slow_consumer' | 'not_attested' | 'banned' | 'stale_serial' | 'svid_expired' | 'shutdown';
 
@@ -219,10 +222,21 @@ export class ChangeNotifier implements EntryChangeObserver {
     return out;
   }
 
+  /**
+   * Tells every stream, BROADCAST_SLICE of them per turn of the event loop: writing to all of a
+   * 10,000-agent fleet's streams at once is one long turn that every call arriving meanwhile waits
+   * behind, while the agents act on a broadcast over seconds anyway (a bundle change's spread).
+   * A stream closed before its turn is skipped.
+   */
   private broadcast(msg: ChangeNotificationMsg, reason: 'entries' | 'bundle'): void {
     const all = this.allWatches();
-    for (const w of all) this.send(w, msg);
     this.events.notified?.(reason, all.length);
+    const sendFrom = (at: number) => {
+      const end = Math.min(all.length, at + BROADCAST_SLICE);
+      for (let i = at; i < end; i++) this.send(all[i], msg);
+      if (end < all.length) setImmediate(() => sendFrom(end));
+    };
+    sendFrom(0);
   }
 
   private send(w: Watch, msg: ChangeNotificationMsg): void {
