@@ -61,6 +61,8 @@ export class ServerClient {
   /** Open WatchChanges streams: cancelled when the connection is rebuilt (new identity or trust). */
   private readonly watches = new Set<grpc.ClientReadableStream<ChangeNotificationMsg>>();
   private trustPem: string | undefined;
+  /** Trust anchors were added since the channel was built: rebuild it once its connection is not up. */
+  private trustStale = false;
   private identity: { chainPem: string; keyPem: string } | undefined;
   /** Index into `addresses` of the server in use; it stays there until that server fails. */
   private current = 0;
@@ -92,6 +94,10 @@ export class ServerClient {
     const widened = this.trustPem !== undefined && onlyAdds(this.trustPem, bundlePem);
     this.trustPem = bundlePem;
     if (!widened) this.reset();
+    // The channel keeps its credentials for its whole life, reconnections included: once its
+    // connection is gone it must be rebuilt with the new anchors (see connect), or an agent cut
+    // off while the server moved to the new CA could never connect again.
+    else if (this.client) this.trustStale = true;
   }
 
   setIdentity(chainPem: string, keyPem: string): void {
@@ -162,6 +168,7 @@ export class ServerClient {
   }
 
   private reset(): void {
+    this.trustStale = false;
     for (const w of this.watches) w.cancel();
     this.watches.clear();
     this.client?.close();
@@ -169,6 +176,7 @@ export class ServerClient {
   }
 
   private connect(): grpc.Client {
+    if (this.client && this.trustStale && this.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY) this.reset();
     if (this.client) return this.client;
     if (!this.trustPem && !this.opts.insecureBootstrap) {
       throw new SvidscopeError('config-invalid', 'agent: no trust bundle for the server: set trust_bundle_path or insecure_bootstrap');

@@ -201,12 +201,19 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       rmSync(config.adminSocket, { force: true });
     });
 
+    /** The federated bundles as of the last tick (undefined before the first). */
+    let federatedSeen: string | undefined;
     const tick = async () => {
       await bundles.sync();
       await entries.refresh();
       await agents.refresh();
       changes.reauthenticate('all'); // renewal grace windows and SVID lifetimes end without a feed change
       bundleCache.invalidate(); // federated bundles written by other servers sharing the datastore
+      // A federated bundle that moved (refreshed here or by another server) is pushed like the own
+      // one: agents whose stream is up poll only every push_sync_interval.
+      const federated = (await bundleCache.list()).filter((b) => b.trustDomain !== td.name).map((b) => `${b.trustDomain}@${b.sequence}@${b.updatedAt.getTime()}`).sort().join(' ');
+      if (federatedSeen !== undefined && federated !== federatedSeen) changes.bundleChanged();
+      federatedSeen = federated;
       await datastore.pruneJoinTokens(clock.now());
       const pruned = await tombstones.run();
       if (pruned.entries + pruned.agents > 0) logger.info(pruned, 'pruned tombstones older than tombstone_retention');
