@@ -204,22 +204,6 @@ interface ServerProcess {
   measure(): Promise<void>;
 }
 
-/**
- * A server as users run it: the compiled CLI (`bin/svidscope.js` on `dist/`, built at the bench's
- * start), or the TypeScript source through tsx with `--from-source`. From source the server also
- * carries tsx and every module's source map (≈ 25 MiB of heap at 2,000 agents), and each signing
- * worker loads tsx again: memory figures from source overstate what an operator sees.
- */
-function spawnServer(args: string[], fromSource: boolean): ReturnType<typeof spawnCli> {
-  if (fromSource) return spawnCli(args);
-  const child = execa('node', [path.join(import.meta.dirname, '..', 'bin', 'svidscope.js'), ...args], { reject: false, env: { SVIDSCOPE_FROM_SOURCE: '' }, all: true, buffer: { all: true } });
-  let output = '';
-  child.all?.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  return { child, logs: () => output };
-}
-
 async function startServerProcess(dir: string, schema: string | undefined, postgresUrl: string | undefined, fromSource: boolean): Promise<ServerProcess> {
   const [port, healthPort] = [await freePort(), await freePort()];
   const config = {
@@ -228,7 +212,10 @@ async function startServerProcess(dir: string, schema: string | undefined, postg
   };
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'server.yaml'), stringify(config));
-  const proc = spawnServer(['server', 'run', '--config', path.join(dir, 'server.yaml')], fromSource);
+  // As operators run it: the compiled CLI on dist/ (built at the bench's start). From source the
+  // server also carries tsx and every module's source map (≈ 25 MiB of heap at 2,000 agents), and
+  // each signing worker loads tsx again: memory figures from source overstate what users see.
+  const proc = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')], {}, { compiled: !fromSource });
   const opsUrl = `http://127.0.0.1:${healthPort}`;
   await waitFor('server ready', () => httpOk(`${opsUrl}/ready`), 60_000, proc.logs);
   const sv: ServerProcess = {

@@ -4,9 +4,13 @@ import path from 'node:path';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 
-/** Starts `svidscope <args>` from source as a real child process (logs kept for failure messages). */
-export function spawnCli(args: string[], env: Record<string, string> = {}): { child: ResultPromise; logs: () => string } {
-  const child = execa('node', ['--import', 'tsx', path.join(root, 'src', 'cli', 'index.ts'), ...args], {
+/**
+ * Starts `svidscope <args>` as a real child process (logs kept for failure messages): from source
+ * through tsx, or with `compiled` through `bin/svidscope.js` on the build in `dist/`.
+ */
+export function spawnCli(args: string[], env: Record<string, string> = {}, opts: { compiled?: boolean } = {}): { child: ResultPromise; logs: () => string } {
+  const entry = opts.compiled ? [path.join(root, 'bin', 'svidscope.js')] : ['--import', 'tsx', path.join(root, 'src', 'cli', 'index.ts')];
+  const child = execa('node', [...entry, ...args], {
     reject: false,
     env: { ...env },
     all: true,

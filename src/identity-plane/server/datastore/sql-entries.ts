@@ -134,12 +134,13 @@ export function entryWhere(filter: EntryFilter): { where: string; params: Param[
 
 /**
  * Loads entries and their selectors with two statements (no N+1), ordered by id, or by revision
- * then id for the change feed (`byRevision`): with `revision > ?` and ORDER BY id, SQLite walks the
- * whole table in id order rather than the revision index, ≈ 250 ms at 100,000 entries on the
- * event loop at every cache_reload_interval, for a feed that usually holds nothing.
+ * then id for the change feed (`order: 'revision'`): with `revision > ?` and ORDER BY id, SQLite
+ * walks the whole table in id order rather than the revision index, ≈ 250 ms at 100,000 entries
+ * on the event loop at every cache_reload_interval, for a feed that usually holds nothing.
  */
-export async function selectEntries(tx: Executor, d: Dialect, where: string, params: Param[], lock = false, byRevision = false): Promise<RegistrationEntry[]> {
-  const order = byRevision ? 'e.revision, e.id' : 'e.id';
+export async function selectEntries(tx: Executor, d: Dialect, where: string, params: Param[], opts: { lock?: boolean; order?: 'id' | 'revision' } = {}): Promise<RegistrationEntry[]> {
+  const { lock = false } = opts;
+  const order = opts.order === 'revision' ? 'e.revision, e.id' : 'e.id';
   const rows = await tx.all(`SELECT ${COLUMNS} FROM registered_entries e WHERE ${where} ORDER BY ${order} ${lock ? d.forUpdate : ''}`, params);
   if (rows.length === 0) return [];
   const selectorRows = await tx.all(

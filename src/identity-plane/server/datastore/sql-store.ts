@@ -31,7 +31,7 @@ export class SqlDatastore implements Datastore {
   }
 
   private async loadEntry(tx: Executor, id: string, lock = false): Promise<RegistrationEntry> {
-    const [entry] = await entries.selectEntries(tx, this.driver.dialect, 'e.id = ?', [id], lock);
+    const [entry] = await entries.selectEntries(tx, this.driver.dialect, 'e.id = ?', [id], { lock });
     if (!entry) throw fail('not-found', `entry "${id}" does not exist`);
     return entry;
   }
@@ -128,7 +128,7 @@ export class SqlDatastore implements Datastore {
         const all = await entries.selectEntries(tx, this.driver.dialect, '1 = 1', []);
         return { revision, changed: all, deletedIds: [], fullResync: true };
       }
-      const changed = await entries.selectEntries(tx, this.driver.dialect, 'e.revision > ?', [since], false, true);
+      const changed = await entries.selectEntries(tx, this.driver.dialect, 'e.revision > ?', [since], { order: 'revision' });
       const gone = await tx.all(`SELECT entry_id FROM entry_tombstones WHERE revision > ? ORDER BY revision, entry_id`, [since]);
       return { revision, changed, deletedIds: gone.map((r) => String(r.entry_id)), fullResync: false };
     });
