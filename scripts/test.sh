@@ -23,6 +23,20 @@ npm run -s build
 mkdir -p .svidscope
 report=.svidscope/vitest-report.json
 status=0
-npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
-node scripts/test-summary.mjs "$report" || status=$?
+stalled=.svidscope/stalled-files.txt
+reporters=(--reporter=default --reporter=json --reporter=./test/support/stall-watchdog.ts)
+npx vitest run "${reporters[@]}" --outputFile.json="$report" "$@" || status=$?
+if [ -s "$stalled" ]; then
+  # The stall watchdog ended a worker that stopped answering (its log above says what it was
+  # doing). Those files run once more on their own; their results replace the stalled ones, and
+  # the exit status comes from the merged results (vitest's own counts the ended worker).
+  mapfile -t files < "$stalled"
+  log "running again, on their own, the files whose worker stalled: ${files[*]}"
+  rerun=.svidscope/vitest-report-rerun.json
+  status=0
+  npx vitest run "${reporters[@]}" --outputFile.json="$rerun" "${files[@]}" || status=$?
+  node scripts/test-summary.mjs --rerun "$rerun" --stalled "$stalled" "$report" || status=$?
+else
+  node scripts/test-summary.mjs --stalled "$stalled" "$report" || status=$?
+fi
 exit "$status"
