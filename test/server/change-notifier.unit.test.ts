@@ -41,13 +41,18 @@ function setup(opts: { maxStreams?: number; sendBuffer?: number } = {}) {
   const limits: string[] = [];
   const notifier = new ChangeNotifier({ clock, logger: nullLogger(), ...opts, events: { dropped: (r) => dropped.push(r), limitHit: (l) => limits.push(l) } });
   /** Streams by agent name: what each received, whether it was closed and with what. */
-  const streams = new Map<string, { got: ChangeNotificationMsg[]; closed?: SvidscopeError; flush: (() => void)[]; recheck?: SvidscopeError; unregister: () => void }>();
-  const open = (name: string, o: { notAfterMs?: number; autoFlush?: boolean } = {}) => {
-    const s = { got: [] as ChangeNotificationMsg[], closed: undefined as SvidscopeError | undefined, flush: [] as (() => void)[], recheck: undefined as SvidscopeError | undefined, unregister: () => undefined as void };
+  const streams = new Map<string, { got: ChangeNotificationMsg[]; closed?: SvidscopeError; flush: (() => void)[]; recheck?: SvidscopeError; recheckAt: number; rechecks: number; unregister: () => void }>();
+  const open = (name: string, o: { notAfterMs?: number; autoFlush?: boolean; recheckAt?: number } = {}) => {
+    const s = { got: [] as ChangeNotificationMsg[], closed: undefined as SvidscopeError | undefined, flush: [] as (() => void)[], recheck: undefined as SvidscopeError | undefined,
+      recheckAt: o.recheckAt ?? Infinity, rechecks: 0, unregister: () => undefined as void };
     streams.set(name, s);
     s.unregister = notifier.open({
       agentId: agentId(name), selectors: [sel(name)], svidNotAfterMs: o.notAfterMs ?? clock.nowMs() + 3_600_000,
-      recheck: () => s.recheck,
+      recheck: () => {
+        s.rechecks++;
+        return s.recheck;
+      },
+      recheckAt: () => s.recheckAt,
       sink: {
         send: (msg, flushed) => {
           s.got.push(msg);
@@ -187,10 +192,56 @@ describe('ChangeNotifier: limits and re-authentication', () => {
     expect(evicted.closed?.code).toBe('agent-not-attested');
     expect(expiring.closed).toBeUndefined();
     clock.advance(10_000);
-    notifier.reauthenticate('all');
+    notifier.checkDue();
     expect(expiring.closed?.code).toBe('agent-svid-stale');
     expect(fine.closed).toBeUndefined();
     expect(dropped).toEqual(['banned', 'not_attested', 'svid_expired']);
     expect(notifier.streamCount).toBe(1);
+  });
+
+  it('checks on the tick only the streams that came due: an SVID past notAfter, a renewal grace that ended', () => {
+    const { clock, notifier, open, dropped } = setup();
+    const t0 = clock.nowMs();
+    const quiet = open('quiet'); // due in an hour
+    const expiring = open('expiring', { notAfterMs: t0 + 10_000 });
+    const inGrace = open('in-grace', { recheckAt: t0 + 5_000 });
+    const renewing = open('renewing');
+    // A refusal nobody is due to notice: only an agent-feed change (reauthenticate) would check it.
+    quiet.recheck = new SvidscopeError('agent-banned', 'banned');
+    notifier.checkDue();
+    expect([quiet, expiring, inGrace, renewing].map((s) => s.rechecks)).toEqual([0, 0, 0, 0]);
+
+    // A renewal through the agent feed puts `renewing`'s serial in grace until t0 + 7 s.
+    renewing.recheckAt = t0 + 7_000;
+    notifier.reauthenticate([agentId('renewing')]);
+    expect(renewing.rechecks).toBe(1);
+
+    clock.advance(5_000);
+    inGrace.recheck = new SvidscopeError('agent-svid-stale', 'grace over');
+    notifier.checkDue();
+    expect(inGrace.closed?.code).toBe('agent-svid-stale');
+    expect([quiet.rechecks, expiring.rechecks, renewing.rechecks]).toEqual([0, 0, 1]);
+
+    clock.advance(2_000);
+    renewing.recheck = new SvidscopeError('agent-svid-stale', 'grace over');
+    notifier.checkDue();
+    expect(renewing.closed?.code).toBe('agent-svid-stale');
+
+    clock.advance(3_000);
+    notifier.checkDue();
+    expect(expiring.closed?.code).toBe('agent-svid-stale');
+    expect(quiet.closed).toBeUndefined();
+    expect(quiet.rechecks).toBe(0);
+    expect(dropped).toEqual(['stale_serial', 'stale_serial', 'svid_expired']);
+  });
+
+  it('keeps its due queue within a small multiple of the streams held while streams come and go', () => {
+    const { clock, notifier, open } = setup();
+    for (let round = 0; round < 20; round++) {
+      const held = Array.from({ length: 500 }, (_, i) => open(`r${round}-${i}`, { notAfterMs: clock.nowMs() + 3_600_000 + i }));
+      for (const s of held.slice(0, 450)) s.unregister();
+    }
+    expect(notifier.streamCount).toBe(20 * 50);
+    expect(notifier.dueQueueLength).toBeLessThanOrEqual(2 * notifier.streamCount + 1024);
   });
 });

@@ -207,7 +207,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       await bundles.sync();
       await entries.refresh();
       await agents.refresh();
-      changes.reauthenticate('all'); // renewal grace windows and SVID lifetimes end without a feed change
+      changes.checkDue(); // renewal grace windows and SVID lifetimes end without a feed change
       bundleCache.invalidate(); // federated bundles written by other servers sharing the datastore
       // A federated bundle that moved (refreshed here or by another server) is pushed like the own
       // one: agents whose stream is up poll only every push_sync_interval.

@@ -47,6 +47,11 @@ export interface AgentAuth {
    * read or an event (long-lived streams ask this on every change of the agent view).
    */
   recheck(agent: AuthenticatedAgent): SvidscopeError | undefined;
+  /**
+   * When `recheck` could refuse with the cached record unchanged (epoch ms; Infinity: never): the
+   * end of the renewal grace when the agent presented the serial a renewal replaced.
+   */
+  recheckAt(agent: AuthenticatedAgent): number;
 }
 
 export type AgentAuthDeps = Pick<NodeServiceDeps, 'trustDomain' | 'agents' | 'clock'> & { events: NodeServiceEvents };
@@ -76,6 +81,11 @@ export function createAgentAuth({ trustDomain, agents, clock, events }: AgentAut
     recheck(agent) {
       const reason = refusalReason(agents.get(agent.spiffeId), agent.presentedSerial, clock.nowMs());
       return reason ? refusal[reason](agent.spiffeId) : undefined;
+    },
+    recheckAt(agent) {
+      const record = agents.get(agent.spiffeId);
+      const inGrace = record && agent.presentedSerial !== normalSerial(record.serialNumber) && agent.presentedSerial === normalSerial(record.previousSerialNumber ?? '');
+      return inGrace ? (record.previousSerialValidUntil?.getTime() ?? 0) : Infinity;
     },
   };
 }

@@ -69,6 +69,7 @@ export function createEntrySyncHandlers({ logger, changes, auth, admission, auth
         const close = changes.open({
           agentId: agent.spiffeId, selectors: agent.selectors, svidNotAfterMs,
           recheck: () => auth.recheck(agent),
+          recheckAt: () => auth.recheckAt(agent),
           sink: {
             send: (msg, flushed) => {
               call.write(msg, () => flushed());
