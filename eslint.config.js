@@ -25,6 +25,14 @@ const SPIFFE_SIBLING_INDEX_ONLY = {
   message: 'import a sibling SPIFFE package through its index.js (see docs/ARCHITECTURE.md)',
 };
 
+// Node.js 20 can deadlock a thread that exports a key to JWK while a GC collects the generation
+// job of the same key (test/support/webcrypto-keys.ts has the gdb trace): WebCrypto keys are
+// generated synchronously and imported instead, everywhere.
+const NO_SUBTLE_GENERATE_KEY = {
+  selector: "MemberExpression[property.name='generateKey']:matches([object.name='subtle'], [object.property.name='subtle'])",
+  message: 'use ecdsaKeyPair() from test/support/webcrypto-keys.ts: subtle.generateKey can deadlock a Node.js 20 thread during a JWK export',
+};
+
 // One `no-restricted-imports` per file (flat config replaces, not merges, a rule's options), so
 // each module's entry carries the index rule too.
 const boundary = (from, forbidden, extra = [SPIFFE_INDEX_ONLY]) => ({
@@ -78,6 +86,11 @@ export default tseslint.config(
   boundary('monitoring', [IDENTITY_PLANE, CLI, PROBES, EXPORTER, CHAOS]),
   boundary('common', [IDENTITY_PLANE, CLI, PROBES, EXPORTER, CHAOS, MONITORING]),
   {
+    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    ignores: ['test/support/webcrypto-keys.ts'],
+    rules: { 'no-restricted-syntax': ['error', NO_SUBTLE_GENERATE_KEY] },
+  },
+  {
     // Scrapes render through common/telemetry/exposition.ts only: prom-client keeps the format as
     // registry state and renames counters when it renders OpenMetrics, so one scrape leaks into the next.
     files: ['src/**/*.ts'],
@@ -88,6 +101,7 @@ export default tseslint.config(
         // Every error the project raises carries a catalogue code (common/errors/catalog.ts): a plain
         // Error reaches the CLI as `internal`, exit 5, and callers could only classify it by its text.
         { selector: "ThrowStatement > NewExpression[callee.name='Error']", message: 'throw a SvidscopeError with a catalogue code (common/errors/catalog.ts), not a plain Error' },
+        NO_SUBTLE_GENERATE_KEY,
       ],
     },
   },

@@ -484,7 +484,11 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       const during: number[] = [];
       const outside: number[] = [];
       for (const r of reports) r.syncAt.forEach((at, i) => (at >= rotation!.at && at <= rotationEnd ? during : outside).push(r.syncMs[i]));
-      Object.assign(f, { syncsDuringRotation: during.length, syncP99MsDuringRotation: round(percentile(during, 99)), syncP99MsOutsideRotation: round(percentile(outside, 99)) });
+      const lagDuring: number[] = [];
+      const lagOutside: number[] = [];
+      for (const r of reports) r.loopLagAt.forEach((at, i) => (at >= rotation!.at && at <= rotationEnd ? lagDuring : lagOutside).push(r.loopLagMs[i]));
+      Object.assign(f, { syncsDuringRotation: during.length, syncP99MsDuringRotation: round(percentile(during, 99)), syncP99MsOutsideRotation: round(percentile(outside, 99)),
+        simulatorLoopLagP99MsDuringRotation: round(percentile(lagDuring, 99)), simulatorLoopLagP99MsOutsideRotation: round(percentile(lagOutside, 99)) });
     }
     log(`sync: ${f.syncs} in the window (${f.syncsPerS}/s; ${f.syncKinds}), p50 ${f.syncP50Ms} ms, p99 ${f.syncP99Ms} ms`);
     if (o.push) log(`push: ${f.notifications} notifications received, ${f.watchesOpenAtEnd}/${f.attested} streams open at the end`);
@@ -494,7 +498,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       log(`server kill → its agents syncing on another server: ${f.agentsFailedOver}/${f.killedServerAgents}, p50 ${f.failoverP50Ms} ms, p99 ${f.failoverP99Ms} ms, max ${f.failoverMaxMs} ms after the kill`);
       log(`  served in the very sync that found the server gone: ${f.agentsServedInTheSyncThatMoved}/${f.agentsFailedOver} (that sync p50 ${f.failoverSyncP50Ms} ms, p99 ${f.failoverSyncP99Ms} ms); calls failed after the kill: ${f.callsFailedAfterKill}; every agent served within its sync interval: ${f.failoverWithinSyncInterval}`);
     }
-    if (rotation) log(`CA rotation → agents with the new bundle: ${f.caRotationAgentsUpdated}/${f.attested}, p50 ${f.caRotationP50Ms} ms, p99 ${f.caRotationP99Ms} ms; sync p99 while it spread ${f.syncP99MsDuringRotation} ms (${f.syncsDuringRotation} syncs), outside it ${f.syncP99MsOutsideRotation} ms`);
+    if (rotation) log(`CA rotation → agents with the new bundle: ${f.caRotationAgentsUpdated}/${f.attested}, p50 ${f.caRotationP50Ms} ms, p99 ${f.caRotationP99Ms} ms; sync p99 while it spread ${f.syncP99MsDuringRotation} ms (${f.syncsDuringRotation} syncs), outside it ${f.syncP99MsOutsideRotation} ms; the simulator's own event-loop lag p99 ${f.simulatorLoopLagP99MsDuringRotation} / ${f.simulatorLoopLagP99MsOutsideRotation} ms`);
     log(`server${o.servers > 1 ? 's: CPU summed, RSS of the first' : ''}: ${f.serverCpuSecondsPerSecond} CPU s/s, RSS ${f.serverRssBaselineMiB} → ${f.serverRssEndMiB} MiB (peak ${f.serverPeakRssMiB}; V8 heap in use ${f.serverHeapUsedMiB}), datastore ${f.datastoreOpsPerS} ops/s (${f.datastoreTopOps})`);
     log(`agents' view: ${f.entriesHeld} entries held of ${f.entriesExpected}, ${f.svidsHeld} with an SVID; SVIDs that expired before their replacement: ${f.svidsLapsed}; agents that lost an SVID: ${f.agentsLostSvids}; errors ${f.errors} (${f.errorsByKind}), of them in the window ${f.windowErrors} (${f.windowErrorsByKind})`);
     return f;

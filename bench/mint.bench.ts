@@ -9,11 +9,12 @@
  * Everything runs synchronously on the main thread, i.e. on one core; pin with
  * `taskset -c 0 npm run bench -- mint` to rule out migration noise.
  */
-import { randomBytes, sign, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
+import { randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { parseSpiffeId, type SpiffeId } from '../src/identity-plane/spiffe/id/index.js';
 import { createCsr } from '../src/identity-plane/spiffe/mint/csr-create.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, parseCsr } from '../src/identity-plane/spiffe/mint/index.js';
 import type { BenchContext, BenchFigures } from './run.js';
+import { ecdsaKeyPair } from '../test/support/webcrypto-keys.js';
 
 // Short alternating rounds: a burst of load from another process lands on one pair, and the
 // median of the per-round ratios discards it. 6 × 0.5 s = 3 s per series.
@@ -122,8 +123,8 @@ async function generalPurposeBaseline(): Promise<number> {
   await import('reflect-metadata'); // @peculiar/x509 2.x needs the Reflect metadata polyfill
   const x509 = await import('@peculiar/x509');
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const caKeys = await webcrypto.subtle.generateKey(alg, false, ['sign', 'verify']);
-  const leafKeys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const caKeys = await ecdsaKeyPair('P-256', false);
+  const leafKeys = await ecdsaKeyPair();
   const usages = x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyAgreement;
   const createOne = async () => {
     const notBefore = new Date(Date.now() - 10_000);

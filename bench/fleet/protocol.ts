@@ -63,6 +63,12 @@ export interface WorkerStats {
   failoverSyncMs: number[];
   /** When calls failed (sync, bundles, issuance calls; not item refusals), wall ms. */
   callFailuresAt: number[];
+  /**
+   * This worker's own event-loop lag in the window: a 50 ms timer's lateness, ms, and when each
+   * was measured (wall ms). A sync's round trip includes it: the simulator's share of the latency.
+   */
+  loopLagMs: number[];
+  loopLagAt: number[];
 }
 
 export type FromWorker =

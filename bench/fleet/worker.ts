@@ -78,7 +78,19 @@ let attestationDone = false;
 const unconverged = new Set<SimAgent>();
 const pemBySequence = new Map<string, string>();
 
-const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], syncAt: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, svidsLapsed: 0, agentsLostSvids: 0, callFailuresAt: [], failoverSyncMs: [], entryEvents: {}, bundleSeen: {}, errors: {}, windowErrors: {}, failedOver: [], notifications: 0, watchesOpen: 0, syncKinds: {} };
+const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], syncAt: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, svidsLapsed: 0, agentsLostSvids: 0, callFailuresAt: [], failoverSyncMs: [], entryEvents: {}, bundleSeen: {}, errors: {}, windowErrors: {}, failedOver: [], notifications: 0, watchesOpen: 0, syncKinds: {}, loopLagMs: [], loopLagAt: [] };
+
+/** Samples this process's event-loop lag while counting (see WorkerStats.loopLagMs). */
+const LAG_PROBE_MS = 50;
+let lagExpected = performance.now() + LAG_PROBE_MS;
+setInterval(() => {
+  const now = performance.now();
+  if (counting) {
+    stats.loopLagMs.push(Math.max(0, now - lagExpected));
+    stats.loopLagAt.push(wallMs());
+  }
+  lagExpected = now + LAG_PROBE_MS;
+}, LAG_PROBE_MS).unref();
 const count = (kind: string) => {
   stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
   if (inWindow) stats.windowErrors[kind] = (stats.windowErrors[kind] ?? 0) + 1;

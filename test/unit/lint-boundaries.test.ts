@@ -81,4 +81,10 @@ describe('one error path in ESLint', () => {
     expect(await syntax('src/chaos/x.ts', "import { SvidscopeError } from '../common/errors/catalog.js';\nexport function f(): never {\n  throw new SvidscopeError('internal', 'coded');\n}\n")).toEqual([]);
     expect(await syntax('test/unit/x.test.ts', "export function f(): never {\n  throw new Error('a test may');\n}\n")).toEqual([]);
   });
+
+  it('refuses subtle.generateKey in src/, tests and benchmarks (a Node.js 20 deadlock), allows the synchronous helper', async () => {
+    const generate = "import { webcrypto } from 'node:crypto';\nexport const k = () => webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign']);\n";
+    for (const file of ['src/chaos/x.ts', 'test/unit/x.test.ts', 'bench/x.bench.ts']) expect(await syntax(file, generate)).toEqual([expect.stringContaining('ecdsaKeyPair()')]);
+    expect(await syntax('test/unit/x.test.ts', "import { ecdsaKeyPair } from '../support/webcrypto-keys.js';\nexport const k = () => ecdsaKeyPair();\n")).toEqual([]);
+  });
 });

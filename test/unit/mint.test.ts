@@ -13,6 +13,7 @@ import {
 } from '../../src/identity-plane/spiffe/mint/index.js';
 import { rememberSpki, spkiOf as mintSpkiOf } from '../../src/identity-plane/spiffe/mint/cert-parts.js';
 import { codeOf } from '../support/errors.js';
+import { ecdsaKeyPair } from '../support/webcrypto-keys.js';
 
 await import('reflect-metadata'); // @peculiar/x509 2.x needs the Reflect metadata polyfill
 const x509 = await import('@peculiar/x509');
@@ -157,7 +158,7 @@ describe('X509-SVID minting', () => {
 describe('CSR parsing', () => {
   async function makeCsr(names: { type: 'url' | 'dns'; value: string }[]) {
     const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-    const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+    const keys = await ecdsaKeyPair();
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
       keys,
       signingAlgorithm: alg,

@@ -7,6 +7,7 @@ import { KeyObject, webcrypto, X509Certificate } from 'node:crypto';
 import { createSpiffeBundle, spiffeBundleToJson } from '../../../src/identity-plane/spiffe/bundle/index.js';
 import { encodePem } from '../../../src/identity-plane/spiffe/x509/index.js';
 import { mustTrustDomain } from '../../../src/identity-plane/spiffe/id/index.js';
+import { ecdsaKeyPair } from '../../support/webcrypto-keys.js';
 
 await import('reflect-metadata'); // @peculiar/x509 2.x needs the Reflect metadata polyfill
 const x509 = await import('@peculiar/x509');
@@ -31,7 +32,7 @@ export interface HostileChain {
   readonly bundlePem: string;
 }
 
-const newKeys = () => webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as Promise<Keys>;
+const newKeys = () => ecdsaKeyPair() as Promise<Keys>;
 let serial = 1;
 
 async function caCert(subject: string, issuer: string, keys: Keys, signer: Keys, from: Date, to: Date): Promise<X509Certificate> {
