@@ -51,6 +51,9 @@ interface SimAgent {
   timer?: NodeJS.Timeout;
   /** When the timer fires (wall ms). */
   pollAt: number;
+  /** As the agent's manager: a bundle-only notification's state for the next cycle, unless an entry sync was asked for too. */
+  pushedBundleState?: Buffer;
+  entrySyncAsked?: boolean;
   /** A cycle is running; a notification during it asks for one more. */
   running: boolean;
   again: boolean;
@@ -174,8 +177,19 @@ function pemFor(sequence: string, document: Buffer): string {
   return pem;
 }
 
-/** One sync cycle; false when a call failed (the agent backs off, as its manager does). */
-async function cycle(a: SimAgent): Promise<boolean> {
+/**
+ * One sync cycle; false when a call failed (the agent backs off, as its manager does). With
+ * `pushedBundleState` (a bundle notification that carried it) the entry call is skipped and that
+ * state decides whether to fetch bundles.
+ */
+async function cycle(a: SimAgent, pushedBundleState?: Buffer): Promise<boolean> {
+  const bundleState = pushedBundleState ?? await syncEntries(a);
+  if (bundleState === false) return false;
+  return fetchBundlesAndSvids(a, bundleState);
+}
+
+/** SyncAuthorizedEntries and what the agent learns from it; the answer's bundle state, or false when the call failed. */
+async function syncEntries(a: SimAgent): Promise<Buffer | undefined | false> {
   const t0 = performance.now();
   const startedAt = wallMs();
   let res;
@@ -213,8 +227,12 @@ async function cycle(a: SimAgent): Promise<boolean> {
     a.knownRevision = res.revision;
   }
   a.synced = true;
-  // As the agent does: GetBundles only when the sync answer's bundle state moved since the last fetch.
-  if (a.bundleFetch.stale(res.bundle_state, [])) {
+  return res.bundle_state;
+}
+
+/** GetBundles when the bundle state moved since the last fetch, then BatchNewX509SVID for what is stale. */
+async function fetchBundlesAndSvids(a: SimAgent, bundleState: Buffer | undefined): Promise<boolean> {
+  if (a.bundleFetch.stale(bundleState, [])) {
   try {
       const bundles = await a.client.getBundles([]);
       const seq = bundles.bundle.sequence_number;
@@ -225,7 +243,7 @@ async function cycle(a: SimAgent): Promise<boolean> {
         a.trustPem = pemFor(seq, bundles.bundle.document);
         a.client.setTrust(a.trustPem);
       }
-      a.bundleFetch.fetched(res.bundle_state, []);
+      a.bundleFetch.fetched(bundleState, []);
     } catch {
       count('get_bundles');
     }
@@ -279,7 +297,10 @@ async function run(a: SimAgent): Promise<void> {
   try {
     do {
       a.again = false;
-      const ok = await cycle(a).catch(() => {
+      const bundleOnly = a.entrySyncAsked === false ? a.pushedBundleState : undefined;
+      a.entrySyncAsked = false;
+      a.pushedBundleState = undefined;
+      const ok = await cycle(a, bundleOnly).catch(() => {
         count('cycle');
         return false;
       });
@@ -327,9 +348,11 @@ function schedule(a: SimAgent, delay: number): void {
   a.timer = setTimeout(() => void run(a), delay);
 }
 
-/** A change notification: cycle now, or once more after the running one. */
-function trigger(a: SimAgent): void {
+/** A change notification: cycle now, or once more after the running one (a bundle fetch alone for a bundle-only one with its state). */
+function trigger(a: SimAgent, bundleState?: Buffer): void {
   if (stopped) return;
+  if (bundleState?.length) a.pushedBundleState = bundleState;
+  else a.entrySyncAsked = true;
   if (a.running) {
     a.again = true;
     return;
@@ -353,7 +376,7 @@ function watch(a: SimAgent): void {
     stats.notifications++;
     // As the agent does: an entry change at once, a bundle change (every agent at once) spread as the server asks.
     if (m.entries) trigger(a);
-    else setTimeout(() => trigger(a), Math.random() * bundleSpreadMs(m));
+    else setTimeout(() => trigger(a, m.bundle_state), Math.random() * bundleSpreadMs(m));
   }, (err) => {
     a.watch = undefined;
     if (stopped) return;

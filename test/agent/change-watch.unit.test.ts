@@ -12,10 +12,13 @@ import type { ChangeNotificationMsg } from '../../src/identity-plane/server-api/
 function setup() {
   const clock = new FakeClock();
   const opened: { onMessage: (m: ChangeNotificationMsg) => void; onEnd: (e: ServerCallError | undefined) => void }[] = [];
-  const state = { syncs: 0, connected: [] as boolean[] };
+  const state = { syncs: 0, connected: [] as boolean[], bundleStates: [] as (string | undefined)[] };
   const watch = new ChangeWatch({
     server: { watch: (onMessage, onEnd) => (opened.push({ onMessage, onEnd }), { cancel() {} }) },
-    clock, logger: nullLogger(), attested: () => true, syncNow: () => void state.syncs++,
+    clock, logger: nullLogger(), attested: () => true, syncNow: (bundleState) => {
+      state.syncs++;
+      state.bundleStates.push(bundleState?.toString());
+    },
     events: { pushConnected: (up) => state.connected.push(up) },
   });
   watch.start();
@@ -73,6 +76,18 @@ describe('ChangeWatch', () => {
     last().onEnd(err(grpc.status.PERMISSION_DENIED, 'agent-banned'));
     expect(state.syncs).toBe(3);
     expect(state.connected).toEqual([true, false]);
+  });
+
+  it('passes on the bundle state of the last bundle notification within the spread, none for an entry change', () => {
+    const { clock, last, up, state } = setup();
+    up();
+    last().onMessage({ initial: false, entries: false, bundle: true, bundle_state: Buffer.from('s1') });
+    last().onMessage({ initial: false, entries: false, bundle: true, bundle_state: Buffer.from('s2') });
+    clock.advance(BUNDLE_NOTIFICATION_SPREAD_MS);
+    last().onMessage({ initial: false, entries: false, bundle: true, bundle_state: Buffer.alloc(0) }); // an older server's
+    clock.advance(BUNDLE_NOTIFICATION_SPREAD_MS);
+    last().onMessage({ initial: false, entries: true, bundle: false });
+    expect(state.bundleStates).toEqual(['s2', undefined, undefined]);
   });
 
   it('spreads a bundle change over what the server asks, never past the cap', () => {

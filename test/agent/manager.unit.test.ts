@@ -3,7 +3,7 @@
 // (measured from receipt), the agent SVID is renewed at the same fraction, entry changes and forced
 // rotations re-mint at once, and an eviction leads back to attestation.
 import * as grpc from '@grpc/grpc-js';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
 import { nullLogger } from '../../src/common/log.js';
 import { buildAgentConfig, type AgentConfig } from '../../src/identity-plane/agent/config.js';
@@ -38,7 +38,8 @@ function fakeServer(clock: FakeClock) {
     const der = minter.mint({ id: parseSpiffeId(id), publicKey: parseCsr(csr).publicKey, ttlSeconds, now: clock.now() }).der;
     return { cert_chain: [der], spiffe_id: id, expires_at: '0', hint: '', entry_id: '' };
   };
-  const state = { entries: [] as EntryMsg[], revision: 1, attests: 0, renewals: 0, syncs: 0, minted: [] as string[], evictNextSync: false, watches: [] as WatchCallbacks[] };
+  const state = { entries: [] as EntryMsg[], revision: 1, attests: 0, renewals: 0, syncs: 0, minted: [] as string[], evictNextSync: false, watches: [] as WatchCallbacks[],
+    bundleState: Buffer.from('state-1'), bundleFetches: 0 };
   const server = {
     serverChain: undefined,
     setTrust() {}, setIdentity() {}, clearIdentity() {}, reconnect() {},
@@ -61,9 +62,10 @@ function fakeServer(clock: FakeClock) {
         state.evictNextSync = false;
         throw new ServerCallError(grpc.status.PERMISSION_DENIED, 'agent-not-attested', 'agent evicted');
       }
-      return { entries: state.entries, revision: String(state.revision), unchanged: known === String(state.revision) };
+      return { entries: state.entries, revision: String(state.revision), unchanged: known === String(state.revision), bundle_state: state.bundleState };
     },
     async getBundles() {
+      state.bundleFetches++;
       return { bundle, federated_bundles: [] };
     },
     async batchNewX509Svid(reqs: { entry_id: string; csr: Buffer }[]) {
@@ -207,6 +209,34 @@ describe('AgentManager poll interval', () => {
     await advance(5000);
     expect(state.syncs).toBe(3);
     manager.stop();
+  });
+
+  it('answers a bundle notification carrying the bundle state with GetBundles alone, and syncs in full after an older server\'s', async () => {
+    const { state, manager, advance, streamUp } = await running(30);
+    streamUp();
+    expect([state.syncs, state.bundleFetches]).toEqual([1, 1]);
+    const notify = (bundle_state?: Buffer) => state.watches.at(-1)!.onMessage({ initial: false, entries: false, bundle: true, spread_ms: 1000, bundle_state });
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0); // act at the start of the spread
+    try {
+      state.bundleState = Buffer.from('state-2');
+      notify(state.bundleState);
+      await advance(1);
+      expect([state.syncs, state.bundleFetches]).toEqual([1, 2]); // no entry sync
+      notify(Buffer.from('state-2')); // the state already fetched under: nothing to fetch
+      await advance(1);
+      expect([state.syncs, state.bundleFetches]).toEqual([1, 2]);
+      // The next poll's answer carries the state fetched under: no second fetch.
+      await advance(33_000);
+      expect([state.syncs, state.bundleFetches]).toEqual([2, 2]);
+      // An older server sends no state: the agent syncs, and the answer's state decides the fetch.
+      state.bundleState = Buffer.from('state-3');
+      notify();
+      await advance(1);
+      expect([state.syncs, state.bundleFetches]).toEqual([3, 3]);
+    } finally {
+      random.mockRestore();
+      manager.stop();
+    }
   });
 
   it('brings the poll forward to the next SVID renewal, so rotation stays on time', async () => {

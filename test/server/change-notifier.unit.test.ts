@@ -1,7 +1,7 @@
 // Who the change notifier tells, fed by a real EntryCache over a scripted change feed: the agents
 // that could hold an entry before or after a change (direct parent, nested parents, node aliases
 // they match), every stream for bundle changes; and how streams are bounded and re-authenticated.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
 import { SvidscopeError } from '../../src/common/errors/catalog.js';
 import { nullLogger } from '../../src/common/log.js';
@@ -39,7 +39,10 @@ function setup(opts: { maxStreams?: number; sendBuffer?: number } = {}) {
   const clock = new FakeClock();
   const dropped: WatchDropReason[] = [];
   const limits: string[] = [];
-  const notifier = new ChangeNotifier({ clock, logger: nullLogger(), ...opts, events: { dropped: (r) => dropped.push(r), limitHit: (l) => limits.push(l) } });
+  const warnings: unknown[] = [];
+  const logger = nullLogger();
+  logger.warn = ((obj: unknown) => void warnings.push(obj)) as typeof logger.warn;
+  const notifier = new ChangeNotifier({ clock, logger, ...opts, events: { dropped: (r) => dropped.push(r), limitHit: (l) => limits.push(l) } });
   /** Streams by agent name: what each received, whether it was closed and with what. */
   const streams = new Map<string, { got: ChangeNotificationMsg[]; closed?: SvidscopeError; flush: (() => void)[]; recheck?: SvidscopeError; recheckAt: number; rechecks: number; unregister: () => void }>();
   const open = (name: string, o: { notAfterMs?: number; autoFlush?: boolean; recheckAt?: number } = {}) => {
@@ -72,7 +75,7 @@ function setup(opts: { maxStreams?: number; sendBuffer?: number } = {}) {
     for (const s of streams.values()) s.got = [];
     return names;
   };
-  return { clock, notifier, open, told, streams, dropped, limits };
+  return { clock, notifier, open, told, streams, dropped, limits, warnings };
 }
 
 describe('ChangeNotifier: who is told of an entry change', () => {
@@ -149,6 +152,24 @@ describe('ChangeNotifier: who is told of an entry change', () => {
     expect(await spreadFor(3)).toBe(BUNDLE_SPREAD_MIN_MS);
     expect(await spreadFor(5000)).toBe(5000 * BUNDLE_SPREAD_PER_STREAM_MS);
     expect(await spreadFor(30_001)).toBe(BUNDLE_SPREAD_MAX_MS);
+  });
+
+  it('carries the bundle state it is given, so agents fetch bundles without an entry sync; none when it cannot be read', async () => {
+    const { notifier, open, warnings } = setup();
+    const a = open('a');
+    let state: () => Promise<Buffer> = async () => Buffer.from('digest-2');
+    notifier.useBundleState(() => state());
+    notifier.bundleChanged();
+    await vi.waitFor(() => expect(a.got).toHaveLength(2));
+    expect(a.got[1]).toMatchObject({ bundle: true, entries: false, bundle_state: Buffer.from('digest-2') });
+    state = async () => {
+      throw new Error('datastore down');
+    };
+    notifier.bundleChanged();
+    await vi.waitFor(() => expect(a.got).toHaveLength(3));
+    expect(a.got[2].bundle).toBe(true);
+    expect(a.got[2].bundle_state).toBeUndefined();
+    expect(warnings).toHaveLength(1);
   });
 });
 

@@ -137,4 +137,6 @@ export interface ChangeNotificationMsg {
   initial: boolean;
   /** Act on a bundle change within this many ms (0 or absent: the agent's default). */
   spread_ms?: number;
+  /** With `bundle`: the bundle state after the change (`bundleStateDigest`); empty from an older server. */
+  bundle_state?: Buffer;
 }

@@ -28,8 +28,11 @@ export interface ChangeWatchDeps {
   logger: Logger;
   /** Whether the agent holds an identity to open the stream with. */
   attested(): boolean;
-  /** Something changed at the server (or may have, after a gap): sync now. */
-  syncNow(): void;
+  /**
+   * Something changed at the server (or may have, after a gap): sync now. With `bundleState` only
+   * the bundles changed (a bundle notification that carries the new state): fetching them is enough.
+   */
+  syncNow(bundleState?: Buffer): void;
   events?: {
     pushConnected?(up: boolean): void;
     pushNotification?(kind: 'entries' | 'bundle' | 'initial'): void;
@@ -40,12 +43,14 @@ export interface ChangeWatchDeps {
  * The agent's end of WatchChanges: one long-lived stream to the server, reopened with backoff and
  * jitter when it ends (at once when the agent itself rebuilt the connection on a new SVID or trust
  * bundle). A notification only triggers a sync; an entry change at once, a bundle change (which the
- * whole fleet hears at the same moment) at a random point within the server's spread.
+ * whole fleet hears at the same moment) at a random point within the server's spread, and as a
+ * bundle fetch alone when the server sent the new bundle state.
  */
 export class ChangeWatch {
   private stream: { cancel(): void } | undefined;
   private retryTimer: TimerHandle | undefined;
   private bundleTimer: TimerHandle | undefined;
+  private pendingBundleState: Buffer | undefined;
   private failures = 0;
   private up = false;
   private wasEverUp = false;
@@ -95,10 +100,14 @@ export class ChangeWatch {
       return;
     }
     // Spread the fleet's syncs (and its reconnects on the new trust anchors) instead of one burst at the server.
+    // A later bundle notification within the spread replaces the state the timer will act on.
+    this.pendingBundleState = m.bundle_state?.length ? m.bundle_state : undefined;
     if (this.bundleTimer) return;
     this.bundleTimer = this.deps.clock.setTimeout(() => {
       this.bundleTimer = undefined;
-      this.deps.syncNow();
+      const state = this.pendingBundleState;
+      this.pendingBundleState = undefined;
+      this.deps.syncNow(state);
     }, Math.random() * bundleSpreadMs(m));
   }
 

@@ -116,6 +116,9 @@ export class AgentManager {
   /** The last sync started through syncOnce; the next one waits for it. */
   private syncChain: Promise<void> = Promise.resolve();
   private syncAgain = false;
+  /** For the next run: a pushed bundle state (bundle-only notification), and whether an entry sync was asked for too. */
+  private pushedBundleState: Buffer | undefined;
+  private entrySyncAsked = false;
   /** The change stream (push); polling stays the fallback. */
   private readonly watch: ChangeWatch;
 
@@ -127,7 +130,7 @@ export class AgentManager {
         if (!up) this.pollSoon();
       },
     };
-    this.watch = new ChangeWatch({ server: deps.server, clock: deps.clock, logger: deps.logger, attested: () => this.agentId !== undefined, syncNow: () => this.requestSync(), events });
+    this.watch = new ChangeWatch({ server: deps.server, clock: deps.clock, logger: deps.logger, attested: () => this.agentId !== undefined, syncNow: (bundleState) => this.requestSync(bundleState), events });
     this.jwtCache = new JwtSvidCache({ maxEntries: JWT_CACHE_MAX_ENTRIES, maxBytes: deps.config.jwtCacheMaxBytes }, () => deps.events?.jwtCacheEvicted?.());
   }
 
@@ -166,10 +169,14 @@ export class AgentManager {
 
   /**
    * Runs a sync now (a change notification), or right after the one running: a burst of
-   * notifications costs at most one extra sync. The poll timer restarts after it.
+   * notifications costs at most one extra sync. The poll timer restarts after it. With
+   * `bundleState` (a bundle notification that carries it) the sync skips the entry call and takes
+   * that state as the entry answer's, unless an entry sync was asked for as well.
    */
-  requestSync(): void {
+  requestSync(bundleState?: Buffer): void {
     if (this.stopped) return;
+    if (bundleState) this.pushedBundleState = bundleState;
+    else this.entrySyncAsked = true;
     if (this.syncing) {
       this.syncAgain = true;
       return;
@@ -184,8 +191,11 @@ export class AgentManager {
     try {
       do {
         this.syncAgain = false;
+        const bundleOnly = this.entrySyncAsked ? undefined : this.pushedBundleState;
+        this.entrySyncAsked = false;
+        this.pushedBundleState = undefined;
         try {
-          await this.syncOnce();
+          await this.syncOnce(bundleOnly);
         } catch (err) {
           this.failures++;
           this.deps.logger.warn({ err: describe(err), failures: this.failures }, 'sync failed; serving cached SVIDs');
@@ -208,19 +218,20 @@ export class AgentManager {
    * callers of this method never overlap, so two syncs cannot both mint the same missing SVIDs (the
    * surplus would only be evicted again under x509_svid_cache_max_size).
    */
-  syncOnce(): Promise<void> {
-    const run = this.syncChain.then(() => withSpan(this.deps.tracer, 'svidscope.agent/sync', { [SpanAttr.trustDomain]: this.deps.config.trustDomain.name }, () => this.sync()));
+  syncOnce(bundleState?: Buffer): Promise<void> {
+    const run = this.syncChain.then(() => withSpan(this.deps.tracer, 'svidscope.agent/sync', { [SpanAttr.trustDomain]: this.deps.config.trustDomain.name }, () => this.sync(bundleState)));
     this.syncChain = run.catch(() => undefined);
     return run;
   }
 
-  private async sync(): Promise<void> {
+  /** One sync; `pushedBundleState` (a bundle-only notification's) stands in for the entry call's answer. */
+  private async sync(pushedBundleState?: Buffer): Promise<void> {
     const { cache, clock } = this.deps;
     const start = clock.nowMs();
     try {
       await this.ensureIdentity();
       if (clock.nowMs() >= this.agentRenewAt) await this.renewAgentSvid();
-      const bundleState = await this.syncEntries();
+      const bundleState = pushedBundleState ?? await this.syncEntries();
       const federatedNames = [...new Set(cache.allEntries().flatMap((e) => e.federates_with))];
       let own = this.ownBundle;
       let bundleChanged = false;

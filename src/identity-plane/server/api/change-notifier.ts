@@ -124,6 +124,7 @@ export class ChangeNotifier implements EntryChangeObserver {
    * checking all 10,000 streams of a fleet every tick held the event loop ≈ 75 ms every 5 s.
    */
   private due = new TinyQueue<Due>([], (a, b) => a.dueMs - b.dueMs);
+  private bundleState: (() => Promise<Buffer>) | undefined;
 
   constructor(private readonly opts: ChangeNotifierOptions) {
     this.maxStreams = opts.maxStreams ?? DEFAULT_WATCH_MAX_STREAMS;
@@ -193,11 +194,26 @@ export class ChangeNotifier implements EntryChangeObserver {
     this.events.notified?.('entries', targets.size);
   }
 
-  /** The trust bundle or the tainted authorities changed: every agent syncs. */
+  /**
+   * Where the notification's bundle state comes from (the node service's bundle view): with it,
+   * agents answer a bundle change with GetBundles alone, not an entry sync as well, which halves
+   * the calls a fleet makes while the change spreads.
+   */
+  useBundleState(state: () => Promise<Buffer>): void {
+    this.bundleState = state;
+  }
+
+  /** The trust bundle or the tainted authorities changed: every agent fetches bundles. */
   bundleChanged(): void {
     if (this.count === 0) return;
     const spread = Math.min(BUNDLE_SPREAD_MAX_MS, Math.max(BUNDLE_SPREAD_MIN_MS, this.count * BUNDLE_SPREAD_PER_STREAM_MS));
-    this.broadcast({ entries: false, bundle: true, initial: false, spread_ms: spread }, 'bundle');
+    const send = (bundle_state?: Buffer) => this.broadcast({ entries: false, bundle: true, initial: false, spread_ms: spread, bundle_state }, 'bundle');
+    if (!this.bundleState) return send();
+    // Without a state (it could not be read) agents sync in full, as with an older server.
+    this.bundleState().then(send, (err: unknown) => {
+      this.opts.logger.warn({ err }, 'could not read the bundle state for a bundle notification; agents will sync in full');
+      send();
+    });
   }
 
   /**

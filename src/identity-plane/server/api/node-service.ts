@@ -90,6 +90,7 @@ export function createNodeService(deps: NodeServiceDeps): grpc.UntypedServiceImp
 
   const shared = { ...deps, events, auth, admission, authorized };
   const bundleView = createBundleView(shared);
+  deps.changes?.useBundleState(() => bundleView.state());
   const identity = createAgentIdentityHandlers({ ...shared, bundleView });
   const sync = createEntrySyncHandlers({ ...shared, bundleView });
 
