@@ -67,6 +67,8 @@ export interface FleetOptions {
   push: boolean;
   /** Run the server from the TypeScript source through tsx instead of the compiled build. */
   fromSource: boolean;
+  /** Where to write every sync of the window as [ms since the window began, round trip ms] (to see a tail's shape). */
+  syncsOut?: string;
   /** The agents' push_sync_interval: how often they poll while their change stream is up. */
   pushSyncIntervalSeconds: number;
   incremental: boolean;
@@ -93,6 +95,7 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
       push: { type: 'string', default: 'on' },
       incremental: { type: 'string', default: 'on' },
       'from-source': { type: 'boolean', default: false },
+      'syncs-out': { type: 'string' },
     },
     strict: true,
   });
@@ -117,6 +120,7 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
   return {
     push: onOff('push', values.push),
     fromSource: values['from-source'] ?? false,
+    syncsOut: values['syncs-out'],
     incremental: onOff('incremental', values.incremental),
     agents,
     entriesPerAgent: Math.floor(num('entries-per-agent', values['entries-per-agent'], 0, 1000)),
@@ -419,6 +423,10 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     await new Promise((r) => setTimeout(r, drainMs));
     for (const w of workers) w.send({ type: 'stop' });
     const reports = (await Promise.all(workers.map((w) => w.next('report', 120_000)))).map((m) => (m as Extract<FromWorker, { type: 'report' }>).stats);
+    if (o.syncsOut) {
+      const syncs = reports.flatMap((r) => r.syncAt.map((at, i) => [Math.round(at - windowStart), Math.round(r.syncMs[i] * 10) / 10])).sort((a, b) => a[0] - b[0]);
+      writeFileSync(o.syncsOut, JSON.stringify({ rotationAtMs: rotation ? rotation.at - windowStart : null, syncs }));
+    }
 
     // ---- figures
     const all = <K extends keyof WorkerStats>(k: K) => reports.flatMap((r) => r[k] as unknown as number[]);
