@@ -5,7 +5,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { FakeClock } from '../../src/common/clock.js';
 import { SvidscopeError } from '../../src/common/errors/catalog.js';
 import { nullLogger } from '../../src/common/log.js';
-import { BROADCAST_SLICE, BUNDLE_SPREAD_MAX_MS, BUNDLE_SPREAD_MIN_MS, BUNDLE_SPREAD_PER_STREAM_MS, ChangeNotifier, type WatchDropReason } from '../../src/identity-plane/server/api/change-notifier.js';
+import { BROADCAST_SLICE, BUNDLE_AGENT_SPREAD_MS, BUNDLE_PACE_TICK_MS, BUNDLE_SPREAD_MAX_MS, BUNDLE_SPREAD_MIN_MS, BUNDLE_SPREAD_PER_STREAM_MS, ChangeNotifier, type WatchDropReason } from '../../src/identity-plane/server/api/change-notifier.js';
 import type { Datastore, EntryChanges, RegistrationEntry } from '../../src/identity-plane/server/datastore/types.js';
 import { EntryCache } from '../../src/identity-plane/server/registration/entry-cache.js';
 import type { ChangeNotificationMsg } from '../../src/identity-plane/server-api/messages.js';
@@ -126,7 +126,7 @@ describe('ChangeNotifier: who is told of an entry change', () => {
   });
 
   it('tells every stream on a full reload and on a bundle change', async () => {
-    const { notifier, open, streams } = setup();
+    const { clock, notifier, open, streams } = setup();
     const { cache, apply } = feed();
     cache.observe(notifier);
     await apply([]);
@@ -135,23 +135,71 @@ describe('ChangeNotifier: who is told of an entry change', () => {
     await apply([entry('x', `${TD}/x`, agentId('a'))], [], true);
     expect([...streams.values()].map((s) => s.got.at(-1))).toEqual([{ entries: true, bundle: false, initial: false }, { entries: true, bundle: false, initial: false }]);
     notifier.bundleChanged();
+    clock.advance(BUNDLE_SPREAD_MIN_MS);
     expect([...streams.values()].map((s) => s.got.at(-1)?.bundle)).toEqual([true, true]);
   });
 
-  it('asks the agents to spread a bundle change by the streams it holds, within its floor and cap', async () => {
-    const spreadFor = async (streams: number) => {
-      const { notifier, open } = setup({ maxStreams: streams });
+  it('paces a bundle notification over its streams by how many it holds, within its floor and cap', () => {
+    /** When each stream got the bundle notification (ms after the change), and what it asked of the agent. */
+    const paced = (streams: number) => {
+      const { clock, notifier, open } = setup({ maxStreams: streams });
       const all = Array.from({ length: streams }, (_, i) => open(`a${i}`));
+      const t0 = clock.nowMs();
+      const at = new Map<number, number>();
+      const record = () => all.forEach((s, i) => {
+        if (s.got.length === 2 && !at.has(i)) at.set(i, clock.nowMs() - t0);
+      });
       notifier.bundleChanged();
-      // The first slice in this turn of the event loop, the rest in later turns.
-      expect(all.filter((s) => s.got.length === 2)).toHaveLength(Math.min(streams, BROADCAST_SLICE));
-      while (all.at(-1)!.got.length < 2) await new Promise((r) => setImmediate(r));
-      expect(all.every((s) => s.got.length === 2)).toBe(true);
-      return all.at(-1)!.got.at(-1)?.spread_ms;
+      record();
+      while (at.size < streams && clock.nowMs() - t0 <= BUNDLE_SPREAD_MAX_MS + 1000) {
+        clock.advance(BUNDLE_PACE_TICK_MS);
+        record();
+      }
+      return { times: [...at.values()], spreadMs: all[0].got[1].spread_ms, firstTick: [...at.values()].filter((t) => t === 0).length };
     };
-    expect(await spreadFor(3)).toBe(BUNDLE_SPREAD_MIN_MS);
-    expect(await spreadFor(5000)).toBe(5000 * BUNDLE_SPREAD_PER_STREAM_MS);
-    expect(await spreadFor(30_001)).toBe(BUNDLE_SPREAD_MAX_MS);
+    const few = paced(3);
+    expect(few.times).toHaveLength(3);
+    expect(Math.max(...few.times)).toBeLessThan(BUNDLE_SPREAD_MIN_MS);
+    const many = paced(5000);
+    expect(many.times).toHaveLength(5000);
+    expect(many.firstTick).toBe(Math.ceil(5000 / (5000 * BUNDLE_SPREAD_PER_STREAM_MS / BUNDLE_PACE_TICK_MS)));
+    expect(Math.max(...many.times)).toBeGreaterThanOrEqual(0.95 * 5000 * BUNDLE_SPREAD_PER_STREAM_MS);
+    expect(Math.max(...many.times)).toBeLessThanOrEqual(5000 * BUNDLE_SPREAD_PER_STREAM_MS);
+    const capped = paced(30_001);
+    expect(Math.max(...capped.times)).toBeLessThanOrEqual(BUNDLE_SPREAD_MAX_MS);
+    expect(Math.max(...capped.times)).toBeGreaterThanOrEqual(0.95 * BUNDLE_SPREAD_MAX_MS);
+    // The server spread the fleet: the agent only adds a second of jitter.
+    expect([few.spreadMs, many.spreadMs, capped.spreadMs]).toEqual([BUNDLE_AGENT_SPREAD_MS, BUNDLE_AGENT_SPREAD_MS, BUNDLE_AGENT_SPREAD_MS]);
+  });
+
+  it('restarts the pacing with a newer bundle change, and sends nothing more after shutdown', () => {
+    const { clock, notifier, open } = setup();
+    const all = Array.from({ length: 1000 }, (_, i) => open(`a${i}`));
+    notifier.bundleChanged();
+    clock.advance(1000); // a third of the 3 s
+    notifier.bundleChanged();
+    clock.advance(3000);
+    // Every stream got the newer one; those reached before the restart got both.
+    expect(all.every((s) => s.got.filter((m) => m.bundle).length >= 1)).toBe(true);
+    expect(all.filter((s) => s.got.filter((m) => m.bundle).length === 2).length).toBeGreaterThan(300);
+    expect(all.filter((s) => s.got.filter((m) => m.bundle).length === 2).length).toBeLessThan(400);
+    notifier.bundleChanged();
+    const sent = () => all.reduce((n, s) => n + s.got.length, 0);
+    const before = sent();
+    notifier.closeAll();
+    clock.advance(5000);
+    expect(sent()).toBe(before);
+  });
+
+  it('writes a full reload to BROADCAST_SLICE streams per turn of the event loop', async () => {
+    const { notifier, open } = setup();
+    const { cache, apply } = feed();
+    cache.observe(notifier);
+    await apply([]);
+    const all = Array.from({ length: BROADCAST_SLICE * 2 + 1 }, (_, i) => open(`a${i}`));
+    await apply([], [], true);
+    expect(all.filter((s) => s.got.length === 2)).toHaveLength(BROADCAST_SLICE);
+    await vi.waitFor(() => expect(all.every((s) => s.got.length === 2)).toBe(true));
   });
 
   it('carries the bundle state it is given, so agents fetch bundles without an entry sync; none when it cannot be read', async () => {
@@ -186,10 +234,13 @@ describe('ChangeNotifier: limits and re-authentication', () => {
   });
 
   it('drops a stream that does not take its notifications once the send buffer is full', () => {
-    const { notifier, open, dropped } = setup({ sendBuffer: 3 });
+    const { clock, notifier, open, dropped } = setup({ sendBuffer: 3 });
     const slow = open('slow', { autoFlush: false });
     const fast = open('fast');
-    for (let i = 0; i < 5; i++) notifier.bundleChanged();
+    for (let i = 0; i < 5; i++) {
+      notifier.bundleChanged();
+      clock.advance(BUNDLE_SPREAD_MIN_MS); // each one paced out to both streams
+    }
     expect(slow.got).toHaveLength(3); // initial + 2, then the 3rd unflushed write was the bound
     expect(slow.closed?.code).toBe('watch-slow-consumer');
     expect(dropped).toEqual(['slow_consumer']);
