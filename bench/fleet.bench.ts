@@ -67,7 +67,11 @@ export interface FleetOptions {
   push: boolean;
   /** Run the server from the TypeScript source through tsx instead of the compiled build. */
   fromSource: boolean;
-  /** Where to write every sync of the window as [ms since the window began, round trip ms] (to see a tail's shape). */
+  /**
+   * Where to write every sync of the window as [ms since the window began, round trip ms], and each
+   * simulator process's event-loop lags of 20 ms or more, and the first server's longest event-loop
+   * delay per second (to see a tail's shape and whose it is).
+   */
   syncsOut?: string;
   /** The agents' push_sync_interval: how often they poll while their change stream is up. */
   pushSyncIntervalSeconds: number;
@@ -343,6 +347,15 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
         // a server exited; the error shows below
       }
     }, 1000);
+    // With --syncs-out: the first server's longest event-loop delay each second (prom-client resets it per scrape).
+    const serverLag: number[][] = [];
+    const lagTimer = o.syncsOut ? setInterval(() => {
+      const at = Math.round(wallMs() - windowStart);
+      void scrapeMetrics(servers[0].opsUrl).then((m) => {
+        const max = Number(/^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(m ?? '')?.[1] ?? NaN);
+        if (Number.isFinite(max)) serverLag.push([at, Math.round(max * 1000)]);
+      });
+    }, 1000) : undefined;
     const writes: ChurnWrite[] = [];
     const adminErrors: Record<string, number> = {};
     let rotation: { at: number; sequence: string } | undefined;
@@ -406,6 +419,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       log(`CA rotation failed: ${(err as Error).message}`);
     }), new Promise((r) => setTimeout(r, o.durationSeconds * 1000))]);
     for (const w of workers) w.send({ type: 'window-end' });
+    clearInterval(lagTimer);
     const windowSeconds = (wallMs() - windowStart) / 1000;
     for (const sv of live()) await sv.measure();
     const cpu = servers.reduce((acc, sv) => acc + sv.cpu1 - sv.cpu0, 0);
@@ -425,7 +439,9 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     const reports = (await Promise.all(workers.map((w) => w.next('report', 120_000)))).map((m) => (m as Extract<FromWorker, { type: 'report' }>).stats);
     if (o.syncsOut) {
       const syncs = reports.flatMap((r) => r.syncAt.map((at, i) => [Math.round(at - windowStart), Math.round(r.syncMs[i] * 10) / 10])).sort((a, b) => a[0] - b[0]);
-      writeFileSync(o.syncsOut, JSON.stringify({ rotationAtMs: rotation ? rotation.at - windowStart : null, syncs }));
+      // And each simulator process's event-loop lag over the window, to tell its stalls from the server's.
+      const loopLag = reports.map((r) => r.loopLagAt.map((at, i) => [Math.round(at - windowStart), Math.round(r.loopLagMs[i])]).filter(([, ms]) => ms >= 20));
+      writeFileSync(o.syncsOut, JSON.stringify({ rotationAtMs: rotation ? rotation.at - windowStart : null, syncs, loopLag, serverLag }));
     }
 
     // ---- figures
