@@ -84,6 +84,28 @@ describe('agent SVID serials against a real server process', () => {
     expect((await refusalsByReason()).stale_serial).toBeGreaterThanOrEqual(2);
   }, 30_000);
 
+  it('closes a change stream opened with the original SVID once the grace has passed, not before (the tick checks the streams that came due)', async () => {
+    const original = await attestAgentAt(address, bundlePem, await token('serial-watch'));
+    const client = nodeClient(address, bundlePem, original);
+    try {
+      const stream = client.stream<{ initial: boolean }>('WatchChanges', {});
+      const first = new Promise((resolve) => stream.once('data', resolve));
+      const ended = new Promise<{ err?: grpc.ServiceError; at: number }>((resolve) => {
+        stream.on('error', (err: grpc.ServiceError) => resolve({ err, at: Date.now() }));
+        stream.on('end', () => resolve({ at: Date.now() }));
+      });
+      await expect(first).resolves.toMatchObject({ initial: true });
+      await renew(original);
+      const renewedAt = Date.now();
+      // The server's tick (every cache_reload_interval, 5 s) finds the stream due at the grace's end.
+      const end = await Promise.race([ended, sleep(GRACE_MS + 15_000).then(() => undefined)]);
+      expect(end?.err).toMatchObject(stale);
+      expect(end!.at - renewedAt).toBeGreaterThanOrEqual(GRACE_MS - 100);
+    } finally {
+      client.close();
+    }
+  }, 30_000);
+
   it('keeps only the latest of several renewals (plus the SVID they were made with, for the window)', async () => {
     const base = await attestAgentAt(address, bundlePem, await token('serial-parallel'));
     const first = await renew(base);

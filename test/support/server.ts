@@ -69,6 +69,11 @@ export function nodeClient(address: string, bundlePem: string, identity?: AgentI
         fn.call(client, request, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res)));
       });
     },
+    /** A server-streaming call (WatchChanges), left to the caller to read and cancel. */
+    stream<Res>(method: string, request: object): grpc.ClientReadableStream<Res> {
+      const fn = (client as unknown as Record<string, (req: object) => grpc.ClientReadableStream<Res>>)[method];
+      return fn.call(client, request);
+    },
     close: () => client.close(),
   };
 }

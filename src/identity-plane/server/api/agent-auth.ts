@@ -84,7 +84,8 @@ export function createAgentAuth({ trustDomain, agents, clock, events }: AgentAut
     },
     recheckAt(agent) {
       const record = agents.get(agent.spiffeId);
-      const inGrace = record && agent.presentedSerial !== normalSerial(record.serialNumber) && agent.presentedSerial === normalSerial(record.previousSerialNumber ?? '');
+      const inGrace = !!record?.previousSerialNumber && agent.presentedSerial === normalSerial(record.previousSerialNumber)
+        && agent.presentedSerial !== normalSerial(record.serialNumber);
       return inGrace ? (record.previousSerialValidUntil?.getTime() ?? 0) : Infinity;
     },
   };
