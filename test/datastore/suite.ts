@@ -264,6 +264,46 @@ export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpe
         expect((await ds.consumeJoinToken('t4', at(50))).outcome).toBe('consumed');
       });
 
+      it('spends a token and stores the agent it attests in one transaction: new, again, refused, expired, a mint that fails', async () => {
+        const id = 'spiffe://example.org/spire/agent/join_token/a1';
+        const record = (serialNumber: string) => ({ ...newAgent(), spiffeId: id, serialNumber });
+        await ds.createJoinToken({ token: 'a1', expiresAt: at(600) });
+        const first = await ds.consumeJoinTokenForAgent('a1', id, at(1), (existing) => {
+          expect(existing).toBeUndefined();
+          return record('01');
+        });
+        expect(first.consumption.outcome).toBe('consumed');
+        expect(first.stored).toMatchObject({ spiffeId: id, serialNumber: '01' });
+        expect(await ds.getAgent(id)).toMatchObject({ serialNumber: '01' });
+        // The same agent ID with a new token: admit sees the record, and the update replaces it.
+        await ds.createJoinToken({ token: 'a1', expiresAt: at(600) });
+        const again = await ds.consumeJoinTokenForAgent('a1', id, at(2), (existing) => {
+          expect(existing).toMatchObject({ serialNumber: '01' });
+          return record('02');
+        });
+        expect(again.stored).toMatchObject({ serialNumber: '02' });
+        // Refused (a banned agent): the token is spent, the record untouched.
+        await ds.createJoinToken({ token: 'a1', expiresAt: at(600) });
+        const refused = await ds.consumeJoinTokenForAgent('a1', id, at(3), () => undefined);
+        expect([refused.consumption.outcome, refused.stored]).toEqual(['consumed', undefined]);
+        expect((await ds.consumeJoinToken('a1', at(4))).outcome).toBe('unknown');
+        expect(await ds.getAgent(id)).toMatchObject({ serialNumber: '02' });
+        // Expired or unknown: spent as consumeJoinToken spends it, and admit never runs.
+        await ds.createJoinToken({ token: 'a1', expiresAt: at(10) });
+        const never = () => {
+          throw new Error('admit ran');
+        };
+        expect((await ds.consumeJoinTokenForAgent('a1', id, at(10), never)).consumption.outcome).toBe('expired');
+        expect((await ds.consumeJoinTokenForAgent('a1', id, at(11), never)).consumption.outcome).toBe('unknown');
+        // A mint that throws inside the transaction rolls it back: the token stays, the record too.
+        await ds.createJoinToken({ token: 'a1', expiresAt: at(600) });
+        await expect(ds.consumeJoinTokenForAgent('a1', id, at(12), () => {
+          throw new Error('mint failed');
+        })).rejects.toThrow(/mint failed/);
+        expect((await ds.consumeJoinToken('a1', at(13))).outcome).toBe('consumed');
+        expect(await ds.getAgent(id)).toMatchObject({ serialNumber: '02' });
+      });
+
       it('lets exactly one of two concurrent consumers win', async () => {
         const other = await handle();
         for (let i = 0; i < 10; i++) {

@@ -68,13 +68,16 @@ export function createAgentIdentityHandlers(deps: AttestationDeps) {
     if (req.attestation_type !== 'join_token') throw new SvidscopeError('node-attestation-unsupported', `attestation type ${JSON.stringify(req.attestation_type)} is not supported (use join_token)`);
     if (!req.csr?.length) throw new SvidscopeError('csr-invalid', 'a CSR is required');
     checkCsr(req.csr); // refuse a bad CSR before the one-time token is burnt
-    const { agentId, selectors } = await attestJoinToken(datastore, trustDomain, req.payload.toString('utf8'), clock.now());
-    const existing = await datastore.getAgent(agentId.toString()).catch(() => undefined);
-    if (existing?.banned) throw refusal.banned(agentId.toString());
-    const { svid, serial, expiresAt } = mintAgentSvid(agentId, req.csr);
-    const record = { spiffeId: agentId.toString(), serialNumber: serial, expiresAt, banned: false, attestationType: 'join_token', selectors };
-    if (existing) await datastore.updateAgent(record, clock.now());
-    else await datastore.createAgent(record, clock.now());
+    // The SVID is minted inside the datastore transaction that spends the token and stores the
+    // agent, so its serial is the one stored; a banned agent spends the token and gets nothing.
+    let svid: X509SvidMsg | undefined;
+    const { agentId, stored } = await attestJoinToken(datastore, trustDomain, req.payload.toString('utf8'), clock.now(), (id, selectors, existing) => {
+      if (existing?.banned) return undefined;
+      const minted = mintAgentSvid(id, req.csr);
+      svid = minted.svid;
+      return { spiffeId: id.toString(), serialNumber: minted.serial, expiresAt: minted.expiresAt, banned: false, attestationType: 'join_token', selectors };
+    });
+    if (!stored || !svid) throw refusal.banned(agentId.toString());
     await agents.refresh(); // the new serial is the only one this server accepts from now on
     logger.info({ agentId: agentId.toString() }, 'agent attested');
     return { svid, bundle: bundleView.ownBundle() };

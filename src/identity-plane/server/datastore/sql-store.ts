@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type {
   AgentChanges, AgentFilter, AgentRecord, AttestedAgent, CaKeyKind, CaKeyPhase, CaKeyRecord, Datastore, DatastoreHealth, EntryChanges, EntryCreateResult,
-  EntryFilter, EntryUpdate, JoinToken, JoinTokenConsumption, NewEntry, RegistrationEntry, StoredBundle,
+  EntryFilter, EntryUpdate, JoinToken, JoinTokenAttestation, JoinTokenConsumption, NewEntry, RegistrationEntry, StoredBundle,
 } from './types.js';
 import { isSvidscopeError } from '../../../common/errors/catalog.js';
 import { fail, toStoreError, type Executor, type SqlDriver, type TxMode } from './driver.js';
@@ -193,13 +193,29 @@ export class SqlDatastore implements Datastore {
     );
   }
   consumeJoinToken(token: string, now: Date): Promise<JoinTokenConsumption> {
-    // DELETE … RETURNING is the claim: of two servers racing, only one sees the row come back.
+    return this.tx('write', (tx) => this.spendJoinToken(tx, token, now));
+  }
+  consumeJoinTokenForAgent(token: string, agentId: string, now: Date, admit: (existing: AttestedAgent | undefined) => AgentRecord | undefined): Promise<JoinTokenAttestation> {
     return this.tx('write', async (tx) => {
-      const rows = await tx.all(`DELETE FROM join_tokens WHERE token = ? RETURNING token, expires_at`, [token]);
-      if (rows.length === 0) return { outcome: 'unknown' };
-      const found: JoinToken = { token: String(rows[0].token), expiresAt: new Date(Number(rows[0].expires_at)) };
-      return found.expiresAt.getTime() > now.getTime() ? { outcome: 'consumed', token: found } : { outcome: 'expired', token: found };
+      const consumption = await this.spendJoinToken(tx, token, now);
+      if (consumption.outcome !== 'consumed') return { consumption };
+      const existing = await records.getAgent(tx, agentId).catch((err: unknown) => {
+        if (isSvidscopeError(err) && err.code === 'not-found') return undefined;
+        throw err;
+      });
+      const record = admit(existing);
+      if (!record) return { consumption, existing };
+      records.validateAgent(record);
+      const stored = existing ? await records.updateAgent(tx, record, now) : await this.unique(() => records.insertAgent(tx, record, now), `agent "${record.spiffeId}" already exists`);
+      return { consumption, existing, stored };
     });
+  }
+  /** DELETE … RETURNING is the claim: of two servers racing, only one sees the row come back. */
+  private async spendJoinToken(tx: Executor, token: string, now: Date): Promise<JoinTokenConsumption> {
+    const rows = await tx.all(`DELETE FROM join_tokens WHERE token = ? RETURNING token, expires_at`, [token]);
+    if (rows.length === 0) return { outcome: 'unknown' };
+    const found: JoinToken = { token: String(rows[0].token), expiresAt: new Date(Number(rows[0].expires_at)) };
+    return found.expiresAt.getTime() > now.getTime() ? { outcome: 'consumed', token: found } : { outcome: 'expired', token: found };
   }
   pruneJoinTokens(now: Date): Promise<number> {
     return this.tx('write', (tx) => tx.run(`DELETE FROM join_tokens WHERE expires_at <= ?`, [now.getTime()]));

@@ -116,6 +116,13 @@ export type JoinTokenConsumption =
   | { readonly outcome: 'expired'; readonly token: JoinToken }
   | { readonly outcome: 'unknown' };
 
+/** Outcome of `consumeJoinTokenForAgent`: the token's, the record found, and the one stored (none when admit refused). */
+export interface JoinTokenAttestation {
+  readonly consumption: JoinTokenConsumption;
+  readonly existing?: AttestedAgent;
+  readonly stored?: AttestedAgent;
+}
+
 export interface StoredBundle {
   readonly trustDomain: string;
   /** The SPIFFE bundle JSON bytes, opaque to the store. */
@@ -190,6 +197,14 @@ export interface Datastore {
   createJoinToken(token: JoinToken): Promise<void>;
   /** Atomically deletes the token and says whether it was valid at `now`; one-time even across servers. */
   consumeJoinToken(token: string, now: Date): Promise<JoinTokenConsumption>;
+  /**
+   * consumeJoinToken and, when the token was valid, the agent it attests stored, in one transaction:
+   * one commit per attestation where there were two (a fleet attesting was bound by fsync'd commits).
+   * `admit` gets the agent's current record (undefined: none) and returns the record to store, or
+   * undefined to store nothing (a banned agent); it runs inside the transaction, synchronously. The
+   * token is spent whatever the outcome, as with consumeJoinToken.
+   */
+  consumeJoinTokenForAgent(token: string, agentId: string, now: Date, admit: (existing: AttestedAgent | undefined) => AgentRecord | undefined): Promise<JoinTokenAttestation>;
   pruneJoinTokens(now: Date): Promise<number>;
 
   getBundle(trustDomain: string): Promise<StoredBundle>;
