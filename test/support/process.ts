@@ -1,6 +1,6 @@
 import { execa, type ResultPromise } from 'execa';
-import { createServer } from 'node:net';
 import path from 'node:path';
+import { freeLoopbackPort } from '../../src/common/net.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 
@@ -32,15 +32,8 @@ export async function stopAll(procs: ReturnType<typeof spawnCli>[]): Promise<voi
 }
 
 /** A free loopback port (bound and released); good enough for tests that start servers on it next. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
+/** A free loopback port for a server a test starts (see freeLoopbackPort: never from the ephemeral range). */
+export const freePort = freeLoopbackPort;
 
 /** Polls until `check` resolves truthy or the time is up. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 20_000, logs?: () => string): Promise<T> {
