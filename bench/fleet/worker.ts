@@ -53,7 +53,7 @@ interface SimAgent {
   pollAt: number;
   /** As the agent's manager: a bundle-only notification's state for the next cycle, unless an entry sync was asked for too. */
   pushedBundleState?: Buffer;
-  entrySyncAsked?: boolean;
+  entrySyncAsked: boolean;
   /** A cycle is running; a notification during it asks for one more. */
   running: boolean;
   again: boolean;
@@ -132,7 +132,7 @@ async function attestAll(): Promise<void> {
       const identity = { chainPem: res.svid.cert_chain.map((d) => encodePem('CERTIFICATE', d)).join(''), keyPem: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
       client.setIdentity(identity.chainPem, identity.keyPem);
       self = { client, server, identity, trustPem: init.bundlePem, csr, knownRevision: '0', entries: new Map(), svids: new Map(), bundleSequence: init.bundleSequence, bundleFetch: new BundleFetchTracker(), synced: false,
-        running: false, again: false, watchUp: false, watchFailures: 0, failures: 0, pollAt: 0 };
+        running: false, again: false, watchUp: false, watchFailures: 0, failures: 0, pollAt: 0, entrySyncAsked: false };
       agents.push(self);
       unconverged.add(self);
       // As an agent does: its first sync follows its attestation (within an interval here, as
@@ -297,7 +297,7 @@ async function run(a: SimAgent): Promise<void> {
   try {
     do {
       a.again = false;
-      const bundleOnly = a.entrySyncAsked === false ? a.pushedBundleState : undefined;
+      const bundleOnly = a.entrySyncAsked ? undefined : a.pushedBundleState;
       a.entrySyncAsked = false;
       a.pushedBundleState = undefined;
       const ok = await cycle(a, bundleOnly).catch(() => {
