@@ -90,6 +90,22 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+/** The worker's JavaScript stack from a Node diagnostic report it writes on SIGUSR2. */
+function javascriptStack(pid: number): string {
+  mkdirSync(REPORT_DIR, { recursive: true });
+  const before = new Set(readdirSync(REPORT_DIR));
+  try {
+    process.kill(pid, 'SIGUSR2');
+  } catch {
+    // gone already
+  }
+  for (let i = 0; i < 20 && readdirSync(REPORT_DIR).every((f) => before.has(f)); i++) sleepSync(500);
+  const report = readdirSync(REPORT_DIR).find((f) => !before.has(f));
+  if (!report) return 'no diagnostic report within 10 s: the main thread is not running JavaScript';
+  const parsed = JSON.parse(read(path.join(REPORT_DIR, report))) as { javascriptStack?: { message?: string; stack?: string[] } };
+  return `JavaScript stack (${report}): ${parsed.javascriptStack?.message ?? ''}\n  ${(parsed.javascriptStack?.stack ?? []).join('\n  ')}`;
+}
+
 /** What a stuck worker is doing, as text for the log. */
 function describeWorker(pid: number): string {
   const lines: string[] = [];
@@ -103,22 +119,9 @@ function describeWorker(pid: number): string {
   lines.push('processes below it:');
   for (const child of descendants(pid)) lines.push(`  ${child} ${read(`/proc/${child}/cmdline`).split('\0').join(' ').slice(0, 300)}`);
   // The workers run with --report-on-signal (vitest.config.ts): a JavaScript stack, unless the
-  // main thread is blocked outside V8.
-  mkdirSync(REPORT_DIR, { recursive: true });
-  const before = new Set(readdirSync(REPORT_DIR));
-  try {
-    process.kill(pid, 'SIGUSR2');
-  } catch {
-    // gone already
-  }
-  for (let i = 0; i < 20 && readdirSync(REPORT_DIR).every((f) => before.has(f)); i++) sleepSync(500);
-  const report = readdirSync(REPORT_DIR).find((f) => !before.has(f));
-  if (report) {
-    const parsed = JSON.parse(read(path.join(REPORT_DIR, report))) as { javascriptStack?: { message?: string; stack?: string[] } };
-    lines.push(`JavaScript stack (${report}): ${parsed.javascriptStack?.message ?? ''}\n  ${(parsed.javascriptStack?.stack ?? []).join('\n  ')}`);
-  } else {
-    lines.push('no diagnostic report within 10 s: the main thread is not running JavaScript');
-  }
+  // main thread is blocked outside V8. Without that flag SIGUSR2 would end the worker unseen.
+  if (read(`/proc/${pid}/cmdline`).split('\0').includes('--report-on-signal')) lines.push(javascriptStack(pid));
+  else lines.push('no --report-on-signal on the worker: no JavaScript stack');
   if (existsSync('/usr/bin/gdb')) lines.push(`gdb, the main thread:\n${run('gdb', ['-batch', '-p', String(pid), '-ex', 'bt 40'], 60_000)}`);
   return lines.join('\n');
 }
