@@ -17,10 +17,15 @@ export const refusal: Record<AgentRefusalReason, (id: string) => SvidscopeError>
   stale_serial: (id) => new SvidscopeError('agent-svid-stale', `agent ${id} presented an SVID that is no longer its current one (renewed, re-attested or evicted since); use the latest SVID or attest again`),
 };
 
+/** When the grace ends (epoch ms) if `presented` is the serial a renewal replaced; undefined for any other serial. */
+function graceEndOf(a: AttestedAgent, presented: string): number | undefined {
+  const replaced = presented !== normalSerial(a.serialNumber) && !!a.previousSerialNumber && presented === normalSerial(a.previousSerialNumber);
+  return replaced ? (a.previousSerialValidUntil?.getTime() ?? 0) : undefined;
+}
+
 /** Whether the record takes this serial: its current one, or the one a renewal replaced while in grace. */
 export function acceptsSerial(a: AttestedAgent, presented: string, nowMs: number): boolean {
-  return presented === normalSerial(a.serialNumber)
-    || (!!a.previousSerialNumber && presented === normalSerial(a.previousSerialNumber) && nowMs < (a.previousSerialValidUntil?.getTime() ?? 0));
+  return presented === normalSerial(a.serialNumber) || nowMs < (graceEndOf(a, presented) ?? 0);
 }
 
 /** Why this record refuses the serial, checked in this order; undefined when it accepts it. */
@@ -84,9 +89,7 @@ export function createAgentAuth({ trustDomain, agents, clock, events }: AgentAut
     },
     recheckAt(agent) {
       const record = agents.get(agent.spiffeId);
-      const inGrace = !!record?.previousSerialNumber && agent.presentedSerial === normalSerial(record.previousSerialNumber)
-        && agent.presentedSerial !== normalSerial(record.serialNumber);
-      return inGrace ? (record.previousSerialValidUntil?.getTime() ?? 0) : Infinity;
+      return (record && graceEndOf(record, agent.presentedSerial)) ?? Infinity;
     },
   };
 }

@@ -96,6 +96,7 @@ interface Due {
   dueMs: number;
   watch: Watch;
 }
+const byDue = (a: Due, b: Due) => a.dueMs - b.dueMs;
 
 const DROP_REASON: Partial<Record<ErrorCode, WatchDropReason>> = {
   'agent-not-attested': 'not_attested',
@@ -130,7 +131,7 @@ export class ChangeNotifier implements EntryChangeObserver {
    * renewal grace it is accepted under): the periodic tick checks only those that came due, where
    * checking all 10,000 streams of a fleet every tick held the event loop ≈ 75 ms every 5 s.
    */
-  private due = new TinyQueue<Due>([], (a, b) => a.dueMs - b.dueMs);
+  private due = new TinyQueue<Due>([], byDue);
   private bundleState: (() => Promise<Buffer>) | undefined;
   /** The timer of a bundle notification being paced out to the streams. */
   private pacing: TimerHandle | undefined;
@@ -254,8 +255,7 @@ export class ChangeNotifier implements EntryChangeObserver {
 
   /** Closes every stream (server shutdown); agents reconnect elsewhere or later. */
   closeAll(): void {
-    if (this.pacing) this.opts.clock.clearTimeout(this.pacing);
-    this.pacing = undefined;
+    this.stopPacing();
     for (const w of this.allWatches()) this.drop(w, 'shutdown', new SvidscopeError('unavailable', 'the server is shutting down'));
   }
 
@@ -295,7 +295,7 @@ export class ChangeNotifier implements EntryChangeObserver {
     if (!Number.isFinite(dueMs)) return;
     this.due.push({ dueMs, watch: w });
     if (this.due.length > 2 * this.count + 1024) {
-      this.due = new TinyQueue(this.allWatches().filter((x) => Number.isFinite(x.dueMs)).map((x) => ({ dueMs: x.dueMs, watch: x })), (a, b) => a.dueMs - b.dueMs);
+      this.due = new TinyQueue(this.allWatches().filter((x) => Number.isFinite(x.dueMs)).map((x) => ({ dueMs: x.dueMs, watch: x })), byDue);
     }
   }
 
@@ -327,8 +327,7 @@ export class ChangeNotifier implements EntryChangeObserver {
    * (its first message brings the agent to sync).
    */
   private paceBundleNotification(msg: ChangeNotificationMsg): void {
-    if (this.pacing) this.opts.clock.clearTimeout(this.pacing);
-    this.pacing = undefined;
+    this.stopPacing();
     const all = this.allWatches();
     this.events.notified?.('bundle', all.length);
     const spreadMs = Math.min(BUNDLE_SPREAD_MAX_MS, Math.max(BUNDLE_SPREAD_MIN_MS, all.length * BUNDLE_SPREAD_PER_STREAM_MS));
@@ -340,6 +339,11 @@ export class ChangeNotifier implements EntryChangeObserver {
       this.pacing = next < all.length ? this.opts.clock.setTimeout(tick, BUNDLE_PACE_TICK_MS) : undefined;
     };
     tick();
+  }
+
+  private stopPacing(): void {
+    if (this.pacing) this.opts.clock.clearTimeout(this.pacing);
+    this.pacing = undefined;
   }
 
   private send(w: Watch, msg: ChangeNotificationMsg): void {
