@@ -31,10 +31,34 @@ function randomEntry(r: () => number, id: string): AuthorizableEntry {
 
 const ids = (xs: readonly AuthorizableEntry[]): string[] => xs.map((e) => e.id).sort();
 
+/** reachedFrom's walk over a plain scan of every entry: the oracle for the index's by-SPIFFE-ID groups. */
+function reachedByScan(entry: AuthorizableEntry, all: readonly AuthorizableEntry[]): { parentIds: string[]; aliases: string[] } {
+  const parentIds = new Set<string>();
+  const aliases: AuthorizableEntry[] = [];
+  const seen = new Set([entry.id]);
+  const stack = [entry];
+  while (stack.length > 0) {
+    const e = stack.pop()!;
+    if (e.parentId === SERVER) {
+      aliases.push(e);
+      continue;
+    }
+    if (parentIds.has(e.parentId)) continue;
+    parentIds.add(e.parentId);
+    for (const up of all) {
+      if (up.spiffeId !== e.parentId || seen.has(up.id)) continue;
+      seen.add(up.id);
+      stack.push(up);
+    }
+  }
+  return { parentIds: [...parentIds].sort(), aliases: ids(aliases) };
+}
+
 describe('AuthorizationIndex', () => {
   it('matches the full computation on randomized entry graphs after every change', () => {
     let checks = 0;
     let nonEmpty = 0;
+    let deepWalks = 0;
     for (let seed = 1; seed <= 60; seed++) {
       const r = rng(seed);
       const all = new Map<string, AuthorizableEntry>();
@@ -57,11 +81,19 @@ describe('AuthorizationIndex', () => {
           checks++;
           if (expected.length > 0) nonEmpty++;
         }
+        // Entries sharing a SPIFFE ID come and go (12 IDs over 40 entry ids), so the walk up runs
+        // over groups that grow from one entry, shrink back to one and vanish.
+        for (const e of all.values()) {
+          const got = index.reachedFrom(e);
+          expect({ parentIds: [...got.parentIds].sort(), aliases: ids(got.aliases) }, `seed ${seed} step ${step} ${e.id}`).toEqual(reachedByScan(e, [...all.values()]));
+          if (got.parentIds.size > 1) deepWalks++;
+        }
       }
       expect(index.size).toBe(all.size);
     }
     // Guard against a generator that only ever produces empty sets (which would prove nothing).
     expect(nonEmpty).toBeGreaterThan(checks / 4);
+    expect(deepWalks).toBeGreaterThan(checks / 4);
   });
 
   it('drops an entry and its descendants when it is deleted, and keeps siblings', () => {

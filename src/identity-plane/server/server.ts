@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { GRPC_BASE_OPTIONS } from '../../common/grpc-options.js';
+import { GRPC_BASE_OPTIONS, withH2AlpnCallback } from '../../common/grpc-options.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -171,7 +171,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       observe: telemetry.observe('node'), events: telemetry.nodeEvents, tracer: deps.tracer,
       // watch_max_streams 0 turns push off: WatchChanges answers UNIMPLEMENTED, which agents retry only rarely.
       changes: config.watchMaxStreams > 0 ? changes : undefined }));
-    const credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false);
+    const credentials = withH2AlpnCallback(grpc.experimental.createCertificateProviderServerCredentials(tls, tls, false));
     const { host, port } = checkHostPort(config.bind, 'bind');
     const boundPort = await bindAsync(nodeServer, `${host.includes(':') ? `[${host}]` : host}:${port}`, credentials);
     cleanups.push(() => shutdown(nodeServer));

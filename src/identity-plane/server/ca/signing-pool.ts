@@ -49,6 +49,16 @@ export const DEFAULT_SIGNING_CHUNK = 32;
  */
 export const BATCHES_IN_FLIGHT = 2;
 
+/**
+ * Young generation of each signing worker's heap, in MiB. What a worker allocates (a CSR's parse,
+ * a certificate's bytes) dies within its chunk, so a small young generation costs nothing in
+ * throughput (`bench -- issuance`, pool batches of 50: 6,735 SVIDs/s at 4 MiB against 5,948 at
+ * V8's default in back-to-back runs), while the default let each worker keep tens of MiB after a
+ * bulk mint: the fleet bench at 2,000 agents measured the server's peak RSS 418 MiB at 4 MiB and
+ * 438 MiB at the default.
+ */
+const SIGNING_WORKER_YOUNG_GENERATION_MB = 4;
+
 /** A chunk re-signed this many times because the CA kept rotating under it fails instead. */
 const MAX_RESIGN = 3;
 
@@ -349,7 +359,11 @@ export class SigningPool {
 
   private spawn(index: number): Slot {
     const { entry, eval: isCode } = workerEntry();
-    const worker = new Worker(entry, { eval: isCode, workerData: { testHooks: this.opts.testHooks === true } });
+    const worker = new Worker(entry, {
+      eval: isCode,
+      workerData: { testHooks: this.opts.testHooks === true },
+      resourceLimits: { maxYoungGenerationSizeMb: SIGNING_WORKER_YOUNG_GENERATION_MB },
+    });
     const slot: Slot = { index, worker, ready: false, generation: undefined, inFlight: new Map() };
     this.wire(slot);
     return slot;

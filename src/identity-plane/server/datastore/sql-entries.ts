@@ -148,25 +148,40 @@ export async function selectEntries(tx: Executor, d: Dialect, where: string, par
      WHERE s.entry_id IN (SELECT e.id FROM registered_entries e WHERE ${where}) ORDER BY s.entry_id, s.type, s.value`,
     params,
   );
+  // One copy of each repeated string per load: the parent ID that an agent's entries share, and
+  // selector types and values (a row gives each its own copy). At 100,000 entries this was ≈ 13 MiB
+  // of the server's heap, held for as long as the entry cache holds the entries.
+  const shared = new Map<string, string>();
+  const one = (value: unknown): string => {
+    const s = String(value);
+    const known = shared.get(s);
+    if (known !== undefined) return known;
+    shared.set(s, s);
+    return s;
+  };
   const byEntry = new Map<string, Selector[]>();
   for (const r of selectorRows) {
     const list = byEntry.get(String(r.entry_id)) ?? [];
-    list.push({ type: String(r.type), value: String(r.value) });
+    list.push({ type: one(r.type), value: one(r.value) });
     byEntry.set(String(r.entry_id), list);
   }
-  return rows.map((r) => toEntry(r, byEntry.get(String(r.id)) ?? []));
+  return rows.map((r) => toEntry(r, byEntry.get(String(r.id)) ?? [], one));
 }
 
-function toEntry(r: Row, selectors: Selector[]): RegistrationEntry {
+/** The stored empty list (`[]`): one frozen array for every entry without DNS names or federations. */
+const NONE: readonly string[] = Object.freeze([]);
+const stringList = (column: unknown): readonly string[] => (column === '[]' ? NONE : (JSON.parse(String(column)) as string[]));
+
+function toEntry(r: Row, selectors: Selector[], one: (value: unknown) => string): RegistrationEntry {
   return {
     id: String(r.id),
     spiffeId: String(r.spiffe_id),
-    parentId: String(r.parent_id),
+    parentId: one(r.parent_id),
     selectors,
     x509SvidTtl: Number(r.x509_svid_ttl),
     jwtSvidTtl: Number(r.jwt_svid_ttl),
-    dnsNames: JSON.parse(String(r.dns_names)) as string[],
-    federatesWith: JSON.parse(String(r.federates_with)) as string[],
+    dnsNames: stringList(r.dns_names),
+    federatesWith: stringList(r.federates_with),
     admin: Boolean(Number(r.admin)),
     downstream: Boolean(Number(r.downstream)),
     expiresAt: r.expires_at == null ? null : new Date(Number(r.expires_at)),
