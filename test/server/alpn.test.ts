@@ -21,7 +21,8 @@ describe('node API ALPN', () => {
   });
 
   const handshake = (protocols: string[]): Promise<string | false | null> => {
-    const [host, port] = [t.server.address.slice(0, t.server.address.lastIndexOf(':')), Number(t.server.address.slice(t.server.address.lastIndexOf(':') + 1))];
+    const colon = t.server.address.lastIndexOf(':');
+    const [host, port] = [t.server.address.slice(0, colon), Number(t.server.address.slice(colon + 1))];
     return new Promise((resolve, reject) => {
       const cert = agent.chainDer.map((der) => encodePem('CERTIFICATE', der)).join('');
       const socket = tls.connect({ host, port, ca: bundlePemOf(t.server), key: agent.key.privateKey.export({ type: 'pkcs8', format: 'pem' }), cert, ALPNProtocols: protocols, checkServerIdentity: () => undefined }, () => {

@@ -151,32 +151,32 @@ export async function selectEntries(tx: Executor, d: Dialect, where: string, par
   // One copy of each repeated string per load: the parent ID that an agent's entries share, and
   // selector types and values (a row gives each its own copy). At 100,000 entries this was ≈ 13 MiB
   // of the server's heap, held for as long as the entry cache holds the entries.
-  const shared = new Map<string, string>();
-  const one = (value: unknown): string => {
+  const copies = new Map<string, string>();
+  const intern = (value: unknown): string => {
     const s = String(value);
-    const known = shared.get(s);
+    const known = copies.get(s);
     if (known !== undefined) return known;
-    shared.set(s, s);
+    copies.set(s, s);
     return s;
   };
   const byEntry = new Map<string, Selector[]>();
   for (const r of selectorRows) {
     const list = byEntry.get(String(r.entry_id)) ?? [];
-    list.push({ type: one(r.type), value: one(r.value) });
+    list.push({ type: intern(r.type), value: intern(r.value) });
     byEntry.set(String(r.entry_id), list);
   }
-  return rows.map((r) => toEntry(r, byEntry.get(String(r.id)) ?? [], one));
+  return rows.map((r) => toEntry(r, byEntry.get(String(r.id)) ?? [], intern));
 }
 
 /** The stored empty list (`[]`): one frozen array for every entry without DNS names or federations. */
 const NONE: readonly string[] = Object.freeze([]);
 const stringList = (column: unknown): readonly string[] => (column === '[]' ? NONE : (JSON.parse(String(column)) as string[]));
 
-function toEntry(r: Row, selectors: Selector[], one: (value: unknown) => string): RegistrationEntry {
+function toEntry(r: Row, selectors: Selector[], intern: (value: unknown) => string): RegistrationEntry {
   return {
     id: String(r.id),
     spiffeId: String(r.spiffe_id),
-    parentId: one(r.parent_id),
+    parentId: intern(r.parent_id),
     selectors,
     x509SvidTtl: Number(r.x509_svid_ttl),
     jwtSvidTtl: Number(r.jwt_svid_ttl),
