@@ -174,7 +174,7 @@ function componentDownRunbooks(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: [
         'Server unreachable: fix the network path or the server (SvidscopeServerDown inhibits this alert while the server is down).',
         'Agent evicted or its SVID expired: re-attest with a fresh join token.',
-        'Bad rotation: publish the authority again (`svidscope authority publish --kind x509 --key-id <id>`); agents refuse a bundle that would cut them off, so they resume at their next sync. An agent that can no longer verify the server at all is re-bootstrapped: stop it, remove `<data_dir>/private/`, start it with a new join token and `trust_bundle_path` set to the server\'s current bundle (`svidscope bundle show`).',
+        'Bad rotation: publish the authority again (`svidscope authority publish --kind x509 --key-id <id>`); agents refuse a bundle that would cut them off, and the server keeps presenting an SVID of a CA that is only withheld (nor re-keys onto an active CA that is withheld), so they resume at their next sync whatever order the authorities are published in. An agent that can no longer verify the server at all is re-bootstrapped: stop it, remove `<data_dir>/private/`, start it with a new join token and `trust_bundle_path` set to the server\'s current bundle (`svidscope bundle show`).',
       ],
       escalate: 'Identity-plane owners.',
       verify: ['Sync age falls below the sync interval; `svidscope_agent_attested == 1`.'],

@@ -3,6 +3,7 @@
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectAdmin, type AdminClient } from '../../src/cli/admin/client.js';
@@ -40,6 +41,17 @@ function startAgent(extra: string[] = []) {
   return waitFor('agent ready', () => httpOk(`http://127.0.0.1:${ports.agentHealth}/ready`), 30_000, proc.logs).then(() => proc);
 }
 const workload = (opts: { deadlineMs?: number; rawMetadata?: grpc.Metadata } = {}) => createWorkloadApiClient({ address: `unix://${socketPath}`, deadlineMs: 10_000, ...opts });
+/** The leaf of the X509-SVID the server presents on its node API (it asks no client certificate of a bare handshake). */
+function serverLeaf(): Promise<X509Certificate> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: ports.server, rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+      const raw = socket.getPeerCertificate().raw;
+      socket.destroy();
+      resolve(new X509Certificate(raw));
+    });
+    socket.once('error', reject);
+  });
+}
 const createEntry = (spiffeId: string, uid: number, extra: object = {}) =>
   admin.call<{ id: string }>('CreateEntry', { entry: { spiffe_id: `spiffe://${TD}${spiffeId}`, parent_id: agentId, selectors: [{ type: 'unix', value: `uid:${uid}` }], ...extra } });
 
@@ -185,34 +197,63 @@ describe('agent and Workload API end to end', () => {
   });
 
   it('refuses a bundle that drops the authority of its own SVID (a bad rotation), and syncs again once it is back', async () => {
+    // The earlier forced rotation left two X.509 CAs published: the old one, which signed the
+    // agent's and the server's SVIDs (a rotation re-keys neither), and the active one. Withholding
+    // the active one first narrows the bundle to what the agent needs, so the agent adopts it;
+    // withholding the old one too leaves a bundle the agent must refuse. Publishing the active one
+    // again first then passes through a bundle of the active CA alone. Throughout, the server must
+    // not re-key its own SVID off the old CA: the agent, trusting only that one by then, could never
+    // connect again (a lockout first seen as a flake of this test, when the order was left to chance).
     const c = workload();
-    const before = await c.fetchX509Context();
-    const sequence = before.bundles.getX509BundleForTrustDomain(before.svids[0].id.trustDomain)!;
     const scrapeFailures = async () => total((await scrape(`http://127.0.0.1:${ports.agentHealth}/metrics`)).samples, 'svidscope_agent_sync_failures_total');
-    const failuresBefore = await scrapeFailures();
-    // Every X.509 CA (the earlier forced rotation left an old one published), so whichever signed
-    // the agent's and the server's SVIDs is gone from the bundle.
-    const status = await admin.call<{ slots: { kind: string; key_id: string }[] }>('CaStatus', {});
-    const withheld = status.slots.filter((s) => s.kind === 'x509').map((s) => s.key_id);
-    for (const keyId of withheld) await admin.call('WithholdAuthority', { kind: 'x509', key_id: keyId, withhold: true });
+    const bundleDers = async () => {
+      const ctx = await c.fetchX509Context();
+      return ctx.bundles.getX509BundleForTrustDomain(ctx.svids[0].id.trustDomain)!.x509Authorities.map((a) => a.der.toString('base64'));
+    };
+    const status = await admin.call<{ slots: { kind: string; key_id: string; phase: string }[] }>('CaStatus', {});
+    const x509 = status.slots.filter((s) => s.kind === 'x509');
+    expect(x509.map((s) => s.phase).sort()).toEqual(['active', 'old']);
+    const [active, old] = [x509.find((s) => s.phase === 'active')!, x509.find((s) => s.phase === 'old')!];
+    const withheld: string[] = [];
+    const withhold = async (keyId: string) => {
+      await admin.call('WithholdAuthority', { kind: 'x509', key_id: keyId, withhold: true });
+      withheld.push(keyId);
+    };
     try {
-      // Either the agent fetched the new bundle and refused it, or the server (which authenticates
-      // agents against the same bundle) refused the agent first: the sync fails either way.
+      await withhold(active.key_id);
+      const narrowed = await waitFor('agent serving the bundle without the active CA', async () => {
+        const ders = await bundleDers();
+        return ders.length === 1 && ders;
+      }, 20_000, agent.logs);
+      const oldCa = new X509Certificate(Buffer.from(narrowed[0], 'base64'));
+      expect((await serverLeaf()).checkIssued(oldCa)).toBe(true);
+
+      const failuresBefore = await scrapeFailures();
+      await withhold(old.key_id);
+      // Either the agent fetched the empty bundle and refused it, or the server (which
+      // authenticates agents against the same bundle) refused the agent first: the sync fails.
       await waitFor('agent sync failing', async () => (await scrapeFailures()) > failuresBefore, 20_000, agent.logs);
-      // Workloads keep the bundle that still verifies their SVIDs.
-      const during = await c.fetchX509Context();
-      expect(during.bundles.getX509BundleForTrustDomain(during.svids[0].id.trustDomain)!.x509Authorities.map((a) => a.der.toString('base64')))
-        .toEqual(sequence.x509Authorities.map((a) => a.der.toString('base64')));
+      // Workloads keep the bundle that still verifies the agent's authority.
+      expect(await bundleDers()).toEqual(narrowed);
+      // Several server ticks (cache_reload_interval 1s) later, its SVID is still one the agent can verify.
+      await new Promise((r) => setTimeout(r, 3500));
+      const leaf = await serverLeaf();
+      expect(leaf.checkIssued(oldCa), `server SVID issued by ${leaf.issuer}, not the CA the agent still trusts`).toBe(true);
+      expect(leaf.verify(oldCa.publicKey)).toBe(true);
     } finally {
-      for (const keyId of withheld) await admin.call('WithholdAuthority', { kind: 'x509', key_id: keyId, withhold: false });
+      for (const keyId of withheld) { // the active CA first
+        await admin.call('WithholdAuthority', { kind: 'x509', key_id: keyId, withhold: false });
+        await new Promise((r) => setTimeout(r, 2500)); // server ticks and agent syncs see each step
+      }
     }
     const failuresAfterFix = await scrapeFailures();
     await waitFor('agent syncs again', async () => {
       const m = (await scrape(`http://127.0.0.1:${ports.agentHealth}/metrics`)).samples;
       return total(m, 'svidscope_agent_sync_failures_total') === failuresAfterFix && total(m, 'svidscope_agent_last_successful_sync_timestamp_seconds') > Date.now() / 1000 - 3;
     }, 30_000, agent.logs);
+    await waitFor('both CAs served again', async () => (await bundleDers()).length === 2, 20_000, agent.logs);
     c.close();
-  }, 60_000);
+  }, 90_000);
 
   // When the outage below began: a bundle the restarted server publishes was due at the earliest then.
   let serverDownSinceMs = 0;

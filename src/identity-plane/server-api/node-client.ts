@@ -217,6 +217,11 @@ export class ServerClient {
       try {
         return await this.callOnce<Res>(method, request);
       } catch (err) {
+        // A connection the server did not authenticate stays so for its whole life (the client
+        // certificate is checked once, at the handshake): one opened while the server's trust
+        // bundle lacked this agent's CA (a withheld authority, a bundle not yet loaded) would
+        // refuse every call after the bundle is fixed. The next call handshakes again.
+        if (err instanceof ServerCallError && err.status === grpc.status.UNAUTHENTICATED) this.reset();
         const unreachable = err instanceof ServerCallError && err.status === grpc.status.UNAVAILABLE;
         if (!unreachable || this.opts.addresses.length < 2) throw err;
         const from = this.address;

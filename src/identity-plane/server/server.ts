@@ -29,6 +29,7 @@ const WATCH_KEEPALIVE_TIMEOUT_MS = 60_000;
 import { BundlePublisher } from './bundle/publisher.js';
 import { CaManager, type UpstreamAuthority } from './ca/manager.js';
 import { SigningPool } from './ca/signing-pool.js';
+import { servingSvidDecision, type ServingSvid } from './ca/serving-svid.js';
 import type { ServerConfig } from './config.js';
 import { checkHostPort } from '../../common/net.js';
 import { BundleCache, observeBundleWrites } from './bundle/bundle-cache.js';
@@ -136,24 +137,40 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const tls = new InMemoryCertificateProvider();
     const serverId = serverSpiffeId(td);
     const serverKey = generateKeyPair('ec-p256');
-    let serverSvidRenewAt = 0;
-    // The CA that signed the SVID the server presents. A rotation does not re-key it at once: the
-    // previous CA stays in every bundle until it expires, while the new one may not have reached an
-    // agent that was partitioned when it was activated (a forced rotation publishes and activates
-    // in one step). Re-keying then would lock such agents out; keeping the old SVID lets them
-    // connect and fetch the new bundle. It is renewed at half-life, or at once when its CA leaves
-    // the bundle (expired or withheld).
-    let servingCaId: string | undefined;
+    // The SVID the server presents, and when to re-key it (servingSvidDecision). A rotation does
+    // not re-key it at once: the previous CA stays in every bundle until it expires, while the new
+    // one may not have reached an agent that was partitioned when it was activated (a forced
+    // rotation publishes and activates in one step). Re-keying then would lock such agents out;
+    // keeping the old SVID lets them connect and fetch the new bundle.
+    const serving: ServingSvid = { renewAtMs: 0, notAfterMs: 0 };
     const activeCaId = () => ca.status().find((s) => s.kind === 'x509' && s.phase === 'active')?.id;
     const renewServerSvid = () => {
       const now = clock.now();
-      servingCaId = activeCaId();
+      serving.caId = activeCaId();
       const minted = ca.x509Minter.mint({ id: serverId, publicKey: serverKey.publicKey, ttlSeconds: config.agentTtlSeconds, now, dnsNames: [] });
       const chain = [minted.der, ...ca.x509ChainTail].map((d) => encodePem('CERTIFICATE', d)).join('');
       tls.setIdentity(chain, serverKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
-      serverSvidRenewAt = now.getTime() + (minted.notAfter.getTime() - now.getTime()) / 2;
+      serving.notAfterMs = minted.notAfter.getTime();
+      serving.renewAtMs = now.getTime() + (minted.notAfter.getTime() - now.getTime()) / 2;
     };
-    renewServerSvid();
+    /** The hold last logged, so a withheld active CA is reported once rather than every tick. */
+    let holdLogged: string | undefined;
+    const checkServerSvid = () => {
+      const decision = servingSvidDecision(ca.status(), serving, clock.nowMs(), 3 * config.cacheReloadSeconds * 1000);
+      if (decision.action === 'hold') {
+        const key = `${serving.caId}>${decision.activeCaId}`;
+        if (holdLogged !== key) logger.warn({ servingCaId: serving.caId, activeCaId: decision.activeCaId, wanted: decision.wanted, notAfter: new Date(serving.notAfterMs).toISOString() },
+          'server X509-SVID not re-keyed: the active X.509 CA is withheld from the bundle, so no agent could authenticate an SVID it signs; publish it again');
+        holdLogged = key;
+        return;
+      }
+      holdLogged = undefined;
+      if (decision.action === 'renew') {
+        renewServerSvid();
+        if (decision.reason === 'authority-gone' || decision.reason === 'expiring') logger.info({ reason: decision.reason, servingCaId: serving.caId, notAfter: new Date(serving.notAfterMs).toISOString() }, 'server X509-SVID re-keyed');
+      }
+    };
+    checkServerSvid();
     tls.setTrustAnchors(x509BundleToPem(bundles.current));
     bundles.onChange((b) => tls.setTrustAnchors(x509BundleToPem(b)));
 
@@ -217,14 +234,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       await datastore.pruneJoinTokens(clock.now());
       const pruned = await tombstones.run();
       if (pruned.entries + pruned.agents > 0) logger.info(pruned, 'pruned tombstones older than tombstone_retention');
-      const x509 = ca.status().filter((s) => s.kind === 'x509');
-      const published = new Set(x509.filter((s) => !s.withheld && s.notAfter > clock.nowMs()).map((s) => s.id));
-      const tainted = new Set(x509.filter((s) => s.tainted).map((s) => s.id));
-      const due = clock.nowMs() >= serverSvidRenewAt || !servingCaId;
-      // Its CA left the bundle, or was marked compromised, and another one signs now (re-minting
-      // from the same CA would change nothing; a tainted CA is never the active one).
-      const caGone = servingCaId !== undefined && (!published.has(servingCaId) || tainted.has(servingCaId)) && activeCaId() !== servingCaId;
-      if (due || caGone) renewServerSvid();
+      checkServerSvid();
     };
     let stopped = false;
     let loopTimer: { id: number } | undefined;

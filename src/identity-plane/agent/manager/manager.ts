@@ -522,8 +522,8 @@ export class AgentManager {
       } catch (err) {
         if (!(isSvidscopeError(err) && err.code === 'unknown-authority')) continue; // expiry is ensureIdentity's business
         // The server's chain is the one from this connection's handshake, which may predate the
-        // server renewing onto the new CA (it does so when its CA is tainted or leaves the
-        // bundle): handshake again before the next sync rather than judge by a stale chain.
+        // server renewing onto the new CA (it does so when its CA is tainted, revoked or
+        // expired): handshake again before the next sync rather than judge by a stale chain.
         if (chain === serverChain) this.deps.server.reconnect();
         throw new SvidscopeError('unknown-authority', `agent: refusing trust bundle sequence ${next.sequenceNumber ?? '?'} from the server: it does not hold the authority that signed ${whose}, so adopting it would cut the agent off from the server (a bad CA rotation?); still serving sequence ${this.lastBundleSequence ?? '?'}`);
       }

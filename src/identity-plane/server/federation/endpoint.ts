@@ -10,6 +10,7 @@ import { parseSpiffeId, type TrustDomain } from '../../spiffe/id/index.js';
 import { serverSpiffeId } from '../../server-api/server-id.js';
 import { encodePem } from '../../spiffe/x509/index.js';
 import { generateKeyPair, type X509SvidMinter } from '../../spiffe/mint/index.js';
+import { servingSvidDecision, type ServingKeyMarks, type ServingSvid } from '../ca/serving-svid.js';
 import type { BundleEndpointConfig } from './config.js';
 
 /** What the endpoint needs of the CA: the active minter and its chain tail (CaManager). */
@@ -17,7 +18,7 @@ export interface EndpointCa {
   readonly x509Minter: X509SvidMinter;
   readonly x509ChainTail: Buffer[];
   /** The keys and their marks (CaManager.status), to tell when the CA that signed the served SVID was tainted or left the bundle. */
-  status?(): readonly { kind: string; phase: string; id: string; withheld: boolean; tainted?: boolean; revoked?: boolean }[];
+  status?(): readonly ServingKeyMarks[];
 }
 
 export interface BundleEndpointDeps {
@@ -51,31 +52,44 @@ const CHECK_INTERVAL_MS = 30_000;
  * No client authentication, as the standard requires. With https_spiffe the server presents an
  * X509-SVID minted by the active CA and renewed at half-life; it is deliberately not re-minted on a
  * CA rotation, so peers that have not fetched the new authority yet still authenticate it. It is
- * re-minted at once when its CA is tainted, revoked or withheld while another one signs: a peer
+ * re-minted at once when its CA is tainted, revoked or expired while another one signs: a peer
  * verifies it against its copy of this bundle, which after the revoke no longer holds that CA, so
- * the peer could not fetch any later bundle until the half-life renewal.
+ * the peer could not fetch any later bundle until the half-life renewal. A CA only withheld does
+ * not count (withholding is reversible, and a peer that narrowed its trust meanwhile must still
+ * connect), and it is never re-minted under an active CA that is itself withheld (no peer could
+ * verify it); see servingSvidDecision.
  */
 export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<BundleEndpoint> {
   const { config, trustDomain, clock, logger } = deps;
   const spiffeId = config.profile === 'https_spiffe' ? (config.spiffeId ? parseSpiffeId(config.spiffeId) : serverSpiffeId(trustDomain)) : undefined;
   if (spiffeId && !spiffeId.memberOf(trustDomain)) throw new SvidscopeError('config-invalid', `config: federation.bundle_endpoint.spiffe_id: ${spiffeId} is not in trust domain ${trustDomain.name}`);
 
-  let renewAtMs = Infinity;
-  let webFiles = '';
-  let servingCaId: string | undefined;
+  const serving: ServingSvid = { renewAtMs: Infinity, notAfterMs: Infinity };
   const activeCaId = () => deps.ca.status?.().find((k) => k.kind === 'x509' && k.phase === 'active')?.id;
-  const caGone = (): boolean => {
-    if (!spiffeId || servingCaId === undefined || !deps.ca.status) return false;
-    const k = deps.ca.status().find((x) => x.id === servingCaId);
-    return (!k || k.tainted === true || k.revoked === true || k.withheld) && activeCaId() !== servingCaId;
+  let webFiles = '';
+  let holdLogged: string | undefined;
+  /** https_spiffe: whether the SVID is due for re-keying now (without status, only at half-life). */
+  const renewalDue = (): boolean => {
+    if (!deps.ca.status) return clock.nowMs() >= serving.renewAtMs;
+    const decision = servingSvidDecision(deps.ca.status(), serving, clock.nowMs(), 3 * CHECK_INTERVAL_MS);
+    if (decision.action !== 'hold') {
+      holdLogged = undefined;
+      return decision.action === 'renew';
+    }
+    const key = `${serving.caId}>${decision.activeCaId}`;
+    if (holdLogged !== key) logger.warn({ servingCaId: serving.caId, activeCaId: decision.activeCaId, wanted: decision.wanted },
+      'bundle endpoint X509-SVID not re-keyed: the active X.509 CA is withheld from the bundle, so no peer could authenticate an SVID it signs');
+    holdLogged = key;
+    return false;
   };
   const identity = (): { cert: string; key: string } => {
     if (spiffeId) {
       const key = generateKeyPair('ec-p256');
       const now = clock.now();
-      servingCaId = activeCaId();
+      serving.caId = activeCaId();
       const minted = deps.ca.x509Minter.mint({ id: spiffeId, publicKey: key.publicKey, ttlSeconds: config.svidTtlSeconds, now, dnsNames: [] });
-      renewAtMs = now.getTime() + (minted.notAfter.getTime() - now.getTime()) / 2;
+      serving.notAfterMs = minted.notAfter.getTime();
+      serving.renewAtMs = now.getTime() + (minted.notAfter.getTime() - now.getTime()) / 2;
       logger.info({ spiffeId: spiffeId.toString(), notAfter: minted.notAfter.toISOString() }, 'bundle endpoint X509-SVID minted');
       return {
         cert: [minted.der, ...deps.ca.x509ChainTail].map((d) => encodePem('CERTIFICATE', d)).join(''),
@@ -128,7 +142,7 @@ export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<Bun
   const check = () => {
     timer = clock.setTimeout(() => {
       try {
-        if (spiffeId && (clock.nowMs() >= renewAtMs || caGone())) reloadIdentity();
+        if (spiffeId && renewalDue()) reloadIdentity();
         if (!spiffeId) {
           const files = readFileSync(config.certFile!, 'utf8') + readFileSync(config.keyFile!, 'utf8');
           if (files !== webFiles) {
@@ -140,15 +154,15 @@ export async function startBundleEndpoint(deps: BundleEndpointDeps): Promise<Bun
         logger.error({ err }, 'bundle endpoint identity renewal failed; retrying');
       }
       if (!closed) check();
-    }, Math.max(1000, Math.min(CHECK_INTERVAL_MS, renewAtMs - clock.nowMs())));
+    }, Math.max(1000, Math.min(CHECK_INTERVAL_MS, serving.renewAtMs - clock.nowMs())));
   };
   check();
   // A revoke changes the bundle: re-mint before a peer fetches the document without the old CA.
   const unsubscribe = deps.bundles.onChange?.(() => {
     try {
-      if (caGone()) {
+      if (spiffeId && renewalDue()) {
         reloadIdentity();
-        logger.info({ spiffeId: spiffeId?.toString() }, 'bundle endpoint X509-SVID re-minted: its CA was tainted or left the bundle');
+        logger.info({ spiffeId: spiffeId.toString() }, 'bundle endpoint X509-SVID re-minted on a bundle change: its CA was tainted, revoked or expired, or it was due');
       }
     } catch (err) {
       logger.error({ err }, 'bundle endpoint identity renewal failed; retrying');
