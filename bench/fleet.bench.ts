@@ -10,7 +10,7 @@
  *       [--duration 30] [--datastore sqlite|postgres] [--workers N] [--svid-ttl 40]
  *       [--rotate-ca-at <s into the window; -1 = none>] [--setup-timeout 600]
  *       [--servers 2 --datastore postgres --kill-one-at <s into the window>]
- *       [--push on|off] [--incremental on|off] [--from-source]
+ *       [--push on|off] [--incremental on|off] [--from-source] [--server-node-options=<NODE_OPTIONS>]
  *
  * PostgreSQL: set SVIDSCOPE_TEST_POSTGRES_URL (or --postgres-url); the run uses a schema of its own
  * and drops it at the end. With several servers (one PostgreSQL), agent i starts on server i mod n
@@ -67,6 +67,8 @@ export interface FleetOptions {
   push: boolean;
   /** Run the server from the TypeScript source through tsx instead of the compiled build. */
   fromSource: boolean;
+  /** NODE_OPTIONS for the server processes only (V8 heap experiments, e.g. `--max-semi-space-size=4`); '' = none. */
+  serverNodeOptions: string;
   /**
    * Where to write every sync of the window as [ms since the window began, round trip ms], and each
    * simulator process's event-loop lags of 20 ms or more, and the first server's longest event-loop
@@ -99,6 +101,7 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
       push: { type: 'string', default: 'on' },
       incremental: { type: 'string', default: 'on' },
       'from-source': { type: 'boolean', default: false },
+      'server-node-options': { type: 'string', default: '' },
       'syncs-out': { type: 'string' },
     },
     strict: true,
@@ -124,6 +127,7 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
   return {
     push: onOff('push', values.push),
     fromSource: values['from-source'] ?? false,
+    serverNodeOptions: values['server-node-options'] ?? '',
     syncsOut: values['syncs-out'],
     incremental: onOff('incremental', values.incremental),
     agents,
@@ -212,7 +216,7 @@ interface ServerProcess {
   measure(): Promise<void>;
 }
 
-async function startServerProcess(dir: string, schema: string | undefined, postgresUrl: string | undefined, fromSource: boolean): Promise<ServerProcess> {
+async function startServerProcess(dir: string, schema: string | undefined, postgresUrl: string | undefined, fromSource: boolean, nodeOptions: string): Promise<ServerProcess> {
   const [port, healthPort] = [await freePort(), await freePort()];
   const config = {
     trust_domain: TD, data_dir: dir, bind: `127.0.0.1:${port}`, health_bind: `127.0.0.1:${healthPort}`, log_level: 'warn',
@@ -223,7 +227,7 @@ async function startServerProcess(dir: string, schema: string | undefined, postg
   // As operators run it: the compiled CLI on dist/ (built at the bench's start). From source the
   // server also carries tsx and every module's source map (≈ 25 MiB of heap at 2,000 agents), and
   // each signing worker loads tsx again: memory figures from source overstate what users see.
-  const proc = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')], {}, { compiled: !fromSource });
+  const proc = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')], nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}, { compiled: !fromSource });
   const opsUrl = `http://127.0.0.1:${healthPort}`;
   await waitFor('server ready', () => httpOk(`${opsUrl}/ready`), 60_000, proc.logs);
   const sv: ServerProcess = {
@@ -264,7 +268,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       if (built.exitCode !== 0) throw new Error(`npm run build failed (the bench runs the compiled server; --from-source runs the source):\n${built.all}`);
       log(`built the server in ${((wallMs() - t0) / 1000).toFixed(1)} s; it runs from dist/`);
     }
-    for (let i = 0; i < o.servers; i++) servers.push(await startServerProcess(path.join(root, `server-${i}`), schema, o.postgresUrl, o.fromSource));
+    for (let i = 0; i < o.servers; i++) servers.push(await startServerProcess(path.join(root, `server-${i}`), schema, o.postgresUrl, o.fromSource, o.serverNodeOptions));
     const live = () => servers.filter((s) => !s.killed);
     const sum = (fn: (s: ServerProcess) => number) => live().reduce((acc, s) => acc + fn(s), 0);
     // Memory growth per entry is read on the first server (the one that survives a kill).

@@ -33,10 +33,10 @@ export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpe
     });
 
     describe('registration entries', () => {
-      it('creates with a generated uuid, createdAt and a revision, and reads it back', async () => {
+      it('creates with a generated uuid, createdAtMs and a revision, and reads it back', async () => {
         const created = await ds.createEntry(newEntry({ dnsNames: ['a.example'], federatesWith: ['other.org'], admin: true, expiresAt: at(60), hint: 'h' }), T0);
         expect(created.id).toMatch(/^[0-9a-f-]{36}$/);
-        expect(created.createdAt).toEqual(T0);
+        expect(created.createdAtMs).toBe(T0.getTime());
         expect(created.revision).toBeGreaterThan(0);
         expect(await ds.getEntry(created.id)).toEqual(created);
       });
@@ -61,12 +61,12 @@ export function runDatastoreSuite(name: string, newStore: () => Promise<StoreOpe
         await expectCode(ds.deleteEntry('nope'), 'not-found');
       });
 
-      it('updates the whole record, keeps createdAt, bumps the revision and checks an expected revision', async () => {
+      it('updates the whole record, keeps createdAtMs, bumps the revision and checks an expected revision', async () => {
         const created = await ds.createEntry(newEntry(), T0);
-        const { createdAt: _c, revision: _r, ...rest } = created;
+        const { createdAtMs: _c, revision: _r, ...rest } = created;
         const updated = await ds.updateEntry({ ...rest, selectors: [{ type: 'k8s', value: 'ns:prod' }], dnsNames: ['x'] }, { expectedRevision: created.revision });
         expect(updated.revision).toBeGreaterThan(created.revision);
-        expect(updated.createdAt).toEqual(T0);
+        expect(updated.createdAtMs).toBe(T0.getTime());
         expect(await ds.getEntry(created.id)).toEqual(updated);
         await expectCode(ds.updateEntry(rest, { expectedRevision: created.revision }), 'entry-revision-conflict', new RegExp(`revision ${updated.revision}, not ${created.revision}`));
       });

@@ -18,7 +18,7 @@ const sel = (n: string) => ({ type: 'spiffe_id', value: agentId(n) });
 let revision = 0;
 function entry(id: string, spiffeId: string, parentId: string, extra: Partial<RegistrationEntry> = {}): RegistrationEntry {
   return { id, spiffeId, parentId, selectors: [{ type: 'unix', value: 'uid:1' }], x509SvidTtl: 0, jwtSvidTtl: 0, dnsNames: [], federatesWith: [], admin: false, downstream: false,
-    expiresAt: null, hint: '', createdAt: new Date(0), revision: ++revision, ...extra };
+    expiresAt: null, hint: '', createdAtMs: 0, revision: ++revision, ...extra };
 }
 
 /** An EntryCache over a change feed the test scripts one pull at a time. */

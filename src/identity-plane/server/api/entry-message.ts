@@ -17,6 +17,6 @@ export function entryMessage(e: RegistrationEntry): EntryMsg {
     revision_number: String(e.revision),
     jwt_svid_ttl: e.jwtSvidTtl,
     hint: e.hint,
-    created_at: String(Math.floor(e.createdAt.getTime() / 1000)),
+    created_at: String(Math.floor(e.createdAtMs / 1000)),
   };
 }

@@ -57,7 +57,7 @@ export async function insertEntry(tx: Executor, entry: RegistrationEntry): Promi
   await tx.run(
     `INSERT INTO registered_entries (id, spiffe_id, parent_id, x509_svid_ttl, jwt_svid_ttl, dns_names, federates_with,
       admin, downstream, expires_at, hint, created_at, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    [entry.id, ...mutableColumns(entry), entry.createdAt.getTime(), entry.revision],
+    [entry.id, ...mutableColumns(entry), entry.createdAtMs, entry.revision],
   );
   await insertSelectors(tx, entry.id, entry.selectors);
   // A caller-chosen id may be reused after a delete: the entry is live again, so its tombstone goes.
@@ -186,7 +186,7 @@ function toEntry(r: Row, selectors: Selector[], intern: (value: unknown) => stri
     downstream: Boolean(Number(r.downstream)),
     expiresAt: r.expires_at == null ? null : new Date(Number(r.expires_at)),
     hint: String(r.hint),
-    createdAt: new Date(Number(r.created_at)),
+    createdAtMs: Number(r.created_at),
     revision: Number(r.revision),
   };
 }

@@ -79,7 +79,7 @@ export class SqlDatastore implements Datastore {
 
   /** The checks and insert of one new entry inside a write transaction that already bumped `revision`. */
   private async insertNewEntry(tx: Executor, input: NewEntry, revision: number, now: Date): Promise<RegistrationEntry> {
-    const entry: RegistrationEntry = { ...input, id: input.id ?? randomUUID(), createdAt: now, revision };
+    const entry: RegistrationEntry = { ...input, id: input.id ?? randomUUID(), createdAtMs: now.getTime(), revision };
     const existing = await entries.selectEntries(tx, this.driver.dialect, 'e.id = ?', [entry.id]);
     if (existing.length > 0) throw fail('already-exists', `entry "${entry.id}" already exists`);
     await entries.assertNoSimilarEntry(tx, this.driver.dialect, entry);
@@ -101,7 +101,7 @@ export class SqlDatastore implements Datastore {
       }
       await entries.assertNoSimilarEntry(tx, this.driver.dialect, input, input.id);
       await entries.rewriteEntry(tx, input, revision);
-      return { ...input, createdAt: stored.createdAt, revision };
+      return { ...input, createdAtMs: stored.createdAtMs, revision };
     });
   }
 

@@ -1,7 +1,7 @@
 /**
  * The datastore's domain records and the one `Datastore` interface that both backends (SQLite, PostgreSQL)
- * implement and one shared suite (`test/datastore/suite.ts`) checks. Times are `Date`s here and epoch
- * milliseconds in storage; the store never reads a clock itself, so callers pass `now` where time matters.
+ * implement and one shared suite (`test/datastore/suite.ts`) checks. Times are `Date`s here (but for an
+ * entry's `createdAtMs`, see there) and epoch milliseconds in storage; the store never reads a clock itself, so callers pass `now` where time matters.
  */
 import type { SvidscopeError } from '../../../common/errors/catalog.js';
 
@@ -27,18 +27,22 @@ export interface RegistrationEntry {
   readonly downstream: boolean;
   readonly expiresAt: Date | null;
   readonly hint: string;
-  readonly createdAt: Date;
+  /**
+   * Epoch ms, a number rather than a Date: every server holds every entry in memory, and a Date
+   * costs ≈ 112 B of heap where a number field costs at most 16 (≈ 10 MiB at 100,000 entries).
+   */
+  readonly createdAtMs: number;
   /** The store revision of the entry's last change: bumped on every update, monotonic across the store. */
   readonly revision: number;
 }
 
-/** What `createEntry` takes: the id is generated (UUID) unless given; createdAt and revision come from the store. */
-export type NewEntry = Omit<RegistrationEntry, 'id' | 'createdAt' | 'revision'> & { readonly id?: string };
+/** What `createEntry` takes: the id is generated (UUID) unless given; createdAtMs and revision come from the store. */
+export type NewEntry = Omit<RegistrationEntry, 'id' | 'createdAtMs' | 'revision'> & { readonly id?: string };
 /** One outcome of `createEntries`, in the order of the input: the stored entry, or why this one was refused. */
 export type EntryCreateResult = { readonly entry: RegistrationEntry } | { readonly error: SvidscopeError };
 
-/** What `updateEntry` takes: the whole record; createdAt is kept from the stored row. */
-export type EntryUpdate = Omit<RegistrationEntry, 'createdAt' | 'revision'>;
+/** What `updateEntry` takes: the whole record; createdAtMs is kept from the stored row. */
+export type EntryUpdate = Omit<RegistrationEntry, 'createdAtMs' | 'revision'>;
 
 export interface EntryFilter {
   readonly parentId?: string;
