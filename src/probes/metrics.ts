@@ -4,13 +4,11 @@
  * labels: `module` and `target` are names from the config file (never addresses), `reason` is one
  * of FAILURE_REASONS, `phase` one of the modules' fixed phase names.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../common/telemetry/registry.js';
 import { PATH_LIMIT_NAMES } from '../identity-plane/spiffe/x509svid/index.js';
 import { FAILURE_REASONS, type FailureReason } from './reasons.js';
 import type { ProbeResult } from './result.js';
-
-/** prom-client default metrics that promtool 2.42 rejects (gauges named `_total`); `nodejs_active_handles` etc. stay. */
-export const DROPPED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
 
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const FRACTION_BUCKETS = [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 1];
@@ -50,10 +48,7 @@ export interface ProberMetrics {
 }
 
 export function createProberMetrics(registry = new Registry(), opts: { processMetrics?: boolean } = {}): ProberMetrics {
-  if (opts.processMetrics !== false) {
-    collectDefaultMetrics({ register: registry });
-    for (const name of DROPPED_DEFAULT_METRICS) registry.removeSingleMetric(name);
-  }
+  if (opts.processMetrics !== false) registerProcessMetrics(registry);
   const mt = ['module', 'target'];
   const registers = [registry];
   const probes = new Counter({ name: 'svidscope_prober_probes_total', help: 'Scheduled probes run, by module, target and result (success, failure).', labelNames: [...mt, 'result'], registers });

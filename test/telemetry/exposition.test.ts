@@ -1,6 +1,7 @@
 // The exposition helper: Accept negotiation by Prometheus' rules, and registries rendered in the
 // negotiated format with nothing carried from one scrape to the next; plus the strict OpenMetrics
 // parser the process tests rely on, shown to reject what it must.
+import { closeSync, openSync, readdirSync } from 'node:fs';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import {
@@ -11,6 +12,7 @@ import {
   TEXT_EXPOSITION,
 } from '../../src/common/telemetry/exposition.js';
 import { createRegistry, histogram, registerProcessMetrics } from '../../src/common/telemetry/registry.js';
+import { DROPPED_DEFAULT_METRICS } from '../../src/common/telemetry/names.js';
 import { promtoolCheck } from '../support/metrics.js';
 import { ACCEPT, openMetricsProblems } from '../support/openmetrics.js';
 
@@ -158,5 +160,27 @@ describe('openMetricsProblems (the strict parser the process tests use)', () => 
     ['a carriage return', valid.replace('baz NaN\n', 'baz NaN\r\n'), /carriage return/],
   ])('rejects %s', (_name, body, problem) => {
     expect(openMetricsProblems(body).join('\n')).toMatch(problem);
+  });
+});
+
+describe('registerProcessMetrics', () => {
+  it('serves process_open_fds as the count of open descriptors, and nothing that lists every handle per scrape', async () => {
+    const registry = createRegistry();
+    registerProcessMetrics(registry);
+    const fdsNow = () => readdirSync('/proc/self/fd').length - 1; // less the listing's own descriptor
+    const opened = Array.from({ length: 50 }, () => openSync('/dev/null', 'r'));
+    try {
+      const before = fdsNow();
+      const served = Number(/^process_open_fds (\d+)$/m.exec(await registry.metrics())?.[1]);
+      const after = fdsNow();
+      expect(served).toBeGreaterThanOrEqual(Math.min(before, after) - 1);
+      expect(served).toBeLessThanOrEqual(Math.max(before, after) + 1);
+      expect(served).toBeGreaterThanOrEqual(50);
+    } finally {
+      for (const fd of opened) closeSync(fd);
+    }
+    const names = (await registry.getMetricsAsJSON()).map((m) => m.name);
+    for (const dropped of DROPPED_DEFAULT_METRICS) expect(names).not.toContain(dropped);
+    expect(names).toEqual(expect.arrayContaining(['process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'process_open_fds']));
   });
 });

@@ -1,15 +1,36 @@
+import { statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, openMetricsContentType, Registry } from 'prom-client';
 import { DROPPED_DEFAULT_METRICS, type MetricFamily } from './names.js';
 import { activeTraceId } from './tracing.js';
 
 /**
  * Registers the process metrics every svidscope process serves (prom-client's defaults: CPU,
- * memory, event loop lag, GC) minus the gauges whose `_total` names promtool rejects. They would
- * mislead anyone who takes `_total` for a counter, so they are dropped rather than excused.
+ * memory, event loop lag, GC) minus DROPPED_DEFAULT_METRICS: the gauges whose `_total` names
+ * promtool rejects (they would mislead anyone who takes `_total` for a counter) and those whose
+ * collection walks every open handle. `process_open_fds` is served under its usual name but
+ * counted without listing `/proc/self/fd` on the event loop (prom-client's `readdirSync`: ≈ 20 ms
+ * per scrape at 18,000 descriptors).
  */
 export function registerProcessMetrics(registry: Registry): void {
   collectDefaultMetrics({ register: registry });
   for (const name of DROPPED_DEFAULT_METRICS) registry.removeSingleMetric(name);
+  if (registry.getSingleMetric('process_open_fds')) {
+    registry.removeSingleMetric('process_open_fds');
+    new Gauge({ name: 'process_open_fds', help: 'Number of open file descriptors.', registers: [registry], async collect() {
+      this.set(await openFileDescriptors());
+    } });
+  }
+}
+
+/**
+ * Open descriptors of this process. Linux 6.2 and later report the count as the size of
+ * `/proc/self/fd` (one stat, O(1) for the caller); older kernels report 0, and the directory is
+ * listed on the thread pool instead (less the descriptor the listing itself holds open).
+ */
+async function openFileDescriptors(): Promise<number> {
+  const size = statSync('/proc/self/fd').size;
+  return size > 0 ? size : (await readdir('/proc/self/fd')).length - 1;
 }
 
 export function counter(registry: Registry, family: MetricFamily): Counter<string> {
