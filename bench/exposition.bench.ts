@@ -4,14 +4,23 @@
  * common/telemetry/exposition.ts as text and as OpenMetrics, against prom-client's own
  * `registry.metrics()` (text, on a registry of its own: the OpenMetrics variant renames counters).
  * Variants alternate within each round so drift hits them alike.
+ *
+ * Then the process metrics alone as the process holds more connections (loopback sockets, both
+ * ends in this process): prom-client's defaults list every handle and every descriptor on the
+ * event loop at each scrape; registerProcessMetrics must not grow with the connections.
  */
-import type { Registry } from 'prom-client';
+import { statSync } from 'node:fs';
+import net from 'node:net';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { OPENMETRICS_EXPOSITION, renderExposition, TEXT_EXPOSITION } from '../src/common/telemetry/exposition.js';
 import { serverFamilies } from '../src/common/telemetry/names.js';
 import { counter, createRegistry, gauge, histogram, registerProcessMetrics } from '../src/common/telemetry/registry.js';
 import type { BenchContext, BenchFigures } from './run.js';
 
 const LABEL_SETS = 8;
+/** Loopback connections held during the process-metrics curve (2 descriptors each; stays under a 20,000 descriptor limit). */
+const CONNECTION_STEPS = [0, 1000, 4000, 9000];
+const PROCESS_SCRAPES = 15;
 const ROUNDS = 5;
 const SCRAPES_PER_ROUND = 200;
 
@@ -70,5 +79,46 @@ export default async function exposition(ctx: BenchContext): Promise<BenchFigure
     figures[`${name}Bytes`] = bytes[name];
   }
   ctx.log(`per scrape (median of ${ROUNDS} rounds): ${Object.keys(variants).map((k) => `${k} ${figures[`${k}MicrosPerScrape`]} µs, ${bytes[k]} bytes`).join('; ')}`);
+  Object.assign(figures, await processMetricsCurve(ctx));
+  return figures;
+}
+
+/** Median ms per scrape of process metrics only, ours and prom-client's defaults, at each CONNECTION_STEPS count. */
+async function processMetricsCurve(ctx: BenchContext): Promise<BenchFigures> {
+  const ours = new Registry();
+  registerProcessMetrics(ours);
+  const defaults = new Registry();
+  collectDefaultMetrics({ register: defaults });
+  const listener = net.createServer((s) => s.on('error', () => undefined)).listen(0, '127.0.0.1');
+  await new Promise((r) => listener.once('listening', r));
+  const port = (listener.address() as net.AddressInfo).port;
+  const sockets: net.Socket[] = [];
+  const figures: BenchFigures = {};
+  const medianMs = async (registry: Registry) => {
+    const ms: number[] = [];
+    for (let i = 0; i < PROCESS_SCRAPES; i++) {
+      const start = performance.now();
+      await registry.metrics();
+      ms.push(performance.now() - start);
+    }
+    return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)];
+  };
+  try {
+    for (const step of CONNECTION_STEPS) {
+      while (sockets.length < step) {
+        const batch = Array.from({ length: Math.min(250, step - sockets.length) }, () => net.connect(port, '127.0.0.1'));
+        await Promise.all(batch.map((s) => new Promise((r, j) => s.once('connect', r).once('error', j))));
+        sockets.push(...batch);
+      }
+      const fds = statSync('/proc/self/fd').size;
+      const [oursMs, defaultsMs] = [await medianMs(ours), await medianMs(defaults)];
+      figures[`processMetricsMs_${step}Connections`] = Math.round(oursMs * 100) / 100;
+      figures[`promClientDefaultsMs_${step}Connections`] = Math.round(defaultsMs * 100) / 100;
+      ctx.log(`process metrics with ${step} loopback connections (${fds} descriptors): registerProcessMetrics ${oursMs.toFixed(2)} ms, prom-client defaults ${defaultsMs.toFixed(2)} ms per scrape (median of ${PROCESS_SCRAPES})`);
+    }
+  } finally {
+    for (const s of sockets) s.destroy();
+    listener.close();
+  }
   return figures;
 }
