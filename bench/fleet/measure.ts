@@ -44,6 +44,25 @@ export function datastoreOps(metrics: string | undefined): Map<string, number> |
   return ops;
 }
 
+/** The server's garbage collection so far, from prom-client's `nodejs_gc_duration_seconds` in a scrape. */
+export interface GcTotals {
+  majors: number;
+  /** Major collections that paused the server 100 ms or more (above the 0.1 s bucket). */
+  majorsOver100Ms: number;
+  /** Pause time of every kind, seconds. */
+  pauseSeconds: number;
+}
+
+export function gcTotals(metrics: string | undefined): GcTotals | undefined {
+  if (metrics === undefined) return undefined;
+  const value = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? 0);
+  const majors = value(/^nodejs_gc_duration_seconds_count\{kind="major"\} (\S+)$/m);
+  const majorsUpTo100Ms = value(/^nodejs_gc_duration_seconds_bucket\{le="0\.1",kind="major"\} (\S+)$/m);
+  let pauseSeconds = 0;
+  for (const m of metrics.matchAll(/^nodejs_gc_duration_seconds_sum\{kind="[^"]*"\} (\S+)$/gm)) pauseSeconds += Number(m[1]);
+  return { majors, majorsOver100Ms: majors - majorsUpTo100Ms, pauseSeconds };
+}
+
 /** The server's V8 heap in use (MiB), from a scrape; NaN without one. RSS less this is native memory (TLS, HTTP/2). */
 export function heapUsedMiB(metrics: string | undefined): number {
   return Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(metrics ?? '')?.[1] ?? NaN) / 1048576;

@@ -69,7 +69,15 @@ export interface WorkerStats {
    */
   loopLagMs: number[];
   loopLagAt: number[];
+  /**
+   * This worker's own GC pauses of GC_PAUSE_RECORDED_MS or more in the window: [start wall ms,
+   * duration ms]. A sync in flight across one waited for the simulator, not the server.
+   */
+  gcPauses: [number, number][];
 }
+
+/** The shortest simulator GC pause the workers record (WorkerStats.gcPauses). */
+export const GC_PAUSE_RECORDED_MS = 10;
 
 export type FromWorker =
   | { type: 'attested'; attested: number; failed: number; firstError?: string }

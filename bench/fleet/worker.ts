@@ -12,7 +12,7 @@
  * and runs its cycle at once on a notification (bursts coalesce into one more cycle), as the
  * agent's manager does; with `incremental` it sends its (id, revision) pairs and applies deltas.
  */
-import { performance } from 'node:perf_hooks';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { nullLogger } from '../../src/common/log.js';
 import { ServerClient } from '../../src/identity-plane/server-api/node-client.js';
 import { BundleFetchTracker } from '../../src/identity-plane/server-api/bundle-state.js';
@@ -22,7 +22,7 @@ import { parseTrustDomain } from '../../src/identity-plane/spiffe/id/index.js';
 import { encodePem } from '../../src/identity-plane/spiffe/x509/index.js';
 import { createCsr } from '../../src/identity-plane/spiffe/mint/csr-create.js';
 import { generateKeyPair } from '../../src/identity-plane/spiffe/mint/keys.js';
-import { wallMs, type FromWorker, type ToWorker, type WorkerInit, type WorkerStats } from './protocol.js';
+import { GC_PAUSE_RECORDED_MS, wallMs, type FromWorker, type ToWorker, type WorkerInit, type WorkerStats } from './protocol.js';
 
 /** The server's cap on CSRs per BatchNewX509SVID call (node-service MAX_BATCH). */
 const CSR_BATCH = 500;
@@ -81,7 +81,7 @@ let attestationDone = false;
 const unconverged = new Set<SimAgent>();
 const pemBySequence = new Map<string, string>();
 
-const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], syncAt: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, svidsLapsed: 0, agentsLostSvids: 0, callFailuresAt: [], failoverSyncMs: [], entryEvents: {}, bundleSeen: {}, errors: {}, windowErrors: {}, failedOver: [], notifications: 0, watchesOpen: 0, syncKinds: {}, loopLagMs: [], loopLagAt: [] };
+const stats: WorkerStats = { agents: 0, attested: 0, syncMs: [], syncAt: [], issueCallMs: [], issued: 0, entriesHeld: 0, svidsHeld: 0, svidsLapsed: 0, agentsLostSvids: 0, callFailuresAt: [], failoverSyncMs: [], entryEvents: {}, bundleSeen: {}, errors: {}, windowErrors: {}, failedOver: [], notifications: 0, watchesOpen: 0, syncKinds: {}, loopLagMs: [], loopLagAt: [], gcPauses: [] };
 
 /** Samples this process's event-loop lag while counting (see WorkerStats.loopLagMs). */
 const LAG_PROBE_MS = 50;
@@ -94,6 +94,11 @@ setInterval(() => {
   }
   lagExpected = now + LAG_PROBE_MS;
 }, LAG_PROBE_MS).unref();
+/** This process's GC pauses while counting (see WorkerStats.gcPauses). */
+new PerformanceObserver((list) => {
+  if (!counting) return;
+  for (const e of list.getEntries()) if (e.duration >= GC_PAUSE_RECORDED_MS) stats.gcPauses.push([performance.timeOrigin + e.startTime, e.duration]);
+}).observe({ entryTypes: ['gc'] });
 const count = (kind: string) => {
   stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
   if (inWindow) stats.windowErrors[kind] = (stats.windowErrors[kind] ?? 0) + 1;

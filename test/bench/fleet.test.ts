@@ -29,6 +29,12 @@ describe('fleet simulator', () => {
     expect(String(f.syncKinds), context).toMatch(/incremental:[1-9]/);
     for (const k of ['syncP50Ms', 'syncP99Ms', 'propagationP50Ms', 'issueCallP50Ms', 'serverPeakRssMiB', 'datastoreOpsPerS']) expect(Number(f[k]), k).toBeGreaterThan(0);
     expect(Number(f.serverCpuSecondsPerSecond)).toBeGreaterThanOrEqual(0);
+    // The pause accounting: read from the server's own GC histogram, and each sync either clear of the simulator's pauses or not.
+    expect(Number(f.serverMajorGcs), context).toBeGreaterThanOrEqual(Number(f.serverMajorGcsOver100Ms));
+    expect(Number(f.serverMajorGcsOver100Ms), context).toBeGreaterThanOrEqual(0);
+    expect(Number(f.serverGcPauseMsPerS), context).toBeGreaterThanOrEqual(0);
+    expect(Number(f.syncsClearOfSimulatorGc), context).toBeGreaterThan(0);
+    expect(Number(f.syncsClearOfSimulatorGc), context).toBeLessThanOrEqual(Number(f.syncs));
     expect(() => JSON.stringify(f)).not.toThrow();
   }, 90_000);
 
@@ -41,5 +47,7 @@ describe('fleet simulator', () => {
     expect(parseFleetOptions([])).toMatchObject({ agents: 100, entriesPerAgent: 10, syncIntervalSeconds: 5, durationSeconds: 30, datastore: 'sqlite', workers: 1, rotateCaAtSeconds: 15, push: true, incremental: true });
     expect(parseFleetOptions(['--push', 'off', '--incremental', 'off'])).toMatchObject({ push: false, incremental: false });
     expect(() => parseFleetOptions(['--push', 'maybe'])).toThrow(/on or off/);
+    expect(() => parseFleetOptions(['--simulator-nice', '20'])).toThrow(/--simulator-nice/);
+    expect(parseFleetOptions(['--simulator-nice', '10', '--server-node-options=--max-semi-space-size=4 --trace-gc'])).toMatchObject({ simulatorNice: 10, serverNodeOptions: '--max-semi-space-size=4 --trace-gc' });
   });
 });

@@ -8,9 +8,9 @@ const root = path.resolve(import.meta.dirname, '..', '..');
  * Starts `svidscope <args>` as a real child process (logs kept for failure messages): from source
  * through tsx, or with `compiled` through `bin/svidscope.js` on the build in `dist/`.
  */
-export function spawnCli(args: string[], env: Record<string, string> = {}, opts: { compiled?: boolean } = {}): { child: ResultPromise; logs: () => string } {
+export function spawnCli(args: string[], env: Record<string, string> = {}, opts: { compiled?: boolean; nodeArgs?: readonly string[] } = {}): { child: ResultPromise; logs: () => string } {
   const entry = opts.compiled ? [path.join(root, 'bin', 'svidscope.js')] : ['--import', 'tsx', path.join(root, 'src', 'cli', 'index.ts')];
-  const child = execa('node', [...entry, ...args], {
+  const child = execa('node', [...(opts.nodeArgs ?? []), ...entry, ...args], {
     reject: false,
     env: { ...env },
     all: true,
