@@ -11,7 +11,7 @@
  *       [--rotate-ca-at <s into the window; -1 = none>] [--setup-timeout 600]
  *       [--servers 2 --datastore postgres --kill-one-at <s into the window>]
  *       [--push on|off] [--incremental on|off] [--from-source] [--server-node-options=<node flags>]
- *       [--simulator-node-options=<node flags>] [--simulator-nice <0..19>]
+ *       [--simulator-node-options=<node flags>] [--simulator-nice <0..19>] [--server-output <file>]
  *
  * PostgreSQL: set SVIDSCOPE_TEST_POSTGRES_URL (or --postgres-url); the run uses a schema of its own
  * and drops it at the end. With several servers (one PostgreSQL), agent i starts on server i mod n
@@ -31,7 +31,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { setPriority, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -42,6 +42,7 @@ import { connectAdmin, type AdminClient } from '../src/identity-plane/server-api
 import { MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg, type EntryMsg } from '../src/identity-plane/server-api/messages.js';
 import { parseSpiffeBundle, x509BundleToPem } from '../src/identity-plane/spiffe/bundle/index.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../test/support/process.js';
+import { bundleSimulator } from './fleet/bundle.js';
 import { cpuSeconds, datastoreOps, gcTotals, heapUsedMiB, memoryMiB, percentile, round, scrapeMetrics, type GcTotals } from './fleet/measure.js';
 import { wallMs, type FromWorker, type ToWorker, type WorkerStats } from './fleet/protocol.js';
 import type { BenchContext, BenchFigures } from './run.js';
@@ -83,6 +84,11 @@ export interface FleetOptions {
    * delay per second (to see a tail's shape and whose it is).
    */
   syncsOut?: string;
+  /**
+   * A file that takes each server process's stdout and stderr as they come (appended, one header
+   * line per server), e.g. for the V8 traces of `--server-node-options="--trace-gc-nvp"`.
+   */
+  serverOutput?: string;
   /** The agents' push_sync_interval: how often they poll while their change stream is up. */
   pushSyncIntervalSeconds: number;
   incremental: boolean;
@@ -113,6 +119,7 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
       'simulator-node-options': { type: 'string', default: SIMULATOR_NODE_OPTIONS },
       'simulator-nice': { type: 'string', default: String(SIMULATOR_NICE) },
       'syncs-out': { type: 'string' },
+      'server-output': { type: 'string' },
     },
     strict: true,
   });
@@ -141,6 +148,7 @@ export function parseFleetOptions(args: readonly string[]): FleetOptions {
     simulatorNodeOptions: values['simulator-node-options'] ?? '',
     simulatorNice: Math.floor(num('simulator-nice', values['simulator-nice'], 0, 19)),
     syncsOut: values['syncs-out'],
+    serverOutput: values['server-output'],
     incremental: onOff('incremental', values.incremental),
     agents,
     entriesPerAgent: Math.floor(num('entries-per-agent', values['entries-per-agent'], 0, 1000)),
@@ -202,8 +210,8 @@ function reniceProcess(pid: number, nice: number): void {
 /** Node flags given as one option value ("--a --b=1"), as argv words. */
 const splitFlags = (flags: string): string[] => flags.split(' ').filter((f) => f !== '');
 
-function startWorker(nodeFlags: string): Worker {
-  const child = fork(path.join(import.meta.dirname, 'fleet', 'worker.ts'), [], { execArgv: [...splitFlags(nodeFlags), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+function startWorker(script: string, nodeFlags: string): Worker {
+  const child = fork(script, [], { execArgv: splitFlags(nodeFlags), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const queued: FromWorker[] = [];
   const waiters: { type: string; resolve: (m: FromWorker) => void }[] = [];
   child.on('message', (m: FromWorker) => {
@@ -254,7 +262,7 @@ interface ServerProcess {
   measure(): Promise<void>;
 }
 
-async function startServerProcess(dir: string, schema: string | undefined, postgresUrl: string | undefined, fromSource: boolean, nodeOptions: string): Promise<ServerProcess> {
+async function startServerProcess(dir: string, schema: string | undefined, postgresUrl: string | undefined, fromSource: boolean, nodeOptions: string, outputFile: string | undefined): Promise<ServerProcess> {
   const [port, healthPort] = [await freePort(), await freePort()];
   const config = {
     trust_domain: TD, data_dir: dir, bind: `127.0.0.1:${port}`, health_bind: `127.0.0.1:${healthPort}`, log_level: 'warn',
@@ -266,6 +274,11 @@ async function startServerProcess(dir: string, schema: string | undefined, postg
   // server also carries tsx and every module's source map (≈ 25 MiB of heap at 2,000 agents), and
   // each signing worker loads tsx again: memory figures from source overstate what users see.
   const proc = spawnCli(['server', 'run', '--config', path.join(dir, 'server.yaml')], {}, { compiled: !fromSource, nodeArgs: splitFlags(nodeOptions) });
+  if (outputFile) {
+    const out = createWriteStream(outputFile, { flags: 'a' });
+    out.write(`--- server ${path.basename(dir)}, pid ${proc.child.pid}, started ${new Date().toISOString()}\n`);
+    proc.child.all?.pipe(out);
+  }
   const opsUrl = `http://127.0.0.1:${healthPort}`;
   await waitFor('server ready', () => httpOk(`${opsUrl}/ready`), 60_000, proc.logs);
   const sv: ServerProcess = {
@@ -289,6 +302,8 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
   const o = parseFleetOptions(ctx.args ?? []);
   const log = ctx.log;
   const root = mkdtempSync(path.join(tmpdir(), 'svidscope-bench-fleet-'));
+  // One bundle per run: two benches at once must not share the file.
+  const simulatorScript = path.join(import.meta.dirname, 'out', `fleet-simulator-${process.pid}.mjs`);
   const schema = o.datastore === 'postgres' ? `svidscope_fleet_${randomBytes(5).toString('hex')}` : undefined;
   const servers: ServerProcess[] = [];
   const workers: Worker[] = [];
@@ -308,7 +323,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       if (built.exitCode !== 0) throw new Error(`npm run build failed (the bench runs the compiled server; --from-source runs the source):\n${built.all}`);
       log(`built the server in ${((wallMs() - t0) / 1000).toFixed(1)} s; it runs from dist/`);
     }
-    for (let i = 0; i < o.servers; i++) servers.push(await startServerProcess(path.join(root, `server-${i}`), schema, o.postgresUrl, o.fromSource, o.serverNodeOptions));
+    for (let i = 0; i < o.servers; i++) servers.push(await startServerProcess(path.join(root, `server-${i}`), schema, o.postgresUrl, o.fromSource, o.serverNodeOptions, o.serverOutput));
     const live = () => servers.filter((s) => !s.killed);
     const sum = (fn: (s: ServerProcess) => number) => live().reduce((acc, s) => acc + fn(s), 0);
     // Memory growth per entry is read on the first server (the one that survives a kill).
@@ -354,8 +369,9 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     log(`entries: ${entries.size} created in ${entrySeconds.toFixed(1)} s (${f.entryCreatePerS}/s, BatchCreateEntries ×${Math.ceil(wanted.length / MAX_ENTRY_BATCH)}), ${refused} refused`);
 
     // ---- the fleet: attest, first sync, first SVIDs
+    await bundleSimulator(path.join(import.meta.dirname, 'fleet', 'worker.ts'), simulatorScript);
     t = wallMs();
-    for (let w = 0; w < o.workers; w++) workers.push(startWorker(o.simulatorNodeOptions));
+    for (let w = 0; w < o.workers; w++) workers.push(startWorker(simulatorScript, o.simulatorNodeOptions));
     if (o.simulatorNice > 0) for (const w of workers) reniceProcess(w.child.pid!, o.simulatorNice);
     workers.forEach((worker, w) => worker.send({
       type: 'init', addresses: servers.map((sv) => sv.address), trustDomain: TD, bundlePem, bundleSequence: bundle.sequence_number,
@@ -387,6 +403,8 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     for (const w of workers) w.send({ type: 'window' });
     const windowStart = wallMs();
     for (const sv of servers) sv.cpu0 = cpuSeconds(sv.pid);
+    // The high-water mark so far: the setup's (10,000 handshakes, the first mint of every SVID).
+    const setupPeakRss = Math.max(...servers.map((sv) => memoryMiB(sv.pid).peak));
     const workerCpu0 = workers.map((w) => cpuSeconds(w.child.pid!));
     let peakRss = 0;
     const rssTimer = setInterval(() => {
@@ -516,6 +534,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       issueCallP50Ms: round(percentile(issueCalls, 50), 2), issueCallP99Ms: round(percentile(issueCalls, 99), 2),
       serverCpuSecondsPerSecond: round(cpu / windowSeconds, 3), serverCpuMsPerAgentPerS: round((cpu / windowSeconds / o.agents) * 1000, 3),
       serverRssBaselineMiB: round(baseRss), serverRssEndMiB: round(mem.rss), serverPeakRssMiB: round(Math.max(mem.peak, peakRss)),
+      serverPeakRssSetupMiB: round(setupPeakRss), serverPeakRssWindowMiB: round(peakRss),
       serverHeapUsedMiB: round(mem.heap),
       serverRssKiBPerEntry: round(((mem.rss - baseRss) * 1024) / Math.max(1, o.agents * o.entriesPerAgent), 2),
       workerCpuSecondsPerSecond: round(workerCpu / windowSeconds, 3),
@@ -583,7 +602,7 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
     }
     if (rotation) log(`CA rotation → agents with the new bundle: ${f.caRotationAgentsUpdated}/${f.attested}, p50 ${f.caRotationP50Ms} ms, p99 ${f.caRotationP99Ms} ms; sync p99 while it spread ${f.syncP99MsDuringRotation} ms (${f.syncsDuringRotation} syncs), outside it ${f.syncP99MsOutsideRotation} ms; the simulator's own event-loop lag p99 ${f.simulatorLoopLagP99MsDuringRotation} / ${f.simulatorLoopLagP99MsOutsideRotation} ms`);
     log(`garbage collection: the server ${f.serverMajorGcs ?? '?'} major (${f.serverMajorGcsOver100Ms ?? '?'} of 100 ms or more), ${f.serverGcPauseMsPerS ?? '?'} ms/s paused; the simulator ${f.simulatorGcPausesOver50Ms} pauses of 50 ms or more, longest ${f.simulatorGcPauseMaxMs} ms; sync p99 of the ${f.syncsClearOfSimulatorGc} syncs clear of a simulator pause ${f.syncP99MsClearOfSimulatorGc} ms`);
-    log(`server${o.servers > 1 ? 's: CPU summed, RSS of the first' : ''}: ${f.serverCpuSecondsPerSecond} CPU s/s, RSS ${f.serverRssBaselineMiB} → ${f.serverRssEndMiB} MiB (peak ${f.serverPeakRssMiB}; V8 heap in use ${f.serverHeapUsedMiB}), datastore ${f.datastoreOpsPerS} ops/s (${f.datastoreTopOps})`);
+    log(`server${o.servers > 1 ? 's: CPU summed, RSS of the first' : ''}: ${f.serverCpuSecondsPerSecond} CPU s/s, RSS ${f.serverRssBaselineMiB} → ${f.serverRssEndMiB} MiB (peak ${f.serverPeakRssMiB}: ${f.serverPeakRssSetupMiB} by the window's start, ${f.serverPeakRssWindowMiB} sampled each second in it; V8 heap in use ${f.serverHeapUsedMiB}), datastore ${f.datastoreOpsPerS} ops/s (${f.datastoreTopOps})`);
     log(`agents' view: ${f.entriesHeld} entries held of ${f.entriesExpected}, ${f.svidsHeld} with an SVID; SVIDs that expired before their replacement: ${f.svidsLapsed}; agents that lost an SVID: ${f.agentsLostSvids}; errors ${f.errors} (${f.errorsByKind}), of them in the window ${f.windowErrors} (${f.windowErrorsByKind})`);
     return f;
   } finally {
@@ -597,5 +616,6 @@ export default async function fleet(ctx: BenchContext): Promise<BenchFigures> {
       await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => client.end());
     }
     rmSync(root, { recursive: true, force: true });
+    rmSync(simulatorScript, { force: true });
   }
 }

@@ -4,14 +4,30 @@
  * consistent (every agent attested, every entry and change arrived, an SVID per entry, no errors),
  * not how fast anything was.
  */
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fleet, { parseFleetOptions } from '../../bench/fleet.bench.js';
 
 describe('fleet simulator', () => {
   it('runs a tiny fleet and reports every entry received, every change propagated and no errors', async () => {
     const lines: string[] = [];
-    const f = await fleet({ log: (l) => lines.push(l), args: ['--from-source', '--agents', '5', '--entries-per-agent', '3', '--duration', '4', '--sync-interval', '0.5', '--churn', '3', '--rotate-ca-at', '1', '--setup-timeout', '40'] });
+    const dir = mkdtempSync(path.join(tmpdir(), 'fleet-test-'));
+    const serverOutput = path.join(dir, 'server.out');
+    const f = await fleet({ log: (l) => lines.push(l), args: ['--from-source', '--agents', '5', '--entries-per-agent', '3', '--duration', '4', '--sync-interval', '0.5', '--churn', '3', '--rotate-ca-at', '1', '--setup-timeout', '40',
+      '--server-output', serverOutput, '--server-node-options=--trace-gc'] });
     const context = lines.join('\n');
+    // The server's own output reached the file (V8's GC trace among it), and the simulator's bundle is gone.
+    expect(existsSync(serverOutput), context).toBe(true);
+    expect(readFileSync(serverOutput, 'utf8')).toMatch(/^--- server server-0, pid \d+/);
+    expect(readFileSync(serverOutput, 'utf8')).toMatch(/Scavenge|Mark-Compact/);
+    rmSync(dir, { recursive: true, force: true });
+    expect(readdirSync(path.join(import.meta.dirname, '..', '..', 'bench', 'out')).filter((n) => n.startsWith('fleet-simulator-'))).toEqual([]);
+    // The peak is told apart: the setup's high-water mark, and the window's sampled one, neither above the whole run's.
+    expect(Number(f.serverPeakRssSetupMiB), context).toBeGreaterThan(0);
+    expect(Number(f.serverPeakRssSetupMiB), context).toBeLessThanOrEqual(Number(f.serverPeakRssMiB));
+    expect(Number(f.serverPeakRssWindowMiB), context).toBeLessThanOrEqual(Number(f.serverPeakRssMiB));
     expect(f, context).toMatchObject({ agents: 5, entries: 15, attested: 5, converged: true, entryCreateRefused: 0, errors: 0, errorsByKind: 'none', windowErrors: 0 });
     // 12 churn writes in 4 s at 3/s: a third each create, update, delete.
     expect(f.churnWrites, context).toBeGreaterThanOrEqual(9);
@@ -49,5 +65,6 @@ describe('fleet simulator', () => {
     expect(() => parseFleetOptions(['--push', 'maybe'])).toThrow(/on or off/);
     expect(() => parseFleetOptions(['--simulator-nice', '20'])).toThrow(/--simulator-nice/);
     expect(parseFleetOptions(['--simulator-nice', '10', '--server-node-options=--max-semi-space-size=4 --trace-gc'])).toMatchObject({ simulatorNice: 10, serverNodeOptions: '--max-semi-space-size=4 --trace-gc' });
+    expect(parseFleetOptions(['--server-output', '/tmp/x.log'])).toMatchObject({ serverOutput: '/tmp/x.log' });
   });
 });

@@ -101,6 +101,18 @@ describe('agent-authenticated API', () => {
     client.close();
   });
 
+  it('refuses a sync request that does not decode, naming the rule it broke, and serves the next one', async () => {
+    const a = await attestAgent(t);
+    const client = nodeClient(t.server.address, bundlePemOf(t.server), a);
+    // known_entries (field 3) sent as a varint: the server's decoder refuses it instead of guessing.
+    await expectStatus(client.raw('SyncAuthorizedEntries', Buffer.from([0x18, 0x01])), grpc.status.INVALID_ARGUMENT, /field 3 has wire type 0/);
+    // A length running past the end of the message.
+    await expectStatus(client.raw('SyncAuthorizedEntries', Buffer.from([0x1a, 0x40, 0x0a])), grpc.status.INVALID_ARGUMENT, /runs past the end/);
+    const ok = await client.call<{ unchanged: boolean; entries: unknown[] }>('SyncAuthorizedEntries', { incremental: true, known_entries: [] });
+    expect(ok.entries).toEqual([]);
+    client.close();
+  });
+
   it('renews the agent SVID, and refuses a banned or evicted agent', async () => {
     const a = await attestAgent(t);
     let client = nodeClient(t.server.address, bundlePemOf(t.server), a);

@@ -69,6 +69,13 @@ export function nodeClient(address: string, bundlePem: string, identity?: AgentI
         fn.call(client, request, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res)));
       });
     },
+    /** A unary call with the request's bytes as given (a hostile or broken agent), answering the response's bytes. */
+    raw(method: string, request: Buffer): Promise<Buffer> {
+      const path = (Node.service as Record<string, { path: string }>)[method]!.path;
+      return new Promise((resolve, reject) => {
+        client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, request, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!)));
+      });
+    },
     /** A server-streaming call (WatchChanges), left to the caller to read and cancel. */
     stream<Res>(method: string, request: object): grpc.ClientReadableStream<Res> {
       const fn = (client as unknown as Record<string, (req: object) => grpc.ClientReadableStream<Res>>)[method];

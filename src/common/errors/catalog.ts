@@ -159,6 +159,7 @@ export const errorCatalog = {
   'unavailable': retryLater('a dependency is unreachable; retry later'),
   'failed-precondition': { meaning: 'the request cannot be served in the current state of the record or service (the message says which)', grpc: GrpcStatus.FAILED_PRECONDITION, exit: ExitCode.REMOTE, http: 409 },
   'aborted': { meaning: 'the request lost a race with a concurrent change; retry', grpc: GrpcStatus.ABORTED, exit: ExitCode.REMOTE, http: 409 },
+  'malformed-message': invalid('a protocol message (protobuf) cannot be decoded; the message names the field or the rule'),
   'input-too-large': { meaning: 'an input (file, document, response) is larger than its limit; the message names the limit', grpc: GrpcStatus.INVALID_ARGUMENT, exit: ExitCode.INVALID, http: 413 },
   'unimplemented': { meaning: 'the method is not implemented (the Workload API WIT-SVID methods)', grpc: GrpcStatus.UNIMPLEMENTED, exit: ExitCode.REMOTE, http: 501 },
   'internal': { meaning: 'an unexpected fault; see the logs', grpc: GrpcStatus.INTERNAL, exit: ExitCode.INTERNAL, http: 500 },

@@ -1,3 +1,4 @@
+import type { SvidscopeError } from '../../common/errors/catalog.js';
 import type { SpiffeBundle } from '../spiffe/bundle/index.js';
 
 /** Wire shapes of node.proto as proto-loader presents them (keepCase, int64 as strings). */
@@ -116,6 +117,11 @@ export interface SyncRequestMsg {
   known_revision: string;
   incremental?: boolean;
   known_entries?: { id: string; revision: string }[];
+  /**
+   * Server side only, never on the wire: why the request's bytes did not decode (sync-request-decoder.ts).
+   * grpc-js would answer a decoder's throw with a bare INTERNAL; the handler refuses with this instead.
+   */
+  undecodable?: SvidscopeError;
 }
 
 /** node.proto `SyncAuthorizedEntriesResponse`; servers that predate the incremental protocol never set incremental. */

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { decodeSyncRequest } from './sync-request-decoder.js';
 
 /**
  * The server's protocol: node.proto (agent-facing) and admin.proto (local socket). Shared by the
@@ -14,6 +15,7 @@ const protoDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'proto'
 const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [protoDir] };
 
 export interface ServerServices {
+  /** The node service as the server serves it: SyncAuthorizedEntries requests through decodeSyncRequest. */
   node: grpc.ServiceDefinition;
   admin: grpc.ServiceDefinition;
   nodeClient: grpc.ServiceClientConstructor;
@@ -32,7 +34,9 @@ export function serverServices(): ServerServices {
     };
     const nodeClient = nodeDef.svidscope.server.v1.Node;
     const adminClient = adminDef.svidscope.admin.v1.Admin;
-    cached = { node: nodeClient.service, admin: adminClient.service, nodeClient, adminClient };
+    const sync = nodeClient.service.SyncAuthorizedEntries;
+    const node = { ...nodeClient.service, SyncAuthorizedEntries: { ...sync, requestDeserialize: decodeSyncRequest } };
+    cached = { node, admin: adminClient.service, nodeClient, adminClient };
   }
   return cached;
 }

@@ -64,23 +64,36 @@ export type AgentAuthDeps = Pick<NodeServiceDeps, 'trustDomain' | 'agents' | 'cl
 /** Authentication of agent calls against the agent view (AgentCache), shared by every agent API method. */
 export function createAgentAuth({ trustDomain, agents, clock, events }: AgentAuthDeps): AgentAuth {
   const peers = new PeerIdentityCache(trustDomain);
+  // What authenticate answers, per cached record: the record with what the certificate said. The
+  // view replaces a record on any change, so an answer keyed by the record object is never stale;
+  // it saves a copy of the record on every call (a sync every few seconds from each agent).
+  // Frozen: handlers share it.
+  const answered = new WeakMap<AttestedAgent, AuthenticatedAgent>();
+  const authenticatedView = (agent: AttestedAgent, presentedSerial: string, presentedNotAfterMs: number): AuthenticatedAgent => {
+    const known = answered.get(agent);
+    if (known && known.presentedSerial === presentedSerial && known.presentedNotAfterMs === presentedNotAfterMs) return known;
+    const view = Object.freeze({ ...agent, presentedSerial, presentedNotAfterMs });
+    answered.set(agent, view);
+    return view;
+  };
   return {
     async authenticate(call) {
       const { id, serial: presented, notAfterMs } = peers.resolveCall(call);
+      const agentId = id.toString();
       // The cached record decides in the steady state. A miss or a serial it does not know may be a
       // change this server has not pulled yet (an attestation or renewal through another server), so
       // pull the feed once before refusing; bans and evictions already cached refuse without a read.
-      let agent = agents.get(id.toString());
+      let agent = agents.get(agentId);
       if (!agent || (!agent.banned && !acceptsSerial(agent, presented, clock.nowMs()))) {
         await agents.refreshForUnknown();
-        agent = agents.get(id.toString());
+        agent = agents.get(agentId);
       }
       const reason = refusalReason(agent, presented, clock.nowMs());
       if (reason) {
         events.agentRefused?.(reason);
-        throw refusal[reason](id.toString());
+        throw refusal[reason](agentId);
       }
-      return { ...agent!, presentedSerial: presented, presentedNotAfterMs: notAfterMs }; // refusalReason refuses a missing record
+      return authenticatedView(agent!, presented, notAfterMs); // refusalReason refuses a missing record
     },
     // The cached record decides, as for every call: bans, evictions and renewals reach it through the agent feed.
     recheck(agent) {

@@ -29,6 +29,7 @@ export function createEntrySyncHandlers({ logger, changes, auth, admission, auth
     async syncAuthorizedEntries(req: SyncRequestMsg, call: AgentCall): Promise<SyncResponseMsg> {
       admission.checkDeadline(call);
       const agent = await auth.authenticate(call);
+      if (req.undecodable) throw req.undecodable;
       const list = await authorized(agent);
       let revision = 0;
       for (const e of list) if (e.revision > revision) revision = e.revision;

@@ -93,6 +93,25 @@ export class AuthorizationIndex<E extends AuthorizableEntry> {
         if (live(alias) && alias.selectors.every((s) => nodeSet.has(`${s.type}:${s.value}`))) roots.push(alias.spiffeId);
       }
     }
+    // The common shape: no node alias applies and the agent's entries have no children of their
+    // own (workloads under an agent). Then the answer is its live children, and the walk's sets
+    // (allocated on every sync of every agent) are not needed; any deeper graph takes the walk.
+    if (roots.length === 1) {
+      const children = this.byParent.get(agentId);
+      if (!children) return [];
+      let flat = true;
+      for (const child of children.values()) {
+        if (this.byParent.has(child.spiffeId)) {
+          flat = false;
+          break;
+        }
+      }
+      if (flat) {
+        const out: E[] = [];
+        for (const child of children.values()) if (live(child)) out.push(child);
+        return out;
+      }
+    }
     const included = new Map<string, E>();
     const visited = new Set<string>();
     // An index pointer instead of shift(): shift is O(n) per call on long queues.
