@@ -128,7 +128,8 @@ describe('CSRs written by openssl req', () => {
     const keyPub = await openssl('pkey', '-in', `${base}.key`, '-pubout');
     expect(modOrPub.stdout).toBe(keyPub.stdout);
 
-    const der = (await execa('openssl', ['req', '-in', `${base}.csr`, '-outform', 'DER'], { encoding: 'buffer' })).stdout;
+    // Not execa's default of stripping a final newline: a DER whose last signature byte is 0x0a (1 in 256) would lose it.
+    const der = (await execa('openssl', ['req', '-in', `${base}.csr`, '-outform', 'DER'], { encoding: 'buffer', stripFinalNewline: false })).stdout;
     const tampered = Buffer.from(der);
     tampered[tampered.indexOf(Buffer.from('test'))] ^= 0x20; // O=test -> O=Test: the signature no longer covers it
     expect(() => parseCsr(tampered)).toThrow(SvidscopeError);

@@ -9,7 +9,7 @@ import type { SyncRequestMsg } from './messages.js';
  * profile), the largest single item, all of it garbage for the young generation. This one reads the
  * varints as numbers and makes the same object proto-loader gives with the server's options
  * (`keepCase`, `longs: String`, `defaults`): every field present, int64 as a signed decimal
- * string. `test/server-api/sync-request-decoder.unit.test.ts` checks it against proto-loader's
+ * string. `test/unit/sync-request-decoder.test.ts` checks it against proto-loader's
  * decoder on random messages, unknown fields and every truncation.
  *
  * Hostile input: a field whose wire type is not the one node.proto gives it, a varint longer than
@@ -84,8 +84,11 @@ class Reader {
     return this.buf[this.pos++]!;
   }
 
-  /** A varint as its low and high 32 bits (unsigned); bits past 64 are dropped, as protobuf does. */
-  private varint64(): [number, number] {
+  /** The high 32 bits of the last varint read (its low ones are returned): no pair allocated per varint. */
+  private hi = 0;
+
+  /** A varint's low 32 bits (unsigned), its high ones in `hi`; bits past 64 are dropped, as protobuf does. */
+  private varint64(): number {
     let lo = 0;
     let hi = 0;
     for (let i = 0; i < 10; i++) {
@@ -96,31 +99,35 @@ class Reader {
         lo += (bits & 0x0f) * 2 ** 28;
         hi += bits >>> 4;
       } else hi += bits * 2 ** (7 * i - 32);
-      if (b < 0x80) return [lo, hi % TWO_32];
+      if (b < 0x80) {
+        this.hi = hi % TWO_32;
+        return lo;
+      }
     }
     throw malformed('protobuf: varint longer than 10 bytes');
   }
 
   varint32(): number {
-    return this.varint64()[0];
+    return this.varint64();
   }
 
   varintNonZero(): boolean {
-    const [lo, hi] = this.varint64();
-    return lo !== 0 || hi !== 0;
+    const lo = this.varint64();
+    return lo !== 0 || this.hi !== 0;
   }
 
   /** A signed int64 as its decimal string, exactly (through BigInt only past 2^53). */
   int64String(): string {
-    const [lo, hi] = this.varint64();
+    const lo = this.varint64();
+    const hi = this.hi;
     if (hi < 0x200000) return String(hi * TWO_32 + lo);
     return BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo)).toString();
   }
 
   /** A length prefix, checked against what is left. */
   length(): number {
-    const [len, hi] = this.varint64();
-    if (hi !== 0 || len > this.end - this.pos) throw malformed('protobuf: length-delimited field runs past the end of its message');
+    const len = this.varint64();
+    if (this.hi !== 0 || len > this.end - this.pos) throw malformed('protobuf: length-delimited field runs past the end of its message');
     return len;
   }
 
