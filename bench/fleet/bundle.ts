@@ -9,13 +9,14 @@ import { build, type Plugin } from 'esbuild';
  * imports, built once per run with esbuild, instead of TypeScript through tsx's loader:
  *
  * - tsx's ESM hooks run on a loader thread that the main thread waits for in `Atomics.wait`. One
- *   10,000-agent run lost a simulator process that way: its main thread parked on a lock 1.4 s into
- *   the attestation, its 27 connections unread, and the run waited out its setup timeout.
+ *   10,000-agent run lost a simulator process, most likely that way (not proven): its main thread
+ *   parked on a lock 1.4 s into the attestation, its 27 connections unread, its loader thread idle,
+ *   and the run waited out its setup timeout. It has not recurred with the bundle.
  * - Without tsx (its esbuild, the source maps of every module) each process starts faster and holds
  *   less heap, so its own collections, timed into the syncs they overlap, are shorter.
  *
- * npm packages stay outside the bundle, so it must be written inside the checkout (`bench/out/`). Modules
- * that find files next to themselves (`import.meta.url`, the protos) keep their own location:
+ * npm packages stay outside the bundle, so it must be written inside the checkout (`bench/out/`).
+ * Modules that find files next to themselves (`import.meta.url`, the protos) keep their own location:
  * each source file's `import.meta.url` and `import.meta.dirname` are written in as constants.
  */
 export async function bundleSimulator(entry: string, outfile: string): Promise<void> {
