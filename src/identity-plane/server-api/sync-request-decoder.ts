@@ -38,15 +38,19 @@ function decode(buf: Buffer): SyncRequestMsg {
     if (field === 1 && wire === VARINT) msg.known_revision = r.int64String();
     else if (field === 2 && wire === VARINT) msg.incremental = r.varintNonZero();
     else if (field === 3 && wire === LENGTH_DELIMITED) {
-      const len = r.length();
-      msg.known_entries!.push(decodeEntryRevision(new Reader(buf, r.pos, r.pos + len)));
-      r.pos += len;
+      // The same reader, its end narrowed to the embedded message: no reader per entry.
+      const outerEnd = r.end;
+      const len = r.length(); // read before pos is: the prefix moves it
+      r.end = r.pos + len;
+      msg.known_entries!.push(decodeEntryRevision(r));
+      r.end = outerEnd;
     } else if (field >= 1 && field <= 3) throw malformed(`SyncAuthorizedEntriesRequest: field ${field} has wire type ${wire}, not the type node.proto gives it`);
     else r.skip(wire, field);
   }
   return msg;
 }
 
+/** Reads an EntryRevision from `r.pos` up to `r.end`, leaving `r.pos` at `r.end`. */
 function decodeEntryRevision(r: Reader): { id: string; revision: string } {
   const out = { id: '', revision: '0' };
   while (r.pos < r.end) {
@@ -76,7 +80,8 @@ class Reader {
   constructor(
     readonly buf: Buffer,
     public pos: number,
-    readonly end: number,
+    /** Where the message being read ends (narrowed while an embedded one is read). */
+    public end: number,
   ) {}
 
   private byte(): number {
