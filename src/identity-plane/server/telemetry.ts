@@ -13,6 +13,7 @@ import type { Datastore } from './datastore/types.js';
 import type { AgentCache } from './registration/agent-cache.js';
 import type { EntryCache } from './registration/entry-cache.js';
 import { ADMISSION_LIMITS } from './api/admission.js';
+import { ATTESTATION_FAILURE_LABELS } from './api/attestation.js';
 import type { SigningPool } from './ca/signing-pool.js';
 
 export const VERSION = '0.1.0';
@@ -52,6 +53,8 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   const failures = counter(registry, F.signingFailures);
   const csrs = counter(registry, F.csrs);
   const attestations = counter(registry, F.attestations);
+  // From 0, so a burst of failures between two scrapes is an increase Prometheus sees (attestation.ts).
+  for (const { method, reason } of ATTESTATION_FAILURE_LABELS) attestations.inc({ method, result: 'failure', reason }, 0);
   const agentRefusals = counter(registry, F.agentAuthRefusals);
   const limitRefusals = counter(registry, F.limitRefusals);
   // The admission limits exist from the start, so saturation alerts and panels read 0, not "no data".

@@ -19,6 +19,14 @@ const ATTESTATION_REASON: Partial<Record<ErrorCode, string>> = {
   'node-attestation-unsupported': 'unsupported_method',
 };
 
+/**
+ * Every (method, reason) an attestation failure is counted under. The server's telemetry starts each
+ * at 0: a failure series that first appears already at 30 (a flood between two scrapes) has no
+ * increase for Prometheus, and SvidscopeAttestationFailureSpike would never fire for it.
+ */
+export const ATTESTATION_FAILURE_LABELS: readonly { method: string; reason: string }[] = ['join_token', 'other'].flatMap((method) =>
+  [...Object.values(ATTESTATION_REASON), 'invalid_request', 'internal'].map((reason) => ({ method, reason })));
+
 function attestationReason(err: unknown): string {
   if (!isSvidscopeError(err) || err.code === 'internal') return 'internal';
   return ATTESTATION_REASON[err.code] ?? 'invalid_request';
