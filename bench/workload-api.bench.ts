@@ -8,14 +8,21 @@
  * - agent memory per cached X509-SVID (heap and Buffer memory after GC, entry included);
  * - streams: FetchX509SVID time to first message, p50/p99, with 1, 100 and 1,000 concurrent
  *   streams (over 10 channels, and over 1,000 connections as 1,000 workload processes would), and
- *   the same streams against a bare grpc-js server that writes the same answer (the floor).
+ *   the same streams against two floors that write the same answer: a bare grpc-js server, and
+ *   Node's HTTP/2 alone. Two callers: the gRPC client (bare-client.ts, grpc-js), and the frame
+ *   client (workload-api/frame-client.ts), which costs its process ≈ 0.05 ms per stream against
+ *   grpc-js's ≈ 0.6 ms, so that on these two shared cores the 1,000 callers time the agent and not
+ *   themselves. The goal (1,000 simultaneous callers, p99 < 100 ms) is read from the frame client's
+ *   figures; its 1,000 streams over 10 channels are the configuration the goal was set on.
  *
- * `npm run bench -- workload-api [rotation|streams] [--entries=N] [--repeat=R]` runs one part
- * (default both) with N entries besides the bench's own (default 10,000); each stream figure is
- * the best of R runs (default 3), as the machine's other work only ever makes a run slower.
+ * `npm run bench -- workload-api [rotation|streams] [--entries=N] [--repeat=R] [--client=grpc|frame|both]`
+ * runs one part (default both) with N entries besides the bench's own (default 10,000); each
+ * stream figure is the best of R runs (default 3), as the machine's other work only ever makes a
+ * run slower. Figures of the frame client are prefixed `frame`.
  */
 import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -50,6 +57,8 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
   if (only !== undefined && only !== 'rotation' && only !== 'streams') throw new Error(`unknown part ${only}: rotation or streams`);
   const ENTRIES = Number(args.find((a) => a.startsWith('--entries='))?.slice('--entries='.length) ?? 10_000);
   const REPEAT = Number(args.find((a) => a.startsWith('--repeat='))?.slice('--repeat='.length) ?? 3);
+  const CLIENT = args.find((a) => a.startsWith('--client='))?.slice('--client='.length) ?? 'both';
+  if (!['grpc', 'frame', 'both'].includes(CLIENT)) throw new Error(`unknown client ${CLIENT}: grpc, frame or both`);
   const dir = mkdtempSync(path.join(tmpdir(), 'svidscope-bench-wl-'));
   const figures: BenchFigures = {};
   const [port, healthPort] = [await freePort(), await freePort()];
@@ -137,8 +146,12 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
           // 1,000 channels: as many connections as streams, each attested on its own, as 1,000
           // separate workload processes would be. Agent CPU per stream is reported beside the
           // latencies because it holds on a busy machine, where wall-clock latency does not.
-          const bareClient = await bareClientArgs(dir, []);
-          Object.assign(figures, await measureStreams(ctx, bareClient, agentConfig.socketPath, [[1, 1], [100, 10], [1000, 10], [1000, 1000]], REPEAT, 'streams', agentWindow));
+          const clients: Client[] = [];
+          if (CLIENT !== 'frame') clients.push({ name: 'grpc-js', prefix: '', args: await bareClientArgs(dir, []) });
+          if (CLIENT !== 'grpc') clients.push({ name: 'frame', prefix: 'frame', args: await frameClientArgs(dir) });
+          for (const client of clients) {
+            Object.assign(figures, await measureStreams(ctx, client, agentConfig.socketPath, client.prefix ? [[1000, 10], [1000, 1000]] : [[1, 1], [100, 10], [1000, 10], [1000, 1000]], REPEAT, 'streams', agentWindow));
+          }
           // The floor under these figures: grpc-js in this process answering the same streams with
           // the same bytes already encoded, and nothing else (no attestation, lookup or metrics).
           const mine = [...agent.cache.allSvids()].find((s) => s.spiffeId === 'spiffe://example.org/bench/me')!;
@@ -149,9 +162,18 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
           const floor = await startFloorServer(path.join(dir, 'floor.sock'), bytes, () => floorWindow.answered());
           try {
             ctx.log(`floor: grpc-js alone, writing the same ${bytes.length}-byte answer already encoded`);
-            Object.assign(figures, await measureStreams(ctx, bareClient, floor.socketPath, [[1000, 10], [1000, 1000]], REPEAT, 'floor', floorWindow));
+            for (const client of clients) Object.assign(figures, await measureStreams(ctx, client, floor.socketPath, [[1000, 10], [1000, 1000]], REPEAT, 'floor', floorWindow));
           } finally {
             await floor.close();
+          }
+          // Under grpc-js: Node's HTTP/2 alone, answering with the same gRPC-framed bytes.
+          const h2Window = new CpuWindow();
+          const h2Floor = await startHttp2Floor(path.join(dir, 'h2floor.sock'), bytes, () => h2Window.answered());
+          try {
+            ctx.log('h2 floor: node:http2 alone, the same answer with its gRPC frame, no gRPC library');
+            for (const client of clients) Object.assign(figures, await measureStreams(ctx, client, h2Floor.socketPath, [[1000, 10], [1000, 1000]], REPEAT, 'h2floor', h2Window));
+          } finally {
+            await h2Floor.close();
           }
         }
       } finally {
@@ -198,15 +220,15 @@ class CpuWindow {
  * Opens each `[streams, channels]` configuration REPEAT times with the bare client and returns the
  * best run's figures (latency and CPU each): other work on a shared machine only ever adds.
  */
-async function measureStreams(ctx: BenchContext, bareClient: string[], socketPath: string, configs: number[][], repeat: number, prefix: string, window: CpuWindow): Promise<BenchFigures> {
+async function measureStreams(ctx: BenchContext, client: Client, socketPath: string, configs: number[][], repeat: number, prefix: string, window: CpuWindow): Promise<BenchFigures> {
   const figures: BenchFigures = {};
-  const who = prefix === 'floor' ? 'floor' : 'agent';
+  const who = prefix === 'streams' ? 'agent' : prefix;
   for (const [streams, channels] of configs) {
     let best: { p50: number; p99: number; cpuPerStreamMs: number; windowPerStreamMs: number; clientPerStreamMs: number } | undefined;
     for (let run = 0; run < repeat; run++) {
       window.reset(streams);
       const cpuBefore = process.cpuUsage();
-      const child = execa(process.execPath, [...bareClient, 'streams', socketPath, String(streams), String(channels)]);
+      const child = execa(process.execPath, [...client.args, 'streams', socketPath, String(streams), String(channels)]);
       child.stderr.on('data', () => window.started());
       const out = await child;
       const cpu = process.cpuUsage(cpuBefore);
@@ -216,16 +238,62 @@ async function measureStreams(ctx: BenchContext, bareClient: string[], socketPat
       const [p50, p99] = [percentile(latencies, 50), percentile(latencies, 99)];
       const cpuPerStreamMs = (cpu.user + cpu.system) / 1000 / streams;
       const windowPerStreamMs = window.ms / streams;
-      ctx.log(`${String(streams).padStart(4)} concurrent FetchX509SVID streams over ${channels} channels: first message p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms; ${who} CPU ${cpuPerStreamMs.toFixed(3)} ms per stream, ${windowPerStreamMs.toFixed(3)} ms of it until the last first message; client CPU until then ${(clientCpuMs / streams).toFixed(3)} ms per stream (load ${loadavg()[0].toFixed(1)})`);
+      ctx.log(`${String(streams).padStart(4)} concurrent FetchX509SVID streams over ${channels} channels (${client.name} client): first message p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms; ${who} CPU ${cpuPerStreamMs.toFixed(3)} ms per stream, ${windowPerStreamMs.toFixed(3)} ms of it until the last first message; client CPU until then ${(clientCpuMs / streams).toFixed(3)} ms per stream (load ${loadavg()[0].toFixed(1)})`);
       const min = (a: number | undefined, b: number) => (a === undefined || Number.isNaN(a) ? b : Number.isNaN(b) ? a : Math.min(a, b));
       const cpuBest = { cpuPerStreamMs: min(best?.cpuPerStreamMs, cpuPerStreamMs), windowPerStreamMs: min(best?.windowPerStreamMs, windowPerStreamMs), clientPerStreamMs: min(best?.clientPerStreamMs, clientCpuMs / streams) };
       best = best && best.p99 <= p99 ? { ...best, ...cpuBest } : { p50, p99, ...cpuBest };
     }
-    const name = `${prefix}${streams}x${channels}ch`;
-    const cpuName = `${name}${prefix === 'floor' ? '' : 'Agent'}Cpu`;
+    const name = client.prefix ? `${client.prefix}${prefix[0].toUpperCase()}${prefix.slice(1)}${streams}x${channels}ch` : `${prefix}${streams}x${channels}ch`;
+    const cpuName = `${name}${prefix === 'streams' ? 'Agent' : ''}Cpu`;
     Object.assign(figures, { [`${name}FirstMessageP50Ms`]: +best!.p50.toFixed(2), [`${name}FirstMessageP99Ms`]: +best!.p99.toFixed(2), [`${cpuName}MsPerStream`]: +best!.cpuPerStreamMs.toFixed(3), [`${cpuName}ToLastFirstMessageMsPerStream`]: +best!.windowPerStreamMs.toFixed(3), [`${name}ClientCpuMsPerStream`]: +best!.clientPerStreamMs.toFixed(3) });
   }
   return figures;
+}
+
+/** A Workload API client program: its node arguments, and the prefix of its figures ('' for the gRPC client, the first figures of this bench). */
+interface Client {
+  name: string;
+  prefix: string;
+  args: string[];
+}
+
+/** The frame client (bench/workload-api/frame-client.ts), compiled once into `workDir` (it imports nothing but node:net). */
+async function frameClientArgs(workDir: string): Promise<string[]> {
+  const outfile = path.join(workDir, 'frame-client.mjs');
+  const { build } = await import('esbuild');
+  await build({ entryPoints: [path.join(import.meta.dirname, 'workload-api', 'frame-client.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile, logLevel: 'error' });
+  return [outfile];
+}
+
+/**
+ * Node's HTTP/2 server on a Unix socket that answers every stream with `:status 200`, the gRPC
+ * content type and `bytes` in one gRPC frame, and keeps it open: what any gRPC server on Node's
+ * HTTP/2 must at least do per stream.
+ */
+async function startHttp2Floor(socketPath: string, bytes: Buffer, answered: () => void): Promise<{ socketPath: string; close(): Promise<void> }> {
+  const framed = Buffer.alloc(5 + bytes.length);
+  framed.writeUInt32BE(bytes.length, 1);
+  bytes.copy(framed, 5);
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    stream.on('error', () => undefined);
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    stream.write(framed);
+    answered();
+  });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  return {
+    socketPath,
+    close: async () => {
+      for (const s of sessions) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 /** A grpc-js server on a Unix socket whose FetchX509SVID writes `bytes` and keeps the stream open. */

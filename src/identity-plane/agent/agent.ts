@@ -1,5 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
-import { GRPC_BASE_OPTIONS } from '../../common/grpc-options.js';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
@@ -12,6 +10,7 @@ import { nullLogger, type Logger } from '../../common/log.js';
 import { checkHostPort } from '../../common/net.js';
 import { attestUnix, createUnixAttestorCaches, type Selector } from './attestor-workload/unix.js';
 import type { AgentConfig } from './config.js';
+import { H2GrpcServer } from './endpoints/h2-grpc-server.js';
 import { createWorkloadHandler, workloadApiServerDefinition, type WorkloadAttestor, type WorkloadHandlerEvents } from './endpoints/workload-handler.js';
 import { WorkloadCache } from './manager/cache.js';
 import { AgentManager, type ManagerEvents } from './manager/manager.js';
@@ -67,24 +66,26 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     await manager.start();
 
     // Any call reaching a handler is the connection's first request: its deadline is lifted.
-    const grpcServer = new grpc.Server({
-      ...GRPC_BASE_OPTIONS,
-      interceptors: [(_method, call) => {
-        live.socket?.requestArrived(call);
-        return new grpc.ServerInterceptingCall(call);
-      }],
+    const grpcServer = new H2GrpcServer({
+      onCall: (call) => live.socket?.requestArrived(call),
+      onLimit: (limit) => workloadEvents.limitHit?.(limit),
     });
     const attestorCaches = createUnixAttestorCaches({ clock });
     // Calls that arrive on one connection while its caller is being attested share that
     // attestation: a workload opening many streams at once costs one attestation, not one each.
     // A call only joins one still running, whose liveness and exec checks come after the call arrived.
+    // The attestation starts once the event loop has handled the I/O it is in (setImmediate), so
+    // that every call of a burst read from the connection together joins it: without the wait,
+    // each call's attestation ended before the next call of the same read was dispatched.
     const attesting = new WeakMap<object, Promise<Selector[]>>();
+    const afterThisRead = () => new Promise<void>((resolve) => setImmediate(resolve));
     const attestor: WorkloadAttestor = deps.attestor ?? {
       attest: async (call) => {
         const caller = live.socket!.callerOf(call);
         let pending = attesting.get(caller);
         if (!pending) {
-          pending = attestUnix(caller, { discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit, clock, caches: attestorCaches })
+          pending = afterThisRead()
+            .then(() => attestUnix(caller, { discoverWorkloadPath: config.discoverWorkloadPath, workloadSizeLimit: config.workloadSizeLimit, clock, caches: attestorCaches }))
             .finally(() => attesting.delete(caller));
           attesting.set(caller, pending);
         }
@@ -106,7 +107,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     live.socket = socket;
     cleanups.push(async () => {
       await socket.close();
-      grpcServer.forceShutdown();
+      grpcServer.destroy();
     });
 
     let opsUrl: string | undefined;

@@ -4,6 +4,7 @@ import { agentFamilies as F, grpcStatusName } from '../../common/telemetry/names
 import { counter, gauge, histogram, registerProcessMetrics } from '../../common/telemetry/registry.js';
 import type { WorkloadHandlerEvents } from './endpoints/workload-handler.js';
 import type { WorkloadCache } from './manager/cache.js';
+import { WORKLOAD_API_LIMITS } from './endpoints/h2-grpc-server.js';
 import type { AgentManager, AuthorityHolding, ManagerEvents } from './manager/manager.js';
 import type { RefusalReason, WorkloadSocketLimits } from './peercred/limits.js';
 
@@ -44,6 +45,8 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   for (const method of ['FetchX509SVID', 'FetchX509Bundles', 'FetchJWTBundles']) open.set({ method }, 0);
   syncFailures.inc(0);
   const limitRefusals = counter(registry, F.limitRefusals);
+  // Every limit's series from 0, so a burst of refusals between two scrapes is an increase.
+  for (const limit of ['jwt_audience_max_count', 'jwt_audience_max_bytes', ...WORKLOAD_API_LIMITS]) limitRefusals.inc({ limit }, 0);
   const socketRefusals = counter(registry, F.workloadRefusals);
   for (const reason of REFUSAL_REASONS) socketRefusals.inc({ reason }, 0);
   const connectionLimit = gauge(registry, F.workloadConnectionLimit);

@@ -39,10 +39,19 @@ export const DEFAULT_RESPONSE_CACHE_ENTRIES = 1024;
  * and a crafted path must never make a caller's key equal to another caller's.
  */
 export function selectorsKey(selectors: readonly Selector[]): string {
-  let key = '';
+  let key = keysBySelectors.get(selectors);
+  if (key !== undefined) return key;
+  key = '';
   for (const s of selectors) key += `${s.type.length}:${s.type}${s.value.length}:${s.value}`;
+  keysBySelectors.set(selectors, key);
   return key;
 }
+
+/**
+ * Keys by selector list. The calls that share one attestation (a burst on one connection) share
+ * its list, so its key is built once. Lists are never changed after attestation returns them.
+ */
+const keysBySelectors = new WeakMap<readonly Selector[], string>();
 
 /** The answer's bytes, encoded on first use. */
 export function encodedAnswer(answer: CachedAnswer, serialize: (message: object) => Buffer): Buffer {

@@ -1,7 +1,8 @@
 /**
  * The Workload API Unix socket: our own net.Server accepts, the kernel tells us who connected
- * (SO_PEERCRED), the caller is pinned, and only then is the connection handed to grpc-js through
- * `Server.createConnectionInjector`. gRPC never sees a connection whose caller is unknown.
+ * (SO_PEERCRED), the caller is pinned, and only then is the connection handed to the gRPC server
+ * (the agent's own, h2-grpc-server.ts, or grpc-js's through `Server.createConnectionInjector`).
+ * gRPC never sees a connection whose caller is unknown.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -14,6 +15,7 @@ import { nullLogger, type Logger } from '../../../common/log.js';
 import { CallerTracker } from './caller.js';
 import { DEFAULT_FIRST_REQUEST_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_UID, RefusalLog, type RefusalReason, type WorkloadSocketLimits } from './limits.js';
 import { readPeerCredentials, type PeerCredentials } from './peercred.js';
+import type { ConnectionSink } from '../endpoints/h2-grpc-server.js';
 
 /**
  * Documented default, as SPIRE's public socket: any local process may ask, because the answer
@@ -31,7 +33,8 @@ export interface WorkloadSocketOptions {
   readonly mode?: number;
   /** Permission bits of the parent directory when we create it; default 0755. */
   readonly dirMode?: number;
-  readonly server: grpc.Server;
+  /** Where vetted connections go: the agent's Workload API server (h2-grpc-server.ts), or a grpc-js server. */
+  readonly server: grpc.Server | ConnectionSink;
   /** Called once per accepted connection after its caller was pinned (metrics, logs). */
   readonly onConnection?: (caller: CallerTracker, socket: net.Socket) => void;
   readonly logger?: Logger;
@@ -65,8 +68,8 @@ export interface WorkloadSocket {
 }
 
 /**
- * How a call is mapped to its connection: grpc-js builds `call.getPeer()` from
- * `stream.session.socket.remoteAddress`, and Node's http2 session socket is a proxy that reads
+ * How a call is mapped to its connection: both gRPC servers build `call.getPeer()` from
+ * `session.socket.remoteAddress`, and Node's http2 session socket is a proxy that reads
  * plain properties straight from the net.Socket we injected. A Unix socket has no remote address,
  * so before injecting we define an own `remoteAddress` on the socket holding a token unique to
  * this listener (random prefix) and connection (sequence number). The token is set by us on our
@@ -90,7 +93,7 @@ export async function listenWorkloadSocket(opts: WorkloadSocketOptions): Promise
   const mode = opts.mode ?? DEFAULT_SOCKET_MODE;
   await prepareSocketPath(socketPath, opts.dirMode ?? DEFAULT_SOCKET_DIR_MODE);
 
-  const injector = opts.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const injector: ConnectionSink = opts.server instanceof grpc.Server ? opts.server.createConnectionInjector(grpc.ServerCredentials.createInsecure()) : opts.server;
   const conns = new Map<string, Connection>();
   const perUid = new Map<number, number>();
   const refusals = new RefusalLog(log, clock, opts.onRefused);
