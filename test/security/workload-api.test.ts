@@ -1,9 +1,11 @@
-// Issue 14 items 4 and 6 against a real agent: its Workload API flooded with idle connections by
+// Issue 14 items 4 and 6 against a real agent (and issue 13's stream limit per connection): its Workload API flooded with idle connections by
 // another uid (per-uid limit, total limit, descriptor exhaustion), and a process that connects,
 // hands the connection to a child and execs the binary a `unix:path` entry selects.
 import { execa } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectAdmin } from '../../src/cli/admin/client.js';
@@ -288,5 +290,29 @@ describe.runIf(isRoot)('item 6: exec after connect does not inherit the selected
     expect(got.code).toBe('workload-no-identity'); // the trailer names the plain refusal, not the exec one
     expect(got.message).toBe('no identity issued');
     expect(await refusals('exec_after_connect')).toBe(before);
+  }, 30_000);
+});
+
+describe.runIf(isRoot)('one connection opening streams without end', () => {
+  it('gets 100 calls served and the rest refused with RESOURCE_EXHAUSTED naming the limit, counted; other connections are served', async () => {
+    const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) });
+    session.on('error', () => undefined);
+    const outcome = (): Promise<'served' | string> => new Promise((resolve) => {
+      const req = session.request({ ':method': 'POST', ':path': '/SpiffeWorkloadAPI/FetchX509SVID', 'content-type': 'application/grpc', te: 'trailers', 'workload.spiffe.io': 'true' });
+      req.on('error', () => resolve('stream error'));
+      req.once('data', () => resolve('served'));
+      req.on('response', (h) => h['grpc-status'] !== undefined && resolve(`${String(h['grpc-status'])}: ${String(h['grpc-message'])}`));
+      req.end(Buffer.alloc(5)); // one empty X509SVIDRequest
+    });
+    try {
+      const before = total(await metrics(), 'svidscope_agent_limit_refusals_total', { limit: 'workload_api_max_streams_per_connection' });
+      const results = await Promise.all(Array.from({ length: 130 }, outcome));
+      expect(results.filter((r) => r === 'served')).toHaveLength(100);
+      expect(results.filter((r) => r !== 'served')).toEqual(Array(30).fill('8: too many calls open on this connection (at most 100)'));
+      expect(total(await metrics(), 'svidscope_agent_limit_refusals_total', { limit: 'workload_api_max_streams_per_connection' })).toBe(before + 30);
+      expect(await rootFetch()).toContain(`spiffe://${TD}/root`);
+    } finally {
+      session.destroy();
+    }
   }, 30_000);
 });
