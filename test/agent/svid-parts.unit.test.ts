@@ -1,23 +1,12 @@
-// The agent's rotation-path encoders against Node's own: the PKCS#8 built from a JWK is byte for
-// byte Node's export, and the chain facts equal what certificate decoding gives.
+// The agent's rotation-path chain reader against Node's own decoding: the chain facts equal what
+// certificate decoding gives (the PKCS#8 of workload keys is checked in test/unit/keygen.test.ts).
 import { X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ChainReader, pkcs8Of } from '../../src/identity-plane/agent/manager/svid-parts.js';
+import { ChainReader } from '../../src/identity-plane/agent/manager/svid-parts.js';
 import { chainAuthorityIds } from '../../src/identity-plane/agent/manager/taint.js';
 import { createSelfSignedCa, createX509SvidMinter, generateKeyPair, signIntermediateCa } from '../../src/identity-plane/spiffe/mint/index.js';
 import { parseSpiffeId } from '../../src/identity-plane/spiffe/id/index.js';
 import { certificateFacts } from '../../src/identity-plane/spiffe/x509/index.js';
-
-describe('pkcs8Of', () => {
-  it('equals Node\'s PKCS#8 export for 200 P-256 keys, and falls back to it for other key types', () => {
-    for (let i = 0; i < 200; i++) {
-      const { privateKey } = generateKeyPair('ec-p256');
-      expect(pkcs8Of(privateKey).equals(privateKey.export({ type: 'pkcs8', format: 'der' }))).toBe(true);
-    }
-    const p384 = generateKeyPair('ec-p384').privateKey;
-    expect(pkcs8Of(p384).equals(p384.export({ type: 'pkcs8', format: 'der' }))).toBe(true);
-  });
-});
 
 describe('ChainReader', () => {
   it('reads validity and authority ids as certificate decoding does, and shares the CA part between SVIDs of one chain', () => {

@@ -9,7 +9,7 @@ import type { Logger } from '../../../common/log.js';
 import { parseSpiffeBundle, x509BundleToPem, BundleSet, type SpiffeBundle } from '../../spiffe/bundle/index.js';
 import { parseTrustDomain } from '../../spiffe/id/index.js';
 import { encodePem, certificateFacts } from '../../spiffe/x509/index.js';
-import { createCsr, generateKeyPair, type KeyType } from '../../spiffe/mint/index.js';
+import { createCsr, generateKeyPair, generateWorkloadKey, type KeyType } from '../../spiffe/mint/index.js';
 import { verifyX509Svid } from '../../spiffe/x509svid/index.js';
 import type { EntryMsg, SyncRequestMsg } from '../../server-api/messages.js';
 import { ChangeWatch } from './change-watch.js';
@@ -19,7 +19,7 @@ import type { AgentConfig } from '../config.js';
 import { ServerCallError, type ServerClient } from '../../server-api/node-client.js';
 import type { AgentSvidStore } from '../svid-store.js';
 import type { CachedX509Svid, WorkloadCache } from './cache.js';
-import { ChainReader, pkcs8Of } from './svid-parts.js';
+import { ChainReader } from './svid-parts.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { SpanAttr, withSpan } from '../../../common/telemetry/tracing.js';
@@ -654,7 +654,7 @@ export class AgentManager {
 
   private async mintBatch(chunk: MintItem[]): Promise<void> {
     const { cache, clock, config, server, logger } = this.deps;
-    const keys = chunk.map(() => generateKeyPair(config.workloadKeyType as KeyType));
+    const keys = chunk.map(() => generateWorkloadKey(config.workloadKeyType as KeyType));
     const csrs = chunk.map((s, j) => ({ entry_id: s.entry.id, csr: createCsr(keys[j].privateKey, keys[j].publicKey) }));
     let res;
     try {
@@ -684,7 +684,7 @@ export class AgentManager {
       minted.push({
         authorityIds: facts.authorityIds,
         entryId: entry.id, spiffeId: r.svid.spiffe_id, chain: facts.chain,
-        keyDer: pkcs8Of(keys[j].privateKey),
+        keyDer: keys[j].pkcs8,
         notBefore: Math.max(facts.notBefore, Math.min(now, facts.notAfter)), notAfter: facts.notAfter, entryRevision: entry.revision_number, hint: entry.hint,
       });
       this.forced.delete(entry.id);

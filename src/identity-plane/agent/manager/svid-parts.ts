@@ -7,8 +7,6 @@
 import { readCertificateInfo } from '../../spiffe/mint/index.js';
 import { SvidscopeError } from '../../../common/errors/catalog.js';
 
-/** PKCS#8 DER of a workload key, built without Node's export (see privateKeyPkcs8). */
-export { privateKeyPkcs8 as pkcs8Of } from '../../spiffe/mint/index.js';
 
 /** What the cache keeps of a minted chain. */
 export interface ChainFacts {

@@ -17,7 +17,7 @@ export {
   type SelfSignedCaOptions,
   type IntermediateCaOptions,
 } from './ca.js';
-export { generateKeyPair, privateKeyPkcs8, keyTypeOf, isKeyType, keyTypes, DEFAULT_KEY_TYPE, type KeyType, type KeyPair } from './keys.js';
+export { generateKeyPair, generateWorkloadKey, privateKeyPkcs8, keyTypeOf, isKeyType, keyTypes, DEFAULT_KEY_TYPE, type KeyType, type KeyPair, type WorkloadKey } from './keys.js';
 export type { DistinguishedName, NameAttribute } from './cert-parts.js';
 export { createCsr } from './csr-create.js';
 export { readCertificateInfo, type CertificateInfo } from './cert-parts.js';

@@ -2,7 +2,7 @@
  * Key types SPIRE offers for workloads and CAs (`workload_x509_svid_key_type`, `ca_key_type`),
  * generation, and the mapping from a signing key to its X.509 signature algorithm.
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { errorFactory } from '../../../common/errors/catalog.js';
 import { bitString, derNull, integer, octetString, oid, sequence, tlv } from './der.js';
 
@@ -22,17 +22,64 @@ export function isKeyType(s: string): s is KeyType {
   return (keyTypes as readonly string[]).includes(s);
 }
 
+/**
+ * A new key pair whose KeyObjects share their key with nothing else.
+ *
+ * Why not the KeyObjects `generateKeyPairSync` returns (Node 20): they share their key, and its
+ * lock, with the generation job that made them. The job lingers unreachable until a garbage
+ * collection destroys it, and its destructor takes that lock. Exporting such a key as a JWK holds
+ * the lock while it allocates strings; when that allocation starts the collection that destroys
+ * the job, the thread waits on itself for good. An agent minting 10,000 SVIDs stopped that way,
+ * twice (gdb: `ExportJWKEcKey` → GC → `~KeyGenJob` → `pthread_mutex_lock`), and a loop of
+ * `generateKeyPairSync` and `export({ format: 'jwk' })` alone hangs within a few thousand keys.
+ * So the key leaves the job inside the job (as a JWK, the cheap encoding), and the KeyObjects
+ * handed out are made from it.
+ */
 export function generateKeyPair(type: KeyType = DEFAULT_KEY_TYPE): KeyPair {
+  const jwk = { format: 'jwk' } as const;
+  let material: JsonWebKey;
   switch (type) {
     case 'ec-p256':
-      return generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+      material = generateKeyPairSync('ec', { namedCurve: 'prime256v1', publicKeyEncoding: jwk, privateKeyEncoding: jwk } as never).privateKey as unknown as JsonWebKey;
+      break;
     case 'ec-p384':
-      return generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+      material = generateKeyPairSync('ec', { namedCurve: 'secp384r1', publicKeyEncoding: jwk, privateKeyEncoding: jwk } as never).privateKey as unknown as JsonWebKey;
+      break;
     case 'rsa-2048':
-      return generateKeyPairSync('rsa', { modulusLength: 2048 });
+      material = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: jwk, privateKeyEncoding: jwk } as never).privateKey as unknown as JsonWebKey;
+      break;
     default:
       throw fail('unsupported-key', `key type ${String(type)} is not supported`);
   }
+  const privateKey = createPrivateKey({ key: material, format: 'jwk' });
+  return { privateKey, publicKey: createPublicKey(privateKey) };
+}
+
+/** A workload key with its PKCS#8 DER, which the agent keeps per SVID. */
+export interface WorkloadKey extends KeyPair {
+  readonly pkcs8: Buffer;
+}
+
+/**
+ * The key of a workload SVID, made as `generateKeyPair` makes keys (nothing else shares it), with
+ * its PKCS#8 taken before the key signs anything. P-256, the default and the one minted by the
+ * thousand, comes from Node's ECDH, which uses no generation job and hands over the private scalar
+ * and public point, so neither an export nor OpenSSL's PKCS#8 encoder (≈ 100 µs) is needed.
+ */
+export function generateWorkloadKey(type: KeyType = DEFAULT_KEY_TYPE): WorkloadKey {
+  if (type !== 'ec-p256') {
+    const pair = generateKeyPair(type);
+    return { ...pair, pkcs8: privateKeyPkcs8(pair.privateKey) };
+  }
+  const ecdh = createECDH('prime256v1');
+  ecdh.generateKeys();
+  // The scalar comes without its leading zero bytes (about one key in 128 is shorter than 32 bytes).
+  const scalar = ecdh.getPrivateKey();
+  const d = scalar.length === 32 ? scalar : Buffer.concat([Buffer.alloc(32 - scalar.length), scalar]);
+  const point = ecdh.getPublicKey();
+  const [x, y] = [point.subarray(1, 33), point.subarray(33, 65)];
+  const privateKey = createPrivateKey({ key: { kty: 'EC', crv: 'P-256', d: d.toString('base64url'), x: x.toString('base64url'), y: y.toString('base64url') }, format: 'jwk' });
+  return { privateKey, publicKey: createPublicKey(privateKey), pkcs8: p256Pkcs8(d, x, y) };
 }
 
 /**
@@ -84,18 +131,22 @@ const P256_ALGORITHM = sequence(oid('1.2.840.10045.2.1'), oid('1.2.840.10045.3.1
 /**
  * PKCS#8 DER of a private key. For P-256 it is built from the JWK export (≈ 10 µs) rather than
  * Node's PKCS#8 export (≈ 100 µs on Node 20 with OpenSSL 3, which looks its encoders up on each
- * call): the agent encodes one per workload SVID it mints. Other keys take Node's export.
+ * call). Other keys take Node's export. Only for keys from `generateKeyPair` or imported ones
+ * (see there why a KeyObject straight from `generateKeyPairSync` must not be exported as a JWK).
  */
 export function privateKeyPkcs8(privateKey: KeyObject): Buffer {
   if (privateKey.asymmetricKeyType === 'ec') {
     const jwk = privateKey.export({ format: 'jwk' });
     if (jwk.crv === 'P-256' && jwk.d && jwk.x && jwk.y) {
       const [d, x, y] = [jwk.d, jwk.x, jwk.y].map((v) => Buffer.from(v, 'base64url'));
-      if (d.length === 32 && x.length === 32 && y.length === 32) {
-        const ecPrivateKey = sequence(integer(1), octetString(d), tlv(0xa1, bitString(Buffer.concat([Buffer.from([0x04]), x, y]))));
-        return sequence(integer(0), P256_ALGORITHM, octetString(ecPrivateKey));
-      }
+      if (d.length === 32 && x.length === 32 && y.length === 32) return p256Pkcs8(d, x, y);
     }
   }
   return privateKey.export({ type: 'pkcs8', format: 'der' });
+}
+
+/** PKCS#8 of a P-256 key from its 32-byte scalar and coordinates, byte-equal to OpenSSL 3's. */
+function p256Pkcs8(d: Buffer, x: Buffer, y: Buffer): Buffer {
+  const ecPrivateKey = sequence(integer(1), octetString(d), tlv(0xa1, bitString(Buffer.concat([Buffer.from([0x04]), x, y]))));
+  return sequence(integer(0), P256_ALGORITHM, octetString(ecPrivateKey));
 }
