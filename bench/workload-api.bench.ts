@@ -25,6 +25,7 @@ import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import path from 'node:path';
 import v8 from 'node:v8';
 import { stringify } from 'yaml';
@@ -199,22 +200,41 @@ class CpuWindow {
   private begin: NodeJS.CpuUsage | undefined;
   private cpu: NodeJS.CpuUsage | undefined;
   private left = 0;
+  private span: [number, number] = [0, 0];
 
   reset(streams: number): void {
     this.begin = this.cpu = undefined;
     this.left = streams;
   }
   started(): void {
-    this.begin ??= process.cpuUsage();
+    if (this.begin) return;
+    this.begin = process.cpuUsage();
+    this.span = [performance.now(), Infinity];
   }
   answered(): void {
-    if (this.begin && --this.left === 0) this.cpu = process.cpuUsage(this.begin);
+    if (this.begin && --this.left === 0) {
+      this.cpu = process.cpuUsage(this.begin);
+      this.span[1] = performance.now();
+    }
   }
   /** Milliseconds, or NaN when the run did not complete inside the window. */
   get ms(): number {
     return this.cpu ? (this.cpu.user + this.cpu.system) / 1000 : NaN;
   }
+  /** This process's garbage collection pauses that began inside the window, in ms: all, and the major (mark-compact) ones. */
+  get gcMs(): { all: number; major: number } {
+    const inside = gcPauses.filter((g) => g.start >= this.span[0] && g.start <= this.span[1]);
+    return { all: inside.reduce((t, g) => t + g.ms, 0), major: inside.filter((g) => g.major).reduce((t, g) => t + g.ms, 0) };
+  }
 }
+
+/** Collections of this process (agent and floors run here), kept for the last minute. */
+const gcPauses: { start: number; ms: number; major: boolean }[] = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcPauses.push({ start: e.startTime, ms: e.duration, major: ((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR });
+  const old = performance.now() - 60_000;
+  while (gcPauses.length && gcPauses[0].start < old) gcPauses.shift();
+}).observe({ entryTypes: ['gc'] });
 
 /**
  * Opens each `[streams, channels]` configuration REPEAT times with the bare client and returns the
@@ -238,7 +258,9 @@ async function measureStreams(ctx: BenchContext, client: Client, socketPath: str
       const [p50, p99] = [percentile(latencies, 50), percentile(latencies, 99)];
       const cpuPerStreamMs = (cpu.user + cpu.system) / 1000 / streams;
       const windowPerStreamMs = window.ms / streams;
-      ctx.log(`${String(streams).padStart(4)} concurrent FetchX509SVID streams over ${channels} channels (${client.name} client): first message p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms; ${who} CPU ${cpuPerStreamMs.toFixed(3)} ms per stream, ${windowPerStreamMs.toFixed(3)} ms of it until the last first message; client CPU until then ${(clientCpuMs / streams).toFixed(3)} ms per stream (load ${loadavg()[0].toFixed(1)})`);
+      // Read once the client has exited: GC entries reach the observer after the fact.
+      const gcMs = window.gcMs;
+      ctx.log(`${String(streams).padStart(4)} concurrent FetchX509SVID streams over ${channels} channels (${client.name} client): first message p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms; ${who} CPU ${cpuPerStreamMs.toFixed(3)} ms per stream, ${windowPerStreamMs.toFixed(3)} ms of it until the last first message; client CPU until then ${(clientCpuMs / streams).toFixed(3)} ms per stream; GC pauses in that window ${gcMs.all.toFixed(0)} ms (major ${gcMs.major.toFixed(0)} ms) (load ${loadavg()[0].toFixed(1)})`);
       const min = (a: number | undefined, b: number) => (a === undefined || Number.isNaN(a) ? b : Number.isNaN(b) ? a : Math.min(a, b));
       const cpuBest = { cpuPerStreamMs: min(best?.cpuPerStreamMs, cpuPerStreamMs), windowPerStreamMs: min(best?.windowPerStreamMs, windowPerStreamMs), clientPerStreamMs: min(best?.clientPerStreamMs, clientCpuMs / streams) };
       best = best && best.p99 <= p99 ? { ...best, ...cpuBest } : { p50, p99, ...cpuBest };

@@ -8,10 +8,12 @@ import { build, type Plugin } from 'esbuild';
  * The simulator's processes run a bundle of `bench/fleet/worker.ts` and the svidscope modules it
  * imports, built once per run with esbuild, instead of TypeScript through tsx's loader:
  *
- * - tsx's ESM hooks run on a loader thread that the main thread waits for in `Atomics.wait`. One
- *   10,000-agent run lost a simulator process, most likely that way (not proven): its main thread
- *   parked on a lock 1.4 s into the attestation, its 27 connections unread, its loader thread idle,
- *   and the run waited out its setup timeout. It has not recurred with the bundle.
+ * - One 10,000-agent run lost a simulator process: its main thread parked on a lock 1.4 s into
+ *   the attestation, its 27 connections unread, and the run waited out its setup timeout. tsx's
+ *   loader thread was suspected then; the cause was later found in key generation (a Node 20
+ *   deadlock between a JWK export and the generation job's destructor, see `generateKeyPair` in
+ *   spiffe/mint/keys.ts: each simulated agent made a key and exported it for its CSR), and fixed
+ *   there. The bundle stays for the reason below.
  * - Without tsx (its esbuild, the source maps of every module) each process starts faster and holds
  *   less heap, so its own collections, timed into the syncs they overlap, are shorter.
  *
