@@ -5,7 +5,7 @@
  * for their setup by overriding keys instead of editing the output. docs/monitoring.md lists the
  * defaults; `resolveConfig` validates overrides (thresholds that must sit on a bucket boundary).
  */
-import { FRACTION_BUCKETS, LATENCY_BUCKETS, PROPAGATION_BUCKETS } from '../common/telemetry/names.js';
+import { FRACTION_BUCKETS, LATENCY_BUCKETS, PROPAGATION_BUCKETS, WORKLOAD_API_SERVER_ERROR_CODES } from '../common/telemetry/names.js';
 import { SvidscopeError } from '../common/errors/catalog.js';
 
 export type Severity = 'page' | 'ticket';
@@ -151,7 +151,7 @@ export function defaultConfig(): MonitoringConfig {
     burnWindows: DEFAULT_BURN_WINDOWS.map((w) => ({ ...w })),
     slos: {
       x509Issuance: { target: 0.999 },
-      workloadApi: { target: 0.9995, errorCodes: ['UNKNOWN', 'DEADLINE_EXCEEDED', 'RESOURCE_EXHAUSTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS'] },
+      workloadApi: { target: 0.9995, errorCodes: [...WORKLOAD_API_SERVER_ERROR_CODES] },
       probes: { target: 0.999 },
       issuanceLatency: { target: 0.99, thresholdSeconds: 0.1 },
       rotation: { target: 0.99, minRemainingRatio: 0.2 },

@@ -121,6 +121,12 @@ export const DROPPED_DEFAULT_METRICS = [
 
 const GRPC_STATUS_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'] as const;
 
+/**
+ * Workload API statuses that mean the agent failed the caller (the Workload API SLO's default
+ * error codes); a refusal such as PERMISSION_DENIED is the caller's, not the agent's.
+ */
+export const WORKLOAD_API_SERVER_ERROR_CODES = ['UNKNOWN', 'DEADLINE_EXCEEDED', 'RESOURCE_EXHAUSTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS'] as const;
+
 /** The `code` label value: the gRPC status name, as SPIRE labels its calls. */
 export function grpcStatusName(code: number): string {
   return GRPC_STATUS_NAMES[code] ?? 'UNKNOWN';

@@ -1,8 +1,8 @@
 import type { Registry } from 'prom-client';
 import type { Clock } from '../../common/clock.js';
-import { agentFamilies as F, grpcStatusName } from '../../common/telemetry/names.js';
+import { agentFamilies as F, grpcStatusName, WORKLOAD_API_SERVER_ERROR_CODES } from '../../common/telemetry/names.js';
 import { counter, gauge, histogram, registerProcessMetrics } from '../../common/telemetry/registry.js';
-import type { WorkloadHandlerEvents } from './endpoints/workload-handler.js';
+import { WORKLOAD_API_METHODS, type WorkloadHandlerEvents } from './endpoints/workload-handler.js';
 import type { WorkloadCache } from './manager/cache.js';
 import { WORKLOAD_API_LIMITS } from './endpoints/h2-grpc-server.js';
 import type { AgentManager, AuthorityHolding, ManagerEvents } from './manager/manager.js';
@@ -33,6 +33,10 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   // show up in SvidscopeAgentNotSyncing, which an absent series never would.
   lastSync.set(0);
   const requests = counter(registry, F.workloadRequests);
+  // Each method's OK and agent-failure series from 0, so that a first burst of failures between
+  // two scrapes is an increase to the Workload API SLO and its alerts, not a series that appears
+  // already holding the burst (which increase() cannot see).
+  for (const method of WORKLOAD_API_METHODS) for (const code of ['OK', ...WORKLOAD_API_SERVER_ERROR_CODES]) requests.inc({ method, code }, 0);
   const duration = histogram(registry, F.workloadDuration);
   const open = gauge(registry, F.openStreams);
   const rotations = counter(registry, F.rotations);

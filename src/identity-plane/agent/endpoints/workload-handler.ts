@@ -81,6 +81,9 @@ export function workloadApiServerDefinition(): grpc.ServiceDefinition {
   return Object.fromEntries(methods) as grpc.ServiceDefinition;
 }
 
+/** The methods the agent answers (the `method` label of its Workload API metrics). */
+export const WORKLOAD_API_METHODS = ['FetchX509SVID', 'FetchX509Bundles', 'FetchJWTBundles', 'FetchJWTSVID', 'ValidateJWTSVID'] as const;
+
 /**
  * The SPIFFE Workload API (service `SpiffeWorkloadAPI`, no package). Every request must carry the
  * security header; the caller is attested from the kernel; streams send the full state first and
