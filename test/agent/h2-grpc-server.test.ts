@@ -247,6 +247,14 @@ describe('the Workload API gRPC server with a raw HTTP/2 client', () => {
       expect(answer).toMatchObject({ grpcStatus: String(grpc.status.DEADLINE_EXCEEDED), grpcMessage: 'deadline exceeded' });
       expect(Date.now() - started).toBeGreaterThanOrEqual(190);
       expect(cancelled).toEqual(['deadline']);
+      // A deadline beyond what a timer can wait is no deadline, not one that fires at once.
+      onStream = (call) => call.write(x509('spiffe://example.org/far'));
+      const far = s.request({ ':method': 'POST', ':path': '/SpiffeWorkloadAPI/FetchX509SVID', 'content-type': 'application/grpc', [SECURITY_HEADER]: 'true', 'grpc-timeout': '99999999H' });
+      far.end(grpcFrame(Buffer.alloc(0)));
+      await new Promise((resolve) => far.once('data', resolve));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(cancelled).toEqual(['deadline']);
+      far.close(http2.constants.NGHTTP2_CANCEL);
     } finally {
       s.close();
     }

@@ -165,8 +165,8 @@ function requestRefusal(problem: RequestProblem, max: number, encoding: string |
 
 /**
  * Reads the request body to the end of the stream and hands over its one message, or the problem
- * with it. Reading stops (and the stream's buffered bytes are dropped) as soon as the body passes
- * the size limit: a hostile caller never makes the agent hold more than that per call.
+ * with it. Once the body passes the size limit the call is answered and the rest of it is read and
+ * dropped: a hostile caller never makes the agent hold more than the limit per call.
  */
 function readRequest(stream: http2.ServerHttp2Stream, maxRequestBytes: number, done: (message: Buffer | RequestProblem) => void): void {
   const chunks: Buffer[] = [];
@@ -192,10 +192,18 @@ function readRequest(stream: http2.ServerHttp2Stream, maxRequestBytes: number, d
   });
 }
 
-/** `grpc-timeout` in milliseconds (at most 8 digits and a unit, per the spec), or undefined when absent or malformed. */
+/** Longest delay a Node timer takes; a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * `grpc-timeout` in milliseconds (at most 8 digits and a unit, per the spec), or undefined when
+ * absent, malformed, or beyond what a timer can wait (up to 99,999,999 hours may be asked: no
+ * deadline then, rather than one that fires at once).
+ */
 function parseTimeout(value: string | string[] | undefined): number | undefined {
   const m = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
-  return m ? Number(m[1]) * TIMEOUT_UNITS[m[2]] : undefined;
+  const ms = m ? Number(m[1]) * TIMEOUT_UNITS[m[2]] : undefined;
+  return ms !== undefined && ms <= MAX_TIMER_MS ? ms : undefined;
 }
 
 /** `grpc-message` as the spec encodes it: UTF-8, with `%` and bytes outside printable ASCII percent-encoded. */
