@@ -684,7 +684,7 @@ export class AgentManager {
       minted.push({
         authorityIds: facts.authorityIds,
         entryId: entry.id, spiffeId: r.svid.spiffe_id, chain: facts.chain,
-        keyDer: keys[j].pkcs8,
+        keyDer: keys[j].pkcs8(),
         notBefore: Math.max(facts.notBefore, Math.min(now, facts.notAfter)), notAfter: facts.notAfter, entryRevision: entry.revision_number, hint: entry.hint,
       });
       this.forced.delete(entry.id);
