@@ -105,10 +105,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     telemetry.socketEvents.limits(limits);
     const socket = await listenWorkloadSocket({ socketPath: config.socketPath, mode: config.socketMode, server: grpcServer, logger, clock, limits, onRefused: telemetry.socketEvents.refused });
     live.socket = socket;
-    cleanups.push(async () => {
-      await socket.close();
-      grpcServer.destroy();
-    });
+    // Closing the socket also closes every connection handed to the gRPC server.
+    cleanups.push(() => socket.close());
 
     let opsUrl: string | undefined;
     if (config.healthBind) {

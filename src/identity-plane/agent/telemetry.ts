@@ -5,6 +5,7 @@ import { counter, gauge, histogram, registerProcessMetrics } from '../../common/
 import { WORKLOAD_API_METHODS, type WorkloadHandlerEvents } from './endpoints/workload-handler.js';
 import type { WorkloadCache } from './manager/cache.js';
 import { WORKLOAD_API_LIMITS } from './endpoints/h2-grpc-server.js';
+import { JWT_AUDIENCE_LIMIT_KEYS } from '../spiffe/jwtsvid/index.js';
 import type { AgentManager, AuthorityHolding, ManagerEvents } from './manager/manager.js';
 import type { RefusalReason, WorkloadSocketLimits } from './peercred/limits.js';
 
@@ -50,7 +51,7 @@ export function createAgentTelemetry(registry: Registry, clock: Clock, state: { 
   syncFailures.inc(0);
   const limitRefusals = counter(registry, F.limitRefusals);
   // Every limit's series from 0, so a burst of refusals between two scrapes is an increase.
-  for (const limit of ['jwt_audience_max_count', 'jwt_audience_max_bytes', ...WORKLOAD_API_LIMITS]) limitRefusals.inc({ limit }, 0);
+  for (const limit of [...Object.values(JWT_AUDIENCE_LIMIT_KEYS), ...WORKLOAD_API_LIMITS]) limitRefusals.inc({ limit }, 0);
   const socketRefusals = counter(registry, F.workloadRefusals);
   for (const reason of REFUSAL_REASONS) socketRefusals.inc({ reason }, 0);
   const connectionLimit = gauge(registry, F.workloadConnectionLimit);

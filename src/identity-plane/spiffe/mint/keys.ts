@@ -22,6 +22,13 @@ export function isKeyType(s: string): s is KeyType {
   return (keyTypes as readonly string[]).includes(s);
 }
 
+/** How Node generates each key type. */
+const GENERATION: Record<KeyType, { kind: 'ec' | 'rsa'; options: object }> = {
+  'ec-p256': { kind: 'ec', options: { namedCurve: 'prime256v1' } },
+  'ec-p384': { kind: 'ec', options: { namedCurve: 'secp384r1' } },
+  'rsa-2048': { kind: 'rsa', options: { modulusLength: 2048 } },
+};
+
 /**
  * A new key pair whose KeyObjects share their key with nothing else.
  *
@@ -36,21 +43,12 @@ export function isKeyType(s: string): s is KeyType {
  * handed out are made from it.
  */
 export function generateKeyPair(type: KeyType = DEFAULT_KEY_TYPE): KeyPair {
+  if (!Object.hasOwn(GENERATION, type)) throw fail('unsupported-key', `key type ${String(type)} is not supported`);
   const jwk = { format: 'jwk' } as const;
-  let material: JsonWebKey;
-  switch (type) {
-    case 'ec-p256':
-      material = generateKeyPairSync('ec', { namedCurve: 'prime256v1', publicKeyEncoding: jwk, privateKeyEncoding: jwk } as never).privateKey as unknown as JsonWebKey;
-      break;
-    case 'ec-p384':
-      material = generateKeyPairSync('ec', { namedCurve: 'secp384r1', publicKeyEncoding: jwk, privateKeyEncoding: jwk } as never).privateKey as unknown as JsonWebKey;
-      break;
-    case 'rsa-2048':
-      material = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: jwk, privateKeyEncoding: jwk } as never).privateKey as unknown as JsonWebKey;
-      break;
-    default:
-      throw fail('unsupported-key', `key type ${String(type)} is not supported`);
-  }
+  // @types/node types no JWK encodings for key generation; Node has them.
+  const generate = generateKeyPairSync as unknown as (kind: string, options: object) => { privateKey: JsonWebKey };
+  const { kind, options } = GENERATION[type];
+  const material = generate(kind, { ...options, publicKeyEncoding: jwk, privateKeyEncoding: jwk }).privateKey;
   const privateKey = createPrivateKey({ key: material, format: 'jwk' });
   return { privateKey, publicKey: createPublicKey(privateKey) };
 }
