@@ -15,14 +15,17 @@
  *   themselves. The goal (1,000 simultaneous callers, p99 < 100 ms) is read from the frame client's
  *   figures; its 1,000 streams over 10 channels are the configuration the goal was set on.
  *
- * `npm run bench -- workload-api [rotation|streams] [--entries=N] [--repeat=R] [--client=grpc|frame|both]`
+ * `npm run bench -- workload-api [rotation|streams|threads] [--entries=N] [--repeat=R] [--client=grpc|frame|both] [--profile-dir=D]`
  * runs one part (default both) with N entries besides the bench's own (default 10,000); each
  * stream figure is the best of R runs (default 3), as the machine's other work only ever makes a
- * run slower. Figures of the frame client are prefixed `frame`.
+ * run slower. Figures of the frame client are prefixed `frame`. `threads` (only when named) is
+ * the experiment of workload-api/threaded-floor.ts: the HTTP/2 floor on 0, 1 and 2 worker threads. `--profile-dir` writes a CPU profile
+ * of this process (agent or floor) over each stream run's window into D, one file per run.
  */
 import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import http2 from 'node:http2';
+import inspector from 'node:inspector';
 import net from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
@@ -44,6 +47,7 @@ import { writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import type { BenchContext, BenchFigures } from './run.js';
 import { EXAMPLE_ORG } from '../test/support/trust-domains.js';
+import { measureThreadedFloor } from './workload-api/threaded-floor.js';
 
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 
@@ -55,12 +59,25 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
   if (!(globalThis as { gc?: unknown }).gc) v8.setFlagsFromString('--expose-gc');
   const args = ctx.args ?? [];
   const only = args.find((a) => !a.startsWith('--'));
-  if (only !== undefined && only !== 'rotation' && only !== 'streams') throw new Error(`unknown part ${only}: rotation or streams`);
+  if (only !== undefined && only !== 'rotation' && only !== 'streams' && only !== 'threads') throw new Error(`unknown part ${only}: rotation, streams or threads`);
   const ENTRIES = Number(args.find((a) => a.startsWith('--entries='))?.slice('--entries='.length) ?? 10_000);
   const REPEAT = Number(args.find((a) => a.startsWith('--repeat='))?.slice('--repeat='.length) ?? 3);
   const CLIENT = args.find((a) => a.startsWith('--client='))?.slice('--client='.length) ?? 'both';
   if (!['grpc', 'frame', 'both'].includes(CLIENT)) throw new Error(`unknown client ${CLIENT}: grpc, frame or both`);
+  CpuWindow.profileDir = args.find((a) => a.startsWith('--profile-dir='))?.slice('--profile-dir='.length);
+  if (CpuWindow.profileDir) mkdirSync(CpuWindow.profileDir, { recursive: true });
   const dir = mkdtempSync(path.join(tmpdir(), 'svidscope-bench-wl-'));
+  if (only === 'threads') {
+    // Not run by default: an experiment on the HTTP/2 floor alone (workload-api/threaded-floor.ts).
+    try {
+      const framed = Buffer.alloc(5 + 1234, 7);
+      framed.writeUInt8(0, 0);
+      framed.writeUInt32BE(1234, 1);
+      return await measureThreadedFloor(ctx, await frameClientArgs(dir), dir, framed, REPEAT);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
   const figures: BenchFigures = {};
   const [port, healthPort] = [await freePort(), await freePort()];
   const serverDir = path.join(dir, 'server');
@@ -197,14 +214,22 @@ export default async function workloadApi(ctx: BenchContext): Promise<BenchFigur
  * the process spawn, the connections made beforehand or the cancellations after.
  */
 class CpuWindow {
+  /** With `--profile-dir=<dir>`: a CPU profile of this process from each client's spawn to the last first message, written there. */
+  static profileDir: string | undefined;
+  private static profiler: inspector.Session | undefined;
+  private profileName = '';
   private begin: NodeJS.CpuUsage | undefined;
   private cpu: NodeJS.CpuUsage | undefined;
   private left = 0;
   private span: [number, number] = [0, 0];
 
-  reset(streams: number): void {
+  reset(streams: number, profileName = ''): void {
     this.begin = this.cpu = undefined;
     this.left = streams;
+    this.profileName = profileName;
+    // From before the client is spawned: its start is only seen once this loop reads its stderr,
+    // which a busy loop does late.
+    if (CpuWindow.profileDir) (CpuWindow.profiler ??= connectProfiler()).post('Profiler.start');
   }
   started(): void {
     if (this.begin) return;
@@ -215,6 +240,12 @@ class CpuWindow {
     if (this.begin && --this.left === 0) {
       this.cpu = process.cpuUsage(this.begin);
       this.span[1] = performance.now();
+      if (CpuWindow.profileDir && CpuWindow.profiler) {
+        const file = path.join(CpuWindow.profileDir, `${this.profileName}.cpuprofile`);
+        CpuWindow.profiler.post('Profiler.stop', (err, res) => {
+          if (!err) writeFileSync(file, JSON.stringify(res.profile));
+        });
+      }
     }
   }
   /** Milliseconds, or NaN when the run did not complete inside the window. */
@@ -226,6 +257,15 @@ class CpuWindow {
     const inside = gcPauses.filter((g) => g.start >= this.span[0] && g.start <= this.span[1]);
     return { all: inside.reduce((t, g) => t + g.ms, 0), major: inside.filter((g) => g.major).reduce((t, g) => t + g.ms, 0) };
   }
+}
+
+/** A same-thread inspector session with the sampling profiler enabled at 100 µs. */
+function connectProfiler(): inspector.Session {
+  const session = new inspector.Session();
+  session.connect();
+  session.post('Profiler.enable');
+  session.post('Profiler.setSamplingInterval', { interval: 100 });
+  return session;
 }
 
 /** Collections of this process (agent and floors run here), kept for the last minute. */
@@ -246,7 +286,7 @@ async function measureStreams(ctx: BenchContext, client: Client, socketPath: str
   for (const [streams, channels] of configs) {
     let best: { p50: number; p99: number; cpuPerStreamMs: number; windowPerStreamMs: number; clientPerStreamMs: number } | undefined;
     for (let run = 0; run < repeat; run++) {
-      window.reset(streams);
+      window.reset(streams, `${prefix}-${client.name}-${streams}x${channels}-run${run + 1}`);
       const cpuBefore = process.cpuUsage();
       const child = execa(process.execPath, [...client.args, 'streams', socketPath, String(streams), String(channels)]);
       child.stderr.on('data', () => window.started());
