@@ -97,6 +97,7 @@ function sloBurnRunbooks(c: MonitoringConfig): Record<string, Runbook> {
       mitigate: [
         'Reason `internal`/signing errors: check the CA key material and datastore health in the server log; restart the server if the CA manager is stuck.',
         'Reason `invalid_argument`/CSR errors after an agent upgrade: roll the agents back.',
+        'Reason `server-overloaded` or `deadline-expired`: the server shed batches it could not sign in time (its signing queue was full, or callers gave up while they waited). This is capacity, not key material: see SvidscopeServerSaturated (signing workers busy, event-loop lag), then add servers or signing workers, or spread agent rotations.',
         'If a single agent produces all failures, evict it (`svidscope agent evict`) so it re-attests.',
       ],
       escalate: 'Identity-plane owners if failures persist for 30 minutes or the CA is involved.',

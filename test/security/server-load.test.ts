@@ -89,6 +89,10 @@ describe('admission control at a real server', () => {
       expect(readiness.length).toBeGreaterThan(0);
       expect(readiness.every(Boolean)).toBe(true);
       expect(await metric('svidscope_server_limit_refusals_total{limit="signing_queue_max_csrs"}')).toBe(refused.length);
+      // Each shed CSR is an issuance that did not happen, for the X509 issuance SLO: counted by
+      // reason, and observed as a failed issuance (the SLO's denominator).
+      expect(await metric('svidscope_server_svid_signing_failures_total{svid_type="x509",reason="server-overloaded"}')).toBe(refused.length * LIMIT);
+      expect(await metric('svidscope_server_svid_issuance_duration_seconds_count{svid_type="x509",result="failure"}')).toBe(refused.length * LIMIT);
       // The flood is over: a batch goes through again.
       const after = await node.call<{ results: { status_code: number }[] }>('BatchNewX509SVID', batch(LIMIT));
       expect(after.results.map((r) => r.status_code)).toEqual(Array(LIMIT).fill(grpc.status.OK));
@@ -104,6 +108,7 @@ describe('admission control at a real server', () => {
     const client = new Node(`127.0.0.1:${serverPort}`, credentials) as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => void> & grpc.Client;
     const signedBefore = await metric('svidscope_server_svid_issuance_duration_seconds_count{svid_type="x509",result="success"}');
     const expiredBefore = await metric('svidscope_server_limit_refusals_total{limit="expired_deadline"}');
+    const failedBefore = await metric('svidscope_server_svid_signing_failures_total{svid_type="x509",reason="deadline-expired"}');
     try {
       await new Promise<void>((resolve) => client.SyncAuthorizedEntries({ known_revision: '0' }, { deadline: Date.now() + 10_000 }, () => resolve()));
       // P-384 CSRs: checking 500 of them takes far longer than 150 ms on any machine (≈ 1 ms each),
@@ -118,6 +123,8 @@ describe('admission control at a real server', () => {
       await waitFor('the server to count the expired call', async () => (await metric('svidscope_server_limit_refusals_total{limit="expired_deadline"}')) > expiredBefore, 10_000);
       const signed = (await metric('svidscope_server_svid_issuance_duration_seconds_count{svid_type="x509",result="success"}')) - signedBefore;
       expect(signed).toBeLessThan(500);
+      // The batch reached no one: all 500 CSRs count as refused for the issuance SLO, signed or not.
+      expect((await metric('svidscope_server_svid_signing_failures_total{svid_type="x509",reason="deadline-expired"}')) - failedBefore).toBe(500);
     } finally {
       client.close();
     }

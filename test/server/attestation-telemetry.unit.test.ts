@@ -22,11 +22,11 @@ describe('attestation failure series', () => {
 });
 
 describe('signing failure series', () => {
-  it('exist at 0 for the server\'s own faults before any issuance', async () => {
+  it('exist at 0 for the server\'s own faults and shed batches before any issuance', async () => {
     const registry = createRegistry();
     createServerTelemetry(registry, undefined, { ca: () => undefined, bundles: () => undefined, entries: () => undefined, agents: () => undefined, datastore: () => undefined });
     const { values } = await registry.getSingleMetric('svidscope_server_svid_signing_failures_total')!.get();
-    expect(values.map((v) => `${v.labels.svid_type}/${v.labels.reason}`).sort()).toEqual(['jwt/internal', 'jwt/signing-worker-failed', 'x509/internal', 'x509/signing-worker-failed']);
+    expect(values.map((v) => `${v.labels.svid_type}/${v.labels.reason}`).sort()).toEqual(['jwt/internal', 'jwt/signing-worker-failed', 'x509/deadline-expired', 'x509/internal', 'x509/server-overloaded', 'x509/signing-worker-failed']);
     expect(values.every((v) => v.value === 0)).toBe(true);
   });
 });

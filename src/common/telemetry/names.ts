@@ -32,7 +32,7 @@ export const serverFamilies = {
   apiDuration: f('svidscope_server_api_request_duration_seconds', 'histogram', 'Server API request latency by method.', ['service', 'method'], LATENCY_BUCKETS),
   issuance: f('svidscope_server_svid_issuance_duration_seconds', 'histogram', 'Time to sign one SVID (CSR check included for X.509), by SVID type and result.', ['svid_type', 'result'], LATENCY_BUCKETS),
   issued: f('svidscope_server_svids_issued_total', 'counter', 'SVIDs signed, by SVID type (x509, jwt, agent_x509).', ['svid_type']),
-  signingFailures: f('svidscope_server_svid_signing_failures_total', 'counter', 'SVID requests refused or failed, by SVID type and bounded reason.', ['svid_type', 'reason']),
+  signingFailures: f('svidscope_server_svid_signing_failures_total', 'counter', 'SVID requests refused or failed, by SVID type and bounded reason: the error code (csr-invalid, internal, signing-worker-failed, …; CSRs of a batch shed after authentication as server-overloaded or deadline-expired count one each), or permission_denied for an entry the agent is not authorized for.', ['svid_type', 'reason']),
   csrs: f('svidscope_server_csrs_received_total', 'counter', 'CSRs received, by result (valid, invalid).', ['result']),
   attestations: f('svidscope_server_attestations_total', 'counter', 'Node attestation attempts by method, result and bounded reason.', ['method', 'result', 'reason']),
   keyPhase: f('svidscope_server_signing_keys', 'gauge', 'Signing keys this server holds, by kind (x509, jwt) and phase (prepared, active, old).', ['kind', 'phase']),

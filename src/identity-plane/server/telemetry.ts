@@ -52,9 +52,11 @@ export function createServerTelemetry(registry: Registry, tracer: Tracer | undef
   const issued = counter(registry, F.issued);
   const failures = counter(registry, F.signingFailures);
   // The server's own faults from 0 (the X509 issuance SLO's numerator): a first burst of them
-  // between two scrapes is then an increase. Refusals of bad requests (csr-invalid, …) have too many
+  // between two scrapes is then an increase. So are the batches it sheds (overloaded, or their
+  // deadline passed while queued). Refusals of bad requests (csr-invalid, …) have too many
   // possible codes to list; they appear at their first occurrence.
   for (const svid_type of ['x509', 'jwt']) for (const reason of ['internal', 'signing-worker-failed']) failures.inc({ svid_type, reason }, 0);
+  for (const reason of ['server-overloaded', 'deadline-expired']) failures.inc({ svid_type: 'x509', reason }, 0);
   const csrs = counter(registry, F.csrs);
   const attestations = counter(registry, F.attestations);
   // From 0, so a burst of failures between two scrapes is an increase Prometheus sees (attestation.ts).

@@ -69,7 +69,10 @@ export function createX509SvidHandler(deps: Omit<SvidIssuanceDeps, 'ca' | 'jwtAu
     try {
       signed = await signingPool.sign({ jobs, nowMs: () => clock.nowMs(), beforeChunk: () => admission.checkDeadline(call), chunkDone: (n) => release(n) });
     } catch (err) {
-      if (isSvidscopeError(err) && err.code === 'signing-worker-failed') jobs.forEach(() => ev.refused?.('x509', err.code, 0));
+      // Nothing of the batch reaches the agent: each CSR counts as refused, with the reason. A
+      // deadline that passed between chunks is the server being too slow for its callers, which
+      // the issuance SLO must see as much as a worker that died.
+      if (isSvidscopeError(err) && (err.code === 'signing-worker-failed' || err.code === 'deadline-expired')) jobs.forEach(() => ev.refused?.('x509', err.code, 0));
       throw err;
     }
     signed.forEach(({ outcome, chainTail }, k) => {
@@ -93,7 +96,16 @@ export function createX509SvidHandler(deps: Omit<SvidIssuanceDeps, 'ca' | 'jwtAu
     if (req.params.length === 0) throw new SvidscopeError('usage', 'no CSR in the batch');
     if (req.params.length > MAX_BATCH) throw new SvidscopeError('usage', `at most ${MAX_BATCH} CSRs per batch`);
     const batch = planBatch(req.params, await authorized(agent));
-    const release = admission.reserve(req.params.length);
+    let release: (done?: number) => void;
+    try {
+      release = admission.reserve(req.params.length);
+    } catch (err) {
+      // Load shed after authentication: each CSR the agent was authorized for is an issuance that
+      // did not happen (the SLO's numerator). A deadline found expired before authentication is
+      // not counted here: that caller is not known to be an agent (limit_refusals_total has it).
+      batch.jobs.forEach(() => ev.refused?.('x509', reasonOf(err), 0));
+      throw err;
+    }
     try {
       return await withSpan(deps.tracer, 'svidscope.server/mint x509-svid batch', { [SpanAttr.svidType]: 'x509', [SpanAttr.count]: req.params.length, [SpanAttr.trustDomain]: trustDomain.name }, async () => {
         await signBatch(batch, call, release);
