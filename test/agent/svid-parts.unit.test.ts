@@ -25,13 +25,18 @@ describe('ChainReader', () => {
         const leaf = minter.mint({ id: parseSpiffeId(`spiffe://example.org/w${i}`), publicKey: generateKeyPair('ec-p256').publicKey, ttlSeconds: 600, now }).der;
         // Fresh copies per SVID, as each protobuf answer brings its own.
         const chain = [leaf, ...tail].map((d) => Buffer.from(d));
-        const facts = reader.read(chain);
+        const key = Buffer.from(`pkcs8 of w${i}`);
+        const facts = reader.read(chain, key);
         const certs = chain.map((d) => new X509Certificate(d));
         expect(facts.authorityIds).toEqual(chainAuthorityIds(certs));
         expect(facts.notAfter).toBe(certificateFacts(certs[0]).notAfter.getTime());
         expect(facts.notBefore).toBe(certificateFacts(certs[0]).notBefore.getTime());
         expect(facts.chain.map((d) => d.toString('hex'))).toEqual(chain.map((d) => d.toString('hex')));
         expect(facts.chain[0]).not.toBe(chain[0]);
+        // Leaf and key in one allocation of their own, outside the shared pool.
+        expect(facts.keyDer.equals(key)).toBe(true);
+        expect(facts.keyDer.buffer).toBe(facts.chain[0].buffer);
+        expect(facts.chain[0].buffer.byteLength).toBe(chain[0].length + key.length);
         read.push(facts);
       }
       if (tail.length > 0) expect(read[2].chain[1]).toBe(read[0].chain[1]);

@@ -675,7 +675,7 @@ export class AgentManager {
       }
       let facts;
       try {
-        facts = this.chains.read(r.svid.cert_chain);
+        facts = this.chains.read(r.svid.cert_chain, keys[j].pkcs8());
       } catch (err) {
         logger.warn({ entryId: entry.id, err: describe(err) }, 'the server answered with an unreadable X509-SVID');
         this.deps.events?.rotationFailure?.('malformed');
@@ -684,7 +684,7 @@ export class AgentManager {
       minted.push({
         authorityIds: facts.authorityIds,
         entryId: entry.id, spiffeId: r.svid.spiffe_id, chain: facts.chain,
-        keyDer: keys[j].pkcs8(),
+        keyDer: facts.keyDer,
         notBefore: Math.max(facts.notBefore, Math.min(now, facts.notAfter)), notAfter: facts.notAfter, entryRevision: entry.revision_number, hint: entry.hint,
       });
       this.forced.delete(entry.id);

@@ -56,9 +56,9 @@ export function generateKeyPair(type: KeyType = DEFAULT_KEY_TYPE): KeyPair {
 /** A workload key and its PKCS#8 DER, which the agent keeps per SVID. */
 export interface WorkloadKey extends KeyPair {
   /**
-   * Built when asked, not with the key: the agent asks once the server has signed, for a whole
-   * batch in a row, so the kept encodings share Node's Buffer pool slabs with each other and not
-   * with the CSR's temporary buffers (which would pin a slab per key: 2.0 → 5.6 KiB per cached SVID).
+   * Built when asked, not with the key. The result may come from Node's Buffer pool: a caller
+   * that keeps it for long copies it out (the agent keeps it with its certificate, ownedPair in
+   * agent/manager/svid-parts.ts), or it pins a pool slab of other garbage.
    */
   pkcs8(): Buffer;
 }
