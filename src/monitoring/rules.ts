@@ -133,7 +133,7 @@ function identityPlaneAlerts(c: MonitoringConfig): AlertRule[] {
   const fedAge = `max by (${by(c, c.federatedTrustDomainLabel)}) (${m(c, 'server', 'svidscope_federation_bundle_age_seconds')})`;
   const attestFail = `sum by (${by(c, 'method', 'reason')}) (increase(${m(c, 'server', 'svidscope_server_attestations_total', 'result="failure"')}[10m]))`;
   const refused = (matcher: string) => `sum by (${by(c, 'instance', 'reason')}) (increase(${m(c, 'agent', 'svidscope_agent_workload_api_refusals_total', matcher)}[5m]))`;
-  const issuanceP99 = `histogram_quantile(0.99, sum by (${by(c, 'le')}) (rate(${m(c, 'server', 'svidscope_server_svid_issuance_duration_seconds_bucket', 'svid_type="x509"')}[10m])))`;
+  const issuanceP99 = `histogram_quantile(0.99, sum by (${by(c, 'le')}) (rate(${m(c, 'server', 'svidscope_server_svid_issuance_duration_seconds_bucket', 'svid_type="x509"', 'result="success"')}[10m])))`;
   return [
     symptom(c, {
       alert: 'SvidscopeServerDown', severity: 'page',

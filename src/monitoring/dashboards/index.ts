@@ -101,8 +101,8 @@ function onCallDashboard(c: MonitoringConfig): DashboardSpec {
             description: `Share of X.509-SVID signings that succeed (objective ${num(c.slos.x509Issuance.target * 100)}%), per trust domain.`,
             queries: [{ expr: `sum by (${td}) (rate(svidscope_server_svid_issuance_duration_seconds_count${f(c, 'server', {}, 'svid_type="x509"', 'result="success"')}[${RI}])) / sum by (${td}) (rate(svidscope_server_svid_issuance_duration_seconds_count${f(c, 'server', {}, 'svid_type="x509"')}[${RI}]))`, legend: '{{' + td + '}}' }] },
           { kind: 'timeseries', title: 'X.509-SVID issuance latency', unit: units.Seconds, runbooks: ['SvidscopeIssuanceLatencyHigh', 'SvidscopeIssuanceLatencyBudgetBurn'],
-            description: `p50, p90 and p99 of the time to sign one X.509-SVID; the latency SLO threshold is ${num(c.slos.issuanceLatency.thresholdSeconds)}s.`,
-            queries: [0.5, 0.9, 0.99].map((q) => ({ expr: `histogram_quantile(${q}, sum by (le, ${td}) (rate(svidscope_server_svid_issuance_duration_seconds_bucket${f(c, 'server', {}, 'svid_type="x509"')}[${RI}])))`, legend: `p${q * 100} {{${td}}}` })) },
+            description: `p50, p90 and p99 of the time to sign one X.509-SVID (signings only: refusals are in the success panel); the latency SLO threshold is ${num(c.slos.issuanceLatency.thresholdSeconds)}s.`,
+            queries: [0.5, 0.9, 0.99].map((q) => ({ expr: `histogram_quantile(${q}, sum by (le, ${td}) (rate(svidscope_server_svid_issuance_duration_seconds_bucket${f(c, 'server', {}, 'svid_type="x509"', 'result="success"')}[${RI}])))`, legend: `p${q * 100} {{${td}}}` })) },
         ],
       },
       {
