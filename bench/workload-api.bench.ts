@@ -52,13 +52,12 @@ import type { BenchContext, BenchFigures } from './run.js';
 import { EXAMPLE_ORG } from '../test/support/trust-domains.js';
 import { measureThreadedFloor } from './workload-api/threaded-floor.js';
 
-
 /**
  * The bytes of everything reachable in this process's heap: JS objects, and the ArrayBuffer
  * memory they hold. Read from a heap snapshot, not from `process.memoryUsage()` after `gc()`:
  * a collection started from JavaScript may keep objects the stack could point to, and dead
  * ArrayBuffers are freed later, so those readings moved from 53.8 to 131 MB between runs of the
- * same bench while every snapshot of the same moment held 53.4 MB (1.9 to 9.5 KiB per cached SVID).
+ * same bench while every snapshot of the same moment held 53.4 MB (1.9 to 9.8 KiB per cached SVID).
  * Costs a few seconds per reading.
  */
 async function liveBytes(): Promise<{ heap: number; buffers: number }> {

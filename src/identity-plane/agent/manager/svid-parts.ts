@@ -62,8 +62,8 @@ export class ChainReader {
  * Copies of `a` and `b` in one allocation outside Node's Buffer pool, which lives exactly as long as
  * the SVID holding both. Copies of a few hundred bytes otherwise come from the pool's shared 8 KiB
  * slabs, together with whatever the event loop allocates meanwhile (gRPC frames, CSR and protobuf
- * temporaries): one kept copy then pins a slab of garbage, and the memory per cached SVID depended
- * on what else ran during the mint (2.7-10 KiB between runs of the same bench).
+ * temporaries): one kept copy then pins a slab of garbage. Measured from heap snapshots of 10,001
+ * cached SVIDs: 3.22 KiB per SVID with pooled copies, 2.60 KiB with this.
  */
 export function ownedPair(a: Buffer, b: Buffer): [Buffer, Buffer] {
   const both = Buffer.allocUnsafeSlow(a.length + b.length);
