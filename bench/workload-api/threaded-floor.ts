@@ -16,6 +16,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { execa } from 'execa';
+import { socketFd } from '../../src/common/peercred.js';
 import type { BenchContext, BenchFigures } from '../run.js';
 
 /** The HTTP/2 floor in a thread: answers every stream with `framed`, after `burnUs` of busy CPU. */
@@ -52,7 +53,7 @@ async function startThreadedFloor(socketPath: string, framed: Buffer, workers: n
   // Paused on connect: nothing is read on this thread from a connection handed to a worker.
   const listener = net.createServer({ pauseOnConnect: workers > 0 }, (socket) => {
     if (local) return void local.emit('connection', socket);
-    const fd = dup((socket as unknown as { _handle: { fd: number } })._handle.fd);
+    const fd = dup(socketFd(socket));
     threads[next++ % workers].postMessage(fd);
     socket.destroy();
   });
