@@ -45,7 +45,7 @@ import { bareClientArgs, createWorkloadApiClient } from '../src/identity-plane/w
 import { connectAdmin } from '../src/identity-plane/server-api/admin-client.js';
 import { MAX_ENTRY_BATCH, type BatchCreateEntriesResultMsg } from '../src/identity-plane/server-api/messages.js';
 import { freePort, httpOk, spawnCli, waitFor } from '../test/support/process.js';
-import { cpuSeconds } from './fleet/measure.js';
+import { cpuSeconds, percentile } from './fleet/measure.js';
 import { writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import type { BenchContext, BenchFigures } from './run.js';
@@ -73,10 +73,6 @@ async function liveBytes(): Promise<{ heap: number; buffers: number }> {
     else heap += snap.nodes[i + sizeAt];
   }
   return { heap, buffers };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 export default async function workloadApi(ctx: BenchContext): Promise<BenchFigures> {

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { execa } from 'execa';
 import { socketFd } from '../../src/common/peercred.js';
+import { percentile } from '../fleet/measure.js';
 import type { BenchContext, BenchFigures } from '../run.js';
 
 /** The HTTP/2 floor in a thread: answers every stream with `framed`, after `burnUs` of busy CPU. */
@@ -79,8 +80,7 @@ export async function measureThreadedFloor(ctx: BenchContext, clientArgs: string
             const out = await execa(process.execPath, [...clientArgs, 'streams', socketPath, '1000', String(channels)]);
             const { latencies, errors } = JSON.parse(String(out.stdout)) as { latencies: number[]; errors: number };
             if (errors > 0) throw new Error(`${errors} streams failed`);
-            latencies.sort((a, b) => a - b);
-            p99s.push(latencies[Math.floor(0.99 * latencies.length)]);
+            p99s.push(percentile(latencies, 99));
           }
           const best = Math.min(...p99s);
           ctx.log(`1000 streams over ${channels} channels, ${workers} worker threads, ${burnUs} µs of work per stream: p99 ${p99s.map((p) => p.toFixed(1)).join(' / ')} ms (best ${best.toFixed(1)})`);
